@@ -1,0 +1,27 @@
+#!/usr/bin/env node
+// Runs every compiled test file (dist/test/**/*.test.js) with Node's built-in runner.
+// Usage: node scripts/run-tests.js [filter...]  — a filter keeps files whose path contains it.
+'use strict';
+const { spawnSync } = require('node:child_process');
+const { readdirSync, statSync } = require('node:fs');
+const { join } = require('node:path');
+
+const root = join(__dirname, '..', 'dist', 'test');
+const files = [];
+(function walk(dir) {
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) {
+      if (name !== 'helpers' && name !== 'fixtures') walk(p);
+    } else if (name.endsWith('.test.js')) files.push(p);
+  }
+})(root);
+const filters = process.argv.slice(2);
+const chosen = filters.length ? files.filter((f) => filters.some((x) => f.includes(x))) : files;
+if (chosen.length === 0) {
+  console.error('no test files matched');
+  process.exit(1);
+}
+const args = ['--test', '--test-reporter=spec', ...chosen.sort()];
+const r = spawnSync(process.execPath, args, { stdio: 'inherit', env: { ...process.env, LIVEPATCH_TEST: '1' } });
+process.exit(r.status === null ? 1 : r.status);

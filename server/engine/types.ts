@@ -1,0 +1,97 @@
+/**
+ * The engine's public contract, used by the pipeline, the agent and the REPL.
+ *
+ * The engine owns live modules (facades with trampolined exports), generations, per-request pinning,
+ * the atomic commit and rollback, and drain/release. It knows nothing of TypeScript checking, sockets
+ * or journals: the pipeline gives it transpiled CommonJS and it evaluates, stages and commits.
+ */
+import type { EventEmitter } from 'node:events';
+import type { CommitResult, ExportsResult, LiveGeneration } from '../../shared/ops';
+import type { GenerationSummary, ModuleVersionInfo } from '../../shared/patch';
+
+/** One version of one live module. Source and JS are kept for every version (rollback, history). */
+export interface VersionRecord {
+  /** Module id: POSIX path of the TypeScript source relative to the project root, e.g. `src/rates.ts`. */
+  readonly id: string;
+  /** 1 = deployed, +1 each time a patch changed the module. */
+  readonly version: number;
+  /** The generation that introduced this version. */
+  readonly generation: number;
+  /** sha256 hex of the TypeScript source (of the JS when no TS source was found). */
+  readonly hash: string;
+  /** TypeScript source text ('' when the deployed module has no TS source on disk). */
+  readonly source: string;
+  /** Absolute path of the TypeScript source (may not exist for deployed-JS-only apps). */
+  readonly sourceFile: string;
+  /** Absolute path of the runtime JS file (deployed modules) or where it would be (new modules). */
+  readonly runtimeFile: string;
+}
+
+/** One module change handed to `stage`. */
+export interface StageChange {
+  id: string;
+  /** New TypeScript source (hashed; kept for history/rollback). */
+  source: string;
+  /** Its CommonJS transpilation. */
+  js: string;
+}
+
+export interface StageOptions {
+  /** Timeout for each module's synchronous top-level code and for exported promises (ms, default 2000). */
+  loadTimeoutMs?: number;
+  /** Transpiled verify module (see PatchSet.verify); its exported functions run pinned to the staged generation. */
+  verifyJs?: string;
+  /** Timeout for each verify function (ms, default 5000). */
+  verifyTimeoutMs?: number;
+}
+
+/** A staged generation: loaded, migrated and verified, not yet visible to anyone. */
+export interface Staged {
+  readonly stageId: string;
+  /** The generation this was staged on; commit is a conflict if it is no longer current. */
+  readonly baseGeneration: number;
+  readonly changes: readonly VersionRecord[];
+  readonly newModules: readonly string[];
+}
+
+export interface CommitMeta {
+  who?: string;
+  message?: string;
+  patchId?: string;
+}
+
+/**
+ * Events: 'commit' (GenerationSummary), 'drained' (generation number: its in-flight count reached 0
+ * while it was not current), 'released' (generation number: its code was dropped).
+ */
+export interface Engine extends EventEmitter {
+  readonly root: string;
+  readonly currentGeneration: number;
+  /** Live module ids, sorted. */
+  moduleIds(): string[];
+  /** The version of `id` at `generation` (default current). */
+  getVersion(id: string, generation?: number): VersionRecord | undefined;
+  /** One row per live module at `generation` (default current). */
+  listVersions(generation?: number): ModuleVersionInfo[];
+  exportsOf(id: string): ExportsResult['exports'];
+  history(): GenerationSummary[];
+  liveGenerations(): LiveGeneration[];
+
+  /**
+   * Evaluate new module versions in isolation (vm, CommonJS wrapper), run kept-state migrations and
+   * verify hooks. Throws LivepatchError (LP_ERR_PATCH_LOAD / _TIMEOUT / _VERIFY / _MIGRATE /
+   * _EXPORT_KIND / _SYNTAX) and leaves everything unchanged on failure.
+   */
+  stage(changes: StageChange[], opts?: StageOptions): Promise<Staged>;
+  /** One synchronous swap to a new generation. Throws LP_ERR_PATCH_CONFLICT if the base is no longer current. */
+  commit(staged: Staged, meta?: CommitMeta): CommitResult;
+  /** Drop a staged generation without committing it. */
+  discard(staged: Staged): void;
+  /**
+   * Atomically restore the module versions of `to` (default: the generation before the current one) as
+   * a new generation. Throws LP_ERR_ROLLBACK_TARGET.
+   */
+  rollback(to?: number, meta?: CommitMeta): Promise<CommitResult>;
+  /** Run `fn` pinned to the current generation until it (or its returned promise) settles. */
+  pin<T>(fn: () => T): T;
+}

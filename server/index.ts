@@ -1,0 +1,2 @@
+/** The agent's public API (package entry `livepatch`). */
+export {};

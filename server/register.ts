@@ -1,0 +1,2 @@
+/** Preload entry `livepatch/register`. */
+export {};

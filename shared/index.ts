@@ -1,0 +1,9 @@
+/** Re-exports only: the protocol shared by the agent (server/) and the clients (client/). */
+export * from './errors';
+export * from './version';
+export * from './auth';
+export * from './patch';
+export * from './ops';
+export * from './messages';
+export * from './target';
+export * from './tokens';

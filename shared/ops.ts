@@ -1,0 +1,180 @@
+/**
+ * The op catalogue: every op the agent answers, the least role it needs, its argument schema and a
+ * one-line doc. The agent dispatches from this table, `describe` returns it, and docs/protocol.md
+ * lists it. Result shapes are the TypeScript interfaces below (the agent is trusted for results;
+ * everything the agent receives is validated).
+ */
+import { z } from 'zod';
+import type { Role } from './auth';
+import type { Diagnostic, GenerationSummary, ModuleVersionInfo, PatchSet } from './patch';
+
+const moduleId = z.string().min(1).max(1024);
+const source = z.string().max(16 * 1024 * 1024);
+
+export const patchSetSchema: z.ZodType<PatchSet> = z
+  .object({
+    id: z.string().min(1).max(200).optional(),
+    message: z.string().max(4000).optional(),
+    files: z.record(moduleId, source).refine((f) => Object.keys(f).length > 0 && Object.keys(f).length <= 2000, {
+      message: 'files must name between 1 and 2000 modules',
+    }),
+    base: z.record(moduleId, z.string().regex(/^[0-9a-f]{64}$/)).optional(),
+    verify: source.optional(),
+  })
+  .strict();
+
+const empty = z.object({}).strict();
+const generation = z.number().int().min(1);
+const stageId = z.string().min(1).max(100);
+
+export const OPS = {
+  describe: { role: 'read', args: empty, doc: 'Protocol and agent version, and this catalogue.' },
+  status: { role: 'read', args: empty, doc: 'Pid, uptime, current and live generations with in-flight counts, modules, drift.' },
+  versions: { role: 'read', args: z.object({ generation: generation.optional() }).strict(), doc: 'One row per live module: version, generation that introduced it, hash, patched.' },
+  source: { role: 'read', args: z.object({ module: moduleId, generation: generation.optional() }).strict(), doc: 'TypeScript source of a module at a generation (default: current).' },
+  exports: { role: 'read', args: z.object({ module: moduleId }).strict(), doc: 'Names and kinds of a module\'s exports at the current generation.' },
+  history: { role: 'read', args: z.object({ limit: z.number().int().min(1).max(10000).optional() }).strict(), doc: 'Generations: who, when, message, modules changed.' },
+  subscribe: { role: 'read', args: empty, doc: 'Receive events (commits, rollbacks, drains) on this connection.' },
+  check: { role: 'patch', args: z.object({ patch: patchSetSchema }).strict(), doc: 'Type-check a patch set against the live program. Nothing is staged.' },
+  stage: { role: 'patch', args: z.object({ patch: patchSetSchema, ttlMs: z.number().int().min(1000).max(600000).optional() }).strict(), doc: 'Check, transpile, load and verify a patch set; hold it for commit (phase one).' },
+  commit: { role: 'patch', args: z.object({ stageId }).strict(), doc: 'Commit a staged patch set atomically (phase two).' },
+  abort: { role: 'patch', args: z.object({ stageId }).strict(), doc: 'Discard a staged patch set.' },
+  apply: { role: 'patch', args: z.object({ patch: patchSetSchema, dryRun: z.boolean().optional() }).strict(), doc: 'Check, stage and commit in one op (dryRun: stop before commit).' },
+  rollback: { role: 'patch', args: z.object({ to: generation.optional() }).strict(), doc: 'Atomically restore the module versions of an earlier generation (default: the previous one).' },
+  'audit-verify': { role: 'admin', args: empty, doc: 'Verify the audit log\'s hash chain.' },
+  eval: { role: 'read', args: z.object({ code: z.string().min(1).max(1024 * 1024), session: z.string().max(100).optional(), timeoutMs: z.number().int().min(1).max(60000).optional() }).strict(), doc: 'Evaluate TypeScript in the live process (read/patch: side-effect-free only).' },
+  'repl-open': { role: 'read', args: z.object({ generation: generation.optional() }).strict(), doc: 'Open a REPL session with its own declarations.' },
+  'repl-close': { role: 'read', args: z.object({ session: z.string().min(1).max(100) }).strict(), doc: 'Close a REPL session.' },
+} as const satisfies Record<string, { role: Role; args: z.ZodTypeAny; doc: string }>;
+
+export type OpName = keyof typeof OPS;
+export const OP_NAMES = Object.keys(OPS) as OpName[];
+export type OpArgs<O extends OpName> = z.infer<(typeof OPS)[O]['args']>;
+
+export function isOpName(x: string): x is OpName {
+  return Object.prototype.hasOwnProperty.call(OPS, x);
+}
+
+// ---- result shapes ----
+
+export interface DescribeResult {
+  protocol: number;
+  agentVersion: string;
+  ops: { name: OpName; role: Role; doc: string }[];
+}
+
+export interface LiveGeneration {
+  generation: number;
+  inflight: number;
+  current: boolean;
+}
+
+export interface DriftEntry {
+  module: string;
+  /** The journaled patch that was not re-applied. */
+  patchId?: string;
+  generation?: number;
+  expectedHash: string;
+  actualHash: string;
+}
+
+export interface StatusResult {
+  protocol: number;
+  agentVersion: string;
+  pid: number;
+  uptimeSec: number;
+  node: string;
+  root: string;
+  currentGeneration: number;
+  liveGenerations: LiveGeneration[];
+  modules: number;
+  patchedModules: string[];
+  patching: { enabled: boolean; reason?: string };
+  drift: DriftEntry[];
+  /** Present in cluster mode: one row per worker. */
+  workers?: { pid: number; id: number; generation: number; liveGenerations: LiveGeneration[]; lagging: boolean }[];
+}
+
+export type VersionsResult = ModuleVersionInfo[];
+
+export interface SourceResult {
+  module: string;
+  version: number;
+  generation: number;
+  hash: string;
+  source: string;
+}
+
+export interface ExportsResult {
+  module: string;
+  exports: { name: string; kind: 'function' | 'class' | 'value' }[];
+}
+
+export interface HistoryResult {
+  generations: GenerationSummary[];
+}
+
+export interface CheckResult {
+  ok: boolean;
+  diagnostics: Diagnostic[];
+  /** Modules type-checked (patched and their dependents). */
+  checkedFiles: number;
+  durationMs: number;
+}
+
+export interface StageResult {
+  stageId: string;
+  baseGeneration: number;
+  modules: { module: string; version: number; hash: string; isNew: boolean }[];
+  diagnostics: Diagnostic[];
+  expiresAt: string;
+}
+
+export interface CommitResult {
+  generation: number;
+  previousGeneration: number;
+  changed: { module: string; version: number; hash: string }[];
+  patchId?: string;
+  dryRun?: boolean;
+  timings?: Record<string, number>;
+}
+
+export interface AuditVerifyResult {
+  ok: boolean;
+  records: number;
+  /** 1-based line of the first record that does not chain. */
+  brokenAt?: number;
+  reason?: string;
+}
+
+export interface EvalResult {
+  /** util.inspect rendering of the value, size-limited. */
+  output: string;
+  console: { level: 'log' | 'info' | 'warn' | 'error' | 'debug'; text: string }[];
+  truncated: boolean;
+  durationMs: number;
+}
+
+export interface ReplOpenResult {
+  session: string;
+}
+
+export interface OpResults {
+  describe: DescribeResult;
+  status: StatusResult;
+  versions: VersionsResult;
+  source: SourceResult;
+  exports: ExportsResult;
+  history: HistoryResult;
+  subscribe: { subscribed: true };
+  check: CheckResult;
+  stage: StageResult;
+  commit: CommitResult;
+  abort: { aborted: true };
+  apply: CommitResult;
+  rollback: CommitResult;
+  'audit-verify': AuditVerifyResult;
+  eval: EvalResult;
+  'repl-open': ReplOpenResult;
+  'repl-close': { closed: true };
+}

@@ -1,0 +1,65 @@
+/**
+ * Patch sets and diagnostics: the payload of check/stage/apply and what comes back.
+ *
+ * A patch set carries full new TypeScript sources keyed by module id (the POSIX path of the source
+ * relative to the project root, e.g. `src/rates.ts`). New modules are simply ids that are not live yet.
+ */
+
+export interface PatchSet {
+  /** Optional idempotency key: re-sending an id that was already committed is refused (LP_ERR_PATCH_DUPLICATE). */
+  id?: string;
+  message?: string;
+  /** module id → full new TypeScript source. */
+  files: Record<string, string>;
+  /** module id → sha256 hex of the source the patch was written against; a mismatch is a conflict. */
+  base?: Record<string, string>;
+  /**
+   * TypeScript source of a verify module. It is evaluated against the staged generation (pinned to it)
+   * after the new modules load; every exported function is called and awaited. A throw, rejection or
+   * timeout vetoes the commit.
+   */
+  verify?: string;
+}
+
+export type DiagnosticCategory = 'error' | 'warning' | 'suggestion' | 'message';
+
+export interface Diagnostic {
+  /** Module id (path relative to the project root), or undefined for global diagnostics. */
+  file?: string;
+  line?: number; // 1-based
+  column?: number; // 1-based
+  code: number; // TS code, e.g. 2554
+  category: DiagnosticCategory;
+  message: string;
+}
+
+/** tsc's one-line form: `src/quote.ts(12,5): error TS2554: Expected 2 arguments, but got 1.` */
+export function formatDiagnostic(d: Diagnostic): string {
+  const where = d.file ? (d.line !== undefined ? `${d.file}(${d.line},${d.column ?? 1}): ` : `${d.file}: `) : '';
+  return `${where}${d.category} TS${d.code}: ${d.message}`;
+}
+
+export interface ModuleVersionInfo {
+  module: string;
+  version: number;
+  /** The generation that introduced this version. */
+  generation: number;
+  hash: string;
+  patched: boolean;
+}
+
+export interface GenerationSummary {
+  generation: number;
+  kind: 'deploy' | 'patch' | 'rollback';
+  time: string; // ISO
+  who?: string;
+  message?: string;
+  patchId?: string;
+  /** Modules whose version changed in this generation. */
+  changed: string[];
+  /** For rollbacks: the generation whose versions were restored. */
+  rollbackTo?: number;
+  live: boolean;
+  current: boolean;
+  inflight: number;
+}
