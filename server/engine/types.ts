@@ -94,4 +94,9 @@ export interface Engine extends EventEmitter {
   rollback(to?: number, meta?: CommitMeta): Promise<CommitResult>;
   /** Run `fn` pinned to the current generation until it (or its returned promise) settles. */
   pin<T>(fn: () => T): T;
+  /**
+   * Hold the dispatch of incoming HTTP requests (they wait, they are not dropped) until `until`
+   * settles or `maxMs` passes. Used so journal replay finishes before any request runs.
+   */
+  holdRequests(until: Promise<unknown>, maxMs?: number): void;
 }
