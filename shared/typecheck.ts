@@ -1,0 +1,249 @@
+/**
+ * The whole-program type checker core: the project's tsconfig plus an overlay of in-memory sources
+ * (live patched modules + a patch set), checked incrementally with an EmitAndSemanticDiagnostics
+ * builder program. Pure and synchronous: the agent runs it in a worker thread, the CLI's offline
+ * `livepatch check` runs it directly. Knows nothing of engines, sockets or journals.
+ *
+ * Incremental reuse comes from three places: parsed SourceFiles are cached by path and text (lib and
+ * node_modules files are parsed once), the previous builder program is handed to the next one, and
+ * the builder only re-checks files whose own text changed or whose dependencies' declaration shape
+ * changed. Transitive dependents are re-checked too (unless `assumeDirectOnly`), so a signature change
+ * that flows through a re-export is still caught.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import * as ts from 'typescript';
+import { LivepatchError } from './errors';
+import type { Diagnostic, DiagnosticCategory } from './patch';
+
+/** One check's outcome. `diagnostics` holds every diagnostic in the program, syntax first. */
+export interface ProgramCheckResult {
+  diagnostics: Diagnostic[];
+  /** The subset of `diagnostics` that are syntax errors (parse errors). */
+  syntactic: Diagnostic[];
+  /** Whether any diagnostic has category 'error'. */
+  hasErrors: boolean;
+  /** Project source files in the program (lib and node_modules files excluded). */
+  files: number;
+  /** Files whose semantic diagnostics were (re)computed by this check. */
+  checked: number;
+  durationMs: number;
+}
+
+/** Progress of one check: building the program, then checking affected files. */
+export interface CheckProgress {
+  phase: 'program' | 'check';
+  done: number;
+  total: number;
+}
+
+export interface ProgramCheckerOptions {
+  /** Pass assumeChangesOnlyAffectDirectDependencies to the builder: faster, misses transitive breakage. */
+  assumeDirectOnly?: boolean;
+}
+
+/** One transpiled module: CommonJS text and its syntax diagnostics. */
+export interface TranspileOutput {
+  js: string;
+  diagnostics: Diagnostic[];
+}
+
+const CATEGORY: Record<ts.DiagnosticCategory, DiagnosticCategory> = {
+  [ts.DiagnosticCategory.Warning]: 'warning',
+  [ts.DiagnosticCategory.Error]: 'error',
+  [ts.DiagnosticCategory.Suggestion]: 'suggestion',
+  [ts.DiagnosticCategory.Message]: 'message',
+};
+
+/** Parse `tsconfigPath` (default `<root>/tsconfig.json`); throws LP_ERR_PATCH_NO_SOURCES when it is missing or broken. */
+export function loadTsconfig(root: string, tsconfigPath?: string): ts.ParsedCommandLine {
+  const file = resolve(root, tsconfigPath ?? 'tsconfig.json');
+  if (!existsSync(file)) throw new LivepatchError('LP_ERR_PATCH_NO_SOURCES', `No tsconfig at ${file}; patching is disabled`);
+  let fatal: string | undefined;
+  const parsed = ts.getParsedCommandLineOfConfigFile(file, {}, {
+    ...ts.sys,
+    onUnRecoverableConfigFileDiagnostic: (d) => {
+      fatal = ts.flattenDiagnosticMessageText(d.messageText, '\n');
+    },
+  });
+  if (!parsed || fatal) throw new LivepatchError('LP_ERR_PATCH_NO_SOURCES', `Cannot read ${file}: ${fatal ?? 'unknown error'}`);
+  return parsed;
+}
+
+/** Convert a TS diagnostic to the wire shape, with `file` relative to `root` (POSIX). */
+export function toDiagnostic(d: ts.Diagnostic, root: string): Diagnostic {
+  const out: Diagnostic = {
+    code: d.code,
+    category: CATEGORY[d.category],
+    message: ts.flattenDiagnosticMessageText(d.messageText, '\n'),
+  };
+  if (d.file) {
+    out.file = relative(root, d.file.fileName).split(sep).join('/');
+    if (d.start !== undefined) {
+      const lc = d.file.getLineAndCharacterOfPosition(d.start);
+      out.line = lc.line + 1;
+      out.column = lc.character + 1;
+    }
+  }
+  return out;
+}
+
+/** Compiler options for runtime code: the project's, forced to CommonJS, no side outputs. */
+export function runtimeOptions(options: ts.CompilerOptions): ts.CompilerOptions {
+  const o: ts.CompilerOptions = { ...options, module: ts.ModuleKind.CommonJS };
+  for (const k of ['declaration', 'declarationMap', 'sourceMap', 'composite', 'emitDeclarationOnly', 'noEmit', 'incremental', 'tsBuildInfoFile', 'outFile', 'out'] as const) delete o[k];
+  o.inlineSourceMap = false;
+  if (o.moduleResolution === ts.ModuleResolutionKind.Node16 || o.moduleResolution === ts.ModuleResolutionKind.NodeNext || o.moduleResolution === ts.ModuleResolutionKind.Bundler) {
+    o.moduleResolution = ts.ModuleResolutionKind.Node10;
+  }
+  return o;
+}
+
+/**
+ * The incremental whole-program checker. Construct once per project; call `check` with the full
+ * overlay each time (absolute path → text; it replaces, not adds to, the previous overlay).
+ */
+export class ProgramChecker {
+  readonly root: string;
+  readonly tsconfigPath: string;
+  readonly options: ts.CompilerOptions;
+  readonly fileNames: readonly string[];
+  private readonly checkOptions: ts.CompilerOptions;
+  private readonly host: ts.CompilerHost;
+  private readonly cache = new Map<string, { text: string; sf: ts.SourceFile }>();
+  private readonly diskText = new Map<string, { mtimeMs: number; text: string | undefined }>();
+  private overlay = new Map<string, string>();
+  private builder: ts.EmitAndSemanticDiagnosticsBuilderProgram | undefined;
+  private readonly libDir: string;
+
+  constructor(root: string, tsconfigPath?: string, opts: ProgramCheckerOptions = {}) {
+    this.root = resolve(root);
+    this.tsconfigPath = resolve(this.root, tsconfigPath ?? 'tsconfig.json');
+    const parsed = loadTsconfig(this.root, this.tsconfigPath);
+    this.options = parsed.options;
+    this.fileNames = parsed.fileNames.map((f) => resolve(f));
+    // Declarations are emitted to a no-op writer only so the builder can compare declaration shapes.
+    this.checkOptions = {
+      ...parsed.options,
+      noEmit: false,
+      declaration: true,
+      emitDeclarationOnly: true,
+      declarationMap: false,
+      sourceMap: false,
+      composite: false,
+      incremental: false,
+      assumeChangesOnlyAffectDirectDependencies: opts.assumeDirectOnly === true,
+    };
+    this.libDir = dirname(ts.getDefaultLibFilePath(this.checkOptions));
+    this.host = this.createHost();
+  }
+
+  /** Type-check the whole program with `overlay` (absolute path → source) laid over the disk. */
+  check(overlay: Map<string, string> | Record<string, string>, onProgress?: (p: CheckProgress) => void): ProgramCheckResult {
+    const started = Date.now();
+    this.overlay = new Map(overlay instanceof Map ? [...overlay].map(([k, v]) => [resolve(k), v]) : Object.entries(overlay).map(([k, v]) => [resolve(k), v]));
+    const rootNames = [...new Set([...this.fileNames, ...[...this.overlay.keys()].filter((f) => /\.(ts|tsx|mts|cts)$/.test(f))])];
+    onProgress?.({ phase: 'program', done: 0, total: rootNames.length });
+    const builder = ts.createEmitAndSemanticDiagnosticsBuilderProgram(rootNames, this.checkOptions, this.host, this.builder);
+    this.builder = builder;
+    const program = builder.getProgram();
+    const projectFiles = program.getSourceFiles().filter((f) => !this.isLibrary(f.fileName));
+    onProgress?.({ phase: 'program', done: rootNames.length, total: rootNames.length });
+
+    const syntactic = builder.getSyntacticDiagnostics();
+    let checked = 0;
+    if (syntactic.length === 0) {
+      // Walk the affected files one by one so progress can be reported; results are cached in the builder.
+      for (;;) {
+        const next = builder.getSemanticDiagnosticsOfNextAffectedFile();
+        if (!next) break;
+        checked += next.affected === program ? projectFiles.length : this.isLibrary((next.affected as ts.SourceFile).fileName) ? 0 : 1;
+        onProgress?.({ phase: 'check', done: Math.min(checked, projectFiles.length), total: projectFiles.length });
+      }
+      // Drain the declaration emit so the builder's pending-emit state does not grow between checks.
+      builder.emit(undefined, () => undefined, undefined, true);
+    }
+    const all = [
+      ...builder.getConfigFileParsingDiagnostics(),
+      ...builder.getOptionsDiagnostics(),
+      ...syntactic,
+      ...builder.getGlobalDiagnostics(),
+      ...(syntactic.length === 0 ? builder.getSemanticDiagnostics() : []),
+    ];
+    const diagnostics = sortDiagnostics(all.map((d) => toDiagnostic(d, this.root)));
+    return {
+      diagnostics,
+      syntactic: sortDiagnostics(syntactic.map((d) => toDiagnostic(d, this.root))),
+      hasErrors: diagnostics.some((d) => d.category === 'error'),
+      files: projectFiles.length,
+      checked,
+      durationMs: Date.now() - started,
+    };
+  }
+
+  /** Transpile one module (absolute path or id relative to root) to CommonJS with the project's options. */
+  transpile(file: string, text: string): TranspileOutput {
+    const fileName = isAbsolute(file) ? file : join(this.root, file);
+    const out = ts.transpileModule(text, { compilerOptions: runtimeOptions(this.options), fileName, reportDiagnostics: true });
+    return { js: out.outputText, diagnostics: (out.diagnostics ?? []).map((d) => toDiagnostic(d, this.root)) };
+  }
+
+  /** Absolute path of a module id (POSIX path relative to the root). */
+  pathOf(id: string): string {
+    return join(this.root, ...id.split('/'));
+  }
+
+  private isLibrary(file: string): boolean {
+    return file.startsWith(this.libDir) || file.includes(`${sep}node_modules${sep}`) || file.includes('/node_modules/');
+  }
+
+  /** Disk text, re-read only when the mtime changed (lib and node_modules files: read once). */
+  private readDisk(file: string): string | undefined {
+    const cached = this.diskText.get(file);
+    if (cached && this.isLibrary(file)) return cached.text;
+    let mtimeMs = -1;
+    try {
+      mtimeMs = statSync(file).mtimeMs;
+    } catch {
+      this.diskText.set(file, { mtimeMs, text: undefined });
+      return undefined;
+    }
+    if (cached && cached.mtimeMs === mtimeMs) return cached.text;
+    const text = readFileSync(file, 'utf8');
+    this.diskText.set(file, { mtimeMs, text });
+    return text;
+  }
+
+  private textOf(file: string): string | undefined {
+    const abs = resolve(file);
+    return this.overlay.has(abs) ? this.overlay.get(abs) : this.readDisk(abs);
+  }
+
+  private createHost(): ts.CompilerHost {
+    const base = ts.createCompilerHost(this.checkOptions, true);
+    const host: ts.CompilerHost = {
+      ...base,
+      fileExists: (f) => this.overlay.has(resolve(f)) || base.fileExists(f),
+      readFile: (f) => this.textOf(f),
+      getSourceFile: (fileName, langVersion) => {
+        const text = this.textOf(fileName);
+        if (text === undefined) return undefined;
+        const hit = this.cache.get(fileName);
+        // Same text → same SourceFile object, which is what lets the builder reuse the old program.
+        if (hit && hit.text === text) return hit.sf;
+        const sf = ts.createSourceFile(fileName, text, langVersion, true);
+        // The builder requires a version per file; a content hash makes equal texts compare equal.
+        (sf as ts.SourceFile & { version?: string }).version = createHash('sha256').update(text).digest('hex');
+        this.cache.set(fileName, { text, sf });
+        return sf;
+      },
+      writeFile: () => undefined,
+    };
+    return host;
+  }
+}
+
+function sortDiagnostics(ds: Diagnostic[]): Diagnostic[] {
+  return ds.sort((a, b) => (a.file ?? '').localeCompare(b.file ?? '') || (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
+}
