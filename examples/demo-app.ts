@@ -1,0 +1,163 @@
+/**
+ * Demo runner, part 1: prepare and run the example shop with the agent.
+ *
+ * The shop imports `livepatch` like any installed dependency. Rather than publishing or copying the
+ * package, the runner links `examples/shop/node_modules/livepatch` to this repository (a relative
+ * symlink, ignored by git): Node's resolver and the TypeScript compiler then both find it, in the
+ * shop's build, at run time (`-r livepatch/register`), and in the agent's type checker.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, lstatSync, mkdirSync, openSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { addToken } from '../shared';
+
+/** Repository root (this file runs as dist/examples/demo-app.js). */
+export const REPO = resolve(__dirname, '..', '..');
+export const SHOP = join(REPO, 'examples', 'shop');
+export const CLI = join(REPO, 'dist', 'client', 'cli', 'main.js');
+
+/** How much of the shop's output is kept in memory. */
+const OUTPUT_TAIL = 64 * 1024;
+
+/** Make `examples/shop/node_modules/livepatch` point at this repository. */
+export function linkLivepatch(): void {
+  const dir = join(SHOP, 'node_modules');
+  const link = join(dir, 'livepatch');
+  const wanted = join('..', '..', '..');
+  mkdirSync(dir, { recursive: true });
+  try {
+    if (lstatSync(link).isSymbolicLink() && readlinkSync(link) === wanted) return;
+    rmSync(link, { recursive: true, force: true });
+  } catch {
+    // Not there yet.
+  }
+  symlinkSync(wanted, link, 'dir');
+}
+
+/** Type-check and compile the shop with the repository's TypeScript (src → dist). Throws with tsc's output. */
+export function buildShop(): void {
+  const tsc = require.resolve('typescript/bin/tsc');
+  const r = spawnSync(process.execPath, [tsc, '-p', join(SHOP, 'tsconfig.json')], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`building examples/shop failed:\n${r.stdout}${r.stderr}`);
+}
+
+/** A development token with the admin role, in a tokens file under `dir`; the token is also saved to a 0600 file. */
+export function createDevToken(dir: string): { tokensFile: string; token: string; tokenFile: string } {
+  const tokensFile = join(dir, 'tokens.json');
+  const { token } = addToken(tokensFile, 'demo', 'admin');
+  const tokenFile = join(dir, 'demo.token');
+  writeFileSync(tokenFile, token + '\n', { mode: 0o600 });
+  return { tokensFile, token, tokenFile };
+}
+
+export interface ShopProcess {
+  child: ChildProcess;
+  /** Agent address as printed by the agent, e.g. `127.0.0.1:12345`. */
+  agent: string;
+  httpPort: number;
+  /** GET or POST a path; resolves with status and parsed JSON body. */
+  http(method: 'GET' | 'POST', path: string): Promise<{ status: number; body: any }>;
+  /** The tail of the shop's stdout and stderr (for failure reports). */
+  output(): string;
+  /** SIGTERM, then SIGKILL after 3 s; resolves once the process has exited. */
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Agent address for LIVEPATCH_LISTEN. */
+  listen: string;
+  tokensFile: string;
+  /** Where the agent's audit log goes (keeps the source tree clean). */
+  stateDir: string;
+  /** HTTP port (0 = any free one). */
+  port: number;
+  /** Append the shop's stdout/stderr here instead of keeping it in memory (the TUI owns the terminal). */
+  logFile?: string;
+  timeoutMs?: number;
+}
+
+/** Start `node -r livepatch/register dist/main.js` in the shop and wait for the agent and HTTP lines. */
+export function startShop(opts: StartOptions): Promise<ShopProcess> {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    LIVEPATCH_LISTEN: opts.listen,
+    LIVEPATCH_TOKENS: opts.tokensFile,
+    LIVEPATCH_ROOT: SHOP,
+    LIVEPATCH_AUDIT: join(opts.stateDir, 'audit.jsonl'),
+    PORT: String(opts.port),
+  };
+  delete env['LIVEPATCH_JOURNAL'];
+  const log = opts.logFile ? openSync(opts.logFile, 'a') : undefined;
+  const child = spawn(process.execPath, ['-r', 'livepatch/register', 'dist/main.js'], {
+    cwd: SHOP,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  return new Promise((resolveStart, reject) => {
+    let agent: string | undefined;
+    let httpPort: number | undefined;
+    const fail = (why: string) => {
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+      reject(new Error(`${why}\n--- shop stdout ---\n${out}--- shop stderr ---\n${err}`));
+    };
+    const timer = setTimeout(() => fail('the shop did not start within the time limit'), opts.timeoutMs ?? 30_000);
+    const ready = () => {
+      if (agent === undefined || httpPort === undefined) return;
+      clearTimeout(timer);
+      child.removeAllListeners('exit');
+      resolveStart(shopHandle(child, agent, httpPort, () => `--- shop stdout ---\n${out}--- shop stderr ---\n${err}`));
+    };
+    const keep = (acc: string, d: Buffer) => (acc + d.toString()).slice(-OUTPUT_TAIL);
+    child.stdout!.on('data', (d: Buffer) => {
+      if (log !== undefined) writeFileSync(log, d);
+      out = keep(out, d);
+      const m = httpPort === undefined ? /app listening on (\d+)/.exec(out) : null;
+      if (m) {
+        httpPort = Number(m[1]);
+        ready();
+      }
+    });
+    child.stderr!.on('data', (d: Buffer) => {
+      if (log !== undefined) writeFileSync(log, d);
+      err = keep(err, d);
+      const m = agent === undefined ? /livepatch: agent listening on (\S+)/.exec(err) : null;
+      if (m) {
+        agent = m[1]!;
+        ready();
+      }
+    });
+    if (log !== undefined) child.once('close', () => closeSync(log));
+    child.on('exit', (code, signal) => fail(`the shop exited during start-up (${code ?? signal})`));
+  });
+}
+
+function shopHandle(child: ChildProcess, agent: string, httpPort: number, output: () => string): ShopProcess {
+  return {
+    child,
+    agent,
+    httpPort,
+    output,
+    async http(method, path) {
+      const res = await fetch(`http://127.0.0.1:${httpPort}${path}`, { method });
+      const text = await res.text();
+      let body: unknown = text;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        // Keep the raw text.
+      }
+      return { status: res.status, body };
+    },
+    stop() {
+      return new Promise((done) => {
+        if (child.exitCode !== null || child.signalCode !== null) return done();
+        child.once('exit', () => done());
+        child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 3000).unref();
+      });
+    },
+  };
+}
