@@ -1,0 +1,78 @@
+/**
+ * The services one agent instance hands to its handlers: options, engine, pipeline, REPL, tokens,
+ * lockout, audit, live sessions. The pipeline and the REPL service are loaded lazily (they pull in the
+ * TypeScript compiler and ts-node); when one cannot be loaded, its ops answer with an error and
+ * everything else keeps working.
+ */
+import type { Engine } from '../engine/types';
+import type { Pipeline } from '../pipeline/types';
+import type { Role } from '../../shared/auth';
+import type { EvalResult } from '../../shared/ops';
+import type { AuditLog } from './audit';
+import type { Lockout, TokenStore } from './auth';
+import type { ResolvedOptions } from './options';
+import type { Session } from './session';
+
+/** Who runs a REPL call. */
+export interface ReplCallContext {
+  who: string;
+  role: Role;
+  connectionId: string;
+}
+
+/** The REPL service contract (server/repl). */
+export interface ReplService {
+  open(ctx: ReplCallContext, generation?: number): string;
+  close(session: string, ctx: ReplCallContext): void;
+  eval(args: { code: string; session?: string; timeoutMs?: number }, ctx: ReplCallContext): Promise<EvalResult>;
+  closeConnection(connectionId: string): void;
+}
+
+export interface AgentContext {
+  readonly opts: ResolvedOptions;
+  readonly engine: Engine;
+  /** Undefined when patching is unavailable; `patchingReason` says why. */
+  readonly pipeline: Pipeline | undefined;
+  readonly patchingReason: string | undefined;
+  readonly tokens: TokenStore;
+  readonly lockout: Lockout;
+  readonly audit: AuditLog;
+  readonly sessions: Set<Session>;
+  /** Who committed each generation through this agent, and why (enriches `history`). */
+  readonly commits: Map<number, { who: string; message?: string }>;
+  /** The REPL service, created on first use; throws when it cannot be loaded. */
+  repl(): ReplService;
+  /** Whether a REPL service was created (so connection close can release its sessions). */
+  hasRepl(): boolean;
+}
+
+/** Create the pipeline for `engine`, or explain why patching is off. Never throws. */
+export function createPipelineFor(engine: Engine, opts: ResolvedOptions): { pipeline?: Pipeline; reason?: string } {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const mod = require('../pipeline') as { createPipeline?: (o: import('../pipeline/types').PipelineOptions) => Pipeline };
+    if (typeof mod.createPipeline !== 'function') return { reason: 'the patch pipeline is not available in this build' };
+    const pipeline = mod.createPipeline({ engine, root: opts.root, ...(opts.journalDir ? { journalDir: opts.journalDir } : {}) });
+    return { pipeline, ...(pipeline.patching.enabled ? {} : { reason: pipeline.patching.reason ?? 'patching is disabled' }) };
+  } catch (e) {
+    process.stderr.write(`livepatch: patching disabled: ${(e as Error).message}\n`);
+    return { reason: `the patch pipeline could not start: ${(e as Error).message}` };
+  }
+}
+
+/** A lazy REPL factory bound to `engine`. */
+export function lazyRepl(engine: Engine, root: string): { get(): ReplService; created(): boolean } {
+  let service: ReplService | undefined;
+  return {
+    get() {
+      if (service) return service;
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const mod = require('../repl') as { createReplService?: (o: { engine: Engine; root: string; defaultTimeoutMs: number }) => ReplService };
+      if (typeof mod.createReplService !== 'function') throw new Error('the REPL service is not available in this build');
+      // The agent audits eval itself (dispatch), so the service gets no audit hook.
+      service = mod.createReplService({ engine, root, defaultTimeoutMs: 5000 });
+      return service;
+    },
+    created: () => service !== undefined,
+  };
+}

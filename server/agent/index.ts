@@ -1,0 +1,116 @@
+/**
+ * Agent lifecycle: resolve options, find (or install) the engine, start the pipeline, open the audit
+ * log and the tokens store, listen, and stop. `startAgentFromEnv` is the preload's entry: it reads the
+ * environment and never throws into the host — every problem is one `livepatch: ...` line on stderr.
+ */
+import cluster from 'node:cluster';
+import type { Engine } from '../engine/types';
+import { AuditLog } from './audit';
+import { Lockout, TokenStore } from './auth';
+import { acceptConnection, remoteOf } from './connection';
+import { createPipelineFor, lazyRepl, type AgentContext } from './context';
+import { forwardEngineEvents } from './events';
+import { listen } from './listener';
+import { optionsFromEnv, resolveOptions, type AgentOptions } from './options';
+import type { Session } from './session';
+
+export type { AgentOptions } from './options';
+export { verifyAuditFile } from './audit';
+
+export interface Agent {
+  /** `host:port` (actual port when 0 was asked) or `unix:/path`. */
+  readonly address: string;
+  /** Close connections (CLOSE.AGENT_STOPPING), stop listening, stop the pipeline. */
+  close(): Promise<void>;
+}
+
+interface EngineModule {
+  getEngine?: () => Engine | undefined;
+  install?: (opts?: { root?: string }) => Engine;
+}
+
+/** The installed engine, or a new one (modules loaded before it are not live: we say so). */
+function engineFor(root: string): Engine {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const mod = require('../engine') as EngineModule;
+  let engine: Engine | undefined;
+  try {
+    engine = mod.getEngine?.();
+  } catch {
+    engine = undefined;
+  }
+  if (engine) return engine;
+  if (typeof mod.install !== 'function') throw new Error('no engine is available in this build');
+  process.stderr.write('livepatch: warning: the engine was installed by startAgent; modules loaded before it are not live (use node -r livepatch/register)\n');
+  return mod.install({ root });
+}
+
+/** Start an agent. Rejects with a readable Error when the options are unusable (nothing is left running). */
+export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
+  const opts = resolveOptions(options);
+  const tokens = new TokenStore(opts.tokensFile);
+  if (tokens.count === 0) process.stderr.write(`livepatch: warning: ${opts.tokensFile} holds no tokens; nobody can connect\n`);
+  const engine = options.engine ?? engineFor(opts.root);
+  const audit = new AuditLog(opts.auditFile);
+  const { pipeline, reason } = options.pipeline ? { pipeline: options.pipeline, reason: undefined } : createPipelineFor(engine, opts);
+  const repl = lazyRepl(engine, opts.root);
+  const ctx: AgentContext = {
+    opts,
+    engine,
+    pipeline,
+    patchingReason: reason,
+    tokens,
+    lockout: new Lockout(opts.lockout),
+    audit,
+    sessions: new Set<Session>(),
+    commits: new Map(),
+    repl: repl.get,
+    hasRepl: repl.created,
+  };
+  let listener;
+  try {
+    listener = await listen(ctx, (ws, req) => {
+      try {
+        acceptConnection(ctx, ws, remoteOf(req));
+      } catch (e) {
+        process.stderr.write(`livepatch: connection setup failed: ${(e as Error).message}\n`);
+        ws.terminate();
+      }
+    });
+  } catch (e) {
+    if (!options.pipeline) await pipeline?.close().catch(() => undefined);
+    throw e;
+  }
+  const detach = forwardEngineEvents(ctx);
+  audit.append({ who: '-', remote: '-', op: 'start', outcome: 'ok', detail: `listening on ${listener.address}` });
+  process.stderr.write(`livepatch: agent listening on ${listener.address}\n`);
+  let closing: Promise<void> | undefined;
+  return {
+    address: listener.address,
+    close() {
+      closing ??= (async () => {
+        detach();
+        await listener.close();
+        if (!options.pipeline) await pipeline?.close().catch(() => undefined);
+      })();
+      return closing;
+    },
+  };
+}
+
+/** The preload's entry: start from LIVEPATCH_* variables. Never throws, never rejects. */
+export function startAgentFromEnv(env: NodeJS.ProcessEnv = process.env): void {
+  try {
+    // Cluster workers share the primary's address; per-worker agents come with cluster support.
+    if (cluster.isWorker) return;
+    if (!env['LIVEPATCH_TOKENS']) {
+      process.stderr.write('livepatch: agent not started: LIVEPATCH_TOKENS is not set (there is no unauthenticated mode)\n');
+      return;
+    }
+    startAgent(optionsFromEnv(env)).catch((e: unknown) => {
+      process.stderr.write(`livepatch: agent not started: ${(e as Error)?.message ?? String(e)}\n`);
+    });
+  } catch (e) {
+    process.stderr.write(`livepatch: agent not started: ${(e as Error)?.message ?? String(e)}\n`);
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * Read-only ops: describe, status, versions, source, exports, history, subscribe. They only read the
+ * engine and the pipeline; none of them changes state (subscribe only flags the connection).
+ */
+import { LivepatchError } from '../../../shared/errors';
+import { OPS, OP_NAMES, type StatusResult } from '../../../shared/ops';
+import { PACKAGE_VERSION, PROTOCOL_VERSION } from '../../../shared/version';
+import type { AgentContext } from '../context';
+import type { Handler } from './types';
+
+function requireModule(ctx: AgentContext, module: string): void {
+  if (!ctx.engine.moduleIds().includes(module)) throw new LivepatchError('LP_ERR_PATCH_UNKNOWN_MODULE', `"${module}" is not a live module`);
+}
+
+export const describe: Handler<'describe'> = () => ({
+  protocol: PROTOCOL_VERSION,
+  agentVersion: PACKAGE_VERSION,
+  ops: OP_NAMES.map((name) => ({ name, role: OPS[name].role, doc: OPS[name].doc })),
+});
+
+export const status: Handler<'status'> = ({ ctx }) => {
+  const { engine, pipeline } = ctx;
+  const patching: StatusResult['patching'] = pipeline
+    ? { ...pipeline.patching }
+    : { enabled: false, reason: ctx.patchingReason ?? 'patching is unavailable' };
+  return {
+    protocol: PROTOCOL_VERSION,
+    agentVersion: PACKAGE_VERSION,
+    pid: process.pid,
+    uptimeSec: Math.round(process.uptime()),
+    node: process.version,
+    root: engine.root,
+    currentGeneration: engine.currentGeneration,
+    liveGenerations: engine.liveGenerations(),
+    modules: engine.moduleIds().length,
+    patchedModules: engine.listVersions().filter((v) => v.patched).map((v) => v.module),
+    patching,
+    drift: pipeline ? pipeline.drift() : [],
+  };
+};
+
+export const versions: Handler<'versions'> = ({ ctx, args }) => ctx.engine.listVersions(args.generation);
+
+export const source: Handler<'source'> = ({ ctx, args }) => {
+  requireModule(ctx, args.module);
+  const v = ctx.engine.getVersion(args.module, args.generation);
+  if (!v) throw new LivepatchError('LP_ERR_OP_BAD_ARGS', `generation ${args.generation} is not live`);
+  return { module: v.id, version: v.version, generation: v.generation, hash: v.hash, source: v.source };
+};
+
+export const exportsOp: Handler<'exports'> = ({ ctx, args }) => {
+  requireModule(ctx, args.module);
+  return { module: args.module, exports: ctx.engine.exportsOf(args.module) };
+};
+
+export const history: Handler<'history'> = ({ ctx, args }) => {
+  const all = ctx.engine.history().map((g) => {
+    const meta = ctx.commits.get(g.generation);
+    if (!meta) return g;
+    return { ...g, who: g.who ?? meta.who, ...(g.message ?? meta.message ? { message: g.message ?? meta.message } : {}) };
+  });
+  return { generations: args.limit ? all.slice(-args.limit) : all };
+};
+
+export const subscribe: Handler<'subscribe'> = ({ session }) => {
+  session.subscribed = true;
+  return { subscribed: true };
+};

@@ -1,0 +1,92 @@
+/**
+ * Patch ops: check, stage, commit, abort, apply, rollback. Each hands the request to the pipeline with
+ * the caller's token name and forwards the pipeline's progress as `progress` messages for this request
+ * id. The pipeline guarantees a failed op leaves the generation unchanged; here we only record who
+ * committed what (for `history` and the audit record).
+ */
+import { LivepatchError } from '../../../shared/errors';
+import type { CommitResult } from '../../../shared/ops';
+import type { OpContext, Pipeline } from '../../pipeline/types';
+import { hashFiles } from '../audit';
+import type { OpCall } from './types';
+import type { OpName } from '../../../shared/ops';
+import type { Handler } from './types';
+
+function pipelineOf(call: OpCall<OpName>): Pipeline {
+  const { pipeline, patchingReason } = call.ctx;
+  if (!pipeline) throw new LivepatchError('LP_ERR_PATCH_NO_SOURCES', `patching is disabled here: ${patchingReason ?? 'no pipeline'}`);
+  return pipeline;
+}
+
+function opContext(call: OpCall<OpName>): OpContext {
+  return {
+    who: call.session.who,
+    onProgress: (p) => call.session.progress(call.id, p.step, p.message, p.fraction),
+  };
+}
+
+function recordCommit(call: OpCall<OpName>, result: CommitResult, message?: string): void {
+  call.audit.generation = result.generation;
+  if (result.patchId) call.audit.patchId = result.patchId;
+  if (!result.dryRun) call.ctx.commits.set(result.generation, { who: call.session.who, ...(message ? { message } : {}) });
+}
+
+export const check: Handler<'check'> = (call) => {
+  const { patch } = call.args;
+  call.audit.hashes = hashFiles(patch.files);
+  if (patch.id) call.audit.patchId = patch.id;
+  return pipelineOf(call).check(patch, opContext(call));
+};
+
+/** Stage messages, by stage id, so the commit can be attributed with its message. */
+const stagedMessages = new WeakMap<object, Map<string, string>>();
+
+function messagesFor(call: OpCall<OpName>): Map<string, string> {
+  let m = stagedMessages.get(call.ctx);
+  if (!m) stagedMessages.set(call.ctx, (m = new Map()));
+  return m;
+}
+
+export const stage: Handler<'stage'> = async (call) => {
+  const { patch, ttlMs } = call.args;
+  call.audit.hashes = hashFiles(patch.files);
+  if (patch.id) call.audit.patchId = patch.id;
+  const result = await pipelineOf(call).stage(patch, opContext(call), ttlMs);
+  call.audit.stageId = result.stageId;
+  const messages = messagesFor(call);
+  if (patch.message) messages.set(result.stageId, patch.message);
+  // Bounded: stage ids that are never committed must not accumulate.
+  if (messages.size > 1000) messages.delete(messages.keys().next().value as string);
+  return result;
+};
+
+export const commit: Handler<'commit'> = async (call) => {
+  call.audit.stageId = call.args.stageId;
+  const result = await pipelineOf(call).commit(call.args.stageId, opContext(call));
+  const messages = messagesFor(call);
+  recordCommit(call, result, messages.get(call.args.stageId));
+  messages.delete(call.args.stageId);
+  return result;
+};
+
+export const abort: Handler<'abort'> = (call) => {
+  call.audit.stageId = call.args.stageId;
+  pipelineOf(call).abort(call.args.stageId, opContext(call));
+  messagesFor(call).delete(call.args.stageId);
+  return { aborted: true };
+};
+
+export const apply: Handler<'apply'> = async (call) => {
+  const { patch, dryRun } = call.args;
+  call.audit.hashes = hashFiles(patch.files);
+  if (patch.id) call.audit.patchId = patch.id;
+  const result = await pipelineOf(call).apply(patch, opContext(call), dryRun);
+  recordCommit(call, result, patch.message);
+  return result;
+};
+
+export const rollback: Handler<'rollback'> = async (call) => {
+  const result = await pipelineOf(call).rollback(call.args.to, opContext(call));
+  recordCommit(call, result, call.args.to !== undefined ? `rollback to generation ${call.args.to}` : 'rollback');
+  return result;
+};

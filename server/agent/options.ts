@@ -1,0 +1,189 @@
+/**
+ * Agent options: defaults, the environment mapping used by the preload, and validation.
+ *
+ * Validation enforces the loopback rule: the agent carries tokens handshakes and patch sources, so it
+ * refuses to listen on a non-loopback TCP address in clear text unless TLS is configured or the
+ * operator explicitly opts in (`insecure`). Every limit is an option so tests can make them small.
+ */
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Engine } from '../engine/types';
+import type { Pipeline } from '../pipeline/types';
+import { formatTarget, isLoopbackHost, parseTarget, type Target } from '../../shared/target';
+
+export interface LockoutOptions {
+  /** Failed handshakes from one address within `windowMs` that trigger a lockout. */
+  maxFailures: number;
+  windowMs: number;
+  /** How long a locked-out address is refused. */
+  lockMs: number;
+}
+
+export interface AgentOptions {
+  /** `host:port` or `unix:/path/to.sock` (default `127.0.0.1:12345`). */
+  listen?: string;
+  /** Tokens file (shared/tokens.ts). Required: there is no unauthenticated mode. */
+  tokensFile?: string;
+  /** Project root (default cwd). */
+  root?: string;
+  /** PEM certificate and key paths: serve wss. */
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
+  /** Journal directory, handed to the pipeline. */
+  journalDir?: string;
+  /** Audit log path (default `<journalDir or root/.livepatch>/audit.jsonl`). */
+  auditFile?: string;
+  /** Allow a non-loopback bind without TLS. */
+  insecure?: boolean;
+  /** Origins allowed at the upgrade; any other Origin header gets HTTP 403. CLI clients send none. */
+  allowedOrigins?: string[];
+  /** Max frame size in bytes (default 8 MiB); larger frames close the socket with 1009. */
+  maxPayload?: number;
+  maxConnections?: number;
+  maxInflight?: number;
+  /** Time allowed for the client's `auth` message (ms). */
+  handshakeTimeoutMs?: number;
+  /** Ping interval (ms); a peer that misses one pong is dropped. */
+  heartbeatMs?: number;
+  /** Close a connection with no client message for this long (ms); 0 disables. Subscribers are exempt. */
+  idleTimeoutMs?: number;
+  /** Delay before closing a failed handshake (ms), to slow guessing. */
+  authFailDelayMs?: number;
+  lockout?: Partial<LockoutOptions>;
+  /** Use this engine / pipeline instead of the installed one / a new one (embedding, tests). */
+  engine?: Engine;
+  pipeline?: Pipeline;
+}
+
+export interface ResolvedOptions {
+  target: Target;
+  tokensFile: string;
+  root: string;
+  tls?: { cert: Buffer; key: Buffer };
+  journalDir?: string;
+  auditFile: string;
+  allowedOrigins: string[];
+  maxPayload: number;
+  maxConnections: number;
+  maxInflight: number;
+  handshakeTimeoutMs: number;
+  heartbeatMs: number;
+  idleTimeoutMs: number;
+  authFailDelayMs: number;
+  lockout: LockoutOptions;
+}
+
+export const DEFAULTS = {
+  listen: '127.0.0.1:12345',
+  maxPayload: 8 * 1024 * 1024,
+  maxConnections: 32,
+  maxInflight: 8,
+  handshakeTimeoutMs: 5000,
+  heartbeatMs: 30_000,
+  idleTimeoutMs: 30 * 60_000,
+  authFailDelayMs: 200,
+  lockout: { maxFailures: 5, windowMs: 60_000, lockMs: 5 * 60_000 },
+} as const;
+
+function positiveInt(name: string, v: number | undefined, dflt: number, allowZero = false): number {
+  if (v === undefined) return dflt;
+  if (!Number.isInteger(v) || v < (allowZero ? 0 : 1)) throw new Error(`invalid ${name}: ${v} (expected a ${allowZero ? 'non-negative' : 'positive'} integer)`);
+  return v;
+}
+
+/** Apply defaults and check the options. Throws an Error whose message says what to fix. */
+export function resolveOptions(o: AgentOptions): ResolvedOptions {
+  const listen = o.listen ?? DEFAULTS.listen;
+  const target = parseTarget(listen);
+  if (!target) throw new Error(`invalid listen address "${listen}": use host:port or unix:/path/to.sock`);
+  if (!o.tokensFile) throw new Error('no tokens file: set LIVEPATCH_TOKENS (there is no unauthenticated mode)');
+  if (Boolean(o.tlsCertFile) !== Boolean(o.tlsKeyFile)) throw new Error('TLS needs both a certificate and a key (LIVEPATCH_TLS_CERT and LIVEPATCH_TLS_KEY)');
+  let tls: ResolvedOptions['tls'];
+  if (o.tlsCertFile && o.tlsKeyFile) {
+    try {
+      tls = { cert: readFileSync(o.tlsCertFile), key: readFileSync(o.tlsKeyFile) };
+    } catch (e) {
+      throw new Error(`cannot read TLS certificate or key: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    }
+  }
+  if (target.kind === 'tcp' && !isLoopbackHost(target.host) && !tls && !o.insecure) {
+    throw new Error(
+      `refusing to listen on ${formatTarget(target)} without TLS: it is not a loopback address, so handshakes, patch sources and ` +
+        'eval results would cross the network in clear text. Set LIVEPATCH_TLS_CERT and LIVEPATCH_TLS_KEY, ' +
+        'or LIVEPATCH_INSECURE=1 if the network is trusted.',
+    );
+  }
+  const root = resolve(o.root ?? process.cwd());
+  const journalDir = o.journalDir ? resolve(root, o.journalDir) : undefined;
+  const auditFile = resolve(root, o.auditFile ?? join(journalDir ?? join(root, '.livepatch'), 'audit.jsonl'));
+  const lk = { ...DEFAULTS.lockout, ...o.lockout };
+  return {
+    target,
+    tokensFile: resolve(root, o.tokensFile),
+    root,
+    ...(tls ? { tls } : {}),
+    ...(journalDir ? { journalDir } : {}),
+    auditFile,
+    allowedOrigins: o.allowedOrigins ?? [],
+    maxPayload: positiveInt('maxPayload', o.maxPayload, DEFAULTS.maxPayload),
+    maxConnections: positiveInt('maxConnections', o.maxConnections, DEFAULTS.maxConnections),
+    maxInflight: positiveInt('maxInflight', o.maxInflight, DEFAULTS.maxInflight),
+    handshakeTimeoutMs: positiveInt('handshakeTimeoutMs', o.handshakeTimeoutMs, DEFAULTS.handshakeTimeoutMs),
+    heartbeatMs: positiveInt('heartbeatMs', o.heartbeatMs, DEFAULTS.heartbeatMs),
+    idleTimeoutMs: positiveInt('idleTimeoutMs', o.idleTimeoutMs, DEFAULTS.idleTimeoutMs, true),
+    authFailDelayMs: positiveInt('authFailDelayMs', o.authFailDelayMs, DEFAULTS.authFailDelayMs, true),
+    lockout: {
+      maxFailures: positiveInt('lockout.maxFailures', lk.maxFailures, DEFAULTS.lockout.maxFailures),
+      windowMs: positiveInt('lockout.windowMs', lk.windowMs, DEFAULTS.lockout.windowMs),
+      lockMs: positiveInt('lockout.lockMs', lk.lockMs, DEFAULTS.lockout.lockMs),
+    },
+  };
+}
+
+function envInt(env: NodeJS.ProcessEnv, name: string): number | undefined {
+  const v = env[name];
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new Error(`invalid ${name}="${v}": expected an integer`);
+  return n;
+}
+
+/**
+ * Options from the environment (the preload's configuration). Limits have env names too
+ * (LIVEPATCH_MAX_PAYLOAD, _MAX_CONNECTIONS, _MAX_INFLIGHT, _HANDSHAKE_MS, _HEARTBEAT_MS, _IDLE_MS,
+ * _AUTH_FAIL_DELAY_MS, _LOCKOUT=`failures/windowMs/lockMs`, _ALLOWED_ORIGINS comma-separated).
+ */
+export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptions {
+  const o: AgentOptions = {};
+  const str = (k: string) => (env[k] && env[k]!.trim() ? env[k]!.trim() : undefined);
+  const set = <K extends keyof AgentOptions>(key: K, v: AgentOptions[K] | undefined) => {
+    if (v !== undefined) o[key] = v;
+  };
+  set('listen', str('LIVEPATCH_LISTEN'));
+  set('tokensFile', str('LIVEPATCH_TOKENS'));
+  set('root', str('LIVEPATCH_ROOT'));
+  set('tlsCertFile', str('LIVEPATCH_TLS_CERT'));
+  set('tlsKeyFile', str('LIVEPATCH_TLS_KEY'));
+  set('journalDir', str('LIVEPATCH_JOURNAL'));
+  set('auditFile', str('LIVEPATCH_AUDIT'));
+  if (env['LIVEPATCH_INSECURE'] === '1' || env['LIVEPATCH_INSECURE'] === 'true') o.insecure = true;
+  const origins = str('LIVEPATCH_ALLOWED_ORIGINS');
+  if (origins) o.allowedOrigins = origins.split(',').map((s) => s.trim()).filter(Boolean);
+  set('maxPayload', envInt(env, 'LIVEPATCH_MAX_PAYLOAD'));
+  set('maxConnections', envInt(env, 'LIVEPATCH_MAX_CONNECTIONS'));
+  set('maxInflight', envInt(env, 'LIVEPATCH_MAX_INFLIGHT'));
+  set('handshakeTimeoutMs', envInt(env, 'LIVEPATCH_HANDSHAKE_MS'));
+  set('heartbeatMs', envInt(env, 'LIVEPATCH_HEARTBEAT_MS'));
+  set('idleTimeoutMs', envInt(env, 'LIVEPATCH_IDLE_MS'));
+  set('authFailDelayMs', envInt(env, 'LIVEPATCH_AUTH_FAIL_DELAY_MS'));
+  const lockout = str('LIVEPATCH_LOCKOUT');
+  if (lockout) {
+    const [maxFailures, windowMs, lockMs] = lockout.split('/').map((s) => Number(s));
+    o.lockout = {
+      ...(Number.isInteger(maxFailures) ? { maxFailures } : {}),
+      ...(Number.isInteger(windowMs) ? { windowMs } : {}),
+      ...(Number.isInteger(lockMs) ? { lockMs } : {}),
+    };
+  }
+  return o;
+}
