@@ -4,9 +4,10 @@
  * `--token-file` or LIVEPATCH_TOKEN only: a secret on argv would leak through `ps` and shell history.
  */
 import { readFileSync } from 'node:fs';
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { AgentClient, resolveToken } from '../connection';
-import { LivepatchError } from '../../shared';
+import { readPatchArgs } from '../patch-files';
+import { LivepatchError, type PatchSet } from '../../shared';
 
 /** Options shared by every command that talks to an agent (also used by `eval`, `repl`, `attach`). */
 export interface CommonOptions {
@@ -47,7 +48,7 @@ export async function connectFromOptions(target: string, opts: CommonOptions): P
 function parseTimeout(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1 || n > 3_600_000) {
-    throw new LivepatchError('LP_ERR_OP_BAD_ARGS', `--timeout must be a whole number of milliseconds between 1 and 3600000, got "${value}"`);
+    throw new InvalidArgumentError('expected a whole number of milliseconds between 1 and 3600000');
   }
   return n;
 }
@@ -72,4 +73,48 @@ export function commonFrom(o: Record<string, unknown>): CommonOptions {
   if (o['tls'] === true) out.tls = true;
   if (typeof o['ca'] === 'string') out.ca = o['ca'];
   return out;
+}
+
+/** Connect, run `fn` with the client, and always close the connection afterwards. */
+export async function withAgent<T>(target: string, opts: CommonOptions, fn: (client: AgentClient) => Promise<T>): Promise<T> {
+  const client = await connectFromOptions(target, opts);
+  try {
+    return await fn(client);
+  } finally {
+    client.close();
+  }
+}
+
+/** The action signature every command registers with: sets the process exit code when done. */
+export type Finish = (code: number) => void;
+
+/** Commander parser for a generation number or a count (a positive integer). */
+export function parseGeneration(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive whole number');
+  return n;
+}
+
+/** Add the options that shape a patch set read from PATCH arguments. */
+export function addPatchOptions(cmd: Command): Command {
+  return cmd
+    .option('--root <dir>', 'project root that module ids are relative to (default: current directory)')
+    .option('--id <id>', 'patch id (an id already committed is refused, so retries are safe)')
+    .option('-m, --message <message>', 'message recorded in the history and audit log')
+    .option('--verify <file>', 'TypeScript verify module run against the staged generation before commit');
+}
+
+/** Read PATCH arguments with the patch options parsed by commander. */
+export function patchFrom(paths: string[], o: Record<string, unknown>): PatchSet {
+  const str = (k: string) => (typeof o[k] === 'string' ? (o[k] as string) : undefined);
+  const root = str('root');
+  const id = str('id');
+  const message = str('message');
+  const verifyFile = str('verify');
+  return readPatchArgs(paths, {
+    ...(root !== undefined ? { root } : {}),
+    ...(id !== undefined ? { id } : {}),
+    ...(message !== undefined ? { message } : {}),
+    ...(verifyFile !== undefined ? { verifyFile } : {}),
+  });
 }

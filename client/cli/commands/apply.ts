@@ -1,0 +1,82 @@
+/**
+ * `livepatch apply HOST:PORT[,HOST:PORT...] PATCH...`: check, stage and commit on one agent, or
+ * two-phase across several (see ../fleet.ts). Human output is one row per host on stdout; on failure
+ * the diagnostics (tsc form) and one `livepatch: ...` line per failing host go to stderr. --json
+ * prints `{ok, committed, dryRun, hosts: [...]}` and, on failure, `error` and `diagnostics` too.
+ */
+import type { Command } from 'commander';
+import { LivepatchError, parseTarget } from '../../../shared';
+import { formatCommit, formatDiagnostics, table } from '../../format';
+import { applyToFleet, type FleetOutcome, type HostOutcome } from '../fleet';
+import { addCommonOptions, addPatchOptions, commonFrom, connectFromOptions, patchFrom, type Finish } from '../options';
+import { note, printJson, runCommand } from '../output';
+
+/** `a:1,b:2` → targets; throws LP_ERR_CLI_USAGE for an empty or malformed entry, or a repeat. */
+export function parseTargets(list: string): string[] {
+  const targets = list.split(',').map((t) => t.trim());
+  for (const t of targets) {
+    if (!parseTarget(t)) throw new LivepatchError('LP_ERR_CLI_USAGE', `invalid agent address "${t}": use host:port or unix:/path, comma-separated for several`);
+  }
+  if (new Set(targets).size !== targets.length) throw new LivepatchError('LP_ERR_CLI_USAGE', 'the same agent address is given twice');
+  return targets;
+}
+
+function describeHost(h: HostOutcome): string {
+  switch (h.state) {
+    case 'committed':
+    case 'dry-run':
+      return h.result ? formatCommit(h.result) : `staged against generation ${h.stage?.baseGeneration ?? '?'}, then released (dry run)`;
+    case 'aborted':
+      return 'staged, then aborted because another agent did not stage';
+    case 'skipped':
+      return 'nothing done because another agent is unreachable';
+    default:
+      return `${h.error?.code ?? 'error'}: ${h.error?.message ?? ''}`;
+  }
+}
+
+/** Human rendering of a fleet outcome (stdout part). */
+export function formatOutcome(o: FleetOutcome): string {
+  return table(['AGENT', 'STATE', 'DETAIL'], o.hosts.map((h) => [h.target, h.state, describeHost(h)]));
+}
+
+function report(o: FleetOutcome, json: boolean): void {
+  const failedHosts = o.hosts.filter((h) => h.error);
+  const several = o.hosts.length > 1;
+  for (const h of failedHosts) {
+    if (h.diagnostics) process.stderr.write(formatDiagnostics(h.diagnostics));
+    note(`${several ? h.target + ': ' : ''}${h.error!.message}`);
+  }
+  if (!o.ok && o.committed) note('some agents committed and others did not: run `livepatch rollback` on the committed ones or re-apply');
+  else if (!o.ok && several) note('nothing was committed on any agent');
+  if (json) {
+    const { exitCode: _exit, ...body } = o;
+    const first = failedHosts[0];
+    printJson({ ...body, ...(first ? { error: first.error, diagnostics: failedHosts.flatMap((h) => h.diagnostics ?? []) } : {}) });
+  } else if (several || o.ok) process.stdout.write(formatOutcome(o));
+}
+
+/** Register `apply` on `program`. */
+export function registerApply(program: Command, finish: Finish): void {
+  addPatchOptions(
+    addCommonOptions(
+      program
+        .command('apply')
+        .description('check, stage and commit PATCH; with several agents, commit on all only if every one staged')
+        .argument('<targets>', 'agent address(es): host:port or unix:/path, comma-separated')
+        .argument('<patch...>', '.ts files, directories, or a .json patch set')
+        .option('--dry-run', 'check, load and verify, then discard instead of committing'),
+    ),
+  ).action(async (list: string, paths: string[], o: Record<string, unknown>) => {
+    const opts = commonFrom(o);
+    finish(
+      await runCommand(Boolean(opts.json), async () => {
+        const targets = parseTargets(list);
+        const patch = patchFrom(paths, o);
+        const outcome = await applyToFleet(targets, patch, o['dryRun'] === true, (t) => connectFromOptions(t, opts));
+        report(outcome, Boolean(opts.json));
+        return outcome.exitCode;
+      }),
+    );
+  });
+}

@@ -1,0 +1,82 @@
+/**
+ * `livepatch check [HOST:PORT] PATCH...`: type-check only, nothing is staged. With an agent address
+ * the patch is checked against the live program (op `check`, patch role); without one it is checked
+ * offline against the local project at --root (shared/typecheck.ts, loaded lazily because the
+ * TypeScript compiler is heavy and the other commands don't need it). Type errors go to stderr in
+ * tsc's form and make the exit code 1; --json prints the CheckResult (with `diagnostics`).
+ */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { LivepatchError, parseTarget, type CheckResult, type PatchSet } from '../../../shared';
+import { formatDiagnostics } from '../../format';
+import { addCommonOptions, addPatchOptions, commonFrom, patchFrom, withAgent, type Finish } from '../options';
+import { note, printJson, runCommand, wireOf } from '../output';
+import { progressReporter } from '../progress';
+
+/** Split `[HOST:PORT] PATCH...`: the first word is an agent address when it parses as one and is not a path. */
+export function splitTarget(words: string[]): { target?: string; paths: string[] } {
+  const first = words[0];
+  if (first !== undefined && words.length > 1 && parseTarget(first) && !existsSync(first)) return { target: first, paths: words.slice(1) };
+  return { paths: words };
+}
+
+/** Check `patch` against the project at `root` on this machine. */
+export function checkOffline(patch: PatchSet, root: string): CheckResult {
+  let mod: typeof import('../../../shared/typecheck');
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    mod = require('../../../shared/typecheck') as typeof import('../../../shared/typecheck');
+  } catch {
+    throw new LivepatchError('LP_ERR_CLI_UNAVAILABLE', 'offline check is not available in this build: give HOST:PORT to check against a live agent');
+  }
+  const abs = resolve(root);
+  const checker = new mod.ProgramChecker(abs);
+  const overlay: Record<string, string> = {};
+  for (const [id, source] of Object.entries(patch.files)) overlay[join(abs, id)] = source;
+  const r = checker.check(overlay);
+  return { ok: !r.hasErrors, diagnostics: r.diagnostics, checkedFiles: r.checked, durationMs: r.durationMs };
+}
+
+/** Register `check` on `program`. */
+export function registerCheck(program: Command, finish: Finish): void {
+  addPatchOptions(
+    addCommonOptions(
+      program
+        .command('check')
+        .description('type-check PATCH against the live program, or offline against the local project when no HOST:PORT is given')
+        .argument('<args...>', '[HOST:PORT] then .ts files, directories, or a .json patch set'),
+    ),
+  ).action(async (words: string[], o: Record<string, unknown>) => {
+    const opts = commonFrom(o);
+    finish(
+      await runCommand(Boolean(opts.json), async () => {
+        const { target, paths } = splitTarget(words);
+        const patch = patchFrom(paths, o);
+        let result: CheckResult;
+        if (target === undefined) {
+          result = checkOffline(patch, typeof o['root'] === 'string' ? o['root'] : process.cwd());
+        } else {
+          const progress = progressReporter(target);
+          try {
+            result = await withAgent(target, opts, (c) => c.request('check', { patch }, { onProgress: progress.onProgress }));
+          } finally {
+            progress.done();
+          }
+        }
+        const errors = result.diagnostics.filter((d) => d.category === 'error').length;
+        process.stderr.write(formatDiagnostics(result.diagnostics));
+        const where = target ?? 'the local project';
+        if (result.ok) {
+          if (opts.json) printJson(result);
+          else process.stdout.write(`ok: the patch type-checks against ${where} (${result.checkedFiles} files checked in ${Math.round(result.durationMs)} ms)\n`);
+          return 0;
+        }
+        const err = new LivepatchError('LP_ERR_PATCH_TYPE', `the patch does not type-check against ${where}: ${errors} error(s)`);
+        note(err.message);
+        if (opts.json) printJson({ ...result, error: wireOf(err) });
+        return err.exitCode;
+      }),
+    );
+  });
+}

@@ -1,0 +1,38 @@
+/**
+ * `livepatch rollback HOST:PORT [--to GENERATION]`: atomically restore the module versions of an
+ * earlier generation (default: the previous one). The restore is itself a new generation, so it shows
+ * in `history` and can be rolled back in turn.
+ */
+import type { Command } from 'commander';
+import { formatCommit } from '../../format';
+import { addCommonOptions, commonFrom, parseGeneration, withAgent, type Finish } from '../options';
+import { printJson, runCommand } from '../output';
+import { progressReporter } from '../progress';
+
+/** Register `rollback` on `program`. */
+export function registerRollback(program: Command, finish: Finish): void {
+  addCommonOptions(
+    program
+      .command('rollback')
+      .description('restore the module versions of an earlier generation (default: the previous one)')
+      .argument('<target>', 'agent address: host:port or unix:/path')
+      .option('--to <generation>', 'the generation whose versions to restore', parseGeneration),
+  ).action(async (target: string, o: Record<string, unknown>) => {
+    const opts = commonFrom(o);
+    const to = o['to'] as number | undefined;
+    finish(
+      await runCommand(Boolean(opts.json), async () => {
+        const progress = progressReporter(target);
+        try {
+          const r = await withAgent(target, opts, (c) => c.request('rollback', to !== undefined ? { to } : {}, { onProgress: progress.onProgress }));
+          progress.done();
+          if (opts.json) printJson(r);
+          else process.stdout.write(`rolled back: ${formatCommit(r)}\n`);
+          return 0;
+        } finally {
+          progress.done();
+        }
+      }),
+    );
+  });
+}

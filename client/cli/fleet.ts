@@ -1,0 +1,109 @@
+/**
+ * Applying one patch set to one or more agents. One agent: the `apply` op (check, stage and commit in
+ * one round trip). Several: two-phase: connect to all, `stage` on all, and `commit` on all only if
+ * every agent staged; otherwise `abort` the staged sets everywhere, so the fleet never ends up half
+ * patched by a rejection. (A commit that fails after others committed cannot be undone here; it is
+ * reported as `commit-failed` and the caller says to roll back.)
+ */
+import type { AgentClient } from '../connection';
+import { EXIT, type CommitResult, type Diagnostic, type ExitCode, type PatchSet, type StageResult, type WireError } from '../../shared';
+import { asLivepatchError, diagnosticsOf, wireOf } from './output';
+import { progressReporter } from './progress';
+
+/** What happened on one host. */
+export type HostState = 'committed' | 'dry-run' | 'aborted' | 'rejected' | 'unreachable' | 'skipped' | 'commit-failed';
+
+/** One host's outcome, as printed under --json (`hosts[]`). */
+export interface HostOutcome {
+  target: string;
+  state: HostState;
+  ok: boolean;
+  /** This host's own exit code: 0 unless this host failed (an aborted or skipped host did not fail). */
+  exitCode: ExitCode;
+  /** Set after a successful stage (fleet mode). */
+  stage?: Pick<StageResult, 'stageId' | 'baseGeneration' | 'modules'>;
+  /** Set after a commit, or a single-host apply/dry run. */
+  result?: CommitResult;
+  error?: WireError;
+  diagnostics?: Diagnostic[];
+}
+
+/** The whole operation's outcome. */
+export interface FleetOutcome {
+  /** Every host succeeded (committed, or passed the dry run). */
+  ok: boolean;
+  /** At least one host committed. */
+  committed: boolean;
+  dryRun: boolean;
+  hosts: HostOutcome[];
+  /** Exit code: 0, or the first failing host's code (in the order given). */
+  exitCode: ExitCode;
+}
+
+function failed(target: string, state: HostState, err: unknown): HostOutcome {
+  const e = asLivepatchError(err);
+  const diags = diagnosticsOf(e);
+  return { target, state, ok: false, exitCode: e.exitCode, error: wireOf(e), ...(diags.length ? { diagnostics: diags } : {}) };
+}
+
+function finishOutcome(hosts: HostOutcome[], dryRun: boolean): FleetOutcome {
+  const ok = hosts.every((h) => h.ok);
+  const firstBad = hosts.find((h) => !h.ok && h.error);
+  return { ok, committed: hosts.some((h) => h.state === 'committed'), dryRun, hosts, exitCode: ok ? EXIT.OK : (firstBad?.exitCode ?? EXIT.REJECTED) };
+}
+
+async function withProgress<T>(target: string, run: (onProgress: ReturnType<typeof progressReporter>['onProgress']) => Promise<T>): Promise<T> {
+  const p = progressReporter(target);
+  try {
+    return await run(p.onProgress);
+  } finally {
+    p.done();
+  }
+}
+
+/**
+ * Apply `patch` to every target. `connect` opens an authenticated client (connection errors are
+ * reported per host). Connections are closed before returning.
+ */
+export async function applyToFleet(targets: string[], patch: PatchSet, dryRun: boolean, connect: (target: string) => Promise<AgentClient>): Promise<FleetOutcome> {
+  const conns = await Promise.allSettled(targets.map((t) => connect(t)));
+  const clients = conns.map((c) => (c.status === 'fulfilled' ? c.value : undefined));
+  try {
+    if (conns.some((c) => c.status === 'rejected')) {
+      // Nothing was staged anywhere: an unreachable host stops the whole operation up front.
+      const hosts = conns.map((c, i) => (c.status === 'rejected' ? failed(targets[i]!, 'unreachable', c.reason) : { target: targets[i]!, state: 'skipped' as const, ok: false, exitCode: EXIT.OK }));
+      return finishOutcome(hosts, dryRun);
+    }
+    const live = clients as AgentClient[];
+    if (live.length === 1) {
+      const target = targets[0]!;
+      try {
+        const result = await withProgress(target, (onProgress) => live[0]!.request('apply', { patch, ...(dryRun ? { dryRun: true } : {}) }, { onProgress }));
+        return finishOutcome([{ target, state: dryRun ? 'dry-run' : 'committed', ok: true, exitCode: EXIT.OK, result }], dryRun);
+      } catch (err) {
+        return finishOutcome([failed(target, 'rejected', err)], dryRun);
+      }
+    }
+    // Phase one: stage everywhere.
+    const staged = await Promise.allSettled(live.map((c, i) => withProgress(targets[i]!, (onProgress) => c.request('stage', { patch }, { onProgress }))));
+    const hosts: HostOutcome[] = staged.map((s, i) =>
+      s.status === 'fulfilled'
+        ? { target: targets[i]!, state: dryRun ? 'dry-run' : 'aborted', ok: dryRun, exitCode: EXIT.OK, stage: { stageId: s.value.stageId, baseGeneration: s.value.baseGeneration, modules: s.value.modules } }
+        : failed(targets[i]!, 'rejected', s.reason),
+    );
+    const allStaged = staged.every((s) => s.status === 'fulfilled');
+    if (!allStaged || dryRun) {
+      // Release what was staged; an abort that fails only means the stage will expire on its own.
+      await Promise.allSettled(hosts.map((h, i) => (h.stage ? live[i]!.request('abort', { stageId: h.stage.stageId }) : Promise.resolve())));
+      return finishOutcome(hosts, dryRun);
+    }
+    // Phase two: every host staged, commit everywhere.
+    const commits = await Promise.allSettled(live.map((c, i) => c.request('commit', { stageId: hosts[i]!.stage!.stageId })));
+    const done = commits.map((r, i) =>
+      r.status === 'fulfilled' ? { ...hosts[i]!, state: 'committed' as const, ok: true, exitCode: EXIT.OK, result: r.value } : { ...failed(targets[i]!, 'commit-failed', r.reason), stage: hosts[i]!.stage! },
+    );
+    return finishOutcome(done, dryRun);
+  } finally {
+    for (const c of clients) c?.close();
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * Where CLI output goes and how failures become exit codes. Results go to stdout (human text, or a
+ * single JSON document under --json); notes, diagnostics and errors go to stderr as `livepatch: ...`
+ * lines, never a stack trace. Under --json an error is also printed on stdout as
+ * `{"error": {code, message, retryable}}` (plus `diagnostics` when the agent sent type errors), so a
+ * script can always parse stdout.
+ */
+import { EXIT, LivepatchError, exitCodeFor, type Diagnostic, type ExitCode, type WireError } from '../../shared';
+import { formatDiagnostics } from '../format';
+
+/** Print a JSON document on stdout. */
+export function printJson(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+}
+
+/** A note for humans on stderr (`livepatch: ...`). */
+export function note(text: string): void {
+  process.stderr.write(`livepatch: ${text}\n`);
+}
+
+/** The diagnostics an error carries (`details.diagnostics`), if any. */
+export function diagnosticsOf(err: unknown): Diagnostic[] {
+  if (!(err instanceof LivepatchError)) return [];
+  const d = (err.details as { diagnostics?: unknown } | undefined)?.diagnostics;
+  return Array.isArray(d) ? (d as Diagnostic[]) : [];
+}
+
+/** Any throwable → a LivepatchError (unknown ones become LP_ERR_INTERNAL, message kept, no stack). */
+export function asLivepatchError(err: unknown): LivepatchError {
+  if (err instanceof LivepatchError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new LivepatchError('LP_ERR_INTERNAL', `unexpected error: ${message}`);
+}
+
+/** The `{code, message, retryable}` triple for JSON output (details stay out: they may be large). */
+export function wireOf(err: LivepatchError): WireError {
+  return { code: err.code, message: err.message, retryable: err.retryable };
+}
+
+/**
+ * Report a failure and return its exit code: diagnostics in tsc form and a one-line message on
+ * stderr; under --json also the error object on stdout (with `extra` fields merged in).
+ */
+export function reportError(err: unknown, json: boolean, extra: Record<string, unknown> = {}): ExitCode {
+  const e = asLivepatchError(err);
+  const diags = diagnosticsOf(e);
+  if (diags.length) process.stderr.write(formatDiagnostics(diags));
+  note(e.message);
+  if (json) printJson({ error: wireOf(e), ...(diags.length ? { diagnostics: diags } : {}), ...extra });
+  return exitCodeFor(e.code);
+}
+
+/** Run a command body: its return value is the exit code; any throw is reported and mapped. */
+export async function runCommand(json: boolean, body: () => Promise<ExitCode | number>): Promise<number> {
+  try {
+    return await body();
+  } catch (err) {
+    return reportError(err, json);
+  }
+}
+
+export { EXIT };

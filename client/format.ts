@@ -1,0 +1,103 @@
+/**
+ * Human output: aligned tables and the renderings of status, versions, history and commit results.
+ * Pure functions of the op results (strings in, strings out) so they are tested without an agent;
+ * nothing decorative here: no colours, no boxes, so the output pastes cleanly into tickets and logs.
+ */
+import { formatDiagnostic, type CommitResult, type Diagnostic, type GenerationSummary, type StatusResult, type VersionsResult } from '../shared';
+
+/** Render rows as columns separated by two spaces; the last column is not padded. */
+export function table(header: string[], rows: string[][]): string {
+  const all = [header, ...rows];
+  const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
+  return all
+    .map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd())
+    .join('\n') + '\n';
+}
+
+/** `3725` → `1h 02m 05s`; short forms for short spans. */
+export function formatUptime(sec: number): string {
+  const s = Math.max(0, Math.floor(sec));
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const r = s % 60;
+  const two = (n: number) => String(n).padStart(2, '0');
+  if (d > 0) return `${d}d ${two(h)}h ${two(m)}m`;
+  if (h > 0) return `${h}h ${two(m)}m ${two(r)}s`;
+  if (m > 0) return `${m}m ${two(r)}s`;
+  return `${r}s`;
+}
+
+/** The first 12 hex digits: enough to tell versions apart in a table. */
+export function shortHash(hash: string): string {
+  return hash.slice(0, 12);
+}
+
+/** ISO time → `2026-11-27 01:02:03Z` (seconds precision, still UTC). */
+export function formatTime(iso: string): string {
+  const m = /^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)/.exec(iso);
+  return m ? `${m[1]} ${m[2]}Z` : iso;
+}
+
+/** Diagnostics in tsc's one-line form, one per line (empty string for none). */
+export function formatDiagnostics(diags: readonly Diagnostic[]): string {
+  return diags.map((d) => formatDiagnostic(d) + '\n').join('');
+}
+
+/** `livepatch status` for humans. */
+export function formatStatus(s: StatusResult): string {
+  const live = s.liveGenerations
+    .slice()
+    .sort((a, b) => b.generation - a.generation)
+    .map((g) => `${g.generation}${g.current ? ' (current)' : ''}: ${g.inflight} in flight`)
+    .join(', ');
+  const patched = s.patchedModules.length ? `${s.patchedModules.length} patched: ${s.patchedModules.join(', ')}` : 'none patched';
+  const rows: [string, string][] = [
+    ['agent', `livepatch ${s.agentVersion}, protocol ${s.protocol}, node ${s.node}`],
+    ['pid', String(s.pid)],
+    ['uptime', formatUptime(s.uptimeSec)],
+    ['root', s.root],
+    ['generation', String(s.currentGeneration)],
+    ['live', live || 'none'],
+    ['modules', `${s.modules} (${patched})`],
+    ['patching', s.patching.enabled ? 'enabled' : `disabled: ${s.patching.reason ?? 'unknown reason'}`],
+    ['drift', s.drift.length ? `${s.drift.length} module(s) differ from the journal` : 'none'],
+  ];
+  let out = rows.map(([k, v]) => `${k.padEnd(11)}${v}`).join('\n') + '\n';
+  if (s.drift.length) {
+    out += '\n' + table(['MODULE', 'PATCH', 'EXPECTED', 'ACTUAL'], s.drift.map((d) => [d.module, d.patchId ?? '-', shortHash(d.expectedHash), shortHash(d.actualHash)]));
+  }
+  if (s.workers?.length) {
+    out += '\n' + table(['WORKER', 'PID', 'GENERATION', 'LIVE', 'LAGGING'], s.workers.map((w) => [String(w.id), String(w.pid), String(w.generation), w.liveGenerations.map((g) => String(g.generation)).join(','), w.lagging ? 'yes' : 'no']));
+  }
+  return out;
+}
+
+/** `livepatch versions` for humans: one row per live module. */
+export function formatVersions(v: VersionsResult): string {
+  const rows = v
+    .slice()
+    .sort((a, b) => a.module.localeCompare(b.module))
+    .map((m) => [m.module, String(m.version), String(m.generation), shortHash(m.hash), m.patched ? 'yes' : 'no']);
+  return table(['MODULE', 'VERSION', 'GENERATION', 'HASH', 'PATCHED'], rows);
+}
+
+/** `livepatch history` for humans: newest first, with live/current markers. */
+export function formatHistory(gens: readonly GenerationSummary[]): string {
+  const rows = gens
+    .slice()
+    .sort((a, b) => b.generation - a.generation)
+    .map((g) => {
+      const state = g.current ? 'current' : g.live ? `live (${g.inflight} in flight)` : '-';
+      const what = g.kind === 'rollback' && g.rollbackTo !== undefined ? `rollback to ${g.rollbackTo}` : g.kind;
+      return [String(g.generation), what, formatTime(g.time), g.who ?? '-', state, g.changed.join(',') || '-', g.message ?? ''];
+    });
+  return table(['GEN', 'KIND', 'TIME', 'WHO', 'STATE', 'CHANGED', 'MESSAGE'], rows);
+}
+
+/** One line for a commit or rollback result, e.g. `generation 3 (was 2): src/rates.ts v2`. */
+export function formatCommit(r: CommitResult): string {
+  const changed = r.changed.map((c) => `${c.module} v${c.version}`).join(', ') || 'no modules changed';
+  const head = r.dryRun ? `dry run passed against generation ${r.previousGeneration}` : `generation ${r.generation} (was ${r.previousGeneration})`;
+  return `${head}: ${changed}`;
+}
