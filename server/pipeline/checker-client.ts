@@ -1,0 +1,100 @@
+/**
+ * The host side of the checker worker: starts it lazily on the first check (a production process
+ * pays the ~400 MB / few-second cold start only once someone actually patches), queues requests one
+ * at a time, forwards progress, and restarts the worker if it dies (e.g. out of memory) so a crash
+ * there never reaches the host.
+ */
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { LivepatchError } from '../../shared/errors';
+import type { CheckProgress } from '../../shared/typecheck';
+import type { CheckerRequest, CheckerResponse, CheckerResult, CheckerWorkerData } from './checker-protocol';
+
+interface Pending {
+  resolve: (r: CheckerResult) => void;
+  reject: (e: Error) => void;
+  onProgress?: (p: CheckProgress) => void;
+}
+
+/** One checker worker per project, started on first use. */
+export class CheckerClient {
+  private worker: Worker | undefined;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private closed = false;
+
+  constructor(private readonly data: CheckerWorkerData, private readonly maxOldGenerationSizeMb = 2048) {}
+
+  /** Whether the worker is running (it starts on the first request). */
+  get started(): boolean {
+    return this.worker !== undefined;
+  }
+
+  /** Check the overlay and transpile `req.transpile`; rejects with a LivepatchError. */
+  run(req: Omit<CheckerRequest, 'id'>, onProgress?: (p: CheckProgress) => void): Promise<CheckerResult> {
+    if (this.closed) return Promise.reject(new LivepatchError('LP_ERR_INTERNAL', 'The checker is closed'));
+    const id = this.nextId++;
+    const worker = this.ensureWorker();
+    return new Promise<CheckerResult>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, onProgress });
+      // The worker handles messages in order, so queuing is simply posting.
+      worker.postMessage({ ...req, id } satisfies CheckerRequest);
+    });
+  }
+
+  /** Stop the worker; pending requests are rejected. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const w = this.worker;
+    this.worker = undefined;
+    this.failAll('The checker was closed');
+    if (w) await w.terminate();
+  }
+
+  private ensureWorker(): Worker {
+    if (this.worker) return this.worker;
+    const worker = new Worker(join(__dirname, 'checker-worker.js'), {
+      workerData: this.data,
+      resourceLimits: { maxOldGenerationSizeMb: this.maxOldGenerationSizeMb },
+      // The checker must not inherit the host's preloads (livepatch/register would start a second agent).
+      execArgv: [],
+      stdout: false,
+      stderr: false,
+    });
+    // An idle checker must not keep the host process alive.
+    worker.unref();
+    worker.on('message', (msg: CheckerResponse) => this.onMessage(msg));
+    worker.on('error', (err) => {
+      process.stderr.write(`livepatch: checker worker failed: ${err.message}\n`);
+    });
+    worker.on('exit', () => {
+      if (this.worker === worker) this.worker = undefined;
+      this.failAll('The checker worker stopped; retry the operation');
+    });
+    this.worker = worker;
+    return worker;
+  }
+
+  private onMessage(msg: CheckerResponse): void {
+    const p = this.pending.get(msg.id);
+    if (!p) return;
+    if (msg.type === 'progress') {
+      try {
+        p.onProgress?.(msg.progress);
+      } catch {
+        // A progress listener's failure must not break the check.
+      }
+      return;
+    }
+    this.pending.delete(msg.id);
+    if (msg.type === 'result') p.resolve(msg);
+    else p.reject(new LivepatchError(msg.code, msg.message));
+  }
+
+  private failAll(message: string): void {
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id);
+      p.reject(new LivepatchError('LP_ERR_INTERNAL', message));
+    }
+  }
+}

@@ -1,0 +1,30 @@
+/**
+ * Messages between the host (checker-client.ts) and the checker worker (checker-worker.ts).
+ * Kept in their own file so both sides agree on one shape.
+ */
+import type { ErrorCode } from '../../shared/errors';
+import type { Diagnostic } from '../../shared/patch';
+import type { CheckProgress, ProgramCheckResult } from '../../shared/typecheck';
+
+export interface CheckerWorkerData {
+  root: string;
+  tsconfig?: string;
+  assumeDirectOnly?: boolean;
+}
+
+export interface CheckerRequest {
+  id: number;
+  /** The full overlay: [absolute path, text] of every live-patched module plus the patch set. */
+  overlay: [string, string][];
+  /** Module ids to transpile to CommonJS when the check passes. */
+  transpile: string[];
+  /** Verify module source to transpile. */
+  verify?: string;
+}
+
+export type CheckerResponse =
+  | { id: number; type: 'progress'; progress: CheckProgress }
+  | { id: number; type: 'result'; check: ProgramCheckResult; js: Record<string, string>; verifyJs?: string; transpileDiagnostics: Diagnostic[] }
+  | { id: number; type: 'error'; code: ErrorCode; message: string };
+
+export type CheckerResult = Extract<CheckerResponse, { type: 'result' }>;

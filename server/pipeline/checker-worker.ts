@@ -1,0 +1,46 @@
+/**
+ * Worker-thread entry of the checker: owns one ProgramChecker (shared/typecheck.ts) for the life of
+ * the worker so every check after the first is incremental, and transpiles the checked modules in the
+ * same round trip. Runs off the host's event loop; the host talks to it through checker-client.ts.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { LivepatchError } from '../../shared/errors';
+import { ProgramChecker } from '../../shared/typecheck';
+import type { CheckerRequest, CheckerResponse, CheckerWorkerData } from './checker-protocol';
+
+const data = workerData as CheckerWorkerData;
+let checker: ProgramChecker | undefined;
+
+function post(msg: CheckerResponse): void {
+  parentPort!.postMessage(msg);
+}
+
+function handle(req: CheckerRequest): void {
+  try {
+    checker ??= new ProgramChecker(data.root, data.tsconfig, { assumeDirectOnly: data.assumeDirectOnly });
+    const c = checker;
+    const check = c.check(new Map(req.overlay), (p) => post({ id: req.id, type: 'progress', progress: p }));
+    const js: Record<string, string> = {};
+    const transpileDiagnostics = [];
+    // Transpile only when the check passed: a rejected patch never needs its JS.
+    if (!check.hasErrors) {
+      for (const id of req.transpile) {
+        const out = c.transpile(id, req.overlay.find(([file]) => file === c.pathOf(id))?.[1] ?? '');
+        js[id] = out.js;
+        transpileDiagnostics.push(...out.diagnostics);
+      }
+    }
+    let verifyJs: string | undefined;
+    if (req.verify !== undefined) {
+      const out = c.transpile('__livepatch_verify__.ts', req.verify);
+      verifyJs = out.js;
+      transpileDiagnostics.push(...out.diagnostics.map((d) => ({ ...d, file: 'verify' })));
+    }
+    post({ id: req.id, type: 'result', check, js, verifyJs, transpileDiagnostics });
+  } catch (err) {
+    const e = err instanceof LivepatchError ? err : new LivepatchError('LP_ERR_INTERNAL', `checker failed: ${(err as Error)?.message ?? String(err)}`);
+    post({ id: req.id, type: 'error', code: e.code, message: e.message });
+  }
+}
+
+parentPort!.on('message', (req: CheckerRequest) => handle(req));
