@@ -92,8 +92,11 @@ export interface Engine extends EventEmitter {
    * a new generation. Throws LP_ERR_ROLLBACK_TARGET.
    */
   rollback(to?: number, meta?: CommitMeta): Promise<CommitResult>;
-  /** Run `fn` pinned to the current generation until it (or its returned promise) settles. */
-  pin<T>(fn: () => T): T;
+  /**
+   * Run `fn` pinned to the current generation until it (or its returned promise) settles. With
+   * `generation` (a live one), pinned to that generation instead (REPL sessions opened on a generation).
+   */
+  pin<T>(fn: () => T, generation?: number): T;
   /**
    * Hold the dispatch of incoming HTTP requests (they wait, they are not dropped) until `until`
    * settles or `maxMs` passes. Used so journal replay finishes before any request runs.
