@@ -63,7 +63,7 @@ export function formatStatus(s: StatusResult): string {
     ['patching', s.patching.enabled ? 'enabled' : `disabled: ${s.patching.reason ?? 'unknown reason'}`],
     ['drift', s.drift.length ? `${s.drift.length} module(s) differ from the journal` : 'none'],
   ];
-  let out = rows.map(([k, v]) => `${k.padEnd(11)}${v}`).join('\n') + '\n';
+  let out = rows.map(([k, v]) => `${k.padEnd(12)}${v}`).join('\n') + '\n';
   if (s.drift.length) {
     out += '\n' + table(['MODULE', 'PATCH', 'EXPECTED', 'ACTUAL'], s.drift.map((d) => [d.module, d.patchId ?? '-', shortHash(d.expectedHash), shortHash(d.actualHash)]));
   }
