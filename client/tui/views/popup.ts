@@ -1,0 +1,93 @@
+/**
+ * The modal popup's view: title and lines for each popup kind (help, apply confirmation with a
+ * message field, rollback target chooser, confirmations, diagnostics list, progress, results).
+ */
+import { formatDiagnostic, type Diagnostic } from '../../../shared';
+import { KEYMAP, keysLabel, offered, type KeyBinding } from '../keys';
+import { clock } from '../format';
+import { esc } from '../highlight';
+import type { Layout } from '../layout';
+import { draftModules, rollbackTargets } from '../selectors';
+import type { TuiState } from '../state';
+
+export interface PopupView {
+  title: string;
+  lines: string[];
+  /** Border colour. */
+  colour: string;
+}
+
+function choiceLines<T>(items: T[], choice: number, show: (t: T) => string): string[] {
+  return items.map((it, i) => (i === choice ? `{inverse}› ${esc(show(it))}{/inverse}` : `  ${esc(show(it))}`));
+}
+
+function helpLines(s: TuiState): string[] {
+  return (KEYMAP as readonly KeyBinding[]).map((b) => {
+    const text = `${keysLabel(b).padEnd(16)} ${b.help}`;
+    return offered(b, s.role) ? esc(text) : `{gray-fg}${esc(text)} (needs role ${b.needs}){/gray-fg}`;
+  });
+}
+
+export function diagnosticLine(d: Diagnostic): string {
+  return formatDiagnostic(d);
+}
+
+export function popupView(s: TuiState): PopupView | undefined {
+  const p = s.popup;
+  if (!p) return undefined;
+  switch (p.kind) {
+    case 'help':
+      return { title: ' Keys (escape closes) ', lines: helpLines(s), colour: 'cyan' };
+    case 'apply':
+      return {
+        title: ' Apply the draft? ',
+        colour: 'yellow',
+        lines: [
+          'Modules in this patch:',
+          ...draftModules(s).map((m) => `  ${esc(m)} (from v${s.draft[m]!.baseVersion})`),
+          '',
+          'Message:',
+          `{inverse} ${esc(p.message)}_ {/inverse}`,
+          '',
+          '{bold}enter{/bold} apply   {bold}escape{/bold} cancel',
+        ],
+      };
+    case 'rollback': {
+      const targets = rollbackTargets(s);
+      const lines = targets.length
+        ? choiceLines(targets, p.choice, (g) => `gen ${g.generation}  ${g.kind}  ${clock(g.time)}  ${g.who ?? '-'}${g.message ? `  "${g.message}"` : ''}`)
+        : ['{gray-fg}no earlier generation to roll back to{/gray-fg}'];
+      return { title: ` Roll back from gen ${s.status?.currentGeneration ?? '?'} to… `, colour: 'yellow', lines: [...lines, '', '{bold}↑↓{/bold} choose  {bold}enter{/bold} continue  {bold}escape{/bold} cancel'] };
+    }
+    case 'confirm-rollback':
+      return { title: ' Confirm rollback ', colour: 'red', lines: [`Roll back to generation ${p.to}?`, 'Requests in flight finish on their generation.', '', '{bold}y{/bold}/{bold}enter{/bold} roll back   {bold}n{/bold}/{bold}escape{/bold} cancel'] };
+    case 'confirm-quit':
+      return { title: ' Quit? ', colour: 'red', lines: [`The draft (${draftModules(s).join(', ')}) is not applied and will be lost.`, '', '{bold}y{/bold} quit   {bold}n{/bold}/{bold}escape{/bold} stay'] };
+    case 'confirm-discard':
+      return { title: ' Discard the draft? ', colour: 'red', lines: [`Discard the edits to ${draftModules(s).join(', ')}?`, '', '{bold}y{/bold} discard   {bold}n{/bold}/{bold}escape{/bold} keep'] };
+    case 'diagnostics':
+      return {
+        title: ` ${s.diagnostics.length} problem${s.diagnostics.length === 1 ? '' : 's'} `,
+        colour: 'red',
+        lines: [...choiceLines(s.diagnostics, p.choice, diagnosticLine), '', '{bold}enter{/bold} jump to the line   {bold}escape{/bold} close'],
+      };
+    case 'busy':
+      return { title: ` ${esc(p.title)} `, colour: 'yellow', lines: [esc(p.message)] };
+    case 'message':
+      return { title: ` ${esc(p.title)} `, colour: p.error ? 'red' : 'green', lines: [...p.lines.map(esc), '', '{bold}enter{/bold}/{bold}escape{/bold} close'] };
+  }
+}
+
+/** Show or hide the popup box. */
+export function renderPopup(l: Layout, s: TuiState): void {
+  const v = popupView(s);
+  if (!v) {
+    l.popup.hide();
+    return;
+  }
+  l.popup.setLabel(v.title);
+  l.popup.style.border = { fg: v.colour };
+  l.popup.setContent(v.lines.join('\n'));
+  l.popup.show();
+  l.popup.setFront();
+}
