@@ -1,0 +1,219 @@
+/**
+ * The engine: the registry of live modules and generations, the atomic commit and rollback, and the
+ * drain/release bookkeeping. Staging, facades, pinning and queries live in their own files; this one
+ * owns the state transitions.
+ *
+ * Retention: a generation stays live while it is current or has work in flight; when neither holds it
+ * is released (its exports map is emptied). Version records, source and JS text of every version are
+ * kept for history and rollback; generation 1's exports stay (the deployed modules stay in
+ * require.cache) so rolling back to deployed code needs no re-evaluation.
+ */
+import { EventEmitter } from 'node:events';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import Module from 'node:module';
+import { LivepatchError } from '../../shared/errors';
+import type { CommitResult, ExportsResult, LiveGeneration } from '../../shared/ops';
+import type { GenerationSummary, ModuleVersionInfo } from '../../shared/patch';
+import { buildFacade } from './facade';
+import { commitKept } from './keep';
+import type { ModuleLocation, ModuleMapper } from './module-id';
+import { pinWith, RequestPinning } from './pinning';
+import * as q from './queries';
+import { stageItems, undoStage, type StageHost, type StagedState } from './stage';
+import { state, type Generation, type LiveModule, type VersionEntry } from './state';
+import type { CommitMeta, Engine, StageChange, StageOptions, Staged, VersionRecord } from './types';
+
+const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
+
+/** The live module engine (see file header). */
+export class LiveEngine extends EventEmitter implements Engine, StageHost {
+  readonly root: string;
+  readonly modules = new Map<string, LiveModule>();
+  /** Every generation ever made, index n - 1. */
+  readonly gens: Generation[] = [];
+  private readonly live = new Set<Generation>();
+  private current: Generation;
+  private readonly staged = new Map<string, StagedState>();
+  private readonly pinning: RequestPinning;
+
+  constructor(readonly mapper: ModuleMapper) {
+    super();
+    this.root = mapper.root;
+    const g1: Generation = { n: 1, versions: new Map(), exp: new Map(), inflight: 0, released: false, summary: { generation: 1, kind: 'deploy', time: new Date().toISOString(), changed: [] } };
+    this.gens.push(g1);
+    this.live.add(g1);
+    this.current = g1;
+    this.pinning = new RequestPinning(this);
+    this.pinning.install();
+  }
+
+  get currentGeneration(): number {
+    return this.current.n;
+  }
+
+  currentGen(): Generation {
+    return this.current;
+  }
+
+  acquire(g: Generation): void {
+    g.inflight++;
+  }
+
+  release(g: Generation): void {
+    g.inflight--;
+    if (g.inflight <= 0 && g !== this.current && !g.released) this.drop(g);
+  }
+
+  recomputeMulti(): void {
+    state.multi = this.live.size > 1 || state.staging > 0;
+  }
+
+  private drop(g: Generation): void {
+    g.inflight = 0;
+    this.emit('drained', g.n);
+    g.released = true;
+    g.exp.clear();
+    this.live.delete(g);
+    this.recomputeMulti();
+    this.emit('released', g.n);
+  }
+
+  /** Make a just-compiled deployed module live: record version 1 and swap its exports for the facade. */
+  adoptDeployed(m: NodeJS.Module, loc: ModuleLocation, js: string): void {
+    if (this.modules.has(loc.id)) return;
+    let source = '';
+    try {
+      source = readFileSync(loc.sourceFile, 'utf8');
+    } catch {
+      // Deployed without TS sources: hash the JS instead.
+    }
+    const record: VersionRecord = { id: loc.id, version: 1, generation: 1, hash: sha256(source || js), source, sourceFile: loc.sourceFile, runtimeFile: m.filename };
+    const mod: LiveModule = { id: loc.id, facade: undefined, cur: m.exports, shape: 'object', kinds: new Map(), versions: [{ record, js }], sourceFile: loc.sourceFile, runtimeFile: m.filename, deployed: m.exports };
+    buildFacade(mod, m.exports);
+    this.modules.set(loc.id, mod);
+    // A module loaded late (lazy require) is the same deployed code in every generation.
+    for (const g of this.gens) g.versions.set(loc.id, mod.versions[0]!);
+    for (const g of this.live) g.exp.set(loc.id, m.exports);
+    for (const s of this.staged.values()) {
+      s.gen.versions.set(loc.id, mod.versions[0]!);
+      s.gen.exp.set(loc.id, m.exports);
+    }
+    m.exports = mod.facade;
+  }
+
+  exportsInMemory(id: string, entry: VersionEntry): unknown {
+    const mod = this.modules.get(id);
+    if (mod && entry.record.version === 1 && mod.deployed !== undefined && mod.versions[0] === entry) return mod.deployed;
+    for (const g of this.live) if (g.versions.get(id) === entry && g.exp.has(id)) return g.exp.get(id);
+    return undefined;
+  }
+
+  moduleIds(): string[] {
+    return [...this.modules.keys()].sort();
+  }
+  getVersion(id: string, generation?: number): VersionRecord | undefined {
+    return this.genOf(generation)?.versions.get(id)?.record;
+  }
+  listVersions(generation?: number): ModuleVersionInfo[] {
+    return q.listVersions(this.genOf(generation));
+  }
+  exportsOf(id: string): ExportsResult['exports'] {
+    return q.exportsOf(this.modules.get(id), id);
+  }
+  history(): GenerationSummary[] {
+    return q.history(this.gens, this.live, this.current);
+  }
+  liveGenerations(): LiveGeneration[] {
+    return [...this.live].sort((a, b) => a.n - b.n).map((g) => ({ generation: g.n, inflight: g.inflight, current: g === this.current }));
+  }
+  private genOf(n?: number): Generation | undefined {
+    return n === undefined ? this.current : this.gens[n - 1];
+  }
+
+  async stage(changes: StageChange[], opts: StageOptions = {}): Promise<Staged> {
+    const s = await stageItems(this, changes.map((c) => ({ id: c.id, js: c.js, source: c.source })), opts, 'patch');
+    this.staged.set(s.pub.stageId, s);
+    return s.pub;
+  }
+
+  discard(staged: Staged): void {
+    const s = this.staged.get(staged.stageId);
+    if (!s) return;
+    this.staged.delete(staged.stageId);
+    for (const id of s.newMods.keys()) state.kept.delete(id);
+    undoStage(this, s);
+  }
+
+  commit(staged: Staged, meta: CommitMeta = {}): CommitResult {
+    const s = this.staged.get(staged.stageId);
+    if (!s) throw new LivepatchError('LP_ERR_PATCH_STAGE_UNKNOWN');
+    if (s.pub.baseGeneration !== this.current.n) {
+      this.discard(staged);
+      throw new LivepatchError('LP_ERR_PATCH_CONFLICT', `staged on generation ${s.pub.baseGeneration}, current is ${this.current.n}`, { baseGeneration: s.pub.baseGeneration, currentGeneration: this.current.n });
+    }
+    // From here to the end: one synchronous step, no await, nothing observable half-done.
+    this.staged.delete(staged.stageId);
+    const prev = this.current;
+    const gen = s.gen;
+    Object.assign(gen.summary, { time: new Date().toISOString(), who: meta.who, message: meta.message, patchId: meta.patchId, changed: [...s.entries.keys()].sort() });
+    for (const [id, mod] of s.newMods) {
+      this.modules.set(id, mod);
+      registerInRequireCache(mod);
+    }
+    for (const [id, entry] of s.entries) {
+      const mod = this.modules.get(id)!;
+      if (!mod.versions.includes(entry)) mod.versions[entry.record.version - 1] = entry;
+      mod.cur = gen.exp.get(id);
+      const pending = s.pending.get(id);
+      if (pending) commitKept(id, pending);
+    }
+    // Late-loaded deployed modules may have joined other generations after the copy; keep them.
+    for (const [id, entry] of prev.versions) if (!gen.versions.has(id)) gen.versions.set(id, entry);
+    for (const [id, e] of prev.exp) if (!gen.exp.has(id)) gen.exp.set(id, e);
+    this.gens[gen.n - 1] = gen;
+    this.live.add(gen);
+    this.current = gen;
+    state.staging = Math.max(0, state.staging - 1);
+    this.recomputeMulti();
+    if (prev.inflight <= 0) this.drop(prev);
+    const result: CommitResult = { generation: gen.n, previousGeneration: prev.n, changed: [...s.entries.values()].map((e) => ({ module: e.record.id, version: e.record.version, hash: e.record.hash })) };
+    if (meta.patchId !== undefined) result.patchId = meta.patchId;
+    this.emit('commit', q.summarize(gen, this.live, this.current));
+    return result;
+  }
+
+  async rollback(to?: number, meta: CommitMeta = {}): Promise<CommitResult> {
+    const target = to ?? this.current.n - 1;
+    const tg = Number.isInteger(target) && target >= 1 && target < this.current.n ? this.gens[target - 1] : undefined;
+    if (!tg) throw new LivepatchError('LP_ERR_ROLLBACK_TARGET', `no generation ${String(to ?? target)} to roll back to (current is ${this.current.n})`, { to: to ?? target });
+    const items = [];
+    for (const [id, entry] of tg.versions) {
+      if (this.current.versions.get(id) === entry) continue;
+      items.push({ id, js: entry.js, source: entry.record.source, reuse: entry });
+    }
+    const s = await stageItems(this, items, {}, 'rollback');
+    this.staged.set(s.pub.stageId, s);
+    Object.assign(s.gen.summary, { rollbackTo: tg.n });
+    return this.commit(s.pub, meta);
+  }
+
+  pin<T>(fn: () => T): T {
+    return pinWith(this, fn);
+  }
+
+  holdRequests(until: Promise<unknown>, maxMs?: number): void {
+    this.pinning.hold(until, maxMs);
+  }
+}
+
+/** Let a later plain `require()` of a new module's runtime path get its facade, not a stale file. */
+function registerInRequireCache(mod: LiveModule): void {
+  const cache = (Module as any)._cache as Record<string, NodeJS.Module | undefined>;
+  if (cache[mod.runtimeFile]) return;
+  const m = new Module(mod.runtimeFile);
+  m.filename = mod.runtimeFile;
+  m.exports = mod.facade;
+  m.loaded = true;
+  cache[mod.runtimeFile] = m;
+}

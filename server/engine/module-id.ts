@@ -1,0 +1,137 @@
+/**
+ * Which files are live modules and what their ids are.
+ *
+ * A live module's id is the POSIX path of its TypeScript source relative to the project root. `.ts`
+ * files (ts-node) map to themselves; compiled `.js` files map back through the tsconfig's
+ * rootDir/outDir, else through a `//# sourceMappingURL` map's first source, else to the `.js` path.
+ * The tsconfig is read as JSON with comments stripped so the host never loads `typescript` for this.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+
+/** Where a live module's TypeScript source is, and its id. */
+export interface ModuleLocation {
+  id: string;
+  sourceFile: string;
+}
+
+/** Strip // and block comments and trailing commas from tsconfig-style JSON (strings kept intact). */
+export function parseJsonc(text: string): any {
+  let out = '';
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      const start = i;
+      for (i++; i < text.length && text[i] !== '"'; i++) if (text[i] === '\\') i++;
+      out += text.slice(start, i + 1);
+    } else if (c === '/' && text[i + 1] === '/') {
+      while (i < text.length && text[i] !== '\n') i++;
+      out += '\n';
+    } else if (c === '/' && text[i + 1] === '*') {
+      const end = text.indexOf('*/', i + 2);
+      i = end < 0 ? text.length : end + 1;
+    } else out += c;
+  }
+  return JSON.parse(out.replace(/,(\s*[}\]])/g, '$1'));
+}
+
+function readCompilerOptions(file: string, depth = 0): { rootDir?: string; outDir?: string } {
+  if (depth > 4 || !existsSync(file)) return {};
+  try {
+    const cfg = parseJsonc(readFileSync(file, 'utf8'));
+    const dir = dirname(file);
+    const own = cfg.compilerOptions ?? {};
+    const inherited = typeof cfg.extends === 'string' && cfg.extends.startsWith('.') ? readCompilerOptions(resolve(dir, cfg.extends.endsWith('.json') ? cfg.extends : `${cfg.extends}.json`), depth + 1) : {};
+    return {
+      rootDir: typeof own.rootDir === 'string' ? resolve(dir, own.rootDir) : inherited.rootDir,
+      outDir: typeof own.outDir === 'string' ? resolve(dir, own.outDir) : inherited.outDir,
+    };
+  } catch {
+    return {};
+  }
+}
+
+const toPosix = (p: string): string => p.split(sep).join('/');
+
+/** Maps runtime files to module ids (and back) for one project root. */
+export class ModuleMapper {
+  readonly root: string;
+  private readonly rootDir: string | undefined;
+  private readonly outDir: string | undefined;
+  private readonly ownPackage = resolve(__dirname, '..', '..', '..');
+  /** Set once a `.ts` module was loaded directly (ts-node): new modules then run from their source path. */
+  tsRuntime = false;
+
+  constructor(root: string) {
+    this.root = resolve(root);
+    const o = readCompilerOptions(join(this.root, 'tsconfig.json'));
+    this.rootDir = o.rootDir;
+    this.outDir = o.outDir;
+  }
+
+  /** Whether `filename` is an app module under the root (not node_modules, not livepatch itself). */
+  inScope(filename: string): boolean {
+    if (!filename.startsWith(this.root + sep)) return false;
+    if (filename.includes(`${sep}node_modules${sep}`)) return false;
+    if (filename.startsWith(this.ownPackage + sep) && this.ownPackage !== this.root) return false;
+    return /\.(c?js|tsx?|cts)$/.test(filename) && !filename.endsWith('.d.ts');
+  }
+
+  private located(sourceFile: string): ModuleLocation {
+    return { id: toPosix(relative(this.root, sourceFile)), sourceFile };
+  }
+
+  /** The id and TS source path of a runtime file, given its (compiled) content. */
+  locate(filename: string, content: string): ModuleLocation {
+    if (/\.(tsx?|cts)$/.test(filename)) {
+      this.tsRuntime = true;
+      return this.located(filename);
+    }
+    if (this.outDir && filename.startsWith(this.outDir + sep)) {
+      const rel = relative(this.outDir, filename).replace(/\.c?js$/, '');
+      const dirs = this.rootDir ? [this.rootDir] : [this.root, join(this.root, 'src')];
+      for (const d of dirs) for (const ext of ['.ts', '.tsx', '.cts']) if (existsSync(join(d, rel + ext))) return this.located(join(d, rel + ext));
+      if (this.rootDir) return this.located(join(this.rootDir, `${rel}.ts`));
+    }
+    const fromMap = this.fromSourceMap(filename, content);
+    if (fromMap) return this.located(fromMap);
+    return this.located(filename);
+  }
+
+  private fromSourceMap(filename: string, content: string): string | undefined {
+    const m = /\/\/# sourceMappingURL=(\S+)\s*$/.exec(content.slice(-4096));
+    if (!m) return undefined;
+    try {
+      let map: any;
+      let base = dirname(filename);
+      const url = m[1]!;
+      const inline = /^data:application\/json[^,]*;base64,(.*)$/.exec(url);
+      if (inline) map = JSON.parse(Buffer.from(inline[1]!, 'base64').toString('utf8'));
+      else {
+        const file = resolve(base, decodeURIComponent(url));
+        map = JSON.parse(readFileSync(file, 'utf8'));
+        base = dirname(file);
+      }
+      const src = Array.isArray(map.sources) ? map.sources[0] : undefined;
+      if (typeof src !== 'string' || !/\.(tsx?|cts)$/.test(src)) return undefined;
+      const abs = isAbsolute(src) ? src : resolve(base, map.sourceRoot ?? '', src);
+      return abs.startsWith(this.root + sep) ? abs : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Absolute source path of an id. */
+  sourceFileOf(id: string): string {
+    return join(this.root, ...id.split('/'));
+  }
+
+  /** Where the runtime JS of a (new) module id would live. */
+  runtimeFileOf(id: string): string {
+    const src = this.sourceFileOf(id);
+    if (this.tsRuntime || !this.outDir) return this.tsRuntime ? src : src.replace(/\.(tsx?|cts)$/, '.js');
+    const base = this.rootDir ?? this.root;
+    if (!src.startsWith(base + sep)) return src.replace(/\.(tsx?|cts)$/, '.js');
+    return join(this.outDir, relative(base, src)).replace(/\.(tsx?|cts)$/, '.js');
+  }
+}

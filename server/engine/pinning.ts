@@ -1,0 +1,129 @@
+/**
+ * Pinning work to a generation and counting it in flight.
+ *
+ * Every incoming `node:http`/`node:https` request runs inside `als.run(current generation)` (the
+ * server's `emit('request')` is wrapped once, on the prototypes) and counts as in flight until its
+ * response finishes or its socket closes. `pin(fn)` does the same for other work until `fn` (or its
+ * promise) settles. Requests can be held (queued, not dropped) while journal replay runs.
+ */
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { state, type Generation } from './state';
+
+/** What pinning needs from the engine. */
+export interface PinHost {
+  currentGen(): Generation;
+  acquire(g: Generation): void;
+  release(g: Generation): void;
+}
+
+const HOOKED = Symbol.for('livepatch.engine.httpHooked');
+
+/** Run `fn` pinned to the current generation, counted in flight until it (or its promise) settles. */
+export function pinWith<T>(host: PinHost, fn: () => T): T {
+  const g = host.currentGen();
+  host.acquire(g);
+  let result: T;
+  try {
+    result = state.als.run(g, fn);
+  } catch (e) {
+    host.release(g);
+    throw e;
+  }
+  if (result !== null && typeof result === 'object' && typeof (result as any).then === 'function') {
+    Promise.resolve(result).then(
+      () => host.release(g),
+      () => host.release(g),
+    );
+  } else host.release(g);
+  return result;
+}
+
+/** Wraps server `emit` so each request is pinned; also owns the request hold queue. */
+export class RequestPinning {
+  private holds = 0;
+  private queue: { server: any; args: unknown[] }[] = [];
+  private readonly emits = new Map<object, Function>();
+
+  constructor(private readonly host: PinHost) {}
+
+  /** Wrap `emit` on the http/https server prototypes (once per process). */
+  install(): void {
+    for (const proto of [http.Server.prototype, https.Server.prototype] as any[]) {
+      if (proto[HOOKED]) continue;
+      const original: Function = proto.emit;
+      this.emits.set(proto, original);
+      const self = this;
+      Object.defineProperty(proto, HOOKED, { value: true });
+      proto.emit = function (this: any, event: string | symbol, ...args: unknown[]): boolean {
+        if (event !== 'request') return original.call(this, event, ...args);
+        if (self.holds > 0) {
+          self.queue.push({ server: this, args });
+          return true;
+        }
+        return self.dispatch(original, this, args);
+      };
+    }
+  }
+
+  private dispatch(original: Function, server: any, args: unknown[]): boolean {
+    const host = this.host;
+    const g = host.currentGen();
+    const res = args[1] as http.ServerResponse | undefined;
+    host.acquire(g);
+    let done = false;
+    const release = (): void => {
+      if (done) return;
+      done = true;
+      host.release(g);
+    };
+    if (res && typeof res.once === 'function') {
+      res.once('finish', release);
+      res.once('close', release);
+    } else release();
+    try {
+      return state.als.run(g, () => original.call(server, 'request', ...args));
+    } catch (e) {
+      // The app's own handler threw synchronously: same as without us (EventEmitter rethrows).
+      release();
+      throw e;
+    }
+  }
+
+  /** Queue incoming requests until `until` settles or `maxMs` passes. */
+  hold(until: Promise<unknown>, maxMs = 30_000): void {
+    this.holds++;
+    let ended = false;
+    const end = (): void => {
+      if (ended) return;
+      ended = true;
+      clearTimeout(timer);
+      this.holds--;
+      if (this.holds === 0) this.flush();
+    };
+    const timer = setTimeout(end, maxMs);
+    timer.unref?.();
+    Promise.resolve(until).then(end, end);
+  }
+
+  private flush(): void {
+    const queued = this.queue;
+    this.queue = [];
+    for (const q of queued) {
+      const original = this.emits.get(Object.getPrototypeOf(q.server)) ?? this.findOriginal(q.server);
+      try {
+        this.dispatch(original, q.server, q.args);
+      } catch (e) {
+        process.emitWarning(`livepatch: a held request's handler threw: ${(e as Error)?.message ?? e}`);
+      }
+    }
+  }
+
+  private findOriginal(server: any): Function {
+    for (let p = Object.getPrototypeOf(server); p; p = Object.getPrototypeOf(p)) {
+      const o = this.emits.get(p);
+      if (o) return o;
+    }
+    return Function.prototype;
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * The engine's runtime state shared by facades, pinning and staging: the AsyncLocalStorage that pins
+ * work to a generation, the `multi` flag that gates every lookup, and the shapes of live modules and
+ * generations.
+ *
+ * The state lives on a global symbol so that two copies of this package in one process (e.g. a
+ * hoisted and a nested install) still share one engine, one store and one set of facades.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { GenerationSummary } from '../../shared/patch';
+import type { VersionRecord } from './types';
+
+/** What an export is; a change of kind between versions is refused at stage. */
+export type ExportKind = 'function' | 'class' | 'value';
+
+/** One version of one module: its record and the JS it was evaluated from (kept for rollback). */
+export interface VersionEntry {
+  readonly record: VersionRecord;
+  readonly js: string;
+}
+
+/** One live module: the facade every importer holds and the exports of the current generation. */
+export interface LiveModule {
+  readonly id: string;
+  /** What `require()` returns: stable across generations. */
+  facade: any;
+  /** The current generation's exports object; trampolines read it directly while one generation is live. */
+  cur: any;
+  /** How the module's `module.exports` itself is shaped (an object of exports, or a function/class). */
+  shape: 'object' | 'function' | 'class' | 'other';
+  /** Export name → kind, as first seen (new names are added when a later version introduces them). */
+  kinds: Map<string, ExportKind>;
+  /** Versions by number - 1. */
+  versions: VersionEntry[];
+  sourceFile: string;
+  runtimeFile: string;
+  /** Version 1's exports of a deployed module (kept: the module stays in require.cache anyway). */
+  deployed?: any;
+}
+
+/** A generation: a version of every live module, plus the exports while it is live. */
+export interface Generation {
+  readonly n: number;
+  /** Module id → version (kept forever: history and rollback need it). */
+  readonly versions: Map<string, VersionEntry>;
+  /** Module id → exports object; emptied when the generation is released so its code can be collected. */
+  readonly exp: Map<string, any>;
+  inflight: number;
+  released: boolean;
+  readonly summary: Omit<GenerationSummary, 'live' | 'current' | 'inflight'>;
+}
+
+/** Evaluation context of the module whose top-level code is running (for `keep`). */
+export interface EvalContext {
+  readonly id: string;
+  /** Pending kept values (staged evaluation); undefined means write through (deployed load). */
+  readonly pending?: Map<string, { value: unknown; shape: number | string | undefined }>;
+}
+
+export interface SharedState {
+  readonly als: AsyncLocalStorage<Generation>;
+  /** True while more than one generation is live or one is staged: only then do trampolines consult `als`. */
+  multi: boolean;
+  /** Number of staged generations not yet committed or discarded (they keep `multi` on). */
+  staging: number;
+  /** Stack of modules being evaluated (nested requires). */
+  readonly evalStack: EvalContext[];
+  /** Kept state: module id → key → value. */
+  readonly kept: Map<string, Map<string, { value: unknown; shape: number | string | undefined }>>;
+  engine: unknown;
+}
+
+const KEY = Symbol.for('livepatch.engine.state');
+
+function create(): SharedState {
+  return { als: new AsyncLocalStorage<Generation>(), multi: false, staging: 0, evalStack: [], kept: new Map(), engine: undefined };
+}
+
+/** The process-wide engine state. */
+export const state: SharedState = ((globalThis as any)[KEY] ??= create());
+
+/**
+ * The exports a call through `mod`'s facade must use: those of the pinned generation when work is
+ * pinned to a live one, else the current generation's (also when the pinned generation was released).
+ */
+export function resolveExports(mod: LiveModule): any {
+  const g = state.als.getStore();
+  if (g !== undefined) {
+    const e = g.exp.get(mod.id);
+    if (e !== undefined) return e;
+  }
+  return mod.cur;
+}
