@@ -102,7 +102,7 @@ export function acceptConnection(ctx: AgentContext, ws: WebSocket, remote: strin
       const tokenId = 'tokenId' in outcome ? outcome.tokenId : undefined;
       ctx.audit.append({ who: '-', remote, op: 'auth', outcome: 'LP_ERR_AUTH_DENIED', detail: `${outcome.message}${tokenId ? ` (token id ${tokenId})` : ''}${lockedNow ? '; address locked out' : ''}` });
       // The delay slows guessing; the lockout stops it.
-      setTimeout(() => session.close(CLOSE.AUTH_FAILED, 'authentication failed'), ctx.opts.authFailDelayMs).unref();
+      setTimeout(() => session.close(CLOSE.AUTH_FAILED, 'unknown or wrong token'), ctx.opts.authFailDelayMs).unref();
     }),
   );
 }

@@ -1,0 +1,156 @@
+/**
+ * Agent test fixtures: a raw WebSocket client that sends arbitrary frames (malformed, oversized,
+ * replayed) and records every message and the close code — unlike AgentClient it validates nothing, so
+ * tests see exactly what the agent does with bad input — and the child app running the agent.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import WebSocket from 'ws';
+import { computeProof, newNonce, parseToken, PROTOCOL_VERSION } from '../../shared';
+import { createProject, createTokens, startApp, type AppProcess, type Project, type Tokens } from './project';
+
+export interface RawClient {
+  ws: WebSocket;
+  /** Every parsed message received, in order. */
+  messages: any[];
+  /** Resolves with the close code and reason. */
+  closed: Promise<{ code: number; reason: string }>;
+  /** Wait for the next message matching `pred` (already received ones count). */
+  next(pred?: (m: any) => boolean, timeoutMs?: number): Promise<any>;
+  send(data: string | Buffer): void;
+  /** The `auth` frame this client sent (after `authenticate`). */
+  authFrame?: string;
+  close(): void;
+}
+
+export interface RawOptions {
+  headers?: Record<string, string>;
+  maxPayload?: number;
+}
+
+/** Open a socket to `address` (`host:port`). Rejects on HTTP refusal (e.g. 403) with the error. */
+export function openRaw(address: string, opts: RawOptions = {}): Promise<RawClient> {
+  const ws = new WebSocket(`ws://${address}/livepatch`, { headers: opts.headers ?? {}, maxPayload: opts.maxPayload ?? 256 * 1024 * 1024 });
+  const messages: any[] = [];
+  const waiters: { pred: (m: any) => boolean; resolve: (m: any) => void }[] = [];
+  let seen = 0;
+  ws.on('message', (data) => {
+    let m: any;
+    try {
+      m = JSON.parse(data.toString());
+    } catch {
+      m = { unparsed: data.toString() };
+    }
+    messages.push(m);
+    for (const w of [...waiters]) {
+      if (w.pred(m)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(m);
+      }
+    }
+  });
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  const client: RawClient = {
+    ws,
+    messages,
+    closed,
+    next(pred = () => true, timeoutMs = 10_000) {
+      const found = messages.slice(seen).find(pred);
+      if (found) {
+        seen = messages.indexOf(found) + 1;
+        return Promise.resolve(found);
+      }
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no matching message within ${timeoutMs} ms; got ${JSON.stringify(messages).slice(0, 500)}`)), timeoutMs);
+        const w = {
+          pred,
+          resolve: (m: any) => {
+            clearTimeout(timer);
+            seen = messages.indexOf(m) + 1;
+            resolve(m);
+          },
+        };
+        waiters.push(w);
+        void closed.then(() => {
+          if (waiters.includes(w)) {
+            clearTimeout(timer);
+            waiters.splice(waiters.indexOf(w), 1);
+            reject(new Error(`closed before a matching message; got ${JSON.stringify(messages).slice(0, 500)}`));
+          }
+        });
+      });
+    },
+    send(data) {
+      ws.send(data);
+    },
+    close() {
+      ws.terminate();
+    },
+  };
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => resolve(client));
+    ws.once('error', reject);
+    ws.on('error', () => {});
+  });
+}
+
+/** Open and complete the handshake with `token`; resolves once `welcome` arrives. */
+export async function openAuthed(address: string, token: string, opts: RawOptions = {}): Promise<RawClient> {
+  const c = await openRaw(address, opts);
+  const hello = await c.next((m) => m.type === 'hello');
+  const parsed = parseToken(token)!;
+  const clientNonce = newNonce();
+  c.authFrame = JSON.stringify({ type: 'auth', protocol: PROTOCOL_VERSION, tokenId: parsed.id, clientNonce, proof: computeProof(parsed, hello.nonce, clientNonce) });
+  c.send(c.authFrame);
+  await c.next((m) => m.type === 'welcome');
+  return c;
+}
+
+/** Send one request and wait for its reply. */
+export async function rawRequest(c: RawClient, id: number | string, op: string, args?: unknown): Promise<any> {
+  c.send(JSON.stringify({ type: 'request', id, op, ...(args !== undefined ? { args } : {}) }));
+  return c.next((m) => m.type === 'reply' && m.id === id);
+}
+
+/** A fixture project running as a child app with the agent, one token per role. */
+export interface AgentApp {
+  project: Project;
+  tokens: Tokens;
+  app: AppProcess;
+  /** The agent's address `127.0.0.1:PORT`. */
+  address: string;
+  auditFile: string;
+  stop(): Promise<void>;
+}
+
+/** Start the basic fixture with the agent; `env` adds or overrides LIVEPATCH_* settings. */
+export async function bootAgentApp(env: Record<string, string | undefined> = {}): Promise<AgentApp> {
+  const project = createProject();
+  const tokens = createTokens(project.root);
+  const auditFile = join(project.root, 'audit.jsonl');
+  try {
+    const app = await startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_AUDIT: auditFile, ...env } });
+    return {
+      project,
+      tokens,
+      app,
+      address: app.agent!,
+      auditFile,
+      async stop() {
+        await app.stop();
+        project.cleanup();
+      },
+    };
+  } catch (e) {
+    project.cleanup();
+    throw e;
+  }
+}
+
+/** Parsed audit records. */
+export function readAudit(path: string): any[] {
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
+}
