@@ -92,7 +92,7 @@ export function toDiagnostic(d: ts.Diagnostic, root: string): Diagnostic {
 /** Compiler options for runtime code: the project's, forced to CommonJS, no side outputs. */
 export function runtimeOptions(options: ts.CompilerOptions): ts.CompilerOptions {
   const o: ts.CompilerOptions = { ...options, module: ts.ModuleKind.CommonJS };
-  for (const k of ['declaration', 'declarationMap', 'sourceMap', 'composite', 'emitDeclarationOnly', 'noEmit', 'incremental', 'tsBuildInfoFile', 'outFile', 'out'] as const) delete o[k];
+  for (const k of ['declaration', 'declarationMap', 'sourceMap', 'composite', 'emitDeclarationOnly', 'noEmit', 'incremental', 'tsBuildInfoFile', 'outFile', 'out', 'rootDir', 'rootDirs', 'outDir'] as const) delete o[k];
   o.inlineSourceMap = false;
   if (o.moduleResolution === ts.ModuleResolutionKind.Node16 || o.moduleResolution === ts.ModuleResolutionKind.NodeNext || o.moduleResolution === ts.ModuleResolutionKind.Bundler) {
     o.moduleResolution = ts.ModuleResolutionKind.Node10;
@@ -186,7 +186,9 @@ export class ProgramChecker {
   transpile(file: string, text: string): TranspileOutput {
     const fileName = isAbsolute(file) ? file : join(this.root, file);
     const out = ts.transpileModule(text, { compilerOptions: runtimeOptions(this.options), fileName, reportDiagnostics: true });
-    return { js: out.outputText, diagnostics: (out.diagnostics ?? []).map((d) => toDiagnostic(d, this.root)) };
+    // Only the file's own (syntax) diagnostics: option diagnostics belong to the whole-program check.
+    const own = (out.diagnostics ?? []).filter((d) => d.file !== undefined);
+    return { js: out.outputText, diagnostics: own.map((d) => toDiagnostic(d, this.root)) };
   }
 
   /** Absolute path of a module id (POSIX path relative to the root). */

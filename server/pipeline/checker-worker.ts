@@ -32,9 +32,9 @@ function handle(req: CheckerRequest): void {
     }
     let verifyJs: string | undefined;
     if (req.verify !== undefined) {
-      const out = c.transpile('__livepatch_verify__.ts', req.verify);
+      const out = c.transpile('__verify__.ts', req.verify);
       verifyJs = out.js;
-      transpileDiagnostics.push(...out.diagnostics.map((d) => ({ ...d, file: 'verify' })));
+      transpileDiagnostics.push(...out.diagnostics);
     }
     post({ id: req.id, type: 'result', check, js, verifyJs, transpileDiagnostics });
   } catch (err) {
