@@ -1,44 +1,43 @@
 /**
  * Demo runner, part 1: prepare and run the example shop with the agent.
  *
- * The shop imports `livepatch` like any installed dependency. Rather than publishing or copying the
- * package, the runner links `examples/shop/node_modules/livepatch` to this repository (a relative
- * symlink, ignored by git): Node's resolver and the TypeScript compiler then both find it, in the
- * shop's build, at run time (`-r livepatch/register`), and in the agent's type checker.
+ * The shop is run from a fresh copy in a temporary directory, never from examples/shop itself: the
+ * source tree stays clean (no dist/, no links), a demo and the test can run at the same time, and the
+ * app sits outside the livepatch package like a real application (the engine does not make modules
+ * of its own package live). The copy imports `livepatch` like any installed dependency:
+ * `node_modules/livepatch` and `node_modules/@types` in the copy link to this repository, so Node's
+ * resolver and the TypeScript compiler find them in the build, at run time (`-r livepatch/register`)
+ * and in the agent's type checker.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, lstatSync, mkdirSync, openSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, cpSync, mkdirSync, openSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { addToken } from '../shared';
 
 /** Repository root (this file runs as dist/examples/demo-app.js). */
 export const REPO = resolve(__dirname, '..', '..');
+/** The example's sources in the repository. */
 export const SHOP = join(REPO, 'examples', 'shop');
 export const CLI = join(REPO, 'dist', 'client', 'cli', 'main.js');
 
 /** How much of the shop's output is kept in memory. */
 const OUTPUT_TAIL = 64 * 1024;
 
-/** Make `examples/shop/node_modules/livepatch` point at this repository. */
-export function linkLivepatch(): void {
-  const dir = join(SHOP, 'node_modules');
-  const link = join(dir, 'livepatch');
-  const wanted = join('..', '..', '..');
-  mkdirSync(dir, { recursive: true });
-  try {
-    if (lstatSync(link).isSymbolicLink() && readlinkSync(link) === wanted) return;
-    rmSync(link, { recursive: true, force: true });
-  } catch {
-    // Not there yet.
-  }
-  symlinkSync(wanted, link, 'dir');
-}
-
-/** Type-check and compile the shop with the repository's TypeScript (src → dist). Throws with tsc's output. */
-export function buildShop(): void {
+/**
+ * Copy examples/shop (sources, patches, tsconfig) to `<dir>/shop`, link `livepatch` and `@types`, and
+ * type-check + compile it with the repository's TypeScript. Returns the copy's root. Throws with tsc's
+ * output when the build fails.
+ */
+export function prepareShop(dir: string): string {
+  const root = join(dir, 'shop');
+  mkdirSync(join(root, 'node_modules'), { recursive: true });
+  for (const part of ['src', 'patches', 'package.json', 'tsconfig.json']) cpSync(join(SHOP, part), join(root, part), { recursive: true });
+  symlinkSync(REPO, join(root, 'node_modules', 'livepatch'), 'dir');
+  symlinkSync(join(REPO, 'node_modules', '@types'), join(root, 'node_modules', '@types'), 'dir');
   const tsc = require.resolve('typescript/bin/tsc');
-  const r = spawnSync(process.execPath, [tsc, '-p', join(SHOP, 'tsconfig.json')], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.json')], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`building examples/shop failed:\n${r.stdout}${r.stderr}`);
+  return root;
 }
 
 /** A development token with the admin role, in a tokens file under `dir`; the token is also saved to a 0600 file. */
@@ -51,6 +50,8 @@ export function createDevToken(dir: string): { tokensFile: string; token: string
 }
 
 export interface ShopProcess {
+  /** The shop copy's root directory. */
+  root: string;
   child: ChildProcess;
   /** Agent address as printed by the agent, e.g. `127.0.0.1:12345`. */
   agent: string;
@@ -64,6 +65,8 @@ export interface ShopProcess {
 }
 
 export interface StartOptions {
+  /** The shop copy to run (from prepareShop). */
+  root: string;
   /** Agent address for LIVEPATCH_LISTEN. */
   listen: string;
   tokensFile: string;
@@ -82,14 +85,14 @@ export function startShop(opts: StartOptions): Promise<ShopProcess> {
     ...process.env,
     LIVEPATCH_LISTEN: opts.listen,
     LIVEPATCH_TOKENS: opts.tokensFile,
-    LIVEPATCH_ROOT: SHOP,
+    LIVEPATCH_ROOT: opts.root,
     LIVEPATCH_AUDIT: join(opts.stateDir, 'audit.jsonl'),
     PORT: String(opts.port),
   };
   delete env['LIVEPATCH_JOURNAL'];
   const log = opts.logFile ? openSync(opts.logFile, 'a') : undefined;
   const child = spawn(process.execPath, ['-r', 'livepatch/register', 'dist/main.js'], {
-    cwd: SHOP,
+    cwd: opts.root,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -108,7 +111,7 @@ export function startShop(opts: StartOptions): Promise<ShopProcess> {
       if (agent === undefined || httpPort === undefined) return;
       clearTimeout(timer);
       child.removeAllListeners('exit');
-      resolveStart(shopHandle(child, agent, httpPort, () => `--- shop stdout ---\n${out}--- shop stderr ---\n${err}`));
+      resolveStart(shopHandle(opts.root, child, agent, httpPort, () => `--- shop stdout ---\n${out}--- shop stderr ---\n${err}`));
     };
     const keep = (acc: string, d: Buffer) => (acc + d.toString()).slice(-OUTPUT_TAIL);
     child.stdout!.on('data', (d: Buffer) => {
@@ -134,8 +137,9 @@ export function startShop(opts: StartOptions): Promise<ShopProcess> {
   });
 }
 
-function shopHandle(child: ChildProcess, agent: string, httpPort: number, output: () => string): ShopProcess {
+function shopHandle(root: string, child: ChildProcess, agent: string, httpPort: number, output: () => string): ShopProcess {
   return {
+    root,
     child,
     agent,
     httpPort,

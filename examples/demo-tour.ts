@@ -8,7 +8,7 @@
  */
 import { spawn } from 'node:child_process';
 import { relative } from 'node:path';
-import { CLI, SHOP, type ShopProcess } from './demo-app';
+import { CLI, type ShopProcess } from './demo-app';
 
 /** The sample order: 12 mugs. Totals before/after the sample patch are printed and compared. */
 const ORDER = 'mug:12';
@@ -32,8 +32,8 @@ export async function runTour(o: TourOptions): Promise<void> {
   const indent = (text: string) => text.trimEnd().split('\n').map((l) => `    ${l}`).join('\n');
 
   const cli = async (args: string[], expectCode = 0): Promise<string> => {
-    print(`$ livepatch ${args.join(' ')}`);
-    const r = await runCli(args, o.token);
+    print(`$ livepatch ${args.map(shellQuote).join(' ')}`);
+    const r = await runCli(args, o.token, shop.root);
     if (r.stdout.trim()) print(indent(r.stdout));
     if (r.stderr.trim()) print(indent(r.stderr));
     if (r.code !== expectCode) throw new StepFailed(`livepatch ${args[0]} exited ${r.code} (expected ${expectCode})`);
@@ -61,7 +61,7 @@ export async function runTour(o: TourOptions): Promise<void> {
   await get(`/carts/${cart.id}/items?sku=mug&qty=12`, 'POST');
   print(indent(`cart ${cart.id} holds 12 mugs`));
 
-  const rel = relative(SHOP, o.patchDir);
+  const rel = relative(shop.root, o.patchDir);
   const patchArg = rel.startsWith('..') ? o.patchDir : rel || '.';
   step('Apply the sample patch set: a tax fix in src/pricing.ts and a new bulk discount in src/discounts.ts');
   await cli(['apply', shop.agent, patchArg, '--root', patchArg, '-m', 'pricing: tax after discounts; discounts: bulk-10']);
@@ -91,14 +91,19 @@ export async function runTour(o: TourOptions): Promise<void> {
   await cli(['history', shop.agent]);
 }
 
+/** Quote an argument for display the way a shell user would type it. */
+function shellQuote(a: string): string {
+  return /^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`;
+}
+
 function cents(c: number): string {
   return (c / 100).toFixed(2);
 }
 
-function runCli(args: string[], token: string): Promise<{ code: number; stdout: string; stderr: string }> {
+function runCli(args: string[], token: string, cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((done, reject) => {
     const env: NodeJS.ProcessEnv = { ...process.env, LIVEPATCH_TOKEN: token };
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: SHOP, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

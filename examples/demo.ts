@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { CLI, SHOP, buildShop, createDevToken, linkLivepatch, startShop, type ShopProcess } from './demo-app';
+import { CLI, createDevToken, prepareShop, startShop, type ShopProcess } from './demo-app';
 import { runTour, StepFailed } from './demo-tour';
 
 const print = (line: string) => process.stdout.write(line + '\n');
@@ -38,15 +38,14 @@ async function main(): Promise<number> {
   const state = mkdtempSync(join(tmpdir(), 'livepatch-demo-'));
   let shop: ShopProcess | undefined;
   try {
-    print('livepatch demo: building examples/shop');
-    linkLivepatch();
-    buildShop();
+    print('livepatch demo: building a copy of examples/shop');
+    const root = prepareShop(state);
     const { tokensFile, token, tokenFile } = createDevToken(state);
     print(`development token (admin) created in ${tokensFile}`);
     const listen = process.env['LIVEPATCH_DEMO_LISTEN'] || '127.0.0.1:12345';
     const port = Number(process.env['LIVEPATCH_DEMO_PORT'] || 0);
     const logFile = tty ? join(state, 'shop.log') : undefined;
-    shop = await startShop({ listen, tokensFile, stateDir: state, port, ...(logFile ? { logFile } : {}) });
+    shop = await startShop({ root, listen, tokensFile, stateDir: state, port, ...(logFile ? { logFile } : {}) });
     const started = shop;
     // Ctrl-C or a kill of the runner must not leave the shop running.
     for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
@@ -59,11 +58,11 @@ async function main(): Promise<number> {
     print(`shop (pid ${shop.child.pid}) serving http://127.0.0.1:${shop.httpPort}, agent on ${shop.agent}`);
     if (tty) {
       print(`shop output: ${logFile}`);
-      print(`from another terminal:  LIVEPATCH_TOKEN=$(cat ${tokenFile}) npx livepatch versions ${shop.agent}`);
+      print(`from another terminal:  LIVEPATCH_TOKEN=$(cat ${tokenFile}) node ${CLI} versions ${shop.agent}`);
       print('opening livepatch attach (q to quit)...');
       return await attach(shop, tokenFile);
     }
-    const patchDir = resolve(process.env['LIVEPATCH_DEMO_PATCH'] || join(SHOP, 'patches', 'bulk-discount'));
+    const patchDir = resolve(process.env['LIVEPATCH_DEMO_PATCH'] || join(root, 'patches', 'bulk-discount'));
     await runTour({ shop, token, patchDir, print });
     print('\ndemo tour finished: every step passed');
     return 0;

@@ -1,0 +1,106 @@
+/**
+ * Benchmark 1 — overhead: req/s and p99 latency of the example shop run with the agent and request
+ * pinning (`node -r livepatch/register`), against the same shop run as plain `node dist/main.js`.
+ * A third process runs with the agent after one patch was applied (trampolines reassigned).
+ *
+ * All processes run side by side; autocannon runs alternate between them (A B C, C B A, ...) so drift
+ * in the machine's load hits every side alike. Prints each run, the medians and the ratios.
+ * Usage: node dist/bench/overhead.js   (env BENCH_ROUNDS=6, BENCH_SECONDS=5, BENCH_CONNECTIONS=10)
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AgentClient } from '../client/connection';
+import { copyShop, median, samplePatch, waitForOutput } from '../examples/bench-kit';
+import { createDevToken, startShop } from '../examples/demo-app';
+
+interface CannonResult {
+  requests: { average: number };
+  latency: { p99: number };
+  errors: number;
+  timeouts: number;
+  non2xx: number;
+}
+type Cannon = (opts: { url: string; connections: number; duration: number; pipelining?: number }) => Promise<CannonResult>;
+// autocannon ships no type declarations; this is the slice of its programmatic API used here.
+const autocannon: Cannon = require('autocannon');
+
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 6);
+const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5);
+const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 10);
+const PATH = '/quote?items=mug:3,tee:2,pen:1';
+
+interface Side {
+  name: string;
+  port: number;
+  rps: number[];
+  p99: number[];
+  failed: number;
+  stop(): Promise<void>;
+}
+
+async function plainShop(root: string): Promise<Side> {
+  const child = spawn(process.execPath, ['dist/main.js'], { cwd: root, env: { ...process.env, PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const m = await waitForOutput(child, /app listening on (\d+)/);
+  const stop = () => new Promise<void>((r) => (child.exitCode !== null ? r() : (child.once('exit', () => r()), child.kill('SIGTERM'))));
+  return { name: 'plain node', port: Number(m[1]), rps: [], p99: [], failed: 0, stop };
+}
+
+async function agentShop(root: string, name: string, state: string, patched: boolean): Promise<Side> {
+  const dir = mkdtempSync(join(state, 'side-'));
+  const { tokensFile, token } = createDevToken(dir);
+  const shop = await startShop({ root, listen: '127.0.0.1:0', tokensFile, stateDir: dir, port: 0 });
+  if (patched) {
+    const client = await AgentClient.connect(shop.agent, { token });
+    try {
+      await client.request('apply', { patch: { files: samplePatch().patched, message: 'overhead bench' } });
+    } finally {
+      client.close();
+    }
+  }
+  return { name, port: shop.httpPort, rps: [], p99: [], failed: 0, stop: () => shop.stop() };
+}
+
+async function run(side: Side, seconds: number, record: boolean): Promise<void> {
+  const r = await autocannon({ url: `http://127.0.0.1:${side.port}${PATH}`, connections: CONNECTIONS, duration: seconds });
+  if (!record) return;
+  side.rps.push(r.requests.average);
+  side.p99.push(r.latency.p99);
+  side.failed += r.errors + r.timeouts + r.non2xx;
+  console.log(`  ${side.name.padEnd(22)} ${r.requests.average.toFixed(0).padStart(7)} req/s   p99 ${String(r.latency.p99).padStart(3)} ms`);
+}
+
+async function main(): Promise<void> {
+  const shop = copyShop();
+  const state = mkdtempSync(join(tmpdir(), 'lp-bench-overhead-'));
+  const sides: Side[] = [];
+  try {
+    sides.push(await plainShop(shop.root));
+    sides.push(await agentShop(shop.root, 'agent + pinning', state, false));
+    sides.push(await agentShop(shop.root, 'agent, after 1 patch', state, true));
+    console.log(`overhead: GET ${PATH}, ${CONNECTIONS} connections, ${ROUNDS} rounds × ${SECONDS} s per side, alternating`);
+    for (const s of sides) await run(s, 2, false); // warm-up (JIT, connection pools)
+    for (let round = 0; round < ROUNDS; round++) {
+      console.log(`round ${round + 1}`);
+      const order = round % 2 === 0 ? sides : [...sides].reverse();
+      for (const s of order) await run(s, SECONDS, true);
+    }
+    const base = sides[0]!;
+    console.log('\nmedians');
+    for (const s of sides) {
+      const rps = median(s.rps);
+      const p99 = median(s.p99);
+      console.log(`  ${s.name.padEnd(22)} ${rps.toFixed(0).padStart(7)} req/s (×${(rps / median(base.rps)).toFixed(3)})   p99 ${p99} ms (×${(p99 / median(base.p99)).toFixed(2)})   failed ${s.failed}`);
+    }
+  } finally {
+    for (const s of sides) await s.stop();
+    rmSync(state, { recursive: true, force: true });
+    shop.cleanup();
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exitCode = 1;
+});

@@ -1,0 +1,169 @@
+/**
+ * Helpers shared by the end-to-end benchmarks in bench/ (overhead, memory, zero-downtime): summary
+ * statistics, a paced HTTP load generator that records every request's outcome, a throwaway copy of
+ * the example shop whose sources can be rewritten, and waiting for a child's "listening" lines.
+ * Lives with the example because every helper here is about running the shop.
+ */
+import * as http from 'node:http';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as ts from 'typescript';
+import { SHOP, prepareShop } from './demo-app';
+
+/** Median of a non-empty list. */
+export function median(xs: readonly number[]): number {
+  return percentile(xs, 50);
+}
+
+/** Nearest-rank percentile (p in 0..100). */
+export function percentile(xs: readonly number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+}
+
+/** A free loopback TCP port (bound then released). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolve once `pattern` appears on the child's stdout or stderr (rejects on exit or after `ms`). */
+export function waitForOutput(child: ChildProcess, pattern: RegExp, ms = 30_000): Promise<RegExpExecArray> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const onData = (d: Buffer) => {
+      seen = (seen + d.toString()).slice(-16_384);
+      const m = pattern.exec(seen);
+      if (m) finish(() => resolve(m));
+    };
+    const onExit = (code: number | null) => finish(() => reject(new Error(`process exited (${code}) before ${pattern}\n${seen}`)));
+    const timer = setTimeout(() => finish(() => reject(new Error(`timed out waiting for ${pattern}\n${seen}`))), ms);
+    const finish = (f: () => void) => {
+      clearTimeout(timer);
+      child.stdout?.off('data', onData);
+      child.stderr?.off('data', onData);
+      child.off('exit', onExit);
+      f();
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', onExit);
+  });
+}
+
+/** A private copy of the example shop (sources, tsconfig, dist) that a benchmark may rewrite. */
+export interface ShopCopy {
+  root: string;
+  /** Replace src/<file> with `source` and write its transpiled dist/<file>.js (what a deploy would do). */
+  deploy(file: string, source: string): void;
+  cleanup(): void;
+}
+
+/** A built copy of examples/shop in a temp dir (see prepareShop), with `livepatch` linked as a dependency. */
+export function copyShop(): ShopCopy {
+  const dir = mkdtempSync(join(tmpdir(), 'lp-bench-'));
+  const root = prepareShop(dir);
+  const options = ts.parseJsonConfigFileContent(ts.readConfigFile(join(root, 'tsconfig.json'), ts.sys.readFile).config, ts.sys, root).options;
+  return {
+    root,
+    deploy(file, source) {
+      writeFileSync(join(root, 'src', file), source);
+      const js = ts.transpileModule(source, { compilerOptions: options, fileName: join(root, 'src', file) }).outputText;
+      writeFileSync(join(root, 'dist', file.replace(/\.ts$/, '.js')), js);
+    },
+    cleanup() {
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The sample patch set (module id → source) and the deployed sources of the same modules. */
+export function samplePatch(): { patched: Record<string, string>; original: Record<string, string> } {
+  const dir = join(SHOP, 'patches', 'bulk-discount', 'src');
+  const patched: Record<string, string> = {};
+  const original: Record<string, string> = {};
+  for (const name of readdirSync(dir)) {
+    patched[`src/${name}`] = readFileSync(join(dir, name), 'utf8');
+    original[`src/${name}`] = readFileSync(join(SHOP, 'src', name), 'utf8');
+  }
+  return { patched, original };
+}
+
+export interface Sample {
+  /** Start time (ms, performance.now()). */
+  start: number;
+  ms: number;
+  ok: boolean;
+  /** Response body (successful requests only). */
+  body?: string;
+}
+
+/**
+ * Paced load: `rate` requests per second to `path`, at most `maxInflight` open, until stop(). Every
+ * request's outcome is kept (bounded by the caller's duration × rate). Uses a keep-alive agent like a
+ * real upstream proxy would.
+ */
+export function startLoad(port: number, path: string, rate: number, maxInflight = 64, timeoutMs = 5000): { samples: Sample[]; stop(): Promise<Sample[]> } {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: maxInflight });
+  const samples: Sample[] = [];
+  let inflight = 0;
+  let stopped = false;
+  const pending = new Set<Promise<void>>();
+  const one = () => {
+    const start = performance.now();
+    inflight++;
+    const p = new Promise<void>((done) => {
+      const finish = (ok: boolean, body?: string) => {
+        samples.push({ start, ms: performance.now() - start, ok, ...(body !== undefined ? { body } : {}) });
+        inflight--;
+        done();
+      };
+      const req = http.get({ host: '127.0.0.1', port, path, agent, timeout: timeoutMs }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => finish(res.statusCode === 200, body));
+        res.on('error', () => finish(false));
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', () => finish(false));
+    });
+    pending.add(p);
+    void p.then(() => pending.delete(p));
+  };
+  const tickMs = 10;
+  const perTick = rate * (tickMs / 1000);
+  let credit = 0;
+  const timer = setInterval(() => {
+    credit += perTick;
+    while (credit >= 1) {
+      credit -= 1;
+      // A request that cannot be sent because too many are open counts as failed: the client gave up.
+      if (inflight >= maxInflight) samples.push({ start: performance.now(), ms: 0, ok: false });
+      else one();
+    }
+  }, tickMs);
+  return {
+    samples,
+    async stop() {
+      if (!stopped) {
+        stopped = true;
+        clearInterval(timer);
+        await Promise.all([...pending]);
+        agent.destroy();
+      }
+      return samples;
+    },
+  };
+}
