@@ -198,8 +198,9 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     return this.commit(s.pub, meta);
   }
 
-  pin<T>(fn: () => T): T {
-    return pinWith(this, fn);
+  pin<T>(fn: () => T, generation?: number): T {
+    const g = generation === undefined ? undefined : this.gens[generation - 1];
+    return pinWith(this, fn, g && this.live.has(g) ? g : this.current);
   }
 
   holdRequests(until: Promise<unknown>, maxMs?: number): void {

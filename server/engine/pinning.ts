@@ -19,9 +19,8 @@ export interface PinHost {
 
 const HOOKED = Symbol.for('livepatch.engine.httpHooked');
 
-/** Run `fn` pinned to the current generation, counted in flight until it (or its promise) settles. */
-export function pinWith<T>(host: PinHost, fn: () => T): T {
-  const g = host.currentGen();
+/** Run `fn` pinned to `g` (default: the current generation), counted in flight until it (or its promise) settles. */
+export function pinWith<T>(host: PinHost, fn: () => T, g: Generation = host.currentGen()): T {
   host.acquire(g);
   let result: T;
   try {
