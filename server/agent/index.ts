@@ -4,6 +4,7 @@
  * environment and never throws into the host — every problem is one `livepatch: ...` line on stderr.
  */
 import cluster from 'node:cluster';
+import { isMainThread } from 'node:worker_threads';
 import type { Engine } from '../engine/types';
 import { AuditLog } from './audit';
 import { Lockout, TokenStore } from './auth';
@@ -103,6 +104,8 @@ export function startAgentFromEnv(env: NodeJS.ProcessEnv = process.env): void {
   try {
     // Cluster workers share the primary's address; per-worker agents come with cluster support.
     if (cluster.isWorker) return;
+    // Worker threads inherit `-r livepatch/register`; only the main thread hosts the agent.
+    if (!isMainThread) return;
     if (!env['LIVEPATCH_TOKENS']) {
       process.stderr.write('livepatch: agent not started: LIVEPATCH_TOKENS is not set (there is no unauthenticated mode)\n');
       return;
