@@ -1,0 +1,119 @@
+/**
+ * `livepatch apply A,B`: two-phase apply across two real agents. When one agent rejects the patch
+ * (its deployed rates.ts differs, so the patch does not type-check there), neither commits; when both
+ * stage, both commit. An unreachable agent stops the operation before anything is staged.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createProject, createTokens, runCli, startApp, type AppProcess, type Project, type Tokens } from './helpers/project';
+
+let a: { project: Project; app: AppProcess };
+let b: { project: Project; app: AppProcess };
+let tokens: Tokens;
+
+// Host B runs an older rates.ts whose rate() takes a second argument; the fixture's quote.ts is
+// adjusted to match, so B is a healthy deployment of a different version.
+const RATES_B = `export const RATES_LABEL = 'rates-b';
+
+export function rate(currency: string, day: number): number {
+  return currency === 'EUR' ? 1.1 + day * 0 : 1;
+}
+
+export function tag(): string {
+  return 'A1';
+}
+`;
+const QUOTE_B = `import { rate } from './rates';
+
+export function quote(currency: string, amount: number): number {
+  return Math.round(amount * rate(currency, 0) * 100) / 100;
+}
+
+export function tag(): string {
+  return 'B1';
+}
+
+export class Counter {
+  count = 0;
+  hit(): number {
+    this.count += 1;
+    return this.count;
+  }
+  label(): string {
+    return \`v1:\${this.count}\`;
+  }
+}
+`;
+// Written against host A's rates.ts: rate(currency) with one argument.
+const QUOTE_PATCH = QUOTE_B.replace('rate(currency, 0)', 'rate(currency)').replace("'B1'", "'B2'");
+// Type-checks against both signatures: the cast is valid for rate(currency) and rate(currency, day).
+const BOTH_PATCH = QUOTE_B.replace('rate(currency, 0)', '(rate as (c: string, day?: number) => number)(currency, 0)').replace("'B1'", "'B2'");
+
+const env = () => ({ LIVEPATCH_TOKEN: tokens.patch });
+
+before(async () => {
+  const pa = createProject();
+  const pb = createProject();
+  pb.write('src/rates.ts', RATES_B);
+  pb.write('src/quote.ts', QUOTE_B);
+  pb.build();
+  tokens = createTokens(pa.root);
+  for (const p of [pa, pb]) p.write('fix/src/quote.ts', QUOTE_PATCH);
+  const [appA, appB] = await Promise.all([
+    startApp(pa.root, { env: { LIVEPATCH_TOKENS: tokens.file } }),
+    startApp(pb.root, { env: { LIVEPATCH_TOKENS: tokens.file } }),
+  ]);
+  a = { project: pa, app: appA };
+  b = { project: pb, app: appB };
+});
+
+after(async () => {
+  for (const h of [a, b]) {
+    await h?.app.stop();
+    h?.project.cleanup();
+  }
+});
+
+async function generation(agent: string): Promise<number> {
+  const r = await runCli(['status', agent, '--json'], { env: env() });
+  return JSON.parse(r.stdout).currentGeneration;
+}
+
+test('one agent rejects the patch: neither commits, the staged set is aborted on the other, exit 1', async () => {
+  const r = await runCli(['apply', `${a.app.agent},${b.app.agent}`, 'fix/src/quote.ts', '--root', 'fix', '--json'], { cwd: a.project.root, env: env() });
+  assert.equal(r.code, 1, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.equal(j.ok, false);
+  assert.equal(j.committed, false);
+  assert.deepEqual(j.hosts.map((h: { target: string; state: string }) => [h.target, h.state]), [[a.app.agent, 'aborted'], [b.app.agent, 'rejected']]);
+  assert.equal(j.hosts[1].error.code, 'LP_ERR_PATCH_TYPE');
+  assert.equal(j.error.code, 'LP_ERR_PATCH_TYPE');
+  assert.ok(j.diagnostics.some((d: { file: string; code: number }) => d.file === 'src/quote.ts' && d.code === 2554));
+  assert.match(r.stderr, /nothing was committed on any agent/);
+  assert.equal(await generation(a.app.agent!), 1);
+  assert.equal(await generation(b.app.agent!), 1);
+  assert.deepEqual(await a.app.get('/mix').then((m: { b: string }) => m.b), 'B1');
+  assert.deepEqual(await b.app.get('/mix').then((m: { b: string }) => m.b), 'B1');
+});
+
+test('an unreachable agent stops the operation before anything is staged: exit 4', async () => {
+  const r = await runCli(['apply', `${a.app.agent},127.0.0.1:1`, 'fix/src/quote.ts', '--root', 'fix'], { cwd: a.project.root, env: env() });
+  assert.equal(r.code, 4, r.stderr);
+  assert.match(r.stdout, /^AGENT +STATE +DETAIL$/m);
+  assert.match(r.stdout, new RegExp(`^${a.app.agent} +skipped `, 'm'));
+  assert.match(r.stdout, /^127\.0\.0\.1:1 +unreachable +LP_ERR_CONN_REFUSED/m);
+  assert.equal(await generation(a.app.agent!), 1);
+});
+
+test('every agent stages: both commit, exit 0, one row per agent', async () => {
+  a.project.write('both/src/quote.ts', BOTH_PATCH);
+  const r = await runCli(['apply', `${a.app.agent},${b.app.agent}`, 'both/src/quote.ts', '--root', 'both', '-m', 'tag B2'], { cwd: a.project.root, env: env() });
+  assert.equal(r.code, 0, r.stderr);
+  for (const h of [a, b]) {
+    assert.match(r.stdout, new RegExp(`^${h.app.agent} +committed +generation 2 \\(was 1\\): src/quote\\.ts v2$`, 'm'));
+    assert.equal(await generation(h.app.agent!), 2);
+    assert.equal((await h.app.get('/mix')).b, 'B2');
+  }
+  assert.equal((await a.app.get('/quote?c=EUR&a=10')).total, 11);
+  assert.equal((await b.app.get('/quote?c=EUR&a=10')).total, 11);
+});
