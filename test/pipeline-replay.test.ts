@@ -1,0 +1,77 @@
+/**
+ * Journal replay across restarts of a real app: committed patches and rollbacks are re-applied in
+ * order before the first request is served, patch ids stay applied (no duplicates), and after a
+ * redeploy that changed a patched module the stale patch is not applied but reported as drift, by
+ * the pipeline and by `livepatch status` through the real agent.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { StatusResult } from '../shared/ops';
+import { createProject, createTokens, runCli, startApp } from './helpers/project';
+import { startPipelineApp } from './helpers/pipeline-app';
+
+const project = createProject('pipeline');
+const journalDir = join(project.root, '.journal');
+const src = (f: string) => readFileSync(join(project.root, 'src', f), 'utf8');
+const ratesTs = src('rates.ts');
+const quoteTs = src('quote.ts');
+const sha = (t: string) => createHash('sha256').update(t).digest('hex');
+const withTag = (t: string) => ({ 'src/quote.ts': quoteTs.replace("return 'B1'", `return '${t}'`) });
+
+test.after(() => project.cleanup());
+
+test('committed patches and rollbacks are journaled and replayed before serving', async () => {
+  const app = await startPipelineApp(project.root, { journalDir });
+  try {
+    for (const patch of [
+      { id: 'eur-1.2', files: { 'src/rates.ts': ratesTs.replace('1.1', '1.2') } },
+      { id: 'tag-b2', files: withTag('B2') },
+      { id: 'tag-b3', files: withTag('B3') },
+    ]) {
+      const r = await app.op('apply', { patch });
+      assert.equal(r.ok, true, JSON.stringify(r.error));
+    }
+    assert.equal((await app.op('rollback', {})).ok, true);
+    assert.deepEqual(await app.get('/tag'), { tag: 'B2' });
+  } finally {
+    await app.stop();
+  }
+  const lines = readFileSync(join(journalDir, 'journal.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(lines.map((l) => l.kind), ['patch', 'patch', 'patch', 'rollback']);
+  assert.equal(lines[0].files[0].base, sha(ratesTs), 'records the base of each module');
+
+  const again = await startPipelineApp(project.root, { journalDir });
+  try {
+    // The very first request already sees the replayed generation: requests were held.
+    assert.deepEqual(await again.get('/quote?c=EUR&a=10'), { total: 12 });
+    assert.deepEqual(await again.get('/tag'), { tag: 'B2' });
+    assert.equal((await again.op('generation')).result, 5);
+    assert.deepEqual((await again.op('drift')).result, []);
+    const dup = await again.op('apply', { patch: { id: 'tag-b2', files: withTag('B2') } });
+    assert.equal(dup.error?.code, 'LP_ERR_PATCH_DUPLICATE');
+  } finally {
+    await again.stop();
+  }
+});
+
+test('after a redeploy, a journaled patch whose base changed is not applied and is reported as drift', async () => {
+  const redeployed = ratesTs.replace('1.1', '1.4');
+  project.write('src/rates.ts', redeployed);
+  project.build();
+  const tokens = createTokens(project.root);
+  const app = await startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_JOURNAL: journalDir } });
+  try {
+    assert.deepEqual(await app.get('/quote?c=EUR&a=10'), { total: 14 }, 'the redeployed rates stay');
+    assert.deepEqual(await app.get('/tag'), { tag: 'B2' }, 'patches whose base still matches are replayed');
+    const r = await runCli(['status', app.agent!, '--json'], { cwd: project.root, env: { LIVEPATCH_TOKEN: tokens.read } });
+    assert.equal(r.code, 0, r.stderr);
+    const status = JSON.parse(r.stdout) as StatusResult;
+    assert.deepEqual(status.drift, [{ module: 'src/rates.ts', patchId: 'eur-1.2', generation: 2, expectedHash: sha(ratesTs), actualHash: sha(redeployed) }]);
+    assert.equal(status.patching.enabled, true);
+  } finally {
+    await app.stop();
+  }
+});
