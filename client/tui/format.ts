@@ -14,7 +14,7 @@ export function clock(iso: string): string {
 export function eventLine(e: AgentEvent): string {
   switch (e.event) {
     case 'committed': {
-      const what = e.kind === 'rollback' ? `rollback to gen ${e.generation}` : `patch → gen ${e.generation}`;
+      const what = `${e.kind} → gen ${e.generation}`;
       const mods = e.changed.length ? ` [${e.changed.join(', ')}]` : '';
       return `${clock(e.time)} ${what} by ${e.who}${e.message ? `: ${e.message}` : ''}${mods}`;
     }

@@ -36,6 +36,7 @@ export interface TuiState {
   conn: 'connecting' | 'connected' | 'disconnected';
   attempt: number;
   connMessage?: string;
+  connReason?: string;
   /** True while what is shown may be out of date (the connection dropped since it was fetched). */
   stale: boolean;
   status?: StatusResult;
@@ -131,12 +132,13 @@ export function reduce(s: TuiState, a: Action): TuiState {
     case 'connecting':
       return { ...s, conn: 'connecting', attempt: a.attempt };
     case 'connected':
-      return pushLog({ ...s, conn: 'connected', name: a.name, role: a.role, attempt: 0, connMessage: undefined }, { text: `connected to ${s.host} as ${a.name} (${a.role})`, kind: 'info' });
+      return pushLog({ ...s, conn: 'connected', name: a.name, role: a.role, attempt: 0, connMessage: undefined, connReason: undefined }, { text: `connected to ${s.host} as ${a.name} (${a.role})`, kind: 'info' });
     case 'disconnected': {
       const text = `disconnected: ${a.reason}; reconnecting in ${Math.ceil(a.retryInMs / 1000)} s`;
-      const was = s.conn;
-      const next = { ...s, conn: 'disconnected' as const, stale: true, connMessage: text };
-      return was === 'disconnected' ? next : pushLog(next, { text, kind: 'error' });
+      // Log a drop once, and each retry only when its reason changes, so a long outage is one line.
+      const repeat = s.stale && s.connReason === a.reason;
+      const next = { ...s, conn: 'disconnected' as const, stale: true, connMessage: text, connReason: a.reason };
+      return repeat ? next : pushLog(next, { text, kind: 'error' });
     }
     case 'snapshot': {
       const byModule = new Map(a.versions.map((m) => [m.module, m.hash]));

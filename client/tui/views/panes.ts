@@ -77,6 +77,7 @@ export function replView(s: TuiState, height: number): string[] {
 /** Bottom line: a notice if any, else the keys offered to this role. */
 export function hintText(s: TuiState): string {
   if (s.notice) return ` ${esc(s.notice)}`;
+  if (s.conn !== 'connected' && s.connMessage) return ` {red-fg}${esc(s.connMessage)}{/red-fg}`;
   const show = (KEYMAP as readonly KeyBinding[]).filter((b) => b.scope === 'global' && ['help', 'quit', 'filter', 'edit', 'check', 'apply', 'rollback', 'discard'].includes(b.id) && offered(b, s.role));
   const tail = s.role === 'read' ? '  {gray-fg}(read-only token: patching not offered){/gray-fg}' : '';
   return ' ' + show.map((b) => `{bold}${esc(b.keys[0]!)}{/bold} ${b.id}`).join('  ') + '  {bold}[ ]{/bold} tabs  {bold}tab{/bold} focus' + tail;

@@ -85,6 +85,12 @@ export function renderPopup(l: Layout, s: TuiState): void {
     l.popup.hide();
     return;
   }
+  // Fit the box to its content (within the screen), so short messages get a small popup.
+  const rows = (l.screen.height as number) - 4;
+  const cols = (l.screen.width as number) - 4;
+  const widest = Math.max(v.title.length, ...v.lines.map((x) => x.replace(/\{[^{}]*\}/g, '').length));
+  l.popup.height = Math.max(5, Math.min(rows, v.lines.length + 2));
+  l.popup.width = Math.max(40, Math.min(cols, widest + 4));
   l.popup.setLabel(v.title);
   l.popup.style.border = { fg: v.colour };
   l.popup.setContent(v.lines.join('\n'));
