@@ -10,7 +10,7 @@ import type { EvalResult } from '../../shared/ops';
 import type { Engine } from '../engine/types';
 import { ReplChecker } from './checker';
 import { LiveModules } from './modules';
-import { runInput } from './run';
+import { runInput, warmUp } from './run';
 import { ReplSession } from './session';
 
 /** Who is asking: the token's name and role, and the connection the session belongs to. */
@@ -61,6 +61,7 @@ export function createReplService(opts: ReplServiceOptions): ReplService {
   const sessions = new Map<string, ReplSession>();
   const defaults = new Map<string, string>();
   const defaultTimeout = opts.defaultTimeoutMs ?? 2000;
+  let warmed = false;
 
   const isLive = (g: number) => opts.engine.liveGenerations().some((l) => l.generation === g);
 
@@ -74,6 +75,10 @@ export function createReplService(opts: ReplServiceOptions): ReplService {
     }
     const id = `r${randomBytes(6).toString('hex')}`;
     sessions.set(id, new ReplSession(id, ctx.connectionId, opts.root, generation));
+    if (!warmed) {
+      warmed = true;
+      warmUp(checker, modules);
+    }
     return id;
   }
 

@@ -9,7 +9,6 @@ import { join } from 'node:path';
 import type { Role } from '../../shared/auth';
 import { LivepatchError } from '../../shared/errors';
 import type { EvalResult } from '../../shared/ops';
-import { formatDiagnostic } from '../../shared/patch';
 import type { Engine } from '../engine/types';
 import type { ReplChecker } from './checker';
 import { evaluatePure, MOD_GLOBAL } from './inspect-eval';
@@ -46,10 +45,19 @@ async function typeCheck(r: RunInput, input: string): Promise<void> {
   });
   const errors = diagnostics.filter((d) => d.category === 'error');
   if (errors.length) {
-    throw new LivepatchError('LP_ERR_EVAL_TYPE', `${ERRORS_PREFIX}${formatDiagnostic(errors[0]!)}`, { diagnostics });
+    const more = errors.length > 1 ? ` (and ${errors.length - 1} more)` : '';
+    throw new LivepatchError('LP_ERR_EVAL_TYPE', `the input does not type-check, nothing ran: TS${errors[0]!.code}${more}`, { diagnostics });
   }
 }
-const ERRORS_PREFIX = 'type error: ';
+
+/** Load the program in the checker ahead of the first input (a cold check takes seconds). */
+export function warmUp(checker: ReplChecker, modules: LiveModules): void {
+  const prelude = modules.prelude();
+  const file = join(modules.root, '__livepatch_repl_warmup.ts');
+  checker
+    .check({ root: modules.root, file, inputStart: 0, inputEnd: 0, files: { [join(modules.root, PRELUDE_NAME)]: { text: prelude, version: 'warm' }, [file]: { text: 'export {};\n', version: '1' } } })
+    .then(() => checker.drop(file), () => undefined);
+}
 
 /** Evaluate one input in its session; resolves to the rendered result. */
 export async function runInput(r: RunInput): Promise<EvalResult> {

@@ -26,6 +26,9 @@ export function wrapObjectLiteral(code: string): string {
   return diags.length === 0 && sf.statements.length === 1 ? wrapped : code;
 }
 
+/** Temporaries must stay unique across a session's inputs (they persist in its scope). */
+let importCount = 0;
+
 /**
  * Replace top-level imports with `const` bindings to `moduleExpr(specifier)` (a JS expression giving
  * the module's exports). Throws Error(message) when `moduleExpr` refuses a specifier.
@@ -34,11 +37,10 @@ export function rewriteImports(code: string, moduleExpr: (spec: string) => strin
   const sf = ts.createSourceFile('input.ts', code, ts.ScriptTarget.ES2022, true, ts.ScriptKind.TS);
   let out = '';
   let last = 0;
-  let n = 0;
   for (const st of sf.statements) {
     let repl: string | undefined;
     if (ts.isImportDeclaration(st) && ts.isStringLiteral(st.moduleSpecifier)) {
-      repl = importToConst(st, moduleExpr(st.moduleSpecifier.text), `__lp_import${n++}`);
+      repl = importToConst(st, moduleExpr(st.moduleSpecifier.text), `__lp_import${++importCount}`);
     } else if (ts.isImportEqualsDeclaration(st) && ts.isExternalModuleReference(st.moduleReference) && ts.isStringLiteral(st.moduleReference.expression)) {
       repl = st.isTypeOnly ? '' : `const ${st.name.text} = ${moduleExpr(st.moduleReference.expression.text)};`;
     }
