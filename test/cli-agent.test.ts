@@ -112,6 +112,16 @@ test('a patch with type errors is rejected (exit 1) in tsc form, with diagnostic
   assert.equal(s.currentGeneration, 1);
 });
 
+test('a verify hook that throws vetoes the patch (exit 1) and nothing is committed', async () => {
+  project.write('verify-eur.ts', "import { rate } from './src/rates';\nexport function eurRate(): void {\n  if (rate('EUR') !== 1.5) throw new Error('EUR rate is ' + rate('EUR'));\n}\n");
+  const r = await cli(['apply', agent, 'patch/src/rates.ts', '--root', 'patch', '--verify', 'verify-eur.ts', '--json'], 'patch');
+  assert.equal(r.code, 1, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.equal(j.error.code, 'LP_ERR_PATCH_VERIFY');
+  assert.match(r.stderr, /eurRate.*EUR rate is 1\.2/);
+  assert.equal((await app.get('/label')).label, 'rates-v1');
+});
+
 test('check passes and apply commits a good patch (exit 0); the app serves the new code', async () => {
   const c = await cli(['check', agent, 'patch/src/rates.ts', '--root', 'patch'], 'patch');
   assert.equal(c.code, 0, c.stderr);

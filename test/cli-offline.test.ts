@@ -1,0 +1,112 @@
+/**
+ * The built `livepatch` binary where no agent is needed or reachable: help and exit codes, usage
+ * errors, the token rules (never argv; `token create` prints only the token), offline `check`
+ * against a local project, connection failures, and the delegated commands' entry points.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readTokensFile } from '../shared';
+import { createProject, runCli, type Project } from './helpers/project';
+
+let project: Project;
+let dir: string;
+
+before(() => {
+  project = createProject();
+  dir = mkdtempSync(join(tmpdir(), 'lp-cli-offline-'));
+});
+
+after(() => {
+  project?.cleanup();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('--help lists the commands and the exit codes and exits 0; no command is a usage error (2)', async () => {
+  const h = await runCli(['--help']);
+  assert.equal(h.code, 0);
+  for (const cmd of ['status', 'versions', 'show', 'diff', 'check', 'apply', 'rollback', 'history', 'token', 'eval', 'repl', 'attach', 'audit']) {
+    assert.match(h.stdout, new RegExp(`^  ${cmd} `, 'm'), cmd);
+  }
+  assert.match(h.stdout, /^ {2}5 {2}conflict/m);
+  const sub = await runCli(['apply', '--help']);
+  assert.equal(sub.code, 0);
+  assert.match(sub.stdout, /--dry-run/);
+  assert.match(sub.stdout, /^ {2}4 {2}cannot connect or timed out$/m);
+  const none = await runCli([]);
+  assert.equal(none.code, 2);
+  const unknown = await runCli(['frobnicate', '--json']);
+  assert.equal(unknown.code, 2);
+  assert.equal(JSON.parse(unknown.stdout).error.code, 'LP_ERR_CLI_USAGE');
+  assert.match(unknown.stderr, /^livepatch: unknown command 'frobnicate'/m);
+});
+
+test('token create prints the token and nothing else on stdout, writes a 0600 file, refuses duplicates (2)', async () => {
+  const file = join(dir, 'tokens.json');
+  const r = await runCli(['token', 'create', 'alice', '--role', 'patch', '--file', file]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^lp_[0-9a-f]{8}_[A-Za-z0-9_-]{43}\n$/);
+  assert.match(r.stderr, /shown only this once/);
+  const entries = readTokensFile(file).tokens;
+  assert.deepEqual(entries.map((t) => [t.name, t.role]), [['alice', 'patch']]);
+  assert.equal(entries[0]!.id, r.stdout.slice(3, 11));
+  assert.ok(!readFileSync(file, 'utf8').includes(r.stdout.trim()), 'the secret is not stored');
+  assert.equal(statSync(file).mode & 0o777, 0o600);
+  const dup = await runCli(['token', 'create', 'alice', '--role', 'read', '--file', file]);
+  assert.equal(dup.code, 2);
+  assert.equal(dup.stdout, '');
+  assert.match(dup.stderr, /already exists/);
+  const badRole = await runCli(['token', 'create', 'bob', '--role', 'root', '--file', file]);
+  assert.equal(badRole.code, 2);
+  assert.match(badRole.stderr, /Allowed choices are read, patch, admin/);
+});
+
+test('a secret is never taken from argv, and a missing token is an auth error (3)', async () => {
+  const t = await runCli(['status', '127.0.0.1:1', '--token', 'lp_00000000_x']);
+  assert.equal(t.code, 2);
+  assert.match(t.stderr, /unknown option '--token'/);
+  const none = await runCli(['status', '127.0.0.1:1', '--json'], { env: { LIVEPATCH_TOKEN: undefined } });
+  assert.equal(none.code, 3);
+  assert.deepEqual(JSON.parse(none.stdout), { error: { code: 'LP_ERR_AUTH_NO_TOKEN', message: 'No token: set LIVEPATCH_TOKEN or pass --token-file', retryable: false } });
+});
+
+test('nothing listening, or a bad address: one-line errors, exit 4 and 2', async () => {
+  const env = { LIVEPATCH_TOKEN: 'lp_00000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' };
+  const r = await runCli(['versions', '127.0.0.1:1'], { env });
+  assert.equal(r.code, 4);
+  assert.equal(r.stdout, '');
+  assert.match(r.stderr, /^livepatch: cannot connect to 127\.0\.0\.1:1: nothing is listening there \(is the app running with the agent enabled\?\)\n$/);
+  const u = await runCli(['status', `unix:${join(dir, 'nope.sock')}`, '--json'], { env });
+  assert.equal(u.code, 4);
+  assert.equal(JSON.parse(u.stdout).error.retryable, true);
+  const bad = await runCli(['apply', 'not-an-address', 'x.ts'], { env });
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /invalid agent address "not-an-address"/);
+});
+
+test('offline check type-checks against the local project: ok exits 0, a type error exits 1 in tsc form', async () => {
+  const ok = await runCli(['check', 'src/rates.ts'], { cwd: project.root });
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /^ok: the patch type-checks against the local project/);
+  project.write('src/quote.ts', readFileSync(join(project.root, 'src/quote.ts'), 'utf8').replace('rate(currency)', 'rate(currency, 2)'));
+  const bad = await runCli(['check', 'src/quote.ts', '--json'], { cwd: project.root });
+  assert.equal(bad.code, 1, bad.stderr);
+  assert.match(bad.stderr, /^src\/quote\.ts\(4,\d+\): error TS2554: Expected 1 arguments?, but got 2\.$/m);
+  const j = JSON.parse(bad.stdout);
+  assert.equal(j.ok, false);
+  assert.equal(j.error.code, 'LP_ERR_PATCH_TYPE');
+  assert.ok(j.diagnostics.some((d: { file: string; line: number; code: number }) => d.file === 'src/quote.ts' && d.line === 4 && d.code === 2554));
+  const elsewhere = await runCli(['check', join(project.root, 'src/quote.ts'), '--root', dir]);
+  assert.equal(elsewhere.code, 2);
+  assert.match(elsewhere.stderr, /outside the project root/);
+});
+
+test('eval, repl and attach are wired to their entry points', async () => {
+  for (const args of [['eval', '127.0.0.1:1', '1 + 1'], ['repl', '127.0.0.1:1'], ['attach', '127.0.0.1:1']]) {
+    const r = await runCli(args, { env: { LIVEPATCH_TOKEN: 'lp_00000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' }, timeoutMs: 20_000 });
+    // Either the entry point ran and could not connect (4), or this build lacks it (2, with a clear message).
+    assert.ok(r.code === 4 || (r.code === 2 && /not available in this build/.test(r.stderr)), `${args[0]}: ${r.code} ${r.stderr}`);
+  }
+});
