@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatDiagnostic, type Diagnostic } from '../shared/patch';
 import { createProject } from './helpers/project';
@@ -95,4 +95,21 @@ test('a base that no longer matches the live source is a conflict and nothing is
 test('module ids outside the project are refused before any work', async () => {
   const err = await refused('LP_ERR_PATCH_UNKNOWN_MODULE', { '../evil.ts': 'export {};' });
   assert.doesNotMatch(err.message, /\n\s+at /, 'no stack on the wire');
+});
+
+test('without the project sources, patching is refused but the app runs', async () => {
+  const bare = createProject('pipeline');
+  rmSync(join(bare.root, 'tsconfig.json'));
+  const other = await startPipelineApp(bare.root);
+  try {
+    const p = (await other.op('patching')).result;
+    assert.equal(p.enabled, false);
+    assert.match(p.reason, /tsconfig/);
+    const r = await other.op('apply', { patch: { files: { 'src/rates.ts': ratesTs } } });
+    assert.equal(r.error?.code, 'LP_ERR_PATCH_NO_SOURCES');
+    assert.deepEqual(await other.get('/quote?c=EUR&a=10'), { total: 11 });
+  } finally {
+    await other.stop();
+    bare.cleanup();
+  }
 });
