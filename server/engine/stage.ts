@@ -102,22 +102,22 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
       runtimeFile: mod.runtimeFile,
     };
     const entry: VersionEntry = item.reuse ?? { record, js: item.js };
-    let exports = item.reuse ? host.exportsInMemory(id, item.reuse) : undefined;
-    if (exports === undefined) {
+    let modExports = item.reuse ? host.exportsInMemory(id, item.reuse) : undefined;
+    if (modExports === undefined) {
       const pending = new Map();
       s.pending.set(id, pending);
-      exports = evaluateModule({ id, version: record.version, js: entry.js, runtimeFile: mod.runtimeFile, timeoutMs: loadTimeoutMs, resolveLive, ctx: { id, pending } });
+      modExports = evaluateModule({ id, version: record.version, js: entry.js, runtimeFile: mod.runtimeFile, timeoutMs: loadTimeoutMs, resolveLive, ctx: { id, pending } });
     }
-    if (isNew) buildFacade(mod, exports);
+    if (isNew) buildFacade(mod, modExports);
     else {
-      const clash = kindConflict(mod, exports);
+      const clash = kindConflict(mod, modExports);
       if (clash) {
         const message = `${id}: export "${clash.name}" changed from ${clash.was} to ${clash.now}`;
         throw new LivepatchError('LP_ERR_PATCH_EXPORT_KIND', message, { module: id, export: clash.name, message });
       }
-      s.added.set(id, extendFacade(mod, exports));
+      s.added.set(id, extendFacade(mod, modExports));
     }
-    gen.exp.set(id, exports);
+    gen.exp.set(id, modExports);
     gen.versions.set(id, entry);
     s.entries.set(id, entry);
     loading.delete(id);

@@ -34,15 +34,15 @@ export async function runVerify(
   resolveLive: (fromId: string, request: string) => { value: unknown } | undefined,
 ): Promise<void> {
   const runtimeFile = join(host.mapper.root, '__verify__.js');
-  let exports: any;
+  let hooks: any;
   try {
-    exports = state.als.run(gen, () => evaluateModule({ id: VERIFY_ID, version: 1, js, runtimeFile, timeoutMs: loadTimeoutMs, resolveLive, ctx: { id: VERIFY_ID, pending: new Map() } }));
+    hooks = state.als.run(gen, () => evaluateModule({ id: VERIFY_ID, version: 1, js, runtimeFile, timeoutMs: loadTimeoutMs, resolveLive, ctx: { id: VERIFY_ID, pending: new Map() } }));
   } catch (e) {
     throw veto('(module)', e instanceof LivepatchError ? e.message : oneLine(e));
   }
-  if (exports === null || (typeof exports !== 'object' && typeof exports !== 'function')) return;
-  for (const name of Object.keys(exports)) {
-    const fn = exports[name];
+  if (hooks === null || (typeof hooks !== 'object' && typeof hooks !== 'function')) return;
+  for (const name of Object.keys(hooks)) {
+    const fn = hooks[name];
     if (typeof fn !== 'function') continue;
     const g = globalThis as any;
     let result: unknown;

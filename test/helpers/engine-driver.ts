@@ -7,7 +7,7 @@
  * exports of every committed module version in a FinalizationRegistry (reading the engine's internal
  * generation table only to obtain the objects to watch) and reports which were collected after gc.
  */
-import { getEngine } from '../../server/engine';
+import { getEngine, keep } from '../../server/engine';
 import { state } from '../../server/engine/state';
 import type { Staged } from '../../server/engine/types';
 
@@ -61,6 +61,8 @@ async function handle(m: Msg): Promise<unknown> {
       engine.holdRequests(new Promise((r) => setTimeout(r, m.ms)), m.maxMs);
       return { held: true };
     }
+    case 'keep-outside':
+      return keep('outside', () => 1);
     case 'state':
       return {
         current: engine.currentGeneration,
