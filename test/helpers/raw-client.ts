@@ -15,7 +15,7 @@ export interface RawClient {
   messages: any[];
   /** Resolves with the close code and reason. */
   closed: Promise<{ code: number; reason: string }>;
-  /** Wait for the next message matching `pred` (already received ones count). */
+  /** The first message matching `pred` not yet returned by next() (already received ones count). */
   next(pred?: (m: any) => boolean, timeoutMs?: number): Promise<any>;
   send(data: string | Buffer): void;
   /** The `auth` frame this client sent (after `authenticate`). */
@@ -33,7 +33,8 @@ export function openRaw(address: string, opts: RawOptions = {}): Promise<RawClie
   const ws = new WebSocket(`ws://${address}/livepatch`, { headers: opts.headers ?? {}, maxPayload: opts.maxPayload ?? 256 * 1024 * 1024 });
   const messages: any[] = [];
   const waiters: { pred: (m: any) => boolean; resolve: (m: any) => void }[] = [];
-  let seen = 0;
+  // Messages already returned by next(): each is handed out once.
+  const consumed = new Set<any>();
   ws.on('message', (data) => {
     let m: any;
     try {
@@ -43,7 +44,7 @@ export function openRaw(address: string, opts: RawOptions = {}): Promise<RawClie
     }
     messages.push(m);
     for (const w of [...waiters]) {
-      if (w.pred(m)) {
+      if (!consumed.has(m) && w.pred(m)) {
         waiters.splice(waiters.indexOf(w), 1);
         w.resolve(m);
       }
@@ -55,9 +56,9 @@ export function openRaw(address: string, opts: RawOptions = {}): Promise<RawClie
     messages,
     closed,
     next(pred = () => true, timeoutMs = 10_000) {
-      const found = messages.slice(seen).find(pred);
+      const found = messages.find((m) => !consumed.has(m) && pred(m));
       if (found) {
-        seen = messages.indexOf(found) + 1;
+        consumed.add(found);
         return Promise.resolve(found);
       }
       return new Promise((resolve, reject) => {
@@ -66,7 +67,7 @@ export function openRaw(address: string, opts: RawOptions = {}): Promise<RawClie
           pred,
           resolve: (m: any) => {
             clearTimeout(timer);
-            seen = messages.indexOf(m) + 1;
+            consumed.add(m);
             resolve(m);
           },
         };

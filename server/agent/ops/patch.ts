@@ -19,9 +19,16 @@ function pipelineOf(call: OpCall<OpName>): Pipeline {
 }
 
 function opContext(call: OpCall<OpName>): OpContext {
+  // Repeats of the same progress line carry nothing new; they are not sent.
+  let last = '';
   return {
     who: call.session.who,
-    onProgress: (p) => call.session.progress(call.id, p.step, p.message, p.fraction),
+    onProgress: (p) => {
+      const key = `${p.step}\u0000${p.message}\u0000${p.fraction ?? ''}`;
+      if (key === last) return;
+      last = key;
+      call.session.progress(call.id, p.step, p.message, p.fraction);
+    },
   };
 }
 
