@@ -77,7 +77,7 @@ export class Controller {
     const b = bindingFor(key, 'global') as (KeyBinding & { id: GlobalId }) | undefined;
     if (!b) return;
     if (!offered(b, st.role)) {
-      return this.#notice(`"${key}" (${b.help.toLowerCase()}) needs role ${b.needs}; this token's role is ${st.role ?? 'unknown'} (read-only)`);
+      return this.#notice(`"${key}" needs role ${b.needs}; this token's role is ${st.role ?? 'unknown'}: ${b.help}`);
     }
     if (st.notice) this.#dispatch({ type: 'notice', text: undefined });
     this.#handlers[b.id]();

@@ -70,7 +70,8 @@ export class Terminal {
   }
 
   /**
-   * Poll the screen until `want` (substring, RegExp or predicate) matches; resolves with the screen.
+   * Poll the screen until `want` (substring, RegExp or predicate) matches a settled screen (the same
+ * on two captures); resolves with it.
    * Rejects with the last screen so a failing test shows what was there.
    */
   async waitFor(want: string | RegExp | ((screen: string) => boolean), timeoutMs = 20_000): Promise<string> {
@@ -79,7 +80,13 @@ export class Terminal {
     let last = '';
     for (;;) {
       last = this.screen();
-      if (test(last)) return last;
+      // A match must survive a second capture: tmux may be between two halves of one redraw.
+      if (test(last)) {
+        await new Promise((r) => setTimeout(r, 60));
+        const again = this.screen();
+        if (again === last) return last;
+        continue;
+      }
       if (Date.now() > deadline) throw new Error(`timed out waiting for ${String(want)}; the screen was:\n${last}`);
       await new Promise((r) => setTimeout(r, 100));
     }
