@@ -112,14 +112,21 @@ test('a patch with type errors is rejected (exit 1) in tsc form, with diagnostic
   assert.equal(s.currentGeneration, 1);
 });
 
-test('a verify hook that throws vetoes the patch (exit 1) and nothing is committed', async () => {
+test('a verify hook that throws vetoes the patch (exit 1); a dry run passes and commits nothing', async () => {
   project.write('verify-eur.ts', "import { rate } from './src/rates';\nexport function eurRate(): void {\n  if (rate('EUR') !== 1.5) throw new Error('EUR rate is ' + rate('EUR'));\n}\n");
   const r = await cli(['apply', agent, 'patch/src/rates.ts', '--root', 'patch', '--verify', 'verify-eur.ts', '--json'], 'patch');
   assert.equal(r.code, 1, r.stderr);
   const j = JSON.parse(r.stdout);
   assert.equal(j.error.code, 'LP_ERR_PATCH_VERIFY');
-  assert.match(r.stderr, /^livepatch: verify function "[^"]+" failed: /m);
+  assert.match(r.stderr, /^livepatch: verify function "eurRate" failed: .*EUR rate is 1\.2/m);
   assert.equal((await app.get('/label')).label, 'rates-v1');
+  const dry = await cli(['apply', agent, 'patch/src/rates.ts', '--root', 'patch', '--dry-run', '--json'], 'patch');
+  assert.equal(dry.code, 0, dry.stderr);
+  const dj = JSON.parse(dry.stdout);
+  assert.equal(dj.dryRun, true);
+  assert.equal(dj.committed, false);
+  assert.equal(dj.hosts[0].state, 'dry-run');
+  assert.equal((await app.get('/label')).label, 'rates-v1', 'a dry run commits nothing');
 });
 
 test('check passes and apply commits a good patch (exit 0); the app serves the new code', async () => {
