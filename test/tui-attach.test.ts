@@ -2,7 +2,7 @@
  * `livepatch attach` end to end: the built CLI in a real terminal (tmux) against the agent inside a
  * real app process. A patch-role operator selects a module, reads its source, edits it through a
  * scripted $EDITOR, checks (a type error, jumped to), fixes, checks again, applies with a message
- * and sees the new version and the event; the app then serves the patched code.
+ * and sees the new version and the event; the app then serves the patched code. Then rolls back.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -94,6 +94,20 @@ test('attach: navigate, edit in $EDITOR, check, jump to a diagnostic, apply, see
   assert.doesNotMatch(screen, /draft: 1 module/);
 
   assert.equal((await app.get('/mix')).a, 'A2');
+
+  // Roll back: choose the target generation, confirm.
+  term.press('r');
+  screen = await term.waitFor('Roll back from gen 2 to…');
+  assert.match(screen, /› gen 1\s+deploy/);
+  term.press('Enter');
+  await term.waitFor('Roll back to generation 1?');
+  term.press('y');
+  screen = await term.waitFor('Rolled back', 60_000);
+  assert.match(screen, /Generation 3 is live \(was 2\)/);
+  term.press('Enter');
+  screen = await term.waitFor(/rollback → gen 3 by patcher/);
+  await term.waitFor(/ src\/rates\.ts v1/);
+  assert.equal((await app.get('/mix')).a, 'A1');
 
   term.press('q');
   assert.equal(await term.waitExit(), 0);
