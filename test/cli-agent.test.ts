@@ -4,10 +4,11 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createProject, createTokens, runCli, startApp, type AppProcess, type Project, type Tokens } from './helpers/project';
+import { CLI, createProject, createTokens, runCli, startApp, type AppProcess, type Project, type Tokens } from './helpers/project';
 
 let project: Project;
 let tokens: Tokens;
@@ -127,6 +128,21 @@ test('a verify hook that throws vetoes the patch (exit 1); a dry run passes and 
   assert.equal(dj.committed, false);
   assert.equal(dj.hosts[0].state, 'dry-run');
   assert.equal((await app.get('/label')).label, 'rates-v1', 'a dry run commits nothing');
+});
+
+test('progress for a slow op appears on a terminal\'s stderr and never in a pipe', async () => {
+  // The verify hook waits 1.5 s, so the op outlasts the one-second threshold for progress lines.
+  project.write('verify-slow.ts', 'export async function settle(): Promise<void> {\n  await new Promise((r) => setTimeout(r, 1500));\n}\n');
+  const args = ['apply', agent, 'patch/src/rates.ts', '--root', 'patch', '--verify', 'verify-slow.ts', '--dry-run'];
+  const piped = await cli(args, 'patch');
+  assert.equal(piped.code, 0, piped.stderr);
+  assert.equal(piped.stderr, '', 'nothing decorative when stderr is not a terminal');
+  // script(1) runs the CLI on a real pseudo-terminal.
+  const line = [CLI, ...args].map((a) => `'${a}'`).join(' ');
+  const tty = spawnSync('script', ['-qfec', `${process.execPath} ${line}`, '/dev/null'], { cwd: project.root, env: { ...process.env, LIVEPATCH_TOKEN: tokens.patch }, encoding: 'utf8', timeout: 60_000 });
+  assert.equal(tty.status, 0, tty.stdout);
+  assert.ok(tty.stdout.includes(`\r\x1b[2Klivepatch: ${agent}: `), JSON.stringify(tty.stdout));
+  assert.match(tty.stdout, /\r\x1b\[2K.*dry-run +dry run passed/s, 'the progress line is cleared before the result');
 });
 
 test('check passes and apply commits a good patch (exit 0); the app serves the new code', async () => {

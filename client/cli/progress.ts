@@ -24,7 +24,7 @@ export function progressReporter(label: string, enabled = Boolean(process.stderr
   let latest = 'working';
   let shown = false;
   const show = () => {
-    const text = `livepatch: ${label}: ${latest}`.slice(0, Math.max(20, (process.stderr.columns ?? 80) - 1));
+    const text = `livepatch: ${label}: ${latest}`.slice(0, Math.max(20, (process.stderr.columns || 80) - 1));
     process.stderr.write(`\r\x1b[2K${text}`);
     shown = true;
   };
