@@ -1,7 +1,9 @@
 /**
  * Benchmark 1 — overhead: req/s and p99 latency of the example shop run with the agent and request
  * pinning (`node -r livepatch/register`), against the same shop run as plain `node dist/main.js`.
- * A third process runs with the agent after one patch was applied (trampolines reassigned).
+ * A third process runs with the agent after one patch was applied (trampolines reassigned). The plain
+ * side runs with a no-op stand-in for the `livepatch` import (keep → init(), pin → fn()), i.e. the app
+ * exactly as it would run without livepatch installed.
  *
  * All processes run side by side; autocannon runs alternate between them (A B C, C B A, ...) so drift
  * in the machine's load hits every side alike. Prints each run, the medians and the ratios.
@@ -73,10 +75,11 @@ async function run(side: Side, seconds: number, record: boolean): Promise<void> 
 
 async function main(): Promise<void> {
   const shop = copyShop();
+  const bare = copyShop({ standIn: true });
   const state = mkdtempSync(join(tmpdir(), 'lp-bench-overhead-'));
   const sides: Side[] = [];
   try {
-    sides.push(await plainShop(shop.root));
+    sides.push(await plainShop(bare.root));
     sides.push(await agentShop(shop.root, 'agent + pinning', state, false));
     sides.push(await agentShop(shop.root, 'agent, after 1 patch', state, true));
     console.log(`overhead: GET ${PATH}, ${CONNECTIONS} connections, ${ROUNDS} rounds × ${SECONDS} s per side, alternating`);
@@ -97,6 +100,7 @@ async function main(): Promise<void> {
     for (const s of sides) await s.stop();
     rmSync(state, { recursive: true, force: true });
     shop.cleanup();
+    bare.cleanup();
   }
 }
 

@@ -6,7 +6,7 @@
  */
 import * as http from 'node:http';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -70,10 +70,22 @@ export interface ShopCopy {
   cleanup(): void;
 }
 
-/** A built copy of examples/shop in a temp dir (see prepareShop), with `livepatch` linked as a dependency. */
-export function copyShop(): ShopCopy {
+/**
+ * A built copy of examples/shop in a temp dir (see prepareShop), with `livepatch` linked as a
+ * dependency. With `standIn`, `node_modules/livepatch` is then replaced by a no-op stand-in (`keep`
+ * returns `init()`, `pin` calls `fn`): the same app as it would run with no livepatch at all, for
+ * baselines. (livepatch's own `keep` refuses to run when no engine is installed.)
+ */
+export function copyShop(opts: { standIn?: boolean } = {}): ShopCopy {
   const dir = mkdtempSync(join(tmpdir(), 'lp-bench-'));
   const root = prepareShop(dir);
+  if (opts.standIn) {
+    const pkg = join(root, 'node_modules', 'livepatch');
+    rmSync(pkg);
+    mkdirSync(pkg);
+    writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: 'livepatch', version: '0.0.0-stand-in', main: 'index.js' }));
+    writeFileSync(join(pkg, 'index.js'), "'use strict';\nexports.keep = (_key, init) => init();\nexports.pin = (fn) => fn();\n");
+  }
   const options = ts.parseJsonConfigFileContent(ts.readConfigFile(join(root, 'tsconfig.json'), ts.sys.readFile).config, ts.sys, root).options;
   return {
     root,
