@@ -157,8 +157,33 @@ describe('REPL through the agent', () => {
     const pinned = new RemoteRepl(c);
     await pinned.open(1);
     assert.equal((await pinned.eval("mod('src/rates.ts').tag()")).output, "'A1'");
+    await pinned.close();
     const e = await failure(c.request('repl-open', { generation: 99 }));
     assert.equal(e.code, 'LP_ERR_EVAL_SESSION');
+  });
+
+  it('types and runs patched modules at their current version', async () => {
+    const r = await session(tokens.admin);
+    const reader = await session(tokens.read);
+    const rates = readFileSync(join(project.root, 'src', 'rates.ts'), 'utf8');
+    const patched = rates.replace("return 'A1';", "return 'A2';") + '\nexport function fee(): number {\n  return 3;\n}\n';
+    const patcher = await connect(tokens.patch);
+    const before = (await patcher.request('status', {})).currentGeneration;
+    const pinned = new RemoteRepl(await connect(tokens.admin));
+    await pinned.open(before);
+    const applied = await patcher.request('apply', { patch: { files: { 'src/rates.ts': patched }, message: 'repl test' } });
+    assert.ok(applied.generation > before);
+    assert.equal((await r.eval("mod('src/rates.ts').fee() + 1")).output, '4');
+    assert.equal((await r.eval("import { tag } from './src/rates';\ntag()")).output, "'A2'");
+    // The pinned session still sees (and types against) the generation it was opened on.
+    assert.equal((await pinned.eval("mod('src/rates.ts').tag()")).output, "'A1'");
+    assert.equal((await failure(pinned.eval("mod('src/rates.ts').fee()"))).code, 'LP_ERR_EVAL_TYPE');
+    assert.ok((await patcher.request('status', {})).liveGenerations.some((g) => g.generation === before));
+    await pinned.close();
+    assert.ok(!(await patcher.request('status', {})).liveGenerations.some((g) => g.generation === before), 'closing the session lets the old generation go');
+    assert.equal((await reader.eval("mod('src/rates.ts').tag()")).output, "'A2'");
+    const e = await failure(r.eval("const f: string = mod('src/rates.ts').fee();"));
+    assert.equal(e.code, 'LP_ERR_EVAL_TYPE');
   });
 
   it('audits every evaluation with its outcome', async () => {

@@ -74,7 +74,13 @@ export function createReplService(opts: ReplServiceOptions): ReplService {
       throw new LivepatchError('LP_ERR_EVAL_SESSION', 'too many REPL sessions; close some first');
     }
     const id = `r${randomBytes(6).toString('hex')}`;
-    sessions.set(id, new ReplSession(id, ctx.connectionId, opts.root, generation));
+    const s = new ReplSession(id, ctx.connectionId, opts.root, generation);
+    if (generation !== undefined) {
+      // Keep the generation live for as long as the session is open, so it is not released under it.
+      const held = new Promise<void>((resolve) => (s.release = resolve));
+      opts.engine.pin(() => held, generation);
+    }
+    sessions.set(id, s);
     if (!warmed) {
       warmed = true;
       warmUp(checker, modules);
@@ -91,6 +97,7 @@ export function createReplService(opts: ReplServiceOptions): ReplService {
 
   function drop(s: ReplSession): void {
     sessions.delete(s.id);
+    s.release();
     checker.drop(s.file);
     if (defaults.get(s.owner) === s.id) defaults.delete(s.owner);
   }

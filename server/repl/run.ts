@@ -92,7 +92,15 @@ export async function runInput(r: RunInput): Promise<EvalResult> {
         }),
       );
       const snapshot = modules.snapshot();
-      value = pin(() => evaluatePure(js, snapshot, timeoutMs));
+      try {
+        value = pin(() => evaluatePure(js, snapshot, timeoutMs));
+      } catch (e) {
+        if (e instanceof LivepatchError && e.code === 'LP_ERR_EVAL_SIDE_EFFECT' && engine.liveGenerations().length > 1) {
+          // Facades consult AsyncLocalStorage while several generations are live, which V8 counts as a side effect.
+          throw new LivepatchError('LP_ERR_EVAL_SIDE_EFFECT', `${e.message} (while several generations are live, calls into live modules count as side effects: retry when old generations have drained)`);
+        }
+        throw e;
+      }
     }
   } catch (e) {
     if (e instanceof LivepatchError) throw e;

@@ -20,6 +20,8 @@ export class ReplSession {
   readonly file: string;
   /** Text of every input that ran successfully, in order. */
   history = '';
+  /** Lets go of the session's hold on its pinned generation (set when pinned). */
+  release: () => void = () => undefined;
   #version = 0;
   #vm: VmSession | undefined;
   #queue: Promise<unknown> = Promise.resolve();

@@ -51,40 +51,43 @@ export class VmSession {
    * Throws LivepatchError LP_ERR_EVAL_TIMEOUT, or rethrows what the code threw (as { thrown }).
    */
   async run(js: string, isAsync: boolean, timeoutMs: number, pin: Pin): Promise<unknown> {
-    const started = Date.now();
     let script: vm.Script;
     try {
       script = new vm.Script(js, { filename: 'repl' });
     } catch (e) {
       throw { thrown: e };
     }
-    let value: unknown;
-    try {
-      value = pin(() => script.runInContext(this.context, { timeout: timeoutMs, breakOnSigint: false }));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException | undefined)?.code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') {
-        throw new LivepatchError('LP_ERR_EVAL_TIMEOUT', `evaluation was interrupted after ${timeoutMs} ms`);
+    const started = Date.now();
+    // The pin lasts until the returned promise settles: the timeout race settles it even when the
+    // awaited code never does, so an abandoned evaluation cannot keep a generation live.
+    return pin(() => {
+      let value: unknown;
+      try {
+        value = script.runInContext(this.context, { timeout: timeoutMs, breakOnSigint: false });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException | undefined)?.code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') {
+          return Promise.reject(new LivepatchError('LP_ERR_EVAL_TIMEOUT', `evaluation was interrupted after ${timeoutMs} ms`));
+        }
+        return Promise.reject({ thrown: e });
       }
-      throw { thrown: e };
-    }
-    if (!isAsync) return value;
-    const remaining = Math.max(1, timeoutMs - (Date.now() - started));
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new LivepatchError('LP_ERR_EVAL_TIMEOUT', `evaluation did not settle within ${timeoutMs} ms`)), remaining);
+      return isAsync ? settleWithin(value, Math.max(1, timeoutMs - (Date.now() - started)), timeoutMs) : Promise.resolve(value);
     });
-    try {
-      return await Promise.race([
-        Promise.resolve(value).then(
-          (v) => v,
-          (e: unknown) => {
-            throw { thrown: e };
-          },
-        ),
-        timeout,
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
   }
+}
+
+/** `value` awaited, or LP_ERR_EVAL_TIMEOUT after `ms`; a rejection becomes { thrown }. */
+function settleWithin(value: unknown, ms: number, timeoutMs: number): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new LivepatchError('LP_ERR_EVAL_TIMEOUT', `evaluation did not settle within ${timeoutMs} ms`)), ms);
+    Promise.resolve(value).then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject({ thrown: e });
+      },
+    );
+  });
 }
