@@ -31,6 +31,7 @@ export class Controller {
       help: go({ type: 'popup', popup: { kind: 'help' } }),
       quit: () => (draftModules(s()).length ? this.#dispatch({ type: 'popup', popup: { kind: 'confirm-quit' } }) : this.#dispatch({ type: 'quit' })),
       focus: go({ type: 'focus', delta: 1 }),
+      focusBack: go({ type: 'focus', delta: -1 }),
       up: go({ type: 'move', delta: -1, page: 0 }),
       down: go({ type: 'move', delta: 1, page: 0 }),
       pageUp: () => this.#dispatch({ type: 'move', delta: -1, page: this.#d.pageSize() }),

@@ -23,7 +23,8 @@ export interface KeyBinding {
 export const KEYMAP = [
   { id: 'help', keys: ['?'], help: 'Show every key', scope: 'global' },
   { id: 'quit', keys: ['q', 'C-c'], help: 'Quit (asks first when the draft is not applied)', scope: 'global' },
-  { id: 'focus', keys: ['tab', 'S-tab'], help: 'Cycle focus: modules, main pane, event log, REPL', scope: 'global' },
+  { id: 'focus', keys: ['tab'], help: 'Cycle focus: modules, main pane, event log, REPL (admins)', scope: 'global' },
+  { id: 'focusBack', keys: ['S-tab'], help: 'Cycle focus backwards', scope: 'global' },
   { id: 'up', keys: ['up', 'k'], help: 'Select the previous module / scroll up', scope: 'global' },
   { id: 'down', keys: ['down', 'j'], help: 'Select the next module / scroll down', scope: 'global' },
   { id: 'pageUp', keys: ['pageup'], help: 'Scroll the focused pane a page up', scope: 'global' },
