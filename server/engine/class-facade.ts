@@ -2,52 +2,76 @@
  * Facade classes for exported classes.
  *
  * `new F(...)` constructs an instance of the caller's generation's class with `new.target` kept, so
- * every instance has `F.prototype` in its chain: `instanceof F` holds across generations and methods
- * of existing instances (trampolines on `F.prototype`) run the caller's generation's implementation on
- * the same object, so long-lived objects pick up fixes and keep their state. Each generation's class
- * gets a `Symbol.hasInstance` that also accepts facade instances, so `x instanceof Local` inside module
- * code still holds. Limitation: `#private` fields are per class version and do not cross versions.
+ * the instance has `F.prototype` in its chain. Every generation's class is rewritten too: its own
+ * prototype members move to a private table and the prototype gets the same trampolines as
+ * `F.prototype`. So an instance built through the facade *or* with the local class inside module code
+ * (factories, statics) runs the caller's generation's methods on the same object: long-lived objects
+ * pick up fixes and keep their state. `super` calls keep working (home objects are untouched).
+ * `instanceof F` and `instanceof Local` accept instances of any generation of the class.
+ * Limitation: `#private` fields are per class version and do not cross versions.
  */
 
 const fnHasInstance = Function.prototype[Symbol.hasInstance];
 const SKIP_STATIC = new Set<string | symbol>(['length', 'name', 'prototype', Symbol.hasInstance]);
-/** Facade class → the member names it already trampolines (prototype and static). */
-const members = new WeakMap<Function, { proto: Set<string | symbol>; statics: Set<string | symbol>; get: () => any }>();
+/** A generation class's original prototype members. */
+const IMPL = Symbol('livepatch.classImpl');
 
-function protoTrampoline(F: Function, get: () => any, key: string | symbol, d: PropertyDescriptor): PropertyDescriptor {
-  if (typeof d.value === 'function') {
-    const t = function (this: unknown): unknown {
-      // eslint-disable-next-line prefer-rest-params
-      return get().prototype[key].apply(this, arguments);
-    };
-    Object.defineProperty(t, 'name', { value: d.value.name, configurable: true });
-    return { value: t, writable: true, enumerable: d.enumerable, configurable: true };
+interface FacadeInfo {
+  /** The caller's generation's class. */
+  get: () => any;
+  /** Prototype member trampolines, shared by F.prototype and every generation's prototype. */
+  tramps: Map<string | symbol, PropertyDescriptor>;
+  statics: Set<string | symbol>;
+  /** Prototypes of every generation's class (for instanceof). */
+  protos: WeakSet<object>;
+}
+const infos = new WeakMap<Function, FacadeInfo>();
+
+function implDescriptor(C: any, key: string | symbol): PropertyDescriptor | undefined {
+  const own: PropertyDescriptor | undefined = C?.[IMPL]?.[key];
+  if (own) return own;
+  // Not defined by this version itself: inherited from its base class.
+  for (let p = C && Object.getPrototypeOf(C.prototype); p; p = Object.getPrototypeOf(p)) {
+    const d = Object.getOwnPropertyDescriptor(p, key);
+    if (d) return d;
   }
-  // Accessors and plain prototype values: look up the generation's descriptor on each access.
-  const find = (): PropertyDescriptor | undefined => {
-    for (let p = get().prototype; p && p !== F.prototype; p = Object.getPrototypeOf(p)) {
-      const x = Object.getOwnPropertyDescriptor(p, key);
-      if (x) return x;
-    }
-    return undefined;
-  };
-  return {
-    enumerable: d.enumerable,
-    configurable: true,
-    get(this: unknown) {
-      const x = find();
-      return x?.get ? x.get.call(this) : x?.value;
-    },
-    set(this: unknown, v: unknown) {
-      const x = find();
-      if (x?.set) x.set.call(this, v);
-      else Object.defineProperty(this, key, { value: v, writable: true, enumerable: true, configurable: true });
-    },
-  };
+  return undefined;
+}
+
+function trampoline(info: FacadeInfo, key: string | symbol, d: PropertyDescriptor): PropertyDescriptor {
+  let t = info.tramps.get(key);
+  if (t) return t;
+  if (typeof d.value === 'function') {
+    const f = function (this: unknown): unknown {
+      const C = info.get();
+      const own = C?.[IMPL]?.[key];
+      const impl = own ? own.value : implDescriptor(C, key)?.value;
+      // eslint-disable-next-line prefer-rest-params
+      return impl.apply(this, arguments);
+    };
+    Object.defineProperty(f, 'name', { value: d.value.name, configurable: true });
+    t = { value: f, writable: true, enumerable: d.enumerable, configurable: true };
+  } else {
+    t = {
+      enumerable: d.enumerable,
+      configurable: true,
+      get(this: unknown) {
+        const x = implDescriptor(info.get(), key);
+        return x?.get ? x.get.call(this) : x?.value;
+      },
+      set(this: unknown, v: unknown) {
+        const x = implDescriptor(info.get(), key);
+        if (x?.set) x.set.call(this, v);
+        else Object.defineProperty(this, key, { value: v, writable: true, enumerable: true, configurable: true });
+      },
+    };
+  }
+  info.tramps.set(key, t);
+  return t;
 }
 
 function staticTrampoline(get: () => any, key: string | symbol, d: PropertyDescriptor): PropertyDescriptor {
-  if (typeof d.value === 'function' && d.get === undefined) {
+  if (typeof d.value === 'function') {
     const t = function (this: unknown): unknown {
       // eslint-disable-next-line prefer-rest-params
       return get()[key].apply(this, arguments);
@@ -55,44 +79,45 @@ function staticTrampoline(get: () => any, key: string | symbol, d: PropertyDescr
     Object.defineProperty(t, 'name', { value: d.value.name, configurable: true });
     return { value: t, writable: true, enumerable: d.enumerable, configurable: true };
   }
-  return {
-    enumerable: d.enumerable,
-    configurable: true,
-    get: () => get()[key],
-    set: (v: unknown) => {
-      get()[key] = v;
-    },
-  };
+  return { enumerable: d.enumerable, configurable: true, get: () => get()[key], set: (v: unknown) => void (get()[key] = v) };
 }
 
-/** Let `x instanceof C` (C a generation's class) accept instances built through facade `F`. */
-function linkHasInstance(C: Function, F: Function): void {
-  if (Object.prototype.hasOwnProperty.call(C, Symbol.hasInstance)) return;
-  Object.defineProperty(C, Symbol.hasInstance, {
-    configurable: true,
-    value(this: Function, x: unknown): boolean {
-      return fnHasInstance.call(this, x) || (this === C && fnHasInstance.call(F, x));
-    },
-  });
+/** Move C's own prototype members aside and put the shared trampolines in their place. */
+function rewriteClass(C: any, F: Function, info: FacadeInfo): void {
+  if (Object.prototype.hasOwnProperty.call(C, IMPL)) return;
+  const impl: Record<string | symbol, PropertyDescriptor> = Object.create(null);
+  for (const key of Reflect.ownKeys(C.prototype)) {
+    if (key === 'constructor') continue;
+    const d = Object.getOwnPropertyDescriptor(C.prototype, key)!;
+    impl[key] = d;
+    const t = trampoline(info, key, d);
+    if (d.configurable) Object.defineProperty(C.prototype, key, t);
+    if (!Object.prototype.hasOwnProperty.call(F.prototype, key)) Object.defineProperty(F.prototype, key, t);
+  }
+  Object.defineProperty(C, IMPL, { value: impl });
+  info.protos.add(C.prototype);
+  if (!Object.prototype.hasOwnProperty.call(C, Symbol.hasInstance)) {
+    Object.defineProperty(C, Symbol.hasInstance, {
+      configurable: true,
+      value(this: Function, x: unknown): boolean {
+        return fnHasInstance.call(this, x) || (this === C && (F as any)[Symbol.hasInstance](x));
+      },
+    });
+  }
 }
 
-/** Bring facade `F` in step with generation class `C`: new members, prototype chain, instanceof link. */
+/** Bring facade `F` in step with generation class `C`: rewrite C, new members, prototype chain. */
 export function syncClassFacade(F: Function, C: unknown): void {
-  const m = members.get(F);
-  if (!m || typeof C !== 'function') return;
-  linkHasInstance(C, F);
+  const info = infos.get(F);
+  if (!info || typeof C !== 'function') return;
+  rewriteClass(C, F, info);
   const base = Object.getPrototypeOf(C.prototype);
   if (Object.getPrototypeOf(F.prototype) !== base) Object.setPrototypeOf(F.prototype, base);
   if (Object.getPrototypeOf(F) !== Object.getPrototypeOf(C)) Object.setPrototypeOf(F, Object.getPrototypeOf(C));
-  for (const key of Reflect.ownKeys(C.prototype)) {
-    if (key === 'constructor' || m.proto.has(key)) continue;
-    m.proto.add(key);
-    Object.defineProperty(F.prototype, key, protoTrampoline(F, m.get, key, Object.getOwnPropertyDescriptor(C.prototype, key)!));
-  }
   for (const key of Reflect.ownKeys(C)) {
-    if (SKIP_STATIC.has(key) || m.statics.has(key)) continue;
-    m.statics.add(key);
-    Object.defineProperty(F, key, staticTrampoline(m.get, key, Object.getOwnPropertyDescriptor(C, key)!));
+    if (SKIP_STATIC.has(key) || info.statics.has(key) || typeof key === 'symbol') continue;
+    info.statics.add(key);
+    Object.defineProperty(F, key, staticTrampoline(info.get, key, Object.getOwnPropertyDescriptor(C, key)!));
   }
 }
 
@@ -103,15 +128,19 @@ export function makeClassFacade(get: () => any, C: Function): Function {
       return Reflect.construct(get(), args, new.target);
     }
   };
+  const info: FacadeInfo = { get, tramps: new Map(), statics: new Set(), protos: new WeakSet() };
   Object.defineProperty(F, 'name', { value: C.name, configurable: true });
   Object.defineProperty(F, Symbol.hasInstance, {
     configurable: true,
     value(this: Function, x: unknown): boolean {
-      // Instances built inside module code with the local class (not via the facade) count too.
-      return fnHasInstance.call(this, x) || (this === F && fnHasInstance.call(get(), x));
+      if (fnHasInstance.call(this, x)) return true;
+      if (this !== F || x === null || (typeof x !== 'object' && typeof x !== 'function')) return false;
+      // Instances built with a generation's local class inside module code count too.
+      for (let p = Object.getPrototypeOf(x); p; p = Object.getPrototypeOf(p)) if (info.protos.has(p)) return true;
+      return false;
     },
   });
-  members.set(F, { proto: new Set(), statics: new Set(), get });
+  infos.set(F, info);
   syncClassFacade(F, C);
   return F;
 }

@@ -1,0 +1,116 @@
+/**
+ * Facade shapes and module ids, with the engine installed in this test process over real files on
+ * disk: classes (statics, accessors, subclasses, `instanceof` inside module code), default exports,
+ * `module.exports = fn`, `__esModule`, tsconfig rootDir/outDir and source-map id mapping, and `pin`.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { install, pin } from '../server/engine';
+import type { Engine } from '../server/engine/types';
+import { changes, transpile } from './helpers/engine-app';
+
+let root: string;
+let engine: Engine;
+const write = (rel: string, text: string): void => {
+  mkdirSync(dirname(join(root, rel)), { recursive: true });
+  writeFileSync(join(root, rel), text);
+};
+/** Write src/<name>.ts and its compiled dist/<name>.js. */
+const writeModule = (name: string, ts: string): void => {
+  write(`src/${name}.ts`, ts);
+  write(`dist/${name}.js`, transpile(`src/${name}.ts`, ts));
+};
+const apply = async (files: Record<string, string>): Promise<void> => {
+  engine.commit(await engine.stage(changes(files)));
+};
+
+const SHAPE_V1 = `export class Shape {
+  static made = 0;
+  static create(n: number): Shape { Shape.made++; return new Shape(n); }
+  constructor(public n: number) {}
+  get double(): number { return this.n * 2; }
+  describe(): string { return 'v1:' + this.n; }
+  isShape(x: unknown): boolean { return x instanceof Shape; }
+}
+export default function greet(who: string): string { return 'hello ' + who; }
+export const version = 1;
+`;
+
+before(() => {
+  root = mkdtempSync(join(tmpdir(), 'lp-engine-facade-'));
+  write('tsconfig.json', '{ // comments are fine\n "compilerOptions": { "rootDir": "src", "outDir": "dist", /* x */ "module": "commonjs", }, }');
+  writeModule('shape', SHAPE_V1);
+  writeModule('sub', `import { Shape } from './shape';\nexport class Square extends Shape { area(): number { return this.n * this.n; } }\n`);
+  write('dist/plain.js', "module.exports = function plain(x) { return 'p1:' + x; };\nmodule.exports.extra = 5;\n");
+  write('lib/mapped.js', "exports.where = () => 'mapped';\n//# sourceMappingURL=mapped.js.map\n");
+  write('lib/mapped.js.map', JSON.stringify({ version: 3, sources: ['../ts/mapped.ts'], mappings: '' }));
+  write('ts/mapped.ts', "export const where = () => 'mapped';\n");
+  engine = install({ root });
+});
+after(() => rmSync(root, { recursive: true, force: true }));
+
+test('ids come from tsconfig rootDir/outDir, source maps, or the JS path', () => {
+  require(join(root, 'dist/shape.js'));
+  require(join(root, 'dist/plain.js'));
+  require(join(root, 'lib/mapped.js'));
+  const ids = engine.moduleIds();
+  for (const id of ['src/shape.ts', 'src/plain.ts', 'ts/mapped.ts']) assert.ok(ids.includes(id), `${id} in ${ids.join(',')}`);
+  assert.equal(engine.getVersion('src/plain.ts')?.source, '', 'no TS source on disk');
+});
+
+test('class facades: statics, accessors, subclasses and instanceof across a patch', async () => {
+  const m = require(join(root, 'dist/shape.js'));
+  const { Square } = require(join(root, 'dist/sub.js'));
+  assert.equal(m.__esModule, true);
+  const a = m.Shape.create(3);
+  const sq = new Square(4);
+  assert.equal(a.describe(), 'v1:3');
+  assert.equal(a.double, 6);
+  assert.equal(sq.area(), 16);
+  assert.equal(m.default('x'), 'hello x');
+  await apply({ 'src/shape.ts': SHAPE_V1.replace("'v1:'", "'v2:'").replace('this.n * 2', 'this.n * 20').replace("'hello '", "'hi '").replace('version = 1', 'version = 2') });
+  assert.equal(a.describe(), 'v2:3', 'existing instance, new method');
+  assert.equal(a.double, 60, 'accessor dispatches to the new version');
+  assert.equal(sq.describe(), 'v2:4', 'subclass instance inherits the new method');
+  assert.equal(sq.area(), 16);
+  const b = new m.Shape(5);
+  assert.ok(a instanceof m.Shape && b instanceof m.Shape && sq instanceof m.Shape);
+  assert.equal(b.isShape(a), true, 'instanceof the local class inside the new version accepts old instances');
+  assert.equal(a.isShape(b), true);
+  assert.equal(m.Shape.made, 0, 'statics read per generation (the new class starts its own)');
+  m.Shape.create(1);
+  assert.equal(m.Shape.made, 1);
+  assert.equal(m.default('x'), 'hi x');
+  assert.equal(m.version, 2);
+});
+
+test('module.exports = function keeps its shape and dispatches', async () => {
+  const plain = require(join(root, 'dist/plain.js'));
+  assert.equal(plain('a'), 'p1:a');
+  assert.equal(plain.extra, 5);
+  await apply({ 'src/plain.ts': "module.exports = function plain(x) { return 'p2:' + x; };\nmodule.exports.extra = 6;\n" });
+  assert.equal(plain('a'), 'p2:a');
+  assert.equal(plain.extra, 6);
+});
+
+test('pin keeps work on its generation across awaits while a commit happens', async () => {
+  const m = require(join(root, 'dist/shape.js'));
+  const seen: number[] = [];
+  const work = pin(async () => {
+    seen.push(m.version);
+    await new Promise((r) => setTimeout(r, 30));
+    seen.push(m.version);
+  });
+  await apply({ 'src/shape.ts': SHAPE_V1.replace('version = 1', 'version = 3') });
+  assert.equal(m.version, 3, 'unpinned code sees the current generation');
+  await work;
+  assert.deepEqual(seen, [2, 2]);
+  assert.equal(engine.liveGenerations().length, 1);
+});
+
+test('install is idempotent', () => {
+  assert.equal(install({ root: tmpdir() }), engine);
+});
