@@ -40,7 +40,7 @@ export async function runTour(o: TourOptions): Promise<void> {
     return r.stdout;
   };
   const get = async (path: string, method: 'GET' | 'POST' = 'GET'): Promise<any> => {
-    print(`$ curl${method === 'POST' ? ' -X POST' : ''} http://127.0.0.1:${shop.httpPort}${path}`);
+    print(`$ curl${method === 'POST' ? ' -X POST' : ''} 'http://127.0.0.1:${shop.httpPort}${path}'`);
     const r = await shop.http(method, path);
     if (r.status !== 200) throw new StepFailed(`${method} ${path} answered ${r.status}: ${JSON.stringify(r.body)}`);
     return r.body;
