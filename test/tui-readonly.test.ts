@@ -34,6 +34,18 @@ test('attach with a read token: patch keys are refused with the reason; patches 
   }
   assert.doesNotMatch(term.screen(), /draft: \d|Apply the draft\?|Roll back from/);
 
+  // Filter down to one module, then its exports.
+  term.press('/');
+  term.type('rat');
+  screen = await term.waitFor('Modules 1/4 /rat_');
+  assert.doesNotMatch(screen, /src\/quote\.ts/);
+  term.press('Enter', '2');
+  screen = await term.waitFor(/function\s+rate\b/);
+  assert.match(screen, /value\s+RATES_LABEL/);
+  assert.match(screen, /2 Exports.*─ src\/rates\.ts v1/);
+  term.press('1', '/', 'Escape');
+  await term.waitFor('Modules 4/4');
+
   term.press('?');
   screen = await term.waitFor('Keys (escape closes)');
   screen = await term.waitFor('Discard the draft');

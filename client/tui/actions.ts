@@ -26,6 +26,7 @@ export type Action =
   | { type: 'connected'; name: string; role: Role }
   | { type: 'disconnected'; reason: string; retryInMs: number }
   | { type: 'snapshot'; status: StatusResult; versions: ModuleVersionInfo[]; history: GenerationSummary[] }
+  | { type: 'status'; status: StatusResult }
   | { type: 'source'; result: SourceResult }
   | { type: 'exports'; result: ExportsResult }
   | { type: 'event'; event: AgentEvent }

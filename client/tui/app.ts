@@ -15,6 +15,9 @@ import { initialState, reduce, type TuiState } from './state';
 import { renderPanes } from './views/panes';
 import { renderPopup } from './views/popup';
 
+/** In-flight counts change with traffic, not with events: the status bar polls for them. */
+const STATUS_POLL_MS = 2000;
+
 /** State holder: the one place `reduce` is called. */
 export class Store implements StoreLike {
   state: TuiState;
@@ -39,6 +42,7 @@ export class TuiApp {
   layout: Layout | undefined;
   #scheduled = false;
   #refreshTimer: NodeJS.Timeout | undefined;
+  #pollTimer: NodeJS.Timeout | undefined;
   #finish: (() => void) | undefined;
   readonly done: Promise<void>;
 
@@ -72,6 +76,7 @@ export class TuiApp {
       if (name) controller.key(name);
     });
     layout.screen.on('resize', () => this.#schedule());
+    this.#pollTimer = setInterval(() => void this.effects.pollStatus(), STATUS_POLL_MS);
     this.#render();
   }
 
@@ -124,6 +129,7 @@ export class TuiApp {
   /** Close the connection and restore the terminal. */
   stop(): void {
     clearTimeout(this.#refreshTimer);
+    clearInterval(this.#pollTimer);
     this.link.close();
     this.layout?.screen.destroy();
     this.layout = undefined;

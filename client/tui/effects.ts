@@ -56,6 +56,16 @@ export class Effects {
     }
   }
 
+  /** Poll the status alone (in-flight counts move without events); silent on failure. */
+  async pollStatus(): Promise<void> {
+    if (!this.#link.connected) return;
+    try {
+      this.#store.dispatch({ type: 'status', status: await this.#link.client().request('status', {}) });
+    } catch {
+      /* a drop is reported by the link */
+    }
+  }
+
   /** Load what the current tab needs for the selected module, once. */
   ensureLoaded(s: TuiState): void {
     const m = s.selected;

@@ -148,6 +148,8 @@ export function reduce(s: TuiState, a: Action): TuiState {
       // Exports carry no hash: drop them all so the tab refetches after any change.
       return fixSelection({ ...next, exports: {} });
     }
+    case 'status':
+      return { ...s, status: a.status };
     case 'source':
       return { ...s, sources: { ...s.sources, [a.result.module]: a.result } };
     case 'exports':

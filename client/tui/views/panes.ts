@@ -27,6 +27,8 @@ export function statusText(s: TuiState): string {
     `live: ${s.status ? liveGenerations(s.status.liveGenerations) : '?'}`,
     conn + (s.stale ? ' {red-fg}[stale]{/red-fg}' : ''),
   ];
+  if (s.status && !s.status.patching.enabled) parts.push(`{red-fg}patching disabled${s.status.patching.reason ? `: ${esc(s.status.patching.reason)}` : ''}{/red-fg}`);
+  if (s.status?.drift.length) parts.push(`{red-fg}drift: ${s.status.drift.length}{/red-fg}`);
   const n = draftModules(s).length;
   if (n) parts.push(`{yellow-fg}draft: ${n} module${n > 1 ? 's' : ''}{/yellow-fg}`);
   return parts.join(' │ ');
