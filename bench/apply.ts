@@ -18,7 +18,7 @@ const SIZES = (process.env['BENCH_SIZES'] ?? '20,100,300').split(',').map(Number
 const WARM = Number(process.env['BENCH_WARM'] ?? 5);
 
 /** Source of generated module i: imports two earlier modules, exports a type, a function and a class. */
-function moduleSource(i: number, k: number): string {
+export function moduleSource(i: number, k: number): string {
   const deps = i === 0 ? [] : [...new Set([i - 1, Math.floor(i / 2)])];
   const imports = deps.map((j) => `import { f${j}, type R${j} } from './m${j}';`).join('\n');
   const uses = deps.map((j) => `f${j}(x - 1).value`).join(' + ') || '0';
@@ -45,7 +45,8 @@ ${deps.map((j) => `export type Pair${i}_${j} = [R${i}, R${j}];`).join('\n')}
 `;
 }
 
-function generate(n: number): string {
+/** Generate an n-module project in a temp dir and build it; returns its root. */
+export function generate(n: number): string {
   const root = mkdtempSync(join(tmpdir(), `lp-bench-${n}-`));
   mkdirSync(join(root, 'src'), { recursive: true });
   mkdirSync(join(root, 'node_modules'));
@@ -114,7 +115,9 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exitCode = 1;
-});
+if (require.main === module) {
+  main().catch((e) => {
+    console.error(e);
+    process.exitCode = 1;
+  });
+}
