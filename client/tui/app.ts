@@ -73,7 +73,13 @@ export class TuiApp {
     });
     layout.screen.on('keypress', (ch: string | undefined, key: { full?: string; name?: string } | undefined) => {
       const name = keyName(ch, key);
-      if (name) controller.key(name);
+      if (!name) return;
+      // A bug in one handler must not take the terminal down with it: report and carry on.
+      try {
+        controller.key(name);
+      } catch (e) {
+        this.store.dispatch({ type: 'notice', text: `internal error on "${name}": ${e instanceof Error ? e.message : String(e)}` });
+      }
     });
     layout.screen.on('resize', () => this.#schedule());
     this.#pollTimer = setInterval(() => void this.effects.pollStatus(), STATUS_POLL_MS);
@@ -100,7 +106,12 @@ export class TuiApp {
       this.store.dispatch({ type: 'notice', text: `cannot load ${module}: ${e instanceof Error ? e.message : String(e)}` });
       return;
     }
-    const r = await editText(this.layout!.screen, module, entry?.text ?? base.source);
+    let r: { text?: string; error?: string };
+    try {
+      r = await editText(this.layout!.screen, module, entry?.text ?? base.source);
+    } catch (e) {
+      r = { error: `cannot edit ${module}: ${e instanceof Error ? e.message : String(e)}` };
+    }
     if (r.text === undefined) this.store.dispatch({ type: 'notice', text: r.error ?? 'edit failed' });
     else this.store.dispatch({ type: 'draftSet', module, text: r.text, live: base });
     this.layout!.screen.alloc();

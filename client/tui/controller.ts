@@ -99,8 +99,8 @@ export class Controller {
   #popupKey(key: string): void {
     const st = this.#d.store.state;
     const p = st.popup!;
+    // C-c works even while the agent is busy, so a hung request cannot trap the user.
     if (key === 'C-c' && p.kind !== 'confirm-quit') {
-      if (p.kind === 'busy') return;
       this.#dispatch({ type: 'popup', popup: undefined });
       return this.#handlers.quit();
     }

@@ -19,8 +19,20 @@ const wrap = (colour: string, text: string) => `{${colour}-fg}${esc(text)}{/${co
 
 type Carry = 'none' | 'comment' | 'template';
 
-/** Colour every line of a source text; returns one tagged string per line. */
+let memo: { source: string; lines: string[] } | undefined;
+
+/**
+ * Colour every line of a source text; returns one tagged string per line. The last result is
+ * remembered: the reducer and the view ask for the same text on every key press.
+ */
 export function highlight(source: string): string[] {
+  if (memo?.source === source) return memo.lines;
+  const lines = highlightAll(source);
+  memo = { source, lines };
+  return lines;
+}
+
+function highlightAll(source: string): string[] {
   let carry: Carry = 'none';
   return source.split('\n').map((line) => {
     const r = highlightLine(line.replace(/\t/g, '  ').replace(/\r$/, ''), carry);
