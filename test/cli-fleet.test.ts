@@ -5,73 +5,23 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createProject, createTokens, runCli, startApp, type AppProcess, type Project, type Tokens } from './helpers/project';
+import { runCli } from './helpers/project';
+import { BOTH_PATCH, QUOTE_PATCH, quoteTag, startFleet, type Fleet, type Host } from './cli-fleet-fixture';
 
-let a: { project: Project; app: AppProcess };
-let b: { project: Project; app: AppProcess };
-let tokens: Tokens;
+let fleet: Fleet;
+let a: Host;
+let b: Host;
 
-// Host B runs an older rates.ts whose rate() takes a second argument; the fixture's quote.ts is
-// adjusted to match, so B is a healthy deployment of a different version.
-const RATES_B = `export const RATES_LABEL = 'rates-b';
-
-export function rate(currency: string, day: number): number {
-  return currency === 'EUR' ? 1.1 + day * 0 : 1;
-}
-
-export function tag(): string {
-  return 'A1';
-}
-`;
-const QUOTE_B = `import { rate } from './rates';
-
-export function quote(currency: string, amount: number): number {
-  return Math.round(amount * rate(currency, 0) * 100) / 100;
-}
-
-export function tag(): string {
-  return 'B1';
-}
-
-export class Counter {
-  count = 0;
-  hit(): number {
-    this.count += 1;
-    return this.count;
-  }
-  label(): string {
-    return \`v1:\${this.count}\`;
-  }
-}
-`;
-// Written against host A's rates.ts: rate(currency) with one argument.
-const QUOTE_PATCH = QUOTE_B.replace('rate(currency, 0)', 'rate(currency)').replace("'B1'", "'B2'");
-// Type-checks against both signatures: the cast is valid for rate(currency) and rate(currency, day).
-const BOTH_PATCH = QUOTE_B.replace('rate(currency, 0)', '(rate as (c: string, day?: number) => number)(currency, 0)').replace("'B1'", "'B2'");
-
-const env = () => ({ LIVEPATCH_TOKEN: tokens.patch });
+const env = () => ({ LIVEPATCH_TOKEN: fleet.tokens.patch });
 
 before(async () => {
-  const pa = createProject();
-  const pb = createProject();
-  pb.write('src/rates.ts', RATES_B);
-  pb.write('src/quote.ts', QUOTE_B);
-  pb.build();
-  tokens = createTokens(pa.root);
-  for (const p of [pa, pb]) p.write('fix/src/quote.ts', QUOTE_PATCH);
-  const [appA, appB] = await Promise.all([
-    startApp(pa.root, { env: { LIVEPATCH_TOKENS: tokens.file } }),
-    startApp(pb.root, { env: { LIVEPATCH_TOKENS: tokens.file } }),
-  ]);
-  a = { project: pa, app: appA };
-  b = { project: pb, app: appB };
+  fleet = await startFleet();
+  ({ a, b } = fleet);
+  for (const h of [a, b]) h.project.write('fix/src/quote.ts', QUOTE_PATCH);
 });
 
 after(async () => {
-  for (const h of [a, b]) {
-    await h?.app.stop();
-    h?.project.cleanup();
-  }
+  await fleet?.stop();
 });
 
 async function generation(agent: string): Promise<number> {
@@ -92,8 +42,8 @@ test('one agent rejects the patch: neither commits, the staged set is aborted on
   assert.match(r.stderr, /nothing was committed on any agent/);
   assert.equal(await generation(a.app.agent!), 1);
   assert.equal(await generation(b.app.agent!), 1);
-  assert.deepEqual(await a.app.get('/mix').then((m: { b: string }) => m.b), 'B1');
-  assert.deepEqual(await b.app.get('/mix').then((m: { b: string }) => m.b), 'B1');
+  assert.deepEqual(await quoteTag(a.app), 'B1');
+  assert.deepEqual(await quoteTag(b.app), 'B1');
 });
 
 test('an unreachable agent stops the operation before anything is staged: exit 4', async () => {
@@ -112,7 +62,7 @@ test('every agent stages: both commit, exit 0, one row per agent', async () => {
   for (const h of [a, b]) {
     assert.match(r.stdout, new RegExp(`^${h.app.agent} +committed +generation 2 \\(was 1\\): src/quote\\.ts v2$`, 'm'));
     assert.equal(await generation(h.app.agent!), 2);
-    assert.equal((await h.app.get('/mix')).b, 'B2');
+    assert.equal(await quoteTag(h.app), 'B2');
   }
   assert.equal((await a.app.get('/quote?c=EUR&a=10')).total, 11);
   assert.equal((await b.app.get('/quote?c=EUR&a=10')).total, 11);
