@@ -26,6 +26,13 @@ interface FacadeInfo {
   protos: WeakSet<object>;
 }
 const infos = new WeakMap<Function, FacadeInfo>();
+/** Resets of the method trampolines' one-entry caches (facades live as long as the process). */
+const cacheResets: (() => void)[] = [];
+
+/** Forget cached classes so a released generation's classes are not kept alive by a cache. */
+export function clearMethodCaches(): void {
+  for (const reset of cacheResets) reset();
+}
 
 function implDescriptor(C: any, key: string | symbol): PropertyDescriptor | undefined {
   const own: PropertyDescriptor | undefined = C?.[IMPL]?.[key];
@@ -42,13 +49,23 @@ function trampoline(info: FacadeInfo, key: string | symbol, d: PropertyDescripto
   let t = info.tramps.get(key);
   if (t) return t;
   if (typeof d.value === 'function') {
+    // One-entry cache: while the resolved class stays the same (one generation live) a call costs a
+    // compare; the table lookup only happens when the caller's generation's class changes.
+    let cachedClass: unknown;
+    let cachedImpl: Function | undefined;
     const f = function (this: unknown): unknown {
       const C = info.get();
-      const own = C?.[IMPL]?.[key];
-      const impl = own ? own.value : implDescriptor(C, key)?.value;
+      if (C !== cachedClass) {
+        cachedImpl = implDescriptor(C, key)?.value;
+        cachedClass = C;
+      }
       // eslint-disable-next-line prefer-rest-params
-      return impl.apply(this, arguments);
+      return cachedImpl!.apply(this, arguments);
     };
+    cacheResets.push(() => {
+      cachedClass = undefined;
+      cachedImpl = undefined;
+    });
     Object.defineProperty(f, 'name', { value: d.value.name, configurable: true });
     t = { value: f, writable: true, enumerable: d.enumerable, configurable: true };
   } else {

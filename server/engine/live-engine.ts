@@ -15,6 +15,7 @@ import Module from 'node:module';
 import { LivepatchError } from '../../shared/errors';
 import type { CommitResult, ExportsResult, LiveGeneration } from '../../shared/ops';
 import type { GenerationSummary, ModuleVersionInfo } from '../../shared/patch';
+import { clearMethodCaches } from './class-facade';
 import { buildFacade } from './facade';
 import { commitKept } from './keep';
 import type { ModuleLocation, ModuleMapper } from './module-id';
@@ -74,6 +75,7 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     this.emit('drained', g.n);
     g.released = true;
     g.exp.clear();
+    clearMethodCaches();
     this.live.delete(g);
     this.recomputeMulti();
     this.emit('released', g.n);

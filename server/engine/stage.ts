@@ -10,6 +10,7 @@
 import { createHash } from 'node:crypto';
 import { LivepatchError } from '../../shared/errors';
 import type { StageOptions, Staged, VersionRecord } from './types';
+import { clearMethodCaches } from './class-facade';
 import { candidateIds, evaluateModule, withTimeout } from './evaluate';
 import { buildFacade, extendFacade, kindConflict, retractFacade } from './facade';
 import { oneLine } from './keep';
@@ -164,5 +165,6 @@ export function undoStage(host: StageHost, s: StagedState): void {
   s.gen.exp.clear();
   s.gen.released = true;
   state.staging = Math.max(0, state.staging - 1);
+  clearMethodCaches();
   host.recomputeMulti();
 }

@@ -26,6 +26,13 @@ function watchGeneration(n: number): void {
     if (e && typeof e === 'object') {
       registry.register(e, `${n}:${id}`);
       watched++;
+      // Exported classes too: method dispatch caches must not keep a released version's class.
+      for (const [name, v] of Object.entries(e)) {
+        if (typeof v === 'function' && /^class\b/.test(Function.prototype.toString.call(v))) {
+          registry.register(v as object, `${n}:${id}:${name}`);
+          watched++;
+        }
+      }
     }
   }
 }
