@@ -31,6 +31,9 @@ export async function replLoop(repl: RemoteRepl, io: LoopOptions): Promise<numbe
     if (buffer || rl.line) {
       buffer = '';
       write('\n');
+      // Drop the half-typed line too (end of line, then delete to its start).
+      rl.write(null, { ctrl: true, name: 'e' });
+      rl.write(null, { ctrl: true, name: 'u' });
       rl.setPrompt('lp> ');
       rl.prompt();
       return;

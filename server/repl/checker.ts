@@ -10,6 +10,8 @@ import type { CheckReply, CheckRequest } from './check-protocol';
 
 /** A cold check loads the TypeScript program: allow for it, but never wait forever. */
 const CHECK_TIMEOUT_MS = 60_000;
+/** The worker holds the whole program in memory: give it back after this long without a check. */
+const IDLE_MS = 10 * 60_000;
 
 interface Pending {
   resolve: (d: Diagnostic[]) => void;
@@ -22,10 +24,12 @@ export class ReplChecker {
   #worker: Worker | undefined;
   #pending = new Map<number, Pending>();
   #nextId = 1;
+  #idle: NodeJS.Timeout | undefined;
 
   /** Diagnostics of the new input in `req.file`; rejects with LP_ERR_INTERNAL if the worker fails. */
   check(req: Omit<CheckRequest, 'type' | 'id'>): Promise<Diagnostic[]> {
     const worker = this.#ensure();
+    clearTimeout(this.#idle);
     const id = this.#nextId++;
     return new Promise<Diagnostic[]>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -45,6 +49,7 @@ export class ReplChecker {
 
   /** Stop the worker (pending checks fail). */
   async close(): Promise<void> {
+    clearTimeout(this.#idle);
     const w = this.#worker;
     this.#worker = undefined;
     if (w) await w.terminate();
@@ -61,6 +66,10 @@ export class ReplChecker {
       clearTimeout(p.timer);
       if (reply.ok) p.resolve(reply.diagnostics);
       else p.reject(new LivepatchError('LP_ERR_INTERNAL', 'the REPL type checker failed'));
+      if (this.#pending.size === 0) {
+        this.#idle = setTimeout(() => void this.close(), IDLE_MS);
+        this.#idle.unref();
+      }
     });
     const fail = () => {
       if (this.#worker === w) this.#worker = undefined;
