@@ -121,6 +121,10 @@ export async function runFuzz(address: string, token: string, frames: number, se
     c.messages.splice(0); // the batch is accounted for in stats; keep memory flat
     opts.onBatch?.(sent);
   }
+  if (c.ws.readyState === WebSocket.OPEN) {
+    c.ws.close(1000);
+    await Promise.race([c.closed, new Promise((r) => setTimeout(r, 3000))]);
+  }
   c.close();
   return stats;
 }

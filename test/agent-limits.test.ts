@@ -5,7 +5,8 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentClient } from '../client/connection';
@@ -122,6 +123,25 @@ describe('agent bind rules', () => {
       c.close();
     } finally {
       await a.stop();
+    }
+  });
+
+  it('serves wss on a non-loopback address when TLS is configured', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lp-tls-'));
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    const gen = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1'], { encoding: 'utf8' });
+    assert.equal(gen.status, 0, gen.stderr);
+    const a = await bootAgentApp({ LIVEPATCH_LISTEN: '0.0.0.0:0', LIVEPATCH_TLS_CERT: cert, LIVEPATCH_TLS_KEY: key });
+    try {
+      const target = a.address.replace('0.0.0.0', '127.0.0.1');
+      const c = await AgentClient.connect(target, { token: a.tokens.read, tls: true, ca: readFileSync(cert) });
+      assert.equal((await c.request('status', {})).pid, a.app.child.pid);
+      c.close();
+      await assert.rejects(AgentClient.connect(target, { token: a.tokens.read, timeoutMs: 3000 }), (e: LivepatchError) => e.code.startsWith('LP_ERR_CONN'));
+    } finally {
+      await a.stop();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
