@@ -1,13 +1,17 @@
 /**
  * The built `livepatch` binary where no agent is needed or reachable: help and exit codes, usage
  * errors, the token rules (never argv; `token create` prints only the token), offline `check`
- * against a local project, connection failures, and the delegated commands' entry points.
+ * against a local project, connection failures (nothing listening, a peer that is not an agent, another
+ * protocol version), and the delegated commands' entry points.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { readTokensFile } from '../shared';
 import { createProject, runCli, type Project } from './helpers/project';
 
@@ -84,6 +88,39 @@ test('nothing listening, or a bad address: one-line errors, exit 4 and 2', async
   const bad = await runCli(['apply', 'not-an-address', 'x.ts'], { env });
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /invalid agent address "not-an-address"/);
+});
+
+test('a wrong host or an agent of another protocol version: one line saying what to do, exit 4', async () => {
+  const env = { LIVEPATCH_TOKEN: 'lp_00000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' };
+  // Stand-in peers: a plain HTTP server (e.g. the app's own port), a WebSocket service that is not an
+  // agent, and an "agent" announcing protocol 99.
+  const web = createServer((_req, res) => res.end('hello'));
+  const other = new WebSocketServer({ noServer: true });
+  const future = new WebSocketServer({ noServer: true });
+  const wsHost = (wss: WebSocketServer, greet: (ws: WebSocket) => void) => {
+    const s = createServer();
+    s.on('upgrade', (req, sock, head) => wss.handleUpgrade(req, sock, head, greet));
+    return s;
+  };
+  const otherSrv = wsHost(other, (ws) => ws.send('{"type":"chat","text":"hi"}'));
+  const futureSrv = wsHost(future, (ws) => ws.send(JSON.stringify({ type: 'hello', protocol: 99, agentVersion: '9.0.0', auth: 'scram-sha256', nonce: 'n'.repeat(32) })));
+  const servers = [web, otherSrv, futureSrv];
+  await Promise.all(servers.map((s) => new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()))));
+  const addr = (s: typeof web) => `127.0.0.1:${(s.address() as AddressInfo).port}`;
+  try {
+    const w = await runCli(['status', addr(web)], { env });
+    assert.equal(w.code, 4);
+    assert.equal(w.stderr, `livepatch: ${addr(web)} is not a livepatch agent (it answered HTTP 200): use the address the agent printed at start ("livepatch: agent listening on HOST:PORT"), not the app's own port\n`);
+    const o = await runCli(['status', addr(otherSrv), '--json'], { env });
+    assert.equal(o.code, 4);
+    assert.match(JSON.parse(o.stdout).error.message, /is not a livepatch agent \(it did not greet like one\)/);
+    const f = await runCli(['status', addr(futureSrv)], { env });
+    assert.equal(f.code, 4);
+    assert.equal(f.stderr, `livepatch: the agent at ${addr(futureSrv)} speaks protocol 99, this client speaks 1: upgrade the older side\n`);
+  } finally {
+    for (const c of [...other.clients, ...future.clients]) c.terminate();
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  }
 });
 
 test('offline check type-checks against the local project: ok exits 0, a type error exits 1 in tsc form', async () => {

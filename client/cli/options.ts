@@ -37,12 +37,34 @@ export async function connectFromOptions(target: string, opts: CommonOptions): P
       throw new LivepatchError('LP_ERR_CONN_REFUSED', `cannot read CA file ${opts.ca}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
     }
   }
-  return AgentClient.connect(target, {
-    token,
-    ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
-    ...(opts.tls ? { tls: true } : {}),
-    ...(ca ? { ca } : {}),
-  });
+  try {
+    return await AgentClient.connect(target, {
+      token,
+      ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+      ...(opts.tls ? { tls: true } : {}),
+      ...(ca ? { ca } : {}),
+    });
+  } catch (e) {
+    throw explainWrongPeer(target, e);
+  }
+}
+
+const AGENT_HINT = 'use the address the agent printed at start ("livepatch: agent listening on HOST:PORT"), not the app\'s own port';
+
+/**
+ * Something answered at `target` but it is not a livepatch agent (an HTTP server, another WebSocket
+ * service): say so and what to do, as a connection error (exit 4) rather than a protocol detail.
+ */
+export function explainWrongPeer(target: string, e: unknown): unknown {
+  if (!(e instanceof LivepatchError)) return e;
+  const http = /Unexpected server response: (\d+)/.exec(e.message);
+  if (e.code === 'LP_ERR_CONN_REFUSED' && http) {
+    return new LivepatchError('LP_ERR_CONN_REFUSED', `${target} is not a livepatch agent (it answered HTTP ${http[1]}): ${AGENT_HINT}`);
+  }
+  if (e.code === 'LP_ERR_PROTO_BAD_MESSAGE' && /not a livepatch agent|bad frame from agent|unexpected \w+ during the handshake/.test(e.message)) {
+    return new LivepatchError('LP_ERR_CONN_REFUSED', `${target} is not a livepatch agent (it did not greet like one): ${AGENT_HINT}`);
+  }
+  return e;
 }
 
 function parseTimeout(value: string): number {
