@@ -74,6 +74,12 @@ export interface Engine extends EventEmitter {
   /** One row per live module at `generation` (default current). */
   listVersions(generation?: number): ModuleVersionInfo[];
   exportsOf(id: string): ExportsResult['exports'];
+  /**
+   * Optional: the module's own exports object (not the facade) of the version live at `generation`
+   * (default current); undefined when not loaded. Lets side-effect-free REPL evaluation call a
+   * generation's code without the facade's AsyncLocalStorage lookup, which V8 counts as a side effect.
+   */
+  exportsAt?(id: string, generation?: number): unknown;
   history(): GenerationSummary[];
   liveGenerations(): LiveGeneration[];
 

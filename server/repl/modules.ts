@@ -47,11 +47,16 @@ export class LiveModules {
     return v ? require.cache[v.runtimeFile]?.exports : undefined;
   }
 
-  /** A snapshot id → exports of every loaded live module, for the side-effect-free evaluator. */
-  snapshot(): Record<string, unknown> {
+  /**
+   * A snapshot id → exports of every loaded live module at `generation`, for the side-effect-free
+   * evaluator: the version's own exports when the engine offers them (no facade lookup at call
+   * time), else the facade.
+   */
+  snapshot(generation?: number): Record<string, unknown> {
     const out: Record<string, unknown> = Object.create(null);
+    const own = this.engine.exportsAt?.bind(this.engine);
     for (const id of this.engine.moduleIds()) {
-      const e = this.cached(id);
+      const e = (own ? own(id, generation) : undefined) ?? this.cached(id);
       if (e !== undefined) out[id] = e;
     }
     return out;

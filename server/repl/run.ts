@@ -91,7 +91,7 @@ export async function runInput(r: RunInput): Promise<EvalResult> {
           return `globalThis.${MOD_GLOBAL}(${JSON.stringify(id)})`;
         }),
       );
-      const snapshot = modules.snapshot();
+      const snapshot = modules.snapshot(gen);
       try {
         value = pin(() => evaluatePure(js, snapshot, timeoutMs));
       } catch (e) {
