@@ -69,7 +69,11 @@ async function main(): Promise<void> {
     }
     const end = heap();
     const growth = (end.heap - base.heap) / MB;
-    console.log(`heap growth after ${CYCLES} apply/rollback cycles: ${sign(growth)} MB (goal ≤ 10 MB → ${growth <= 10 ? 'met' : 'NOT met'}); generations: ${engine.currentGeneration}, live: ${engine.liveGenerations().length}`);
+    console.log(`heap growth after ${CYCLES} apply/rollback cycles: ${sign(growth)} MB (goal ≤ 10 MB → ${growth <= 10 ? 'met' : 'NOT met'})`);
+    // What the engine retains by design (history and every version's source + JS, for rollback).
+    const lastPatched = engine.getVersion('src/pricing.ts', engine.currentGeneration - 1);
+    const perCycle = ((end.heap - base.heap) / CYCLES / 1024).toFixed(1);
+    console.log(`  generations: ${engine.currentGeneration} (live: ${engine.liveGenerations().length}), history entries: ${engine.history().length}, src/pricing.ts versions: ${lastPatched?.version ?? '?'}; ${perCycle} KB retained per cycle`);
   } finally {
     console.log = log;
     await pipeline.close();
