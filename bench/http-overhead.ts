@@ -1,0 +1,147 @@
+/**
+ * Engine HTTP overhead: req/s of one small HTTP app run three ways side by side — engine off
+ * (`node dist/main.js`), engine on (`node -r livepatch/register`, no agent: every request pinned,
+ * every call through facades), and engine on after one commit (trampoline cells reassigned). The
+ * handler does realistic work through live modules (price lookups, a class instance, JSON of ~40
+ * lines). autocannon runs alternate between the sides (A B C, C B A, ...); medians and ratios printed.
+ * Usage: node dist/bench/http-overhead.js   (env BENCH_ROUNDS=5, BENCH_SECONDS=4, BENCH_CONNECTIONS=10)
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import * as ts from 'typescript';
+
+type Cannon = (opts: { url: string; connections: number; duration: number }) => Promise<{ requests: { average: number }; errors: number; non2xx: number }>;
+// autocannon ships no type declarations; this is the slice of its API used here.
+const autocannon: Cannon = require('autocannon');
+
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 5);
+const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 4);
+const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 10);
+const REPO = resolve(__dirname, '..', '..');
+const DRIVER = join(REPO, 'dist', 'test', 'helpers', 'engine-driver.js');
+
+const FILES: Record<string, string> = {
+  'src/prices.ts': `const table = new Map<string, number>();
+for (let i = 0; i < 500; i++) table.set('sku' + i, 1 + (i * 37) % 100);
+export function price(sku: string): number { return table.get(sku) ?? 0; }
+export function tax(amount: number, region: string): number { return region === 'EU' ? amount * 0.2 : amount * 0.07; }
+export const CURRENCY = 'EUR';
+`,
+  'src/cart.ts': `import { price, tax, CURRENCY } from './prices';
+export class Cart {
+  lines: { sku: string; qty: number; unit: number }[] = [];
+  add(sku: string, qty: number): void { this.lines.push({ sku, qty, unit: price(sku) }); }
+  total(region: string): { net: number; tax: number; currency: string } {
+    let net = 0;
+    for (const l of this.lines) net += l.unit * l.qty;
+    return { net, tax: Math.round(tax(net, region) * 100) / 100, currency: CURRENCY };
+  }
+}
+export function render(seed: number): string {
+  const cart = new Cart();
+  for (let i = 0; i < 40; i++) cart.add('sku' + ((seed + i * 13) % 500), 1 + (i % 3));
+  return JSON.stringify({ lines: cart.lines, total: cart.total(seed % 2 ? 'EU' : 'US') });
+}
+`,
+  'src/main.ts': `import * as http from 'node:http';
+import { render } from './cart';
+let n = 0;
+const server = http.createServer((req, res) => {
+  const body = render(n++);
+  res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+});
+server.listen(0, '127.0.0.1', () => {
+  const a = server.address();
+  console.log('app listening on ' + (typeof a === 'object' && a ? a.port : 0));
+});
+`,
+};
+
+function makeApp(): string {
+  const root = mkdtempSync(join(tmpdir(), 'lp-bench-http-'));
+  const write = (rel: string, text: string): void => {
+    mkdirSync(dirname(join(root, rel)), { recursive: true });
+    writeFileSync(join(root, rel), text);
+  };
+  write('tsconfig.json', '{ "compilerOptions": { "rootDir": "src", "outDir": "dist", "module": "commonjs", "target": "ES2022" } }');
+  for (const [id, src] of Object.entries(FILES)) {
+    write(id, src);
+    write(id.replace(/^src/, 'dist').replace(/\.ts$/, '.js'), transpile(src));
+  }
+  mkdirSync(join(root, 'node_modules'));
+  symlinkSync(REPO, join(root, 'node_modules', 'livepatch'), 'dir');
+  return root;
+}
+
+function transpile(src: string): string {
+  return ts.transpileModule(src, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 } }).outputText;
+}
+
+interface Side {
+  name: string;
+  child: ChildProcess;
+  port: number;
+  rps: number[];
+}
+
+function start(root: string, name: string, preload: string[]): Promise<Side> {
+  const env: NodeJS.ProcessEnv = { ...process.env, LIVEPATCH_ROOT: root };
+  delete env['LIVEPATCH_TOKENS'];
+  const args = [...preload.flatMap((p) => ['-r', p]), 'dist/main.js'];
+  const child = spawn(process.execPath, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  return new Promise((res, rej) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /app listening on (\d+)/.exec(out);
+      if (m) res({ name, child, port: Number(m[1]), rps: [] });
+    });
+    child.once('exit', (c) => rej(new Error(`${name} exited (${c})`)));
+  });
+}
+
+/** Apply one patch (the tax rate) through the engine driver in the child. */
+function patch(side: Side): Promise<void> {
+  const src = FILES['src/prices.ts']!.replace('0.2', '0.21');
+  return new Promise((res, rej) => {
+    side.child.once('message', (m: any) => (m.ok ? res() : rej(new Error(m.error?.message))));
+    side.child.send({ id: 1, op: 'apply', changes: [{ id: 'src/prices.ts', source: src, js: transpile(src) }] });
+  });
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function main(): Promise<void> {
+  const root = makeApp();
+  const sides = [
+    await start(root, 'engine off', []),
+    await start(root, 'engine on', ['livepatch/register']),
+    await start(root, 'engine on, after a commit', ['livepatch/register', DRIVER]),
+  ];
+  try {
+    await patch(sides[2]!);
+    for (const s of sides) await autocannon({ url: `http://127.0.0.1:${s.port}/`, connections: CONNECTIONS, duration: 1 }); // warm-up
+    for (let r = 0; r < ROUNDS; r++) {
+      const order = r % 2 === 0 ? sides : [...sides].reverse();
+      for (const s of order) {
+        const res = await autocannon({ url: `http://127.0.0.1:${s.port}/`, connections: CONNECTIONS, duration: SECONDS });
+        if (res.errors || res.non2xx) throw new Error(`${s.name}: ${res.errors} errors, ${res.non2xx} non-2xx`);
+        s.rps.push(res.requests.average);
+        console.log(`round ${r + 1} ${s.name.padEnd(26)} ${res.requests.average.toFixed(0)} req/s`);
+      }
+    }
+    const off = median(sides[0]!.rps);
+    console.log(`\nhttp-overhead: ${ROUNDS} alternating rounds x ${SECONDS}s, ${CONNECTIONS} connections, Node ${process.version}, ${require('node:os').cpus().length} cores`);
+    for (const s of sides) console.log(`${s.name.padEnd(26)} median ${median(s.rps).toFixed(0).padStart(6)} req/s   ratio vs off ${(median(s.rps) / off).toFixed(3)}`);
+  } finally {
+    for (const s of sides) s.child.kill('SIGTERM');
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
