@@ -5,6 +5,7 @@
  */
 import cluster from 'node:cluster';
 import { isMainThread } from 'node:worker_threads';
+import { getEngine, install } from '../engine';
 import type { Engine } from '../engine/types';
 import { AuditLog } from './audit';
 import { Lockout, TokenStore } from './auth';
@@ -25,25 +26,12 @@ export interface Agent {
   close(): Promise<void>;
 }
 
-interface EngineModule {
-  getEngine?: () => Engine | undefined;
-  install?: (opts?: { root?: string }) => Engine;
-}
-
 /** The installed engine, or a new one (modules loaded before it are not live: we say so). */
 function engineFor(root: string): Engine {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const mod = require('../engine') as EngineModule;
-  let engine: Engine | undefined;
-  try {
-    engine = mod.getEngine?.();
-  } catch {
-    engine = undefined;
-  }
+  const engine = getEngine();
   if (engine) return engine;
-  if (typeof mod.install !== 'function') throw new Error('no engine is available in this build');
   process.stderr.write('livepatch: warning: the engine was installed by startAgent; modules loaded before it are not live (use node -r livepatch/register)\n');
-  return mod.install({ root });
+  return install({ root });
 }
 
 /** Start an agent. Rejects with a readable Error when the options are unusable (nothing is left running). */
