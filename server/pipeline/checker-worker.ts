@@ -3,6 +3,8 @@
  * the worker so every check after the first is incremental, and transpiles the checked modules in the
  * same round trip. Runs off the host's event loop; the host talks to it through checker-client.ts.
  */
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { LivepatchError } from '../../shared/errors';
 import { ProgramChecker } from '../../shared/typecheck';
@@ -10,6 +12,20 @@ import type { CheckerRequest, CheckerResponse, CheckerWorkerData } from './check
 
 const data = workerData as CheckerWorkerData;
 let checker: ProgramChecker | undefined;
+
+/**
+ * Lower this thread's scheduling priority (Linux: setpriority on the thread id, which
+ * /proc/thread-self names) so that on a busy machine the host's event loop wins the CPU over a check.
+ */
+function yieldToHost(): void {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (Number.isInteger(tid) && tid > 0) setPriority(tid, 10);
+  } catch {
+    // Not Linux, or not permitted: the check just runs at normal priority.
+  }
+}
+yieldToHost();
 
 function post(msg: CheckerResponse): void {
   parentPort!.postMessage(msg);

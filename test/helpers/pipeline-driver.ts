@@ -60,8 +60,9 @@ async function run(m: Msg): Promise<unknown> {
     case 'eld-stop': {
       eld?.disable();
       const maxMs = eld ? eld.max / 1e6 : 0;
+      const p99Ms = eld ? eld.percentile(99) / 1e6 : 0;
       eld = undefined;
-      return { maxMs };
+      return { maxMs, p99Ms };
     }
     default:
       throw new Error(`unknown driver op ${m.op}`);
