@@ -229,6 +229,18 @@ test('token files: a token created by the CLI is accepted by the running agent',
   assert.equal(s.code, 0, s.stderr);
 });
 
+test('eval and repl run through the CLI against the live process (read token)', async () => {
+  const e = await cli(['eval', agent, '1 + 1'], 'read');
+  assert.equal(e.code, 0, e.stderr);
+  assert.equal(e.stdout, '2\n');
+  const bad = await cli(['eval', agent, 'const x: number = "s"'], 'read');
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /error TS2322/);
+  const r = await runCli(['repl', agent], { cwd: project.root, env: { LIVEPATCH_TOKEN: tokens.read }, input: '2 * 21\n.exit\n' });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /\b42\b/);
+});
+
 test('when the agent is gone, commands exit 4 with a one-line error', async () => {
   await app.stop();
   const s = await cli(['status', agent, '--json']);
