@@ -139,6 +139,10 @@ export function createReplService(opts: ReplServiceOptions): ReplService {
         outcome = 'ok';
         return result;
       } catch (e) {
+        if (!(e instanceof LivepatchError)) {
+          // Only the code goes on the wire; what went wrong is logged here, on the agent.
+          process.stderr.write(`livepatch: REPL internal error: ${e instanceof Error ? e.message : String(e)}\n`);
+        }
         const err = e instanceof LivepatchError ? e : new LivepatchError('LP_ERR_INTERNAL');
         outcome = err.code;
         throw err;
