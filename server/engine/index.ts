@@ -3,6 +3,7 @@
  * helpers live modules use, `pin` and `keep`.
  */
 import { resolve } from 'node:path';
+import { isMainThread } from 'node:worker_threads';
 import { installCompileHook } from './hook';
 import { keep, type KeepOptions } from './keep';
 import { LiveEngine } from './live-engine';
@@ -27,9 +28,13 @@ export function install(opts: InstallOptions = {}): Engine {
   return engine;
 }
 
-/** Install from the environment (LIVEPATCH_ROOT or cwd); never throws into the host. */
+/**
+ * Install from the environment (LIVEPATCH_ROOT or cwd); never throws into the host. Worker threads
+ * inherit `-r` preloads: the engine is per process and lives on the main thread only.
+ */
 export function installFromEnv(): void {
   try {
+    if (!isMainThread) return;
     install({ root: process.env['LIVEPATCH_ROOT'] || process.cwd() });
   } catch (e) {
     process.stderr.write(`livepatch: engine not installed: ${(e as Error)?.message ?? e}\n`);

@@ -58,7 +58,8 @@ export class ModuleMapper {
   readonly root: string;
   private readonly rootDir: string | undefined;
   private readonly outDir: string | undefined;
-  private readonly ownPackage = resolve(__dirname, '..', '..', '..');
+  /** This package's compiled tree (dist/): never live, even when the app lives inside the repository. */
+  private readonly ownDist = resolve(__dirname, '..', '..');
   /** Set once a `.ts` module was loaded directly (ts-node): new modules then run from their source path. */
   tsRuntime = false;
 
@@ -73,7 +74,7 @@ export class ModuleMapper {
   inScope(filename: string): boolean {
     if (!filename.startsWith(this.root + sep)) return false;
     if (filename.includes(`${sep}node_modules${sep}`)) return false;
-    if (filename.startsWith(this.ownPackage + sep) && this.ownPackage !== this.root) return false;
+    if (filename.startsWith(this.ownDist + sep) && !this.root.startsWith(this.ownDist + sep)) return false;
     return /\.(c?js|tsx?|cts)$/.test(filename) && !filename.endsWith('.d.ts');
   }
 

@@ -54,8 +54,11 @@ export class RequestPinning {
       this.emits.set(proto, original);
       const self = this;
       Object.defineProperty(proto, HOOKED, { value: true });
-      proto.emit = function (this: any, event: string | symbol, ...args: unknown[]): boolean {
-        if (event !== 'request') return original.call(this, event, ...args);
+      proto.emit = function (this: any, event: string | symbol): boolean {
+        // eslint-disable-next-line prefer-rest-params
+        if (event !== 'request') return original.apply(this, arguments);
+        // eslint-disable-next-line prefer-rest-params
+        const args = Array.prototype.slice.call(arguments, 1);
         if (self.holds > 0) {
           self.queue.push({ server: this, args });
           return true;
