@@ -5,7 +5,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentClient } from '../client/connection';
 import { RemoteRepl } from '../client/repl/session';
@@ -100,10 +100,11 @@ describe('REPL through the agent', () => {
 
   it('interrupts a busy loop after the timeout while HTTP requests still complete', async () => {
     const r = await session(tokens.admin);
-    await r.eval('1'); // type checker warm, so the loop starts right away
+    // The loop announces itself through a file, so the requests below are sent while it spins.
+    const marker = join(project.root, 'loop-started');
     const started = Date.now();
-    const looping = failure(r.eval('while (true) {}', 1500));
-    await new Promise((res) => setTimeout(res, 300));
+    const looping = failure(r.eval(`require('node:fs').writeFileSync(${JSON.stringify(marker)}, 'x');\nwhile (true) {}`, 1500));
+    while (!existsSync(marker)) await new Promise((res) => setTimeout(res, 20));
     const health = await Promise.all([app.get('/health'), app.get('/health'), app.get('/quote?c=EUR&a=2')]);
     const e = await looping;
     assert.equal(e.code, 'LP_ERR_EVAL_TIMEOUT');
