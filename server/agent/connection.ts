@@ -65,7 +65,9 @@ export function acceptConnection(ctx: AgentContext, ws: WebSocket, remote: strin
   timer = setTimeout(() => {
     if (session.principal || failed) return;
     failed = true;
-    ctx.audit.append({ who: '-', remote, op: 'auth', outcome: 'LP_ERR_AUTH_REQUIRED', detail: 'no auth message in time' });
+    // Holding unauthenticated sockets open uses up the connection limit, so it counts as a failure.
+    const lockedNow = ctx.lockout.fail(remote);
+    ctx.audit.append({ who: '-', remote, op: 'auth', outcome: 'LP_ERR_AUTH_REQUIRED', detail: `no auth message in time${lockedNow ? '; address locked out' : ''}` });
     session.close(CLOSE.AUTH_TIMEOUT, 'no auth message in time');
   }, ctx.opts.handshakeTimeoutMs);
   timer.unref();
