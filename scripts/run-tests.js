@@ -22,6 +22,8 @@ if (chosen.length === 0) {
   console.error('no test files matched');
   process.exit(1);
 }
-const args = ['--test', '--test-reporter=spec', ...chosen.sort()];
+// Two files at a time: most tests wait on child processes and sockets, not the CPU.
+const concurrency = process.env.LIVEPATCH_TEST_CONCURRENCY ?? '2';
+const args = ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...chosen.sort()];
 const r = spawnSync(process.execPath, args, { stdio: 'inherit', env: { ...process.env, LIVEPATCH_TEST: '1' } });
 process.exit(r.status === null ? 1 : r.status);
