@@ -70,15 +70,24 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     state.multi = this.live.size > 1 || state.staging > 0;
   }
 
+  /** Emit to listeners without letting one that throws break a commit or a response's release. */
+  private notify(event: 'commit' | 'drained' | 'released', arg: unknown): void {
+    try {
+      this.emit(event, arg);
+    } catch (e) {
+      process.stderr.write(`livepatch: a '${event}' listener threw: ${(e as Error)?.message ?? e}\n`);
+    }
+  }
+
   private drop(g: Generation): void {
     g.inflight = 0;
-    this.emit('drained', g.n);
+    this.notify('drained', g.n);
     g.released = true;
     g.exp.clear();
     clearMethodCaches();
     this.live.delete(g);
     this.recomputeMulti();
-    this.emit('released', g.n);
+    this.notify('released', g.n);
   }
 
   /** Make a just-compiled deployed module live: record version 1 and swap its exports for the facade. */
@@ -181,7 +190,7 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     if (prev.inflight <= 0) this.drop(prev);
     const result: CommitResult = { generation: gen.n, previousGeneration: prev.n, changed: [...s.entries.values()].map((e) => ({ module: e.record.id, version: e.record.version, hash: e.record.hash })) };
     if (meta.patchId !== undefined) result.patchId = meta.patchId;
-    this.emit('commit', q.summarize(gen, this.live, this.current));
+    this.notify('commit', q.summarize(gen, this.live, this.current));
     return result;
   }
 
