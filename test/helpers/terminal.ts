@@ -62,11 +62,18 @@ export class Terminal {
     this.#tmux(['send-keys', '-t', this.session, '-l', text]);
   }
 
-  /** Exit status once the command has exited, else undefined. */
+  /**
+   * Exit status once the command has exited (128 + n when killed by signal n), else undefined.
+   * tmux marks the pane dead at end of output, slightly before it reaps the process: until the status
+   * or signal is known the command counts as running.
+   */
   exitStatus(): number | undefined {
-    const out = this.#tmux(['display-message', '-p', '-t', this.session, '#{pane_dead} #{pane_dead_status}']).trim();
-    const [dead, status] = out.split(' ');
-    return dead === '1' ? Number(status) : undefined;
+    const out = this.#tmux(['display-message', '-p', '-t', this.session, '#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}']).trim();
+    const [dead, status, signal] = out.split(':');
+    if (dead !== '1') return undefined;
+    if (status) return Number(status);
+    if (signal) return 128 + Number(signal);
+    return undefined;
   }
 
   /**
