@@ -2,7 +2,9 @@
  * The host side of the checker worker: starts it lazily on the first check (a production process
  * pays the ~400 MB / few-second cold start only once someone actually patches), queues requests one
  * at a time, forwards progress, and restarts the worker if it dies (e.g. out of memory) so a crash
- * there never reaches the host.
+ * there never reaches the host. A check that takes longer than `checkTimeoutMs` terminates the worker
+ * (so a stuck checker cannot hold the patch lock forever), and a worker idle for `idleMs` is stopped
+ * to give its memory back (the next check is cold again).
  */
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -23,7 +25,12 @@ export class CheckerClient {
   private readonly pending = new Map<number, Pending>();
   private closed = false;
 
-  constructor(private readonly data: CheckerWorkerData, private readonly maxOldGenerationSizeMb = 2048) {}
+  private idleTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly data: CheckerWorkerData,
+    private readonly limits: { maxOldGenerationSizeMb?: number; checkTimeoutMs?: number; idleMs?: number } = {},
+  ) {}
 
   /** Whether the worker is running (it starts on the first request). */
   get started(): boolean {
@@ -35,16 +42,46 @@ export class CheckerClient {
     if (this.closed) return Promise.reject(new LivepatchError('LP_ERR_INTERNAL', 'The checker is closed'));
     const id = this.nextId++;
     const worker = this.ensureWorker();
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    const timeoutMs = this.limits.checkTimeoutMs ?? 300_000;
+    const timer = setTimeout(() => {
+      process.stderr.write(`livepatch: type check took over ${timeoutMs} ms; restarting the checker\n`);
+      void worker.terminate();
+    }, timeoutMs);
+    timer.unref();
     return new Promise<CheckerResult>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, onProgress });
+      const settle = () => {
+        clearTimeout(timer);
+        this.armIdle();
+      };
+      this.pending.set(id, {
+        resolve: (r) => (settle(), resolve(r)),
+        reject: (e) => (settle(), reject(e)),
+        onProgress,
+      });
       // The worker handles messages in order, so queuing is simply posting.
       worker.postMessage({ ...req, id } satisfies CheckerRequest);
     });
   }
 
+  /** Stop an idle worker after `idleMs` so its program's memory goes back to the host. */
+  private armIdle(): void {
+    if (this.pending.size > 0 || !this.worker) return;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    const w = this.worker;
+    this.idleTimer = setTimeout(() => {
+      if (this.worker === w && this.pending.size === 0) {
+        this.worker = undefined;
+        void w.terminate();
+      }
+    }, this.limits.idleMs ?? 15 * 60_000);
+    this.idleTimer.unref();
+  }
+
   /** Stop the worker; pending requests are rejected. */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
     const w = this.worker;
     this.worker = undefined;
     this.failAll('The checker was closed');
@@ -55,7 +92,7 @@ export class CheckerClient {
     if (this.worker) return this.worker;
     const worker = new Worker(join(__dirname, 'checker-worker.js'), {
       workerData: this.data,
-      resourceLimits: { maxOldGenerationSizeMb: this.maxOldGenerationSizeMb },
+      resourceLimits: { maxOldGenerationSizeMb: this.limits.maxOldGenerationSizeMb ?? 2048 },
       // The checker must not inherit the host's preloads (livepatch/register would start a second agent).
       execArgv: [],
       stdout: false,

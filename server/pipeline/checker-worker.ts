@@ -35,7 +35,14 @@ function handle(req: CheckerRequest): void {
   try {
     checker ??= new ProgramChecker(data.root, data.tsconfig, { assumeDirectOnly: data.assumeDirectOnly });
     const c = checker;
-    const check = c.check(new Map(req.overlay), (p) => post({ id: req.id, type: 'progress', progress: p }));
+    // At most a few progress messages a second: a cold check walks hundreds of files.
+    let last = 0;
+    const check = c.check(new Map(req.overlay), (p) => {
+      const now = Date.now();
+      if (now - last < 200 && p.done !== 0 && p.done !== p.total) return;
+      last = now;
+      post({ id: req.id, type: 'progress', progress: p });
+    });
     const js: Record<string, string> = {};
     const transpileDiagnostics = [];
     // Transpile only when the check passed: a rejected patch never needs its JS.

@@ -11,15 +11,16 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { LivepatchError } from '../../shared/errors';
 import type { CheckResult, CommitResult, DriftEntry, StageResult } from '../../shared/ops';
-import { formatDiagnostic, type Diagnostic, type PatchSet } from '../../shared/patch';
+import type { PatchSet } from '../../shared/patch';
 import type { Engine } from '../engine/types';
 import { CheckerClient } from './checker-client';
 import type { CheckerResult } from './checker-protocol';
 import { Journal, type JournalFile } from './journal';
 import { checkBases, liveOverlay, pathOfId, sha256, validateIds } from './patch-input';
 import { replayJournal } from './replay';
+import { allDiagnostics, hasError, MAX_DIAGNOSTICS, progress, rejection } from './outcome';
 import { StagedStore } from './staged-store';
-import type { OpContext, Pipeline, PipelineOptions, Progress } from './types';
+import type { OpContext, Pipeline, PipelineOptions } from './types';
 
 const DEFAULT_TTL_MS = 60_000;
 const DEFAULT_LOAD_TIMEOUT_MS = 2_000;
@@ -66,7 +67,7 @@ export class PatchPipeline implements Pipeline {
     const started = Date.now();
     const r = await this.runChecker(patch, ctx, false);
     const diagnostics = allDiagnostics(r);
-    return { ok: !hasError(diagnostics), diagnostics, checkedFiles: r.check.checked, durationMs: Date.now() - started };
+    return { ok: !hasError(diagnostics), diagnostics: diagnostics.slice(0, MAX_DIAGNOSTICS), checkedFiles: r.check.checked, durationMs: Date.now() - started };
   }
 
   async stage(patch: PatchSet, ctx: OpContext, ttlMs?: number): Promise<StageResult> {
@@ -297,27 +298,4 @@ export class PatchPipeline implements Pipeline {
       throw new LivepatchError('LP_ERR_INTERNAL', 'The journal could not be written; the change was undone');
     }
   }
-}
-
-function progress(ctx: OpContext, p: Progress): void {
-  try {
-    ctx.onProgress?.(p);
-  } catch {
-    // A listener (e.g. a closed socket) must not break the patch.
-  }
-}
-
-function allDiagnostics(r: CheckerResult): Diagnostic[] {
-  return [...r.check.diagnostics, ...r.transpileDiagnostics.filter((d) => !r.check.diagnostics.some((c) => c.file === d.file && c.code === d.code && c.line === d.line))];
-}
-
-function hasError(ds: Diagnostic[]): boolean {
-  return ds.some((d) => d.category === 'error');
-}
-
-function rejection(code: 'LP_ERR_PATCH_SYNTAX' | 'LP_ERR_PATCH_TYPE', what: string, diagnostics: Diagnostic[]): LivepatchError {
-  const first = diagnostics[0];
-  const n = diagnostics.length;
-  const summary = `${n} ${what}${n === 1 ? '' : 's'}${first ? `; first: ${formatDiagnostic(first)}` : ''}`;
-  return new LivepatchError(code, summary, { diagnostics: diagnostics.slice(0, 500) });
 }
