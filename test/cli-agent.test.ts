@@ -229,6 +229,17 @@ test('token files: a token created by the CLI is accepted by the running agent',
   assert.equal(s.code, 0, s.stderr);
 });
 
+test('a patch set over the agent\'s frame limit is a usage error (2) and the agent keeps serving', async () => {
+  project.write('big/src/rates.ts', `export const big = '${'a'.repeat(9 * 1024 * 1024)}';\n`);
+  const r = await cli(['apply', agent, 'big/src/rates.ts', '--root', 'big', '--json'], 'patch');
+  assert.equal(r.code, 2, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.equal(j.error.code, 'LP_ERR_LIMIT_FRAME');
+  assert.equal(j.error.retryable, false);
+  assert.match(r.stderr, /^livepatch: the request is larger than the agent accepts/m);
+  assert.equal((await cli(['status', agent], 'read')).code, 0);
+});
+
 test('eval and repl run through the CLI against the live process (read token)', async () => {
   const e = await cli(['eval', agent, '1 + 1'], 'read');
   assert.equal(e.code, 0, e.stderr);

@@ -25,9 +25,18 @@ export function diagnosticsOf(err: unknown): Diagnostic[] {
   return Array.isArray(d) ? (d as Diagnostic[]) : [];
 }
 
-/** Any throwable → a LivepatchError (unknown ones become LP_ERR_INTERNAL, message kept, no stack). */
+/**
+ * Any throwable → a LivepatchError (unknown ones become LP_ERR_INTERNAL, message kept, no stack).
+ * A connection the agent closed with 1009 means our message was over its frame limit: say that,
+ * as the usage error it is, instead of a retryable "connection closed".
+ */
 export function asLivepatchError(err: unknown): LivepatchError {
-  if (err instanceof LivepatchError) return err;
+  if (err instanceof LivepatchError) {
+    if (err.code === 'LP_ERR_CONN_CLOSED' && /\(1009\b/.test(err.message)) {
+      return new LivepatchError('LP_ERR_LIMIT_FRAME', 'the request is larger than the agent accepts in one message (it closed the connection with 1009): split the patch set, or raise the agent\'s maxPayload');
+    }
+    return err;
+  }
   const message = err instanceof Error ? err.message : String(err);
   return new LivepatchError('LP_ERR_INTERNAL', `unexpected error: ${message}`);
 }

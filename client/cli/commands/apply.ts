@@ -52,7 +52,8 @@ function report(o: FleetOutcome, json: boolean): void {
   if (json) {
     const { exitCode: _exit, ...body } = o;
     const first = failedHosts[0];
-    printJson({ ...body, ...(first ? { error: first.error, diagnostics: failedHosts.flatMap((h) => h.diagnostics ?? []) } : {}) });
+    const diagnostics = failedHosts.flatMap((h) => h.diagnostics ?? []);
+    printJson({ ...body, ...(first ? { error: first.error } : {}), ...(diagnostics.length ? { diagnostics } : {}) });
   } else if (several || o.ok) process.stdout.write(formatOutcome(o));
 }
 
