@@ -34,10 +34,15 @@ describe('agent limits', () => {
     again.close();
   });
 
-  it('refuses ops beyond the in-flight limit and still answers every id exactly once', async () => {
+  it('refuses ops beyond the in-flight limit and reused in-flight ids, and answers every id exactly once', async () => {
     const c = await openAuthed(a.address, a.tokens.patch);
     const patch = { files: { 'src/quote.ts': "import { rate } from './rates';\nexport function quote(c: string, a: number): number { return a * rate(c); }\nexport function tag(): string { return 'B2'; }\nexport class Counter { count = 0; hit(): number { return ++this.count; } label(): string { return 'v2'; } }\n" } };
     for (let id = 1; id <= 6; id++) c.send(JSON.stringify({ type: 'request', id, op: 'check', args: { patch } }));
+    // Reusing an id that is still in flight would give it two replies: it is refused under id null.
+    c.send(JSON.stringify({ type: 'request', id: 1, op: 'status' }));
+    const dup = await c.next((m) => m.type === 'reply' && m.id === null);
+    assert.equal(dup.error.code, 'LP_ERR_PROTO_BAD_MESSAGE');
+    assert.match(dup.error.message, /already in flight/);
     const replies = [];
     for (let id = 1; id <= 6; id++) replies.push(await c.next((m) => m.type === 'reply' && m.id === id, 60_000));
     const limited = replies.filter((r) => !r.ok && r.error.code === 'LP_ERR_LIMIT_INFLIGHT');
@@ -95,6 +100,26 @@ describe('agent idle timeout and Unix socket', () => {
     assert.equal(sub.closed, false);
     assert.equal((await sub.request('status', {})).currentGeneration, 1);
     sub.close();
+  });
+});
+
+describe('agent heartbeat', () => {
+  let a: AgentApp;
+  before(async () => {
+    a = await bootAgentApp({ LIVEPATCH_HEARTBEAT_MS: '200' });
+  });
+  after(async () => {
+    await a?.stop();
+  });
+
+  it('drops a peer that stops answering pings, keeps one that answers', async () => {
+    const dead = await openAuthed(a.address, a.tokens.read, { autoPong: false });
+    const live = await AgentClient.connect(a.address, { token: a.tokens.read });
+    const closed = await dead.closed;
+    assert.equal(closed.code, 1006, 'terminated without a close frame');
+    assert.equal(live.closed, false);
+    assert.equal((await live.request('status', {})).currentGeneration, 1);
+    live.close();
   });
 });
 

@@ -44,6 +44,12 @@ describe('agent patch ops', () => {
     const committed = events.find((e) => e.event === 'committed');
     assert.ok(committed && committed.event === 'committed');
     assert.deepEqual([committed.generation, committed.previousGeneration, committed.kind, committed.who], [2, 1, 'patch', 'patcher']);
+    // Generation 1 had nothing in flight: it drains and is released right away.
+    for (let i = 0; i < 100 && !events.some((e) => e.event === 'released'); i++) await new Promise((res) => setTimeout(res, 20));
+    assert.deepEqual(
+      events.filter((e) => e.event === 'drained' || e.event === 'released').map((e) => `${e.event}:${'generation' in e ? e.generation : ''}`),
+      ['drained:1', 'released:1'],
+    );
     const h = await p1.request('history', { limit: 1 });
     assert.deepEqual([h.generations[0]?.generation, h.generations[0]?.who, h.generations[0]?.message], [2, 'patcher', 'label rates-v2']);
   });
