@@ -11,7 +11,7 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentClient } from '../client/connection';
 import { copyShop, median, samplePatch, waitForOutput } from '../examples/bench-kit';
@@ -82,7 +82,7 @@ async function main(): Promise<void> {
     sides.push(await plainShop(bare.root));
     sides.push(await agentShop(shop.root, 'agent + pinning', state, false));
     sides.push(await agentShop(shop.root, 'agent, after 1 patch', state, true));
-    console.log(`overhead: GET ${PATH}, ${CONNECTIONS} connections, ${ROUNDS} rounds × ${SECONDS} s per side, alternating`);
+    console.log(`overhead: GET ${PATH}, ${CONNECTIONS} connections, ${ROUNDS} rounds × ${SECONDS} s per side, alternating (load average ${loadavg().map((x) => x.toFixed(1)).join(' ')})`);
     for (const s of sides) await run(s, 2, false); // warm-up (JIT, connection pools)
     for (let round = 0; round < ROUNDS; round++) {
       console.log(`round ${round + 1}`);
@@ -90,11 +90,14 @@ async function main(): Promise<void> {
       for (const s of order) await run(s, SECONDS, true);
     }
     const base = sides[0]!;
-    console.log('\nmedians');
+    console.log(`\nmedians (load average at the end: ${loadavg().map((x) => x.toFixed(1)).join(' ')})`);
     for (const s of sides) {
       const rps = median(s.rps);
       const p99 = median(s.p99);
-      console.log(`  ${s.name.padEnd(22)} ${rps.toFixed(0).padStart(7)} req/s (×${(rps / median(base.rps)).toFixed(3)})   p99 ${p99} ms (×${(p99 / median(base.p99)).toFixed(2)})   failed ${s.failed}`);
+      // Paired ratio: each run against the plain run of the same round, which shares the machine's
+      // momentary load; the median of these is steadier than the ratio of medians on a busy machine.
+      const paired = median(s.rps.map((x, i) => x / base.rps[i]!));
+      console.log(`  ${s.name.padEnd(22)} ${rps.toFixed(0).padStart(7)} req/s (×${(rps / median(base.rps)).toFixed(3)}, paired ×${paired.toFixed(3)})   p99 ${p99} ms (×${(p99 / median(base.p99)).toFixed(2)})   failed ${s.failed}`);
     }
   } finally {
     for (const s of sides) await s.stop();

@@ -68,7 +68,7 @@ const METHODS: Method[] = [
       return {
         child,
         async deliver(files) {
-          await client.request('apply', { patch: { files } });
+          await client.request('apply', { patch: { files } }, { timeoutMs: 60_000 });
         },
       };
     },
