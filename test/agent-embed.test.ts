@@ -69,6 +69,8 @@ startAgent({ tokensFile: ${JSON.stringify(tokens.file)}, listen: '127.0.0.1:0', 
     assert.match(err, new RegExp(`livepatch: agent listening on ${address.replace(/\./g, '\\.')}`));
     const c = await AgentClient.connect(address, { token: tokens.read });
     assert.equal((await c.request('status', {})).pid, child.pid);
+    // Using the REPL starts its worker; close() must stop it too, or the process would not exit.
+    assert.equal((await c.request('eval', { code: '1 + 1' })).output, '2');
     const closed = new Promise<{ code: number }>((r) => c.once('close', r));
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     child.stdin!.end('close\n');

@@ -26,6 +26,8 @@ export interface ReplService {
   close(session: string, ctx: ReplCallContext): void;
   eval(args: { code: string; session?: string; timeoutMs?: number }, ctx: ReplCallContext): Promise<EvalResult>;
   closeConnection(connectionId: string): void;
+  /** Stop the service's worker and drop all sessions. */
+  dispose?(): Promise<void>;
 }
 
 export interface AgentContext {
@@ -60,19 +62,22 @@ export function createPipelineFor(engine: Engine, opts: ResolvedOptions): { pipe
   }
 }
 
-/** A lazy REPL factory bound to `engine`. */
-export function lazyRepl(engine: Engine, root: string): { get(): ReplService; created(): boolean } {
+/** A lazy REPL factory bound to `engine`; `dispose` stops the service if it was created. */
+export function lazyRepl(engine: Engine, root: string): { get(): ReplService; created(): boolean; dispose(): Promise<void> } {
   let service: ReplService | undefined;
   return {
     get() {
       if (service) return service;
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const mod = require('../repl') as { createReplService?: (o: { engine: Engine; root: string; defaultTimeoutMs: number }) => ReplService };
+      const mod = require('../repl') as { createReplService?: (o: { engine: Engine; root: string }) => ReplService };
       if (typeof mod.createReplService !== 'function') throw new Error('the REPL service is not available in this build');
-      // The agent audits eval itself (dispatch), so the service gets no audit hook.
-      service = mod.createReplService({ engine, root, defaultTimeoutMs: 5000 });
+      // The agent audits eval itself (dispatch, with the remote address), so the service gets no audit hook.
+      service = mod.createReplService({ engine, root });
       return service;
     },
     created: () => service !== undefined,
+    dispose: async () => {
+      await service?.dispose?.().catch(() => undefined);
+    },
   };
 }

@@ -80,6 +80,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
       closing ??= (async () => {
         detach();
         await listener.close();
+        await repl.dispose();
         if (!options.pipeline) await pipeline?.close().catch(() => undefined);
       })();
       return closing;

@@ -9,6 +9,9 @@ import type { ReplCallContext, ReplService } from '../context';
 import { verifyAuditFile } from '../audit';
 import type { Handler, OpCall } from './types';
 
+/** The audit record keeps the expression, cut to this many characters. */
+const MAX_AUDITED_CODE = 8192;
+
 function replOf(call: OpCall<OpName>): ReplService {
   try {
     return call.ctx.repl();
@@ -24,8 +27,9 @@ function callerOf(call: OpCall<OpName>): ReplCallContext {
 }
 
 export const evalOp: Handler<'eval'> = (call) => {
-  // The code itself is not logged (it may hold data); its hash is.
+  // Who ran what: the expression (cut) and its hash go into the audit record.
   call.audit.hashes = { code: hashOf(call.args.code) };
+  call.audit.detail = call.args.code.slice(0, MAX_AUDITED_CODE);
   const { code, session, timeoutMs } = call.args;
   return replOf(call).eval({ code, ...(session !== undefined ? { session } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}) }, callerOf(call));
 };
