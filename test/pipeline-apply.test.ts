@@ -44,7 +44,9 @@ test('a patch can add a new module and use it from a patched one', async () => {
   assert.equal(r.result.generation, 2);
   assert.deepEqual(r.result.changed.map((c: { module: string }) => c.module).sort(), ['src/fees.ts', 'src/quote.ts']);
   assert.deepEqual(await app.get('/quote?c=EUR&a=10'), { total: 13 });
-  assert.ok(r.progress.some((p) => p.step === 'check') && r.progress.some((p) => p.step === 'commit'), 'progress reported');
+  assert.ok(r.progress.some((p) => p.step === 'check' && /starting the type checker/.test(p.message)), 'cold start announced');
+  assert.ok(r.progress.some((p) => p.step === 'check' && p.fraction !== undefined), 'check progress has a fraction');
+  assert.deepEqual([...new Set(r.progress.map((p) => p.step))], ['check', 'load', 'commit'], 'steps in order');
 });
 
 test('keep() state survives a patch of its module', async () => {

@@ -64,6 +64,7 @@ export class PatchPipeline implements Pipeline {
     await this.ready;
     this.assertPatching();
     validateIds(patch);
+    checkBases(this.engine, patch);
     const started = Date.now();
     const r = await this.runChecker(patch, ctx, false);
     const diagnostics = allDiagnostics(r);
@@ -117,7 +118,8 @@ export class PatchPipeline implements Pipeline {
       const target = this.engine.history().find((g) => g.generation === res.generation)?.rollbackTo ?? to ?? res.previousGeneration - 1;
       if (this.journal) {
         progress(ctx, { step: 'journal', message: 'journaling the rollback' });
-        const toSeq = this.seqOfGeneration.get(target) ?? 0;
+        // Generation 1 is the deploy (seq 0); a target no record produced is journaled as unknown (-1): replay skips it.
+        const toSeq = this.seqOfGeneration.get(target) ?? (target === 1 ? 0 : -1);
         await this.journalOrUndo(res, () =>
           this.journal!.append({ kind: 'rollback', time: new Date().toISOString(), who: ctx.who, generation: res.generation, previousGeneration: res.previousGeneration, to: target, toSeq }),
         );
@@ -136,11 +138,13 @@ export class PatchPipeline implements Pipeline {
     await this.checker.close();
   }
 
-  // ---- internals ----
-
   private startReplay(): Promise<void> {
     if (!this.journal || this.opts.replay === false) {
-      if (this.journal) this.rememberIds(this.journal.read().flatMap((r) => (r.kind === 'patch' && r.patchId ? [r.patchId] : [])));
+      try {
+        if (this.journal) this.rememberIds(this.journal.read().flatMap((r) => (r.kind === 'patch' && r.patchId ? [r.patchId] : [])));
+      } catch (err) {
+        process.stderr.write(`livepatch: cannot read the journal: ${(err as Error)?.message ?? String(err)}\n`);
+      }
       return Promise.resolve();
     }
     const journal = this.journal;
