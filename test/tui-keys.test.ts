@@ -85,7 +85,9 @@ test('while the filter has the keyboard, letters are text, not commands', () => 
   assert.deepEqual(calls, []);
   c.key('escape');
   c.key('?');
-  assert.deepEqual(store.state.popup, { kind: 'help' });
+  assert.deepEqual(store.state.popup, { kind: 'help', scroll: 0 });
+  c.key('down');
+  assert.deepEqual(store.state.popup, { kind: 'help', scroll: 1 });
   c.key('escape');
   c.key('q');
   assert.equal(store.state.quit, true, 'q quits at once without a draft');

@@ -11,7 +11,7 @@ export type Focus = 'modules' | 'main' | 'events' | 'repl';
 
 /** Modal popups. Only one at a time; while open it has the keyboard. */
 export type Popup =
-  | { kind: 'help' }
+  | { kind: 'help'; scroll: number }
   | { kind: 'apply'; message: string }
   | { kind: 'rollback'; choice: number }
   | { kind: 'confirm-rollback'; to: number }

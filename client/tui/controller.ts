@@ -28,7 +28,7 @@ export class Controller {
     const go = (a: Action) => () => this.#dispatch(a);
     const s = () => this.#d.store.state;
     this.#handlers = {
-      help: go({ type: 'popup', popup: { kind: 'help' } }),
+      help: go({ type: 'popup', popup: { kind: 'help', scroll: 0 } }),
       quit: () => (draftModules(s()).length ? this.#dispatch({ type: 'popup', popup: { kind: 'confirm-quit' } }) : this.#dispatch({ type: 'quit' })),
       focus: go({ type: 'focus', delta: 1 }),
       focusBack: go({ type: 'focus', delta: -1 }),

@@ -7,6 +7,7 @@ import type { Diagnostic, ExportsResult, GenerationSummary, ModuleVersionInfo, R
 import { TABS, type Action, type Focus, type Popup, type Tab } from './actions';
 import { mainLineCount } from './content';
 import { eventLine } from './format';
+import { KEYMAP } from './keys';
 import { visibleModules, rollbackTargets } from './selectors';
 
 export type { Action, Focus, Popup, Tab } from './actions';
@@ -113,6 +114,7 @@ function popupMove(s: TuiState, delta: number): TuiState {
     const n = rollbackTargets(s).length;
     return { ...s, popup: { ...p, choice: Math.max(0, Math.min(n - 1, p.choice + delta)) } };
   }
+  if (p?.kind === 'help') return { ...s, popup: { ...p, scroll: Math.max(0, Math.min(KEYMAP.length - 1, p.scroll + delta)) } };
   if (p?.kind === 'diagnostics') {
     return { ...s, popup: { ...p, choice: Math.max(0, Math.min(s.diagnostics.length - 1, p.choice + delta)) } };
   }

@@ -13,6 +13,10 @@ import type { TuiState } from '../state';
 export interface PopupView {
   title: string;
   lines: string[];
+  /** Lines always shown under the (possibly scrolled) body: the popup's keys. */
+  footer?: string[];
+  /** First body line to show when the body is taller than the screen. */
+  top?: number;
   /** Border colour. */
   colour: string;
 }
@@ -37,7 +41,7 @@ export function popupView(s: TuiState): PopupView | undefined {
   if (!p) return undefined;
   switch (p.kind) {
     case 'help':
-      return { title: ' Keys (escape closes) ', lines: helpLines(s), colour: 'cyan' };
+      return { title: ' Keys (escape closes) ', lines: helpLines(s), top: p.scroll, footer: ['{gray-fg}↑↓ scroll{/gray-fg}'], colour: 'cyan' };
     case 'apply':
       return {
         title: ' Apply the draft? ',
@@ -57,7 +61,13 @@ export function popupView(s: TuiState): PopupView | undefined {
       const lines = targets.length
         ? choiceLines(targets, p.choice, (g) => `gen ${g.generation}  ${g.kind}  ${clock(g.time)}  ${g.who ?? '-'}${g.message ? `  "${g.message}"` : ''}`)
         : ['{gray-fg}no earlier generation to roll back to{/gray-fg}'];
-      return { title: ` Roll back from gen ${s.status?.currentGeneration ?? '?'} to… `, colour: 'yellow', lines: [...lines, '', '{bold}↑↓{/bold} choose  {bold}enter{/bold} continue  {bold}escape{/bold} cancel'] };
+      return {
+        title: ` Roll back from gen ${s.status?.currentGeneration ?? '?'} to… `,
+        colour: 'yellow',
+        lines,
+        top: p.choice - 3,
+        footer: ['', '{bold}↑↓{/bold} choose  {bold}enter{/bold} continue  {bold}escape{/bold} cancel'],
+      };
     }
     case 'confirm-rollback':
       return { title: ' Confirm rollback ', colour: 'red', lines: [`Roll back to generation ${p.to}?`, 'Requests in flight finish on their generation.', '', '{bold}y{/bold}/{bold}enter{/bold} roll back   {bold}n{/bold}/{bold}escape{/bold} cancel'] };
@@ -69,7 +79,9 @@ export function popupView(s: TuiState): PopupView | undefined {
       return {
         title: ` ${s.diagnostics.length} problem${s.diagnostics.length === 1 ? '' : 's'} `,
         colour: 'red',
-        lines: [...choiceLines(s.diagnostics, p.choice, diagnosticLine), '', '{bold}enter{/bold} jump to the line   {bold}escape{/bold} close'],
+        lines: choiceLines(s.diagnostics, p.choice, diagnosticLine),
+        top: p.choice - 3,
+        footer: ['', '{bold}↑↓{/bold} choose  {bold}enter{/bold} jump to the line   {bold}escape{/bold} close'],
       };
     case 'busy':
       return { title: ` ${esc(p.title)} `, colour: 'yellow', lines: [esc(p.message)] };
@@ -88,12 +100,18 @@ export function renderPopup(l: Layout, s: TuiState): void {
   // Fit the box to its content (within the screen), so short messages get a small popup.
   const rows = (l.screen.height as number) - 4;
   const cols = (l.screen.width as number) - 4;
-  const widest = Math.max(v.title.length, ...v.lines.map((x) => x.replace(/\{[^{}]*\}/g, '').length));
-  l.popup.height = Math.max(5, Math.min(rows, v.lines.length + 2));
+  const footer = v.footer ?? [];
+  const all = [...v.lines, ...footer];
+  const widest = Math.max(v.title.length, ...all.map((x) => x.replace(/\{[^{}]*\}/g, '').length));
+  // A body taller than the screen shows a window starting at `top`; the footer always shows.
+  const room = Math.max(1, rows - 2 - footer.length);
+  const top = Math.max(0, Math.min(v.top ?? 0, v.lines.length - room));
+  const body = v.lines.slice(top, top + room);
+  l.popup.height = Math.max(5, Math.min(rows, body.length + footer.length + 2));
   l.popup.width = Math.max(40, Math.min(cols, widest + 4));
   l.popup.setLabel(v.title);
   l.popup.style.border = { fg: v.colour };
-  l.popup.setContent(v.lines.join('\n'));
+  l.popup.setContent([...body, ...footer].join('\n'));
   l.popup.show();
   l.popup.setFront();
 }
