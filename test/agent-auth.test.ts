@@ -42,6 +42,13 @@ describe('agent authentication', () => {
     assert.equal(c.messages.filter((m) => m.type === 'reply').length, 0, 'no op ran before auth');
   });
 
+  it('closes a handshake that speaks another protocol version (4003)', async () => {
+    const c = await openRaw(a.address);
+    await c.next((m) => m.type === 'hello');
+    c.send(JSON.stringify({ type: 'auth', protocol: 99, tokenId: '00000000', clientNonce: 'n'.repeat(24), proof: 'p'.repeat(43) }));
+    assert.equal((await c.closed).code, CLOSE.PROTOCOL_VERSION);
+  });
+
   it('refuses a wrong secret for a real token id', async () => {
     await assert.rejects(AgentClient.connect(a.address, { token: forged(a.tokens.admin) }), (e: LivepatchError) => e.code === 'LP_ERR_AUTH_DENIED');
   });

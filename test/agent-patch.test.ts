@@ -68,6 +68,13 @@ describe('agent patch ops', () => {
     assert.equal((await p1.request('status', {})).currentGeneration, 3);
   });
 
+  it('an aborted stage cannot be committed', async () => {
+    const st = await p1.request('stage', { patch: ratesPatch('never') });
+    assert.deepEqual(await p1.request('abort', { stageId: st.stageId }), { aborted: true });
+    await assert.rejects(p1.request('commit', { stageId: st.stageId }), (e: LivepatchError) => e.code === 'LP_ERR_PATCH_STAGE_UNKNOWN');
+    assert.notEqual((await a.app.get('/label')).label, 'never');
+  });
+
   it('rolls back to an earlier generation', async () => {
     const r = await p1.request('rollback', { to: 1 });
     assert.equal(r.generation, 4);
@@ -75,10 +82,10 @@ describe('agent patch ops', () => {
   });
 
   it('audits patch ops with who, patch hashes, stage ids and outcomes', () => {
-    const recs = readAudit(a.auditFile).filter((r) => ['apply', 'stage', 'commit', 'rollback'].includes(r.op));
+    const recs = readAudit(a.auditFile).filter((r) => ['apply', 'stage', 'commit', 'abort', 'rollback'].includes(r.op));
     assert.deepEqual(
       recs.map((r) => `${r.op}:${r.outcome}`).sort(),
-      ['apply:ok', 'commit:LP_ERR_PATCH_CONFLICT', 'commit:ok', 'rollback:ok', 'stage:ok', 'stage:ok'],
+      ['abort:ok', 'apply:ok', 'commit:LP_ERR_PATCH_CONFLICT', 'commit:LP_ERR_PATCH_STAGE_UNKNOWN', 'commit:ok', 'rollback:ok', 'stage:ok', 'stage:ok', 'stage:ok'],
     );
     const apply = recs.find((r) => r.op === 'apply');
     assert.match(apply.hashes['src/rates.ts'], /^[0-9a-f]{64}$/);

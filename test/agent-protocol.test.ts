@@ -123,6 +123,13 @@ describe('agent protocol', () => {
     assert.equal(h.generations[0]?.kind, 'deploy');
   });
 
+  it('opens, uses and closes a REPL session', async () => {
+    const { session } = await client.request('repl-open', {});
+    assert.equal((await client.request('eval', { code: '(20 + 1) * 2', session })).output, '42');
+    assert.deepEqual(await client.request('repl-close', { session }), { closed: true });
+    await assert.rejects(client.request('eval', { code: '1', session }), (e: LivepatchError) => e.code === 'LP_ERR_EVAL_SESSION');
+  });
+
   it('the app kept serving throughout', async () => {
     assert.deepEqual(await a.app.get('/health'), { ok: true });
   });
