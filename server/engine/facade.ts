@@ -10,6 +10,10 @@ import { makeClassFacade, syncClassFacade } from './class-facade';
 import { resolveExports, state, type ExportKind, type LiveModule } from './state';
 
 const fnToString = Function.prototype.toString;
+// Local aliases: a trampoline then reads one closure slot instead of going through the imported
+// module's namespace object on every call (measurably cheaper on the single-generation path).
+const st = state;
+const resolveFor = resolveExports;
 
 /** Kind of one exported value. Native classes are 'class'; ES5-style constructors stay 'function'. */
 export function kindOf(v: unknown): ExportKind {
@@ -55,12 +59,12 @@ function functionTrampoline(mod: LiveModule, name: string | undefined, original:
   const t =
     name === undefined
       ? function (this: unknown): unknown {
-          const f = state.multi ? resolveExports(mod) : mod.cur;
+          const f = st.multi ? resolveFor(mod) : mod.cur;
           // eslint-disable-next-line prefer-rest-params
           return new.target === undefined ? f.apply(this, arguments) : Reflect.construct(f, arguments, new.target);
         }
       : function (this: unknown): unknown {
-          const f = (state.multi ? resolveExports(mod) : mod.cur)[name];
+          const f = (st.multi ? resolveFor(mod) : mod.cur)[name];
           // eslint-disable-next-line prefer-rest-params
           return new.target === undefined ? f.apply(this, arguments) : Reflect.construct(f, arguments, new.target);
         };
@@ -73,15 +77,15 @@ function defineExport(mod: LiveModule, target: any, name: string, kind: ExportKi
   if (kind === 'function') {
     Object.defineProperty(target, name, { value: functionTrampoline(mod, name, sample), enumerable: true, configurable: true, writable: true });
   } else if (kind === 'class') {
-    const F = makeClassFacade(() => (state.multi ? resolveExports(mod) : mod.cur)[name], sample as Function);
+    const F = makeClassFacade(() => (st.multi ? resolveFor(mod) : mod.cur)[name], sample as Function);
     Object.defineProperty(target, name, { value: F, enumerable: true, configurable: true, writable: true });
   } else {
     Object.defineProperty(target, name, {
       enumerable: true,
       configurable: true,
-      get: () => (state.multi ? resolveExports(mod) : mod.cur)?.[name],
+      get: () => (st.multi ? resolveFor(mod) : mod.cur)?.[name],
       set: (v: unknown) => {
-        const e = state.multi ? resolveExports(mod) : mod.cur;
+        const e = st.multi ? resolveFor(mod) : mod.cur;
         if (e) e[name] = v;
       },
     });
@@ -98,7 +102,7 @@ export function buildFacade(mod: LiveModule, exports: any): void {
   }
   let facade: any;
   if (mod.shape === 'function') facade = functionTrampoline(mod, undefined, exports);
-  else if (mod.shape === 'class') facade = makeClassFacade(() => (state.multi ? resolveExports(mod) : mod.cur), exports);
+  else if (mod.shape === 'class') facade = makeClassFacade(() => (st.multi ? resolveFor(mod) : mod.cur), exports);
   else facade = {};
   if (Object.prototype.hasOwnProperty.call(exports, '__esModule')) {
     Object.defineProperty(facade, '__esModule', { value: exports.__esModule });
