@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { readTokensFile } from '../shared';
@@ -120,6 +120,23 @@ test('a wrong host or an agent of another protocol version: one line saying what
   } finally {
     for (const c of [...other.clients, ...future.clients]) c.terminate();
     await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  }
+});
+
+test('--timeout bounds a handshake that never completes: exit 4', async () => {
+  // A TCP peer that accepts and then says nothing.
+  const silent = createNetServer(() => {});
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+  const target = `127.0.0.1:${(silent.address() as AddressInfo).port}`;
+  try {
+    const r = await runCli(['status', target, '--timeout', '300', '--json'], { env: { LIVEPATCH_TOKEN: 'lp_00000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' } });
+    assert.equal(r.code, 4, r.stderr);
+    assert.equal(JSON.parse(r.stdout).error.code, 'LP_ERR_CONN_TIMEOUT');
+    const bad = await runCli(['status', target, '--timeout', 'soon']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /option '--timeout <ms>' argument 'soon' is invalid/);
+  } finally {
+    silent.close();
   }
 });
 

@@ -34,7 +34,7 @@ export async function connectFromOptions(target: string, opts: CommonOptions): P
     try {
       ca = readFileSync(opts.ca);
     } catch (e) {
-      throw new LivepatchError('LP_ERR_CONN_REFUSED', `cannot read CA file ${opts.ca}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+      throw new LivepatchError('LP_ERR_CLI_USAGE', `cannot read CA file ${opts.ca}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
     }
   }
   try {
@@ -45,17 +45,18 @@ export async function connectFromOptions(target: string, opts: CommonOptions): P
       ...(ca ? { ca } : {}),
     });
   } catch (e) {
-    throw explainWrongPeer(target, e);
+    throw explainConnectError(target, Boolean(opts.tls), e);
   }
 }
 
 const AGENT_HINT = 'use the address the agent printed at start ("livepatch: agent listening on HOST:PORT"), not the app\'s own port';
 
 /**
- * Something answered at `target` but it is not a livepatch agent (an HTTP server, another WebSocket
- * service): say so and what to do, as a connection error (exit 4) rather than a protocol detail.
+ * Connection failures the user can fix, said as such (all exit 4): something that is not a livepatch
+ * agent answered (an HTTP server, another WebSocket service), a TLS certificate that is not trusted
+ * (use --ca), or a TLS agent reached without --tls.
  */
-export function explainWrongPeer(target: string, e: unknown): unknown {
+export function explainConnectError(target: string, tls: boolean, e: unknown): unknown {
   if (!(e instanceof LivepatchError)) return e;
   const http = /Unexpected server response: (\d+)/.exec(e.message);
   if (e.code === 'LP_ERR_CONN_REFUSED' && http) {
@@ -63,6 +64,12 @@ export function explainWrongPeer(target: string, e: unknown): unknown {
   }
   if (e.code === 'LP_ERR_PROTO_BAD_MESSAGE' && /not a livepatch agent|bad frame from agent|unexpected \w+ during the handshake/.test(e.message)) {
     return new LivepatchError('LP_ERR_CONN_REFUSED', `${target} is not a livepatch agent (it did not greet like one): ${AGENT_HINT}`);
+  }
+  if (e.code === 'LP_ERR_CONN_REFUSED' && tls && /certificate|self.signed|unable to verify/i.test(e.message)) {
+    return new LivepatchError('LP_ERR_CONN_REFUSED', `${e.message}: the agent's certificate is not trusted; pass --ca FILE with its certificate or CA`);
+  }
+  if (e.code === 'LP_ERR_CONN_REFUSED' && !tls && /socket hang up|ECONNRESET/.test(e.message)) {
+    return new LivepatchError('LP_ERR_CONN_REFUSED', `${e.message} (if the agent serves TLS, add --tls)`);
   }
   return e;
 }
