@@ -67,3 +67,14 @@ test('transpile produces CommonJS and reports syntax diagnostics', () => {
   const bad = checker.transpile('src/rates.ts', 'export const = 1;');
   assert.ok(bad.diagnostics.length > 0);
 });
+
+test('a break that flows through a re-export is found in the indirect dependent', () => {
+  const at = (f: string) => join(project.root, 'src', f);
+  const b = "export { fmt } from './fmt-a';\n";
+  const c = "import { fmt } from './fmt-b';\nexport const shown: string = fmt('x');\n";
+  const ok = checker.check(new Map([[at('fmt-a.ts'), 'export function fmt(s: string): string { return s; }\n'], [at('fmt-b.ts'), b], [at('fmt-c.ts'), c]]));
+  assert.equal(ok.hasErrors, false, ok.diagnostics.map(formatDiagnostic).join('\n'));
+  const broken = checker.check(new Map([[at('fmt-a.ts'), 'export function fmt(n: number): string { return String(n); }\n'], [at('fmt-b.ts'), b], [at('fmt-c.ts'), c]]));
+  const lines = broken.diagnostics.map(formatDiagnostic);
+  assert.ok(lines.some((l) => l.startsWith('src/fmt-c.ts(2,') && l.includes('TS2345')), lines.join('\n'));
+});
