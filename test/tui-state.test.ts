@@ -117,6 +117,14 @@ test('failed checks list diagnostics; jumping selects the module, the source tab
   assert.match(visible.join('\n'), /not assignable/);
 });
 
+test('a draft edited from a version someone else has since replaced is flagged in the diff', () => {
+  const live = src('src/a.ts', 'a');
+  let s = run(connected(), { type: 'draftSet', module: 'src/a.ts', text: 'b', live }, { type: 'tab', tab: 'diff' });
+  assert.doesNotMatch(mainLines(s).join('\n'), /conflict/);
+  s = run(s, { type: 'snapshot', status: status(3), versions: [mod('src/a.ts', 2), mod('src/b.ts')], history: [] });
+  assert.match(mainLines(s).join('\n'), /src\/a\.ts is now v2 live \(edited from v1\): applying will be refused as a conflict/);
+});
+
 test('a successful apply clears the draft and reports the new generation', () => {
   const live = src('src/a.ts', 'a');
   let s = run(connected(), { type: 'draftSet', module: 'src/a.ts', text: 'b', live });

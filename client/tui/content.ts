@@ -6,7 +6,7 @@ import { createTwoFilesPatch } from 'diff';
 import { formatDiagnostic } from '../../shared';
 import { historyLines } from './format';
 import { esc, highlight } from './highlight';
-import { draftModules, shownSource } from './selectors';
+import { draftModules, outdatedDraft, shownSource } from './selectors';
 import type { TuiState } from './state';
 
 /** Source with line numbers and colouring; the marked line (a diagnostic's) is flagged in red. */
@@ -44,8 +44,12 @@ function diffLines(s: TuiState): string[] {
   const mods = draftModules(s);
   if (mods.length === 0) return ['{gray-fg}the draft is empty: press e to edit the selected module{/gray-fg}'];
   const out: string[] = [];
+  const outdated = outdatedDraft(s);
   for (const m of mods) {
     const d = s.draft[m]!;
+    if (outdated.has(m)) {
+      out.push(`{yellow-fg}${esc(m)} is now v${outdated.get(m)} live (edited from v${d.baseVersion}): applying will be refused as a conflict; x discards the draft{/yellow-fg}`);
+    }
     const patch = createTwoFilesPatch(m, m, d.baseText, d.text, `live v${d.baseVersion}`, 'draft', { context: 3 });
     for (const line of patch.split('\n').slice(1)) {
       if (line.startsWith('+++') || line.startsWith('---')) out.push(`{bold}${esc(line)}{/bold}`);

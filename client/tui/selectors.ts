@@ -37,6 +37,19 @@ export function shownSource(s: Pick<TuiState, 'draft' | 'sources'>, module: stri
   return s.draft[module]?.text ?? s.sources[module]?.source;
 }
 
+/**
+ * Draft modules whose live version moved on since they were edited (someone else patched them):
+ * applying would be refused as a conflict. Maps module → the live version now.
+ */
+export function outdatedDraft(s: Pick<TuiState, 'draft' | 'modules'>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const m of s.modules) {
+    const d = s.draft[m.module];
+    if (d && d.baseHash !== m.hash) out.set(m.module, m.version);
+  }
+  return out;
+}
+
 /** True when the role may patch. */
 export function canPatch(s: Pick<TuiState, 'role'>): boolean {
   return s.role === 'patch' || s.role === 'admin';

@@ -7,7 +7,7 @@ import { KEYMAP, keysLabel, offered, type KeyBinding } from '../keys';
 import { clock } from '../format';
 import { esc } from '../highlight';
 import type { Layout } from '../layout';
-import { draftModules, rollbackTargets } from '../selectors';
+import { draftModules, outdatedDraft, rollbackTargets } from '../selectors';
 import type { TuiState } from '../state';
 
 export interface PopupView {
@@ -48,7 +48,11 @@ export function popupView(s: TuiState): PopupView | undefined {
         colour: 'yellow',
         lines: [
           'Modules in this patch:',
-          ...draftModules(s).map((m) => `  ${esc(m)} (from v${s.draft[m]!.baseVersion})`),
+          ...draftModules(s).map((m) => {
+            const now = outdatedDraft(s).get(m);
+            const warn = now === undefined ? '' : ` {yellow-fg}live is now v${now}: expect a conflict{/yellow-fg}`;
+            return `  ${esc(m)} (from v${s.draft[m]!.baseVersion})${warn}`;
+          }),
           '',
           'Message:',
           `{inverse} ${esc(p.message)}_ {/inverse}`,
