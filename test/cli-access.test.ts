@@ -42,7 +42,7 @@ after(async () => {
   project?.cleanup();
 });
 
-test('progress for a slow op appears on a terminal\'s stderr and never in a pipe', async () => {
+test('progress for a slow op appears on a terminal\'s stderr and never in a pipe', { skip: spawnSync('script', ['--version']).status === 0 ? false : 'script(1) is not installed' }, async () => {
   // The verify hook waits 1.5 s, so the op outlasts the one-second threshold for progress lines.
   project.write('verify-slow.ts', 'export async function settle(): Promise<void> {\n  await new Promise((r) => setTimeout(r, 1500));\n}\n');
   const args = ['apply', agent, 'patch/src/rates.ts', '--root', 'patch', '--verify', 'verify-slow.ts', '--dry-run'];
