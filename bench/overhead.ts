@@ -6,11 +6,12 @@
  * exactly as it would run without livepatch installed.
  *
  * All processes run side by side; autocannon runs alternate between them (A B C, C B A, ...) so drift
- * in the machine's load hits every side alike. Prints each run, the medians and the ratios.
+ * in the machine's load hits every side alike. Prints each run, the medians and the ratios, and the
+ * server's CPU time per request (from /proc), which stays meaningful when other work shares the CPUs.
  * Usage: node dist/bench/overhead.js   (env BENCH_ROUNDS=6, BENCH_SECONDS=5, BENCH_CONNECTIONS=10)
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentClient } from '../client/connection';
@@ -18,7 +19,7 @@ import { copyShop, median, samplePatch, waitForOutput } from '../examples/bench-
 import { createDevToken, startShop } from '../examples/demo-app';
 
 interface CannonResult {
-  requests: { average: number };
+  requests: { average: number; total: number };
   latency: { p99: number };
   errors: number;
   timeouts: number;
@@ -36,6 +37,9 @@ const PATH = '/quote?items=mug:3,tee:2,pen:1';
 interface Side {
   name: string;
   port: number;
+  pid: number;
+  /** Server CPU time per request (µs), one entry per run. */
+  cpu: number[];
   rps: number[];
   p99: number[];
   failed: number;
@@ -46,7 +50,7 @@ async function plainShop(root: string): Promise<Side> {
   const child = spawn(process.execPath, ['dist/main.js'], { cwd: root, env: { ...process.env, PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
   const m = await waitForOutput(child, /app listening on (\d+)/);
   const stop = () => new Promise<void>((r) => (child.exitCode !== null ? r() : (child.once('exit', () => r()), child.kill('SIGTERM'))));
-  return { name: 'plain node', port: Number(m[1]), rps: [], p99: [], failed: 0, stop };
+  return { name: 'plain node', port: Number(m[1]), pid: child.pid!, cpu: [], rps: [], p99: [], failed: 0, stop };
 }
 
 async function agentShop(root: string, name: string, state: string, patched: boolean): Promise<Side> {
@@ -61,16 +65,25 @@ async function agentShop(root: string, name: string, state: string, patched: boo
       client.close();
     }
   }
-  return { name, port: shop.httpPort, rps: [], p99: [], failed: 0, stop: () => shop.stop() };
+  return { name, port: shop.httpPort, pid: shop.child.pid!, cpu: [], rps: [], p99: [], failed: 0, stop: () => shop.stop() };
+}
+
+/** User + system CPU time of a process so far, in µs (Linux /proc; clock ticks of 10 ms). */
+function cpuMicros(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
 }
 
 async function run(side: Side, seconds: number, record: boolean): Promise<void> {
+  const cpu0 = cpuMicros(side.pid);
   const r = await autocannon({ url: `http://127.0.0.1:${side.port}${PATH}`, connections: CONNECTIONS, duration: seconds });
   if (!record) return;
+  side.cpu.push((cpuMicros(side.pid) - cpu0) / Math.max(1, r.requests.total));
   side.rps.push(r.requests.average);
   side.p99.push(r.latency.p99);
   side.failed += r.errors + r.timeouts + r.non2xx;
-  console.log(`  ${side.name.padEnd(22)} ${r.requests.average.toFixed(0).padStart(7)} req/s   p99 ${String(r.latency.p99).padStart(3)} ms`);
+  console.log(`  ${side.name.padEnd(22)} ${r.requests.average.toFixed(0).padStart(7)} req/s   p99 ${String(r.latency.p99).padStart(3)} ms   server CPU ${side.cpu[side.cpu.length - 1]!.toFixed(1)} µs/req`);
 }
 
 async function main(): Promise<void> {
@@ -97,7 +110,10 @@ async function main(): Promise<void> {
       // Paired ratio: each run against the plain run of the same round, which shares the machine's
       // momentary load; the median of these is steadier than the ratio of medians on a busy machine.
       const paired = median(s.rps.map((x, i) => x / base.rps[i]!));
-      console.log(`  ${s.name.padEnd(22)} ${rps.toFixed(0).padStart(7)} req/s (×${(rps / median(base.rps)).toFixed(3)}, paired ×${paired.toFixed(3)})   p99 ${p99} ms (×${(p99 / median(base.p99)).toFixed(2)})   failed ${s.failed}`);
+      // CPU per request is far less sensitive to other load than req/s: its inverse ratio is the
+      // throughput ratio a CPU-bound server would reach on an idle machine.
+      const cpu = median(s.cpu);
+      console.log(`  ${s.name.padEnd(22)} ${rps.toFixed(0).padStart(7)} req/s (×${(rps / median(base.rps)).toFixed(3)}, paired ×${paired.toFixed(3)})   p99 ${p99} ms (×${(p99 / median(base.p99)).toFixed(2)})   CPU ${cpu.toFixed(1)} µs/req (throughput-equivalent ×${(median(base.cpu) / cpu).toFixed(3)})   failed ${s.failed}`);
     }
   } finally {
     for (const s of sides) await s.stop();
