@@ -65,6 +65,13 @@ test('a module that throws while loading aborts the whole set', async () => {
   assert.deepEqual(await app.get('/tag'), { tag: 'B1' }, 'the other module of the set was not applied');
 });
 
+test('a module whose exported init promise rejects aborts the set and the host survives', async () => {
+  const failing = ratesTs.replace('1.1', '1.6') + "\nexport const ready: Promise<void> = new Promise((_, reject) => setTimeout(() => reject(new Error('init failed')), 10));\n";
+  const err = await refused('LP_ERR_PATCH_LOAD', { 'src/rates.ts': failing });
+  assert.match(err.message, /init failed/);
+  assert.equal(app.child.exitCode, null, 'the host is still running');
+});
+
 test('an infinite loop at load is stopped by the timeout and the app keeps answering', async () => {
   const looping = ratesTs + '\nwhile (true) {}\n';
   const pending = app.op('apply', { patch: { files: { 'src/rates.ts': looping } } });
