@@ -132,6 +132,8 @@ describe('agent lockout', () => {
       await assert.rejects(AgentClient.connect(a.address, { token: forged(a.tokens.read) }), (e: LivepatchError) => e.code === 'LP_ERR_AUTH_DENIED');
     }
     await assert.rejects(AgentClient.connect(a.address, { token: a.tokens.admin }), (e: LivepatchError) => e.code === 'LP_ERR_AUTH_LOCKED');
+    await assert.rejects(AgentClient.connect(a.address, { token: a.tokens.admin }), (e: LivepatchError) => e.code === 'LP_ERR_AUTH_LOCKED');
+    // Refusals while locked are recorded once a minute, so retrying cannot fill the disk.
     const locked = readAudit(a.auditFile).filter((r) => r.outcome === 'LP_ERR_AUTH_LOCKED');
     assert.equal(locked.length, 1);
     assert.deepEqual(await a.app.get('/health'), { ok: true });

@@ -140,3 +140,25 @@ export function hashFiles(files: Record<string, string>): Record<string, string>
   for (const [k, v] of Object.entries(files)) out[k] = sha256(v);
   return out;
 }
+
+/**
+ * At most one audit record per key per window: refusals that an unauthenticated peer can repeat at will
+ * (locked-out retries, refused Origins) must not let it fill the disk.
+ */
+export class AuditThrottle {
+  #last = new Map<string, number>();
+  #windowMs: number;
+
+  constructor(windowMs = 60_000) {
+    this.#windowMs = windowMs;
+  }
+
+  allow(key: string, now = Date.now()): boolean {
+    const last = this.#last.get(key);
+    if (last !== undefined && now - last < this.#windowMs) return false;
+    this.#last.delete(key);
+    this.#last.set(key, now);
+    if (this.#last.size > 10_000) this.#last.delete(this.#last.keys().next().value as string);
+    return true;
+  }
+}

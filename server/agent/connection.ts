@@ -53,7 +53,7 @@ export function acceptConnection(ctx: AgentContext, ws: WebSocket, remote: strin
   }
   const locked = ctx.lockout.lockedFor(remote);
   if (locked > 0) {
-    ctx.audit.append({ who: '-', remote, op: 'auth', outcome: 'LP_ERR_AUTH_LOCKED' });
+    if (ctx.auditThrottle.allow(`locked ${remote}`)) ctx.audit.append({ who: '-', remote, op: 'auth', outcome: 'LP_ERR_AUTH_LOCKED', detail: 'refused while locked out (recorded once a minute per address)' });
     session.close(CLOSE.LOCKED_OUT, `too many failed attempts from ${remote}; try again in ${Math.ceil(locked / 1000)} s`);
     return;
   }

@@ -8,7 +8,7 @@ import type { Engine } from '../engine/types';
 import type { Pipeline } from '../pipeline/types';
 import type { Role } from '../../shared/auth';
 import type { EvalResult } from '../../shared/ops';
-import type { AuditLog } from './audit';
+import type { AuditLog, AuditThrottle } from './audit';
 import type { Lockout, TokenStore } from './auth';
 import type { ResolvedOptions } from './options';
 import type { Session } from './session';
@@ -39,6 +39,8 @@ export interface AgentContext {
   readonly tokens: TokenStore;
   readonly lockout: Lockout;
   readonly audit: AuditLog;
+  /** Limits audit records for refusals an unauthenticated peer can repeat at will. */
+  readonly auditThrottle: AuditThrottle;
   readonly sessions: Set<Session>;
   /** Who committed each generation through this agent, and why (enriches `history`). */
   readonly commits: Map<number, { who: string; message?: string }>;

@@ -7,7 +7,7 @@ import cluster from 'node:cluster';
 import { isMainThread } from 'node:worker_threads';
 import { getEngine, install } from '../engine';
 import type { Engine } from '../engine/types';
-import { AuditLog } from './audit';
+import { AuditLog, AuditThrottle } from './audit';
 import { Lockout, TokenStore } from './auth';
 import { acceptConnection, remoteOf } from './connection';
 import { createPipelineFor, lazyRepl, type AgentContext } from './context';
@@ -51,6 +51,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     tokens,
     lockout: new Lockout(opts.lockout),
     audit,
+    auditThrottle: new AuditThrottle(),
     sessions: new Set<Session>(),
     commits: new Map(),
     repl: repl.get,

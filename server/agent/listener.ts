@@ -66,7 +66,11 @@ export async function listen(ctx: AgentContext, onSocket: (ws: WebSocket, req: I
     try {
       const origin = req.headers.origin;
       if (origin !== undefined && !opts.allowedOrigins.includes(origin)) {
-        ctx.audit.append({ who: '-', remote: req.socket.remoteAddress ?? 'unix', op: 'connect', outcome: 'LP_ERR_AUTH_ORIGIN', detail: `origin ${String(origin).slice(0, 200)}` });
+        const remote = req.socket.remoteAddress ?? 'unix';
+        const shown = String(origin).slice(0, 200);
+        if (ctx.auditThrottle.allow(`origin ${remote} ${shown}`)) {
+          ctx.audit.append({ who: '-', remote, op: 'connect', outcome: 'LP_ERR_AUTH_ORIGIN', detail: `origin ${shown} (recorded once a minute per origin and address)` });
+        }
         refuse(socket, '403 Forbidden', 'cross-origin connections to the livepatch agent are refused\n');
         return;
       }
