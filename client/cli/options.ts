@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { AgentClient, resolveToken } from '../connection';
 import { readPatchArgs } from '../patch-files';
+import { explainConnectError } from './connect-errors';
 import { LivepatchError, type PatchSet } from '../../shared';
 
 /** Options shared by every command that talks to an agent (also used by `eval`, `repl`, `attach`). */
@@ -49,30 +50,6 @@ export async function connectFromOptions(target: string, opts: CommonOptions): P
   }
 }
 
-const AGENT_HINT = 'use the address the agent printed at start ("livepatch: agent listening on HOST:PORT"), not the app\'s own port';
-
-/**
- * Connection failures the user can fix, said as such (all exit 4): something that is not a livepatch
- * agent answered (an HTTP server, another WebSocket service), a TLS certificate that is not trusted
- * (use --ca), or a TLS agent reached without --tls.
- */
-export function explainConnectError(target: string, tls: boolean, e: unknown): unknown {
-  if (!(e instanceof LivepatchError)) return e;
-  const http = /Unexpected server response: (\d+)/.exec(e.message);
-  if (e.code === 'LP_ERR_CONN_REFUSED' && http) {
-    return new LivepatchError('LP_ERR_CONN_REFUSED', `${target} is not a livepatch agent (it answered HTTP ${http[1]}): ${AGENT_HINT}`);
-  }
-  if (e.code === 'LP_ERR_PROTO_BAD_MESSAGE' && /not a livepatch agent|bad frame from agent|unexpected \w+ during the handshake/.test(e.message)) {
-    return new LivepatchError('LP_ERR_CONN_REFUSED', `${target} is not a livepatch agent (it did not greet like one): ${AGENT_HINT}`);
-  }
-  if (e.code === 'LP_ERR_CONN_REFUSED' && tls && /certificate|self.signed|unable to verify/i.test(e.message)) {
-    return new LivepatchError('LP_ERR_CONN_REFUSED', `${e.message}: the agent's certificate is not trusted; pass --ca FILE with its certificate or CA`);
-  }
-  if (e.code === 'LP_ERR_CONN_REFUSED' && !tls && /socket hang up|ECONNRESET/.test(e.message)) {
-    return new LivepatchError('LP_ERR_CONN_REFUSED', `${e.message} (if the agent serves TLS, add --tls)`);
-  }
-  return e;
-}
 
 function parseTimeout(value: string): number {
   const n = Number(value);

@@ -25,7 +25,7 @@ export function registerRollback(program: Command, finish: Finish): void {
         const progress = progressReporter(target);
         try {
           const r = await withAgent(target, opts, (c) => c.request('rollback', to !== undefined ? { to } : {}, { onProgress: progress.onProgress }));
-          progress.done();
+          progress.done(); // clear the progress line before the result is printed
           if (opts.json) printJson(r);
           else process.stdout.write(`rolled back: ${formatCommit(r)}\n`);
           return 0;
