@@ -94,6 +94,12 @@ test('show prints the live source; diff prints a unified diff against it', async
   assert.match(d.stdout, /^--- a\/src\/rates\.ts\n\+\+\+ b\/src\/rates\.ts\n@@/m);
   assert.match(d.stdout, /^-export const RATES_LABEL = 'rates-v1';$/m);
   assert.match(d.stdout, /^\+export const RATES_LABEL = 'rates-v2';$/m);
+  const dj = JSON.parse((await cli(['diff', agent, 'patch/src/rates.ts', '--root', 'patch', '--json'], 'read')).stdout);
+  assert.deepEqual(dj.map((m: { module: string; isNew: boolean; changed: boolean }) => [m.module, m.isNew, m.changed]), [['src/rates.ts', false, true]]);
+  assert.match(dj[0].diff, /^--- a\/src\/rates\.ts/);
+  const missing = await cli(['show', agent, 'src/nope.ts', '--json'], 'read');
+  assert.equal(missing.code, 1, missing.stderr);
+  assert.equal(JSON.parse(missing.stdout).error.code, 'LP_ERR_PATCH_UNKNOWN_MODULE');
 });
 
 test('a patch with type errors is rejected (exit 1) in tsc form, with diagnostics under --json, and nothing is committed', async () => {

@@ -6,7 +6,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
@@ -152,6 +152,10 @@ test('offline check type-checks against the local project: ok exits 0, a type er
   assert.equal(j.ok, false);
   assert.equal(j.error.code, 'LP_ERR_PATCH_TYPE');
   assert.ok(j.diagnostics.some((d: { file: string; line: number; code: number }) => d.file === 'src/quote.ts' && d.line === 4 && d.code === 2554));
+  writeFileSync(join(dir, 'loose.ts'), 'export const x = 1;\n');
+  const noConfig = await runCli(['check', 'loose.ts'], { cwd: dir });
+  assert.equal(noConfig.code, 2);
+  assert.match(noConfig.stderr, /^livepatch: no tsconfig\.json in .*: run offline check in the project root, pass --root DIR/m);
   const elsewhere = await runCli(['check', join(project.root, 'src/quote.ts'), '--root', dir]);
   assert.equal(elsewhere.code, 2);
   assert.match(elsewhere.stderr, /outside the project root/);

@@ -31,6 +31,9 @@ export function checkOffline(patch: PatchSet, root: string): CheckResult {
     throw new LivepatchError('LP_ERR_CLI_UNAVAILABLE', 'offline check is not available in this build: give HOST:PORT to check against a live agent');
   }
   const abs = resolve(root);
+  if (!existsSync(join(abs, 'tsconfig.json'))) {
+    throw new LivepatchError('LP_ERR_CLI_USAGE', `no tsconfig.json in ${abs}: run offline check in the project root, pass --root DIR, or give HOST:PORT to check against a live agent`);
+  }
   const checker = new mod.ProgramChecker(abs);
   const overlay: Record<string, string> = {};
   for (const [id, source] of Object.entries(patch.files)) overlay[join(abs, id)] = source;
