@@ -105,7 +105,10 @@ export class CheckerClient {
       process.stderr.write(`livepatch: checker worker failed: ${err.message}\n`);
     });
     worker.on('exit', () => {
-      if (this.worker === worker) this.worker = undefined;
+      // Only the current worker's exit fails pending checks: an idle worker stopped earlier may exit
+      // after a new one has taken requests.
+      if (this.worker !== worker) return;
+      this.worker = undefined;
       this.failAll('The checker worker stopped; retry the operation');
     });
     this.worker = worker;

@@ -175,8 +175,8 @@ export class PatchPipeline implements Pipeline {
 
   private assertNotDuplicate(patch: PatchSet): void {
     if (patch.id === undefined) return;
-    const known = this.appliedIds.has(patch.id) || this.engine.history().some((g) => g.patchId === patch.id && g.kind === 'patch');
-    if (known) throw new LivepatchError('LP_ERR_PATCH_DUPLICATE', `Patch ${JSON.stringify(patch.id).slice(0, 200)} was already applied`, { patchId: patch.id });
+    // appliedIds holds the ids committed by this process and those replayed from the journal.
+    if (this.appliedIds.has(patch.id)) throw new LivepatchError('LP_ERR_PATCH_DUPLICATE', `Patch ${JSON.stringify(patch.id).slice(0, 200)} was already applied`, { patchId: patch.id });
   }
 
   /** Run `fn` holding the single patch lock; LP_ERR_PATCH_BUSY if it is taken. */
@@ -263,7 +263,6 @@ export class PatchPipeline implements Pipeline {
       throw err;
     }
     timings.commit = Date.now() - t;
-    if (entry.patch.id !== undefined) this.appliedIds.add(entry.patch.id);
     if (this.journal) {
       progress(ctx, { step: 'journal', message: 'journaling the patch set' });
       t = Date.now();
@@ -282,6 +281,8 @@ export class PatchPipeline implements Pipeline {
       this.seqOfGeneration.set(res.generation, rec.seq);
       timings.journal = Date.now() - t;
     }
+    // Only now: a commit undone because its journal write failed may be sent again.
+    if (entry.patch.id !== undefined) this.appliedIds.add(entry.patch.id);
     return { ...res, patchId: entry.patch.id, timings: { ...res.timings, ...timings } };
   }
 
