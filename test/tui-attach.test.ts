@@ -78,22 +78,35 @@ test('attach: navigate, edit in $EDITOR, check, jump to a diagnostic, apply, see
   term.press('n');
   await term.waitFor((s) => !s.includes('will be lost'));
 
+  // A second module joins the same draft (focus back to the modules pane, select quote.ts).
+  term.press('1');
+  await term.waitFor(/1 Source.*─ src\/rates\.ts v1 \[draft\]/);
+  term.press('BTab', 'Up');
+  await term.waitFor("return 'B1'");
+  edit("return 'B1';", "return 'B2';");
+  term.press('e');
+  screen = await term.waitFor('draft: 2 modules');
+  assert.match(screen, /✎ src\/quote\.ts v1/);
+  assert.match(screen, /✎ src\/rates\.ts v1/);
+
   // Apply: the confirmation lists the modules and takes a message.
   term.press('a');
   screen = await term.waitFor('Apply the draft?');
+  assert.match(screen, /src\/quote\.ts \(from v1\)/);
   assert.match(screen, /src\/rates\.ts \(from v1\)/);
-  term.type('tag A2 from the tui');
-  await term.waitFor('tag A2 from the tui_');
+  term.type('tags from the tui');
+  await term.waitFor('tags from the tui_');
   term.press('Enter');
   screen = await term.waitFor('Patch applied', 90_000);
   assert.match(screen, /Generation 2 is live \(was 1\)/);
   term.press('Enter');
   screen = await term.waitFor(/\* src\/rates\.ts v2/);
-  assert.match(screen, /patch → gen 2 by patcher: tag A2 from the tui \[src\/rates\.ts\]/);
+  assert.match(screen, /\* src\/quote\.ts v2/);
+  assert.match(screen, /patch → gen 2 by patcher: tags from the tui \[src\/quote\.ts, src\/rates\.ts\]/);
   assert.match(screen, /gen 2 │ live: g2\*/);
-  assert.doesNotMatch(screen, /draft: 1 module/);
+  assert.doesNotMatch(screen, /draft: \d module/);
 
-  assert.equal((await app.get('/mix')).a, 'A2');
+  assert.deepEqual(await app.get('/mix'), { a: 'A2', b: 'B2' });
 
   // Roll back: choose the target generation, confirm.
   term.press('r');
@@ -107,7 +120,7 @@ test('attach: navigate, edit in $EDITOR, check, jump to a diagnostic, apply, see
   term.press('Enter');
   screen = await term.waitFor(/rollback → gen 3 by patcher/);
   await term.waitFor(/ src\/rates\.ts v1/);
-  assert.equal((await app.get('/mix')).a, 'A1');
+  assert.deepEqual(await app.get('/mix'), { a: 'A1', b: 'B1' });
 
   term.press('q');
   assert.equal(await term.waitExit(), 0);
