@@ -141,7 +141,8 @@ export class PatchPipeline implements Pipeline {
   private startReplay(): Promise<void> {
     if (!this.journal || this.opts.replay === false) {
       try {
-        if (this.journal) this.rememberIds(this.journal.read().flatMap((r) => (r.kind === 'patch' && r.patchId ? [r.patchId] : [])));
+        // Read only to continue the record numbering: without replay none of its patches is live.
+        this.journal?.read();
       } catch (err) {
         process.stderr.write(`livepatch: cannot read the journal: ${(err as Error)?.message ?? String(err)}\n`);
       }
