@@ -3,16 +3,17 @@
  * (`node dist/main.js`), engine on (`node -r livepatch/register`, no agent: every request pinned,
  * every call through facades), and engine on after one commit (trampoline cells reassigned). The
  * handler does realistic work through live modules (price lookups, a class instance, JSON of ~40
- * lines). autocannon runs alternate between the sides (A B C, C B A, ...); medians and ratios printed.
+ * lines). autocannon runs alternate between the sides (A B C, C B A, ...); medians, the ratio of
+ * medians and the median of per-round ratios (robust to load drift) are printed.
  * Usage: node dist/bench/http-overhead.js   (env BENCH_ROUNDS=5, BENCH_SECONDS=4, BENCH_CONNECTIONS=10)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import * as ts from 'typescript';
 
-type Cannon = (opts: { url: string; connections: number; duration: number }) => Promise<{ requests: { average: number }; errors: number; non2xx: number }>;
+type Cannon = (opts: { url: string; connections: number; duration: number }) => Promise<{ requests: { average: number; total: number }; errors: number; non2xx: number }>;
 // autocannon ships no type declarations; this is the slice of its API used here.
 const autocannon: Cannon = require('autocannon');
 
@@ -84,6 +85,18 @@ interface Side {
   child: ChildProcess;
   port: number;
   rps: number[];
+  /** Server CPU time per request (µs), from /proc: far less sensitive to other load than req/s. */
+  cpuUs: number[];
+}
+
+/** utime + stime of a process in ms (Linux /proc, clock ticks of 10 ms); undefined elsewhere. */
+function cpuMs(pid: number | undefined): number | undefined {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return undefined;
+  }
 }
 
 function start(root: string, name: string, preload: string[]): Promise<Side> {
@@ -96,7 +109,7 @@ function start(root: string, name: string, preload: string[]): Promise<Side> {
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /app listening on (\d+)/.exec(out);
-      if (m) res({ name, child, port: Number(m[1]), rps: [] });
+      if (m) res({ name, child, port: Number(m[1]), rps: [], cpuUs: [] });
     });
     child.once('exit', (c) => rej(new Error(`${name} exited (${c})`)));
   });
@@ -126,15 +139,27 @@ async function main(): Promise<void> {
     for (let r = 0; r < ROUNDS; r++) {
       const order = r % 2 === 0 ? sides : [...sides].reverse();
       for (const s of order) {
+        const cpu0 = cpuMs(s.child.pid);
         const res = await autocannon({ url: `http://127.0.0.1:${s.port}/`, connections: CONNECTIONS, duration: SECONDS });
+        const cpu1 = cpuMs(s.child.pid);
         if (res.errors || res.non2xx) throw new Error(`${s.name}: ${res.errors} errors, ${res.non2xx} non-2xx`);
         s.rps.push(res.requests.average);
-        console.log(`round ${r + 1} ${s.name.padEnd(26)} ${res.requests.average.toFixed(0)} req/s`);
+        if (cpu0 !== undefined && cpu1 !== undefined && res.requests.total > 0) s.cpuUs.push(((cpu1 - cpu0) * 1000) / res.requests.total);
+        console.log(`round ${r + 1} ${s.name.padEnd(26)} ${res.requests.average.toFixed(0)} req/s   ${s.cpuUs.at(-1)?.toFixed(1) ?? '?'} µs CPU/req`);
       }
     }
     const off = median(sides[0]!.rps);
     console.log(`\nhttp-overhead: ${ROUNDS} alternating rounds x ${SECONDS}s, ${CONNECTIONS} connections, Node ${process.version}, ${require('node:os').cpus().length} cores`);
-    for (const s of sides) console.log(`${s.name.padEnd(26)} median ${median(s.rps).toFixed(0).padStart(6)} req/s   ratio vs off ${(median(s.rps) / off).toFixed(3)}`);
+    // Per-round ratios pair each side with the 'off' run of the same round (adjacent in time), so load
+    // drift on a shared machine cancels out better than in the ratio of medians.
+    for (const s of sides) {
+      const paired = median(s.rps.map((v, i) => v / sides[0]!.rps[i]!));
+      console.log(`${s.name.padEnd(26)} median ${median(s.rps).toFixed(0).padStart(6)} req/s   ratio of medians ${(median(s.rps) / off).toFixed(3)}   median per-round ratio ${paired.toFixed(3)}`);
+    }
+    if (sides.every((s) => s.cpuUs.length > 0)) {
+      const offCpu = median(sides[0]!.cpuUs);
+      for (const s of sides) console.log(`${s.name.padEnd(26)} median ${median(s.cpuUs).toFixed(1).padStart(6)} µs CPU/req   throughput-equivalent ratio (off CPU / side CPU) ${(offCpu / median(s.cpuUs)).toFixed(3)}`);
+    }
   } finally {
     for (const s of sides) s.child.kill('SIGTERM');
     rmSync(root, { recursive: true, force: true });

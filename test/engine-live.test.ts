@@ -121,3 +121,21 @@ test('a request in flight across a commit finishes on its generation, which is t
   assert.deepEqual(end.live.map((l: any) => l.generation), [gen + 1]);
   assert.equal(end.multi, false, 'single generation again: no AsyncLocalStorage lookups');
 });
+
+test('a request whose client goes away stops counting as in flight', async () => {
+  const gen = (await app.ok('state')).current;
+  const ac = new AbortController();
+  const slow = fetch(`http://127.0.0.1:${app.httpPort}/slow?ms=2000`, { signal: ac.signal }).catch(() => 'aborted');
+  await new Promise((r) => setTimeout(r, 100));
+  await app.ok('apply', { changes: changes({ 'src/rates.ts': src('src/rates.ts').replace("'A1'", "'A10'") }) });
+  assert.equal((await app.ok('state')).live.find((l: any) => l.generation === gen)?.inflight, 1);
+  ac.abort();
+  assert.equal(await slow, 'aborted');
+  let live: any[] = [];
+  for (let i = 0; i < 50; i++) {
+    live = (await app.ok('state')).live;
+    if (live.length === 1) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.deepEqual(live.map((l) => l.generation), [gen + 1], 'released without waiting for the handler');
+});

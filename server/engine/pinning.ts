@@ -79,10 +79,10 @@ export class RequestPinning {
       done = true;
       host.release(g);
     };
-    if (res && typeof res.once === 'function') {
-      res.once('finish', release);
-      res.once('close', release);
-    } else release();
+    // 'close' is emitted once the response has finished or its connection was torn down: one
+    // listener covers both and keeps the per-request cost down.
+    if (res && typeof res.once === 'function') res.once('close', release);
+    else release();
     try {
       return state.als.run(g, () => original.call(server, 'request', ...args));
     } catch (e) {
