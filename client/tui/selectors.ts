@@ -49,8 +49,3 @@ export function outdatedDraft(s: Pick<TuiState, 'draft' | 'modules'>): Map<strin
   }
   return out;
 }
-
-/** True when the role may patch. */
-export function canPatch(s: Pick<TuiState, 'role'>): boolean {
-  return s.role === 'patch' || s.role === 'admin';
-}

@@ -2,7 +2,7 @@
  * The modal popup's view: title and lines for each popup kind (help, apply confirmation with a
  * message field, rollback target chooser, confirmations, diagnostics list, progress, results).
  */
-import { formatDiagnostic, type Diagnostic } from '../../../shared';
+import { formatDiagnostic } from '../../../shared';
 import { KEYMAP, keysLabel, offered, type KeyBinding } from '../keys';
 import { clock } from '../format';
 import { esc } from '../highlight';
@@ -30,10 +30,6 @@ function helpLines(s: TuiState): string[] {
     const text = `${keysLabel(b).padEnd(16)} ${b.help}`;
     return offered(b, s.role) ? esc(text) : `{gray-fg}${esc(text)} (needs role ${b.needs}){/gray-fg}`;
   });
-}
-
-export function diagnosticLine(d: Diagnostic): string {
-  return formatDiagnostic(d);
 }
 
 export function popupView(s: TuiState): PopupView | undefined {
@@ -83,7 +79,7 @@ export function popupView(s: TuiState): PopupView | undefined {
       return {
         title: ` ${s.diagnostics.length} problem${s.diagnostics.length === 1 ? '' : 's'} `,
         colour: 'red',
-        lines: choiceLines(s.diagnostics, p.choice, diagnosticLine),
+        lines: choiceLines(s.diagnostics, p.choice, formatDiagnostic),
         top: p.choice - 3,
         footer: ['', '{bold}↑↓{/bold} choose  {bold}enter{/bold} jump to the line   {bold}escape{/bold} close'],
       };
