@@ -138,8 +138,10 @@ export class Effects {
     try {
       const c = this.#link.client();
       if (!this.#repl || this.#repl.client !== c) {
-        this.#repl = new RemoteRepl(c);
-        await this.#repl.open();
+        // Kept only once open, so a failed open is retried by the next evaluation.
+        const repl = new RemoteRepl(c);
+        await repl.open();
+        this.#repl = repl;
       }
       const r = await this.#repl.eval(code);
       const lines = [...r.console.map((l) => `${l.level === 'log' ? '' : `[${l.level}] `}${l.text}`), r.output + (r.truncated ? ' …(truncated)' : '')];
