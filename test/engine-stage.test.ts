@@ -39,6 +39,14 @@ async function rejected(files: Record<string, string>, code: string, opts: Recor
   return r.error!.message;
 }
 
+test('ids outside the project are refused before anything is evaluated', async () => {
+  for (const id of ['../evil.ts', '/etc/evil.ts', 'src/../../evil.ts', '']) {
+    const r = await app.call('apply', { changes: [{ id, source: 'x', js: 'process.exit(3)' }] });
+    assert.equal(r.error?.code, 'LP_ERR_PATCH_UNKNOWN_MODULE', id);
+  }
+  assert.deepEqual(await app.get('/health'), { ok: true });
+});
+
 test('a syntax error is LP_ERR_PATCH_SYNTAX naming the module', async () => {
   const changesBad = [{ id: 'src/rates.ts', source: 'x', js: 'exports.tag = function ( {' }];
   const r = await app.call('apply', { changes: changesBad });

@@ -68,6 +68,12 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
     added: new Map(),
     pending: new Map(),
   };
+  for (const i of items) {
+    // Ids are POSIX paths relative to the root; anything else would place a module outside the project.
+    if (typeof i.id !== 'string' || i.id === '' || i.id.startsWith('/') || /^[A-Za-z]:/.test(i.id) || i.id.split('/').some((p) => p === '..' || p === '.' || p === '') || i.id.includes('\\')) {
+      throw new LivepatchError('LP_ERR_PATCH_UNKNOWN_MODULE', `${String(i.id)} is not a module id (a POSIX path relative to the project root)`, { module: String(i.id) });
+    }
+  }
   const byId = new Map(items.map((i) => [i.id, i]));
   const loading = new Set<string>();
   const loadTimeoutMs = opts.loadTimeoutMs ?? 2000;
