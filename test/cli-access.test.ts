@@ -1,11 +1,11 @@
 /**
  * The built `livepatch` binary against a real agent, continued from cli-agent.test.ts: permissions
  * and authentication (exit 3), tokens created by the CLI, the frame limit, progress on a real
- * terminal, eval and repl through the binary, and a vanished agent (exit 4).
+ * terminal, eval, repl and attach through the binary, and a vanished agent (exit 4).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, createProject, createTokens, runCli, startApp, type AppProcess, type Project, type Tokens } from './helpers/project';
@@ -101,6 +101,30 @@ test('eval and repl run through the CLI against the live process (read token)', 
   const r = await runCli(['repl', agent], { cwd: project.root, env: { LIVEPATCH_TOKEN: tokens.read }, input: '2 * 21\n.exit\n' });
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /\b42\b/);
+});
+
+test('attach opens the terminal UI on a real pty, connected with the token\'s name and role, and q quits (exit 0)', { skip: spawnSync('script', ['--version']).status === 0 ? false : 'script(1) is not installed' }, async () => {
+  const child = spawn('script', ['-qfec', `stty cols 120 rows 40; '${process.execPath}' '${CLI}' attach ${agent}`, '/dev/null'], {
+    cwd: project.root,
+    env: { ...process.env, LIVEPATCH_TOKEN: tokens.read, TERM: 'xterm' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let screen = '';
+  let quitSent = false;
+  child.stdout!.on('data', (d: Buffer) => {
+    screen += d.toString();
+    // Quit once the UI shows it is connected (then the agent answered the handshake as this token).
+    if (!quitSent && /● connected/.test(screen)) {
+      quitSent = true;
+      child.stdin!.write('q');
+    }
+  });
+  const killer = setTimeout(() => child.kill('SIGKILL'), 45_000);
+  const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+  clearTimeout(killer);
+  assert.ok(quitSent, `the UI never showed "connected":\n${screen.slice(0, 2000)}`);
+  assert.equal(code, 0);
+  assert.match(screen, /reader \(read\)/);
 });
 
 test('when the agent is gone, commands exit 4 with a one-line error', async () => {
