@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { StatusResult } from '../shared/ops';
 import { createProject, createTokens, runCli, startApp } from './helpers/project';
@@ -71,6 +71,26 @@ test('after a redeploy, a journaled patch whose base changed is not applied and 
     const status = JSON.parse(r.stdout) as StatusResult;
     assert.deepEqual(status.drift, [{ module: 'src/rates.ts', patchId: 'eur-1.2', generation: 2, expectedHash: sha(ratesTs), actualHash: sha(redeployed) }]);
     assert.equal(status.patching.enabled, true);
+  } finally {
+    await app.stop();
+  }
+});
+
+test('a commit whose journal record cannot be written is undone and reported', async () => {
+  const dir = join(project.root, '.journal-broken');
+  const app = await startPipelineApp(project.root, { journalDir: dir });
+  try {
+    assert.equal((await app.op('apply', { patch: { id: 'ok-1', files: withTag('J1') } })).ok, true);
+    // Make the journal file unwritable for this process: a directory in its place.
+    rmSync(join(dir, 'journal.jsonl'));
+    mkdirSync(join(dir, 'journal.jsonl'));
+    const r = await app.op('apply', { patch: { id: 'lost-1', files: withTag('J2') } });
+    assert.equal(r.ok, false);
+    assert.equal(r.error!.code, 'LP_ERR_INTERNAL');
+    assert.match(r.error!.message, /journal could not be written; the change was undone/);
+    assert.deepEqual(await app.get('/tag'), { tag: 'J1' }, 'the unjournaled patch is not live');
+    rmSync(join(dir, 'journal.jsonl'), { recursive: true });
+    assert.equal((await app.op('apply', { patch: { id: 'lost-1', files: withTag('J2') } })).ok, true, 'the same id may be sent again');
   } finally {
     await app.stop();
   }
