@@ -4,6 +4,8 @@
  * (`capture-pane -p`). The pane stays after the command exits, so its exit status can be read.
  */
 import { execFileSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 
 let counter = 0;
 
@@ -110,7 +112,7 @@ export class Terminal {
     }
   }
 
-  /** Kill the tmux server (and with it the command). Safe to call twice. */
+  /** Kill the tmux server (and with it the command) and remove its socket. Safe to call twice. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
@@ -119,5 +121,7 @@ export class Terminal {
     } catch {
       /* already gone */
     }
+    // tmux leaves the socket file behind; one per test run would pile up in /tmp.
+    rmSync(join(process.env['TMUX_TMPDIR'] ?? '/tmp', `tmux-${process.getuid?.() ?? 0}`, this.socket), { force: true });
   }
 }
