@@ -10,6 +10,9 @@ import { EXIT, type CommitResult, type Diagnostic, type ExitCode, type PatchSet,
 import { asLivepatchError, diagnosticsOf, wireOf } from './output';
 import { progressReporter } from './progress';
 
+/** How long each agent holds a staged set for the commit (the op's maximum). */
+export const STAGE_TTL_MS = 600_000;
+
 /** What happened on one host. */
 export type HostState = 'committed' | 'dry-run' | 'aborted' | 'rejected' | 'unreachable' | 'skipped' | 'commit-failed';
 
@@ -84,8 +87,10 @@ export async function applyToFleet(targets: string[], patch: PatchSet, dryRun: b
         return finishOutcome([failed(target, 'rejected', err)], dryRun);
       }
     }
-    // Phase one: stage everywhere.
-    const staged = await Promise.allSettled(live.map((c, i) => withProgress(targets[i]!, (onProgress) => c.request('stage', { patch }, { onProgress }))));
+    // Phase one: stage everywhere. The agent's default hold (60 s) could expire on a fast agent while
+    // a slow one is still type-checking, and then only the slow one would commit; hold for the longest
+    // allowed instead. Every failure path below aborts explicitly, so nothing is held that long for naught.
+    const staged = await Promise.allSettled(live.map((c, i) => withProgress(targets[i]!, (onProgress) => c.request('stage', { patch, ttlMs: STAGE_TTL_MS }, { onProgress }))));
     const hosts: HostOutcome[] = staged.map((s, i) =>
       s.status === 'fulfilled'
         ? { target: targets[i]!, state: dryRun ? 'dry-run' : 'aborted', ok: dryRun, exitCode: EXIT.OK, stage: { stageId: s.value.stageId, baseGeneration: s.value.baseGeneration, modules: s.value.modules } }
