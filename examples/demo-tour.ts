@@ -4,10 +4,10 @@
  * Each step prints what it does, runs the real `livepatch` CLI (or an HTTP request to the shop) and
  * checks the outcome; the first failing step ends the tour with an error. The shop's behaviour is
  * checked before the patch, after it, and after the rollback, so the tour proves the patch took
- * effect, kept state, and was undone.
+ * effect and was undone; a second patch of the inventory module proves its state (`keep`) survives.
  */
 import { spawn } from 'node:child_process';
-import { relative } from 'node:path';
+import { join, relative } from 'node:path';
 import { CLI, type ShopProcess } from './demo-app';
 
 /** The sample order: 12 mugs. Totals before/after the sample patch are printed and compared. */
@@ -79,6 +79,14 @@ export async function runTour(o: TourOptions): Promise<void> {
   if (c2.quote.total !== q2.total) throw new StepFailed('the cart opened before the patch does not use the patched pricing');
   print(`    total ${cents(q1.total)} -> ${cents(q2.total)}`);
 
+  step('Check the cart out: one async request through pricing, inventory (awaited) and payments (awaited)');
+  const stock0 = await get('/stock');
+  const order = await get(`/carts/${cart.id}/checkout`, 'POST');
+  const stock1 = await get('/stock');
+  print(indent(`order #${order.id}: total ${cents(order.total)}, payment ${order.payment}; mugs in stock ${stock0.mug} -> ${stock1.mug}`));
+  if (order.total !== q2.total) throw new StepFailed(`the order total ${cents(order.total)} is not the patched price ${cents(q2.total)}`);
+  if (stock1.mug !== stock0.mug - 12) throw new StepFailed('the checkout did not take 12 mugs from stock');
+
   step('Roll back to the previous generation');
   await cli(['rollback', shop.agent]);
 
@@ -87,7 +95,15 @@ export async function runTour(o: TourOptions): Promise<void> {
   showQuote(q3);
   if (q3.total !== q1.total) throw new StepFailed(`after rollback the total is ${cents(q3.total)}, expected ${cents(q1.total)}`);
 
-  step('History: deploy, patch, rollback');
+  const reorder = join(shop.root, 'patches', 'reorder-report');
+  step('Patch src/inventory.ts (a reorder status in the stock report): the stock the order took is kept (keep)');
+  await cli(['apply', shop.agent, relative(shop.root, reorder), '--root', relative(shop.root, reorder), '-m', 'inventory: reorder status in the stock report']);
+  const stock2 = await get('/stock');
+  print(indent(`mug: ${JSON.stringify(stock2.mug)}`));
+  if (stock2.mug?.units !== stock1.mug) throw new StepFailed(`inventory state was not kept across the patch (${JSON.stringify(stock2.mug)}, expected ${stock1.mug} units)`);
+  if (stock2.mug.status !== 'reorder') throw new StepFailed('the patched stock report has no reorder status');
+
+  step('History: deploy, patch, rollback, patch');
   await cli(['history', shop.agent]);
 }
 

@@ -42,7 +42,7 @@ function assertShopStopped(out: string): void {
   assert.throws(() => process.kill(Number(m[1]), 0), /ESRCH/, 'the shop process is gone');
 }
 
-test('the scripted demo tour applies the sample patch, shows the new prices, rolls back and exits 0', { timeout: 120_000 }, async () => {
+test('the scripted demo tour applies the sample patch, shows the new prices, checks out, rolls back, keeps inventory across a patch and exits 0', { timeout: 120_000 }, async () => {
   const { code, out } = await runDemo({});
   assert.equal(code, 0, out);
   // 12 mugs at 12.00: 5 % basket discount, tax on the undiscounted subtotal → 165.60; patched: 10 %
@@ -50,6 +50,8 @@ test('the scripted demo tour applies the sample patch, shows the new prices, rol
   assert.match(out, /total 165\.60 -> 146\.88/, out);
   assert.match(out, /bulk-10 -14\.40/, out);
   assert.match(out, /still holds 12 mugs; its total is now 146\.88/, out);
+  assert.match(out, /order #1: total 146\.88, payment ch_[\w-]+; mugs in stock 500 -> 488/, out);
+  assert.match(out, /mug: \{"units":488,"status":"reorder"\}/, 'inventory kept its state across its own patch');
   const afterRollback = out.slice(out.indexOf('Behaviour after the rollback'));
   assert.match(afterRollback, /total 165\.60/, out);
   assert.match(out, /every step passed/, out);

@@ -6,7 +6,8 @@ import { pin } from 'livepatch';
 import * as inventory from './inventory';
 import { startServer } from './server';
 
-const RESTOCK_MS = 60_000;
+// The "nightly delivery": rare enough that stock taken by orders stays visible for a while.
+const RESTOCK_MS = 10 * 60_000;
 
 async function main(): Promise<void> {
   const server = await startServer(Number(process.env['PORT'] ?? 0));
