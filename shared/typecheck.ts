@@ -116,6 +116,8 @@ export class ProgramChecker {
   private overlay = new Map<string, string>();
   private builder: ts.EmitAndSemanticDiagnosticsBuilderProgram | undefined;
   private readonly libDir: string;
+  /** Set during a check: reports files loaded while the program is built (the long part when cold). */
+  private onFileLoaded: ((fileName: string) => void) | undefined;
 
   constructor(root: string, tsconfigPath?: string, opts: ProgramCheckerOptions = {}) {
     this.root = resolve(root);
@@ -145,7 +147,17 @@ export class ProgramChecker {
     this.overlay = new Map(overlay instanceof Map ? [...overlay].map(([k, v]) => [resolve(k), v]) : Object.entries(overlay).map(([k, v]) => [resolve(k), v]));
     const rootNames = [...new Set([...this.fileNames, ...[...this.overlay.keys()].filter((f) => /\.(ts|tsx|mts|cts)$/.test(f))])];
     onProgress?.({ phase: 'program', done: 0, total: rootNames.length });
-    const builder = ts.createEmitAndSemanticDiagnosticsBuilderProgram(rootNames, this.checkOptions, this.host, this.builder);
+    let loaded = 0;
+    const roots = new Set(rootNames);
+    this.onFileLoaded = (f) => {
+      if (roots.has(resolve(f))) onProgress?.({ phase: 'program', done: Math.min(++loaded, rootNames.length), total: rootNames.length });
+    };
+    let builder: ts.EmitAndSemanticDiagnosticsBuilderProgram;
+    try {
+      builder = ts.createEmitAndSemanticDiagnosticsBuilderProgram(rootNames, this.checkOptions, this.host, this.builder);
+    } finally {
+      this.onFileLoaded = undefined;
+    }
     this.builder = builder;
     const program = builder.getProgram();
     const projectFiles = program.getSourceFiles().filter((f) => !this.isLibrary(f.fileName));
@@ -231,6 +243,7 @@ export class ProgramChecker {
       getSourceFile: (fileName, langVersion) => {
         const text = this.textOf(fileName);
         if (text === undefined) return undefined;
+        this.onFileLoaded?.(fileName);
         const hit = this.cache.get(fileName);
         // Same text → same SourceFile object, which is what lets the builder reuse the old program.
         if (hit && hit.text === text) return hit.sf;

@@ -18,10 +18,14 @@ const ratesText = readFileSync(rates, 'utf8');
 
 test.after(() => project.cleanup());
 
-test('the deployed program checks clean', () => {
-  const r = checker.check(new Map());
+test('the deployed program checks clean, reporting progress while it is built', () => {
+  const seen: string[] = [];
+  const r = checker.check(new Map(), (p) => seen.push(`${p.phase}:${p.done}/${p.total}`));
   assert.equal(r.hasErrors, false, r.diagnostics.map(formatDiagnostic).join('\n'));
   assert.equal(r.files, 4);
+  assert.ok(seen.includes('program:0/4') && seen.includes('program:4/4'), seen.join(' '));
+  assert.ok(seen.some((s) => /^program:[123]\/4$/.test(s)), 'progress while files load');
+  assert.ok(seen.includes('check:4/4'), seen.join(' '));
 });
 
 test('a signature change is rejected in the untouched caller, named in tsc form', () => {
