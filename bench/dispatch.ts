@@ -2,7 +2,9 @@
  * Engine dispatch cost: ns per call of a direct call vs a call through a live module's facade, in the
  * states the engine goes through: deployed (cell never reassigned), after a commit (one generation
  * live, cell reassigned), and while two generations are live (unpinned and pinned callers pay the
- * AsyncLocalStorage lookup). Functions and class methods. Runs alternate; medians are printed.
+ * AsyncLocalStorage lookup). Functions and class methods. Runs alternate; medians are printed. Also
+ * the CPU cost of an async function with two awaits before and after AsyncLocalStorage is enabled
+ * (by request pinning), which on Node 20 every promise pays.
  * Usage: node dist/bench/dispatch.js   (env BENCH_ROUNDS=7, BENCH_CALLS=20000000)
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -48,7 +50,26 @@ function time(name: string, kind: 'fn' | 'method', target: unknown): number {
 }
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
+async function twoAwaits(i: number): Promise<number> {
+  await null;
+  await null;
+  return i;
+}
+/** CPU ns per async function with two awaits (what every promise-heavy handler pays per step). */
+async function asyncCost(): Promise<number> {
+  const n = 100_000;
+  const t0 = process.cpuUsage();
+  const ps: Promise<number>[] = [];
+  for (let i = 0; i < n; i++) ps.push(twoAwaits(i));
+  await Promise.all(ps);
+  const d = process.cpuUsage(t0);
+  return ((d.user + d.system) * 1000) / n;
+}
+
 async function main(): Promise<void> {
+  // Before anything was pinned, AsyncLocalStorage is not enabled: the baseline promise cost.
+  const asyncOff: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) asyncOff.push(await asyncCost());
   const root = mkdtempSync(join(tmpdir(), 'lp-bench-dispatch-'));
   const write = (rel: string, text: string): void => {
     mkdirSync(dirname(join(root, rel)), { recursive: true });
@@ -89,6 +110,9 @@ async function main(): Promise<void> {
   });
   finish();
   await held;
+  // Requests and pin() enable AsyncLocalStorage for the rest of the process: every promise pays its hook.
+  const asyncOn: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) asyncOn.push(await asyncCost());
 
   console.log(`dispatch: ${CALLS} calls per run, ${ROUNDS} runs, medians (Node ${process.version}, ${require('node:os').cpus().length} cores)`);
   const base = { function: median(results.get('direct function')!), method: median(results.get('direct method')!) };
@@ -97,6 +121,10 @@ async function main(): Promise<void> {
     const ref = name.includes('method') ? base.method : base.function;
     console.log(`${name.padEnd(48)} ${m.toFixed(2).padStart(7)} ns/call   +${(m - ref).toFixed(2)} ns vs direct`);
   }
+  const off = median(asyncOff);
+  const on = median(asyncOn);
+  console.log(`async fn with 2 awaits, AsyncLocalStorage off   ${off.toFixed(0).padStart(7)} ns CPU`);
+  console.log(`async fn with 2 awaits, AsyncLocalStorage on    ${on.toFixed(0).padStart(7)} ns CPU   +${(on - off).toFixed(0)} ns (Node 20 async_hooks propagation)`);
   rmSync(root, { recursive: true, force: true });
 }
 
