@@ -73,8 +73,11 @@ export async function applyToFleet(targets: string[], patch: PatchSet, dryRun: b
   const clients = conns.map((c) => (c.status === 'fulfilled' ? c.value : undefined));
   try {
     if (conns.some((c) => c.status === 'rejected')) {
-      // Nothing was staged anywhere: an unreachable host stops the whole operation up front.
-      const hosts = conns.map((c, i) => (c.status === 'rejected' ? failed(targets[i]!, 'unreachable', c.reason) : { target: targets[i]!, state: 'skipped' as const, ok: false, exitCode: EXIT.OK }));
+      // A host that cannot be reached (or refuses the token) stops the whole operation before anything is staged.
+      const hosts = conns.map((c, i) => {
+        if (c.status === 'fulfilled') return { target: targets[i]!, state: 'skipped' as const, ok: false, exitCode: EXIT.OK };
+        return failed(targets[i]!, asLivepatchError(c.reason).exitCode === EXIT.CONNECT ? 'unreachable' : 'rejected', c.reason);
+      });
       return finishOutcome(hosts, dryRun);
     }
     const live = clients as AgentClient[];

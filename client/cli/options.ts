@@ -50,7 +50,6 @@ export async function connectFromOptions(target: string, opts: CommonOptions): P
   }
 }
 
-
 function parseTimeout(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1 || n > 3_600_000) {

@@ -29,7 +29,7 @@ function describeHost(h: HostOutcome): string {
     case 'aborted':
       return 'staged, then aborted because another agent did not stage';
     case 'skipped':
-      return 'nothing done because another agent is unreachable';
+      return 'nothing done: another agent could not be reached or refused the connection';
     default:
       return `${h.error?.code ?? 'error'}: ${h.error?.message ?? ''}`;
   }
