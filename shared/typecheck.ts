@@ -38,6 +38,7 @@ export interface CheckProgress {
   total: number;
 }
 
+/** Checker settings. */
 export interface ProgramCheckerOptions {
   /** Pass assumeChangesOnlyAffectDirectDependencies to the builder: faster, misses transitive breakage. */
   assumeDirectOnly?: boolean;

@@ -6,12 +6,14 @@ import type { ErrorCode } from '../../shared/errors';
 import type { Diagnostic } from '../../shared/patch';
 import type { CheckProgress, ProgramCheckResult } from '../../shared/typecheck';
 
+/** What the worker is started with (workerData). */
 export interface CheckerWorkerData {
   root: string;
   tsconfig?: string;
   assumeDirectOnly?: boolean;
 }
 
+/** One check (and transpile) request, host → worker. */
 export interface CheckerRequest {
   id: number;
   /** The full overlay: [absolute path, text] of every live-patched module plus the patch set. */
@@ -22,9 +24,11 @@ export interface CheckerRequest {
   verify?: string;
 }
 
+/** Worker → host: progress of a request, then exactly one result or error. */
 export type CheckerResponse =
   | { id: number; type: 'progress'; progress: CheckProgress }
   | { id: number; type: 'result'; check: ProgramCheckResult; js: Record<string, string>; verifyJs?: string; transpileDiagnostics: Diagnostic[] }
   | { id: number; type: 'error'; code: ErrorCode; message: string };
 
+/** A successful response: the check, the JS of the requested modules and of the verify module. */
 export type CheckerResult = Extract<CheckerResponse, { type: 'result' }>;

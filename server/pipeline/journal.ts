@@ -9,6 +9,7 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync } f
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 
+/** Record format version; records of another version are skipped on read. */
 export const JOURNAL_VERSION = 1;
 
 /** One module in a journaled patch. `base` is the live hash before the patch (null: the module was new). */
@@ -31,6 +32,7 @@ interface RecordBase {
   previousGeneration: number;
 }
 
+/** A committed patch set. */
 export interface PatchRecord extends RecordBase {
   kind: 'patch';
   patchId?: string;
@@ -38,6 +40,7 @@ export interface PatchRecord extends RecordBase {
   files: JournalFile[];
 }
 
+/** A committed rollback. */
 export interface RollbackRecord extends RecordBase {
   kind: 'rollback';
   /** Generation number restored (in the writing process). */
@@ -46,7 +49,9 @@ export interface RollbackRecord extends RecordBase {
   toSeq: number;
 }
 
+/** One line of the journal. */
 export type JournalRecord = PatchRecord | RollbackRecord;
+/** A record before `append` numbers it. */
 export type NewRecord = Omit<PatchRecord, 'v' | 'seq'> | Omit<RollbackRecord, 'v' | 'seq'>;
 
 /** The journal file of one process. Appends must not overlap (the pipeline's lock ensures it). */

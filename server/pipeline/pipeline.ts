@@ -25,6 +25,7 @@ import type { OpContext, Pipeline, PipelineOptions } from './types';
 const DEFAULT_TTL_MS = 60_000;
 const DEFAULT_LOAD_TIMEOUT_MS = 2_000;
 
+/** The Pipeline implementation; construct through `createPipeline` (server/pipeline/index.ts). */
 export class PatchPipeline implements Pipeline {
   /** Resolves when journal replay is over (immediately without a journal). Never rejects. */
   readonly ready: Promise<void>;

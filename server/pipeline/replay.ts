@@ -10,6 +10,7 @@ import type { DriftEntry } from '../../shared/ops';
 import type { Engine } from '../engine/types';
 import type { JournalRecord, PatchRecord, RollbackRecord } from './journal';
 
+/** What replay did: counts, drift, and the bookkeeping the pipeline continues from. */
 export interface ReplayOutcome {
   applied: number;
   skipped: number;
@@ -20,6 +21,7 @@ export interface ReplayOutcome {
   seqOfGeneration: Map<number, number>;
 }
 
+/** Replay settings; `log` defaults to stderr. */
 export interface ReplayOptions {
   loadTimeoutMs?: number;
   log?: (line: string) => void;

@@ -17,6 +17,7 @@ export interface StagedEntry {
   timer: NodeJS.Timeout;
 }
 
+/** Staged sets by stageId, each discarded by the engine when its TTL runs out. */
 export class StagedStore {
   private readonly entries = new Map<string, StagedEntry>();
 
