@@ -105,10 +105,15 @@ test('pin keeps work on its generation across awaits while a commit happens', as
     seen.push(m.version);
   });
   await apply({ 'src/shape.ts': SHAPE_V1.replace('version = 1', 'version = 3') });
-  assert.equal(m.version, 3, 'unpinned code sees the current generation');
+  assert.equal(engine.liveGenerations().length, 2);
+  assert.equal(engine.pin(() => m.version), 3, 'new pinned work sees the new generation');
+  // Work without a store (started while one generation was live, or never pinned) belongs to the
+  // generation that was current when the patch began, until that generation drains.
+  assert.equal(m.version, 2);
   await work;
   assert.deepEqual(seen, [2, 2]);
   assert.equal(engine.liveGenerations().length, 1);
+  assert.equal(m.version, 3, 'once drained, unpinned code sees the current generation');
 });
 
 test('install is idempotent', () => {

@@ -113,6 +113,7 @@ test('a request in flight across a commit finishes on its generation, which is t
   assert.deepEqual(mid.live.map((l: any) => l.generation), [gen, gen + 1]);
   assert.equal(mid.live[0].inflight, 1);
   assert.equal(mid.multi, true);
+  assert.deepEqual(await app.get('/mix'), { a: 'A9', b: 'B9' }, 'a request arriving during the drain gets the new generation');
   const r = await slow;
   assert.notEqual(r.a, 'A9');
   assert.notEqual(r.b, 'B9');

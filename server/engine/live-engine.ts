@@ -66,8 +66,22 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     if (g.inflight <= 0 && g !== this.current && !g.released) this.drop(g);
   }
 
+  /**
+   * Switch multi-generation mode on or off. On: AsyncLocalStorage starts being used (requests and
+   * `pin` get stores) and work without a store is attributed to the generation current right now.
+   * Off: AsyncLocalStorage is disabled so its async_hooks cost nothing while one generation is live.
+   */
   recomputeMulti(): void {
-    state.multi = this.live.size > 1 || state.staging > 0;
+    const multi = this.live.size > 1 || state.staging > 0;
+    if (multi === state.multi) return;
+    if (multi) {
+      state.legacy = this.current;
+      state.multi = true;
+    } else {
+      state.multi = false;
+      state.legacy = undefined;
+      state.als.disable();
+    }
   }
 
   /** Emit to listeners without letting one that throws break a commit or a response's release. */

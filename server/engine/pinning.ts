@@ -24,7 +24,9 @@ export function pinWith<T>(host: PinHost, fn: () => T, g: Generation = host.curr
   host.acquire(g);
   let result: T;
   try {
-    result = state.als.run(g, fn);
+    // While one generation is live, work needs no store: if a commit comes before it ends, work
+    // without a store is attributed to this (then legacy) generation. So no AsyncLocalStorage here.
+    result = state.multi || g !== host.currentGen() ? state.als.run(g, fn) : fn();
   } catch (e) {
     host.release(g);
     throw e;
@@ -84,6 +86,7 @@ export class RequestPinning {
     if (res && typeof res.once === 'function') res.once('close', release);
     else release();
     try {
+      if (!state.multi) return original.call(server, 'request', ...args);
       return state.als.run(g, () => original.call(server, 'request', ...args));
     } catch (e) {
       // The app's own handler threw synchronously: same as without us (EventEmitter rethrows).

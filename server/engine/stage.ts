@@ -25,7 +25,7 @@ export interface StageHost {
   currentGen(): Generation;
   /** The exports of `entry` if some part of the engine still holds them (no re-evaluation needed). */
   exportsInMemory(id: string, entry: VersionEntry): unknown;
-  /** Recompute `state.multi` after a generation or stage went away. */
+  /** Recompute `state.multi` after a stage or generation came or went. */
   recomputeMulti(): void;
 }
 
@@ -131,7 +131,7 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
   };
 
   state.staging++;
-  state.multi = true;
+  host.recomputeMulti();
   try {
     state.als.run(gen, () => {
       for (const item of items) load(item.id);

@@ -63,6 +63,12 @@ export interface SharedState {
   multi: boolean;
   /** Number of staged generations not yet committed or discarded (they keep `multi` on). */
   staging: number;
+  /**
+   * The generation of work that carries no store while `multi` is on: the one that was current when
+   * `multi` (and with it AsyncLocalStorage) was switched on. Work started before then was not given a
+   * store (single-generation mode pays no AsyncLocalStorage at all) and belongs to it.
+   */
+  legacy: Generation | undefined;
   /** Stack of modules being evaluated (nested requires). */
   readonly evalStack: EvalContext[];
   /** Kept state: module id → key → value. */
@@ -73,18 +79,19 @@ export interface SharedState {
 const KEY = Symbol.for('livepatch.engine.state');
 
 function create(): SharedState {
-  return { als: new AsyncLocalStorage<Generation>(), multi: false, staging: 0, evalStack: [], kept: new Map(), engine: undefined };
+  return { als: new AsyncLocalStorage<Generation>(), multi: false, staging: 0, legacy: undefined, evalStack: [], kept: new Map(), engine: undefined };
 }
 
 /** The process-wide engine state. */
 export const state: SharedState = ((globalThis as any)[KEY] ??= create());
 
 /**
- * The exports a call through `mod`'s facade must use: those of the pinned generation when work is
- * pinned to a live one, else the current generation's (also when the pinned generation was released).
+ * The exports a call through `mod`'s facade must use (only asked while `multi` is on): those of the
+ * generation the work is pinned to, or of the legacy generation for work without a store, else (that
+ * generation was released) the current generation's.
  */
 export function resolveExports(mod: LiveModule): any {
-  const g = state.als.getStore();
+  const g = state.als.getStore() ?? state.legacy;
   if (g !== undefined) {
     const e = g.exp.get(mod.id);
     if (e !== undefined) return e;
