@@ -8,12 +8,13 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { readTokensFile } from '../shared';
-import { createProject, runCli, type Project } from './helpers/project';
+import { CLI, createProject, runCli, type Project } from './helpers/project';
 
 let project: Project;
 let dir: string;
@@ -39,6 +40,15 @@ test('--help lists the commands and the exit codes and exits 0; no command is a 
   assert.equal(sub.code, 0);
   assert.match(sub.stdout, /--dry-run/);
   assert.match(sub.stdout, /^ {2}4 {2}cannot connect or timed out$/m);
+  // A reader that went away (`| head -1`) must not make the CLI print a stack trace: close the
+  // read end of stdout before the CLI has started, so its first write fails with EPIPE.
+  const child = spawn(process.execPath, [CLI, '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout.destroy();
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const status = await new Promise<number | null>((r) => child.on('close', (c) => r(c)));
+  assert.equal(stderr, '');
+  assert.equal(status, 0);
   const none = await runCli([]);
   assert.equal(none.code, 2);
   const unknown = await runCli(['frobnicate', '--json']);

@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 /** The `livepatch` command line: see client/cli/commands/ (one file per command). */
+import { installPipeGuard } from './output';
 import { main } from './program';
+
+installPipeGuard();
 
 main(process.argv).then(
   (code) => {

@@ -8,6 +8,19 @@
 import { EXIT, LivepatchError, exitCodeFor, type Diagnostic, type ExitCode, type WireError } from '../../shared';
 import { formatDiagnostics } from '../format';
 
+/**
+ * Exit quietly when the reader of stdout or stderr goes away (`livepatch versions ... | head -1`):
+ * an EPIPE is not an error of ours and must not print a stack trace.
+ */
+export function installPipeGuard(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw e;
+    });
+  }
+}
+
 /** Print a JSON document on stdout. */
 export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n');

@@ -48,6 +48,7 @@ export function registerCheck(program: Command, finish: Finish): void {
       program
         .command('check')
         .description('type-check PATCH against the live program, or offline against the local project when no HOST:PORT is given')
+        .usage('[options] [HOST:PORT] PATCH...')
         .argument('<args...>', '[HOST:PORT] then .ts files, directories, or a .json patch set'),
     ),
   ).action(async (words: string[], o: Record<string, unknown>) => {
