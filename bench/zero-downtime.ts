@@ -110,8 +110,14 @@ const METHODS: Method[] = [
 function spawnShop(copy: ShopCopy, args: string[], env: Record<string, string>): ChildProcess {
   const e: NodeJS.ProcessEnv = { ...process.env, LIVEPATCH_ROOT: copy.root, ...env };
   if (!env['LIVEPATCH_TOKENS']) delete e['LIVEPATCH_TOKENS'];
-  return spawn(process.execPath, args, { cwd: copy.root, env: e, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, { cwd: copy.root, env: e, stdio: ['ignore', 'pipe', 'pipe'] });
+  spawned.add(child);
+  child.once('exit', () => spawned.delete(child));
+  return child;
 }
+
+/** Every shop process this benchmark started and that is still running. */
+const spawned = new Set<ChildProcess>();
 
 function deployAll(copy: ShopCopy, files: Record<string, string>): void {
   for (const [id, source] of Object.entries(files)) copy.deploy(id.replace(/^src\//, ''), source);
@@ -138,7 +144,16 @@ interface Outcome {
 async function runMethod(m: Method): Promise<Outcome> {
   const copy = copyShop();
   const port = await freePort();
-  const { child, deliver } = await m.start(copy, port);
+  let started: Awaited<ReturnType<Method['start']>>;
+  try {
+    started = await m.start(copy, port);
+  } catch (e) {
+    // A method that failed to start must not leave its process or its copy behind.
+    await Promise.all([...spawned].map(stop));
+    copy.cleanup();
+    throw e;
+  }
+  const { child, deliver } = started;
   const { patched, original } = samplePatch();
   const load = startLoad(port, PATH, RATE);
   const firstNew: number[] = [];
