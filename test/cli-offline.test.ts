@@ -98,6 +98,9 @@ test('nothing listening, or a bad address: one-line errors, exit 4 and 2', async
   const bad = await runCli(['apply', 'not-an-address', 'x.ts'], { env });
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /invalid agent address "not-an-address"/);
+  const noId = await runCli(['apply', '127.0.0.1:1', 'src/rates.ts', '--skip-applied'], { env, cwd: project.root });
+  assert.equal(noId.code, 2);
+  assert.match(noId.stderr, /--skip-applied needs a patch id/);
 });
 
 test('a wrong host or an agent of another protocol version: one line saying what to do, exit 4', async () => {

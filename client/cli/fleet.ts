@@ -3,7 +3,8 @@
  * one round trip). Several: two-phase: connect to all, `stage` on all, and `commit` on all only if
  * every agent staged; otherwise `abort` the staged sets everywhere, so the fleet never ends up half
  * patched by a rejection. (A commit that fails after others committed cannot be undone here; it is
- * reported as `commit-failed` and the caller says to roll back.)
+ * reported as `commit-failed` and the caller says to roll back.) With `skipApplied`, an agent that
+ * already committed this patch id counts as done, so re-running an interrupted rollout converges.
  */
 import type { AgentClient } from '../connection';
 import { EXIT, type CommitResult, type Diagnostic, type ExitCode, type PatchSet, type StageResult, type WireError } from '../../shared';
@@ -14,7 +15,15 @@ import { progressReporter } from './progress';
 export const STAGE_TTL_MS = 600_000;
 
 /** What happened on one host. */
-export type HostState = 'committed' | 'dry-run' | 'aborted' | 'rejected' | 'unreachable' | 'skipped' | 'commit-failed';
+export type HostState = 'committed' | 'already-applied' | 'dry-run' | 'aborted' | 'rejected' | 'unreachable' | 'skipped' | 'commit-failed';
+
+/** How to apply. */
+export interface FleetOptions {
+  /** Stage (or dry-run apply) and discard instead of committing. */
+  dryRun?: boolean;
+  /** Treat LP_ERR_PATCH_DUPLICATE (this patch id is already committed there) as done on that agent. */
+  skipApplied?: boolean;
+}
 
 /** One host's outcome, as printed under --json (`hosts[]`). */
 export interface HostOutcome {
@@ -64,11 +73,18 @@ async function withProgress<T>(target: string, run: (onProgress: ReturnType<type
   }
 }
 
+/** A host where this patch id is already committed, when the caller accepts that as done. */
+function alreadyApplied(target: string, err: unknown, opts: FleetOptions): HostOutcome | undefined {
+  if (!opts.skipApplied || asLivepatchError(err).code !== 'LP_ERR_PATCH_DUPLICATE') return undefined;
+  return { target, state: 'already-applied', ok: true, exitCode: EXIT.OK };
+}
+
 /**
  * Apply `patch` to every target. `connect` opens an authenticated client (connection errors are
  * reported per host). Connections are closed before returning.
  */
-export async function applyToFleet(targets: string[], patch: PatchSet, dryRun: boolean, connect: (target: string) => Promise<AgentClient>): Promise<FleetOutcome> {
+export async function applyToFleet(targets: string[], patch: PatchSet, opts: FleetOptions, connect: (target: string) => Promise<AgentClient>): Promise<FleetOutcome> {
+  const dryRun = opts.dryRun === true;
   const conns = await Promise.allSettled(targets.map((t) => connect(t)));
   const clients = conns.map((c) => (c.status === 'fulfilled' ? c.value : undefined));
   try {
@@ -87,7 +103,7 @@ export async function applyToFleet(targets: string[], patch: PatchSet, dryRun: b
         const result = await withProgress(target, (onProgress) => live[0]!.request('apply', { patch, ...(dryRun ? { dryRun: true } : {}) }, { onProgress }));
         return finishOutcome([{ target, state: dryRun ? 'dry-run' : 'committed', ok: true, exitCode: EXIT.OK, result }], dryRun);
       } catch (err) {
-        return finishOutcome([failed(target, 'rejected', err)], dryRun);
+        return finishOutcome([alreadyApplied(target, err, opts) ?? failed(target, 'rejected', err)], dryRun);
       }
     }
     // Phase one: stage everywhere. The agent's default hold (60 s) could expire on a fast agent while
@@ -97,19 +113,22 @@ export async function applyToFleet(targets: string[], patch: PatchSet, dryRun: b
     const hosts: HostOutcome[] = staged.map((s, i) =>
       s.status === 'fulfilled'
         ? { target: targets[i]!, state: dryRun ? 'dry-run' : 'aborted', ok: dryRun, exitCode: EXIT.OK, stage: { stageId: s.value.stageId, baseGeneration: s.value.baseGeneration, modules: s.value.modules } }
-        : failed(targets[i]!, 'rejected', s.reason),
+        : (alreadyApplied(targets[i]!, s.reason, opts) ?? failed(targets[i]!, 'rejected', s.reason)),
     );
-    const allStaged = staged.every((s) => s.status === 'fulfilled');
+    const allStaged = hosts.every((h) => h.stage || h.state === 'already-applied');
     if (!allStaged || dryRun) {
       // Release what was staged; an abort that fails only means the stage will expire on its own.
       await Promise.allSettled(hosts.map((h, i) => (h.stage ? live[i]!.request('abort', { stageId: h.stage.stageId }) : Promise.resolve())));
       return finishOutcome(hosts, dryRun);
     }
-    // Phase two: every host staged, commit everywhere.
-    const commits = await Promise.allSettled(live.map((c, i) => c.request('commit', { stageId: hosts[i]!.stage!.stageId })));
-    const done = commits.map((r, i) =>
-      r.status === 'fulfilled' ? { ...hosts[i]!, state: 'committed' as const, ok: true, exitCode: EXIT.OK, result: r.value } : { ...failed(targets[i]!, 'commit-failed', r.reason), stage: hosts[i]!.stage! },
-    );
+    // Phase two: every host staged (or already has this patch), commit where staged.
+    const commits = await Promise.allSettled(hosts.map((h, i) => (h.stage ? live[i]!.request('commit', { stageId: h.stage.stageId }) : Promise.resolve(undefined))));
+    const done = commits.map((r, i): HostOutcome => {
+      const h = hosts[i]!;
+      if (!h.stage) return h;
+      if (r.status === 'rejected') return { ...failed(h.target, 'commit-failed', r.reason), stage: h.stage };
+      return { ...h, state: 'committed', ok: true, exitCode: EXIT.OK, result: r.value! };
+    });
     return finishOutcome(done, dryRun);
   } finally {
     for (const c of clients) c?.close();

@@ -26,6 +26,8 @@ function describeHost(h: HostOutcome): string {
     case 'committed':
     case 'dry-run':
       return h.result ? formatCommit(h.result) : `staged against generation ${h.stage?.baseGeneration ?? '?'}, then released (dry run)`;
+    case 'already-applied':
+      return 'this patch id was already committed here';
     case 'aborted':
       return 'staged, then aborted because another agent did not stage';
     case 'skipped':
@@ -66,7 +68,8 @@ export function registerApply(program: Command, finish: Finish): void {
         .description('check, stage and commit PATCH; with several agents, commit on all only if every one staged')
         .argument('<targets>', 'agent address(es): host:port or unix:/path, comma-separated')
         .argument('<patch...>', '.ts files, directories, or a .json patch set')
-        .option('--dry-run', 'check, load and verify, then discard instead of committing'),
+        .option('--dry-run', 'check, load and verify, then discard instead of committing')
+        .option('--skip-applied', 'agents that already committed this patch id count as done (needs --id): re-runs converge'),
     ),
   ).action(async (list: string, paths: string[], o: Record<string, unknown>) => {
     const opts = commonFrom(o);
@@ -74,7 +77,9 @@ export function registerApply(program: Command, finish: Finish): void {
       await runCommand(Boolean(opts.json), async () => {
         const targets = parseTargets(list);
         const patch = patchFrom(paths, o);
-        const outcome = await applyToFleet(targets, patch, o['dryRun'] === true, (t) => connectFromOptions(t, opts));
+        const skipApplied = o['skipApplied'] === true;
+        if (skipApplied && patch.id === undefined) throw new LivepatchError('LP_ERR_CLI_USAGE', '--skip-applied needs a patch id: pass --id ID (or set "id" in the .json patch set)');
+        const outcome = await applyToFleet(targets, patch, { dryRun: o['dryRun'] === true, skipApplied }, (t) => connectFromOptions(t, opts));
         report(outcome, Boolean(opts.json));
         return outcome.exitCode;
       }),
