@@ -5,7 +5,7 @@
  * `{"error": {code, message, retryable}}` (plus `diagnostics` when the agent sent type errors), so a
  * script can always parse stdout.
  */
-import { EXIT, LivepatchError, exitCodeFor, type Diagnostic, type ExitCode, type WireError } from '../../shared';
+import { LivepatchError, exitCodeFor, type Diagnostic, type ExitCode, type WireError } from '../../shared';
 import { formatDiagnostics } from '../format';
 
 /**
@@ -81,4 +81,3 @@ export async function runCommand(json: boolean, body: () => Promise<ExitCode | n
   }
 }
 
-export { EXIT };

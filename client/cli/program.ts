@@ -4,7 +4,7 @@
  * usage errors exit 2 (and print a JSON error under --json); help and --version exit 0.
  */
 import { Command, CommanderError } from 'commander';
-import { PACKAGE_VERSION, PROTOCOL_VERSION } from '../../shared';
+import { EXIT, PACKAGE_VERSION, PROTOCOL_VERSION } from '../../shared';
 import { registerApply } from './commands/apply';
 import { registerAudit } from './commands/audit';
 import { registerCheck } from './commands/check';
@@ -13,7 +13,7 @@ import { registerDiff } from './commands/diff';
 import { registerInspect } from './commands/inspect';
 import { registerRollback } from './commands/rollback';
 import { registerToken } from './commands/token';
-import { EXIT, printJson } from './output';
+import { printJson } from './output';
 
 /** Shown at the end of `livepatch --help`; scripts rely on these numbers. */
 export const EXIT_CODES_HELP = `
