@@ -5,7 +5,8 @@
  * handler does realistic work through live modules (price lookups, a class instance, JSON of ~40
  * lines). autocannon runs alternate between the sides (A B C, C B A, ...); medians, the ratio of
  * medians and the median of per-round ratios (robust to load drift) are printed.
- * Usage: node dist/bench/http-overhead.js   (env BENCH_ROUNDS=5, BENCH_SECONDS=4, BENCH_CONNECTIONS=10)
+ * Usage: node dist/bench/http-overhead.js   (env BENCH_ROUNDS=5, BENCH_SECONDS=4, BENCH_CONNECTIONS=10;
+ * BENCH_NOLIVE=1 adds a side with the engine installed but no live module, to isolate per-request cost)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -99,8 +100,8 @@ function cpuMs(pid: number | undefined): number | undefined {
   }
 }
 
-function start(root: string, name: string, preload: string[]): Promise<Side> {
-  const env: NodeJS.ProcessEnv = { ...process.env, LIVEPATCH_ROOT: root };
+function start(root: string, name: string, preload: string[], liveRoot = root): Promise<Side> {
+  const env: NodeJS.ProcessEnv = { ...process.env, LIVEPATCH_ROOT: liveRoot };
   delete env['LIVEPATCH_TOKENS'];
   const args = [...preload.flatMap((p) => ['-r', p]), 'dist/main.js'];
   const child = spawn(process.execPath, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
@@ -133,6 +134,10 @@ async function main(): Promise<void> {
     await start(root, 'engine on', ['livepatch/register']),
     await start(root, 'engine on, after a commit', ['livepatch/register', DRIVER]),
   ];
+  if (process.env['BENCH_NOLIVE']) {
+    // Diagnosis: engine installed but no module live (root elsewhere): isolates the per-request wrapper.
+    sides.push(await start(root, 'engine on, no live modules', ['livepatch/register'], tmpdir()));
+  }
   try {
     await patch(sides[2]!);
     for (const s of sides) await autocannon({ url: `http://127.0.0.1:${s.port}/`, connections: CONNECTIONS, duration: 1 }); // warm-up
