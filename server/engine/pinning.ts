@@ -1,10 +1,13 @@
 /**
  * Pinning work to a generation and counting it in flight.
  *
- * Every incoming `node:http`/`node:https` request runs inside `als.run(current generation)` (the
- * server's `emit('request')` is wrapped once, on the prototypes) and counts as in flight until its
- * response finishes or its socket closes. `pin(fn)` does the same for other work until `fn` (or its
- * promise) settles. Requests can be held (queued, not dropped) while journal replay runs.
+ * Every incoming `node:http`/`node:https` request (the servers' `emit('request')` is wrapped once, on
+ * the prototypes) counts as in flight for the current generation until its response closes (finished
+ * or connection gone); `pin(fn)` does the same for other work until `fn` (or its promise) settles.
+ * Only while several generations are live (or one is staged) does the work also run inside
+ * `als.run(generation)`: in the steady state AsyncLocalStorage stays disabled and costs nothing, and
+ * storeless work is attributed to the legacy generation when a patch begins (see docs/engine.md).
+ * Requests can be held (queued, not dropped) while journal replay runs.
  */
 import * as http from 'node:http';
 import * as https from 'node:https';
