@@ -1,11 +1,15 @@
 /**
  * `livepatch apply A,B`: two-phase apply across two real agents. When one agent rejects the patch
  * (its deployed rates.ts differs, so the patch does not type-check there), neither commits; when both
- * stage, both commit. An unreachable agent stops the operation before anything is staged.
+ * stage, both commit. An unreachable agent stops the operation before anything is staged; Ctrl-C
+ * while staging aborts the staged sets (checked in the agents' audit logs).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { runCli } from './helpers/project';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CLI, runCli } from './helpers/project';
 import { BOTH_PATCH, QUOTE_PATCH, quoteTag, startFleet, type Fleet, type Host } from './cli-fleet-fixture';
 
 let fleet: Fleet;
@@ -24,6 +28,12 @@ after(async () => {
   await fleet?.stop();
 });
 
+/** The ops the agent's audit log records for `stageId`, in order (outcome 'ok' only). */
+function auditOps(h: Host, stageId: string): string[] {
+  const lines = readFileSync(join(h.project.root, '.livepatch', 'audit.jsonl'), 'utf8').trim().split('\n');
+  return lines.map((l) => JSON.parse(l)).filter((r) => r.stageId === stageId && r.outcome === 'ok').map((r) => r.op);
+}
+
 async function generation(agent: string): Promise<number> {
   const r = await runCli(['status', agent, '--json'], { env: env() });
   return JSON.parse(r.stdout).currentGeneration;
@@ -40,6 +50,8 @@ test('one agent rejects the patch: neither commits, the staged set is aborted on
   assert.equal(j.error.code, 'LP_ERR_PATCH_TYPE');
   assert.ok(j.diagnostics.some((d: { file: string; code: number }) => d.file === 'src/quote.ts' && d.code === 2554));
   assert.match(r.stderr, /nothing was committed on any agent/);
+  const stageId = j.hosts[0].stage.stageId;
+  assert.deepEqual(auditOps(a, stageId), ['stage', 'abort'], 'A staged, then the CLI aborted it');
   assert.equal(await generation(a.app.agent!), 1);
   assert.equal(await generation(b.app.agent!), 1);
   assert.deepEqual(await quoteTag(a.app), 'B1');
@@ -53,6 +65,36 @@ test('an unreachable agent stops the operation before anything is staged: exit 4
   assert.match(r.stdout, new RegExp(`^${a.app.agent} +skipped `, 'm'));
   assert.match(r.stdout, /^127\.0\.0\.1:1 +unreachable +LP_ERR_CONN_REFUSED/m);
   assert.equal(await generation(a.app.agent!), 1);
+});
+
+test('Ctrl-C while staging waits for the stages, aborts them on every agent, and exits 130', async () => {
+  // The verify hook marks that staging reached it on that agent, then holds the stage for 3 s.
+  const verify = "import { writeFileSync } from 'node:fs';\nimport { join } from 'node:path';\nexport async function slowly(): Promise<void> {\n  writeFileSync(join(process.cwd(), 'verify-started'), '');\n  await new Promise((r) => setTimeout(r, 3000));\n}\n";
+  a.project.write('slow-verify.ts', verify);
+  a.project.write('both/src/quote.ts', BOTH_PATCH);
+  const child = spawn(process.execPath, [CLI, 'apply', `${a.agent},${b.agent}`, 'both/src/quote.ts', '--root', 'both', '--verify', 'slow-verify.ts', '--json'], {
+    cwd: a.project.root,
+    env: { ...process.env, ...env() },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+  const markers = [a, b].map((h) => join(h.project.root, 'verify-started'));
+  for (let i = 0; i < 600 && !markers.every((m) => existsSync(m)); i++) await new Promise((r) => setTimeout(r, 100));
+  assert.ok(markers.every((m) => existsSync(m)), `staging never reached the verify hook on both agents\n${stderr}`);
+  child.kill('SIGINT');
+  const code = await exited;
+  assert.equal(code, 130, stderr);
+  assert.match(stderr, /interrupted: waiting for the agents still staging/);
+  const j = JSON.parse(stdout);
+  assert.deepEqual(j.hosts.map((h: { state: string }) => h.state), ['aborted', 'aborted']);
+  for (const [i, h] of [a, b].entries()) {
+    assert.deepEqual(auditOps(h, j.hosts[i].stage.stageId), ['stage', 'abort']);
+    assert.equal(await generation(h.agent), 1);
+  }
 });
 
 test('every agent stages: both commit, exit 0, one row per agent', async () => {

@@ -8,7 +8,7 @@
  */
 import type { AgentClient } from '../connection';
 import { EXIT, type CommitResult, type Diagnostic, type ExitCode, type PatchSet, type StageResult, type WireError } from '../../shared';
-import { asLivepatchError, diagnosticsOf, wireOf } from './output';
+import { asLivepatchError, diagnosticsOf, note, wireOf } from './output';
 import { progressReporter } from './progress';
 
 /** How long each agent holds a staged set for the commit (the op's maximum). */
@@ -48,8 +48,8 @@ export interface FleetOutcome {
   committed: boolean;
   dryRun: boolean;
   hosts: HostOutcome[];
-  /** Exit code: 0, or the first failing host's code (in the order given). */
-  exitCode: ExitCode;
+  /** Exit code: 0, the first failing host's code (in the order given), or 130 after Ctrl-C. */
+  exitCode: number;
 }
 
 function failed(target: string, state: HostState, err: unknown): HostOutcome {
@@ -71,6 +71,30 @@ async function withProgress<T>(target: string, run: (onProgress: ReturnType<type
   } finally {
     p.done();
   }
+}
+
+/** Exit code after Ctrl-C (128 + SIGINT, as a shell reports a process killed by it). */
+export const EXIT_INTERRUPTED = 130;
+
+/**
+ * Ctrl-C while staging: let the stages in flight finish (a stage cannot be recalled mid-way), then
+ * abort every staged set and exit 130, so nothing sits on the agents until its hold expires. A second
+ * Ctrl-C exits at once. Once commits are under way Ctrl-C is left to its default: they cannot be undone.
+ */
+function interruptGuard(): { readonly interrupted: boolean; release(): void } {
+  let interrupted = false;
+  const handler = () => {
+    if (interrupted) process.exit(EXIT_INTERRUPTED);
+    interrupted = true;
+    note('interrupted: waiting for the agents still staging, then aborting every staged set (Ctrl-C again to quit at once)');
+  };
+  process.on('SIGINT', handler);
+  return {
+    get interrupted() {
+      return interrupted;
+    },
+    release: () => process.off('SIGINT', handler),
+  };
 }
 
 /** A host where this patch id is already committed, when the caller accepts that as done. */
@@ -109,17 +133,24 @@ export async function applyToFleet(targets: string[], patch: PatchSet, opts: Fle
     // Phase one: stage everywhere. The agent's default hold (60 s) could expire on a fast agent while
     // a slow one is still type-checking, and then only the slow one would commit; hold for the longest
     // allowed instead. Every failure path below aborts explicitly, so nothing is held that long for naught.
-    const staged = await Promise.allSettled(live.map((c, i) => withProgress(targets[i]!, (onProgress) => c.request('stage', { patch, ttlMs: STAGE_TTL_MS }, { onProgress }))));
+    const guard = interruptGuard();
+    let staged: PromiseSettledResult<StageResult>[];
+    try {
+      staged = await Promise.allSettled(live.map((c, i) => withProgress(targets[i]!, (onProgress) => c.request('stage', { patch, ttlMs: STAGE_TTL_MS }, { onProgress }))));
+    } finally {
+      guard.release();
+    }
     const hosts: HostOutcome[] = staged.map((s, i) =>
       s.status === 'fulfilled'
         ? { target: targets[i]!, state: dryRun ? 'dry-run' : 'aborted', ok: dryRun, exitCode: EXIT.OK, stage: { stageId: s.value.stageId, baseGeneration: s.value.baseGeneration, modules: s.value.modules } }
         : (alreadyApplied(targets[i]!, s.reason, opts) ?? failed(targets[i]!, 'rejected', s.reason)),
     );
     const allStaged = hosts.every((h) => h.stage || h.state === 'already-applied');
-    if (!allStaged || dryRun) {
+    if (!allStaged || dryRun || guard.interrupted) {
       // Release what was staged; an abort that fails only means the stage will expire on its own.
       await Promise.allSettled(hosts.map((h, i) => (h.stage ? live[i]!.request('abort', { stageId: h.stage.stageId }) : Promise.resolve())));
-      return finishOutcome(hosts, dryRun);
+      const outcome = finishOutcome(hosts, dryRun);
+      return guard.interrupted ? { ...outcome, ok: false, exitCode: EXIT_INTERRUPTED } : outcome;
     }
     // Phase two: every host staged (or already has this patch), commit where staged.
     const commits = await Promise.allSettled(hosts.map((h, i) => (h.stage ? live[i]!.request('commit', { stageId: h.stage.stageId }) : Promise.resolve(undefined))));

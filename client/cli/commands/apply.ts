@@ -7,7 +7,7 @@
 import type { Command } from 'commander';
 import { LivepatchError, parseTarget } from '../../../shared';
 import { formatCommit, formatDiagnostics, table } from '../../format';
-import { applyToFleet, type FleetOutcome, type HostOutcome } from '../fleet';
+import { EXIT_INTERRUPTED, applyToFleet, type FleetOutcome, type HostOutcome } from '../fleet';
 import { addCommonOptions, addPatchOptions, commonFrom, connectFromOptions, patchFrom, type Finish } from '../options';
 import { note, printJson, runCommand } from '../output';
 
@@ -29,7 +29,7 @@ function describeHost(h: HostOutcome): string {
     case 'already-applied':
       return 'this patch id was already committed here';
     case 'aborted':
-      return 'staged, then aborted because another agent did not stage';
+      return 'staged, then aborted: another agent did not stage, or the rollout was interrupted';
     case 'skipped':
       return 'nothing done: another agent could not be reached or refused the connection';
     default:
@@ -49,7 +49,8 @@ function report(o: FleetOutcome, json: boolean): void {
     if (h.diagnostics) process.stderr.write(formatDiagnostics(h.diagnostics));
     note(`${several ? h.target + ': ' : ''}${h.error!.message}`);
   }
-  if (!o.ok && o.committed) note('some agents committed and others did not: run `livepatch rollback` on the committed ones or re-apply');
+  if (o.exitCode === EXIT_INTERRUPTED) note('interrupted: nothing was committed on any agent');
+  else if (!o.ok && o.committed) note('some agents committed and others did not: run `livepatch rollback` on the committed ones or re-apply');
   else if (!o.ok && several) note('nothing was committed on any agent');
   if (json) {
     const { exitCode: _exit, ...body } = o;
