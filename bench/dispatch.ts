@@ -108,11 +108,14 @@ async function main(): Promise<void> {
   await engine.pin(async () => {
     for (let r = 0; r < ROUNDS; r++) record('facade function, 2 generations live (pinned)', time('pinned', 'fn', live.add));
   });
-  finish();
-  await held;
-  // Requests and pin() enable AsyncLocalStorage for the rest of the process: every promise pays its hook.
+  // Two generations live: AsyncLocalStorage is enabled and every promise pays its async_hooks hook.
   const asyncOn: number[] = [];
   for (let r = 0; r < ROUNDS; r++) asyncOn.push(await asyncCost());
+  finish();
+  await held;
+  // Drained back to one generation: AsyncLocalStorage is disabled again.
+  const asyncAfter: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) asyncAfter.push(await asyncCost());
 
   console.log(`dispatch: ${CALLS} calls per run, ${ROUNDS} runs, medians (Node ${process.version}, ${require('node:os').cpus().length} cores)`);
   const base = { function: median(results.get('direct function')!), method: median(results.get('direct method')!) };
@@ -123,8 +126,10 @@ async function main(): Promise<void> {
   }
   const off = median(asyncOff);
   const on = median(asyncOn);
-  console.log(`async fn with 2 awaits, AsyncLocalStorage off   ${off.toFixed(0).padStart(7)} ns CPU`);
-  console.log(`async fn with 2 awaits, AsyncLocalStorage on    ${on.toFixed(0).padStart(7)} ns CPU   +${(on - off).toFixed(0)} ns (Node 20 async_hooks propagation)`);
+  const after = median(asyncAfter);
+  console.log(`async fn with 2 awaits, one generation (no ALS)   ${off.toFixed(0).padStart(7)} ns CPU`);
+  console.log(`async fn with 2 awaits, 2 generations live (ALS)  ${on.toFixed(0).padStart(7)} ns CPU   +${(on - off).toFixed(0)} ns (Node 20 async_hooks propagation)`);
+  console.log(`async fn with 2 awaits, drained to one again      ${after.toFixed(0).padStart(7)} ns CPU   +${(after - off).toFixed(0)} ns`);
   rmSync(root, { recursive: true, force: true });
 }
 
