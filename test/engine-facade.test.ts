@@ -1,11 +1,14 @@
 /**
  * Facade shapes and module ids, with the engine installed in this test process over real files on
  * disk: classes (statics, accessors, subclasses, `instanceof` inside module code), default exports,
- * `module.exports = fn`, `__esModule`, tsconfig rootDir/outDir and source-map id mapping, and `pin`.
+ * `module.exports = fn`, `__esModule`, tsconfig rootDir/outDir and source-map id mapping, `pin`, and
+ * pinning of `node:https` requests.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as https from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { install, pin } from '../server/engine';
@@ -114,6 +117,41 @@ test('pin keeps work on its generation across awaits while a commit happens', as
   assert.deepEqual(seen, [2, 2]);
   assert.equal(engine.liveGenerations().length, 1);
   assert.equal(m.version, 3, 'once drained, unpinned code sees the current generation');
+});
+
+test('https requests are counted in flight and pinned like http ones', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'lp-engine-tls-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' });
+  if (r.status !== 0) return t.skip('openssl not available');
+  const m = require(join(root, 'dist/shape.js'));
+  let release!: () => void;
+  const gate = new Promise<void>((res) => (release = res));
+  const seen: number[] = [];
+  const server = https.createServer({ key: readFileSync(join(dir, 'k.pem')), cert: readFileSync(join(dir, 'c.pem')) }, async (_req, res) => {
+    seen.push(m.version);
+    await gate;
+    seen.push(m.version);
+    res.end('ok');
+  });
+  await new Promise<void>((res) => server.listen(0, '127.0.0.1', () => res()));
+  t.after(() => server.close());
+  const port = (server.address() as { port: number }).port;
+  const before = m.version;
+  const done = new Promise<string>((res, rej) => {
+    https.get({ host: '127.0.0.1', port, rejectUnauthorized: false, agent: false }, (resp) => {
+      let body = '';
+      resp.on('data', (d) => (body += d));
+      resp.on('end', () => res(body));
+    }).on('error', rej);
+  });
+  while (seen.length === 0) await new Promise((res) => setTimeout(res, 10));
+  assert.equal(engine.liveGenerations().find((g) => g.current)?.inflight, 1);
+  await apply({ 'src/shape.ts': SHAPE_V1.replace('version = 1', 'version = 4') });
+  release();
+  assert.equal(await done, 'ok');
+  assert.deepEqual(seen, [before, before], 'the request kept its generation across the commit');
+  assert.equal(engine.pin(() => m.version), 4);
 });
 
 test('install is idempotent', () => {
