@@ -73,6 +73,36 @@ describe('agent limits', () => {
   });
 });
 
+describe('agent reply backlog', () => {
+  let a: AgentApp;
+  before(async () => {
+    a = await bootAgentApp({ LIVEPATCH_MAX_BUFFERED: String(128 * 1024) });
+  });
+  after(async () => {
+    await a?.stop();
+  });
+
+  it('closes a connection that sends requests but never reads the replies (1008)', async () => {
+    const c = await openAuthed(a.address, a.tokens.read);
+    const socket = (c.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+    socket.pause();
+    // Small paced batches, so most requests are answered in full (describe, ~3 KB) rather than refused.
+    for (let id = 1; id <= 4000; id++) {
+      c.send(JSON.stringify({ type: 'request', id, op: 'describe' }));
+      if (id % 8 === 0) await sleep(2);
+    }
+    socket.resume();
+    const closed = await Promise.race([c.closed, sleep(20_000).then(() => ({ code: -1, reason: 'still open after 20 s' }))]);
+    // 1008 once the client reads again; 1006 if it stayed silent past the agent's close grace period.
+    if (closed.code === 1006) assert.ok(c.messages.filter((m) => m.type === 'reply').length < 4000);
+    else assert.deepEqual(closed, { code: 1008, reason: 'replies are not being read' });
+    const again = await AgentClient.connect(a.address, { token: a.tokens.read });
+    assert.equal((await again.request('status', {})).pid, a.app.child.pid);
+    again.close();
+  });
+
+});
+
 describe('agent idle timeout and Unix socket', () => {
   let a: AgentApp;
   let dir: string;

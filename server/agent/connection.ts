@@ -29,7 +29,7 @@ function contained(what: string, fn: () => void): void {
 
 /** Take over a freshly upgraded socket. */
 export function acceptConnection(ctx: AgentContext, ws: WebSocket, remote: string): void {
-  const session = new Session(ws, remote);
+  const session = new Session(ws, remote, ctx.opts.maxBufferedBytes);
   ctx.sessions.add(session);
   ws.on('error', () => {
     /* the close event follows; nothing to report to the host */

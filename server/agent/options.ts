@@ -41,6 +41,8 @@ export interface AgentOptions {
   maxPayload?: number;
   maxConnections?: number;
   maxInflight?: number;
+  /** Replies queued for a client that does not read them; beyond this the connection is closed (1008). */
+  maxBufferedBytes?: number;
   /** Time allowed for the client's `auth` message (ms). */
   handshakeTimeoutMs?: number;
   /** Ping interval (ms); a peer that misses one pong is dropped. */
@@ -66,6 +68,7 @@ export interface ResolvedOptions {
   maxPayload: number;
   maxConnections: number;
   maxInflight: number;
+  maxBufferedBytes: number;
   handshakeTimeoutMs: number;
   heartbeatMs: number;
   idleTimeoutMs: number;
@@ -78,6 +81,7 @@ export const DEFAULTS = {
   maxPayload: 8 * 1024 * 1024,
   maxConnections: 32,
   maxInflight: 8,
+  maxBufferedBytes: 64 * 1024 * 1024,
   handshakeTimeoutMs: 5000,
   heartbeatMs: 30_000,
   idleTimeoutMs: 30 * 60_000,
@@ -128,6 +132,7 @@ export function resolveOptions(o: AgentOptions): ResolvedOptions {
     maxPayload: positiveInt('maxPayload', o.maxPayload, DEFAULTS.maxPayload),
     maxConnections: positiveInt('maxConnections', o.maxConnections, DEFAULTS.maxConnections),
     maxInflight: positiveInt('maxInflight', o.maxInflight, DEFAULTS.maxInflight),
+    maxBufferedBytes: positiveInt('maxBufferedBytes', o.maxBufferedBytes, DEFAULTS.maxBufferedBytes),
     handshakeTimeoutMs: positiveInt('handshakeTimeoutMs', o.handshakeTimeoutMs, DEFAULTS.handshakeTimeoutMs),
     heartbeatMs: positiveInt('heartbeatMs', o.heartbeatMs, DEFAULTS.heartbeatMs),
     idleTimeoutMs: positiveInt('idleTimeoutMs', o.idleTimeoutMs, DEFAULTS.idleTimeoutMs, true),
@@ -150,7 +155,7 @@ function envInt(env: NodeJS.ProcessEnv, name: string): number | undefined {
 
 /**
  * Options from the environment (the preload's configuration). Limits have env names too
- * (LIVEPATCH_MAX_PAYLOAD, _MAX_CONNECTIONS, _MAX_INFLIGHT, _HANDSHAKE_MS, _HEARTBEAT_MS, _IDLE_MS,
+ * (LIVEPATCH_MAX_PAYLOAD, _MAX_CONNECTIONS, _MAX_INFLIGHT, _MAX_BUFFERED, _HANDSHAKE_MS, _HEARTBEAT_MS, _IDLE_MS,
  * _AUTH_FAIL_DELAY_MS, _LOCKOUT=`failures/windowMs/lockMs`, _ALLOWED_ORIGINS comma-separated).
  */
 export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptions {
@@ -172,6 +177,7 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptio
   set('maxPayload', envInt(env, 'LIVEPATCH_MAX_PAYLOAD'));
   set('maxConnections', envInt(env, 'LIVEPATCH_MAX_CONNECTIONS'));
   set('maxInflight', envInt(env, 'LIVEPATCH_MAX_INFLIGHT'));
+  set('maxBufferedBytes', envInt(env, 'LIVEPATCH_MAX_BUFFERED'));
   set('handshakeTimeoutMs', envInt(env, 'LIVEPATCH_HANDSHAKE_MS'));
   set('heartbeatMs', envInt(env, 'LIVEPATCH_HEARTBEAT_MS'));
   set('idleTimeoutMs', envInt(env, 'LIVEPATCH_IDLE_MS'));

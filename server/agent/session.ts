@@ -23,9 +23,12 @@ export class Session {
   lastActivity = Date.now();
   closed = false;
 
-  constructor(ws: WebSocket, remote: string) {
+  readonly #maxBuffered: number;
+
+  constructor(ws: WebSocket, remote: string, maxBufferedBytes = Infinity) {
     this.ws = ws;
     this.remote = remote;
+    this.#maxBuffered = maxBufferedBytes;
   }
 
   /** Who to name in audit records and op contexts. */
@@ -35,6 +38,11 @@ export class Session {
 
   send(msg: AgentMessage): void {
     if (this.closed || this.ws.readyState !== 1 /* OPEN */) return;
+    // A client that sends requests but never reads the replies would grow this process's memory.
+    if (this.ws.bufferedAmount > this.#maxBuffered) {
+      this.close(1008, 'replies are not being read');
+      return;
+    }
     try {
       this.ws.send(JSON.stringify(msg), (err) => {
         if (err) this.close(1011, 'send failed');
