@@ -141,13 +141,15 @@ export function retractFacade(mod: LiveModule, names: readonly string[]): void {
   }
 }
 
-/** The first export whose kind differs between the facade's record and `exports`, if any. */
+/** The first function or class export whose kind differs in `exports` (a new version), if any. */
 export function kindConflict(mod: LiveModule, exports: any): { name: string; was: string; now: string } | undefined {
   const shape = shapeOf(exports);
   if (shape !== mod.shape) return { name: 'module.exports', was: mod.shape, now: shape };
   for (const [name, kind] of exportKinds(exports)) {
     const was = mod.kinds.get(name);
-    if (was !== undefined && was !== kind) return { name, was, now: kind };
+    // A value export is a getter reading the caller's generation, whatever it holds (e.g. an
+    // `export let handler` that was undefined and now is a function): only trampolines need a stable kind.
+    if (was !== undefined && was !== 'value' && was !== kind) return { name, was, now: kind };
   }
   return undefined;
 }
