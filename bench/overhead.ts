@@ -1,11 +1,12 @@
 /**
  * Benchmark 1 — overhead: req/s and p99 latency of the example shop run with the agent and request
  * pinning (`node -r livepatch/register`), against the same shop run as plain `node dist/main.js`.
- * A third process runs with the agent after one patch was applied (trampolines reassigned). The plain
+ * A third process runs with the agent after one patch was applied (trampolines reassigned), and a
+ * fourth with the engine but no agent (splits the cost between the two). The plain
  * side runs with a no-op stand-in for the `livepatch` import (keep → init(), pin → fn()), i.e. the app
  * exactly as it would run without livepatch installed.
  *
- * All processes run side by side; autocannon runs alternate between them (A B C, C B A, ...) so drift
+ * All processes run side by side; autocannon runs alternate between them (A B C D, D C B A, ...) so drift
  * in the machine's load hits every side alike. Prints each run, the medians and the ratios, and the
  * server's CPU time per request (from /proc), which stays meaningful when other work shares the CPUs.
  * Usage: node dist/bench/overhead.js   (env BENCH_ROUNDS=6, BENCH_SECONDS=5, BENCH_CONNECTIONS=10)
@@ -46,11 +47,14 @@ interface Side {
   stop(): Promise<void>;
 }
 
-async function plainShop(root: string): Promise<Side> {
-  const child = spawn(process.execPath, ['dist/main.js'], { cwd: root, env: { ...process.env, PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
+/** The shop without the agent: plain node, or with the engine preloaded (`-r livepatch/register`, no tokens). */
+async function agentlessShop(root: string, name: string, preload: string[]): Promise<Side> {
+  const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', LIVEPATCH_ROOT: root };
+  delete env['LIVEPATCH_TOKENS'];
+  const child = spawn(process.execPath, [...preload, 'dist/main.js'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const m = await waitForOutput(child, /app listening on (\d+)/);
   const stop = () => new Promise<void>((r) => (child.exitCode !== null ? r() : (child.once('exit', () => r()), child.kill('SIGTERM'))));
-  return { name: 'plain node', port: Number(m[1]), pid: child.pid!, cpu: [], rps: [], p99: [], failed: 0, stop };
+  return { name, port: Number(m[1]), pid: child.pid!, cpu: [], rps: [], p99: [], failed: 0, stop };
 }
 
 async function agentShop(root: string, name: string, state: string, patched: boolean): Promise<Side> {
@@ -92,7 +96,8 @@ async function main(): Promise<void> {
   const state = mkdtempSync(join(tmpdir(), 'lp-bench-overhead-'));
   const sides: Side[] = [];
   try {
-    sides.push(await plainShop(bare.root));
+    sides.push(await agentlessShop(bare.root, 'plain node', []));
+    sides.push(await agentlessShop(shop.root, 'engine only, no agent', ['-r', 'livepatch/register']));
     sides.push(await agentShop(shop.root, 'agent + pinning', state, false));
     sides.push(await agentShop(shop.root, 'agent, after 1 patch', state, true));
     console.log(`overhead: GET ${PATH}, ${CONNECTIONS} connections, ${ROUNDS} rounds × ${SECONDS} s per side, alternating (load average ${loadavg().map((x) => x.toFixed(1)).join(' ')})`);
