@@ -146,6 +146,15 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
   exportsOf(id: string): ExportsResult['exports'] {
     return q.exportsOf(this.modules.get(id), id);
   }
+  /**
+   * The raw exports of `id` at a live `generation` (default current): the version's own object, not
+   * the facade, so a call needs no generation lookup (the REPL's side-effect-free evaluator relies on
+   * that). Undefined when that generation is not live.
+   */
+  exportsAt(id: string, generation?: number): unknown {
+    const g = this.genOf(generation);
+    return g !== undefined && this.live.has(g) ? g.exp.get(id) : undefined;
+  }
   history(): GenerationSummary[] {
     return q.history(this.gens, this.live, this.current);
   }
