@@ -195,7 +195,7 @@ describe('REPL through the agent', () => {
     const file = join(project.root, '.livepatch', 'audit.jsonl');
     const hash = (t: string) => createHash('sha256').update(t).digest('hex');
     const read = () =>
-      readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { op: string; who: string; outcome: string; hashes?: { code?: string } }).filter((x) => x.op === 'eval');
+      readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { op: string; who: string; outcome: string; hashes?: { code?: string } }).filter((x) => x.op === 'eval') as { op: string; who: string; outcome: string; session?: string; detail?: string; hashes?: { code?: string } }[];
     // The agent appends the record as the reply goes out: give the last one a moment to land.
     let evals = read();
     for (let i = 0; i < 20 && !evals.some((x) => x.hashes?.code === hash('process.exit(2) // audited')); i++) {
@@ -204,5 +204,9 @@ describe('REPL through the agent', () => {
     }
     assert.ok(evals.some((x) => x.who === 'reader' && x.outcome === 'ok' && x.hashes?.code === hash(code)), JSON.stringify(evals.slice(-3)));
     assert.ok(evals.some((x) => x.outcome === 'LP_ERR_EVAL_SIDE_EFFECT' && x.hashes?.code === hash('process.exit(2) // audited')), JSON.stringify(evals.slice(-3)));
+    // The record names the expression itself and the session it ran in.
+    const ok = evals.find((x) => x.hashes?.code === hash(code))!;
+    assert.equal(ok.detail, code);
+    assert.match(ok.session ?? '', /\S/);
   });
 });

@@ -29,6 +29,8 @@ export interface AuditEntry {
   hashes?: Record<string, string>;
   stageId?: string;
   generation?: number;
+  /** REPL session an eval ran in (`default@<connection>` for the connection's default session). */
+  session?: string;
   detail?: string;
 }
 

@@ -31,6 +31,7 @@ export const evalOp: Handler<'eval'> = (call) => {
   call.audit.hashes = { code: hashOf(call.args.code) };
   call.audit.detail = call.args.code.slice(0, MAX_AUDITED_CODE);
   const { code, session, timeoutMs } = call.args;
+  call.audit.session = session ?? `default@${call.session.id}`;
   return replOf(call).eval({ code, ...(session !== undefined ? { session } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}) }, callerOf(call));
 };
 
