@@ -53,6 +53,17 @@ test('rollback restores the previous generation, then any named one, with the sa
   assert.equal((await app.ok('state')).versions.find((v: any) => v.module === 'src/rates.ts').hash, g2.hash);
 });
 
+test('re-applying a source a module already had is that version again, not a new one', async () => {
+  await app.ok('apply', { changes: rates('R1') });
+  const r1 = (await app.ok('state')).versions.find((v: any) => v.module === 'src/rates.ts');
+  await app.ok('apply', { changes: rates('R2') });
+  const r2 = (await app.ok('state')).versions.find((v: any) => v.module === 'src/rates.ts');
+  assert.equal(r2.version, r1.version + 1);
+  await app.ok('apply', { changes: rates('R1') });
+  assert.deepEqual((await app.ok('state')).versions.find((v: any) => v.module === 'src/rates.ts'), r1);
+  assert.deepEqual(await app.get('/label'), { label: 'R1' });
+});
+
 test('rollback to a generation that does not exist is refused and changes nothing', async () => {
   const before = (await app.ok('state')).current;
   for (const to of [0, before, before + 5]) {

@@ -27,6 +27,8 @@ type Slot = { value: unknown; shape: number | string | undefined };
 export function keep<T>(key: string, init: () => T, opts: KeepOptions<T> = {}): T {
   const ctx = state.evalStack[state.evalStack.length - 1];
   if (!ctx) {
+    // Without the engine (app started without livepatch) modules are plain modules: keep is just init.
+    if (state.engine === undefined) return init();
     throw new Error('livepatch: keep() must be called at the top level of a live module while it loads');
   }
   const pending = ctx.pending?.get(key);

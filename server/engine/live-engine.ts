@@ -166,7 +166,13 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
   }
 
   async stage(changes: StageChange[], opts: StageOptions = {}): Promise<Staged> {
-    const s = await stageItems(this, changes.map((c) => ({ id: c.id, js: c.js, source: c.source })), opts, 'patch');
+    // A source that some version of the module already had is that version again (as in a rollback):
+    // its record is reused rather than stored anew, so apply/rollback cycles do not grow memory.
+    const items = changes.map((c) => {
+      const reuse = this.modules.get(c.id)?.versions.find((v) => v.js === c.js && v.record.source === c.source);
+      return reuse ? { id: c.id, js: c.js, source: c.source, reuse } : { id: c.id, js: c.js, source: c.source };
+    });
+    const s = await stageItems(this, items, opts, 'patch');
     this.staged.set(s.pub.stageId, s);
     return s.pub;
   }
@@ -210,10 +216,11 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     this.current = gen;
     state.staging = Math.max(0, state.staging - 1);
     this.recomputeMulti();
-    if (prev.inflight <= 0) this.drop(prev);
     const result: CommitResult = { generation: gen.n, previousGeneration: prev.n, changed: [...s.entries.values()].map((e) => ({ module: e.record.id, version: e.record.version, hash: e.record.hash })) };
     if (meta.patchId !== undefined) result.patchId = meta.patchId;
+    // Listeners hear of the commit before the previous generation's drain that it may cause.
     this.notify('commit', q.summarize(gen, this.live, this.current));
+    if (prev.inflight <= 0) this.drop(prev);
     return result;
   }
 
