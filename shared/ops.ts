@@ -137,6 +137,8 @@ export interface CommitResult {
   patchId?: string;
   dryRun?: boolean;
   timings?: Record<string, number>;
+  /** Cluster mode: what each worker did (committed, exited, failed) and its generation after. */
+  workers?: { id: number; pid: number; outcome: string; generation?: number; error?: string }[];
 }
 
 export interface AuditVerifyResult {

@@ -18,12 +18,12 @@ export const describe: Handler<'describe'> = () => ({
   ops: OP_NAMES.map((name) => ({ name, role: OPS[name].role, doc: OPS[name].doc })),
 });
 
-export const status: Handler<'status'> = ({ ctx }) => {
+export const status: Handler<'status'> = async ({ ctx }) => {
   const { engine, pipeline } = ctx;
   const patching: StatusResult['patching'] = pipeline
     ? { ...pipeline.patching }
     : { enabled: false, reason: ctx.patchingReason ?? 'patching is unavailable' };
-  return {
+  const result: StatusResult = {
     protocol: PROTOCOL_VERSION,
     agentVersion: PACKAGE_VERSION,
     pid: process.pid,
@@ -37,6 +37,10 @@ export const status: Handler<'status'> = ({ ctx }) => {
     patching,
     drift: pipeline ? pipeline.drift() : [],
   };
+  // Cluster mode (server/cluster): the primary's engine also reports each worker's own state.
+  const rows = (engine as { workerRows?: () => Promise<StatusResult['workers']> }).workerRows;
+  if (typeof rows === 'function') result.workers = await rows.call(engine);
+  return result;
 };
 
 export const versions: Handler<'versions'> = ({ ctx, args }) => ctx.engine.listVersions(args.generation);

@@ -35,6 +35,8 @@ function opContext(call: OpCall<OpName>): OpContext {
 function recordCommit(call: OpCall<OpName>, result: CommitResult, message?: string): void {
   call.audit.generation = result.generation;
   if (result.patchId) call.audit.patchId = result.patchId;
+  // Cluster mode: the audit record says what each worker did.
+  if (result.workers) call.audit.detail = result.workers.map((w) => `worker ${w.id} (pid ${w.pid}) ${w.outcome}${w.generation !== undefined ? ` g${w.generation}` : ''}`).join(', ');
   if (!result.dryRun) call.ctx.commits.set(result.generation, { who: call.session.who, ...(message ? { message } : {}) });
 }
 

@@ -1,0 +1,231 @@
+/**
+ * The primary's Engine in cluster mode. It evaluates nothing itself: the model answers queries, and
+ * every state change fans out to the workers over IPC, two-phase:
+ *
+ *  - stage: every worker stages; if any worker fails or exits, the set is discarded in the others and
+ *    the stage fails (nothing is committed anywhere).
+ *  - commit: the model commits synchronously (the Engine contract), then every staging worker is told
+ *    to commit; `settle()` waits for their replies. A worker that exits after staging simply drops out
+ *    (its replacement starts at the current generation); one that is alive but fails to commit is
+ *    killed, since it would serve code the cluster no longer runs.
+ *  - a worker that greets is sent the whole committed chain first, before any later command.
+ */
+import { EventEmitter } from 'node:events';
+import { LivepatchError, toWireError } from '../../shared/errors';
+import type { CommitResult, ExportsResult, LiveGeneration } from '../../shared/ops';
+import type { GenerationSummary, ModuleVersionInfo } from '../../shared/patch';
+import type { CommitMeta, Engine, StageChange, StageOptions, Staged, VersionRecord } from '../engine/types';
+import { Members, type Member } from './members';
+import { ClusterModel } from './model';
+import type { ChainOp, WorkerState } from './protocol';
+
+/** What one worker did in the last fan-out (reported in replies and audit records). */
+export interface WorkerOutcome {
+  id: number;
+  pid: number;
+  outcome: 'committed' | 'staged' | 'failed' | 'exited' | 'discarded' | 'synced';
+  generation?: number;
+  error?: string;
+}
+
+/** A status row per worker (shared/ops StatusResult.workers). */
+export type WorkerRow = NonNullable<import('../../shared/ops').StatusResult['workers']>[number];
+
+const STAGE_SLACK_MS = 15_000;
+const COMMAND_TIMEOUT_MS = 30_000;
+
+interface Tx {
+  staged: Staged;
+  changes: StageChange[];
+  opts: StageOptions;
+  participants: Member[];
+}
+
+/** See the file header. */
+export class ClusterEngine extends EventEmitter implements Engine {
+  readonly model: ClusterModel;
+  private readonly members: Members;
+  private readonly chain: ChainOp[] = [];
+  private readonly txs = new Map<string, Tx>();
+  private txSeq = 0;
+  private lastFanout: Promise<WorkerOutcome[]> = Promise.resolve([]);
+
+  constructor(readonly root: string) {
+    super();
+    this.model = new ClusterModel(root);
+    this.members = new Members(
+      (m) => this.onHello(m),
+      (m) => process.stderr.write(`livepatch: cluster worker ${m.id} (pid ${m.pid}) left\n`),
+    );
+  }
+
+  get currentGeneration(): number {
+    return this.model.current;
+  }
+  moduleIds(): string[] {
+    return this.model.moduleIds();
+  }
+  getVersion(id: string, generation?: number): VersionRecord | undefined {
+    return this.model.getVersion(id, generation);
+  }
+  listVersions(generation?: number): ModuleVersionInfo[] {
+    return this.model.listVersions(generation);
+  }
+  exportsOf(id: string): ExportsResult['exports'] {
+    for (const m of this.members.list()) {
+      const e = m.state?.exports[id];
+      if (e) return e;
+    }
+    throw new LivepatchError('LP_ERR_PATCH_UNKNOWN_MODULE', `${id} is not a live module in any worker`, { module: id });
+  }
+  history(): GenerationSummary[] {
+    const cur = this.model.current;
+    return this.model.summaries().map((s) => ({ ...s, live: s.generation === cur, current: s.generation === cur, inflight: 0 }));
+  }
+  liveGenerations(): LiveGeneration[] {
+    return [{ generation: this.model.current, inflight: 0, current: true }];
+  }
+  pin<T>(fn: () => T): T {
+    return fn();
+  }
+  holdRequests(): void {
+    // The primary serves no app requests; each worker holds its own until it is in sync.
+  }
+
+  async stage(changes: StageChange[], opts: StageOptions = {}): Promise<Staged> {
+    const records = this.model.plan(changes);
+    const tx = `c${process.pid}-${++this.txSeq}`;
+    const participants = this.members.list();
+    const timeout = (opts.loadTimeoutMs ?? 2000) * Math.max(1, changes.length) + (opts.verifyJs ? (opts.verifyTimeoutMs ?? 5000) : 0) + STAGE_SLACK_MS;
+    const results = await Promise.allSettled(participants.map((m) => this.members.request(m, { type: 'stage', tx, changes, opts }, timeout)));
+    const failed = results.findIndex((r) => r.status === 'rejected');
+    if (failed >= 0) {
+      const outcomes: WorkerOutcome[] = participants.map((m, i) => {
+        const r = results[i]!;
+        if (r.status === 'fulfilled') return { id: m.id, pid: m.pid, outcome: 'discarded' };
+        const err = r.reason as LivepatchError;
+        return { id: m.id, pid: m.pid, outcome: (err.details as { exited?: boolean } | undefined)?.exited ? 'exited' : 'failed', error: `${err.code}: ${err.message}` };
+      });
+      participants.forEach((m, i) => {
+        if (results[i]!.status === 'fulfilled') this.members.request(m, { type: 'discard', tx }, COMMAND_TIMEOUT_MS).catch(() => undefined);
+      });
+      const m = participants[failed]!;
+      const err = (results[failed] as PromiseRejectedResult).reason as LivepatchError;
+      const wire = toWireError(err);
+      const exited = outcomes[failed]!.outcome === 'exited';
+      throw new LivepatchError(
+        exited ? 'LP_ERR_CLUSTER_WORKER' : wire.code,
+        `worker ${m.id} (pid ${m.pid}): ${wire.message}; the patch was staged in no worker and committed nowhere`,
+        { workers: outcomes, ...(wire.details && typeof wire.details === 'object' ? (wire.details as object) : {}) },
+      );
+    }
+    const staged: Staged = { stageId: tx, baseGeneration: this.model.current, changes: records, newModules: records.filter((r) => r.version === 1).map((r) => r.id) };
+    this.txs.set(tx, { staged, changes, opts, participants });
+    return staged;
+  }
+
+  discard(staged: Staged): void {
+    const tx = this.txs.get(staged.stageId);
+    if (!tx) return;
+    this.txs.delete(staged.stageId);
+    for (const m of tx.participants) this.members.request(m, { type: 'discard', tx: staged.stageId }, COMMAND_TIMEOUT_MS).catch(() => undefined);
+  }
+
+  commit(staged: Staged, meta: CommitMeta = {}): CommitResult {
+    const tx = this.txs.get(staged.stageId);
+    if (!tx) throw new LivepatchError('LP_ERR_PATCH_STAGE_UNKNOWN');
+    if (staged.baseGeneration !== this.model.current) {
+      this.discard(staged);
+      throw new LivepatchError('LP_ERR_PATCH_CONFLICT', `staged on generation ${staged.baseGeneration}, current is ${this.model.current}`);
+    }
+    this.txs.delete(staged.stageId);
+    const res = this.model.commitPatch(staged.changes, meta);
+    const op: ChainOp = { kind: 'patch', changes: tx.changes, opts: tx.opts, meta };
+    this.chain.push(op);
+    this.lastFanout = this.fanout((m) =>
+      tx.participants.includes(m) ? { type: 'commit', tx: staged.stageId, meta } : { type: 'sync', ops: [op] },
+    );
+    this.emitCommit(res.generation);
+    return res;
+  }
+
+  async rollback(to?: number, meta: CommitMeta = {}): Promise<CommitResult> {
+    const target = this.model.rollbackTarget(to);
+    const res = this.model.commitRollback(target, meta);
+    this.chain.push({ kind: 'rollback', to: target, meta });
+    this.lastFanout = this.fanout(() => ({ type: 'rollback', to: target, meta }));
+    this.emitCommit(res.generation);
+    return res;
+  }
+
+  /** What each worker did in the last commit or rollback, once they all answered (or exited). */
+  settle(): Promise<WorkerOutcome[]> {
+    return this.lastFanout;
+  }
+
+  /** Status rows: each worker's own generation, flagged when it differs from the cluster's. */
+  async workerRows(): Promise<WorkerRow[]> {
+    const members = this.members.list();
+    const states = await Promise.all(members.map((m) => this.members.request(m, { type: 'status' }, 5000).then((r) => r.state, () => m.state)));
+    return members.map((m, i) => {
+      const s: WorkerState | undefined = states[i];
+      const generation = s?.generation ?? 0;
+      return { pid: m.pid, id: m.id, generation, liveGenerations: s?.liveGenerations ?? [], lagging: generation !== this.model.current };
+    });
+  }
+
+  private fanout(command: (m: Member) => Parameters<Members['request']>[1]): Promise<WorkerOutcome[]> {
+    const members = this.members.list();
+    return Promise.all(
+      members.map(async (m): Promise<WorkerOutcome> => {
+        try {
+          const r = await this.members.request(m, command(m), COMMAND_TIMEOUT_MS);
+          return { id: m.id, pid: m.pid, outcome: 'committed', generation: r.state?.generation };
+        } catch (err) {
+          const e = err as LivepatchError;
+          if ((e.details as { exited?: boolean } | undefined)?.exited) return { id: m.id, pid: m.pid, outcome: 'exited' };
+          this.evict(m, `${e.code}: ${e.message}`);
+          return { id: m.id, pid: m.pid, outcome: 'failed', error: `${e.code}: ${e.message}` };
+        }
+      }),
+    );
+  }
+
+  private onHello(m: Member): void {
+    const ops = [...this.chain];
+    this.members.request(m, { type: 'sync', ops }, COMMAND_TIMEOUT_MS + ops.length * 5000).then(
+      (r) => {
+        if (r.state && r.state.generation !== this.model.current && this.txs.size === 0 && this.chainLength() === ops.length) {
+          this.evict(m, `synced to generation ${r.state.generation}, the cluster is at ${this.model.current}`);
+        }
+        for (const id of r.state?.moduleIds ?? []) this.model.knownIds.add(id);
+      },
+      (err: LivepatchError) => {
+        if (!(err.details as { exited?: boolean } | undefined)?.exited) this.evict(m, `could not reach the current generation: ${err.code}: ${err.message}`);
+      },
+    );
+  }
+
+  private chainLength(): number {
+    return this.chain.length;
+  }
+
+  /** A worker that cannot follow the cluster must not serve: it is killed (the app's exit handler may fork a fresh one). */
+  private evict(m: Member, why: string): void {
+    process.stderr.write(`livepatch: cluster worker ${m.id} (pid ${m.pid}) is out of step and is stopped: ${why}\n`);
+    try {
+      m.worker.process.kill('SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+
+  private emitCommit(generation: number): void {
+    const s = this.history().find((g) => g.generation === generation);
+    try {
+      if (s) this.emit('commit', s);
+    } catch (e) {
+      process.stderr.write(`livepatch: a 'commit' listener threw: ${(e as Error)?.message ?? e}\n`);
+    }
+  }
+}

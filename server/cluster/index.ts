@@ -1,0 +1,73 @@
+/**
+ * Cluster mode's entry, called by the preload. Node `cluster` apps: in a worker, the engine follows
+ * the primary over IPC (no agent, unless LIVEPATCH_LISTEN names a per-instance address, the recipe
+ * for process managers such as pm2 whose primary does not run livepatch); in the primary, once the
+ * app has forked workers (or LIVEPATCH_CLUSTER=1), the agent runs over a ClusterEngine.
+ */
+import cluster from 'node:cluster';
+import { isMainThread } from 'node:worker_threads';
+import { getEngine } from '../engine';
+import { startAgent, startAgentFromEnv } from '../agent';
+import { optionsFromEnv, resolveOptions } from '../agent/options';
+import { hasInstancePattern, instanceEnv } from './instance';
+import { startClusterWorker } from './worker';
+
+/** Start the primary's agent over a ClusterEngine. Never throws. */
+function startPrimary(env: NodeJS.ProcessEnv): void {
+  try {
+    const options = optionsFromEnv(env);
+    const opts = resolveOptions(options);
+    // Loaded only here: workers and plain apps never pay for the pipeline's modules.
+    /* eslint-disable @typescript-eslint/no-require-imports */
+    const { createPipeline } = require('../pipeline') as typeof import('../pipeline');
+    const { ClusterEngine } = require('./cluster-engine') as typeof import('./cluster-engine');
+    const { clusterPipeline } = require('./cluster-pipeline') as typeof import('./cluster-pipeline');
+    /* eslint-enable @typescript-eslint/no-require-imports */
+    const engine = new ClusterEngine(opts.root);
+    const inner = createPipeline({ engine, root: opts.root, ...(opts.journalDir ? { journalDir: opts.journalDir } : {}) });
+    startAgent({ ...options, engine, pipeline: clusterPipeline(inner, engine) }).catch((e: unknown) => {
+      process.stderr.write(`livepatch: agent not started: ${(e as Error)?.message ?? String(e)}\n`);
+      inner.close().catch(() => undefined);
+    });
+  } catch (e) {
+    process.stderr.write(`livepatch: agent not started: ${(e as Error)?.message ?? String(e)}\n`);
+  }
+}
+
+/** A cluster worker with its own per-instance agent (its primary does not run livepatch). */
+function startInstanceAgent(env: NodeJS.ProcessEnv): void {
+  if (!env['LIVEPATCH_TOKENS']) {
+    process.stderr.write('livepatch: agent not started: LIVEPATCH_TOKENS is not set (there is no unauthenticated mode)\n');
+    return;
+  }
+  startAgent(optionsFromEnv(env)).catch((e: unknown) => {
+    process.stderr.write(`livepatch: agent not started: ${(e as Error)?.message ?? String(e)}\n`);
+  });
+}
+
+/**
+ * The preload's agent start: plain apps get the ordinary agent; cluster primaries the cluster agent;
+ * cluster workers follow their primary or, with a per-instance address, run their own agent.
+ */
+export function startFromEnv(rawEnv: NodeJS.ProcessEnv = process.env): void {
+  try {
+    if (!isMainThread) return;
+    const perInstance = hasInstancePattern(rawEnv['LIVEPATCH_LISTEN']);
+    const env = instanceEnv(rawEnv);
+    if (cluster.isWorker) {
+      if (perInstance) return startInstanceAgent(env);
+      const engine = getEngine();
+      if (engine && env['LIVEPATCH_CLUSTER'] !== '0') startClusterWorker(engine);
+      return;
+    }
+    if (env['LIVEPATCH_CLUSTER'] === '0' || perInstance || !env['LIVEPATCH_TOKENS']) return startAgentFromEnv(env);
+    if (env['LIVEPATCH_CLUSTER'] === '1') return startPrimary(env);
+    // The app forks its workers while its main module loads; the next tick sees whether it did.
+    process.nextTick(() => {
+      if (Object.keys(cluster.workers ?? {}).length > 0) startPrimary(env);
+      else startAgentFromEnv(env);
+    });
+  } catch (e) {
+    process.stderr.write(`livepatch: agent not started: ${(e as Error)?.message ?? String(e)}\n`);
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * The primary ↔ worker messages of cluster mode, carried over the cluster IPC channel. Every message
+ * is wrapped as `{ livepatch: ... }` so the app's own IPC messages pass untouched and ours are never
+ * mistaken for the app's.
+ */
+import type { LiveGeneration } from '../../shared/ops';
+import type { WireError } from '../../shared/errors';
+import type { CommitMeta, StageChange, StageOptions } from '../engine/types';
+
+/** One committed cluster operation; the chain of them brings a new worker to the current generation. */
+export type ChainOp =
+  | { kind: 'patch'; changes: StageChange[]; opts: StageOptions; meta: CommitMeta }
+  | { kind: 'rollback'; to: number; meta: CommitMeta };
+
+/** Commands the primary sends; a worker runs them one at a time, in order. */
+export type Command =
+  | { type: 'sync'; ops: ChainOp[] }
+  | { type: 'stage'; tx: string; changes: StageChange[]; opts: StageOptions }
+  | { type: 'commit'; tx: string; meta: CommitMeta }
+  | { type: 'discard'; tx: string }
+  | { type: 'rollback'; to: number; meta: CommitMeta }
+  | { type: 'status' };
+
+/** What a worker reports about itself (status rows, and after each state change). */
+export interface WorkerState {
+  pid: number;
+  generation: number;
+  liveGenerations: LiveGeneration[];
+  moduleIds: string[];
+  exports: Record<string, { name: string; kind: 'function' | 'class' | 'value' }[]>;
+}
+
+/** Primary → worker. */
+export interface Request {
+  seq: number;
+  command: Command;
+}
+
+/** Worker → primary: `hello` once at start, then one reply per request. */
+export type WorkerMessage =
+  | { type: 'hello'; pid: number }
+  | { type: 'reply'; seq: number; ok: true; state: WorkerState; stageId?: string }
+  | { type: 'reply'; seq: number; ok: false; error: WireError; state?: WorkerState };
+
+/** The tag key on every livepatch IPC message. */
+export const TAG = 'livepatch';
+
+/** The livepatch payload of an IPC message, or undefined for the app's own messages. */
+export function payloadOf<T>(msg: unknown): T | undefined {
+  if (msg === null || typeof msg !== 'object' || !(TAG in msg)) return undefined;
+  const p = (msg as Record<string, unknown>)[TAG];
+  return p !== null && typeof p === 'object' ? (p as T) : undefined;
+}
+
+/** Wrap a payload for `send`. */
+export function wrap(payload: unknown): Record<string, unknown> {
+  return { [TAG]: payload };
+}

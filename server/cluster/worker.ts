@@ -1,0 +1,105 @@
+/**
+ * Cluster worker side: the worker runs the engine only. At start it greets the primary and holds the
+ * app's HTTP requests until the primary's `sync` (the committed patch chain) has been staged and
+ * committed, so its first request is served at the cluster's current generation, never the deployed
+ * code. Afterwards it runs the primary's stage/commit/discard/rollback commands one at a time.
+ */
+import { LivepatchError, toWireError } from '../../shared/errors';
+import type { Engine, Staged } from '../engine/types';
+import { payloadOf, wrap, type ChainOp, type Command, type Request, type WorkerMessage, type WorkerState } from './protocol';
+
+/** How long a new worker's requests may wait for the first sync (the primary may be replaying its journal). */
+const SYNC_HOLD_MS = 60_000;
+
+/** This worker's current state, as the primary reports it. */
+export function stateOf(engine: Engine): WorkerState {
+  const ids = engine.moduleIds();
+  const exports: WorkerState['exports'] = {};
+  for (const id of ids) exports[id] = engine.exportsOf(id);
+  return { pid: process.pid, generation: engine.currentGeneration, liveGenerations: engine.liveGenerations(), moduleIds: ids, exports };
+}
+
+/** Apply chain ops in order (stage + commit each patch, rollback each rollback). */
+async function applyChain(engine: Engine, ops: ChainOp[]): Promise<void> {
+  for (const op of ops) {
+    if (op.kind === 'rollback') {
+      await engine.rollback(op.to, op.meta);
+      continue;
+    }
+    const staged = await engine.stage(op.changes, op.opts);
+    try {
+      engine.commit(staged, op.meta);
+    } catch (err) {
+      engine.discard(staged);
+      throw err;
+    }
+  }
+}
+
+/** Start the worker side. Returns false when this process has no IPC channel (not a cluster worker). */
+export function startClusterWorker(engine: Engine): boolean {
+  if (typeof process.send !== 'function') return false;
+  const staged = new Map<string, Staged>();
+  let firstSync: () => void = () => undefined;
+  engine.holdRequests(new Promise<void>((r) => (firstSync = r)), SYNC_HOLD_MS);
+
+  const send = (m: WorkerMessage): void => {
+    try {
+      process.send?.(wrap(m));
+    } catch {
+      // The channel is gone: the primary is exiting; nothing to report to.
+    }
+  };
+
+  const run = async (c: Command): Promise<string | undefined> => {
+    switch (c.type) {
+      case 'sync':
+        try {
+          await applyChain(engine, c.ops);
+        } finally {
+          firstSync();
+        }
+        return undefined;
+      case 'stage': {
+        const s = await engine.stage(c.changes, c.opts);
+        staged.set(c.tx, s);
+        return s.stageId;
+      }
+      case 'commit': {
+        const s = staged.get(c.tx);
+        if (!s) throw new LivepatchError('LP_ERR_PATCH_STAGE_UNKNOWN', `no staged set for ${c.tx}`);
+        staged.delete(c.tx);
+        engine.commit(s, c.meta);
+        return undefined;
+      }
+      case 'discard': {
+        const s = staged.get(c.tx);
+        staged.delete(c.tx);
+        if (s) engine.discard(s);
+        return undefined;
+      }
+      case 'rollback':
+        await engine.rollback(c.to, c.meta);
+        return undefined;
+      case 'status':
+        return undefined;
+    }
+  };
+
+  // One command at a time, in arrival order: a sync always completes before the next stage runs.
+  let queue: Promise<void> = Promise.resolve();
+  process.on('message', (msg: unknown) => {
+    const req = payloadOf<Request>(msg);
+    if (!req || typeof req.seq !== 'number' || !req.command) return;
+    queue = queue.then(async () => {
+      try {
+        const stageId = await run(req.command);
+        send({ type: 'reply', seq: req.seq, ok: true, state: stateOf(engine), ...(stageId ? { stageId } : {}) });
+      } catch (err) {
+        send({ type: 'reply', seq: req.seq, ok: false, error: toWireError(err), state: stateOf(engine) });
+      }
+    });
+  });
+  send({ type: 'hello', pid: process.pid });
+  return true;
+}
