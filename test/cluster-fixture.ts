@@ -17,13 +17,13 @@ export interface ClusterApp {
   stop(): Promise<void>;
 }
 
-/** Start the cluster fixture with `workers` workers. */
+/** Start the cluster fixture with `workers` workers; `$ROOT` in an env value is the project root. */
 export async function bootCluster(workers = 2, env: Record<string, string | undefined> = {}): Promise<ClusterApp> {
   const project = createProject('cluster');
   const tokens = createTokens(project.root);
   const auditFile = join(project.root, 'audit.jsonl');
   try {
-    const app = await startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_AUDIT: auditFile, WORKERS: String(workers), ...env } });
+    const app = await startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_AUDIT: auditFile, WORKERS: String(workers), ...withRoot(env, project.root) } });
     return {
       project,
       tokens,
@@ -39,6 +39,10 @@ export async function bootCluster(workers = 2, env: Record<string, string | unde
     project.cleanup();
     throw e;
   }
+}
+
+function withRoot(env: Record<string, string | undefined>, root: string): Record<string, string | undefined> {
+  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v?.split('$ROOT').join(root)]));
 }
 
 /** rates.ts with tag() returning `a` (and an optional top-level statement). */

@@ -93,7 +93,6 @@ export class ClusterEngine extends EventEmitter implements Engine {
   }
 
   async stage(changes: StageChange[], opts: StageOptions = {}): Promise<Staged> {
-    const records = this.model.plan(changes);
     const tx = `c${process.pid}-${++this.txSeq}`;
     const participants = this.members.list();
     const timeout = (opts.loadTimeoutMs ?? 2000) * Math.max(1, changes.length) + (opts.verifyJs ? (opts.verifyTimeoutMs ?? 5000) : 0) + STAGE_SLACK_MS;
@@ -119,7 +118,10 @@ export class ClusterEngine extends EventEmitter implements Engine {
         { workers: outcomes, ...(wire.details && typeof wire.details === 'object' ? (wire.details as object) : {}) },
       );
     }
-    const staged: Staged = { stageId: tx, baseGeneration: this.model.current, changes: records, newModules: records.filter((r) => r.version === 1).map((r) => r.id) };
+    // The first worker's version numbers are the truth (its engine decides when a version is reused).
+    const first = results[0]?.status === 'fulfilled' ? results[0].value.versions : undefined;
+    const records = this.model.plan(changes, first);
+    const staged: Staged = { stageId: tx, baseGeneration: this.model.current, changes: records, newModules: records.filter((r) => !this.model.getVersion(r.id)).map((r) => r.id) };
     this.txs.set(tx, { staged, changes, opts, participants });
     return staged;
   }

@@ -60,11 +60,14 @@ export function startFromEnv(rawEnv: NodeJS.ProcessEnv = process.env): void {
       if (engine && env['LIVEPATCH_CLUSTER'] !== '0') startClusterWorker(engine);
       return;
     }
-    if (env['LIVEPATCH_CLUSTER'] === '0' || perInstance || !env['LIVEPATCH_TOKENS']) return startAgentFromEnv(env);
+    if (env['LIVEPATCH_CLUSTER'] === '0' || !env['LIVEPATCH_TOKENS']) return startAgentFromEnv(env);
     if (env['LIVEPATCH_CLUSTER'] === '1') return startPrimary(env);
     // The app forks its workers while its main module loads; the next tick sees whether it did.
     process.nextTick(() => {
-      if (Object.keys(cluster.workers ?? {}).length > 0) startPrimary(env);
+      const forked = Object.keys(cluster.workers ?? {}).length > 0;
+      // Per-instance addresses: each worker runs its own agent, so a primary that forked runs none.
+      if (forked && perInstance) return;
+      if (forked) startPrimary(env);
       else startAgentFromEnv(env);
     });
   } catch (e) {

@@ -19,6 +19,8 @@ export interface Member {
 export interface Reply {
   state?: WorkerState;
   stageId?: string;
+  /** For `stage`: module id → the version number the worker's engine gave it. */
+  versions?: Record<string, number>;
 }
 
 interface Pending {
@@ -105,7 +107,7 @@ export class Members {
     if (!entry) return;
     waiting!.delete(p.seq);
     clearTimeout(entry.timer);
-    if (p.ok) entry.resolve({ state: p.state, ...(p.stageId ? { stageId: p.stageId } : {}) });
+    if (p.ok) entry.resolve({ state: p.state, ...(p.stageId ? { stageId: p.stageId } : {}), ...(p.versions ? { versions: p.versions } : {}) });
     else entry.reject(LivepatchError.fromWire(p.error));
   }
 }

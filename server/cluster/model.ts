@@ -27,7 +27,8 @@ const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex
 /** See the file header. */
 export class ClusterModel {
   private readonly gens: Gen[] = [];
-  private readonly versionCount = new Map<string, number>();
+  /** Every version each module had through a patch (a source seen again is that version again). */
+  private readonly records = new Map<string, VersionRecord[]>();
   private readonly deployedCache = new Map<string, VersionRecord | null>();
   /** Module ids the workers reported live (deployed modules loaded by the app). */
   readonly knownIds = new Set<string>();
@@ -69,14 +70,21 @@ export class ClusterModel {
     return this.gens.map((g) => ({ ...g.summary, changed: [...g.summary.changed] }));
   }
 
-  /** The records a patch would create on top of the current generation (nothing changes yet). */
-  plan(changes: StageChange[]): VersionRecord[] {
+  /**
+   * The records a patch would create on top of the current generation (nothing changes yet). `seen`
+   * are the version numbers a worker's engine gave them (it knows when a patch is byte-for-byte the
+   * deployed JS again); without a worker, a source the module already had is that version again.
+   */
+  plan(changes: StageChange[], seen?: Record<string, number>): VersionRecord[] {
     const generation = this.current + 1;
     return changes.map((c) => {
-      const prev = this.getVersion(c.id);
-      const version = (this.versionCount.get(c.id) ?? (prev ? prev.version : 0)) + 1;
+      const had = [this.deployed(c.id), ...(this.records.get(c.id) ?? [])].filter((r): r is VersionRecord => r !== undefined);
+      const want = seen?.[c.id];
+      const reuse = want !== undefined ? had.find((r) => r.version === want) : had.find((r) => r.source === c.source);
+      if (reuse) return reuse;
+      const version = want ?? Math.max(0, ...had.map((r) => r.version)) + 1;
       const file = join(this.root, ...c.id.split('/'));
-      return { id: c.id, version, generation, hash: sha256(c.source), source: c.source, sourceFile: file, runtimeFile: prev?.runtimeFile ?? file.replace(/\.ts$/, '.js') };
+      return { id: c.id, version, generation, hash: sha256(c.source), source: c.source, sourceFile: file, runtimeFile: file.replace(/\.ts$/, '.js') };
     });
   }
 
@@ -86,7 +94,8 @@ export class ClusterModel {
     const overrides = new Map(prev.overrides);
     for (const r of records) {
       overrides.set(r.id, r);
-      this.versionCount.set(r.id, r.version);
+      const list = this.records.get(r.id) ?? [];
+      if (!list.includes(r) && r !== this.deployed(r.id)) this.records.set(r.id, [...list, r]);
     }
     const n = prev.n + 1;
     this.gens.push({ n, overrides, summary: { generation: n, kind: 'patch', time: new Date().toISOString(), ...metaOf(meta), changed: records.map((r) => r.id).sort() } });

@@ -39,7 +39,7 @@ export interface Request {
 /** Worker → primary: `hello` once at start, then one reply per request. */
 export type WorkerMessage =
   | { type: 'hello'; pid: number }
-  | { type: 'reply'; seq: number; ok: true; state: WorkerState; stageId?: string }
+  | { type: 'reply'; seq: number; ok: true; state: WorkerState; stageId?: string; versions?: Record<string, number> }
   | { type: 'reply'; seq: number; ok: false; error: WireError; state?: WorkerState };
 
 /** The tag key on every livepatch IPC message. */

@@ -51,7 +51,7 @@ export function startClusterWorker(engine: Engine): boolean {
     }
   };
 
-  const run = async (c: Command): Promise<string | undefined> => {
+  const run = async (c: Command): Promise<Staged | undefined> => {
     switch (c.type) {
       case 'sync':
         try {
@@ -63,7 +63,7 @@ export function startClusterWorker(engine: Engine): boolean {
       case 'stage': {
         const s = await engine.stage(c.changes, c.opts);
         staged.set(c.tx, s);
-        return s.stageId;
+        return s;
       }
       case 'commit': {
         const s = staged.get(c.tx);
@@ -93,8 +93,9 @@ export function startClusterWorker(engine: Engine): boolean {
     if (!req || typeof req.seq !== 'number' || !req.command) return;
     queue = queue.then(async () => {
       try {
-        const stageId = await run(req.command);
-        send({ type: 'reply', seq: req.seq, ok: true, state: stateOf(engine), ...(stageId ? { stageId } : {}) });
+        const s = await run(req.command);
+        const versions = s ? Object.fromEntries(s.changes.map((r) => [r.id, r.version])) : undefined;
+        send({ type: 'reply', seq: req.seq, ok: true, state: stateOf(engine), ...(s ? { stageId: s.stageId, versions } : {}) });
       } catch (err) {
         send({ type: 'reply', seq: req.seq, ok: false, error: toWireError(err), state: stateOf(engine) });
       }

@@ -1,0 +1,73 @@
+/**
+ * The process-manager recipe (pm2 owns the primary): every app instance runs its own agent on
+ * `LIVEPATCH_LISTEN=127.0.0.1:BASE+` (port BASE + NODE_APP_INSTANCE), and the CLI's multi-agent
+ * apply patches all of them two-phase. Real processes: a cluster whose workers are numbered the way
+ * pm2 numbers them, the primary running no agent.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { runCli } from './helpers/project';
+import { readAudit } from './helpers/raw-client';
+import { bootCluster, get, quoteSource, ratesSource, type ClusterApp } from './cluster-fixture';
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+async function freeBase(): Promise<number> {
+  for (;;) {
+    const base = 20000 + Math.floor(Math.random() * 30000);
+    if ((await portFree(base)) && (await portFree(base + 1))) return base;
+  }
+}
+
+let c: ClusterApp;
+let base: number;
+
+before(async () => {
+  base = await freeBase();
+  c = await bootCluster(2, { PM2_LIKE: '1', LIVEPATCH_LISTEN: `127.0.0.1:${base}+`, LIVEPATCH_AUDIT: '$ROOT/audit-{instance}.jsonl', LIVEPATCH_JOURNAL: '$ROOT/journal-{instance}' });
+  for (let i = 0; i < 200 && (c.app.stderr().match(/agent listening on/g)?.length ?? 0) < 2; i++) await sleep(25);
+});
+
+after(async () => {
+  await c?.stop();
+});
+
+test('each instance listens on BASE + NODE_APP_INSTANCE and the primary runs no agent', () => {
+  const addrs = [...c.app.stderr().matchAll(/agent listening on (\S+)/g)].map((m) => m[1]).sort();
+  assert.deepEqual(addrs, [`127.0.0.1:${base}`, `127.0.0.1:${base + 1}`]);
+});
+
+test('livepatch apply h1,h2 patches every instance', async () => {
+  const hosts = `127.0.0.1:${base},127.0.0.1:${base + 1}`;
+  c.project.write('fix/src/rates.ts', ratesSource('A9'));
+  c.project.write('fix/src/quote.ts', quoteSource('B9'));
+  const env = { LIVEPATCH_TOKEN: c.tokens.patch };
+  const r = await runCli(['apply', hosts, 'fix/src/rates.ts', 'fix/src/quote.ts', '--root', 'fix', '--json'], { cwd: c.project.root, env });
+  assert.equal(r.code, 0, r.stderr + r.stdout);
+  const j = JSON.parse(r.stdout);
+  assert.equal(j.committed, true);
+  for (const port of [base, base + 1]) {
+    const s = await runCli(['status', `127.0.0.1:${port}`, '--json'], { env });
+    assert.equal(JSON.parse(s.stdout).currentGeneration, 2);
+  }
+  const seen = await Promise.all(Array.from({ length: 20 }, () => get(new http.Agent(), c.app.httpPort, '/mix')));
+  assert.deepEqual([...new Set(seen.map((x) => `${x.a}/${x.b}`))], ['A9/B9']);
+  assert.equal(new Set(seen.map((x) => x.pid)).size, 2, 'both instances answered');
+  // Each instance keeps its own audit chain and journal (a shared file would interleave two chains).
+  for (const n of [0, 1]) {
+    assert.ok(readAudit(join(c.project.root, `audit-${n}.jsonl`)).some((a) => a.op === 'commit' && a.outcome === 'ok'), `audit of instance ${n}`);
+    assert.ok(existsSync(join(c.project.root, `journal-${n}`)), `journal of instance ${n}`);
+  }
+});
