@@ -64,6 +64,7 @@ export const ERRORS = {
   LP_ERR_PATCH_STAGE_UNKNOWN: spec('No staged patch with that id (expired, committed or aborted)', EXIT.CONFLICT),
   LP_ERR_PATCH_EXPORT_KIND: spec('An export changed kind (function, class, value) between versions', EXIT.REJECTED),
   LP_ERR_ROLLBACK_TARGET: spec('No such generation to roll back to', EXIT.REJECTED),
+  LP_ERR_CLUSTER_NONE: spec('This agent does not run a cluster primary with workers', EXIT.USAGE),
   LP_ERR_CLUSTER_WORKER: spec('A cluster worker exited during the operation; the patch was committed nowhere', EXIT.REJECTED, true),
   // Eval / REPL.
   LP_ERR_EVAL_TYPE: spec('Expression does not type-check', EXIT.REJECTED),

@@ -45,6 +45,7 @@ export const OPS = {
   eval: { role: 'read', args: z.object({ code: z.string().min(1).max(1024 * 1024), session: z.string().max(100).optional(), timeoutMs: z.number().int().min(1).max(60000).optional() }).strict(), doc: 'Evaluate TypeScript in the live process (read/patch: side-effect-free only).' },
   'repl-open': { role: 'read', args: z.object({ generation: generation.optional() }).strict(), doc: 'Open a REPL session with its own declarations.' },
   'repl-close': { role: 'read', args: z.object({ session: z.string().min(1).max(100) }).strict(), doc: 'Close a REPL session.' },
+  restart: { role: 'patch', args: z.object({ deadlineMs: z.number().int().min(100).max(600000).optional() }).strict(), doc: 'Cluster primaries: replace the workers one by one (new one synced and listening, then the old one drained).' },
 } as const satisfies Record<string, { role: Role; args: z.ZodTypeAny; doc: string }>;
 
 export type OpName = keyof typeof OPS;
@@ -161,6 +162,13 @@ export interface ReplOpenResult {
   session: string;
 }
 
+export interface RestartResult {
+  /** One row per replaced worker; `ended` says whether the old one exited by itself or was killed at the deadline. */
+  replaced: { old: { id: number; pid: number }; new: { id: number; pid: number; generation: number }; ended: 'exited' | 'killed' }[];
+  generation: number;
+  durationMs: number;
+}
+
 export interface OpResults {
   describe: DescribeResult;
   status: StatusResult;
@@ -179,4 +187,5 @@ export interface OpResults {
   eval: EvalResult;
   'repl-open': ReplOpenResult;
   'repl-close': { closed: true };
+  restart: RestartResult;
 }

@@ -11,6 +11,7 @@ import { registerCheck } from './commands/check';
 import { registerDelegated } from './commands/delegated';
 import { registerDiff } from './commands/diff';
 import { registerInspect } from './commands/inspect';
+import { registerRestart } from './commands/restart';
 import { registerRollback } from './commands/rollback';
 import { registerToken } from './commands/token';
 import { printJson } from './output';
@@ -46,6 +47,7 @@ export function buildProgram(finish: (code: number) => void): Command {
   registerCheck(program, finish);
   registerApply(program, finish);
   registerRollback(program, finish);
+  registerRestart(program, finish);
   registerDelegated(program, finish);
   registerAudit(program, finish);
   registerToken(program, finish);

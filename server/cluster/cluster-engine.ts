@@ -12,10 +12,11 @@
  */
 import { EventEmitter } from 'node:events';
 import { LivepatchError, toWireError } from '../../shared/errors';
-import type { CommitResult, ExportsResult, LiveGeneration } from '../../shared/ops';
+import type { CommitResult, ExportsResult, LiveGeneration, RestartResult } from '../../shared/ops';
 import type { GenerationSummary, ModuleVersionInfo } from '../../shared/patch';
 import type { CommitMeta, Engine, StageChange, StageOptions, Staged, VersionRecord } from '../engine/types';
 import { Members, type Member } from './members';
+import { rollingRestart, type RestartOptions } from './restart';
 import { ClusterModel } from './model';
 import type { ChainOp, WorkerState } from './protocol';
 
@@ -44,7 +45,10 @@ interface Tx {
 /** See the file header. */
 export class ClusterEngine extends EventEmitter implements Engine {
   readonly model: ClusterModel;
-  private readonly members: Members;
+  readonly members: Members;
+  /** Per worker id: resolves with its generation once it has greeted and synced (rolling restart waits on it). */
+  private readonly syncs = new Map<number, { promise: Promise<number>; resolve(g: number): void; reject(e: unknown): void }>();
+  private restarting = false;
   private readonly chain: ChainOp[] = [];
   private readonly txs = new Map<string, Tx>();
   private txSeq = 0;
@@ -55,7 +59,11 @@ export class ClusterEngine extends EventEmitter implements Engine {
     this.model = new ClusterModel(root);
     this.members = new Members(
       (m) => this.onHello(m),
-      (m) => process.stderr.write(`livepatch: cluster worker ${m.id} (pid ${m.pid}) left\n`),
+      (m) => {
+        this.syncOf(m.id).reject(new LivepatchError('LP_ERR_CLUSTER_WORKER', `worker ${m.id} exited`));
+        this.syncs.delete(m.id);
+        process.stderr.write(`livepatch: cluster worker ${m.id} (pid ${m.pid}) left\n`);
+      },
     );
   }
 
@@ -199,13 +207,45 @@ export class ClusterEngine extends EventEmitter implements Engine {
       (r) => {
         if (r.state && r.state.generation !== this.model.current && this.txs.size === 0 && this.chainLength() === ops.length) {
           this.evict(m, `synced to generation ${r.state.generation}, the cluster is at ${this.model.current}`);
+          return;
         }
         for (const id of r.state?.moduleIds ?? []) this.model.knownIds.add(id);
+        this.syncOf(m.id).resolve(r.state?.generation ?? this.model.current);
       },
       (err: LivepatchError) => {
         if (!(err.details as { exited?: boolean } | undefined)?.exited) this.evict(m, `could not reach the current generation: ${err.code}: ${err.message}`);
       },
     );
+  }
+
+  /** Resolves with the worker's generation once it has greeted and synced. */
+  whenSynced(workerId: number): Promise<number> {
+    return this.syncOf(workerId).promise;
+  }
+
+  /** Rolling restart of every worker (server/cluster/restart.ts); one at a time, never during another. */
+  async restartWorkers(opts: RestartOptions): Promise<RestartResult> {
+    if (this.restarting) throw new LivepatchError('LP_ERR_PATCH_BUSY', 'A rolling restart is already running');
+    this.restarting = true;
+    try {
+      const r = await rollingRestart(this, opts);
+      return { ...r, generation: this.model.current };
+    } finally {
+      this.restarting = false;
+    }
+  }
+
+  private syncOf(workerId: number): { promise: Promise<number>; resolve(g: number): void; reject(e: unknown): void } {
+    let s = this.syncs.get(workerId);
+    if (!s) {
+      let resolve!: (g: number) => void;
+      let reject!: (e: unknown) => void;
+      const promise = new Promise<number>((a, b) => ((resolve = a), (reject = b)));
+      promise.catch(() => undefined);
+      s = { promise, resolve, reject };
+      this.syncs.set(workerId, s);
+    }
+    return s;
   }
 
   private chainLength(): number {

@@ -19,7 +19,8 @@ export type Command =
   | { type: 'commit'; tx: string; meta: CommitMeta }
   | { type: 'discard'; tx: string }
   | { type: 'rollback'; to: number; meta: CommitMeta }
-  | { type: 'status' };
+  | { type: 'status' }
+  | { type: 'drain'; deadlineMs: number };
 
 /** What a worker reports about itself (status rows, and after each state change). */
 export interface WorkerState {

@@ -6,6 +6,7 @@
  */
 import { LivepatchError, toWireError } from '../../shared/errors';
 import type { Engine, Staged } from '../engine/types';
+import { drain, trackServers } from './drain';
 import { payloadOf, wrap, type ChainOp, type Command, type Request, type WorkerMessage, type WorkerState } from './protocol';
 
 /** How long a new worker's requests may wait for the first sync (the primary may be replaying its journal). */
@@ -39,6 +40,7 @@ async function applyChain(engine: Engine, ops: ChainOp[]): Promise<void> {
 /** Start the worker side. Returns false when this process has no IPC channel (not a cluster worker). */
 export function startClusterWorker(engine: Engine): boolean {
   if (typeof process.send !== 'function') return false;
+  trackServers();
   const staged = new Map<string, Staged>();
   let firstSync: () => void = () => undefined;
   engine.holdRequests(new Promise<void>((r) => (firstSync = r)), SYNC_HOLD_MS);
@@ -82,6 +84,9 @@ export function startClusterWorker(engine: Engine): boolean {
         await engine.rollback(c.to, c.meta);
         return undefined;
       case 'status':
+        return undefined;
+      case 'drain':
+        drain(c.deadlineMs);
         return undefined;
     }
   };

@@ -4,6 +4,7 @@
  */
 import type { OpName } from '../../../shared/ops';
 import { describe, exportsOp, history, source, status, subscribe, versions } from './inspect';
+import { restart } from './cluster';
 import { abort, apply, check, commit, rollback, stage } from './patch';
 import { auditVerify, evalOp, replClose, replOpen } from './repl';
 import type { HandlerTable } from './types';
@@ -26,6 +27,7 @@ export const HANDLERS: HandlerTable = {
   eval: evalOp,
   'repl-open': replOpen,
   'repl-close': replClose,
+  restart,
 };
 
 /**
