@@ -18,12 +18,12 @@ export interface ClusterApp {
 }
 
 /** Start the cluster fixture with `workers` workers; `$ROOT` in an env value is the project root. */
-export async function bootCluster(workers = 2, env: Record<string, string | undefined> = {}): Promise<ClusterApp> {
+export async function bootCluster(workers = 2, env: Record<string, string | undefined> = {}, waitAgent = true): Promise<ClusterApp> {
   const project = createProject('cluster');
   const tokens = createTokens(project.root);
   const auditFile = join(project.root, 'audit.jsonl');
   try {
-    const app = await startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_AUDIT: auditFile, WORKERS: String(workers), ...withRoot(env, project.root) } });
+    const app = await startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_AUDIT: auditFile, WORKERS: String(workers), ...withRoot(env, project.root) }, waitAgent });
     return {
       project,
       tokens,

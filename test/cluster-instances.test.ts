@@ -49,6 +49,17 @@ test('each instance listens on BASE + NODE_APP_INSTANCE and the primary runs no 
   assert.deepEqual(addrs, [`127.0.0.1:${base}`, `127.0.0.1:${base + 1}`]);
 });
 
+test('a cluster started without tokens serves at once: workers do not wait for a primary agent', async () => {
+  const plain = await bootCluster(2, { LIVEPATCH_TOKENS: undefined }, false);
+  try {
+    const seen = await Promise.all(Array.from({ length: 4 }, () => get(new http.Agent(), plain.app.httpPort, '/mix')));
+    assert.deepEqual(seen.map((x) => x.a), ['A1', 'A1', 'A1', 'A1'], JSON.stringify(seen));
+    assert.match(plain.app.stderr(), /LIVEPATCH_TOKENS is not set/);
+  } finally {
+    await plain.stop();
+  }
+});
+
 test('livepatch apply h1,h2 patches every instance', async () => {
   const hosts = `127.0.0.1:${base},127.0.0.1:${base + 1}`;
   c.project.write('fix/src/rates.ts', ratesSource('A9'));

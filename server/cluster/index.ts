@@ -12,6 +12,9 @@ import { optionsFromEnv, resolveOptions } from '../agent/options';
 import { hasInstancePattern, instanceEnv } from './instance';
 import { startClusterWorker } from './worker';
 
+/** Set by a livepatch cluster primary for the workers it forks: its pid. */
+const PRIMARY_VAR = 'LIVEPATCH_CLUSTER_PRIMARY';
+
 /** Start the primary's agent over a ClusterEngine. Never throws. */
 function startPrimary(env: NodeJS.ProcessEnv): void {
   try {
@@ -57,18 +60,24 @@ export function startFromEnv(rawEnv: NodeJS.ProcessEnv = process.env): void {
     if (cluster.isWorker) {
       if (perInstance) return startInstanceAgent(env);
       const engine = getEngine();
-      if (engine && env['LIVEPATCH_CLUSTER'] !== '0') startClusterWorker(engine);
+      // Follow the primary only if it is a livepatch cluster primary (it said so in the environment it
+      // forked us with); otherwise nobody would answer, and held requests would wait for nothing.
+      if (engine && env[PRIMARY_VAR] === String(process.ppid)) startClusterWorker(engine);
       return;
     }
-    if (env['LIVEPATCH_CLUSTER'] === '0' || !env['LIVEPATCH_TOKENS']) return startAgentFromEnv(env);
+    if (env['LIVEPATCH_CLUSTER'] === '0' || perInstance || !env['LIVEPATCH_TOKENS']) {
+      if (perInstance) process.nextTick(() => Object.keys(cluster.workers ?? {}).length > 0 || startAgentFromEnv(env));
+      else startAgentFromEnv(env);
+      return;
+    }
+    // Workers forked from now on inherit this and follow us.
+    process.env[PRIMARY_VAR] = String(process.pid);
     if (env['LIVEPATCH_CLUSTER'] === '1') return startPrimary(env);
     // The app forks its workers while its main module loads; the next tick sees whether it did.
     process.nextTick(() => {
-      const forked = Object.keys(cluster.workers ?? {}).length > 0;
-      // Per-instance addresses: each worker runs its own agent, so a primary that forked runs none.
-      if (forked && perInstance) return;
-      if (forked) startPrimary(env);
-      else startAgentFromEnv(env);
+      if (Object.keys(cluster.workers ?? {}).length > 0) return startPrimary(env);
+      delete process.env[PRIMARY_VAR];
+      startAgentFromEnv(env);
     });
   } catch (e) {
     process.stderr.write(`livepatch: agent not started: ${(e as Error)?.message ?? String(e)}\n`);
