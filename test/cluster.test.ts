@@ -119,4 +119,44 @@ describe('cluster mode (node cluster, agent in the primary)', () => {
     const h = await client.request('history', {});
     assert.deepEqual(h.generations.map((g) => g.kind), ['deploy', 'patch', 'rollback']);
   });
+
+  it('a worker that dies while staging fails the patch everywhere; its replacement is in step', async () => {
+    const before = (await client.request('status', {})).workers!;
+    const victim = Math.max(...before.map((w) => w.id));
+    const top = `import cluster from 'node:cluster';\nif (cluster.worker?.id === ${victim}) process.exit(3);\n`;
+    const err = await client.request('apply', { patch: { files: { 'src/rates.ts': ratesSource('A5', top) } } }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof LivepatchError, String(err));
+    assert.equal(err.code, 'LP_ERR_CLUSTER_WORKER');
+    const outcomes = (err.details as { workers: { id: number; outcome: string }[] }).workers;
+    assert.deepEqual(outcomes.map((w) => w.outcome).sort(), ['discarded', 'exited']);
+    let s = await client.request('status', {});
+    for (let i = 0; i < 200 && !(s.workers?.length === 2 && s.workers.every((w) => w.generation === 3)); i++) {
+      await sleep(25);
+      s = await client.request('status', {});
+    }
+    assert.equal(s.currentGeneration, 3);
+    assert.deepEqual(s.workers?.map((w) => [w.generation, w.lagging]), [[3, false], [3, false]]);
+    const seen = await Promise.all(Array.from({ length: 20 }, () => get(new http.Agent(), c.app.httpPort, '/mix')));
+    assert.deepEqual([...new Set(seen.map((x) => x.a))], ['A1']);
+  });
+
+  it('a worker that dies between stage and commit: the others commit, its replacement joins at the new generation', async () => {
+    const staged = await client.request('stage', { patch: pairPatch('A6', 'B6') });
+    const before = (await client.request('status', {})).workers!;
+    process.kill(before[0]!.pid, 'SIGKILL');
+    let s = await client.request('status', {});
+    for (let i = 0; i < 200 && !(s.workers?.length === 2 && !s.workers.some((w) => w.pid === before[0]!.pid) && s.workers.every((w) => w.generation === 3)); i++) {
+      await sleep(25);
+      s = await client.request('status', {});
+    }
+    const r = await client.request('commit', { stageId: staged.stageId });
+    assert.equal(r.generation, 4);
+    assert.deepEqual(r.workers?.map((w) => [w.outcome, w.generation]), [['committed', 4], ['committed', 4]]);
+    const seen = await Promise.all(Array.from({ length: 20 }, () => get(new http.Agent(), c.app.httpPort, '/mix')));
+    assert.deepEqual([...new Set(seen.map((x) => `${x.a}/${x.b}`))], ['A6/B6']);
+    assert.equal(new Set(seen.map((x) => x.pid)).size, 2);
+  });
 });
