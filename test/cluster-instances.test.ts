@@ -60,6 +60,17 @@ test('a cluster started without tokens serves at once: workers do not wait for a
   }
 });
 
+test('a cluster whose agent cannot start still serves at once: the workers are answered', async () => {
+  const bad = await bootCluster(2, { LIVEPATCH_MAX_PAYLOAD: 'lots' }, false);
+  try {
+    const seen = await Promise.all(Array.from({ length: 4 }, () => get(new http.Agent(), bad.app.httpPort, '/mix')));
+    assert.deepEqual(seen.map((x) => x.a), ['A1', 'A1', 'A1', 'A1'], JSON.stringify(seen));
+    assert.match(bad.app.stderr(), /agent not started: invalid LIVEPATCH_MAX_PAYLOAD/);
+  } finally {
+    await bad.stop();
+  }
+});
+
 test('livepatch apply h1,h2 patches every instance', async () => {
   const hosts = `127.0.0.1:${base},127.0.0.1:${base + 1}`;
   c.project.write('fix/src/rates.ts', ratesSource('A9'));

@@ -5,6 +5,7 @@
  * app has forked workers (or LIVEPATCH_CLUSTER=1), the agent runs over a ClusterEngine.
  */
 import cluster from 'node:cluster';
+import { resolve } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import { getEngine } from '../engine';
 import { startAgent, startAgentFromEnv } from '../agent';
@@ -18,15 +19,17 @@ const PRIMARY_VAR = 'LIVEPATCH_CLUSTER_PRIMARY';
 /** Start the primary's agent over a ClusterEngine. Never throws. */
 function startPrimary(env: NodeJS.ProcessEnv): void {
   try {
-    const options = optionsFromEnv(env);
-    const opts = resolveOptions(options);
     // Loaded only here: workers and plain apps never pay for the pipeline's modules.
     /* eslint-disable @typescript-eslint/no-require-imports */
     const { createPipeline } = require('../pipeline') as typeof import('../pipeline');
     const { ClusterEngine } = require('./cluster-engine') as typeof import('./cluster-engine');
     const { clusterPipeline } = require('./cluster-pipeline') as typeof import('./cluster-pipeline');
     /* eslint-enable @typescript-eslint/no-require-imports */
-    const engine = new ClusterEngine(opts.root);
+    // The engine first, with the engine's own root: even if the agent's options are unusable, the
+    // workers (already told to follow us) are answered and serve instead of holding their requests.
+    const engine = new ClusterEngine(getEngine()?.root ?? resolve(env['LIVEPATCH_ROOT'] || process.cwd()));
+    const options = optionsFromEnv(env);
+    const opts = resolveOptions(options);
     const inner = createPipeline({ engine, root: opts.root, ...(opts.journalDir ? { journalDir: opts.journalDir } : {}) });
     startAgent({ ...options, engine, pipeline: clusterPipeline(inner, engine) }).catch((e: unknown) => {
       process.stderr.write(`livepatch: agent not started: ${(e as Error)?.message ?? String(e)}\n`);

@@ -89,12 +89,19 @@ export class Members {
         reject(new LivepatchError('LP_ERR_PATCH_TIMEOUT', `worker ${m.id} (pid ${m.pid}) did not answer ${command.type} in ${timeoutMs} ms`, { worker: m.id }));
       }, timeoutMs);
       waiting.set(seq, { resolve, reject, timer });
-      try {
-        m.worker.send(wrap({ seq, command }));
-      } catch (e) {
+      const unreachable = (e: Error): void => {
         clearTimeout(timer);
         waiting.delete(seq);
-        reject(new LivepatchError('LP_ERR_INTERNAL', `cannot reach worker ${m.id}: ${(e as Error).message}`, { worker: m.id, exited: true }));
+        reject(new LivepatchError('LP_ERR_INTERNAL', `cannot reach worker ${m.id}: ${e.message}`, { worker: m.id, exited: true }));
+      };
+      try {
+        // With a callback, a channel that closed under us is reported here instead of as an 'error'
+        // event on the worker, which the app may not listen to (it would crash the primary).
+        m.worker.send(wrap({ seq, command }), (err: Error | null) => {
+          if (err) unreachable(err);
+        });
+      } catch (e) {
+        unreachable(e as Error);
       }
     });
   }

@@ -47,7 +47,7 @@ export function startClusterWorker(engine: Engine): boolean {
 
   const send = (m: WorkerMessage): void => {
     try {
-      process.send?.(wrap(m));
+      process.send?.(wrap(m), undefined, undefined, () => undefined);
     } catch {
       // The channel is gone: the primary is exiting; nothing to report to.
     }
@@ -56,11 +56,9 @@ export function startClusterWorker(engine: Engine): boolean {
   const run = async (c: Command): Promise<Staged | undefined> => {
     switch (c.type) {
       case 'sync':
-        try {
-          await applyChain(engine, c.ops);
-        } finally {
-          firstSync();
-        }
+        // On failure requests stay held: the primary stops a worker that cannot reach the current generation.
+        await applyChain(engine, c.ops);
+        firstSync();
         return undefined;
       case 'stage': {
         const s = await engine.stage(c.changes, c.opts);
@@ -83,8 +81,6 @@ export function startClusterWorker(engine: Engine): boolean {
       case 'rollback':
         await engine.rollback(c.to, c.meta);
         return undefined;
-      case 'status':
-        return undefined;
       case 'drain':
         drain(c.deadlineMs);
         return undefined;
@@ -96,6 +92,11 @@ export function startClusterWorker(engine: Engine): boolean {
   process.on('message', (msg: unknown) => {
     const req = payloadOf<Request>(msg);
     if (!req || typeof req.seq !== 'number' || !req.command) return;
+    // Status reads no staged state: it answers at once, even while a long stage is queued.
+    if (req.command.type === 'status') {
+      send({ type: 'reply', seq: req.seq, ok: true, state: stateOf(engine) });
+      return;
+    }
     queue = queue.then(async () => {
       try {
         const s = await run(req.command);
