@@ -81,7 +81,7 @@ export class ClusterEngine extends EventEmitter implements Engine {
   }
   exportsOf(id: string): ExportsResult['exports'] {
     for (const m of this.members.list()) {
-      const e = m.state?.exports[id];
+      const e = m.state?.exports?.[id];
       if (e) return e;
     }
     throw new LivepatchError('LP_ERR_PATCH_UNKNOWN_MODULE', `${id} is not a live module in any worker`, { module: id });
@@ -205,7 +205,7 @@ export class ClusterEngine extends EventEmitter implements Engine {
     const ops = [...this.chain];
     this.members.request(m, { type: 'sync', ops }, COMMAND_TIMEOUT_MS + ops.length * 5000).then(
       (r) => {
-        if (r.state && r.state.generation !== this.model.current && this.txs.size === 0 && this.chainLength() === ops.length) {
+        if (r.state && r.state.generation !== this.model.current && this.txs.size === 0 && this.chain.length === ops.length) {
           this.evict(m, `synced to generation ${r.state.generation}, the cluster is at ${this.model.current}`);
           return;
         }
@@ -246,10 +246,6 @@ export class ClusterEngine extends EventEmitter implements Engine {
       this.syncs.set(workerId, s);
     }
     return s;
-  }
-
-  private chainLength(): number {
-    return this.chain.length;
   }
 
   /** A worker that cannot follow the cluster must not serve: it is killed (the app's exit handler may fork a fresh one). */

@@ -108,7 +108,7 @@ export class Members {
 
   private settle(workerId: number, p: Extract<WorkerMessage, { type: 'reply' }>): void {
     const m = this.members.get(workerId);
-    if (m && p.state) m.state = p.state;
+    if (m && p.state) m.state = { ...m.state, ...p.state };
     const waiting = this.pending.get(workerId);
     const entry = waiting?.get(p.seq);
     if (!entry) return;

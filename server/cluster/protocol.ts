@@ -27,8 +27,9 @@ export interface WorkerState {
   pid: number;
   generation: number;
   liveGenerations: LiveGeneration[];
-  moduleIds: string[];
-  exports: Record<string, { name: string; kind: 'function' | 'class' | 'value' }[]>;
+  /** Left out of status replies (they are polled); sent after every state change. */
+  moduleIds?: string[];
+  exports?: Record<string, { name: string; kind: 'function' | 'class' | 'value' }[]>;
 }
 
 /** Primary → worker. */

@@ -12,8 +12,9 @@ import { payloadOf, wrap, type ChainOp, type Command, type Request, type WorkerM
 /** How long a new worker's requests may wait for the first sync (the primary may be replaying its journal). */
 const SYNC_HOLD_MS = 60_000;
 
-/** This worker's current state, as the primary reports it. */
-export function stateOf(engine: Engine): WorkerState {
+/** This worker's current state, as the primary reports it; `brief` leaves out the module lists. */
+export function stateOf(engine: Engine, brief = false): WorkerState {
+  if (brief) return { pid: process.pid, generation: engine.currentGeneration, liveGenerations: engine.liveGenerations() };
   const ids = engine.moduleIds();
   const exports: WorkerState['exports'] = {};
   for (const id of ids) exports[id] = engine.exportsOf(id);
@@ -94,7 +95,7 @@ export function startClusterWorker(engine: Engine): boolean {
     if (!req || typeof req.seq !== 'number' || !req.command) return;
     // Status reads no staged state: it answers at once, even while a long stage is queued.
     if (req.command.type === 'status') {
-      send({ type: 'reply', seq: req.seq, ok: true, state: stateOf(engine) });
+      send({ type: 'reply', seq: req.seq, ok: true, state: stateOf(engine, true) });
       return;
     }
     queue = queue.then(async () => {
