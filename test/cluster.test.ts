@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { AgentClient } from '../client/connection';
 import { LivepatchError } from '../shared';
+import { runCli } from './helpers/project';
 import { readAudit } from './helpers/raw-client';
 import { bootCluster, get, load, pairPatch, quoteSource, ratesSource, type ClusterApp } from './cluster-fixture';
 import * as http from 'node:http';
@@ -37,6 +38,9 @@ describe('cluster mode (node cluster, agent in the primary)', () => {
       assert.notEqual(w.pid, s.pid);
     }
     assert.ok(/worker 1 ready/.test(c.app.stdout()) && /worker 2 ready/.test(c.app.stdout()), 'the app IPC still works');
+    const cli = await runCli(['status', c.address], { env: { LIVEPATCH_TOKEN: c.tokens.read } });
+    assert.equal(cli.code, 0, cli.stderr);
+    for (const w of s.workers!) assert.match(cli.stdout, new RegExp(`^${w.id}\\s+${w.pid}\\s+1\\s+1\\s+no\\s*$`, 'm'), cli.stdout);
   });
 
   it('a two-module patch reaches all workers atomically under load', async () => {
