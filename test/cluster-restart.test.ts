@@ -54,7 +54,9 @@ test(`${RESTARTS} rolling restarts under keep-alive load: zero failed requests, 
     assert.deepEqual([w.generation, w.lagging], [2, false]);
   }
   client.close();
-  const rec = readAudit(c.auditFile).filter((a) => a.op === 'restart');
+  const restarts = () => readAudit(c.auditFile).filter((a) => a.op === 'restart');
+  for (let i = 0; i < 100 && restarts().length < RESTARTS; i++) await new Promise((r) => setTimeout(r, 20));
+  const rec = restarts();
   assert.equal(rec.length, RESTARTS);
   assert.match(rec[0].detail, /worker 1 \(pid \d+\) → 3 \(pid \d+\) g2, old exited/);
 });

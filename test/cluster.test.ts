@@ -62,8 +62,9 @@ describe('cluster mode (node cluster, agent in the primary)', () => {
     assert.equal(new Set(afterApply.map((x) => x.worker)).size, 2, 'both workers answered');
     const s = await client.request('status', {});
     assert.deepEqual(s.workers?.map((w) => [w.generation, w.lagging]), [[2, false], [2, false]]);
-    const rec = readAudit(c.auditFile).find((a) => a.op === 'apply' && a.patchId === 'pair-2');
-    assert.match(rec.detail, /worker 1 \(pid \d+\) committed g2, worker 2 \(pid \d+\) committed g2/);
+    const applied = () => readAudit(c.auditFile).find((a) => a.op === 'apply' && a.patchId === 'pair-2');
+    for (let i = 0; i < 100 && !applied(); i++) await sleep(20);
+    assert.match(applied()?.detail, /worker 1 \(pid \d+\) committed g2, worker 2 \(pid \d+\) committed g2/);
   });
 
   it('a patch that fails to stage in one worker commits nowhere', async () => {
@@ -77,6 +78,10 @@ describe('cluster mode (node cluster, agent in the primary)', () => {
     assert.match(err.message, /worker 2 .*only worker 2 refuses/);
     const outcomes = (err.details as { workers: { id: number; outcome: string }[] }).workers;
     assert.deepEqual(outcomes.map((w) => [w.id, w.outcome]), [[1, 'discarded'], [2, 'failed']]);
+    // The audit record is written just after the reply.
+    const refused = () => readAudit(c.auditFile).find((a) => a.op === 'apply' && a.outcome === 'LP_ERR_PATCH_LOAD');
+    for (let i = 0; i < 100 && !refused(); i++) await sleep(20);
+    assert.match(refused()?.detail, /^worker 1 \(pid \d+\) discarded, worker 2 \(pid \d+\) failed$/);
     const seen = await Promise.all(Array.from({ length: 20 }, () => get(new http.Agent(), c.app.httpPort, '/mix')));
     assert.deepEqual([...new Set(seen.map((x) => `${x.a}/${x.b}`))], ['A2/B2']);
     const s = await client.request('status', {});

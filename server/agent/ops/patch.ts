@@ -32,11 +32,28 @@ function opContext(call: OpCall<OpName>): OpContext {
   };
 }
 
+type WorkerRow = NonNullable<CommitResult['workers']>[number];
+
+/** Cluster mode: what each worker did, for the audit record. */
+function describeWorkers(workers: readonly WorkerRow[]): string {
+  return workers.map((w) => `worker ${w.id} (pid ${w.pid}) ${w.outcome}${w.generation !== undefined ? ` g${w.generation}` : ''}`).join(', ');
+}
+
+/** Cluster mode: a patch refused by a worker carries each worker's outcome; keep it in the audit record. */
+async function noteWorkers<T>(call: OpCall<OpName>, work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (e) {
+    const workers = (e as LivepatchError)?.details as { workers?: WorkerRow[] } | undefined;
+    if (Array.isArray(workers?.workers)) call.audit.detail = describeWorkers(workers.workers);
+    throw e;
+  }
+}
+
 function recordCommit(call: OpCall<OpName>, result: CommitResult, message?: string): void {
   call.audit.generation = result.generation;
   if (result.patchId) call.audit.patchId = result.patchId;
-  // Cluster mode: the audit record says what each worker did.
-  if (result.workers) call.audit.detail = result.workers.map((w) => `worker ${w.id} (pid ${w.pid}) ${w.outcome}${w.generation !== undefined ? ` g${w.generation}` : ''}`).join(', ');
+  if (result.workers) call.audit.detail = describeWorkers(result.workers);
   if (!result.dryRun) call.ctx.commits.set(result.generation, { who: call.session.who, ...(message ? { message } : {}) });
 }
 
@@ -60,7 +77,7 @@ export const stage: Handler<'stage'> = async (call) => {
   const { patch, ttlMs } = call.args;
   call.audit.hashes = hashFiles(patch.files);
   if (patch.id) call.audit.patchId = patch.id;
-  const result = await pipelineOf(call).stage(patch, opContext(call), ttlMs);
+  const result = await noteWorkers(call, pipelineOf(call).stage(patch, opContext(call), ttlMs));
   call.audit.stageId = result.stageId;
   const messages = messagesFor(call);
   if (patch.message) messages.set(result.stageId, patch.message);
@@ -89,7 +106,7 @@ export const apply: Handler<'apply'> = async (call) => {
   const { patch, dryRun } = call.args;
   call.audit.hashes = hashFiles(patch.files);
   if (patch.id) call.audit.patchId = patch.id;
-  const result = await pipelineOf(call).apply(patch, opContext(call), dryRun);
+  const result = await noteWorkers(call, pipelineOf(call).apply(patch, opContext(call), dryRun));
   recordCommit(call, result, patch.message);
   return result;
 };
