@@ -10,6 +10,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { hasInstancePattern, instanceEnv } from '../server/cluster/instance';
 import { runCli } from './helpers/project';
 import { readAudit } from './helpers/raw-client';
 import { bootCluster, get, quoteSource, ratesSource, type ClusterApp } from './cluster-fixture';
@@ -42,6 +43,17 @@ before(async () => {
 
 after(async () => {
   await c?.stop();
+});
+
+test('per-instance patterns: HOST:PORT+, {instance}, NODE_APP_INSTANCE then pm_id', () => {
+  assert.equal(instanceEnv({ LIVEPATCH_LISTEN: '127.0.0.1:12400+', NODE_APP_INSTANCE: '3' })['LIVEPATCH_LISTEN'], '127.0.0.1:12403');
+  const e = instanceEnv({ LIVEPATCH_LISTEN: 'unix:/run/lp-{instance}.sock', LIVEPATCH_AUDIT: '/log/a-{instance}.jsonl', LIVEPATCH_JOURNAL: '/j/{instance}', pm_id: '7' });
+  assert.deepEqual([e['LIVEPATCH_LISTEN'], e['LIVEPATCH_AUDIT'], e['LIVEPATCH_JOURNAL']], ['unix:/run/lp-7.sock', '/log/a-7.jsonl', '/j/7']);
+  const plain = { LIVEPATCH_LISTEN: '127.0.0.1:12345', NODE_APP_INSTANCE: '2' };
+  assert.equal(instanceEnv(plain), plain, 'no pattern: unchanged');
+  assert.equal(hasInstancePattern('127.0.0.1:12345'), false);
+  assert.equal(hasInstancePattern('[::1]:12400+'), true);
+  assert.throws(() => instanceEnv({ LIVEPATCH_LISTEN: '127.0.0.1:65535+', NODE_APP_INSTANCE: '1' }), /out of range/);
 });
 
 test('each instance listens on BASE + NODE_APP_INSTANCE and the primary runs no agent', () => {
