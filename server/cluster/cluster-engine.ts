@@ -113,8 +113,10 @@ export class ClusterEngine extends EventEmitter implements Engine {
         const err = r.reason as LivepatchError;
         return { id: m.id, pid: m.pid, outcome: (err.details as { exited?: boolean } | undefined)?.exited ? 'exited' : 'failed', error: `${err.code}: ${err.message}` };
       });
+      // Every worker still alive is told to discard, including one that only timed out (its stage may
+      // still finish; the discard is queued behind it).
       participants.forEach((m, i) => {
-        if (results[i]!.status === 'fulfilled') this.members.request(m, { type: 'discard', tx }, COMMAND_TIMEOUT_MS).catch(() => undefined);
+        if (outcomes[i]!.outcome !== 'exited') this.members.request(m, { type: 'discard', tx }, COMMAND_TIMEOUT_MS).catch(() => undefined);
       });
       const m = participants[failed]!;
       const err = (results[failed] as PromiseRejectedResult).reason as LivepatchError;
