@@ -192,6 +192,8 @@ export class ClusterEngine extends EventEmitter implements Engine {
       members.map(async (m): Promise<WorkerOutcome> => {
         try {
           const r = await this.members.request(m, command(m), COMMAND_TIMEOUT_MS);
+          // Modules a worker loaded lazily since it synced become known too.
+          for (const id of r.state?.moduleIds ?? []) this.model.knownIds.add(id);
           return { id: m.id, pid: m.pid, outcome: 'committed', generation: r.state?.generation };
         } catch (err) {
           const e = err as LivepatchError;
