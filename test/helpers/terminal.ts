@@ -4,7 +4,8 @@
  * (`capture-pane -p`). The pane stays after the command exits, so its exit status can be read.
  */
 import { execFileSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 let counter = 0;
@@ -24,10 +25,13 @@ export interface TerminalOptions {
 export class Terminal {
   readonly socket: string;
   readonly session = 'lp';
+  /** The pane's shell writes the command's exit status here when it ends. */
+  readonly #statusFile: string;
   #closed = false;
 
   private constructor(socket: string) {
     this.socket = socket;
+    this.#statusFile = join(tmpdir(), `${socket}.status`);
   }
 
   /** Start `argv` in a new cols×rows terminal. */
@@ -39,7 +43,8 @@ export class Terminal {
     // leaves its pane (and exit status) behind.
     t.#tmux([
       'new-session', '-d', '-s', t.session, '-x', String(opts.cols ?? 120), '-y', String(opts.rows ?? 40),
-      ...(opts.cwd ? ['-c', opts.cwd] : []), ...envArgs, argv.map(shellQuote).join(' '),
+      ...(opts.cwd ? ['-c', opts.cwd] : []), ...envArgs,
+      `${argv.map(shellQuote).join(' ')}; echo $? > ${shellQuote(t.#statusFile)}`,
       ';', 'set-option', '-t', t.session, 'remain-on-exit', 'on',
     ]);
     return t;
@@ -65,17 +70,18 @@ export class Terminal {
   }
 
   /**
-   * Exit status once the command has exited (128 + n when killed by signal n), else undefined.
-   * tmux marks the pane dead at end of output, slightly before it reaps the process: until the status
-   * or signal is known the command counts as running.
+   * Exit status once the command has exited (128 + n when killed by signal n), else undefined. The
+   * pane's shell records it in a file: tmux 3.3 can mark a pane dead (its pty closed) without ever
+   * filling in #{pane_dead_status}, depending on whether it reaps the process before or after EOF.
    */
   exitStatus(): number | undefined {
-    const out = this.#tmux(['display-message', '-p', '-t', this.session, '#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}']).trim();
-    const [dead, status, signal] = out.split(':');
-    if (dead !== '1') return undefined;
-    if (status) return Number(status);
-    if (signal) return 128 + Number(signal);
-    return undefined;
+    let text: string;
+    try {
+      text = readFileSync(this.#statusFile, 'utf8').trim();
+    } catch {
+      return undefined;
+    }
+    return text === '' ? undefined : Number(text);
   }
 
   /**
@@ -123,5 +129,6 @@ export class Terminal {
     }
     // tmux leaves the socket file behind; one per test run would pile up in /tmp.
     rmSync(join(process.env['TMUX_TMPDIR'] ?? '/tmp', `tmux-${process.getuid?.() ?? 0}`, this.socket), { force: true });
+    rmSync(this.#statusFile, { force: true });
   }
 }
