@@ -4,45 +4,14 @@
  * records every response.
  */
 import * as http from 'node:http';
-import { join } from 'node:path';
 import type { PatchSet } from '../shared';
-import { createProject, createTokens, startApp, type AppProcess, type Project, type Tokens } from './helpers/project';
+import { bootAgentApp, type AgentApp } from './helpers/raw-client';
 
-export interface ClusterApp {
-  project: Project;
-  tokens: Tokens;
-  app: AppProcess;
-  address: string;
-  auditFile: string;
-  stop(): Promise<void>;
-}
+export type ClusterApp = AgentApp;
 
 /** Start the cluster fixture with `workers` workers; `$ROOT` in an env value is the project root. */
-export async function bootCluster(workers = 2, env: Record<string, string | undefined> = {}, waitAgent = true): Promise<ClusterApp> {
-  const project = createProject('cluster');
-  const tokens = createTokens(project.root);
-  const auditFile = join(project.root, 'audit.jsonl');
-  try {
-    const app = await startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_AUDIT: auditFile, WORKERS: String(workers), ...withRoot(env, project.root) }, waitAgent });
-    return {
-      project,
-      tokens,
-      app,
-      address: app.agent!,
-      auditFile,
-      async stop() {
-        await app.stop();
-        project.cleanup();
-      },
-    };
-  } catch (e) {
-    project.cleanup();
-    throw e;
-  }
-}
-
-function withRoot(env: Record<string, string | undefined>, root: string): Record<string, string | undefined> {
-  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v?.split('$ROOT').join(root)]));
+export function bootCluster(workers = 2, env: Record<string, string | undefined> = {}, waitAgent = true): Promise<ClusterApp> {
+  return bootAgentApp({ WORKERS: String(workers), ...env }, { fixture: 'cluster', waitAgent });
 }
 
 /** rates.ts with tag() returning `a` (and an optional top-level statement). */

@@ -126,13 +126,17 @@ export interface AgentApp {
   stop(): Promise<void>;
 }
 
-/** Start the basic fixture with the agent; `env` adds or overrides LIVEPATCH_* settings. */
-export async function bootAgentApp(env: Record<string, string | undefined> = {}): Promise<AgentApp> {
-  const project = createProject();
+/**
+ * Start a fixture (default: basic) with the agent, one token per role and an audit log in the project;
+ * `env` adds or overrides settings, and `$ROOT` in a value stands for the project root.
+ */
+export async function bootAgentApp(env: Record<string, string | undefined> = {}, opts: { fixture?: string; waitAgent?: boolean } = {}): Promise<AgentApp> {
+  const project = createProject(opts.fixture);
   const tokens = createTokens(project.root);
   const auditFile = join(project.root, 'audit.jsonl');
+  const withRoot = Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v?.split('$ROOT').join(project.root)]));
   try {
-    const app = await startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_AUDIT: auditFile, ...env } });
+    const app = await startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_AUDIT: auditFile, ...withRoot }, ...(opts.waitAgent !== undefined ? { waitAgent: opts.waitAgent } : {}) });
     return {
       project,
       tokens,
