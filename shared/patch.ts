@@ -28,7 +28,9 @@ export interface Diagnostic {
   file?: string;
   line?: number; // 1-based
   column?: number; // 1-based
-  code: number; // TS code, e.g. 2554
+  code: number; // TS code, e.g. 2554 (0 for livepatch's own diagnostics)
+  /** livepatch's own diagnostics (unreachable changes, top-level effects) carry their error code instead. */
+  lpCode?: string;
   category: DiagnosticCategory;
   message: string;
 }
@@ -36,7 +38,7 @@ export interface Diagnostic {
 /** tsc's one-line form: `src/quote.ts(12,5): error TS2554: Expected 2 arguments, but got 1.` */
 export function formatDiagnostic(d: Diagnostic): string {
   const where = d.file ? (d.line !== undefined ? `${d.file}(${d.line},${d.column ?? 1}): ` : `${d.file}: `) : '';
-  return `${where}${d.category} TS${d.code}: ${d.message}`;
+  return `${where}${d.category} ${d.lpCode ?? `TS${d.code}`}: ${d.message}`;
 }
 
 export interface ModuleVersionInfo {

@@ -56,7 +56,7 @@ test('a syntax error is LP_ERR_PATCH_SYNTAX naming the module', async () => {
 
 test('top-level throw, endless loop, rejected/stuck exported promise and kind change are refused', async () => {
   assert.match(await rejected({ 'src/rates.ts': ratesWith("throw new Error('boom at load');", 'A7') }, 'LP_ERR_PATCH_LOAD'), /src\/rates\.ts: boom at load/);
-  assert.match(await rejected({ 'src/rates.ts': ratesWith('while (true) {}', 'A7') }, 'LP_ERR_PATCH_TIMEOUT', { loadTimeoutMs: 300 }), /src\/rates\.ts/);
+  assert.match(await rejected({ 'src/rates.ts': ratesWith('const spin = (() => { while (true) {} })();', 'A7') }, 'LP_ERR_PATCH_TIMEOUT', { loadTimeoutMs: 300 }), /src\/rates\.ts/);
   assert.match(await rejected({ 'src/rates.ts': ratesWith("export const ready = Promise.reject(new Error('no db'));", 'A7') }, 'LP_ERR_PATCH_LOAD'), /ready.*no db/);
   assert.match(await rejected({ 'src/rates.ts': ratesWith('export const ready = new Promise(() => {});', 'A7') }, 'LP_ERR_PATCH_TIMEOUT', { loadTimeoutMs: 200 }), /ready/);
   const kind = src('src/rates.ts').replace(/export function tag\(\)[^}]*}/, "export const tag = 'A7';");

@@ -12,6 +12,7 @@ import Module from 'node:module';
 import { dirname, posix } from 'node:path';
 import * as vm from 'node:vm';
 import { LivepatchError } from '../../shared/errors';
+import type { VersionCtl } from './dispatch';
 import { oneLine } from './keep';
 import { state, type EvalContext } from './state';
 
@@ -29,6 +30,8 @@ export interface EvalInput {
   resolveLive: (fromId: string, request: string) => { value: unknown } | undefined;
   /** Kept-state context (pending map) for `keep` calls made by the module. */
   ctx: EvalContext;
+  /** The version cell the instrumented text's preamble takes (absent for text that is not instrumented). */
+  ctl?: VersionCtl;
 }
 
 /** Module ids a relative request from `fromId` may name, most likely first. */
@@ -78,6 +81,7 @@ export function evaluateModule(input: EvalInput): unknown {
   const prev = g[Symbol.for(ARGS)];
   g[Symbol.for(ARGS)] = args;
   state.evalStack.push(input.ctx);
+  state.nextCtl = input.ctl;
   try {
     script.runInThisContext({ timeout: input.timeoutMs, displayErrors: false });
   } catch (e) {
@@ -88,6 +92,7 @@ export function evaluateModule(input: EvalInput): unknown {
     }
     throw new LivepatchError('LP_ERR_PATCH_LOAD', `${input.id}: ${oneLine(e)}`, { module: input.id, message: oneLine(e) });
   } finally {
+    state.nextCtl = undefined;
     state.evalStack.pop();
     g[Symbol.for(ARGS)] = prev;
   }

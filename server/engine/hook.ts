@@ -3,23 +3,30 @@
  * the project root becomes a live module as it loads.
  *
  * ts-node wraps each module's `_compile` and then calls the prototype's with the compiled JS, so this
- * one hook covers tsc output and ts-node alike. The original compile runs first (inside a `keep`
- * context for the module); then the engine swaps `module.exports` for the facade. A failure of ours
- * never breaks the host: the module simply stays as it was (not live) and a line goes to stderr.
+ * one hook covers tsc output and ts-node alike. The module's text is instrumented for in-place
+ * dispatch (instrument.ts) and compiled by Node as usual, inside a `keep` context for the module; its
+ * `module.exports` is left exactly as the module made it. A failure of ours never breaks the host:
+ * text we cannot parse or instrument is compiled as it was (the module is then not live, which is
+ * recorded and reported), and a module's own errors propagate as they would without livepatch.
  */
 import Module from 'node:module';
+import { analyze } from './analyze';
+import { instrument } from './instrument';
 import type { LiveEngine } from './live-engine';
+import { slotFn } from './stage';
 import { state } from './state';
 
 const HOOKED = Symbol.for('livepatch.engine.compileHooked');
 
+type Compile = (this: NodeJS.Module, content: string, filename: string) => unknown;
+
 /** Install the compile hook for `engine` (once per process). */
 export function installCompileHook(engine: LiveEngine): void {
-  const proto = Module.prototype as any;
+  const proto = Module.prototype as unknown as Record<string | symbol, unknown>;
   if (proto[HOOKED]) return;
-  const original: Function = proto._compile;
+  const original = proto['_compile'] as Compile;
   Object.defineProperty(proto, HOOKED, { value: true });
-  proto._compile = function (this: NodeJS.Module, content: string, filename: string): unknown {
+  proto['_compile'] = function (this: NodeJS.Module, content: string, filename: string): unknown {
     let loc: ReturnType<LiveEngine['mapper']['locate']> | undefined;
     try {
       if (engine.mapper.inScope(filename)) loc = engine.mapper.locate(filename, content);
@@ -27,18 +34,33 @@ export function installCompileHook(engine: LiveEngine): void {
       loc = undefined;
     }
     if (!loc || engine.modules.has(loc.id)) return original.call(this, content, filename);
+    let prepared: ReturnType<LiveEngine['prepareDeployed']>;
+    let code: string;
+    try {
+      prepared = engine.prepareDeployed(loc, this);
+      code = instrument(analyze(content), slotFn(prepared.mod));
+    } catch (e) {
+      engine.markNotLive(loc.id, `its JavaScript could not be analysed (${(e as Error)?.message ?? String(e)})`);
+      return original.call(this, content, filename);
+    }
     state.evalStack.push({ id: loc.id });
+    state.nextCtl = prepared.ctl;
     let result: unknown;
     try {
-      result = original.call(this, content, filename);
+      result = original.call(this, code, filename);
+    } catch (e) {
+      if (state.nextCtl === prepared.ctl) {
+        // The instrumented text never started: compile the module as it was, not live.
+        state.nextCtl = undefined;
+        engine.markNotLive(loc.id, `its instrumented JavaScript did not compile (${(e as Error)?.message ?? String(e)})`);
+        return original.call(this, content, filename);
+      }
+      throw e;
     } finally {
+      if (state.nextCtl === prepared.ctl) state.nextCtl = undefined;
       state.evalStack.pop();
     }
-    try {
-      engine.adoptDeployed(this, loc, content);
-    } catch (e) {
-      process.stderr.write(`livepatch: ${loc.id} is not live: ${(e as Error)?.message ?? e}\n`);
-    }
+    engine.adoptDeployed(this, loc, content, prepared);
     return result;
   };
 }

@@ -4,7 +4,9 @@
  */
 import { resolve } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
+import { installCtlGlobal } from './dispatch';
 import { installCompileHook } from './hook';
+import { CTL_GLOBAL } from './instrument';
 import { keep, type KeepOptions } from './keep';
 import { LiveEngine } from './live-engine';
 import { ModuleMapper } from './module-id';
@@ -24,6 +26,7 @@ export function install(opts: InstallOptions = {}): Engine {
   if (state.engine) return state.engine as Engine;
   const engine = new LiveEngine(new ModuleMapper(resolve(opts.root ?? process.env['LIVEPATCH_ROOT'] ?? process.cwd())));
   state.engine = engine;
+  installCtlGlobal(Symbol.for(CTL_GLOBAL));
   installCompileHook(engine);
   return engine;
 }

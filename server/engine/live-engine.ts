@@ -15,14 +15,16 @@ import Module from 'node:module';
 import { LivepatchError } from '../../shared/errors';
 import type { CommitResult, ExportsResult, LiveGeneration } from '../../shared/ops';
 import type { GenerationSummary, ModuleVersionInfo } from '../../shared/patch';
-import { clearMethodCaches } from './class-facade';
-import { buildFacade } from './facade';
+import { applyCanon, exportKinds, linkClasses, shapeOf } from './canon';
+import { VersionCtl as VersionCtlClass, type VersionCtl } from './dispatch';
+import { endEffects } from './effects';
 import { commitKept } from './keep';
 import type { ModuleLocation, ModuleMapper } from './module-id';
 import { pinWith, RequestPinning } from './pinning';
 import * as q from './queries';
-import { stageItems, undoStage, type StageHost, type StagedState } from './stage';
+import { stageItems, staticVerdict, undoStage, type StageHost, type StagedState } from './stage';
 import { state, type Generation, type LiveModule, type VersionEntry } from './state';
+import type { Diagnostic } from '../../shared/patch';
 import type { CommitMeta, Engine, StageChange, StageOptions, Staged, VersionRecord } from './types';
 
 const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
@@ -31,17 +33,20 @@ const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex
 export class LiveEngine extends EventEmitter implements Engine, StageHost {
   readonly root: string;
   readonly modules = new Map<string, LiveModule>();
+  /** Files under the root the app loaded that could not be made live: id → reason. */
+  readonly notLive = new Map<string, string>();
   /** Every generation ever made, index n - 1. */
   readonly gens: Generation[] = [];
   private readonly live = new Set<Generation>();
   private current: Generation;
   private readonly staged = new Map<string, StagedState>();
+  readonly stagingGens = new Set<Generation>();
   private readonly pinning: RequestPinning;
 
   constructor(readonly mapper: ModuleMapper) {
     super();
     this.root = mapper.root;
-    const g1: Generation = { n: 1, versions: new Map(), exp: new Map(), inflight: 0, released: false, summary: { generation: 1, kind: 'deploy', time: new Date().toISOString(), changed: [] } };
+    const g1: Generation = { n: 1, versions: new Map(), exp: new Map(), ctl: new Map(), inflight: 0, released: false, summary: { generation: 1, kind: 'deploy', time: new Date().toISOString(), changed: [] } };
     this.gens.push(g1);
     this.live.add(g1);
     this.current = g1;
@@ -72,6 +77,7 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
    * Off: AsyncLocalStorage is disabled so its async_hooks cost nothing while one generation is live.
    */
   recomputeMulti(): void {
+    this.refreshStale();
     const multi = this.live.size > 1 || state.staging > 0;
     if (multi === state.multi) return;
     if (multi) {
@@ -82,6 +88,39 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
       state.legacy = undefined;
       state.als.disable();
     }
+  }
+
+  /**
+   * Set each module's version cells stale or not: a cell is fresh (its functions run their own body
+   * with no lookup) only while it is the one version of its module that live and staged generations
+   * use. A cell no generation uses any more stays stale for good: calls that still reach it (captured
+   * references) are forwarded to the caller's generation.
+   */
+  private refreshStale(): void {
+    const gens: Generation[] = [...this.live, ...this.stagingGens];
+    for (const mod of this.modules.values()) {
+      const used = new Set<VersionCtl>();
+      for (const g of gens) {
+        const c = g.ctl.get(mod.id);
+        if (c) used.add(c);
+      }
+      for (const c of mod.inUse) if (!used.has(c)) c.s = true;
+      const one = used.size === 1;
+      for (const c of used) c.s = !one;
+      mod.inUse = used;
+    }
+  }
+
+  /** The static verdict on a patch (see stage.ts): unreachable changes and repeated top-level effects. */
+  verdict(changes: readonly { id: string; js: string }[]): Diagnostic[] {
+    return staticVerdict(this, changes);
+  }
+
+  /** Record a file the app loaded that cannot be live (reported in status; patches naming it are refused). */
+  markNotLive(id: string, reason: string): void {
+    if (this.notLive.has(id) || this.modules.has(id)) return;
+    this.notLive.set(id, reason);
+    process.stderr.write(`livepatch: ${id} is not live: ${reason}\n`);
   }
 
   /** Emit to listeners without letting one that throws break a commit or a response's release. */
@@ -98,14 +137,37 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     this.notify('drained', g.n);
     g.released = true;
     g.exp.clear();
-    clearMethodCaches();
+    g.ctl.clear();
     this.live.delete(g);
     this.recomputeMulti();
     this.notify('released', g.n);
   }
 
-  /** Make a just-compiled deployed module live: record version 1 and swap its exports for the facade. */
-  adoptDeployed(m: NodeJS.Module, loc: ModuleLocation, js: string): void {
+  /**
+   * Prepare a deployed module for its first evaluation: its record (not yet registered) and the cell
+   * its instrumented text will take. `adoptDeployed` registers it once the evaluation succeeded.
+   */
+  prepareDeployed(loc: ModuleLocation, m: NodeJS.Module): { mod: LiveModule; ctl: VersionCtl } {
+    const mod: LiveModule = {
+      id: loc.id,
+      canon: undefined,
+      canonCtl: undefined,
+      cur: undefined,
+      curCtl: undefined,
+      inUse: new Set(),
+      slots: new Map(),
+      shape: 'object',
+      kinds: new Map(),
+      perGen: new Set(),
+      versions: [],
+      sourceFile: loc.sourceFile,
+      runtimeFile: m.filename,
+    };
+    return { mod, ctl: new VersionCtlClass(mod) };
+  }
+
+  /** Make a just-evaluated deployed module live: record version 1. Its exports object is left as it is. */
+  adoptDeployed(m: NodeJS.Module, loc: ModuleLocation, js: string, prepared: { mod: LiveModule; ctl: VersionCtl }): void {
     if (this.modules.has(loc.id)) return;
     let source = '';
     try {
@@ -114,23 +176,37 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
       // Deployed without TS sources: hash the JS instead.
     }
     const record: VersionRecord = { id: loc.id, version: 1, generation: 1, hash: sha256(source || js), source, sourceFile: loc.sourceFile, runtimeFile: m.filename };
-    const mod: LiveModule = { id: loc.id, facade: undefined, cur: m.exports, shape: 'object', kinds: new Map(), versions: [{ record, js }], sourceFile: loc.sourceFile, runtimeFile: m.filename, deployed: m.exports };
-    buildFacade(mod, m.exports);
+    const { mod, ctl } = prepared;
+    mod.versions.push({ record, js });
+    mod.canon = m.exports;
+    mod.canonCtl = ctl;
+    mod.cur = m.exports;
+    mod.curCtl = ctl;
+    mod.shape = shapeOf(m.exports);
+    mod.kinds = exportKinds(m.exports);
+    mod.deployed = { exports: m.exports, ctl };
     this.modules.set(loc.id, mod);
     // A module loaded late (lazy require) is the same deployed code in every generation.
     for (const g of this.gens) g.versions.set(loc.id, mod.versions[0]!);
-    for (const g of this.live) g.exp.set(loc.id, m.exports);
-    for (const s of this.staged.values()) {
-      s.gen.versions.set(loc.id, mod.versions[0]!);
-      s.gen.exp.set(loc.id, m.exports);
+    for (const g of this.live) {
+      g.exp.set(loc.id, m.exports);
+      g.ctl.set(loc.id, ctl);
     }
-    m.exports = mod.facade;
+    for (const g of this.stagingGens) {
+      g.versions.set(loc.id, mod.versions[0]!);
+      g.exp.set(loc.id, m.exports);
+      g.ctl.set(loc.id, ctl);
+    }
+    mod.inUse.add(ctl);
   }
 
-  exportsInMemory(id: string, entry: VersionEntry): unknown {
+  exportsInMemory(id: string, entry: VersionEntry): { exports: unknown; ctl: VersionCtl } | undefined {
     const mod = this.modules.get(id);
     if (mod && entry.record.version === 1 && mod.deployed !== undefined && mod.versions[0] === entry) return mod.deployed;
-    for (const g of this.live) if (g.versions.get(id) === entry && g.exp.has(id)) return g.exp.get(id);
+    for (const g of this.live) {
+      const ctl = g.ctl.get(id);
+      if (g.versions.get(id) === entry && g.exp.has(id) && ctl) return { exports: g.exp.get(id), ctl };
+    }
     return undefined;
   }
 
@@ -183,6 +259,7 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     this.staged.delete(staged.stageId);
     for (const id of s.newMods.keys()) state.kept.delete(id);
     undoStage(this, s);
+    this.recomputeMulti();
   }
 
   commit(staged: Staged, meta: CommitMeta = {}): CommitResult {
@@ -205,12 +282,19 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
       const mod = this.modules.get(id)!;
       if (!mod.versions.includes(entry)) mod.versions[entry.record.version - 1] = entry;
       mod.cur = gen.exp.get(id);
+      mod.curCtl = gen.ctl.get(id);
+      const plan = s.plans.get(id);
+      if (plan) applyCanon(mod, plan);
+      if (mod.curCtl) linkClasses(mod, mod.curCtl);
       const pending = s.pending.get(id);
       if (pending) commitKept(id, pending);
     }
+    endEffects(gen);
+    this.stagingGens.delete(gen);
     // Late-loaded deployed modules may have joined other generations after the copy; keep them.
     for (const [id, entry] of prev.versions) if (!gen.versions.has(id)) gen.versions.set(id, entry);
     for (const [id, e] of prev.exp) if (!gen.exp.has(id)) gen.exp.set(id, e);
+    for (const [id, c] of prev.ctl) if (!gen.ctl.has(id)) gen.ctl.set(id, c);
     this.gens[gen.n - 1] = gen;
     this.live.add(gen);
     this.current = gen;
@@ -255,7 +339,7 @@ function registerInRequireCache(mod: LiveModule): void {
   if (cache[mod.runtimeFile]) return;
   const m = new Module(mod.runtimeFile);
   m.filename = mod.runtimeFile;
-  m.exports = mod.facade;
+  m.exports = mod.canon;
   m.loaded = true;
   cache[mod.runtimeFile] = m;
 }

@@ -7,14 +7,19 @@
  * modules load them first. Export kinds are checked, exported promises awaited, then the verify
  * module runs. On any failure every trace is undone (facade additions, pending kept state).
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { LivepatchError } from '../../shared/errors';
+import type { Diagnostic } from '../../shared/patch';
 import type { StageOptions, Staged, VersionRecord } from './types';
-import { clearMethodCaches } from './class-facade';
+import { analyze, type Analysis } from './analyze';
+import { planCanon, exportKinds, shapeOf, type CanonPlan } from './canon';
+import { VersionCtl } from './dispatch';
+import { beginEffects, endEffects, recordGlobalChanges, snapshotGlobals, type EffectLog } from './effects';
 import { candidateIds, evaluateModule, withTimeout } from './evaluate';
-import { buildFacade, extendFacade, kindConflict, retractFacade } from './facade';
+import { instrument } from './instrument';
 import { oneLine } from './keep';
 import type { ModuleMapper } from './module-id';
+import { effectProblems, reachProblems } from './reach';
 import { state, type Generation, type LiveModule, type VersionEntry } from './state';
 import { runVerify } from './verify';
 
@@ -22,10 +27,14 @@ import { runVerify } from './verify';
 export interface StageHost {
   readonly mapper: ModuleMapper;
   readonly modules: Map<string, LiveModule>;
+  /** Files the app loaded that could not be made live, by id, with the reason. */
+  readonly notLive: ReadonlyMap<string, string>;
+  /** Generations being staged or staged and not yet committed or discarded. */
+  readonly stagingGens: Set<Generation>;
   currentGen(): Generation;
-  /** The exports of `entry` if some part of the engine still holds them (no re-evaluation needed). */
-  exportsInMemory(id: string, entry: VersionEntry): unknown;
-  /** Recompute `state.multi` after a stage or generation came or went. */
+  /** The exports and cell of `entry` if some part of the engine still holds them (no re-evaluation needed). */
+  exportsInMemory(id: string, entry: VersionEntry): { exports: unknown; ctl: VersionCtl } | undefined;
+  /** Recompute `state.multi` and the modules' stale flags after a stage or generation came or went. */
   recomputeMulti(): void;
 }
 
@@ -45,35 +54,120 @@ export interface StagedState {
   /** Changed module id → the version entry it gets. */
   readonly entries: Map<string, VersionEntry>;
   readonly newMods: Map<string, LiveModule>;
-  readonly added: Map<string, string[]>;
+  /** What the commit must do to each changed module's canonical exports. */
+  readonly plans: Map<string, CanonPlan>;
   readonly pending: Map<string, Map<string, { value: unknown; shape: number | string | undefined }>>;
+  /** Effects the staged code started (undone when the stage does not commit). */
+  readonly effects: EffectLog;
 }
 
-let stageCounter = 0;
 const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
 
 function newLiveModule(host: StageHost, id: string): LiveModule {
-  return { id, facade: undefined, cur: undefined, shape: 'object', kinds: new Map(), versions: [], sourceFile: host.mapper.sourceFileOf(id), runtimeFile: host.mapper.runtimeFileOf(id) };
+  return {
+    id,
+    canon: undefined,
+    canonCtl: undefined,
+    cur: undefined,
+    curCtl: undefined,
+    inUse: new Set(),
+    slots: new Map(),
+    shape: 'object',
+    kinds: new Map(),
+    perGen: new Set(),
+    versions: [],
+    sourceFile: host.mapper.sourceFileOf(id),
+    runtimeFile: host.mapper.runtimeFileOf(id),
+  };
+}
+
+/** Slot numbering of a module's dispatch points (the same key keeps its slot across versions). */
+export function slotFn(mod: { slots: Map<string, number> }): (key: string) => number {
+  return (key) => {
+    let n = mod.slots.get(key);
+    if (n === undefined) mod.slots.set(key, (n = mod.slots.size));
+    return n;
+  };
+}
+
+function syntaxError(id: string, e: unknown): LivepatchError {
+  const line = (e as { loc?: { line?: number } })?.loc?.line;
+  const where = line ? `${id}(${line})` : id;
+  return new LivepatchError('LP_ERR_PATCH_SYNTAX', `${where}: ${oneLine(e)}`, { module: id, line, message: oneLine(e) });
+}
+
+/**
+ * The static verdict on a patch (no code runs): changes a commit could not reach
+ * (LP_ERR_PATCH_UNREACHABLE) and top-level effects a new version would repeat (LP_ERR_PATCH_EFFECT),
+ * as diagnostics in tsc's form. `check`, dry runs and applies all use it, so they agree.
+ */
+export function staticVerdict(host: StageHost, items: readonly { id: string; js: string }[]): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const cur = host.currentGen();
+  for (const i of items) {
+    const reason = host.notLive.get(i.id);
+    if (reason !== undefined && !host.modules.has(i.id)) {
+      out.push({ file: i.id, code: 0, lpCode: 'LP_ERR_PATCH_NOT_LIVE', category: 'error', message: `${i.id} is loaded by the app but is not a live module (${reason}); it cannot be patched` });
+      continue;
+    }
+    let now: Analysis;
+    try {
+      now = analyze(i.js);
+    } catch (e) {
+      throw syntaxError(i.id, e);
+    }
+    const entry = cur.versions.get(i.id);
+    if (entry) {
+      let was: Analysis | undefined;
+      try {
+        was = analyze(entry.js);
+      } catch {
+        was = undefined;
+      }
+      for (const p of was ? reachProblems(was, now) : []) out.push({ file: i.id, line: p.line, column: p.column, code: 0, lpCode: 'LP_ERR_PATCH_UNREACHABLE', category: 'error', message: p.message });
+    }
+    for (const p of effectProblems(now)) out.push({ file: i.id, line: p.line, column: p.column, code: 0, lpCode: 'LP_ERR_PATCH_EFFECT', category: 'error', message: p.message });
+  }
+  return out;
+}
+
+/** The LivepatchError for a non-empty static verdict. */
+export function verdictError(diagnostics: Diagnostic[]): LivepatchError {
+  const code = diagnostics.some((d) => d.lpCode === 'LP_ERR_PATCH_NOT_LIVE')
+    ? 'LP_ERR_PATCH_NOT_LIVE'
+    : diagnostics.some((d) => d.lpCode === 'LP_ERR_PATCH_UNREACHABLE')
+      ? 'LP_ERR_PATCH_UNREACHABLE'
+      : 'LP_ERR_PATCH_EFFECT';
+  const first = diagnostics[0]!;
+  const where = first.file ? `${first.file}${first.line !== undefined ? `(${first.line},${first.column ?? 1})` : ''}: ` : '';
+  const n = diagnostics.length;
+  return new LivepatchError(code, `${n} problem${n === 1 ? '' : 's'}; first: ${where}${first.message}`, { diagnostics: diagnostics.slice(0, 100) });
 }
 
 /** Evaluate `items` into a staged generation (see file header). Throws a LivepatchError on failure. */
 export async function stageItems(host: StageHost, items: StageItem[], opts: StageOptions, kind: 'patch' | 'rollback'): Promise<StagedState> {
   const base = host.currentGen();
-  const gen: Generation = { n: base.n + 1, versions: new Map(base.versions), exp: new Map(base.exp), inflight: 0, released: false, summary: { generation: base.n + 1, kind, time: '', changed: [] } };
-  const s: StagedState = {
-    pub: { stageId: `stage-${process.pid}-${++stageCounter}`, baseGeneration: base.n, changes: [], newModules: [] },
-    gen,
-    entries: new Map(),
-    newMods: new Map(),
-    added: new Map(),
-    pending: new Map(),
-  };
   for (const i of items) {
     // Ids are POSIX paths relative to the root; anything else would place a module outside the project.
     if (typeof i.id !== 'string' || i.id === '' || i.id.startsWith('/') || /^[A-Za-z]:/.test(i.id) || i.id.split('/').some((p) => p === '..' || p === '.' || p === '') || i.id.includes('\\')) {
       throw new LivepatchError('LP_ERR_PATCH_UNKNOWN_MODULE', `${String(i.id)} is not a module id (a POSIX path relative to the project root)`, { module: String(i.id) });
     }
   }
+  if (kind === 'patch') {
+    const verdict = staticVerdict(host, items);
+    if (verdict.length > 0) throw verdictError(verdict);
+  }
+  const gen: Generation = { n: base.n + 1, versions: new Map(base.versions), exp: new Map(base.exp), ctl: new Map(base.ctl), inflight: 0, released: false, summary: { generation: base.n + 1, kind, time: '', changed: [] } };
+  const s: StagedState = {
+    // Unguessable: a stage id is a capability to commit or abort that stage.
+    pub: { stageId: `stage-${randomBytes(16).toString('hex')}`, baseGeneration: base.n, changes: [], newModules: [] },
+    gen,
+    entries: new Map(),
+    newMods: new Map(),
+    plans: new Map(),
+    pending: new Map(),
+    effects: beginEffects(gen),
+  };
   const byId = new Map(items.map((i) => [i.id, i]));
   const loading = new Set<string>();
   const loadTimeoutMs = opts.loadTimeoutMs ?? 2000;
@@ -84,10 +178,10 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
       if (byId.has(cand)) {
         load(cand);
         const m = modOf(cand);
-        return { value: m?.facade ?? gen.exp.get(cand) };
+        return { value: m?.canon ?? gen.exp.get(cand) };
       }
       const live = host.modules.get(cand);
-      if (live) return { value: live.facade };
+      if (live) return { value: live.canon };
     }
     return undefined;
   };
@@ -109,35 +203,63 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
       runtimeFile: mod.runtimeFile,
     };
     const entry: VersionEntry = item.reuse ?? { record, js: item.js };
-    let modExports = item.reuse ? host.exportsInMemory(id, item.reuse) : undefined;
-    if (modExports === undefined) {
+    const mem = item.reuse ? host.exportsInMemory(id, item.reuse) : undefined;
+    let modExports: unknown;
+    let ctl: VersionCtl;
+    if (mem) ({ exports: modExports, ctl } = mem);
+    else {
+      let analysis: Analysis;
+      try {
+        analysis = analyze(entry.js);
+      } catch (e) {
+        throw syntaxError(id, e);
+      }
+      ctl = new VersionCtl(mod);
       const pending = new Map();
       s.pending.set(id, pending);
-      modExports = evaluateModule({ id, version: record.version, js: entry.js, runtimeFile: mod.runtimeFile, timeoutMs: loadTimeoutMs, resolveLive, ctx: { id, pending } });
-    }
-    if (isNew) buildFacade(mod, modExports);
-    else {
-      const clash = kindConflict(mod, modExports);
-      if (clash) {
-        const message = `${id}: export "${clash.name}" changed from ${clash.was} to ${clash.now}`;
-        throw new LivepatchError('LP_ERR_PATCH_EXPORT_KIND', message, { module: id, export: clash.name, message });
+      const before = snapshotGlobals();
+      try {
+        modExports = evaluateModule({ id, version: record.version, js: instrument(analysis, slotFn(mod)), runtimeFile: mod.runtimeFile, timeoutMs: loadTimeoutMs, resolveLive, ctx: { id, pending }, ctl });
+      } finally {
+        recordGlobalChanges(s.effects, before);
       }
-      s.added.set(id, extendFacade(mod, modExports));
+      const effect = s.effects.effects.find((e) => e.module === id);
+      if (effect) {
+        const message = `${id}: top-level code ${effect.what.startsWith('globalThis') ? `changed a global (${effect.what})` : `called ${effect.what}`} while loading; a new version must not start anything a second time in the running process. Wrap it in keep('…', () => …), or move it to a module you do not patch`;
+        throw new LivepatchError('LP_ERR_PATCH_EFFECT', message, { module: id, effect: effect.what, message });
+      }
     }
+    if (isNew) {
+      mod.canon = modExports;
+      mod.canonCtl = ctl;
+      mod.shape = shapeOf(modExports);
+      mod.kinds = exportKinds(modExports);
+    } else s.plans.set(id, planCanon(mod, modExports));
     gen.exp.set(id, modExports);
+    gen.ctl.set(id, ctl);
     gen.versions.set(id, entry);
     s.entries.set(id, entry);
     loading.delete(id);
   };
 
   state.staging++;
+  host.stagingGens.add(gen);
   host.recomputeMulti();
   try {
     state.als.run(gen, () => {
       for (const item of items) load(item.id);
     });
+    host.recomputeMulti();
     for (const id of s.entries.keys()) await awaitExportedPromises(id, gen.exp.get(id), loadTimeoutMs);
-    if (opts.verifyJs !== undefined) await runVerify(host, gen, opts.verifyJs, opts.verifyTimeoutMs ?? 5000, loadTimeoutMs, resolveLive);
+    const late = s.effects.effects[0];
+    if (late) {
+      throw new LivepatchError('LP_ERR_PATCH_EFFECT', `${late.module ?? 'staged code'}: code started while loading called ${late.what}; a new version must not start anything a second time in the running process`, { effect: late.what });
+    }
+    if (opts.verifyJs !== undefined) {
+      await runVerify(host, gen, opts.verifyJs, opts.verifyTimeoutMs ?? 5000, loadTimeoutMs, resolveLive);
+      // Verify hooks are probes: whatever they started does not outlive them.
+      s.effects.undo();
+    }
   } catch (e) {
     undoStage(host, s);
     throw e instanceof LivepatchError ? e : new LivepatchError('LP_ERR_PATCH_LOAD', oneLine(e));
@@ -145,10 +267,11 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
   return { ...s, pub: { ...s.pub, changes: [...s.entries.values()].map((e) => e.record), newModules: [...s.newMods.keys()] } };
 }
 
-async function awaitExportedPromises(id: string, exports: any, timeoutMs: number): Promise<void> {
+async function awaitExportedPromises(id: string, exports: unknown, timeoutMs: number): Promise<void> {
   if (exports === null || typeof exports !== 'object') return;
   for (const name of Object.keys(exports)) {
-    const v = exports[name];
+    const d = Object.getOwnPropertyDescriptor(exports, name);
+    const v: unknown = d && 'value' in d ? d.value : undefined;
     if (!(v instanceof Promise)) continue;
     const timeout = (): Error => new LivepatchError('LP_ERR_PATCH_TIMEOUT', `${id}: exported promise "${name}" did not settle within ${timeoutMs} ms`, { module: id, export: name });
     try {
@@ -160,17 +283,16 @@ async function awaitExportedPromises(id: string, exports: any, timeoutMs: number
   }
 }
 
-/** Remove every trace of a stage that will not be committed. */
+/** Remove every trace of a stage that will not be committed, including what its code started. */
 export function undoStage(host: StageHost, s: StagedState): void {
-  for (const [id, names] of s.added) {
-    const mod = host.modules.get(id);
-    if (mod) retractFacade(mod, names);
-  }
-  s.added.clear();
+  s.effects.undo();
+  endEffects(s.gen);
+  s.plans.clear();
   s.pending.clear();
   s.gen.exp.clear();
+  s.gen.ctl.clear();
   s.gen.released = true;
+  host.stagingGens.delete(s.gen);
   state.staging = Math.max(0, state.staging - 1);
-  clearMethodCaches();
   host.recomputeMulti();
 }

@@ -8,6 +8,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { GenerationSummary } from '../../shared/patch';
+import type { VersionCtl } from './dispatch';
 import type { VersionRecord } from './types';
 
 /** What an export is; a change of kind between versions is refused at stage. */
@@ -19,23 +20,36 @@ export interface VersionEntry {
   readonly js: string;
 }
 
-/** One live module: the facade every importer holds and the exports of the current generation. */
+/** One live module: the exports object every importer holds and the versions behind it. */
 export interface LiveModule {
   readonly id: string;
-  /** What `require()` returns: stable across generations. */
-  facade: any;
-  /** The current generation's exports object; trampolines read it directly while one generation is live. */
+  /**
+   * What importers hold: the deployed `module.exports` (a new module's first exports). Never replaced
+   * or wrapped; patched code is reached through its functions' in-place dispatch.
+   */
+  canon: any;
+  /** The cell of the version that made `canon` (class stubs and `instanceof` families hang off it). */
+  canonCtl: VersionCtl | undefined;
+  /** The current generation's exports object of this module (the version's own). */
   cur: any;
+  /** The current generation's version cell. */
+  curCtl: VersionCtl | undefined;
+  /** Cells of the versions some live or staged generation uses (all stale when more than one). */
+  inUse: Set<VersionCtl>;
+  /** Dispatch point key → slot, the same in every version. */
+  readonly slots: Map<string, number>;
   /** How the module's `module.exports` itself is shaped (an object of exports, or a function/class). */
   shape: 'object' | 'function' | 'class' | 'other';
   /** Export name → kind, as first seen (new names are added when a later version introduces them). */
   kinds: Map<string, ExportKind>;
+  /** Names of `canon` turned into accessors that read the caller's generation's value. */
+  readonly perGen: Set<string>;
   /** Versions by number - 1. */
   versions: VersionEntry[];
   sourceFile: string;
   runtimeFile: string;
-  /** Version 1's exports of a deployed module (kept: the module stays in require.cache anyway). */
-  deployed?: any;
+  /** Version 1's exports and cell of a deployed module (kept: the module stays in require.cache anyway). */
+  deployed?: { exports: any; ctl: VersionCtl };
 }
 
 /** A generation: a version of every live module, plus the exports while it is live. */
@@ -45,6 +59,8 @@ export interface Generation {
   readonly versions: Map<string, VersionEntry>;
   /** Module id → exports object; emptied when the generation is released so its code can be collected. */
   readonly exp: Map<string, any>;
+  /** Module id → the version cell (emptied on release with `exp`). */
+  readonly ctl: Map<string, VersionCtl>;
   inflight: number;
   released: boolean;
   readonly summary: Omit<GenerationSummary, 'live' | 'current' | 'inflight'>;
@@ -74,12 +90,14 @@ export interface SharedState {
   /** Kept state: module id → key → value. */
   readonly kept: Map<string, Map<string, { value: unknown; shape: number | string | undefined }>>;
   engine: unknown;
+  /** The cell the next instrumented module evaluation takes in its preamble. */
+  nextCtl: unknown;
 }
 
 const KEY = Symbol.for('livepatch.engine.state');
 
 function create(): SharedState {
-  return { als: new AsyncLocalStorage<Generation>(), multi: false, staging: 0, legacy: undefined, evalStack: [], kept: new Map(), engine: undefined };
+  return { als: new AsyncLocalStorage<Generation>(), multi: false, staging: 0, legacy: undefined, evalStack: [], kept: new Map(), engine: undefined, nextCtl: undefined };
 }
 
 /** The process-wide engine state. */

@@ -1,0 +1,368 @@
+/**
+ * Static analysis of one CommonJS module version (acorn): its *dispatch points*, its top-level
+ * skeleton, and what its top-level code does.
+ *
+ * A dispatch point is a function created exactly once when the module's top level runs: a top-level
+ * function declaration or function/arrow/class expression (not inside another function or a loop),
+ * a method/accessor/constructor of such a class, or a method/accessor of such an object literal.
+ * Each gets a key that names it by where it stands (`function greet`, `var handler`,
+ * `call router.get("/users")#1`, `class Shop#total`), so the same function can be found in another
+ * version of the module. The instrumenter (instrument.ts) makes every forwardable dispatch point
+ * dispatch in place; reach.ts compares two versions' analyses to tell which changes a commit reaches.
+ */
+import { parse, type Node } from 'acorn';
+
+/** What kind of function a dispatch point is. */
+export type PointKind = 'function' | 'arrow' | 'method' | 'get' | 'set' | 'constructor' | 'class';
+
+/** A call inside a function that hands a function of its own to something that outlives the call. */
+export interface Registration {
+  line: number;
+  column: number;
+  /** The callee as written, e.g. `app.get`. */
+  callee: string;
+}
+
+export interface Point {
+  readonly key: string;
+  readonly kind: PointKind;
+  /** Name for messages (`routes`, `Shop.total`, `router.get("/") handler`). */
+  readonly name: string;
+  readonly line: number;
+  readonly column: number;
+  readonly start: number;
+  readonly end: number;
+  /** Range blanked in the skeleton: the function, or the whole member definition for methods. */
+  readonly outer: readonly [number, number];
+  /** Source text of the whole function (change detection). */
+  readonly text: string;
+  /** Why calls of an older version cannot be forwarded here, if they cannot. */
+  readonly unforwardable?: string;
+  /** Registrations made by code inside this function (nested handlers that outlive the call). */
+  readonly registers: Registration[];
+  /** Whether this is an arrow function (instrumented differently: no `this`/`arguments`). */
+  readonly arrow?: boolean;
+  /** The name JavaScript infers for an anonymous function expression here (`const f = () => …`). */
+  readonly inferredName?: string;
+  /** Whether the function is a declaration statement (registered after it, not wrapped). */
+  readonly declaration?: boolean;
+}
+
+/** A top-level class or object literal whose members are dispatch points. */
+export interface Container {
+  readonly kind: 'class' | 'object';
+  readonly start: number;
+  readonly end: number;
+  /** Class declarations are registered after the statement; expressions are wrapped. */
+  readonly declaration: boolean;
+  /** Class point key (classes only). */
+  readonly key?: string;
+  readonly name?: string;
+  readonly inferredName?: string;
+  /** Position just inside the class body's `{` (classes only). */
+  readonly bodyStart?: number;
+  readonly hasConstructor?: boolean;
+  readonly derived?: boolean;
+  /** Member runtime key (JS expression text), point key, accessor kind, static. */
+  readonly members: { keyExpr: string; pointKey: string; kind: 'method' | 'get' | 'set'; isStatic: boolean }[];
+}
+
+/** One statement of the module's top level, with dispatch point bodies blanked. */
+export interface TopStatement {
+  readonly text: string;
+  readonly line: number;
+  readonly column: number;
+  readonly node: Node;
+}
+
+/** A top-level call with an effect that outlives the module's evaluation. */
+export interface TopEffect {
+  readonly line: number;
+  readonly column: number;
+  readonly what: string;
+}
+
+export interface Analysis {
+  readonly source: string;
+  readonly program: Node;
+  readonly points: Point[];
+  readonly statements: TopStatement[];
+  readonly effects: TopEffect[];
+  readonly containers: Container[];
+  /** Position after the directive prologue (and hashbang), where the preamble goes. */
+  readonly preambleAt: number;
+}
+
+/** Callee method names that register a handler which outlives the call (routes, hooks, plugins). */
+const REGISTER_VERBS = new Set([
+  'get', 'post', 'put', 'patch', 'delete', 'del', 'head', 'options', 'all', 'route', 'use', 'param',
+  'register', 'addHook', 'decorate', 'decorateRequest', 'decorateReply', 'setErrorHandler', 'setNotFoundHandler',
+  'addContentTypeParser', 'setReplySerializer', 'setValidatorCompiler', 'setSerializerCompiler', 'after', 'onClose',
+]);
+const PROCESS_LISTEN = new Set(['on', 'once', 'addListener', 'prependListener', 'prependOnceListener']);
+const TIMERS = new Set(['setInterval', 'setTimeout', 'setImmediate']);
+
+type AnyNode = Node & Record<string, any>;
+
+const isFn = (n: AnyNode | null | undefined): boolean => !!n && (n.type === 'FunctionExpression' || n.type === 'ArrowFunctionExpression' || n.type === 'FunctionDeclaration');
+const isLoop = (n: AnyNode): boolean => /^(For|ForIn|ForOf|While|DoWhile)Statement$/.test(n.type);
+
+/** Child nodes of `n` in source order. */
+export function children(n: AnyNode): AnyNode[] {
+  const out: AnyNode[] = [];
+  for (const k of Object.keys(n)) {
+    if (k === 'type' || k === 'loc' || k === 'start' || k === 'end') continue;
+    const v = n[k];
+    if (Array.isArray(v)) {
+      for (const c of v) if (c && typeof c.type === 'string') out.push(c);
+    } else if (v && typeof v === 'object' && typeof v.type === 'string') out.push(v);
+  }
+  return out.sort((a, b) => a.start - b.start);
+}
+
+/** Parse CommonJS module text (a function body: top-level `return` allowed). Throws on syntax errors. */
+export function parseModule(source: string): Node {
+  return parse(source, { ecmaVersion: 'latest', sourceType: 'script', allowReturnOutsideFunction: true, allowHashBang: true, locations: true });
+}
+
+function squash(s: string, max = 80): string {
+  const t = s.replace(/\s+/g, '');
+  return t.length > max ? `${t.slice(0, max)}…` : t;
+}
+
+/** Static name of a property/method key, or undefined for a computed key other than `Symbol.x`. */
+export function keyName(key: AnyNode, computed: boolean): string | undefined {
+  if (!computed) {
+    if (key.type === 'Identifier') return key.name;
+    if (key.type === 'Literal') return String(key.value);
+    if (key.type === 'PrivateIdentifier') return `#${key.name}`;
+    return undefined;
+  }
+  if (key.type === 'Literal' && (typeof key.value === 'string' || typeof key.value === 'number')) return String(key.value);
+  if (key.type === 'MemberExpression' && !key.computed && key.object.type === 'Identifier' && key.object.name === 'Symbol' && key.property.type === 'Identifier') {
+    return `@@${key.property.name}`;
+  }
+  return undefined;
+}
+
+/** Analyse one module version. Throws acorn's SyntaxError for text that does not parse. */
+export function analyze(source: string): Analysis {
+  const program = parseModule(source) as AnyNode;
+  const points: Point[] = [];
+  const effects: TopEffect[] = [];
+  const containers: Container[] = [];
+  const seen = new Map<string, number>();
+  const text = (n: AnyNode): string => source.slice(n.start, n.end);
+  const uniq = (base: string): string => {
+    const n = (seen.get(base) ?? 0) + 1;
+    seen.set(base, n);
+    return n === 1 ? base : `${base}#${n}`;
+  };
+
+  /** Registrations made inside function `fn` (any depth). */
+  const registrationsIn = (fn: AnyNode): Registration[] => {
+    const out: Registration[] = [];
+    const walk = (n: AnyNode): void => {
+      if (n.type === 'CallExpression' || n.type === 'NewExpression') {
+        const c = n.callee as AnyNode;
+        const hasFnArg = n.arguments.some((a: AnyNode) => isFn(a) || (a.type === 'ObjectExpression' && a.properties.some((p: AnyNode) => isFn(p.value) || p.method)));
+        let reg = false;
+        if (hasFnArg && c.type === 'MemberExpression' && !c.computed && c.property.type === 'Identifier') {
+          const obj = c.object as AnyNode;
+          if (REGISTER_VERBS.has(c.property.name) && (obj.type === 'Identifier' || obj.type === 'ThisExpression' || obj.type === 'MemberExpression')) reg = true;
+          if (PROCESS_LISTEN.has(c.property.name) && obj.type === 'Identifier' && obj.name === 'process') reg = true;
+        }
+        if (hasFnArg && c.type === 'Identifier' && c.name === 'setInterval') reg = true;
+        if (reg) out.push({ line: n.loc!.start.line, column: n.loc!.start.column + 1, callee: squash(text(c), 60) });
+      }
+      for (const k of children(n)) walk(k);
+    };
+    for (const k of children(fn)) walk(k);
+    return out;
+  };
+
+  const addPoint = (fn: AnyNode, key: string, kind: PointKind, name: string, unforwardable?: string, outer: AnyNode = fn, inferredName?: string): Point => {
+    let why = unforwardable;
+    if (!why && fn.generator) why = 'it is a generator function';
+    const body = fn.body as AnyNode | undefined;
+    if (!why && kind === 'arrow' && body?.type === 'BlockStatement' && body.body[0]?.directive === 'use strict') why = "it has its own 'use strict' directive";
+    const p: Point = {
+      key,
+      kind,
+      name,
+      line: fn.loc!.start.line,
+      column: fn.loc!.start.column + 1,
+      start: fn.start,
+      end: fn.end,
+      outer: [outer.start, outer.end],
+      text: text(fn),
+      registers: kind === 'class' ? [] : registrationsIn(fn),
+      ...(why ? { unforwardable: why } : {}),
+      ...(kind === 'arrow' ? { arrow: true } : {}),
+      ...(inferredName !== undefined && !fn.id ? { inferredName } : {}),
+      ...(fn.type === 'FunctionDeclaration' || fn.type === 'ClassDeclaration' ? { declaration: true } : {}),
+    };
+    points.push(p);
+    return p;
+  };
+  const keyExpr = (k: string): string => (k.startsWith('@@') ? `Symbol.${k.slice(2)}` : JSON.stringify(k));
+
+  const visitClass = (cls: AnyNode, label: string, infer?: string): void => {
+    const name = cls.id?.name ?? infer ?? '';
+    const classKey = uniq(cls.type === 'ClassDeclaration' ? `class ${cls.id.name}` : label.startsWith('var ') ? `class ${label.slice(4)}` : `class(${label})`);
+    const members = cls.body.body as AnyNode[];
+    const privateNames = members.some((m) => m.key?.type === 'PrivateIdentifier');
+    const why = privateNames ? 'its class has #private members, which instances of older versions do not carry' : undefined;
+    const cp = addPoint(cls, classKey, 'class', name || classKey, why, cls, infer);
+    const container: Container = {
+      kind: 'class',
+      start: cls.start,
+      end: cls.end,
+      declaration: cls.type === 'ClassDeclaration',
+      key: classKey,
+      name,
+      ...(cp.inferredName !== undefined ? { inferredName: cp.inferredName } : {}),
+      bodyStart: cls.body.start + 1,
+      hasConstructor: members.some((m) => m.type === 'MethodDefinition' && m.kind === 'constructor'),
+      derived: !!cls.superClass,
+      members: [],
+    };
+    for (const m of members) {
+      if (m.type === 'MethodDefinition') {
+        const k = keyName(m.key, m.computed);
+        const isPrivate = m.key.type === 'PrivateIdentifier';
+        const kind: PointKind = m.kind === 'constructor' ? 'constructor' : m.kind === 'get' ? 'get' : m.kind === 'set' ? 'set' : 'method';
+        const mk = m.kind === 'constructor' ? `${classKey}#constructor` : `${classKey}${m.static ? '.' : '#'}${m.kind === 'get' || m.kind === 'set' ? `${m.kind} ` : ''}${k ?? `[${squash(text(m.key), 40)}]`}`;
+        const un = why ?? (k === undefined ? 'its name is a computed key' : isPrivate ? 'it is a #private method' : undefined);
+        const p = addPoint(m.value, uniq(mk), kind, `${name || classKey}.${k ?? '[computed]'}`, un, m);
+        if (!un && kind !== 'constructor') container.members.push({ keyExpr: keyExpr(k!), pointKey: p.key, kind: kind as 'method' | 'get' | 'set', isStatic: !!m.static });
+      }
+      // Field initialisers and static blocks are part of the class's skeleton (see reach.ts).
+    }
+    if (!why) containers.push(container);
+  };
+
+  const visitObject = (obj: AnyNode, label: string, inFn: boolean, inLoop: boolean): void => {
+    const container: Container = { kind: 'object', start: obj.start, end: obj.end, declaration: false, members: [] };
+    for (const p of obj.properties as AnyNode[]) {
+      if (p.type !== 'Property') {
+        visit(p, label, inFn, inLoop);
+        continue;
+      }
+      const k = keyName(p.key, p.computed);
+      if (p.computed) visit(p.key, label, inFn, inLoop);
+      if ((p.method || p.kind === 'get' || p.kind === 'set') && !inFn && !inLoop) {
+        const kind: PointKind = p.kind === 'get' ? 'get' : p.kind === 'set' ? 'set' : 'method';
+        const un = k === undefined ? 'its name is a computed key' : undefined;
+        const pt = addPoint(p.value, uniq(`${label}/{${kind === 'method' ? '' : `${kind} `}${k ?? squash(text(p.key), 40)}}`), kind, k ?? '[computed]', un, p);
+        if (!un) container.members.push({ keyExpr: keyExpr(k!), pointKey: pt.key, kind: kind as 'method' | 'get' | 'set', isStatic: false });
+      } else {
+        visit(p.value, `${label}/${k ?? `[${squash(text(p.key), 40)}]`}`, inFn, inLoop, !p.computed && k !== undefined && !k.startsWith('@@') ? k : undefined);
+      }
+    }
+    if (container.members.length > 0) containers.push(container);
+  };
+
+  /** Walk top-level code; `inFn`/`inLoop` mark code that runs more than once or later. */
+  const visit = (n: AnyNode, label: string, inFn: boolean, inLoop: boolean, infer?: string): void => {
+    if (!n) return;
+    const top = !inFn && !inLoop;
+    switch (n.type) {
+      case 'FunctionDeclaration':
+      case 'FunctionExpression':
+      case 'ArrowFunctionExpression': {
+        if (top) {
+          const key = n.type === 'FunctionDeclaration' ? uniq(`function ${n.id.name}`) : uniq(label);
+          const name = n.id?.name ?? infer ?? label.replace(/^(var|set|call) /, '');
+          addPoint(n, key, n.type === 'ArrowFunctionExpression' ? 'arrow' : 'function', name, undefined, n, infer);
+          return;
+        }
+        for (const c of children(n)) visit(c, label, true, inLoop);
+        return;
+      }
+      case 'ClassDeclaration':
+      case 'ClassExpression':
+        if (top) {
+          if (n.superClass) visit(n.superClass, label, inFn, inLoop);
+          visitClass(n, n.type === 'ClassDeclaration' ? `class ${n.id.name}` : label, infer);
+          // Field initialisers run per instance / once per class: walk them as code inside a function.
+          for (const m of n.body.body as AnyNode[]) if (m.type !== 'MethodDefinition') for (const c of children(m)) visit(c, label, true, inLoop);
+          return;
+        }
+        for (const c of children(n)) visit(c, label, true, inLoop);
+        return;
+      case 'ObjectExpression':
+        visitObject(n, label, inFn, inLoop);
+        return;
+      case 'VariableDeclarator':
+        visit(n.id, label, inFn, inLoop);
+        visit(n.init, n.id.type === 'Identifier' ? `var ${n.id.name}` : `var ${squash(text(n.id), 40)}`, inFn, inLoop, n.id.type === 'Identifier' ? n.id.name : undefined);
+        return;
+      case 'AssignmentExpression':
+        visit(n.left, label, inFn, inLoop);
+        visit(n.right, `set ${squash(text(n.left), 60)}`, inFn, inLoop, n.left.type === 'Identifier' && n.operator === '=' ? n.left.name : undefined);
+        return;
+      case 'CallExpression':
+      case 'NewExpression': {
+        if (top) recordEffect(n);
+        const lits = n.arguments.filter((a: AnyNode) => a.type === 'Literal' && typeof a.value === 'string').map((a: AnyNode) => JSON.stringify(a.value));
+        const callLabel = `${n.type === 'NewExpression' ? 'new' : 'call'} ${squash(text(n.callee), 60)}(${lits.join(',')})`;
+        visit(n.callee, label, inFn, inLoop);
+        n.arguments.forEach((a: AnyNode, i: number) => visit(a, `${callLabel}#${i}`, inFn, inLoop));
+        return;
+      }
+      default: {
+        const loop = inLoop || isLoop(n);
+        for (const c of children(n)) visit(c, n.type === 'Program' || /Statement$|Declaration$|Block/.test(n.type) ? label : `${label}>${n.type}`, inFn, loop);
+      }
+    }
+  };
+
+  const recordEffect = (n: AnyNode): void => {
+    const c = n.callee as AnyNode;
+    let what: string | undefined;
+    if (c.type === 'Identifier' && TIMERS.has(c.name)) what = `${c.name}()`;
+    else if (c.type === 'MemberExpression' && !c.computed && c.property.type === 'Identifier') {
+      const prop = c.property.name as string;
+      const obj = c.object as AnyNode;
+      if (obj.type === 'Identifier' && obj.name === 'process' && (PROCESS_LISTEN.has(prop) || prop === 'exit' || prop === 'abort' || prop === 'kill')) what = `process.${prop}()`;
+      else if (prop === 'listen') what = `${squash(text(c), 60)}()`;
+      else if (obj.type === 'Identifier' && (obj.name === 'timers' || obj.name === 'globalThis') && TIMERS.has(prop)) what = `${obj.name}.${prop}()`;
+    }
+    if (what) effects.push({ line: n.loc!.start.line, column: n.loc!.start.column + 1, what });
+  };
+
+  visit(program, 'top', false, false);
+
+  // Directive prologue: the preamble goes after it so "use strict" stays a directive.
+  let preambleAt = 0;
+  for (const s of program.body as AnyNode[]) {
+    if (s.type === 'ExpressionStatement' && typeof s.directive === 'string') preambleAt = s.end;
+    else break;
+  }
+  if (preambleAt === 0 && source.startsWith('#!')) {
+    const nl = source.indexOf('\n');
+    preambleAt = nl < 0 ? source.length : nl;
+  }
+
+  const statements = (program.body as AnyNode[]).map((s) => ({ text: blank(source, s, points), line: s.loc!.start.line, column: s.loc!.start.column + 1, node: s }));
+  return { source, program, points, statements, effects, containers, preambleAt };
+}
+
+/**
+ * The text of `node` with every dispatch point inside it replaced by its key, and classes reduced to
+ * their skeleton (methods removed: they are compared as points of their own).
+ */
+export function blank(source: string, node: Node, points: readonly Point[]): string {
+  let out = '';
+  let pos = node.start;
+  const inside = points.filter((p) => p.kind !== 'class' && p.outer[0] >= node.start && p.outer[1] <= node.end).sort((a, b) => a.outer[0] - b.outer[0]);
+  for (const p of inside) {
+    if (p.outer[0] < pos) continue;
+    out += source.slice(pos, p.outer[0]);
+    out += p.kind === 'function' || p.kind === 'arrow' ? `ƒ(${p.key})` : '';
+    pos = p.outer[1];
+  }
+  out += source.slice(pos, node.end);
+  return out.replace(/\s+/g, ' ').trim();
+}
