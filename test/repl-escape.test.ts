@@ -70,7 +70,11 @@ function appObjects(dir: string): string {
 })()`;
 }
 
+/** Set once boot() has installed the app objects: a host without them cannot judge an attempt. */
+let ready = false;
+
 async function boot(): Promise<void> {
+  ready = false;
   a = await bootAgentApp();
   booted.push(a);
   markers = join(a.project.root, 'markers');
@@ -87,15 +91,24 @@ async function boot(): Promise<void> {
     patch: await openAuthed(a.address, a.tokens.patch),
     admin: await openAuthed(a.address, a.tokens.admin),
   };
-  const setup = await rawRequest(clients.admin, ++seq, 'eval', { code: `require('node:vm').runInThisContext(${JSON.stringify(appObjects(markers))})` });
+  // The first evaluation starts the type checker (seconds on a busy machine): wait longer than rawRequest does.
+  const id = ++seq;
+  clients.admin.send(JSON.stringify({ type: 'request', id, op: 'eval', args: { code: `require('node:vm').runInThisContext(${JSON.stringify(appObjects(markers))})` } }));
+  const setup = await clients.admin.next((m) => m.type === 'reply' && m.id === id, 60_000);
   assert.equal(setup.ok, true, JSON.stringify(setup));
   assert.equal(setup.result.output, "'installed'");
+  ready = true;
 }
 
-/** A previous attempt may have killed the host (that is a failure already reported): start a fresh one. */
+/**
+ * A previous attempt may have killed the host or its agent (a failure already reported): then start a
+ * fresh one, so each attempt is judged on its own.
+ */
 async function ensureHost(): Promise<void> {
   const child = a?.app.child;
-  if (a && child && child.exitCode === null && child.signalCode === null) return;
+  const open = clients && Object.values(clients).every((c) => c.ws.readyState === c.ws.OPEN);
+  if (ready && a && child && child.exitCode === null && child.signalCode === null && open) return;
+  await a?.app.stop();
   await boot();
 }
 
