@@ -11,9 +11,9 @@ import { LivepatchError } from '../../shared/errors';
 import type { EvalResult } from '../../shared/ops';
 import type { Engine } from '../engine/types';
 import type { ReplChecker } from './checker';
-import { evaluatePure, MOD_GLOBAL } from './inspect-eval';
+import { evaluatePure, MOD_GLOBAL, type PureResult } from './inspect-eval';
 import { PRELUDE_NAME, type LiveModules } from './modules';
-import { messageOf, render } from './render';
+import { limit, messageOf, render } from './render';
 import type { ReplSession } from './session';
 import { rewriteImports, toJs, wrapObjectLiteral, wrapTopLevelAwait } from './transpile';
 import type { Pin } from './vm-session';
@@ -69,6 +69,8 @@ export async function runInput(r: RunInput): Promise<EvalResult> {
   const pin: Pin = (fn) => (gen !== undefined ? engine.pin(fn, gen) : engine.pin(fn));
   const admin = r.role === 'admin';
   let value: unknown;
+  // Read-only inputs come back already rendered (see evaluatePure): their values are never touched here.
+  let pure: PureResult | undefined;
   let consoleOut: EvalResult['console'] = [];
   let consoleCut = false;
   try {
@@ -93,7 +95,7 @@ export async function runInput(r: RunInput): Promise<EvalResult> {
       );
       const snapshot = modules.snapshot(gen);
       try {
-        value = pin(() => evaluatePure(js, snapshot, timeoutMs));
+        pure = pin(() => evaluatePure(js, snapshot, timeoutMs));
       } catch (e) {
         if (e instanceof LivepatchError && e.code === 'LP_ERR_EVAL_SIDE_EFFECT' && engine.liveGenerations().length > 1) {
           // Facades consult AsyncLocalStorage while several generations are live, which V8 counts as a side effect.
@@ -109,8 +111,10 @@ export async function runInput(r: RunInput): Promise<EvalResult> {
     }
     throw e;
   }
+  if (pure?.thrown) throw new LivepatchError('LP_ERR_EVAL_THROWN', limit(pure.text, 4096).text);
   // Read-only inputs cannot declare anything that outlives them, so only admin inputs are remembered.
   if (admin) session.remember(input);
-  const out = render(value);
+  const out = pure ? limit(pure.text) : render(value);
+  if (pure?.truncated) out.truncated = true;
   return { output: out.text, console: consoleOut, truncated: out.truncated || consoleCut, durationMs: Math.round((performance.now() - started) * 10) / 10 };
 }
