@@ -10,6 +10,7 @@
  * for that token id at that address. Their audit records are aggregated (RefusalAudit).
  */
 import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type WebSocket from 'ws';
 import { newNonce } from '../../shared/auth';
 import { LivepatchError } from '../../shared/errors';
@@ -56,14 +57,25 @@ function authenticatedCount(ctx: AgentContext): number {
   return n;
 }
 
-/** Take over a freshly upgraded socket. */
-export function acceptConnection(ctx: AgentContext, ws: WebSocket, remote: string): void {
+/**
+ * Take over a freshly upgraded socket. `socket` is the request's socket, paused when a peer that has
+ * not authenticated breaks a WebSocket limit, so the rest of an oversized frame is not even read.
+ */
+export function acceptConnection(ctx: AgentContext, ws: WebSocket, remote: string, socket?: Duplex): void {
   const session = new Session(ws, remote, ctx.opts.maxBufferedBytes);
   ctx.sessions.add(session);
   ctx.unauthenticated.add(session);
   let timer: NodeJS.Timeout | undefined;
+  let failed = false;
   ws.on('error', () => {
-    /* the close event follows; nothing to report to the host */
+    // The WebSocket layer has sent its close frame (1009, 1008, 1002) and would go on reading and
+    // discarding until the peer answers it. Before authentication, stop reading and cut the socket.
+    if (session.principal) return;
+    failed = true;
+    clearTimeout(timer);
+    ctx.unauthenticated.delete(session);
+    setImmediate(() => socket?.pause());
+    setTimeout(() => ws.terminate(), PRE_AUTH_GRACE_MS).unref();
   });
   ws.on('pong', () => {
     session.alive = true;
@@ -93,7 +105,6 @@ export function acceptConnection(ctx: AgentContext, ws: WebSocket, remote: strin
   }
 
   const nonce = newNonce();
-  let failed = false;
   /** End the handshake without a principal: out of the budget, recorded (aggregated), closed. */
   const refuse = (outcome: string, detail: string, code: number, reason: string, tokenId?: string) => {
     failed = true;

@@ -62,7 +62,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   try {
     listener = await listen(ctx, (ws, req) => {
       try {
-        acceptConnection(ctx, ws, remoteOf(req));
+        acceptConnection(ctx, ws, remoteOf(req), req.socket);
       } catch (e) {
         process.stderr.write(`livepatch: connection setup failed: ${(e as Error).message}\n`);
         ws.terminate();
