@@ -32,6 +32,8 @@ export interface AuditEntry {
   /** REPL session an eval ran in (`default@<connection>` for the connection's default session). */
   session?: string;
   detail?: string;
+  /** How many events this record stands for, when more than one (aggregated refusals). */
+  count?: number;
 }
 
 export interface AuditRecord extends AuditEntry {
@@ -143,24 +145,102 @@ export function hashFiles(files: Record<string, string>): Record<string, string>
   return out;
 }
 
-/**
- * At most one audit record per key per window: refusals that an unauthenticated peer can repeat at will
- * (locked-out retries, refused Origins) must not let it fill the disk.
- */
-export class AuditThrottle {
-  #last = new Map<string, number>();
-  #windowMs: number;
+/** One refusal an unauthenticated peer can repeat at will. */
+export interface Refusal {
+  remote: string;
+  op: string;
+  outcome: string;
+  detail: string;
+  /** The token id the peer claimed, when it sent a well-formed auth message. */
+  tokenId?: string;
+}
 
-  constructor(windowMs = 60_000) {
-    this.#windowMs = windowMs;
+interface Bucket {
+  op: string;
+  outcome: string;
+  remote: string;
+  /** Events since the last record. */
+  count: number;
+  detail: string;
+  tokenIds: Set<string>;
+  /** Overflow buckets only: the distinct addresses folded in. */
+  addresses?: Set<string>;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * Audit records for refusals before authentication (failed proofs, junk, silence, locked-out retries,
+ * refused Origins, dropped upgrade requests), aggregated so that no peer can fill the disk: per
+ * (op, outcome, address), the first event is recorded at once and the rest as one record with `count`
+ * at the end of each interval in which more arrived. Beyond `maxBuckets` live (op, outcome, address)
+ * keys — a peer rotating source addresses — events fold into one record per (op, outcome) with
+ * remote `*`, written at the end of the interval with the count and the number of addresses.
+ */
+export class RefusalAudit {
+  #log: AuditLog;
+  #intervalMs: number;
+  #maxBuckets: number;
+  #buckets = new Map<string, Bucket>();
+
+  constructor(log: AuditLog, intervalMs: number, maxBuckets = 32) {
+    this.#log = log;
+    this.#intervalMs = intervalMs;
+    this.#maxBuckets = maxBuckets;
   }
 
-  allow(key: string, now = Date.now()): boolean {
-    const last = this.#last.get(key);
-    if (last !== undefined && now - last < this.#windowMs) return false;
-    this.#last.delete(key);
-    this.#last.set(key, now);
-    if (this.#last.size > 10_000) this.#last.delete(this.#last.keys().next().value as string);
-    return true;
+  note(r: Refusal): void {
+    const key = `${r.op}|${r.outcome}|${r.remote}`;
+    let b = this.#buckets.get(key);
+    if (!b) {
+      const own = [...this.#buckets.values()].filter((x) => !x.addresses).length;
+      if (own < this.#maxBuckets) {
+        this.#log.append({ who: '-', remote: r.remote, op: r.op, outcome: r.outcome, detail: r.detail });
+        b = this.#open(key, r, false);
+        return;
+      }
+      const okey = `${r.op}|${r.outcome}|*`;
+      b = this.#buckets.get(okey) ?? this.#open(okey, { ...r, remote: '*' }, true);
+    }
+    b.count++;
+    b.detail = r.detail;
+    if (r.tokenId && b.tokenIds.size < 8) b.tokenIds.add(r.tokenId);
+    if (b.addresses && b.addresses.size < 100_000) b.addresses.add(r.remote);
+  }
+
+  #open(key: string, r: Refusal, overflow: boolean): Bucket {
+    const b: Bucket = { op: r.op, outcome: r.outcome, remote: r.remote, count: 0, detail: r.detail, tokenIds: new Set(), timer: undefined as unknown as NodeJS.Timeout };
+    if (overflow) b.addresses = new Set();
+    const tick = () => {
+      if (b.count === 0) {
+        this.#buckets.delete(key);
+        return;
+      }
+      this.#write(b);
+      b.timer = setTimeout(tick, this.#intervalMs);
+      b.timer.unref();
+    };
+    b.timer = setTimeout(tick, this.#intervalMs);
+    b.timer.unref();
+    this.#buckets.set(key, b);
+    return b;
+  }
+
+  #write(b: Bucket): void {
+    const secs = Math.round(this.#intervalMs / 100) / 10;
+    const ids = b.tokenIds.size ? `; token ids ${[...b.tokenIds].join(', ')}` : '';
+    const from = b.addresses ? ` from ${b.addresses.size} addresses beyond the first ${this.#maxBuckets}` : '';
+    this.#log.append({ who: '-', remote: b.remote, op: b.op, outcome: b.outcome, count: b.count, detail: `${b.count} in the last ${secs} s${from}; last: ${b.detail}${ids}` });
+    b.count = 0;
+    b.tokenIds.clear();
+    b.addresses?.clear();
+  }
+
+  /** Write every pending count now (agent stop). */
+  flush(): void {
+    for (const [key, b] of this.#buckets) {
+      clearTimeout(b.timer);
+      if (b.count > 0) this.#write(b);
+      this.#buckets.delete(key);
+    }
   }
 }

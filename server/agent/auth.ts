@@ -1,5 +1,6 @@
 /**
- * The agent half of the handshake (shared/auth.ts), the tokens store and per-address lockout.
+ * The agent half of the handshake (shared/auth.ts), the tokens store and the lockout of token ids
+ * per address.
  *
  * The tokens file is re-read when its mtime changes, so `livepatch token create/revoke` takes effect
  * without restarting the host. An unknown token id costs the same work as a known one (a proof is
@@ -7,11 +8,10 @@
  */
 import { statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { authMessageSchema } from '../../shared/messages';
+import { authMessageSchema, parseFrame, type AuthMessage } from '../../shared/messages';
 import { verifyProof, type Role } from '../../shared/auth';
 import { readTokensFile, type TokenEntry } from '../../shared/tokens';
 import { PROTOCOL_VERSION } from '../../shared/version';
-import { parseFrame } from '../../shared/messages';
 import type { LockoutOptions } from './options';
 
 export interface Principal {
@@ -67,7 +67,12 @@ export class TokenStore {
   }
 }
 
-/** Failed-handshake accounting per remote address. */
+/**
+ * Failed credential proofs per (token id, remote address). Only a well-formed `auth` frame whose proof
+ * does not verify counts: junk, silence and protocol mismatches are closed without touching it, so
+ * they cannot lock anyone out. A locked key refuses that token id from that address, even with the
+ * right secret; other tokens from the same address, and the same token from elsewhere, are unaffected.
+ */
 export class Lockout {
   #opts: LockoutOptions;
   #failures = new Map<string, number[]>();
@@ -77,54 +82,76 @@ export class Lockout {
     this.#opts = opts;
   }
 
-  /** Milliseconds until `addr` may try again (0 = not locked). */
-  lockedFor(addr: string, now = Date.now()): number {
-    const until = this.#lockedUntil.get(addr);
+  static key(tokenId: string, addr: string): string {
+    return `${tokenId}@${addr}`;
+  }
+
+  /** Milliseconds until `tokenId` may try again from `addr` (0 = not locked). */
+  lockedFor(tokenId: string, addr: string, now = Date.now()): number {
+    const key = Lockout.key(tokenId, addr);
+    const until = this.#lockedUntil.get(key);
     if (until === undefined) return 0;
     if (until <= now) {
-      this.#lockedUntil.delete(addr);
+      this.#lockedUntil.delete(key);
       return 0;
     }
     return until - now;
   }
 
-  /** Record a failure; returns true when this failure locked the address. */
-  fail(addr: string, now = Date.now()): boolean {
-    const recent = (this.#failures.get(addr) ?? []).filter((t) => now - t < this.#opts.windowMs);
+  /** Record a failed proof; returns true when this failure locked the key. */
+  fail(tokenId: string, addr: string, now = Date.now()): boolean {
+    const key = Lockout.key(tokenId, addr);
+    const recent = (this.#failures.get(key) ?? []).filter((t) => now - t < this.#opts.windowMs);
     recent.push(now);
+    this.#failures.delete(key);
     if (recent.length >= this.#opts.maxFailures) {
-      this.#failures.delete(addr);
-      this.#lockedUntil.set(addr, now + this.#opts.lockMs);
+      this.#lockedUntil.delete(key);
+      this.#lockedUntil.set(key, now + this.#opts.lockMs);
+      // Bounded under a spray of token ids and addresses: expired locks go first, then the oldest.
+      if (this.#lockedUntil.size > 10_000) {
+        for (const [k, until] of this.#lockedUntil) if (until <= now) this.#lockedUntil.delete(k);
+        if (this.#lockedUntil.size > 10_000) this.#lockedUntil.delete(this.#lockedUntil.keys().next().value as string);
+      }
       return true;
     }
-    this.#failures.set(addr, recent);
-    // Bound memory under a spray of addresses: forget the oldest entries.
+    this.#failures.set(key, recent);
+    // Bound memory under a spray of keys: forget the oldest entries.
     if (this.#failures.size > 10_000) this.#failures.delete(this.#failures.keys().next().value as string);
     return false;
   }
 
-  succeed(addr: string): void {
-    this.#failures.delete(addr);
+  succeed(tokenId: string, addr: string): void {
+    this.#failures.delete(Lockout.key(tokenId, addr));
   }
 }
 
-export type HandshakeOutcome =
-  | { ok: true; principal: Principal }
-  | { ok: false; reason: 'protocol'; message: string }
-  | { ok: false; reason: 'denied'; message: string; tokenId?: string };
+/** A first frame that is a well-formed `auth` message of our protocol version, or why it is not. */
+export type AuthParse =
+  | { ok: true; msg: AuthMessage }
+  | { ok: false; reason: 'junk'; message: string }
+  | { ok: false; reason: 'protocol'; message: string };
 
 const DUMMY_KEY = randomBytes(32).toString('hex');
 
-/** Check one `auth` frame against the server nonce sent in `hello`. Pure apart from the token lookup. */
-export function checkAuthFrame(text: string, serverNonce: string, tokens: TokenStore): HandshakeOutcome {
+/** Parse the first frame of a connection. `null` stands for a binary frame. */
+export function parseAuthFrame(text: string | null): AuthParse {
+  if (text === null) return { ok: false, reason: 'junk', message: 'binary auth frame' };
   const parsed = parseFrame(text, 4);
-  if (!parsed.ok) return { ok: false, reason: 'denied', message: `bad auth message: ${parsed.reason}` };
+  if (!parsed.ok) return { ok: false, reason: 'junk', message: `bad auth message: ${parsed.reason}` };
   const msg = authMessageSchema.safeParse(parsed.value);
-  if (!msg.success) return { ok: false, reason: 'denied', message: 'expected an auth message' };
-  const { protocol, tokenId, clientNonce, proof } = msg.data;
-  if (protocol !== PROTOCOL_VERSION) return { ok: false, reason: 'protocol', message: `agent speaks protocol ${PROTOCOL_VERSION}, client sent ${protocol}` };
+  if (!msg.success) return { ok: false, reason: 'junk', message: 'expected an auth message' };
+  if (msg.data.protocol !== PROTOCOL_VERSION) return { ok: false, reason: 'protocol', message: `agent speaks protocol ${PROTOCOL_VERSION}, client sent ${msg.data.protocol}` };
+  return { ok: true, msg: msg.data };
+}
+
+/**
+ * Check the proof of a parsed `auth` message against the server nonce sent in `hello`. An unknown
+ * token id costs the same work as a known one. Pure apart from the token lookup.
+ */
+export function verifyAuth(msg: AuthMessage, serverNonce: string, tokens: TokenStore): Principal | undefined {
+  const { tokenId, clientNonce, proof } = msg;
   const entry = tokens.lookup(tokenId);
   const good = verifyProof(entry?.storedKey ?? DUMMY_KEY, tokenId, serverNonce, clientNonce, proof);
-  if (!entry || !good) return { ok: false, reason: 'denied', message: 'unknown or wrong token', tokenId };
-  return { ok: true, principal: { name: entry.name, role: entry.role, tokenId } };
+  if (!entry || !good) return undefined;
+  return { name: entry.name, role: entry.role, tokenId };
 }

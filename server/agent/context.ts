@@ -8,7 +8,7 @@ import type { Engine } from '../engine/types';
 import type { Pipeline } from '../pipeline/types';
 import type { Role } from '../../shared/auth';
 import type { EvalResult } from '../../shared/ops';
-import type { AuditLog, AuditThrottle } from './audit';
+import type { AuditLog, RefusalAudit } from './audit';
 import type { Lockout, TokenStore } from './auth';
 import type { ResolvedOptions } from './options';
 import type { Session } from './session';
@@ -39,9 +39,12 @@ export interface AgentContext {
   readonly tokens: TokenStore;
   readonly lockout: Lockout;
   readonly audit: AuditLog;
-  /** Limits audit records for refusals an unauthenticated peer can repeat at will. */
-  readonly auditThrottle: AuditThrottle;
+  /** Aggregated audit records for refusals an unauthenticated peer can repeat at will. */
+  readonly refusals: RefusalAudit;
+  /** Every open connection, authenticated or not. */
   readonly sessions: Set<Session>;
+  /** Connections still in their handshake, oldest first (their own budget: maxUnauthenticated). */
+  readonly unauthenticated: Set<Session>;
   /** Who committed each generation through this agent, and why (enriches `history`). */
   readonly commits: Map<number, { who: string; message?: string }>;
   /** The REPL service, created on first use; throws when it cannot be loaded. */

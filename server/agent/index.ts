@@ -7,7 +7,7 @@ import cluster from 'node:cluster';
 import { isMainThread } from 'node:worker_threads';
 import { getEngine, install } from '../engine';
 import type { Engine } from '../engine/types';
-import { AuditLog, AuditThrottle } from './audit';
+import { AuditLog, RefusalAudit } from './audit';
 import { Lockout, TokenStore } from './auth';
 import { acceptConnection, remoteOf } from './connection';
 import { createPipelineFor, lazyRepl, type AgentContext } from './context';
@@ -51,8 +51,9 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     tokens,
     lockout: new Lockout(opts.lockout),
     audit,
-    auditThrottle: new AuditThrottle(),
+    refusals: new RefusalAudit(audit, opts.auditAggregateMs),
     sessions: new Set<Session>(),
+    unauthenticated: new Set<Session>(),
     commits: new Map(),
     repl: repl.get,
     hasRepl: repl.created,
@@ -61,7 +62,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   try {
     listener = await listen(ctx, (ws, req) => {
       try {
-        acceptConnection(ctx, ws, remoteOf(req));
+        acceptConnection(ctx, ws, remoteOf(req), req.socket);
       } catch (e) {
         process.stderr.write(`livepatch: connection setup failed: ${(e as Error).message}\n`);
         ws.terminate();
@@ -81,6 +82,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
       closing ??= (async () => {
         detach();
         await listener.close();
+        ctx.refusals.flush();
         await repl.dispose();
         if (!options.pipeline) await pipeline?.close().catch(() => undefined);
       })();

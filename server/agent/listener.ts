@@ -2,6 +2,11 @@
  * The listening socket: HTTP(S) on TCP or a Unix socket, the WebSocket upgrade (ws in noServer mode),
  * the Origin check, heartbeat and idle sweeps.
  *
+ * Connections that have not completed their upgrade request (slowloris) have a budget and a deadline
+ * of their own: at most maxPendingUpgrades, the oldest dropped to make room for a new one, each cut
+ * after upgradeTimeoutMs. A hard cap on all sockets (`server.maxConnections`) bounds the file
+ * descriptors the agent can take from its host.
+ *
  * Browsers always send Origin on a WebSocket upgrade and CLI clients send none, so any Origin not
  * explicitly allowed is refused with HTTP 403 before a socket opens: a web page the operator visits
  * cannot talk to the agent. The server is unref'd so the agent never keeps a finished host alive.
@@ -56,21 +61,55 @@ function clearStaleSocket(path: string): Promise<void> {
 export async function listen(ctx: AgentContext, onSocket: (ws: WebSocket, req: IncomingMessage) => void): Promise<Listener> {
   const { opts } = ctx;
   const server: Server = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }) : createHttpServer();
-  const wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayload, perMessageDeflate: false, clientTracking: false });
+  const wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayload, maxFragments: opts.maxFragments, perMessageDeflate: false, clientTracking: false });
+  server.maxConnections = hardConnectionCap(opts);
+
+  // TCP connections whose upgrade request is not complete yet, oldest first, with their deadlines.
+  const upgrading = new Map<Socket, NodeJS.Timeout>();
+  const drop = (socket: Socket, detail: string) => {
+    const t = upgrading.get(socket);
+    if (t) clearTimeout(t);
+    upgrading.delete(socket);
+    ctx.refusals.note({ remote: socket.remoteAddress ?? 'unix', op: 'upgrade', outcome: 'LP_ERR_CONN_TIMEOUT', detail });
+    socket.destroy();
+  };
+  server.on('connection', (socket: Socket) => {
+    if (upgrading.size >= opts.maxPendingUpgrades) {
+      drop(upgrading.keys().next().value as Socket, 'upgrade request incomplete; dropped to make room for a new connection');
+    }
+    const timer = setTimeout(() => {
+      if (upgrading.has(socket)) drop(socket, `upgrade request incomplete after ${opts.upgradeTimeoutMs} ms`);
+    }, opts.upgradeTimeoutMs);
+    timer.unref();
+    upgrading.set(socket, timer);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      upgrading.delete(socket);
+    });
+  });
+  /** The request is complete: the socket leaves the upgrade budget (TLS sockets wrap the raw one). */
+  const upgraded = (socket: Duplex) => {
+    for (const s of [socket, (socket as { _parent?: unknown })._parent]) {
+      const t = upgrading.get(s as Socket);
+      if (t) {
+        clearTimeout(t);
+        upgrading.delete(s as Socket);
+      }
+    }
+  };
   server.on('request', (_req, res) => {
     res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' }).end('livepatch agent: connect with a WebSocket client\n');
   });
   server.on('clientError', (_err, socket) => socket.destroy());
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
+    upgraded(socket);
     try {
       const origin = req.headers.origin;
       if (origin !== undefined && !opts.allowedOrigins.includes(origin)) {
         const remote = req.socket.remoteAddress ?? 'unix';
         const shown = String(origin).slice(0, 200);
-        if (ctx.auditThrottle.allow(`origin ${remote} ${shown}`)) {
-          ctx.audit.append({ who: '-', remote, op: 'connect', outcome: 'LP_ERR_AUTH_ORIGIN', detail: `origin ${shown} (recorded once a minute per origin and address)` });
-        }
+        ctx.refusals.note({ remote, op: 'connect', outcome: 'LP_ERR_AUTH_ORIGIN', detail: `origin ${shown}` });
         refuse(socket, '403 Forbidden', 'cross-origin connections to the livepatch agent are refused\n');
         return;
       }
@@ -128,6 +167,7 @@ export async function listen(ctx: AgentContext, onSocket: (ws: WebSocket, req: I
         if (idle) clearInterval(idle);
         for (const s of ctx.sessions) s.close(CLOSE.AGENT_STOPPING, 'the agent is stopping');
         server.close(() => resolve());
+        for (const s of [...upgrading.keys()]) s.destroy();
         // Sockets that ignore the close frame are cut after a grace period.
         setTimeout(() => {
           for (const s of ctx.sessions) s.ws.terminate();
@@ -135,6 +175,15 @@ export async function listen(ctx: AgentContext, onSocket: (ws: WebSocket, req: I
         }, 2500).unref();
       }),
   };
+}
+
+/**
+ * All sockets the agent's server holds at once: authenticated and unauthenticated connections,
+ * pending upgrade requests, and room for sockets that are closing. Beyond it, new TCP connections
+ * are closed on accept.
+ */
+export function hardConnectionCap(opts: { maxConnections: number; maxUnauthenticated: number; maxPendingUpgrades: number }): number {
+  return opts.maxConnections + opts.maxUnauthenticated + opts.maxPendingUpgrades + 128;
 }
 
 /** Close authenticated connections that sent nothing for idleTimeoutMs; subscribers and busy ones stay. */

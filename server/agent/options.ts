@@ -12,7 +12,10 @@ import type { Pipeline } from '../pipeline/types';
 import { formatTarget, isLoopbackHost, parseTarget, type Target } from '../../shared/target';
 
 export interface LockoutOptions {
-  /** Failed handshakes from one address within `windowMs` that trigger a lockout. */
+  /**
+   * Failed credential proofs for one token id from one address within `windowMs` that lock that token
+   * id out at that address. Junk, silence and protocol errors do not count.
+   */
   maxFailures: number;
   windowMs: number;
   /** How long a locked-out address is refused. */
@@ -37,13 +40,32 @@ export interface AgentOptions {
   insecure?: boolean;
   /** Origins allowed at the upgrade; any other Origin header gets HTTP 403. CLI clients send none. */
   allowedOrigins?: string[];
-  /** Max frame size in bytes (default 8 MiB); larger frames close the socket with 1009. */
+  /** Max frame size in bytes after authentication (default 8 MiB); larger frames close the socket with 1009. */
   maxPayload?: number;
+  /** Max frame size in bytes before authentication (default 4 KiB; an auth frame is under 300 bytes). */
+  maxPreAuthPayload?: number;
+  /** Max fragments of one message (default 16384, the WebSocket library's own limit); more close with 1008. */
+  maxFragments?: number;
+  /** Authenticated connections. Unauthenticated ones have their own budget and never take these slots. */
   maxConnections?: number;
+  /**
+   * Connections that opened but have not authenticated yet (default 16). When the budget is full, the
+   * oldest of them is closed (4002) to make room, so silent sockets cannot keep an operator out.
+   */
+  maxUnauthenticated?: number;
+  /**
+   * TCP connections whose HTTP upgrade request is not complete yet (default 64); when full, the oldest
+   * is dropped to make room.
+   */
+  maxPendingUpgrades?: number;
+  /** Time allowed from TCP connect to a complete upgrade request (ms, default 3000). */
+  upgradeTimeoutMs?: number;
+  /** Refused handshakes are audited once per address per interval, with a count (ms, default 60000). */
+  auditAggregateMs?: number;
   maxInflight?: number;
   /** Replies queued for a client that does not read them; beyond this the connection is closed (1008). */
   maxBufferedBytes?: number;
-  /** Time allowed for the client's `auth` message (ms). */
+  /** Time allowed for the client's `auth` message after `hello` (ms, default 3000). */
   handshakeTimeoutMs?: number;
   /** Ping interval (ms); a peer that misses one pong is dropped. */
   heartbeatMs?: number;
@@ -66,7 +88,13 @@ export interface ResolvedOptions {
   auditFile: string;
   allowedOrigins: string[];
   maxPayload: number;
+  maxPreAuthPayload: number;
+  maxFragments: number;
   maxConnections: number;
+  maxUnauthenticated: number;
+  maxPendingUpgrades: number;
+  upgradeTimeoutMs: number;
+  auditAggregateMs: number;
   maxInflight: number;
   maxBufferedBytes: number;
   handshakeTimeoutMs: number;
@@ -79,10 +107,16 @@ export interface ResolvedOptions {
 export const DEFAULTS = {
   listen: '127.0.0.1:12345',
   maxPayload: 8 * 1024 * 1024,
+  maxPreAuthPayload: 4096,
+  maxFragments: 16 * 1024,
   maxConnections: 32,
+  maxUnauthenticated: 16,
+  maxPendingUpgrades: 64,
+  upgradeTimeoutMs: 3000,
+  auditAggregateMs: 60_000,
   maxInflight: 8,
   maxBufferedBytes: 64 * 1024 * 1024,
-  handshakeTimeoutMs: 5000,
+  handshakeTimeoutMs: 3000,
   heartbeatMs: 30_000,
   idleTimeoutMs: 30 * 60_000,
   authFailDelayMs: 200,
@@ -130,7 +164,13 @@ export function resolveOptions(o: AgentOptions): ResolvedOptions {
     auditFile,
     allowedOrigins: o.allowedOrigins ?? [],
     maxPayload: positiveInt('maxPayload', o.maxPayload, DEFAULTS.maxPayload),
+    maxPreAuthPayload: positiveInt('maxPreAuthPayload', o.maxPreAuthPayload, DEFAULTS.maxPreAuthPayload),
+    maxFragments: positiveInt('maxFragments', o.maxFragments, DEFAULTS.maxFragments),
     maxConnections: positiveInt('maxConnections', o.maxConnections, DEFAULTS.maxConnections),
+    maxUnauthenticated: positiveInt('maxUnauthenticated', o.maxUnauthenticated, DEFAULTS.maxUnauthenticated),
+    maxPendingUpgrades: positiveInt('maxPendingUpgrades', o.maxPendingUpgrades, DEFAULTS.maxPendingUpgrades),
+    upgradeTimeoutMs: positiveInt('upgradeTimeoutMs', o.upgradeTimeoutMs, DEFAULTS.upgradeTimeoutMs),
+    auditAggregateMs: positiveInt('auditAggregateMs', o.auditAggregateMs, DEFAULTS.auditAggregateMs),
     maxInflight: positiveInt('maxInflight', o.maxInflight, DEFAULTS.maxInflight),
     maxBufferedBytes: positiveInt('maxBufferedBytes', o.maxBufferedBytes, DEFAULTS.maxBufferedBytes),
     handshakeTimeoutMs: positiveInt('handshakeTimeoutMs', o.handshakeTimeoutMs, DEFAULTS.handshakeTimeoutMs),
@@ -155,8 +195,9 @@ function envInt(env: NodeJS.ProcessEnv, name: string): number | undefined {
 
 /**
  * Options from the environment (the preload's configuration). Limits have env names too
- * (LIVEPATCH_MAX_PAYLOAD, _MAX_CONNECTIONS, _MAX_INFLIGHT, _MAX_BUFFERED, _HANDSHAKE_MS, _HEARTBEAT_MS, _IDLE_MS,
- * _AUTH_FAIL_DELAY_MS, _LOCKOUT=`failures/windowMs/lockMs`, _ALLOWED_ORIGINS comma-separated).
+ * (LIVEPATCH_MAX_PAYLOAD, _MAX_PREAUTH_PAYLOAD, _MAX_FRAGMENTS, _MAX_CONNECTIONS, _MAX_UNAUTHENTICATED,
+ * _MAX_PENDING_UPGRADES, _UPGRADE_MS, _MAX_INFLIGHT, _MAX_BUFFERED, _HANDSHAKE_MS, _HEARTBEAT_MS, _IDLE_MS,
+ * _AUTH_FAIL_DELAY_MS, _AUDIT_AGGREGATE_MS, _LOCKOUT=`failures/windowMs/lockMs`, _ALLOWED_ORIGINS comma-separated).
  */
 export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptions {
   const o: AgentOptions = {};
@@ -175,7 +216,13 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptio
   const origins = str('LIVEPATCH_ALLOWED_ORIGINS');
   if (origins) o.allowedOrigins = origins.split(',').map((s) => s.trim()).filter(Boolean);
   set('maxPayload', envInt(env, 'LIVEPATCH_MAX_PAYLOAD'));
+  set('maxPreAuthPayload', envInt(env, 'LIVEPATCH_MAX_PREAUTH_PAYLOAD'));
+  set('maxFragments', envInt(env, 'LIVEPATCH_MAX_FRAGMENTS'));
   set('maxConnections', envInt(env, 'LIVEPATCH_MAX_CONNECTIONS'));
+  set('maxUnauthenticated', envInt(env, 'LIVEPATCH_MAX_UNAUTHENTICATED'));
+  set('maxPendingUpgrades', envInt(env, 'LIVEPATCH_MAX_PENDING_UPGRADES'));
+  set('upgradeTimeoutMs', envInt(env, 'LIVEPATCH_UPGRADE_MS'));
+  set('auditAggregateMs', envInt(env, 'LIVEPATCH_AUDIT_AGGREGATE_MS'));
   set('maxInflight', envInt(env, 'LIVEPATCH_MAX_INFLIGHT'));
   set('maxBufferedBytes', envInt(env, 'LIVEPATCH_MAX_BUFFERED'));
   set('handshakeTimeoutMs', envInt(env, 'LIVEPATCH_HANDSHAKE_MS'));

@@ -69,8 +69,11 @@ export class Session {
     if (this.subscribed) this.send({ type: 'event', event });
   }
 
-  /** Close with a code and a short reason (WebSocket reasons are limited to 123 bytes). */
-  close(code: number, reason = ''): void {
+  /**
+   * Close with a code and a short reason (WebSocket reasons are limited to 123 bytes). A peer that does
+   * not answer the close frame is cut after `graceMs`.
+   */
+  close(code: number, reason = '', graceMs = 2000): void {
     if (this.closed) return;
     this.closed = true;
     try {
@@ -79,6 +82,6 @@ export class Session {
       this.ws.terminate();
     }
     // A peer that never answers the close frame must not hold the socket forever.
-    setTimeout(() => this.ws.terminate(), 2000).unref();
+    setTimeout(() => this.ws.terminate(), graceMs).unref();
   }
 }

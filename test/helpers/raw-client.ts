@@ -28,11 +28,13 @@ export interface RawOptions {
   maxPayload?: number;
   /** Answer the agent's pings (default true); false simulates a dead peer. */
   autoPong?: boolean;
+  /** Local source address (any of 127.0.0.0/8 on loopback), to act as many peers. */
+  localAddress?: string;
 }
 
 /** Open a socket to `address` (`host:port`). Rejects on HTTP refusal (e.g. 403) with the error. */
 export function openRaw(address: string, opts: RawOptions = {}): Promise<RawClient> {
-  const ws = new WebSocket(`ws://${address}/livepatch`, { headers: opts.headers ?? {}, maxPayload: opts.maxPayload ?? 256 * 1024 * 1024, autoPong: opts.autoPong ?? true });
+  const ws = new WebSocket(`ws://${address}/livepatch`, { headers: opts.headers ?? {}, maxPayload: opts.maxPayload ?? 256 * 1024 * 1024, autoPong: opts.autoPong ?? true, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
   const messages: any[] = [];
   const waiters: { pred: (m: any) => boolean; resolve: (m: any) => void }[] = [];
   // Messages already returned by next(): each is handed out once.

@@ -2,7 +2,9 @@
  * Patch ops: check, stage, commit, abort, apply, rollback. Each hands the request to the pipeline with
  * the caller's token name and forwards the pipeline's progress as `progress` messages for this request
  * id. The pipeline guarantees a failed op leaves the generation unchanged; here we only record who
- * committed what (for `history` and the audit record).
+ * committed what (for `history` and the audit record), and which token owns each stage: only the token
+ * that staged a patch may commit or abort it (any other token gets LP_ERR_AUTH_FORBIDDEN, whatever
+ * its role), so a stage id seen in a log or guessed is of no use to another token.
  */
 import { LivepatchError } from '../../../shared/errors';
 import type { CommitResult } from '../../../shared/ops';
@@ -64,13 +66,38 @@ export const check: Handler<'check'> = (call) => {
   return pipelineOf(call).check(patch, opContext(call));
 };
 
-/** Stage messages, by stage id, so the commit can be attributed with its message. */
-const stagedMessages = new WeakMap<object, Map<string, string>>();
+/** A stage made through this agent: the token that made it, its message, when it expires. */
+interface StageRecord {
+  tokenId: string;
+  message?: string;
+  expiresAt: number;
+}
 
-function messagesFor(call: OpCall<OpName>): Map<string, string> {
-  let m = stagedMessages.get(call.ctx);
-  if (!m) stagedMessages.set(call.ctx, (m = new Map()));
+/** Stages by stage id, per agent instance. */
+const stagesByAgent = new WeakMap<object, Map<string, StageRecord>>();
+
+/** The most stage records kept per agent; expired ones go first, then the oldest. */
+const MAX_STAGE_RECORDS = 1000;
+
+function stagesOf(call: OpCall<OpName>): Map<string, StageRecord> {
+  let m = stagesByAgent.get(call.ctx);
+  if (!m) stagesByAgent.set(call.ctx, (m = new Map()));
   return m;
+}
+
+/**
+ * The caller must own `stageId`; checked before the pipeline sees the id. A stage id this agent has no
+ * record of (never handed out, committed, aborted, or dropped from the records) is unknown to every
+ * token, so nothing is ever committed without its owner being known.
+ */
+function checkOwner(call: OpCall<'commit' | 'abort'>, op: 'commit' | 'abort'): StageRecord {
+  const rec = stagesOf(call).get(call.args.stageId);
+  if (!rec) throw new LivepatchError('LP_ERR_PATCH_STAGE_UNKNOWN', `No staged patch ${JSON.stringify(call.args.stageId).slice(0, 120)} (expired, committed or aborted)`);
+  if (rec.tokenId !== call.session.principal?.tokenId) {
+    call.audit.detail = 'stage owned by another token';
+    throw new LivepatchError('LP_ERR_AUTH_FORBIDDEN', `only the token that staged ${call.args.stageId.slice(0, 100)} may ${op} it`);
+  }
+  return rec;
 }
 
 export const stage: Handler<'stage'> = async (call) => {
@@ -79,26 +106,39 @@ export const stage: Handler<'stage'> = async (call) => {
   if (patch.id) call.audit.patchId = patch.id;
   const result = await noteWorkers(call, pipelineOf(call).stage(patch, opContext(call), ttlMs));
   call.audit.stageId = result.stageId;
-  const messages = messagesFor(call);
-  if (patch.message) messages.set(result.stageId, patch.message);
+  const stages = stagesOf(call);
+  const now = Date.now();
+  const expiresAt = Date.parse(result.expiresAt);
   // Bounded: stage ids that are never committed must not accumulate.
-  if (messages.size > 1000) messages.delete(messages.keys().next().value as string);
+  if (stages.size >= MAX_STAGE_RECORDS) for (const [id, r] of stages) if (r.expiresAt < now) stages.delete(id);
+  if (stages.size >= MAX_STAGE_RECORDS) {
+    // The oldest live stage loses its record, so it is discarded in the pipeline too.
+    const oldest = stages.keys().next().value as string;
+    stages.delete(oldest);
+    try {
+      pipelineOf(call).abort(oldest, opContext(call));
+    } catch {
+      /* already gone */
+    }
+  }
+  stages.set(result.stageId, { tokenId: call.session.principal!.tokenId, ...(patch.message ? { message: patch.message } : {}), expiresAt: Number.isFinite(expiresAt) ? expiresAt : now + 600_000 });
   return result;
 };
 
 export const commit: Handler<'commit'> = async (call) => {
   call.audit.stageId = call.args.stageId;
+  const rec = checkOwner(call, 'commit');
   const result = await pipelineOf(call).commit(call.args.stageId, opContext(call));
-  const messages = messagesFor(call);
-  recordCommit(call, result, messages.get(call.args.stageId));
-  messages.delete(call.args.stageId);
+  recordCommit(call, result, rec.message);
+  stagesOf(call).delete(call.args.stageId);
   return result;
 };
 
 export const abort: Handler<'abort'> = (call) => {
   call.audit.stageId = call.args.stageId;
+  checkOwner(call, 'abort');
   pipelineOf(call).abort(call.args.stageId, opContext(call));
-  messagesFor(call).delete(call.args.stageId);
+  stagesOf(call).delete(call.args.stageId);
   return { aborted: true };
 };
 
