@@ -64,6 +64,9 @@ export const ERRORS = {
   LP_ERR_PATCH_STAGE_UNKNOWN: spec('No staged patch with that id (expired, committed or aborted)', EXIT.CONFLICT),
   LP_ERR_PATCH_EXPORT_KIND: spec('An export changed kind (function, class, value) between versions', EXIT.REJECTED),
   LP_ERR_ROLLBACK_TARGET: spec('No such generation to roll back to', EXIT.REJECTED),
+  LP_ERR_PATCH_QUARANTINED: spec('The patch is quarantined: its host crashed soon after applying it (see livepatch quarantine)', EXIT.REJECTED),
+  LP_ERR_QUARANTINE_UNKNOWN: spec('No quarantined patch with that id', EXIT.REJECTED),
+  LP_ERR_JOURNAL_UNREADABLE: spec('The journal holds lines that cannot be read; they were not replayed', EXIT.REJECTED),
   LP_ERR_CLUSTER_NONE: spec('This agent does not run a cluster primary with workers', EXIT.USAGE),
   LP_ERR_CLUSTER_WORKER: spec('A cluster worker exited during the operation; the patch was committed nowhere', EXIT.REJECTED, true),
   // Eval / REPL.
