@@ -257,14 +257,21 @@ export class PatchPipeline implements Pipeline {
     }
   }
 
-  /** Quarantine state from the records: quarantined minus dropped or re-applied. */
+  /**
+   * Quarantine state from the records: quarantined minus dropped or re-applied. `dropped` holds the patch
+   * records never to replay: dropped ones, and quarantined ones re-applied since (the re-apply's own
+   * record is the live one).
+   */
   private loadQuarantine(records: JournalRecord[]): { patches: Map<number, PatchRecord>; dropped: Set<number> } {
     const patches = new Map<number, PatchRecord>();
     const dropped = new Set<number>();
     for (const rec of records) {
       if (rec.kind === 'patch') {
         patches.set(rec.seq, rec);
-        if (rec.reapplies !== undefined) this.quarantinedBySeq.delete(rec.reapplies);
+        if (rec.reapplies !== undefined) {
+          dropped.add(rec.reapplies);
+          this.quarantinedBySeq.delete(rec.reapplies);
+        }
       } else if (rec.kind === 'quarantine') {
         const p = patches.get(rec.target);
         if (p) this.quarantinedBySeq.set(p.seq, { rec: p, info: quarantineInfo(p, rec.time, rec.reason) });
