@@ -29,11 +29,11 @@ const stageId = z.string().min(1).max(100);
 
 export const OPS = {
   describe: { role: 'read', args: empty, doc: 'Protocol and agent version, and this catalogue.' },
-  status: { role: 'read', args: empty, doc: 'Pid, uptime, current and live generations with in-flight counts, modules, drift.' },
+  status: { role: 'read', args: empty, doc: 'Pid, uptime, current and live generations with in-flight counts, modules, drift; with a journal: replay, unreadable lines, quarantined patches.' },
   versions: { role: 'read', args: z.object({ generation: generation.optional() }).strict(), doc: 'One row per live module: version, generation that introduced it, hash, patched.' },
   source: { role: 'read', args: z.object({ module: moduleId, generation: generation.optional() }).strict(), doc: 'TypeScript source of a module at a generation (default: current).' },
   exports: { role: 'read', args: z.object({ module: moduleId }).strict(), doc: 'Names and kinds of a module\'s exports at the current generation.' },
-  history: { role: 'read', args: z.object({ limit: z.number().int().min(1).max(10000).optional() }).strict(), doc: 'Generations: who, when, message, modules changed.' },
+  history: { role: 'read', args: z.object({ limit: z.number().int().min(1).max(10000).optional() }).strict(), doc: 'Generations: who, when, message, modules changed; quarantined patches.' },
   subscribe: { role: 'read', args: empty, doc: 'Receive events (commits, rollbacks, drains) on this connection.' },
   check: { role: 'patch', args: z.object({ patch: patchSetSchema }).strict(), doc: 'Type-check a patch set against the live program. Nothing is staged.' },
   stage: { role: 'patch', args: z.object({ patch: patchSetSchema, ttlMs: z.number().int().min(1000).max(600000).optional() }).strict(), doc: 'Check, transpile, load and verify a patch set; hold it for commit (phase one).' },

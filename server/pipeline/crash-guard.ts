@@ -62,6 +62,7 @@ export class CrashGuard {
 
   /** The marker a previous host left, or undefined (none, or unreadable: then it is ignored). */
   previous(): Probation | undefined {
+    if (this.windowMs <= 0) return undefined;
     try {
       const p = JSON.parse(readFileSync(this.file, 'utf8')) as Probation;
       if (p?.v !== 1 || typeof p.seq !== 'number' || typeof p.strikes !== 'number') return undefined;
@@ -74,7 +75,11 @@ export class CrashGuard {
 
   /** Put journal record `seq` on probation for the window. Returns false if the marker could not be written. */
   arm(seq: number, patchId: string | undefined, strikes = 0): boolean {
-    if (this.windowMs <= 0) return true;
+    if (this.windowMs <= 0) {
+      // Protection is off: a marker an earlier run left must not act later.
+      this.disarm();
+      return true;
+    }
     const p: Probation = { v: 1, seq, ...(patchId !== undefined ? { patchId } : {}), pid: process.pid, since: new Date().toISOString(), windowMs: this.windowMs, strikes };
     try {
       writeDurably(this.file, p);

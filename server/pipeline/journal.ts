@@ -153,7 +153,8 @@ function checkRecord(text: string, version: number): { rec: JournalRecord } | { 
 function salvage(line: Buffer): { rec: JournalRecord; at: number } | undefined {
   for (const marker of ['{"len":', '{"v":']) {
     let at = line.lastIndexOf(marker);
-    while (at > 0) {
+    // Inside a record the marker only appears escaped, so real candidates are few; bound the work anyway.
+    for (let tries = 0; at > 0 && tries < 64; tries++) {
       const d = decodeLine(line.subarray(at));
       if ('rec' in d) return { rec: d.rec, at };
       at = line.lastIndexOf(marker, at - 1);
