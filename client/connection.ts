@@ -55,7 +55,7 @@ interface Pending {
   timer?: NodeJS.Timeout;
 }
 
-const SLOW_OPS = new Set<OpName>(['check', 'stage', 'commit', 'apply', 'rollback', 'eval']);
+const SLOW_OPS = new Set<OpName>(['check', 'stage', 'commit', 'apply', 'rollback', 'quarantine', 'eval']);
 
 /**
  * One authenticated connection to an agent. Emits `event` (AgentEvent) after `subscribe`, and

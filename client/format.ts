@@ -3,7 +3,7 @@
  * Pure functions of the op results (strings in, strings out) so they are tested without an agent;
  * nothing decorative here: no colours, no boxes, so the output pastes cleanly into tickets and logs.
  */
-import { formatDiagnostic, type CommitResult, type Diagnostic, type GenerationSummary, type StatusResult, type VersionsResult } from '../shared';
+import { formatDiagnostic, type CommitResult, type Diagnostic, type GenerationSummary, type QuarantinedPatch, type StatusResult, type VersionsResult } from '../shared';
 
 /** Render rows as columns separated by two spaces; the last column is not padded. */
 export function table(header: string[], rows: string[][]): string {
@@ -63,10 +63,22 @@ export function formatStatus(s: StatusResult): string {
     ['patching', s.patching.enabled ? 'enabled' : `disabled: ${s.patching.reason ?? 'unknown reason'}`],
     ['drift', s.drift.length ? `${s.drift.length} module(s) differ from the journal` : 'none'],
   ];
+  if (s.journal) {
+    const j = s.journal;
+    const bits = [`${j.records} record(s)`, j.replay ? 'replayed at start' : 'NOT replayed (LIVEPATCH_REPLAY=off)'];
+    if (j.unreadable.length) bits.push(`${j.unreadable.length} unreadable line(s), not replayed`);
+    if (j.probation) bits.push(`${j.probation.patchId ?? `#${j.probation.seq}`} on probation until ${formatTime(j.probation.until)}`);
+    rows.push(['journal', `${j.dir}: ${bits.join(', ')}`]);
+    rows.push(['quarantined', s.quarantined?.length ? `${s.quarantined.length} patch(es) not re-applied: livepatch quarantine HOST --reapply ID | --drop ID` : 'none']);
+  }
   let out = rows.map(([k, v]) => `${k.padEnd(12)}${v}`).join('\n') + '\n';
   if (s.drift.length) {
     out += '\n' + table(['MODULE', 'PATCH', 'EXPECTED', 'ACTUAL'], s.drift.map((d) => [d.module, d.patchId ?? '-', shortHash(d.expectedHash), shortHash(d.actualHash)]));
   }
+  if (s.journal?.unreadable.length) {
+    out += '\n' + table(['LINE', 'OFFSET', 'BYTES', 'UNREADABLE JOURNAL LINE'], s.journal.unreadable.map((u) => [String(u.line), String(u.offset), String(u.bytes), u.reason]));
+  }
+  if (s.quarantined?.length) out += '\n' + formatQuarantined(s.quarantined);
   if (s.workers?.length) {
     out += '\n' + table(['WORKER', 'PID', 'GENERATION', 'LIVE', 'LAGGING'], s.workers.map((w) => [String(w.id), String(w.pid), String(w.generation), w.liveGenerations.map((g) => String(g.generation)).join(','), w.lagging ? 'yes' : 'no']));
   }
@@ -82,8 +94,16 @@ export function formatVersions(v: VersionsResult): string {
   return table(['MODULE', 'VERSION', 'GENERATION', 'HASH', 'PATCHED'], rows);
 }
 
-/** `livepatch history` for humans: newest first, with live/current markers. */
-export function formatHistory(gens: readonly GenerationSummary[]): string {
+/** Quarantined patches, one row each: how to name it (id or #SEQ), when, modules, why. */
+export function formatQuarantined(q: readonly QuarantinedPatch[]): string {
+  return table(
+    ['QUARANTINED', 'COMMITTED', 'BY', 'QUARANTINED AT', 'MODULES', 'REASON'],
+    q.map((p) => [p.patchId ?? `#${p.seq}`, formatTime(p.committedAt), p.who, formatTime(p.quarantinedAt), p.modules.join(','), p.reason]),
+  );
+}
+
+/** `livepatch history` for humans: newest first, with live/current markers; then quarantined patches. */
+export function formatHistory(gens: readonly GenerationSummary[], quarantined: readonly QuarantinedPatch[] = []): string {
   const rows = gens
     .slice()
     .sort((a, b) => b.generation - a.generation)
@@ -92,7 +112,8 @@ export function formatHistory(gens: readonly GenerationSummary[]): string {
       const what = g.kind === 'rollback' && g.rollbackTo !== undefined ? `rollback to ${g.rollbackTo}` : g.kind;
       return [String(g.generation), what, formatTime(g.time), g.who ?? '-', state, g.changed.join(',') || '-', g.message ?? ''];
     });
-  return table(['GEN', 'KIND', 'TIME', 'WHO', 'STATE', 'CHANGED', 'MESSAGE'], rows);
+  const out = table(['GEN', 'KIND', 'TIME', 'WHO', 'STATE', 'CHANGED', 'MESSAGE'], rows);
+  return quarantined.length ? `${out}\n${formatQuarantined(quarantined)}` : out;
 }
 
 /** One line for a commit or rollback result, e.g. `generation 3 (was 2): src/rates.ts v2`. */

@@ -67,6 +67,9 @@ export const ERRORS = {
   LP_ERR_PATCH_EFFECT: spec('A patched module starts something at its top level (listen, timers, listeners, exit, globals) that would run a second time', EXIT.REJECTED),
   LP_ERR_PATCH_NOT_LIVE: spec('The module is loaded by the app but is not a live module', EXIT.REJECTED),
   LP_ERR_ROLLBACK_TARGET: spec('No such generation to roll back to', EXIT.REJECTED),
+  LP_ERR_PATCH_QUARANTINED: spec('The patch is quarantined: its host crashed soon after applying it (see livepatch quarantine)', EXIT.REJECTED),
+  LP_ERR_QUARANTINE_UNKNOWN: spec('No quarantined patch with that id', EXIT.REJECTED),
+  LP_ERR_JOURNAL_UNREADABLE: spec('The journal holds lines that cannot be read; they were not replayed', EXIT.REJECTED),
   LP_ERR_CLUSTER_NONE: spec('This agent does not run a cluster primary with workers', EXIT.USAGE),
   LP_ERR_CLUSTER_WORKER: spec('A cluster worker exited during the operation; the patch was committed nowhere', EXIT.REJECTED, true),
   // Eval / REPL.

@@ -29,11 +29,11 @@ const stageId = z.string().min(1).max(100);
 
 export const OPS = {
   describe: { role: 'read', args: empty, doc: 'Protocol and agent version, and this catalogue.' },
-  status: { role: 'read', args: empty, doc: 'Pid, uptime, current and live generations with in-flight counts, modules, drift.' },
+  status: { role: 'read', args: empty, doc: 'Pid, uptime, current and live generations with in-flight counts, modules, drift; with a journal: replay, unreadable lines, quarantined patches.' },
   versions: { role: 'read', args: z.object({ generation: generation.optional() }).strict(), doc: 'One row per live module: version, generation that introduced it, hash, patched.' },
   source: { role: 'read', args: z.object({ module: moduleId, generation: generation.optional() }).strict(), doc: 'TypeScript source of a module at a generation (default: current).' },
   exports: { role: 'read', args: z.object({ module: moduleId }).strict(), doc: 'Names and kinds of a module\'s exports at the current generation.' },
-  history: { role: 'read', args: z.object({ limit: z.number().int().min(1).max(10000).optional() }).strict(), doc: 'Generations: who, when, message, modules changed.' },
+  history: { role: 'read', args: z.object({ limit: z.number().int().min(1).max(10000).optional() }).strict(), doc: 'Generations: who, when, message, modules changed; quarantined patches.' },
   subscribe: { role: 'read', args: empty, doc: 'Receive events (commits, rollbacks, drains) on this connection.' },
   check: { role: 'patch', args: z.object({ patch: patchSetSchema }).strict(), doc: 'Type-check a patch set against the live program. Nothing is staged.' },
   stage: { role: 'patch', args: z.object({ patch: patchSetSchema, ttlMs: z.number().int().min(1000).max(600000).optional() }).strict(), doc: 'Check, transpile, load and verify a patch set; hold it for commit (phase one).' },
@@ -45,6 +45,12 @@ export const OPS = {
   eval: { role: 'read', args: z.object({ code: z.string().min(1).max(1024 * 1024), session: z.string().max(100).optional(), timeoutMs: z.number().int().min(1).max(60000).optional() }).strict(), doc: 'Evaluate TypeScript in the live process (read/patch: side-effect-free only).' },
   'repl-open': { role: 'read', args: z.object({ generation: generation.optional() }).strict(), doc: 'Open a REPL session with its own declarations.' },
   'repl-close': { role: 'read', args: z.object({ session: z.string().min(1).max(100) }).strict(), doc: 'Close a REPL session.' },
+  quarantine: {
+    role: 'patch',
+    // Exactly one of the two (checked by the handler); a patch is named by its id or `#SEQ`.
+    args: z.object({ drop: z.string().min(1).max(200).optional(), reapply: z.string().min(1).max(200).optional() }).strict(),
+    doc: 'A patch quarantined after its host crashed: drop it (never replayed) or re-apply it (checked, staged, committed and journaled again). The list is in status.',
+  },
   restart: { role: 'patch', args: z.object({ deadlineMs: z.number().int().min(100).max(600000).optional() }).strict(), doc: 'Cluster primaries: replace the workers one by one (new one synced and listening, then the old one drained).' },
 } as const satisfies Record<string, { role: Role; args: z.ZodTypeAny; doc: string }>;
 
@@ -79,6 +85,40 @@ export interface DriftEntry {
   actualHash: string;
 }
 
+/** A journaled patch set that is not replayed because its host died soon after applying it. */
+export interface QuarantinedPatch {
+  /** Journal record number; `#SEQ` names the patch where it has no id. */
+  seq: number;
+  patchId?: string;
+  message?: string;
+  /** Who committed it, and when. */
+  who: string;
+  committedAt: string;
+  quarantinedAt: string;
+  reason: string;
+  modules: string[];
+}
+
+/** A journal line that could not be read (not replayed). */
+export interface JournalProblemInfo {
+  line: number;
+  offset: number;
+  bytes: number;
+  reason: string;
+}
+
+/** The journal as the last start found it. */
+export interface JournalStatus {
+  dir: string;
+  /** false when started with LIVEPATCH_REPLAY=off: no journaled patch is live. */
+  replay: boolean;
+  /** Intact records read at start. */
+  records: number;
+  unreadable: JournalProblemInfo[];
+  /** Newest patch on probation (crash-loop protection) and until when, if any. */
+  probation?: { seq: number; patchId?: string; until: string };
+}
+
 export interface StatusResult {
   protocol: number;
   agentVersion: string;
@@ -92,6 +132,10 @@ export interface StatusResult {
   patchedModules: string[];
   patching: { enabled: boolean; reason?: string };
   drift: DriftEntry[];
+  /** Patches held back from replay by crash-loop protection (present with a journal). */
+  quarantined?: QuarantinedPatch[];
+  /** Present with a journal. */
+  journal?: JournalStatus;
   /** Present in cluster mode: one row per worker. */
   workers?: { pid: number; id: number; generation: number; liveGenerations: LiveGeneration[]; lagging: boolean }[];
 }
@@ -113,6 +157,18 @@ export interface ExportsResult {
 
 export interface HistoryResult {
   generations: GenerationSummary[];
+  /** Patches held back from replay by crash-loop protection (present with a journal). */
+  quarantined?: QuarantinedPatch[];
+}
+
+export interface QuarantineResult {
+  /** The patch dropped, or the one re-applied. */
+  patch: QuarantinedPatch;
+  action: 'dropped' | 'reapplied';
+  /** For a re-apply: the commit. */
+  commit?: CommitResult;
+  /** What is still quarantined. */
+  quarantined: QuarantinedPatch[];
 }
 
 export interface CheckResult {
@@ -187,5 +243,6 @@ export interface OpResults {
   eval: EvalResult;
   'repl-open': ReplOpenResult;
   'repl-close': { closed: true };
+  quarantine: QuarantineResult;
   restart: RestartResult;
 }

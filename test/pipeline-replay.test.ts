@@ -39,7 +39,8 @@ test('committed patches and rollbacks are journaled and replayed before serving'
   } finally {
     await app.stop();
   }
-  const lines = readFileSync(join(journalDir, 'journal.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  // Each line is a framed record: {len, sha256, record}.
+  const lines = readFileSync(join(journalDir, 'journal.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).record);
   assert.deepEqual(lines.map((l) => l.kind), ['patch', 'patch', 'patch', 'rollback']);
   assert.equal(lines[0].files[0].base, sha(ratesTs), 'records the base of each module');
 

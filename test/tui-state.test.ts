@@ -8,6 +8,7 @@ import type { GenerationSummary, ModuleVersionInfo, SourceResult, StatusResult }
 import { initialState, reduce, type Action, type TuiState } from '../client/tui/state';
 import { mainLines } from '../client/tui/content';
 import { draftPatch, rollbackTargets, visibleModules } from '../client/tui/selectors';
+import { statusText } from '../client/tui/views/panes';
 
 const mod = (module: string, version = 1, patched = false): ModuleVersionInfo => ({ module, version, generation: 1, hash: `${module}-h${version}`.padEnd(8, '0'), patched });
 const status = (current: number): StatusResult => ({
@@ -167,4 +168,19 @@ test('the REPL prompt edits, submits once and shows output', () => {
   s = run(s, { type: 'replOutput', lines: ['2'], error: false });
   assert.deepEqual(s.repl.lines.map((l) => l.text), ['> 1 + 1', '2']);
   assert.equal(s.repl.pending, false);
+});
+
+test('quarantined patches and unreadable journal lines show in the status bar and the History tab', () => {
+  const q = { seq: 4, patchId: 'boom', who: 'alice', committedAt: '2026-01-01T00:00:00.000Z', quarantinedAt: '2026-01-01T00:01:00.000Z', reason: 'the host exited with code 1 1.5 s after the patch was applied', modules: ['src/a.ts'] };
+  const st: StatusResult = { ...status(2), quarantined: [q], journal: { dir: '/j', replay: true, records: 5, unreadable: [{ line: 2, offset: 10, bytes: 20, reason: 'checksum mismatch' }] } };
+  let s = run(connected(), { type: 'snapshot', status: st, versions: [mod('src/a.ts')], history: [gen(1, 'deploy'), gen(2)] }, { type: 'tab', tab: 'history' });
+  assert.match(statusText(s), /quarantined: 1/);
+  assert.match(statusText(s), /journal: 1 unreadable/);
+  const lines = mainLines(s).join('\n');
+  assert.match(lines, /quarantined \(not re-applied at start/);
+  assert.match(lines, /boom {2}committed 2026-01-01 00:00:00Z by alice {2}\[src\/a\.ts\]/);
+  assert.match(lines, /the host exited with code 1/);
+  s = run(s, { type: 'snapshot', status: status(2), versions: [mod('src/a.ts')], history: [gen(1, 'deploy'), gen(2)] });
+  assert.doesNotMatch(statusText(s), /quarantined/);
+  assert.doesNotMatch(mainLines(s).join('\n'), /quarantined/);
 });

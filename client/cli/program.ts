@@ -11,6 +11,7 @@ import { registerCheck } from './commands/check';
 import { registerDelegated } from './commands/delegated';
 import { registerDiff } from './commands/diff';
 import { registerInspect } from './commands/inspect';
+import { registerQuarantine } from './commands/quarantine';
 import { registerRestart } from './commands/restart';
 import { registerRollback } from './commands/rollback';
 import { registerToken } from './commands/token';
@@ -48,6 +49,7 @@ export function buildProgram(finish: (code: number) => void): Command {
   registerApply(program, finish);
   registerRollback(program, finish);
   registerRestart(program, finish);
+  registerQuarantine(program, finish);
   registerDelegated(program, finish);
   registerAudit(program, finish);
   registerToken(program, finish);

@@ -4,7 +4,7 @@
  */
 import { createTwoFilesPatch } from 'diff';
 import { formatDiagnostic } from '../../shared';
-import { historyLines } from './format';
+import { historyLines, quarantineLines } from './format';
 import { esc, highlight } from './highlight';
 import { draftModules, outdatedDraft, shownSource } from './selectors';
 import type { TuiState } from './state';
@@ -71,7 +71,10 @@ export function mainLines(s: TuiState): string[] {
     case 'exports':
       return exportLines(s);
     case 'history':
-      return s.history.length ? historyLines(s.history).map(esc) : ['{gray-fg}no history yet{/gray-fg}'];
+    {
+      const quarantined = quarantineLines(s.status?.quarantined ?? []).map((l) => `{red-fg}${esc(l)}{/red-fg}`);
+      return [...(s.history.length ? historyLines(s.history).map(esc) : ['{gray-fg}no history yet{/gray-fg}']), ...quarantined];
+    }
     case 'diff':
       return diffLines(s);
   }

@@ -2,7 +2,7 @@
  * Plain-text formatting shared by the views and the reducer: event lines, times, generation rows.
  * No tags here, so the same strings work in the event log, popups and tests.
  */
-import type { AgentEvent, GenerationSummary, LiveGeneration } from '../../shared';
+import type { AgentEvent, GenerationSummary, LiveGeneration, QuarantinedPatch } from '../../shared';
 
 /** `2026-11-27T01:02:03.456Z` → `01:02:03` (UTC, so every operator sees the same clock). */
 export function clock(iso: string): string {
@@ -45,6 +45,17 @@ export function historyLines(gens: GenerationSummary[]): string[] {
     out.push(`gen ${g.generation}  ${kind}  ${g.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z')}  ${g.who ?? '-'}${flags ? `  (${flags})` : ''}`);
     if (g.message) out.push(`    "${g.message}"`);
     if (g.changed.length) out.push(`    ${g.changed.join(', ')}`);
+  }
+  return out;
+}
+
+/** Quarantined patches (held back from replay after their host crashed), for the History tab. */
+export function quarantineLines(q: readonly QuarantinedPatch[]): string[] {
+  if (!q.length) return [];
+  const out = ['', `quarantined (not re-applied at start; livepatch quarantine HOST --reapply ID | --drop ID):`];
+  for (const p of q) {
+    out.push(`  ${p.patchId ?? `#${p.seq}`}  committed ${p.committedAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z')} by ${p.who}  [${p.modules.join(', ')}]`);
+    out.push(`    ${p.reason}`);
   }
   return out;
 }

@@ -74,6 +74,13 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   }
   const detach = forwardEngineEvents(ctx);
   audit.append({ who: '-', remote: '-', op: 'start', outcome: 'ok', detail: `listening on ${listener.address}` });
+  // What journal replay found or decided (unreadable lines, quarantined patches) goes in the audit log too.
+  pipeline?.startupEvents?.().then(
+    (events) => {
+      for (const e of events) audit.append({ who: 'livepatch', remote: '-', op: e.op, outcome: e.outcome, ...(e.patchId !== undefined ? { patchId: e.patchId } : {}), detail: e.detail });
+    },
+    () => undefined,
+  );
   process.stderr.write(`livepatch: agent listening on ${listener.address}\n`);
   let closing: Promise<void> | undefined;
   return {

@@ -34,6 +34,10 @@ export interface AgentOptions {
   tlsKeyFile?: string;
   /** Journal directory, handed to the pipeline. */
   journalDir?: string;
+  /** Re-apply the journal at start (default true; LIVEPATCH_REPLAY=off turns it off). */
+  replay?: boolean;
+  /** Crash-loop protection window in ms (default 60000; 0 = off). */
+  crashWindowMs?: number;
   /** Audit log path (default `<journalDir or root/.livepatch>/audit.jsonl`). */
   auditFile?: string;
   /** Allow a non-loopback bind without TLS. */
@@ -85,6 +89,8 @@ export interface ResolvedOptions {
   root: string;
   tls?: { cert: Buffer; key: Buffer };
   journalDir?: string;
+  replay: boolean;
+  crashWindowMs?: number;
   auditFile: string;
   allowedOrigins: string[];
   maxPayload: number;
@@ -161,6 +167,8 @@ export function resolveOptions(o: AgentOptions): ResolvedOptions {
     root,
     ...(tls ? { tls } : {}),
     ...(journalDir ? { journalDir } : {}),
+    replay: o.replay !== false,
+    ...(o.crashWindowMs !== undefined ? { crashWindowMs: positiveInt('crashWindowMs', o.crashWindowMs, 0, true) } : {}),
     auditFile,
     allowedOrigins: o.allowedOrigins ?? [],
     maxPayload: positiveInt('maxPayload', o.maxPayload, DEFAULTS.maxPayload),
@@ -197,7 +205,8 @@ function envInt(env: NodeJS.ProcessEnv, name: string): number | undefined {
  * Options from the environment (the preload's configuration). Limits have env names too
  * (LIVEPATCH_MAX_PAYLOAD, _MAX_PREAUTH_PAYLOAD, _MAX_FRAGMENTS, _MAX_CONNECTIONS, _MAX_UNAUTHENTICATED,
  * _MAX_PENDING_UPGRADES, _UPGRADE_MS, _MAX_INFLIGHT, _MAX_BUFFERED, _HANDSHAKE_MS, _HEARTBEAT_MS, _IDLE_MS,
- * _AUTH_FAIL_DELAY_MS, _AUDIT_AGGREGATE_MS, _LOCKOUT=`failures/windowMs/lockMs`, _ALLOWED_ORIGINS comma-separated).
+ * _AUTH_FAIL_DELAY_MS, _AUDIT_AGGREGATE_MS, _LOCKOUT=`failures/windowMs/lockMs`, _ALLOWED_ORIGINS comma-separated); the journal's
+ * LIVEPATCH_REPLAY=off and LIVEPATCH_CRASH_WINDOW_MS.
  */
 export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptions {
   const o: AgentOptions = {};
@@ -212,6 +221,13 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptio
   set('tlsKeyFile', str('LIVEPATCH_TLS_KEY'));
   set('journalDir', str('LIVEPATCH_JOURNAL'));
   set('auditFile', str('LIVEPATCH_AUDIT'));
+  const replay = str('LIVEPATCH_REPLAY');
+  if (replay !== undefined) {
+    if (/^(off|0|false|no)$/i.test(replay)) o.replay = false;
+    else if (/^(on|1|true|yes)$/i.test(replay)) o.replay = true;
+    else throw new Error(`invalid LIVEPATCH_REPLAY="${replay}": expected off or on`);
+  }
+  set('crashWindowMs', envInt(env, 'LIVEPATCH_CRASH_WINDOW_MS'));
   if (env['LIVEPATCH_INSECURE'] === '1' || env['LIVEPATCH_INSECURE'] === 'true') o.insecure = true;
   const origins = str('LIVEPATCH_ALLOWED_ORIGINS');
   if (origins) o.allowedOrigins = origins.split(',').map((s) => s.trim()).filter(Boolean);

@@ -27,6 +27,17 @@ export function clusterPipeline(inner: Pipeline, engine: ClusterEngine): Pipelin
     apply: async (patch, ctx, dryRun) => withWorkers(await inner.apply(patch, ctx, dryRun), ctx),
     rollback: async (to, ctx) => withWorkers(await inner.rollback(to, ctx), ctx),
     drift: (): DriftEntry[] => inner.drift(),
+    ...(inner.quarantine
+      ? {
+          quarantined: () => inner.quarantined?.() ?? [],
+          journalStatus: () => inner.journalStatus?.(),
+          startupEvents: () => inner.startupEvents?.() ?? Promise.resolve([]),
+          quarantine: async (args: { drop?: string; reapply?: string }, ctx: OpContext) => {
+            const r = await inner.quarantine!(args, ctx);
+            return r.commit ? { ...r, commit: await withWorkers(r.commit, ctx) } : r;
+          },
+        }
+      : {}),
     close: () => inner.close(),
   };
 }

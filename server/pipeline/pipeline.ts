@@ -6,21 +6,27 @@
  * refused with LP_ERR_PATCH_BUSY (retryable) rather than queued, so an operator never has a patch
  * applied later than they think. `check` takes no lock: it changes nothing, and the worker serialises
  * checks itself. Every op first waits for journal replay to finish.
+ *
+ * Crash-loop protection (crash-guard.ts): the newest live patch is on probation for a window after it
+ * is committed or replayed; if the host dies inside it, the next start quarantines that patch (a
+ * `quarantine` journal record) and replays the rest. Quarantined patches are listed in status and
+ * history and leave quarantine by `quarantine` (drop, or re-apply through the whole pipeline).
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { LivepatchError } from '../../shared/errors';
-import type { CheckResult, CommitResult, DriftEntry, StageResult } from '../../shared/ops';
+import type { CheckResult, CommitResult, DriftEntry, JournalStatus, QuarantinedPatch, QuarantineResult, StageResult } from '../../shared/ops';
 import type { PatchSet } from '../../shared/patch';
 import type { Engine } from '../engine/types';
 import { CheckerClient } from './checker-client';
 import type { CheckerResult } from './checker-protocol';
-import { Journal, type JournalFile } from './journal';
+import { CrashGuard, DEFAULT_CRASH_WINDOW_MS, type Probation } from './crash-guard';
+import { Journal, type JournalFile, type JournalProblem, type JournalRecord, type PatchRecord } from './journal';
 import { checkBases, liveOverlay, pathOfId, sha256, validateIds } from './patch-input';
 import { replayJournal } from './replay';
 import { allDiagnostics, hasError, MAX_DIAGNOSTICS, progress, rejection } from './outcome';
 import { StagedStore } from './staged-store';
-import type { OpContext, Pipeline, PipelineOptions } from './types';
+import type { OpContext, Pipeline, PipelineOptions, StartupEvent } from './types';
 
 const DEFAULT_TTL_MS = 60_000;
 const DEFAULT_LOAD_TIMEOUT_MS = 2_000;
@@ -39,6 +45,11 @@ export class PatchPipeline implements Pipeline {
   /** Live generation → journal seq that produced it, so rollbacks can be journaled by record. */
   private readonly seqOfGeneration = new Map<number, number>();
   private driftEntries: DriftEntry[] = [];
+  private readonly guard: CrashGuard | undefined;
+  /** Quarantined patch records by seq, with what status shows of them. */
+  private readonly quarantinedBySeq = new Map<number, { rec: PatchRecord; info: QuarantinedPatch }>();
+  private journalInfo: { records: number; unreadable: JournalProblem[] } = { records: 0, unreadable: [] };
+  private readonly events: StartupEvent[] = [];
   private busy = false;
   private closed = false;
 
@@ -49,6 +60,7 @@ export class PatchPipeline implements Pipeline {
     this.checker = new CheckerClient({ root: this.root, tsconfig: this.tsconfig });
     this.staged = new StagedStore(this.engine);
     this.journal = opts.journalDir ? new Journal(opts.journalDir) : undefined;
+    this.guard = opts.journalDir ? new CrashGuard(opts.journalDir, opts.crashWindowMs ?? DEFAULT_CRASH_WINDOW_MS) : undefined;
     this.ready = this.startReplay();
   }
 
@@ -89,6 +101,54 @@ export class PatchPipeline implements Pipeline {
 
   async commit(stageId: string, ctx: OpContext): Promise<CommitResult> {
     return this.exclusive(() => this.commitLocked(stageId, ctx, {}));
+  }
+
+  quarantined(): QuarantinedPatch[] {
+    return [...this.quarantinedBySeq.values()].map((q) => ({ ...q.info, modules: [...q.info.modules] }));
+  }
+
+  journalStatus(): JournalStatus | undefined {
+    if (!this.journal) return undefined;
+    const p = this.guard?.probation;
+    return {
+      dir: this.journal.dir,
+      replay: this.opts.replay !== false,
+      records: this.journalInfo.records,
+      unreadable: this.journalInfo.unreadable.map((u) => ({ ...u })),
+      ...(p ? { probation: { seq: p.seq, ...(p.patchId !== undefined ? { patchId: p.patchId } : {}), until: new Date(Date.parse(p.since) + p.windowMs).toISOString() } } : {}),
+    };
+  }
+
+  async startupEvents(): Promise<StartupEvent[]> {
+    await this.ready;
+    return this.events.map((e) => ({ ...e }));
+  }
+
+  async quarantine(args: { drop?: string; reapply?: string }, ctx: OpContext): Promise<QuarantineResult> {
+    if ((args.drop === undefined) === (args.reapply === undefined)) throw new LivepatchError('LP_ERR_OP_BAD_ARGS', 'Give exactly one of drop and reapply');
+    return this.exclusive(async () => {
+      const name = (args.drop ?? args.reapply)!;
+      const entry = this.findQuarantined(name);
+      if (args.drop !== undefined) {
+        await this.appendOrFail({ kind: 'drop', time: new Date().toISOString(), who: ctx.who, target: entry.rec.seq });
+        this.quarantinedBySeq.delete(entry.rec.seq);
+        return { patch: entry.info, action: 'dropped', quarantined: this.quarantined() };
+      }
+      const rec = entry.rec;
+      const base: Record<string, string> = {};
+      for (const f of rec.files) if (f.base !== null) base[f.module] = f.base;
+      const patch: PatchSet = {
+        ...(rec.patchId !== undefined ? { id: rec.patchId } : {}),
+        ...(rec.message !== undefined ? { message: rec.message } : {}),
+        files: Object.fromEntries(rec.files.map((f) => [f.module, f.source])),
+        base,
+      };
+      const timings: Record<string, number> = {};
+      const { entry: staged } = await this.stageLocked(patch, ctx, timings, undefined, rec.seq);
+      const commit = await this.commitLocked(staged.staged.stageId, ctx, timings, rec.seq);
+      this.quarantinedBySeq.delete(rec.seq);
+      return { patch: entry.info, action: 'reapplied', commit, quarantined: this.quarantined() };
+    });
   }
 
   abort(stageId: string, _ctx: OpContext): void {
@@ -135,35 +195,164 @@ export class PatchPipeline implements Pipeline {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.guard?.close();
     this.staged.clear();
     await this.checker.close();
   }
 
   private startReplay(): Promise<void> {
-    if (!this.journal || this.opts.replay === false) {
-      try {
-        // Read only to continue the record numbering: without replay none of its patches is live.
-        this.journal?.read();
-      } catch (err) {
-        process.stderr.write(`livepatch: cannot read the journal: ${(err as Error)?.message ?? String(err)}\n`);
-      }
-      return Promise.resolve();
-    }
-    const journal = this.journal;
+    if (!this.journal) return Promise.resolve();
+    const replay = this.opts.replay !== false;
     const run = (async () => {
       // The app's modules load synchronously right after the preload that created us: wait a turn.
-      await new Promise<void>((r) => setImmediate(r));
+      if (replay) await new Promise<void>((r) => setImmediate(r));
       try {
-        const out = await replayJournal(this.engine, journal.read(), { loadTimeoutMs: this.opts.loadTimeoutMs });
-        this.driftEntries = out.drift;
-        this.rememberIds(out.patchIds);
-        for (const [gen, seq] of out.seqOfGeneration) this.seqOfGeneration.set(gen, seq);
+        await this.replayOnce(this.journal!, replay);
       } catch (err) {
         process.stderr.write(`livepatch: journal replay failed: ${(err as Error)?.message ?? String(err)}\n`);
       }
     })();
-    this.engine.holdRequests(run);
+    if (replay) this.engine.holdRequests(run);
     return run;
+  }
+
+  /** Read the journal, settle the previous host's probation, replay (unless off), start probation. */
+  private async replayOnce(journal: Journal, replay: boolean): Promise<void> {
+    const log = (line: string) => process.stderr.write(`livepatch: ${line}\n`);
+    const { records, problems } = journal.read();
+    this.journalInfo = { records: records.length, unreadable: problems };
+    for (const p of problems) log(`journal ${journal.file}: line ${p.line} (offset ${p.offset}, ${p.bytes} bytes) not replayed: ${p.reason}`);
+    if (problems.length > 0) {
+      const detail = problems.map((p) => `line ${p.line} (offset ${p.offset}, ${p.bytes} bytes): ${p.reason}`).join('; ');
+      this.events.push({ op: 'journal-replay', outcome: 'LP_ERR_JOURNAL_UNREADABLE', detail: `${problems.length} unreadable line(s) in ${journal.file}: ${detail}`.slice(0, 4000) });
+    }
+    const { patches, dropped } = this.loadQuarantine(records);
+    const carry = await this.settleProbation(journal, patches, dropped, this.guard?.previous());
+    const skip = new Set<number>([...dropped, ...this.quarantinedBySeq.keys()]);
+
+    if (!replay) {
+      this.guard?.disarm();
+      const n = records.filter((r) => r.kind === 'patch' || r.kind === 'rollback').length;
+      log(`journal replay is off (LIVEPATCH_REPLAY=off): ${n} journaled patch/rollback record(s) not applied`);
+      if (n > 0) this.events.push({ op: 'journal-replay', outcome: 'ok', detail: `replay off: ${n} journaled record(s) not applied` });
+      return;
+    }
+    const out = await replayJournal(this.engine, records, { loadTimeoutMs: this.opts.loadTimeoutMs, quarantined: skip });
+    this.driftEntries = out.drift;
+    this.rememberIds(out.patchIds);
+    for (const [gen, seq] of out.seqOfGeneration) this.seqOfGeneration.set(gen, seq);
+    if (out.applied + out.skipped > 0) {
+      const q = this.quarantinedBySeq.size;
+      this.events.push({
+        op: 'journal-replay',
+        outcome: 'ok',
+        detail: `${out.applied} applied, ${out.skipped} skipped, ${out.drift.length} drifted module(s)${q ? `, ${q} quarantined patch(es) not applied` : ''}`,
+      });
+    }
+    // The newest live patch goes on probation again: a host that dies soon after replay stops replaying it.
+    if (carry !== 'keep') {
+      const head = this.patchBehind(records, this.seqOfGeneration.get(this.engine.currentGeneration) ?? 0);
+      if (head) this.guard?.arm(head.seq, head.patchId, carry?.seq === head.seq ? carry.strikes : 0);
+      else this.guard?.disarm();
+    }
+  }
+
+  /**
+   * Quarantine state from the records: quarantined minus dropped or re-applied. `dropped` holds the patch
+   * records never to replay: dropped ones, and quarantined ones re-applied since (the re-apply's own
+   * record is the live one).
+   */
+  private loadQuarantine(records: JournalRecord[]): { patches: Map<number, PatchRecord>; dropped: Set<number> } {
+    const patches = new Map<number, PatchRecord>();
+    const dropped = new Set<number>();
+    for (const rec of records) {
+      if (rec.kind === 'patch') {
+        patches.set(rec.seq, rec);
+        if (rec.reapplies !== undefined) {
+          dropped.add(rec.reapplies);
+          this.quarantinedBySeq.delete(rec.reapplies);
+        }
+      } else if (rec.kind === 'quarantine') {
+        const p = patches.get(rec.target);
+        if (p) this.quarantinedBySeq.set(p.seq, { rec: p, info: quarantineInfo(p, rec.time, rec.reason) });
+      } else if (rec.kind === 'drop') {
+        dropped.add(rec.target);
+        this.quarantinedBySeq.delete(rec.target);
+      }
+    }
+    return { patches, dropped };
+  }
+
+  /**
+   * The previous host left a probation marker: it died inside the window. A recorded crash, or a
+   * second death without a trace, quarantines the patch; a first death without a trace is carried as
+   * a strike. 'keep' = the quarantine could not be journaled: the marker stays for the next start.
+   */
+  private async settleProbation(
+    journal: Journal,
+    patches: Map<number, PatchRecord>,
+    dropped: Set<number>,
+    prev: Probation | undefined,
+  ): Promise<{ seq: number; strikes: number } | 'keep' | undefined> {
+    if (!prev) return undefined;
+    const rec = patches.get(prev.seq);
+    if (!rec || dropped.has(rec.seq) || this.quarantinedBySeq.has(rec.seq)) return undefined;
+    const name = rec.patchId ?? `#${rec.seq}`;
+    const windowS = Math.round(prev.windowMs / 1000);
+    if (!prev.crash && prev.strikes < 1) {
+      process.stderr.write(`livepatch: the previous run ended without exiting (killed by a signal?) within ${windowS} s of applying patch ${name}; it is re-applied, and quarantined if this happens again\n`);
+      return { seq: rec.seq, strikes: prev.strikes + 1 };
+    }
+    const after = prev.crash ? Math.max(0, Date.parse(prev.crash.at) - Date.parse(prev.since)) : undefined;
+    const reason = prev.crash
+      ? `the host exited with code ${prev.crash.exitCode} ${after !== undefined ? `${(after / 1000).toFixed(1)} s ` : ''}after the patch was applied${prev.crash.error ? ` (${prev.crash.error})` : ''}`
+      : `the host ended without exiting (killed by a signal?) twice within ${windowS} s of applying the patch`;
+    const time = new Date().toISOString();
+    this.quarantinedBySeq.set(rec.seq, { rec, info: quarantineInfo(rec, time, reason) });
+    process.stderr.write(`livepatch: patch ${name} quarantined, not re-applied: ${reason}. Re-apply or drop it with: livepatch quarantine HOST --reapply ${name} | --drop ${name}\n`);
+    this.events.push({ op: 'quarantine', outcome: 'LP_ERR_PATCH_QUARANTINED', ...(rec.patchId !== undefined ? { patchId: rec.patchId } : {}), detail: `patch ${name} (journal record #${rec.seq}) quarantined: ${reason}` });
+    try {
+      await journal.append({ kind: 'quarantine', time, who: 'livepatch', target: rec.seq, reason });
+      return undefined;
+    } catch (err) {
+      process.stderr.write(`livepatch: cannot journal the quarantine (${(err as Error)?.message}); it holds for this run only, and the next start decides again\n`);
+      return 'keep';
+    }
+  }
+
+  /** The patch record behind journal record `seq`, following rollbacks to their targets. */
+  private patchBehind(records: JournalRecord[], seq: number): PatchRecord | undefined {
+    const bySeq = new Map(records.map((r) => [r.seq, r]));
+    for (let i = 0; i < 10_000 && seq > 0; i++) {
+      const r = bySeq.get(seq);
+      if (!r) return undefined;
+      if (r.kind === 'patch') return r;
+      if (r.kind !== 'rollback') return undefined;
+      seq = r.toSeq;
+    }
+    return undefined;
+  }
+
+  private findQuarantined(name: string): { rec: PatchRecord; info: QuarantinedPatch } {
+    const bySeq = /^#(\d+)$/.exec(name);
+    const all = [...this.quarantinedBySeq.values()].reverse();
+    const hit = bySeq ? all.find((q) => q.rec.seq === Number(bySeq[1])) : all.find((q) => q.rec.patchId === name);
+    if (!hit) {
+      const listed = all.map((q) => q.rec.patchId ?? `#${q.rec.seq}`).join(', ') || 'none';
+      throw new LivepatchError('LP_ERR_QUARANTINE_UNKNOWN', `No quarantined patch ${JSON.stringify(name).slice(0, 200)} (quarantined: ${listed.slice(0, 1000)})`);
+    }
+    return hit;
+  }
+
+  /** Append a record outside a commit; a failure changes nothing and is reported. */
+  private async appendOrFail(rec: Parameters<Journal['append']>[0]): Promise<void> {
+    if (!this.journal) throw new LivepatchError('LP_ERR_QUARANTINE_UNKNOWN', 'This agent has no journal: nothing is quarantined');
+    try {
+      await this.journal.append(rec);
+    } catch (err) {
+      process.stderr.write(`livepatch: journal write failed: ${(err as Error)?.message}\n`);
+      throw new LivepatchError('LP_ERR_INTERNAL', 'The journal could not be written; nothing was changed');
+    }
   }
 
   private rememberIds(ids: string[]): void {
@@ -175,8 +364,12 @@ export class PatchPipeline implements Pipeline {
     if (!p.enabled) throw new LivepatchError('LP_ERR_PATCH_NO_SOURCES', p.reason);
   }
 
-  private assertNotDuplicate(patch: PatchSet): void {
+  private assertNotDuplicate(patch: PatchSet, reapplies?: number): void {
     if (patch.id === undefined) return;
+    const q = [...this.quarantinedBySeq.values()].find((e) => e.rec.patchId === patch.id);
+    if (q && q.rec.seq !== reapplies) {
+      throw new LivepatchError('LP_ERR_PATCH_QUARANTINED', `Patch ${JSON.stringify(patch.id).slice(0, 200)} is quarantined (${q.info.reason}): re-apply it with livepatch quarantine HOST --reapply, or drop it first`, { patchId: patch.id });
+    }
     // appliedIds holds the ids committed by this process and those replayed from the journal.
     if (this.appliedIds.has(patch.id)) throw new LivepatchError('LP_ERR_PATCH_DUPLICATE', `Patch ${JSON.stringify(patch.id).slice(0, 200)} was already applied`, { patchId: patch.id });
   }
@@ -211,10 +404,10 @@ export class PatchPipeline implements Pipeline {
     );
   }
 
-  private async stageLocked(patch: PatchSet, ctx: OpContext, timings: Record<string, number>, ttlMs?: number) {
+  private async stageLocked(patch: PatchSet, ctx: OpContext, timings: Record<string, number>, ttlMs?: number, reapplies?: number) {
     this.assertPatching();
     validateIds(patch);
-    this.assertNotDuplicate(patch);
+    this.assertNotDuplicate(patch, reapplies);
     checkBases(this.engine, patch);
     const baseGeneration = this.engine.currentGeneration;
     let t = Date.now();
@@ -247,10 +440,10 @@ export class PatchPipeline implements Pipeline {
     return { entry, diagnostics };
   }
 
-  private async commitLocked(stageId: string, ctx: OpContext, timings: Record<string, number>): Promise<CommitResult> {
+  private async commitLocked(stageId: string, ctx: OpContext, timings: Record<string, number>, reapplies?: number): Promise<CommitResult> {
     const entry = this.staged.take(stageId);
     try {
-      this.assertNotDuplicate(entry.patch);
+      this.assertNotDuplicate(entry.patch, reapplies);
     } catch (err) {
       this.engine.discard(entry.staged);
       throw err;
@@ -278,10 +471,13 @@ export class PatchPipeline implements Pipeline {
           generation: res.generation,
           previousGeneration: res.previousGeneration,
           files: entry.files,
+          ...(reapplies !== undefined ? { reapplies } : {}),
         }),
       );
       this.seqOfGeneration.set(res.generation, rec.seq);
       timings.journal = Date.now() - t;
+      // Probation: if the host dies within the window, the next start does not re-apply this patch.
+      this.guard?.arm(rec.seq, entry.patch.id);
     }
     // Only now: a commit undone because its journal write failed may be sent again.
     if (entry.patch.id !== undefined) this.appliedIds.add(entry.patch.id);
@@ -305,4 +501,17 @@ export class PatchPipeline implements Pipeline {
       throw new LivepatchError('LP_ERR_INTERNAL', 'The journal could not be written; the change was undone');
     }
   }
+}
+
+function quarantineInfo(rec: PatchRecord, quarantinedAt: string, reason: string): QuarantinedPatch {
+  return {
+    seq: rec.seq,
+    ...(rec.patchId !== undefined ? { patchId: rec.patchId } : {}),
+    ...(rec.message !== undefined ? { message: rec.message } : {}),
+    who: rec.who,
+    committedAt: rec.time,
+    quarantinedAt,
+    reason,
+    modules: rec.files.map((f) => f.module),
+  };
 }

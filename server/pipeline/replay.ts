@@ -3,7 +3,9 @@
  * app serves (the pipeline holds requests on the returned promise). The type check is skipped (each
  * set was checked when committed) and the journaled JS is loaded as is, but bases are checked: a
  * record whose base no longer matches the live source (the app was redeployed) is not applied and
- * becomes drift. Nothing here may throw into the host: failures are reported and skipped.
+ * becomes drift. Patch records in `quarantined` (crash-loop protection) are not applied; quarantine
+ * and drop records change nothing live. Nothing here may throw into the host: failures are reported
+ * and skipped.
  */
 import { LivepatchError } from '../../shared/errors';
 import type { DriftEntry } from '../../shared/ops';
@@ -24,6 +26,8 @@ export interface ReplayOutcome {
 /** Replay settings; `log` defaults to stderr. */
 export interface ReplayOptions {
   loadTimeoutMs?: number;
+  /** seqs of quarantined patch records: not applied. */
+  quarantined?: ReadonlySet<number>;
   log?: (line: string) => void;
 }
 
@@ -33,6 +37,12 @@ export async function replayJournal(engine: Engine, records: JournalRecord[], op
   const out: ReplayOutcome = { applied: 0, skipped: 0, drift: [], patchIds: [], seqOfGeneration: new Map([[engine.currentGeneration, 0]]) };
   const genOfSeq = new Map<number, number>([[0, engine.currentGeneration]]);
   for (const rec of records) {
+    if (rec.kind !== 'patch' && rec.kind !== 'rollback') continue;
+    if (rec.kind === 'patch' && opts.quarantined?.has(rec.seq)) {
+      out.skipped++;
+      log(`journal replay: record #${rec.seq}${rec.patchId ? ` (${rec.patchId})` : ''} not applied: quarantined (livepatch quarantine HOST --reapply or --drop)`);
+      continue;
+    }
     try {
       const generation = rec.kind === 'patch' ? await replayPatch(engine, rec, out, opts.loadTimeoutMs) : await replayRollback(engine, rec, genOfSeq, log);
       if (generation === undefined) {
@@ -48,7 +58,7 @@ export async function replayJournal(engine: Engine, records: JournalRecord[], op
       log(`journal replay: record #${rec.seq} (${rec.kind}${rec.kind === 'patch' && rec.patchId ? ` ${rec.patchId}` : ''}) not applied: ${code} ${(err as Error)?.message ?? ''}`);
     }
   }
-  if (records.length > 0) log(`journal replay: ${out.applied} applied, ${out.skipped} skipped, ${out.drift.length} drifted module(s)`);
+  if (records.some((r) => r.kind === 'patch' || r.kind === 'rollback')) log(`journal replay: ${out.applied} applied, ${out.skipped} skipped, ${out.drift.length} drifted module(s)`);
   return out;
 }
 

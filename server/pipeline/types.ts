@@ -3,7 +3,7 @@
  * Every method that fails throws a LivepatchError with a registry code and leaves the generation
  * unchanged. Type errors throw LP_ERR_PATCH_TYPE with `details: { diagnostics: Diagnostic[] }`.
  */
-import type { CheckResult, CommitResult, DriftEntry, StageResult } from '../../shared/ops';
+import type { CheckResult, CommitResult, DriftEntry, JournalStatus, QuarantinedPatch, QuarantineResult, StageResult } from '../../shared/ops';
 import type { PatchSet } from '../../shared/patch';
 import type { Engine } from '../engine/types';
 
@@ -29,6 +29,11 @@ export interface PipelineOptions {
   journalDir?: string;
   /** Re-apply journaled patches at start (default true when journalDir is set). */
   replay?: boolean;
+  /**
+   * Crash-loop protection window (ms, default 60000; 0 turns it off): a host that dies this soon after
+   * a patch is committed or replayed does not re-apply that patch at its next start (quarantine).
+   */
+  crashWindowMs?: number;
   loadTimeoutMs?: number;
   verifyTimeoutMs?: number;
   /** How long a staged patch set is held for commit (ms, default 60000). */
@@ -46,6 +51,23 @@ export interface Pipeline {
   apply(patch: PatchSet, ctx: OpContext, dryRun?: boolean): Promise<CommitResult>;
   rollback(to: number | undefined, ctx: OpContext): Promise<CommitResult>;
   drift(): DriftEntry[];
+  /** Patches held back from replay by crash-loop protection (pipelines with a journal). */
+  quarantined?(): QuarantinedPatch[];
+  /** The journal as the last start found it (undefined without a journal). */
+  journalStatus?(): JournalStatus | undefined;
+  /** Drop or re-apply a quarantined patch, named by id or `#SEQ`. */
+  quarantine?(args: { drop?: string; reapply?: string }, ctx: OpContext): Promise<QuarantineResult>;
+  /** Resolves once replay is over with what the start did that belongs in the audit log. */
+  startupEvents?(): Promise<StartupEvent[]>;
   /** Stop the checker worker; drop staged sets. */
   close(): Promise<void>;
+}
+
+/** Something journal replay did or found at start, for the audit log. */
+export interface StartupEvent {
+  op: 'journal-replay' | 'quarantine';
+  /** 'ok' or an error code. */
+  outcome: string;
+  patchId?: string;
+  detail: string;
 }

@@ -79,7 +79,7 @@ export function registerInspect(program: Command, finish: Finish): void {
       await runCommand(Boolean(opts.json), async () => {
         const h = await withAgent(target, opts, (c) => c.request('history', limit !== undefined ? { limit } : {}));
         if (opts.json) printJson(h.generations);
-        else process.stdout.write(formatHistory(h.generations));
+        else process.stdout.write(formatHistory(h.generations, h.quarantined));
         return 0;
       }),
     );

@@ -29,6 +29,9 @@ export function statusText(s: TuiState): string {
   ];
   if (s.status && !s.status.patching.enabled) parts.push(`{red-fg}patching disabled${s.status.patching.reason ? `: ${esc(s.status.patching.reason)}` : ''}{/red-fg}`);
   if (s.status?.drift.length) parts.push(`{red-fg}drift: ${s.status.drift.length}{/red-fg}`);
+  if (s.status?.quarantined?.length) parts.push(`{red-fg}quarantined: ${s.status.quarantined.length}{/red-fg}`);
+  if (s.status?.journal?.unreadable.length) parts.push(`{red-fg}journal: ${s.status.journal.unreadable.length} unreadable{/red-fg}`);
+  if (s.status?.journal && !s.status.journal.replay) parts.push('{yellow-fg}replay off{/yellow-fg}');
   const n = draftModules(s).length;
   if (n) parts.push(`{yellow-fg}draft: ${n} module${n > 1 ? 's' : ''}{/yellow-fg}`);
   return parts.join(' │ ');

@@ -6,6 +6,7 @@ import type { OpName } from '../../../shared/ops';
 import { describe, exportsOp, history, source, status, subscribe, versions } from './inspect';
 import { restart } from './cluster';
 import { abort, apply, check, commit, rollback, stage } from './patch';
+import { quarantine } from './quarantine';
 import { auditVerify, evalOp, replClose, replOpen } from './repl';
 import type { HandlerTable } from './types';
 
@@ -23,6 +24,7 @@ export const HANDLERS: HandlerTable = {
   abort,
   apply,
   rollback,
+  quarantine,
   'audit-verify': auditVerify,
   eval: evalOp,
   'repl-open': replOpen,

@@ -37,6 +37,11 @@ export const status: Handler<'status'> = async ({ ctx }) => {
     patching,
     drift: pipeline ? pipeline.drift() : [],
   };
+  const journal = pipeline?.journalStatus?.();
+  if (journal) {
+    result.journal = journal;
+    result.quarantined = pipeline!.quarantined?.() ?? [];
+  }
   // Cluster mode (server/cluster): the primary's engine also reports each worker's own state.
   const rows = (engine as { workerRows?: () => Promise<StatusResult['workers']> }).workerRows;
   if (typeof rows === 'function') result.workers = await rows.call(engine);
@@ -63,7 +68,8 @@ export const history: Handler<'history'> = ({ ctx, args }) => {
     if (!meta) return g;
     return { ...g, who: g.who ?? meta.who, ...(g.message ?? meta.message ? { message: g.message ?? meta.message } : {}) };
   });
-  return { generations: args.limit ? all.slice(-args.limit) : all };
+  const quarantined = ctx.pipeline?.journalStatus?.() ? ctx.pipeline.quarantined?.() : undefined;
+  return { generations: args.limit ? all.slice(-args.limit) : all, ...(quarantined ? { quarantined } : {}) };
 };
 
 export const subscribe: Handler<'subscribe'> = ({ session }) => {
