@@ -126,7 +126,7 @@ export interface LiveApp {
   port: number;
   /** `livepatch apply <agent> <patch files> --root patch --json` with a patch token, in the project. */
   apply(files: string[], extra?: string[]): Promise<{ code: number; stdout: string; stderr: string; json: any }>;
-  /** `livepatch eval` with an admin token; the parsed `--json` output. */
+  /** `livepatch eval` with an admin token; the parsed `--json` result (`output` is the printed value). */
   evaluate(expression: string): Promise<any>;
   stop(): Promise<void>;
 }
@@ -172,4 +172,29 @@ export function errorCode(r: { json: any }): string | undefined {
 /** Describe an apply run for assertion messages. */
 export function describeRun(r: { code: number; stdout: string; stderr: string }): string {
   return `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
+}
+
+/** `text` with `from` replaced by `to`; throws when `from` is not there (a patch that silently changed nothing). */
+export function edit(text: string, from: string, to: string): string {
+  if (!text.includes(from)) throw new Error(`edit: ${JSON.stringify(from)} not found`);
+  return text.split(from).join(to);
+}
+
+/** Wait until the app's `heldPath` reports at least `n` held requests. */
+export async function waitHeld(port: number, heldPath: string, n = 1, timeoutMs = 10_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await request(port, heldPath);
+    if (r.status === 200 && JSON.parse(r.body).held >= n) return;
+    if (Date.now() > until) throw new Error(`no request held after ${timeoutMs} ms (last: ${r.status} ${r.body})`);
+    await new Promise((res) => setTimeout(res, 25));
+  }
+}
+
+/** A held request (`slowPath`) and its release: both replies, for comparing two runs of one app. */
+export async function heldAndReleased(port: number, paths: { slow: string; held: string; release: string }): Promise<Reply[]> {
+  const slow = request(port, paths.slow);
+  await waitHeld(port, paths.held);
+  const released = await request(port, paths.release, { method: 'POST' });
+  return [await slow, released];
 }
