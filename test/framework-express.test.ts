@@ -16,9 +16,9 @@ import {
   createFrameworkProject,
   describeRun,
   edit,
+  exercise,
   errorCode,
   freePort,
-  heldAndReleased,
   request,
   startLive,
   startPlain,
@@ -30,13 +30,7 @@ import {
 const HOLD = { slow: '/greetings/slow/bo', held: '/greetings/held', release: '/greetings/release' };
 
 /** Every route of the app, in order, with the held request released. */
-async function exercise(port: number): Promise<Array<[string, Reply]>> {
-  const out: Array<[string, Reply]> = [];
-  for (const path of ['/', '/greetings', '/greetings/ann', '/greetings/bye/ann', '/nope']) out.push([`GET ${path}`, await request(port, path)]);
-  const [slow, released] = await heldAndReleased(port, HOLD);
-  out.push([`GET ${HOLD.slow}`, slow!], [`POST ${HOLD.release}`, released!]);
-  return out;
-}
+const ROUTES = ['/', '/greetings', '/greetings/ann', '/greetings/bye/ann', '/nope'].map((path) => ({ path }));
 
 const json = (r: Reply) => ({ status: r.status, body: JSON.parse(r.body) });
 
@@ -61,13 +55,13 @@ for (const [fixture, pkg] of [
       const plain = await startPlain(project.root, 'dist/server.js', await freePort());
       let expected: Array<[string, Reply]>;
       try {
-        expected = await exercise(plain.port);
+        expected = await exercise(plain.port, ROUTES, HOLD);
       } finally {
         await plain.stop();
       }
       assert.deepEqual(expected.find(([k]) => k === 'GET /')![1], { status: 200, type: 'text/html', body: 'Hello World!' }, 'the plain app itself works');
       live = await startLive(project, 'dist/server.js', await freePort());
-      assert.deepEqual(await exercise(live.port), expected);
+      assert.deepEqual(await exercise(live.port, ROUTES, HOLD), expected);
     });
 
     it('a router handler patch (a named top-level handler) commits and the next request sees it', async () => {

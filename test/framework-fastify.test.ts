@@ -16,6 +16,7 @@ import {
   createFrameworkProject,
   describeRun,
   edit,
+  exercise,
   errorCode,
   freePort,
   heldAndReleased,
@@ -32,13 +33,7 @@ const source = (rel: string) => readFileSync(join(FIXTURES, 'fastify', rel), 'ut
 const json = (r: Reply) => ({ status: r.status, body: JSON.parse(r.body) });
 
 /** Every route of the app, in order, with the held request released. */
-async function exercise(port: number): Promise<Array<[string, Reply]>> {
-  const out: Array<[string, Reply]> = [];
-  for (const path of ['/greet', '/shout/hey', '/items', '/items/held', '/nope']) out.push([`GET ${path}`, await request(port, path)]);
-  const [slow, released] = await heldAndReleased(port, HOLD);
-  out.push([`GET ${HOLD.slow}`, slow!], [`POST ${HOLD.release}`, released!]);
-  return out;
-}
+const ROUTES = ['/greet', '/shout/hey', '/items', '/items/held', '/nope'].map((path) => ({ path }));
 
 describe('fastify: route plugins and an fp() decorator', () => {
   let project: Project;
@@ -55,13 +50,13 @@ describe('fastify: route plugins and an fp() decorator', () => {
     const plain = await startPlain(project.root, 'dist/server.js', await freePort());
     let expected: Array<[string, Reply]>;
     try {
-      expected = await exercise(plain.port);
+      expected = await exercise(plain.port, ROUTES, HOLD);
     } finally {
       await plain.stop();
     }
     assert.deepEqual(json(expected.find(([k]) => k === 'GET /shout/hey')![1]), { status: 200, body: { text: 'HEY!' } }, 'the plain app itself works');
     live = await startLive(project, 'dist/server.js', await freePort());
-    assert.deepEqual(await exercise(live.port), expected);
+    assert.deepEqual(await exercise(live.port, ROUTES, HOLD), expected);
   });
 
   it('the fp() decorator is visible to the sibling route plugin under the agent', async () => {

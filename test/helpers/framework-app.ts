@@ -185,7 +185,8 @@ export async function waitHeld(port: number, heldPath: string, n = 1, timeoutMs 
   const until = Date.now() + timeoutMs;
   for (;;) {
     const r = await request(port, heldPath);
-    if (r.status === 200 && JSON.parse(r.body).held >= n) return;
+    if (r.status !== 200) throw new Error(`${heldPath} answered ${r.status} ${r.body}`);
+    if (JSON.parse(r.body).held >= n) return;
     if (Date.now() > until) throw new Error(`no request held after ${timeoutMs} ms (last: ${r.status} ${r.body})`);
     await new Promise((res) => setTimeout(res, 25));
   }
@@ -197,4 +198,26 @@ export async function heldAndReleased(port: number, paths: { slow: string; held:
   await waitHeld(port, paths.held);
   const released = await request(port, paths.release, { method: 'POST' });
   return [await slow, released];
+}
+
+export interface Step {
+  method?: string;
+  path: string;
+  json?: unknown;
+}
+
+/**
+ * Every step in order, then a held request and its release; each reply labelled `METHOD path`. A held
+ * request that cannot be held is recorded as status 0 with the reason, so runs compare as a whole.
+ */
+export async function exercise(port: number, steps: Step[], hold: { slow: string; held: string; release: string }): Promise<Array<[string, Reply]>> {
+  const out: Array<[string, Reply]> = [];
+  for (const s of steps) out.push([`${s.method ?? 'GET'} ${s.path}`, await request(port, s.path, s)]);
+  try {
+    const [slow, released] = await heldAndReleased(port, hold);
+    out.push([`GET ${hold.slow}`, slow!], [`POST ${hold.release}`, released!]);
+  } catch (e) {
+    out.push([`GET ${hold.slow}`, { status: 0, type: '', body: (e as Error).message }]);
+  }
+  return out;
 }
