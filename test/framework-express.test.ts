@@ -76,6 +76,7 @@ for (const [fixture, pkg] of [
     it('a service patch commits; a request in flight during the commit finishes with the old answer', async () => {
       project.write('patch/src/greeter.ts', edit(source('src/greeter.ts'), '`Hello, ${name}!`', '`Hi, ${name}!`'));
       const slow = request(live.port, HOLD.slow);
+      slow.catch(() => undefined); // awaited below; a failed assertion before that must not leave it unhandled
       await waitHeld(live.port, HOLD.held);
       const r = await live.apply(['patch/src/greeter.ts']);
       assert.equal(r.code, 0, describeRun(r));

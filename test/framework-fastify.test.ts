@@ -83,6 +83,7 @@ describe('fastify: route plugins and an fp() decorator', () => {
     patched = edit(patched, 'return { items: stock() };\n}\n\n//', "return { items: stock(), source: 'v2' };\n}\n\n//");
     project.write('patch/src/routes/items.ts', patched);
     const slow = request(live.port, HOLD.slow);
+    slow.catch(() => undefined); // awaited below; a failed assertion before that must not leave it unhandled
     await waitHeld(live.port, HOLD.held);
     const r = await live.apply(['patch/src/routes/items.ts']);
     assert.equal(r.code, 0, describeRun(r));

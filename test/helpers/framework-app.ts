@@ -195,6 +195,7 @@ export async function waitHeld(port: number, heldPath: string, n = 1, timeoutMs 
 /** A held request (`slowPath`) and its release: both replies, for comparing two runs of one app. */
 export async function heldAndReleased(port: number, paths: { slow: string; held: string; release: string }): Promise<Reply[]> {
   const slow = request(port, paths.slow);
+  slow.catch(() => undefined); // awaited below, unless holding fails first
   await waitHeld(port, paths.held);
   const released = await request(port, paths.release, { method: 'POST' });
   return [await slow, released];
