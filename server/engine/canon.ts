@@ -186,6 +186,11 @@ function stub(ctl: VersionCtl, slot: number, key: string | symbol, kind: 'm' | '
     : { configurable: true, enumerable: false, set(this: unknown, v: unknown) { call(this, [v]); } };
 }
 
+function isConstructorLike(fn: Function): boolean {
+  const d = Object.getOwnPropertyDescriptor(fn, 'prototype');
+  return !!d && 'value' in d && d.value !== null && typeof d.value === 'object' && Object.getOwnPropertyNames(d.value).some((k) => k !== 'constructor');
+}
+
 /**
  * Static state belongs to the class importers hold: a new version's own static data properties
  * become accessors to the canonical class's, so `Shop.count++` inside new code and `Shop.count`
@@ -208,6 +213,15 @@ export function linkClasses(mod: LiveModule, ctl: VersionCtl): void {
   if (!canonCtl || canonCtl === ctl) return;
   let fams = families.get(mod);
   if (!fams) families.set(mod, (fams = new Map()));
+  // ES5-style constructors (a function whose prototype carries methods) get an instanceof family too.
+  ctl.fns.forEach((fn, slot) => {
+    const canonFn = canonCtl.fns[slot];
+    if (!fn || !canonFn || fn === canonFn || ctl.classes.has(slot) || !isConstructorLike(canonFn)) return;
+    let fam = fams!.get(slot);
+    if (!fam) fams!.set(slot, (fam = { protos: new WeakSet(), classes: new WeakSet() }));
+    joinFamily(fam, canonFn);
+    joinFamily(fam, fn);
+  });
   for (const [slot, { C, members }] of ctl.classes) {
     const canonC = canonCtl.classes.get(slot)?.C;
     if (!canonC || canonC === C) continue;

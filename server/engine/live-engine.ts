@@ -112,7 +112,7 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
   }
 
   /** The static verdict on a patch (see stage.ts): unreachable changes and repeated top-level effects. */
-  verdict(changes: readonly { id: string; js: string }[]): Diagnostic[] {
+  verdict(changes: readonly { id: string; js: string; source?: string }[]): Diagnostic[] {
     return staticVerdict(this, changes);
   }
 

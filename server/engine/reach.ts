@@ -22,6 +22,8 @@ export interface ReachProblem {
   readonly line: number;
   readonly column: number;
   readonly message: string;
+  /** The function concerned, if any (for mapping the line back to the TypeScript source). */
+  readonly name?: string;
 }
 
 type N = Record<string, any>;
@@ -184,7 +186,7 @@ function pointProblem(was: Point, now: Point): string | undefined {
   if (why) return `${now.name} changed, but ${why}: calls made through the running version cannot be forwarded to the new code; restart to change it`;
   const reg = now.registers[0] ?? was.registers[0];
   if (reg) {
-    return `${now.name}() registers handlers when it runs (${reg.callee}() at line ${reg.line}); it already ran, so the handlers it registered are the running version's and the new code inside it would never be reached. Move the changed handler into a top-level function and patch that, or restart`;
+    return `${now.name}() registers handlers when it runs (${reg.callee}()); it already ran, so the handlers it registered are the running version's and the new code inside it would never be reached. Move the changed handler into a top-level function and patch that, or restart`;
   }
   return undefined;
 }
@@ -197,7 +199,7 @@ export function reachProblems(was: Analysis, now: Analysis): ReachProblem[] {
     const o = old.get(p.key);
     if (!o || o.text === p.text || p.kind === 'class') continue;
     const why = pointProblem(o, p);
-    if (why) out.push({ line: p.line, column: p.column, message: why });
+    if (why) out.push({ line: p.line, column: p.column, message: why, name: p.name });
   }
   for (const s of onlyIn(now.statements, was.statements)) {
     const why = statementProblem(s, now.source, now.statements, was.statements, was.source);

@@ -101,7 +101,27 @@ function syntaxError(id: string, e: unknown): LivepatchError {
  * (LP_ERR_PATCH_UNREACHABLE) and top-level effects a new version would repeat (LP_ERR_PATCH_EFFECT),
  * as diagnostics in tsc's form. `check`, dry runs and applies all use it, so they agree.
  */
-export function staticVerdict(host: StageHost, items: readonly { id: string; js: string }[]): Diagnostic[] {
+/**
+ * The line of the TypeScript source that JS line `line` came from: the same text where tsc kept it,
+ * else the line naming `name`, else the JS line itself.
+ */
+function sourceLine(js: string, source: string | undefined, line: number, name?: string): number {
+  if (!source) return line;
+  const jsLine = (js.split('\n')[line - 1] ?? '').trim();
+  const ts = source.split('\n');
+  let best: number | undefined;
+  const near = (i: number): void => {
+    if (best === undefined || Math.abs(i + 1 - line) < Math.abs(best - line)) best = i + 1;
+  };
+  if (jsLine.length > 3) ts.forEach((t, i) => t.trim() === jsLine && near(i));
+  if (best === undefined && name && /^[\w$]+$/.test(name)) {
+    const re = new RegExp(`(function\\s*\\*?\\s*|\\b(const|let|var|class)\\s+|^\\s*(async\\s+|static\\s+|get\\s+|set\\s+|public\\s+|private\\s+|protected\\s+)*)${name.replace(/\$/g, '\\$')}\\b`);
+    ts.forEach((t, i) => re.test(t) && near(i));
+  }
+  return best ?? line;
+}
+
+export function staticVerdict(host: StageHost, items: readonly { id: string; js: string; source?: string }[]): Diagnostic[] {
   const out: Diagnostic[] = [];
   const cur = host.currentGen();
   for (const i of items) {
@@ -124,9 +144,18 @@ export function staticVerdict(host: StageHost, items: readonly { id: string; js:
       } catch {
         was = undefined;
       }
-      for (const p of was ? reachProblems(was, now) : []) out.push({ file: i.id, line: p.line, column: p.column, code: 0, lpCode: 'LP_ERR_PATCH_UNREACHABLE', category: 'error', message: p.message });
+      for (const p of was ? reachProblems(was, now) : []) {
+        const line = sourceLine(i.js, i.source, p.line, p.name);
+        out.push({ file: i.id, line, column: line === p.line ? p.column : 1, code: 0, lpCode: 'LP_ERR_PATCH_UNREACHABLE', category: 'error', message: p.message });
+      }
     }
-    for (const p of effectProblems(now)) out.push({ file: i.id, line: p.line, column: p.column, code: 0, lpCode: 'LP_ERR_PATCH_EFFECT', category: 'error', message: p.message });
+    for (const p of effectProblems(now)) {
+      const line = sourceLine(i.js, i.source, p.line);
+      // A changed statement that is itself the effect is reported once, as the effect.
+      const dup = out.findIndex((d) => d.file === i.id && d.line === line && d.lpCode === 'LP_ERR_PATCH_UNREACHABLE');
+      if (dup >= 0) out.splice(dup, 1);
+      out.push({ file: i.id, line, column: line === p.line ? p.column : 1, code: 0, lpCode: 'LP_ERR_PATCH_EFFECT', category: 'error', message: p.message });
+    }
   }
   return out;
 }

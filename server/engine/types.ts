@@ -7,7 +7,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { CommitResult, ExportsResult, LiveGeneration } from '../../shared/ops';
-import type { GenerationSummary, ModuleVersionInfo } from '../../shared/patch';
+import type { Diagnostic, GenerationSummary, ModuleVersionInfo } from '../../shared/patch';
 
 /** One version of one live module. Source and JS are kept for every version (rollback, history). */
 export interface VersionRecord {
@@ -80,6 +80,13 @@ export interface Engine extends EventEmitter {
    * generation's code without the facade's AsyncLocalStorage lookup, which V8 counts as a side effect.
    */
   exportsAt?(id: string, generation?: number): unknown;
+  /**
+   * Optional: the static verdict on transpiled changes, without running anything: changes a commit
+   * could not reach (LP_ERR_PATCH_UNREACHABLE), top-level effects a new version would repeat
+   * (LP_ERR_PATCH_EFFECT), modules that are not live (LP_ERR_PATCH_NOT_LIVE). `stage` refuses on the
+   * same verdict, so `check` and a dry run agree.
+   */
+  verdict?(changes: readonly { id: string; js: string; source?: string }[]): Diagnostic[];
   history(): GenerationSummary[];
   liveGenerations(): LiveGeneration[];
 

@@ -79,8 +79,18 @@ export class PatchPipeline implements Pipeline {
     validateIds(patch);
     checkBases(this.engine, patch);
     const started = Date.now();
-    const r = await this.runChecker(patch, ctx, false);
+    // Transpiled too: the engine's static verdict (unreachable changes, top-level effects) is part of
+    // the check, so `check` and `apply --dry-run` agree.
+    const r = await this.runChecker(patch, ctx, true);
     const diagnostics = allDiagnostics(r);
+    if (!hasError(diagnostics) && this.engine.verdict) {
+      try {
+        diagnostics.push(...this.engine.verdict(Object.entries(patch.files).map(([id, source]) => ({ id, js: r.js[id] ?? '', source }))));
+      } catch (err) {
+        if (!(err instanceof LivepatchError) || err.code !== 'LP_ERR_PATCH_SYNTAX') throw err;
+        diagnostics.push({ file: (err.details as { module?: string } | undefined)?.module, code: 0, lpCode: err.code, category: 'error', message: err.message });
+      }
+    }
     return { ok: !hasError(diagnostics), diagnostics: diagnostics.slice(0, MAX_DIAGNOSTICS), checkedFiles: r.check.checked, durationMs: Date.now() - started };
   }
 
