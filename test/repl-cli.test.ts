@@ -88,4 +88,13 @@ describe('livepatch repl', () => {
     assert.match(out, /Uncaught RangeError: nope/);
     assert.ok(!out.includes('1040'), 'input after .exit is not evaluated');
   });
+
+  it('prompts before every piped input although the pipe ends before the evaluations do (exit 0 at end of input)', async () => {
+    // All of this arrives and ends at once, so readline has closed before the first evaluation returns.
+    const input = ['const a: number = 20', 'function twice() {', '  return a * 2', '}', 'twice() + 2', ''].join('\n');
+    const r = await runCli(['repl', app.agent!], { ...as(tokens.admin), input });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, '');
+    assert.equal(r.stdout, 'lp> undefined\nlp> ... ... undefined\nlp> 42\nlp> ');
+  });
 });

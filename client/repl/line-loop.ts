@@ -24,6 +24,19 @@ export interface LoopOptions {
 export async function replLoop(repl: RemoteRepl, io: LoopOptions): Promise<number> {
   const rl = readline.createInterface({ input: io.input, output: io.output, terminal: io.terminal, historySize: 1000, prompt: 'lp> ' });
   const write = (s: string) => io.output.write(s);
+  // Readline closes as soon as its input ends, which on a pipe happens while lines it has already read are still
+  // queued here for evaluation; those lines keep their prompts in the transcript. Since Node 24 a closed interface
+  // refuses prompt(), so after the close the prompt is written directly (what readline writes for it anyway when the
+  // output is not a terminal).
+  let inputOpen = true;
+  rl.once('close', () => {
+    inputOpen = false;
+  });
+  const prompt = (p?: string) => {
+    if (p !== undefined) rl.setPrompt(p);
+    if (inputOpen) rl.prompt();
+    else write(rl.getPrompt());
+  };
   let buffer = '';
   let exitCode = 0;
   let interrupted = false;
@@ -34,14 +47,13 @@ export async function replLoop(repl: RemoteRepl, io: LoopOptions): Promise<numbe
       // Drop the half-typed line too (end of line, then delete to its start).
       rl.write(null, { ctrl: true, name: 'e' });
       rl.write(null, { ctrl: true, name: 'u' });
-      rl.setPrompt('lp> ');
-      rl.prompt();
+      prompt('lp> ');
       return;
     }
     if (interrupted) return rl.close();
     interrupted = true;
     write('\n(press Ctrl+C again or type .exit to leave)\n');
-    rl.prompt();
+    prompt();
   });
   const lost = () => {
     exitCode = 4;
@@ -49,7 +61,7 @@ export async function replLoop(repl: RemoteRepl, io: LoopOptions): Promise<numbe
     rl.close();
   };
   repl.client.once('close', lost);
-  rl.prompt();
+  prompt();
   try {
     for await (const line of rl) {
       interrupted = false;
@@ -58,20 +70,18 @@ export async function replLoop(repl: RemoteRepl, io: LoopOptions): Promise<numbe
         if (cmd === '.exit') break;
         if (cmd === '.help') {
           write(HELP);
-          rl.prompt();
+          prompt();
           continue;
         }
       }
       if (line.trim() === '.clear') {
         buffer = '';
-        rl.setPrompt('lp> ');
-        rl.prompt();
+        prompt('lp> ');
         continue;
       }
       buffer = buffer ? `${buffer}\n${line}` : line;
       if (isIncomplete(buffer)) {
-        rl.setPrompt('... ');
-        rl.prompt();
+        prompt('... ');
         continue;
       }
       const code = buffer;
@@ -85,7 +95,7 @@ export async function replLoop(repl: RemoteRepl, io: LoopOptions): Promise<numbe
           if (repl.client.closed) break;
         }
       }
-      rl.prompt();
+      prompt();
     }
   } finally {
     repl.client.off('close', lost);
