@@ -68,7 +68,7 @@ describe('cluster mode (node cluster, agent in the primary)', () => {
   });
 
   it('a patch that fails to stage in one worker commits nowhere', async () => {
-    const top = `import cluster from 'node:cluster';\nif (cluster.worker?.id === 2) throw new Error('only worker 2 refuses');\n`;
+    const top = `import cluster from 'node:cluster';\nconst refuse = (): void => {\n  if (cluster.worker?.id === 2) throw new Error('only worker 2 refuses');\n};\nexport const checked = refuse();\n`;
     const err = await client.request('apply', { patch: { files: { 'src/rates.ts': ratesSource('A3', top), 'src/quote.ts': quoteSource('B3') } } }).then(
       () => undefined,
       (e: unknown) => e,
@@ -133,7 +133,8 @@ describe('cluster mode (node cluster, agent in the primary)', () => {
   it('a worker that dies while staging fails the patch everywhere; its replacement is in step', async () => {
     const before = (await client.request('status', {})).workers!;
     const victim = Math.max(...before.map((w) => w.id));
-    const top = `import cluster from 'node:cluster';\nif (cluster.worker?.id === ${victim}) process.exit(3);\n`;
+    // Killed from outside: staged code cannot exit its own process (process.exit throws LP_ERR_PATCH_EFFECT).
+    const top = `import cluster from 'node:cluster';\nimport { execFileSync } from 'node:child_process';\nconst die = (): void => {\n  if (cluster.worker?.id === ${victim}) execFileSync('kill', ['-9', String(process.pid)]);\n};\nexport const died = die();\n`;
     const err = await client.request('apply', { patch: { files: { 'src/rates.ts': ratesSource('A5', top) } } }).then(
       () => undefined,
       (e: unknown) => e,

@@ -17,8 +17,9 @@ const project = createProject('pipeline');
 const tokens = createTokens(project.root);
 const quoteTs = readFileSync(join(project.root, 'src', 'quote.ts'), 'utf8');
 const withTag = (t: string, extra = '') => ({ 'src/quote.ts': quoteTs.replace("return 'B1'", `return '${t}'`) + extra });
-// Thrown from a timer, well after the commit has been journaled and reported.
-const BOOM = "\nsetTimeout(() => {\n  throw new Error('patch boom');\n}, 1500);\n";
+// Thrown from a timer that the patched function arms when a request calls it, well after the commit
+// has been journaled and reported (a top-level timer would be refused at stage: LP_ERR_PATCH_EFFECT).
+const withBoom = () => ({ 'src/quote.ts': quoteTs.replace("return 'B1'", "setTimeout(() => {\n    throw new Error('patch boom');\n  }, 1500);\n  return 'BOOM'") });
 const running = new Set<AppProcess>();
 test.after(async () => {
   for (const a of running) await a.stop();
@@ -66,8 +67,9 @@ test('a patch whose timer throws kills the host once: the restart quarantines it
   const audit = join(project.root, 'audit-boom.jsonl');
   const app = await start(journalDir, audit);
   assert.equal((await apply(app, { id: 'good-1', files: withTag('G1') })).code, 0);
-  const boom = await apply(app, { id: 'boom', files: withTag('BOOM', BOOM) });
+  const boom = await apply(app, { id: 'boom', files: withBoom() });
   assert.equal(boom.code, 0, boom.stderr);
+  assert.deepEqual(await app.get('/tag'), { tag: 'BOOM' }, 'a request runs the patched code, which arms the timer');
   assert.equal(await exited(app), 1, 'the timer kills the host');
 
   const again = await start(journalDir, audit);
@@ -92,7 +94,7 @@ test('a patch whose timer throws kills the host once: the restart quarantines it
   assert.equal(rec?.patchId, 'boom', 'the quarantine is in the audit log');
 
   // The id is not free for an ordinary apply while quarantined; a read token may not change the list.
-  const plain = await apply(again, { id: 'boom', files: withTag('BOOM', BOOM) });
+  const plain = await apply(again, { id: 'boom', files: withBoom() });
   assert.equal(plain.code, 1);
   assert.equal(JSON.parse(plain.stdout).error.code, 'LP_ERR_PATCH_QUARANTINED');
   assert.equal((await cli(['quarantine', again.agent!, '--drop', 'boom'], tokens.read)).code, 3);
@@ -105,6 +107,7 @@ test('a patch whose timer throws kills the host once: the restart quarantines it
   assert.equal(reResult.action, 'reapplied');
   assert.equal(reResult.commit?.generation, 3);
   assert.deepEqual(reResult.quarantined, []);
+  assert.deepEqual(await again.get('/tag'), { tag: 'BOOM' });
   assert.equal(await exited(again), 1);
 
   const third = await start(journalDir, audit);
