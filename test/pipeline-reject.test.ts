@@ -73,7 +73,7 @@ test('a module whose exported init promise rejects aborts the set and the host s
 });
 
 test('an infinite loop at load is stopped by the timeout and the app keeps answering', async () => {
-  const looping = ratesTs + '\nwhile (true) {}\n';
+  const looping = ratesTs + '\nconst spin = (() => { while (true) {} })();\n';
   const pending = app.op('apply', { patch: { files: { 'src/rates.ts': looping } } });
   // Requests sent during the stage wait at most the load timeout, then the old code answers them.
   const during = app.get('/quote?c=EUR&a=10');

@@ -22,15 +22,21 @@ export interface Effect {
   /** Module whose top level was running, if it was synchronous top-level code. */
   readonly module?: string;
   readonly undo: () => void;
+  /** Whether it still outlives the code that started it (a one-shot timer that fired does not). */
+  readonly active: () => boolean;
 }
 
 export class EffectLog {
   readonly effects: Effect[] = [];
   /** True from the end of a stage's top-level evaluation: recorded effects are no longer refused. */
   quiet = false;
-  add(what: string, undo: () => void): void {
+  add(what: string, undo: () => void, active: () => boolean = () => true): void {
     const top = state.evalStack[state.evalStack.length - 1];
-    this.effects.push({ what, undo, ...(top ? { module: top.id } : {}) });
+    this.effects.push({ what, undo, active, ...(top ? { module: top.id } : {}) });
+  }
+  /** Effects still active (refused when a version's loading left them behind). */
+  lasting(): Effect[] {
+    return this.effects.filter((e) => e.active());
   }
   /** Undo everything recorded so far (each undo contained: one failing does not stop the others). */
   undo(): void {
@@ -73,10 +79,20 @@ function install(): void {
   for (const target of [globalThis as any, timers as any]) {
     for (const name of ['setTimeout', 'setInterval', 'setImmediate']) {
       wrapOn(target, name, (orig) =>
-        function (this: unknown): unknown {
-          // eslint-disable-next-line prefer-rest-params
-          const t = orig.apply(this, arguments);
-          current()?.add(`${name}()`, () => clear[name]!(t));
+        function (this: unknown, ...args: unknown[]): unknown {
+          const log = current();
+          if (!log) return orig.apply(this, args);
+          // One-shot timers are marked when they fire: a timer that already ran left nothing behind.
+          let fired = false;
+          const cb = args[0];
+          if (name !== 'setInterval' && typeof cb === 'function') {
+            args[0] = function (this: unknown, ...a: unknown[]): unknown {
+              fired = true;
+              return cb.apply(this, a);
+            };
+          }
+          const t = orig.apply(this, args);
+          log.add(`${name}()`, () => clear[name]!(t), () => !fired);
           return t;
         },
       );
@@ -120,7 +136,7 @@ function install(): void {
     function (this: net.Server): unknown {
       // eslint-disable-next-line prefer-rest-params
       const r = orig.apply(this, arguments);
-      current()?.add('listen()', () => this.close());
+      current()?.add('listen()', () => this.close(), () => this.listening);
       return r;
     },
   );

@@ -252,11 +252,7 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
       } finally {
         recordGlobalChanges(s.effects, before);
       }
-      const effect = s.effects.effects.find((e) => e.module === id);
-      if (effect) {
-        const message = `${id}: top-level code ${effect.what.startsWith('globalThis') ? `changed a global (${effect.what})` : `called ${effect.what}`} while loading; a new version must not start anything a second time in the running process. Wrap it in keep('…', () => …), or move it to a module you do not patch`;
-        throw new LivepatchError('LP_ERR_PATCH_EFFECT', message, { module: id, effect: effect.what, message });
-      }
+      refuseLasting(s.effects, id);
     }
     if (isNew) {
       mod.canon = modExports;
@@ -280,10 +276,7 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
     });
     host.recomputeMulti();
     for (const id of s.entries.keys()) await awaitExportedPromises(id, gen.exp.get(id), loadTimeoutMs);
-    const late = s.effects.effects[0];
-    if (late) {
-      throw new LivepatchError('LP_ERR_PATCH_EFFECT', `${late.module ?? 'staged code'}: code started while loading called ${late.what}; a new version must not start anything a second time in the running process`, { effect: late.what });
-    }
+    refuseLasting(s.effects);
     if (opts.verifyJs !== undefined) {
       await runVerify(host, gen, opts.verifyJs, opts.verifyTimeoutMs ?? 5000, loadTimeoutMs, resolveLive);
       // Verify hooks are probes: whatever they started does not outlive them.
@@ -294,6 +287,19 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
     throw e instanceof LivepatchError ? e : new LivepatchError('LP_ERR_PATCH_LOAD', oneLine(e));
   }
   return { ...s, pub: { ...s.pub, changes: [...s.entries.values()].map((e) => e.record), newModules: [...s.newMods.keys()] } };
+}
+
+/**
+ * Refuse a version whose loading left something running (an interval, a pending timer, a listener, a
+ * listening server, a changed global); with `id`, only what that module's synchronous top level
+ * started, except one-shot timers, which may still fire while exported promises settle.
+ */
+function refuseLasting(log: EffectLog, id?: string): void {
+  const e = log.lasting().find((x) => (id === undefined ? true : x.module === id && x.what !== 'setTimeout()' && x.what !== 'setImmediate()'));
+  if (!e) return;
+  const where = e.module ?? id ?? 'staged code';
+  const message = `${where}: top-level code ${e.what.startsWith('globalThis') ? `changed a global (${e.what})` : `called ${e.what}`} while loading; a new version must not start anything a second time in the running process. Wrap it in keep('…', () => …), or move it to a module you do not patch`;
+  throw new LivepatchError('LP_ERR_PATCH_EFFECT', message, { module: where, effect: e.what, message });
 }
 
 async function awaitExportedPromises(id: string, exports: unknown, timeoutMs: number): Promise<void> {
