@@ -176,8 +176,8 @@ const sameDescriptor = (a: PropertyDescriptor, b: PropertyDescriptor): boolean =
 /** Record the global changes since `before` in `log`, each undone by restoring what was there. */
 export function recordGlobalChanges(log: EffectLog, before: Map<string | symbol, PropertyDescriptor>): void {
   const g = globalThis as any;
-  for (const k of Reflect.ownKeys(g)) {
-    if (typeof k === 'symbol' && k.description?.startsWith('livepatch.')) continue;
+  // String-keyed globals only: Node itself adds symbol-keyed ones lazily (e.g. undici's dispatcher on 22+).
+  for (const k of Object.getOwnPropertyNames(g)) {
     const now = Object.getOwnPropertyDescriptor(g, k)!;
     const was = before.get(k);
     if (was && sameDescriptor(was, now)) continue;
@@ -187,7 +187,7 @@ export function recordGlobalChanges(log: EffectLog, before: Map<string | symbol,
     });
   }
   for (const [k, was] of before) {
-    if (Object.getOwnPropertyDescriptor(g, k) || (typeof k === 'symbol' && k.description?.startsWith('livepatch.'))) continue;
+    if (typeof k === 'symbol' || Object.getOwnPropertyDescriptor(g, k)) continue;
     log.add(`globalThis.${String(k)} deleted`, () => Object.defineProperty(g, k, was));
   }
 }
