@@ -23,7 +23,7 @@ import type { ModuleLocation, ModuleMapper } from './module-id';
 import { pinWith, RequestPinning } from './pinning';
 import * as q from './queries';
 import { stageItems, staticVerdict, undoStage, type StageHost, type StagedState } from './stage';
-import { state, type Generation, type LiveModule, type VersionEntry } from './state';
+import { newLiveModule, state, type Generation, type LiveModule, type VersionEntry } from './state';
 import type { Diagnostic } from '../../shared/patch';
 import type { CommitMeta, Engine, StageChange, StageOptions, Staged, VersionRecord } from './types';
 
@@ -148,21 +148,7 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
    * its instrumented text will take. `adoptDeployed` registers it once the evaluation succeeded.
    */
   prepareDeployed(loc: ModuleLocation, m: NodeJS.Module): { mod: LiveModule; ctl: VersionCtl } {
-    const mod: LiveModule = {
-      id: loc.id,
-      canon: undefined,
-      canonCtl: undefined,
-      cur: undefined,
-      curCtl: undefined,
-      inUse: new Set(),
-      slots: new Map(),
-      shape: 'object',
-      kinds: new Map(),
-      perGen: new Set(),
-      versions: [],
-      sourceFile: loc.sourceFile,
-      runtimeFile: m.filename,
-    };
+    const mod = newLiveModule(loc.id, loc.sourceFile, m.filename);
     return { mod, ctl: new VersionCtlClass(mod) };
   }
 
@@ -259,7 +245,6 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     this.staged.delete(staged.stageId);
     for (const id of s.newMods.keys()) state.kept.delete(id);
     undoStage(this, s);
-    this.recomputeMulti();
   }
 
   commit(staged: Staged, meta: CommitMeta = {}): CommitResult {

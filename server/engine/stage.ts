@@ -9,7 +9,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { LivepatchError } from '../../shared/errors';
-import type { Diagnostic } from '../../shared/patch';
+import { formatDiagnostic, type Diagnostic } from '../../shared/patch';
 import type { StageOptions, Staged, VersionRecord } from './types';
 import { analyze, type Analysis } from './analyze';
 import { planCanon, exportKinds, shapeOf, type CanonPlan } from './canon';
@@ -20,7 +20,7 @@ import { instrument } from './instrument';
 import { oneLine } from './keep';
 import type { ModuleMapper } from './module-id';
 import { effectProblems, reachProblems } from './reach';
-import { state, type Generation, type LiveModule, type VersionEntry } from './state';
+import { newLiveModule, state, type Generation, type LiveModule, type VersionEntry } from './state';
 import { runVerify } from './verify';
 
 /** What staging needs from the engine. */
@@ -63,24 +63,6 @@ export interface StagedState {
 
 const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
 
-function newLiveModule(host: StageHost, id: string): LiveModule {
-  return {
-    id,
-    canon: undefined,
-    canonCtl: undefined,
-    cur: undefined,
-    curCtl: undefined,
-    inUse: new Set(),
-    slots: new Map(),
-    shape: 'object',
-    kinds: new Map(),
-    perGen: new Set(),
-    versions: [],
-    sourceFile: host.mapper.sourceFileOf(id),
-    runtimeFile: host.mapper.runtimeFileOf(id),
-  };
-}
-
 /** Slot numbering of a module's dispatch points (the same key keeps its slot across versions). */
 export function slotFn(mod: { slots: Map<string, number> }): (key: string) => number {
   return (key) => {
@@ -121,7 +103,12 @@ function sourceLine(js: string, source: string | undefined, line: number, name?:
   return best ?? line;
 }
 
-export function staticVerdict(host: StageHost, items: readonly { id: string; js: string; source?: string }[]): Diagnostic[] {
+export function staticVerdict(
+  host: StageHost,
+  items: readonly { id: string; js: string; source?: string }[],
+  /** Filled with each new version's analysis, so staging does not parse it again. */
+  analyses?: Map<string, Analysis>,
+): Diagnostic[] {
   const out: Diagnostic[] = [];
   const cur = host.currentGen();
   for (const i of items) {
@@ -136,6 +123,7 @@ export function staticVerdict(host: StageHost, items: readonly { id: string; js:
     } catch (e) {
       throw syntaxError(i.id, e);
     }
+    analyses?.set(i.id, now);
     const entry = cur.versions.get(i.id);
     if (entry) {
       let was: Analysis | undefined;
@@ -167,10 +155,8 @@ export function verdictError(diagnostics: Diagnostic[]): LivepatchError {
     : diagnostics.some((d) => d.lpCode === 'LP_ERR_PATCH_UNREACHABLE')
       ? 'LP_ERR_PATCH_UNREACHABLE'
       : 'LP_ERR_PATCH_EFFECT';
-  const first = diagnostics[0]!;
-  const where = first.file ? `${first.file}${first.line !== undefined ? `(${first.line},${first.column ?? 1})` : ''}: ` : '';
   const n = diagnostics.length;
-  return new LivepatchError(code, `${n} problem${n === 1 ? '' : 's'}; first: ${where}${first.message}`, { diagnostics: diagnostics.slice(0, 100) });
+  return new LivepatchError(code, `${n} problem${n === 1 ? '' : 's'}; first: ${formatDiagnostic(diagnostics[0]!)}`, { diagnostics: diagnostics.slice(0, 100) });
 }
 
 /** Evaluate `items` into a staged generation (see file header). Throws a LivepatchError on failure. */
@@ -182,8 +168,9 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
       throw new LivepatchError('LP_ERR_PATCH_UNKNOWN_MODULE', `${String(i.id)} is not a module id (a POSIX path relative to the project root)`, { module: String(i.id) });
     }
   }
+  const analyses = new Map<string, Analysis>();
   if (kind === 'patch') {
-    const verdict = staticVerdict(host, items);
+    const verdict = staticVerdict(host, items, analyses);
     if (verdict.length > 0) throw verdictError(verdict);
   }
   const gen: Generation = { n: base.n + 1, versions: new Map(base.versions), exp: new Map(base.exp), ctl: new Map(base.ctl), inflight: 0, released: false, summary: { generation: base.n + 1, kind, time: '', changed: [] } };
@@ -221,7 +208,7 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
     const item = byId.get(id)!;
     let mod = host.modules.get(id);
     const isNew = !mod;
-    if (!mod) s.newMods.set(id, (mod = newLiveModule(host, id)));
+    if (!mod) s.newMods.set(id, (mod = newLiveModule(id, host.mapper.sourceFileOf(id), host.mapper.runtimeFileOf(id))));
     const record: VersionRecord = item.reuse?.record ?? {
       id,
       version: mod.versions.length + 1,
@@ -237,9 +224,9 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
     let ctl: VersionCtl;
     if (mem) ({ exports: modExports, ctl } = mem);
     else {
-      let analysis: Analysis;
+      let analysis = analyses.get(id);
       try {
-        analysis = analyze(entry.js);
+        analysis ??= analyze(entry.js);
       } catch (e) {
         throw syntaxError(id, e);
       }

@@ -52,6 +52,25 @@ export interface LiveModule {
   deployed?: { exports: any; ctl: VersionCtl };
 }
 
+/** A live module with no version yet (the deployed load or a patch's first evaluation fills it in). */
+export function newLiveModule(id: string, sourceFile: string, runtimeFile: string): LiveModule {
+  return {
+    id,
+    canon: undefined,
+    canonCtl: undefined,
+    cur: undefined,
+    curCtl: undefined,
+    inUse: new Set(),
+    slots: new Map(),
+    shape: 'object',
+    kinds: new Map(),
+    perGen: new Set(),
+    versions: [],
+    sourceFile,
+    runtimeFile,
+  };
+}
+
 /** A generation: a version of every live module, plus the exports while it is live. */
 export interface Generation {
   readonly n: number;
