@@ -1,15 +1,15 @@
 /**
- * Harness for the framework fixtures (express5, express4, fastify, nest): a throwaway copy of the
+ * Harness for the framework fixtures (express, run on Express 5 and 4; fastify; nest): a throwaway copy of the
  * fixture with the framework packages linked from this repository's node_modules, built by the
  * TypeScript compiler with the fixture's own tsconfig (type errors fail the build), and run either
  * plain (`node dist/...`) or with `-r livepatch/register`, an agent and tokens.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, symlinkSync } from 'node:fs';
+import { copyFileSync, mkdirSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import * as ts from 'typescript';
-import { createProject, createTokens, REPO, runCli, startApp, type AppProcess, type Project, type Tokens } from './project';
+import { createProject, createTokens, FIXTURES, REPO, runCli, startApp, type AppProcess, type Project, type Tokens } from './project';
 
 /** Compile the project at `root` with its tsconfig.json; throws with tsc-style diagnostics on any error. */
 export function tscBuild(root: string): void {
@@ -31,11 +31,13 @@ export function tscBuild(root: string): void {
 
 /**
  * A copy of `fixture` whose node_modules links `packages` (name in the app → package folder under
- * this repository's node_modules, e.g. `{ express: 'express4' }`), built with tsc.
+ * this repository's node_modules, e.g. `{ express: 'express4' }`), with the shared `src/hold.ts`
+ * (requests held open on purpose), built with tsc.
  */
 export function createFrameworkProject(fixture: string, packages: Record<string, string>): Project {
   const project = createProject(fixture);
   try {
+    copyFileSync(join(FIXTURES, 'hold.ts'), join(project.root, 'src', 'hold.ts'));
     for (const [name, from] of Object.entries(packages)) {
       const target = join(project.root, 'node_modules', name);
       mkdirSync(dirname(target), { recursive: true });
