@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { FIXTURES, type Project } from './helpers/project';
 import {
   createFrameworkProject,
+  plainAnswers,
   describeRun,
   edit,
   exercise,
@@ -21,7 +22,6 @@ import {
   freePort,
   request,
   startLive,
-  startPlain,
   waitHeld,
   type LiveApp,
   type Reply,
@@ -54,13 +54,7 @@ for (const [major, pkg] of [
     });
 
     it('answers every route the same under the agent as under plain node, before any patch', async () => {
-      const plain = await startPlain(project.root, 'dist/server.js', await freePort());
-      let expected: Array<[string, Reply]>;
-      try {
-        expected = await exercise(plain.port, ROUTES, HOLD);
-      } finally {
-        await plain.stop();
-      }
+      const expected = await plainAnswers(project, 'dist/server.js', ROUTES, HOLD);
       assert.deepEqual(expected.find(([k]) => k === 'GET /')![1], { status: 200, type: 'text/html', body: 'Hello World!' }, 'the plain app itself works');
       live = await startLive(project, 'dist/server.js', await freePort());
       assert.deepEqual(await exercise(live.port, ROUTES, HOLD), expected);

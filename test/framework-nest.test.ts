@@ -11,13 +11,13 @@ import { join } from 'node:path';
 import { FIXTURES, type Project } from './helpers/project';
 import {
   createFrameworkProject,
+  plainAnswers,
   describeRun,
   edit,
   exercise,
   freePort,
   request,
   startLive,
-  startPlain,
   waitHeld,
   type LiveApp,
   type Reply,
@@ -48,13 +48,7 @@ describe('nest: decorated controllers and injected services', () => {
   });
 
   it('maps every route and answers the same under the agent as under plain node, before any patch', async () => {
-    const plain = await startPlain(project.root, 'dist/main.js', await freePort());
-    let expected: Array<[string, Reply]>;
-    try {
-      expected = await exercise(plain.port, ROUTES, HOLD);
-    } finally {
-      await plain.stop();
-    }
+    const expected = await plainAnswers(project, 'dist/main.js', ROUTES, HOLD);
     assert.deepEqual(expected.find(([k]) => k === 'GET /')![1], { status: 200, type: 'text/html', body: 'Hello World!' }, 'the plain app itself works');
     live = await startLive(project, 'dist/main.js', await freePort());
     assert.deepEqual(await exercise(live.port, ROUTES, HOLD), expected);

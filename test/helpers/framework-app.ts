@@ -224,3 +224,13 @@ export async function exercise(port: number, steps: Step[], hold: { slow: string
   }
   return out;
 }
+
+/** What the app answers to `steps` (and a held request) under plain node, without livepatch. */
+export async function plainAnswers(project: Project, entry: string, steps: Step[], hold: { slow: string; held: string; release: string }): Promise<Array<[string, Reply]>> {
+  const plain = await startPlain(project.root, entry, await freePort());
+  try {
+    return await exercise(plain.port, steps, hold);
+  } finally {
+    await plain.stop();
+  }
+}
