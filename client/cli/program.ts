@@ -21,7 +21,7 @@ import { printJson } from './output';
 export const EXIT_CODES_HELP = `
 Exit codes:
   0  success
-  1  patch rejected (type errors, staging, verify or migration failure)
+  1  patch rejected (type errors, unreachable change, repeated top-level effect, staging, verify or migration failure)
   2  usage error
   3  authentication or permission denied
   4  cannot connect or timed out
