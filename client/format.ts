@@ -63,6 +63,7 @@ export function formatStatus(s: StatusResult): string {
     ['patching', s.patching.enabled ? 'enabled' : `disabled: ${s.patching.reason ?? 'unknown reason'}`],
     ['drift', s.drift.length ? `${s.drift.length} module(s) differ from the journal` : 'none'],
   ];
+  if (s.notLive?.length) rows.push(['not live', `${s.notLive.length} file(s) loaded but not live (patches naming them are refused)`]);
   if (s.journal) {
     const j = s.journal;
     const bits = [`${j.records} record(s)`, j.replay ? 'replayed at start' : 'NOT replayed (LIVEPATCH_REPLAY=off)'];
@@ -75,6 +76,7 @@ export function formatStatus(s: StatusResult): string {
   if (s.drift.length) {
     out += '\n' + table(['MODULE', 'PATCH', 'EXPECTED', 'ACTUAL'], s.drift.map((d) => [d.module, d.patchId ?? '-', shortHash(d.expectedHash), shortHash(d.actualHash)]));
   }
+  if (s.notLive?.length) out += '\n' + table(['NOT LIVE', 'REASON'], s.notLive.map((n) => [n.module, n.reason]));
   if (s.journal?.unreadable.length) {
     out += '\n' + table(['LINE', 'OFFSET', 'BYTES', 'UNREADABLE JOURNAL LINE'], s.journal.unreadable.map((u) => [String(u.line), String(u.offset), String(u.bytes), u.reason]));
   }

@@ -132,6 +132,8 @@ export interface StatusResult {
   patchedModules: string[];
   patching: { enabled: boolean; reason?: string };
   drift: DriftEntry[];
+  /** Files under the root the app loaded that could not be made live (a patch naming one is refused: LP_ERR_PATCH_NOT_LIVE). */
+  notLive?: { module: string; reason: string }[];
   /** Patches held back from replay by crash-loop protection (present with a journal). */
   quarantined?: QuarantinedPatch[];
   /** Present with a journal. */

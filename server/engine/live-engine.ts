@@ -116,6 +116,10 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     return staticVerdict(this, changes);
   }
 
+  notLiveModules(): { module: string; reason: string }[] {
+    return [...this.notLive].map(([module, reason]) => ({ module, reason })).sort((a, b) => (a.module < b.module ? -1 : 1));
+  }
+
   /** Record a file the app loaded that cannot be live (reported in status; patches naming it are refused). */
   markNotLive(id: string, reason: string): void {
     if (this.notLive.has(id) || this.modules.has(id)) return;

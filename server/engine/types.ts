@@ -87,6 +87,8 @@ export interface Engine extends EventEmitter {
    * same verdict, so `check` and a dry run agree.
    */
   verdict?(changes: readonly { id: string; js: string; source?: string }[]): Diagnostic[];
+  /** Optional: files under the root the app loaded that could not be made live, with the reason. */
+  notLiveModules?(): { module: string; reason: string }[];
   history(): GenerationSummary[];
   liveGenerations(): LiveGeneration[];
 

@@ -37,6 +37,8 @@ export const status: Handler<'status'> = async ({ ctx }) => {
     patching,
     drift: pipeline ? pipeline.drift() : [],
   };
+  const notLive = engine.notLiveModules?.();
+  if (notLive) result.notLive = notLive;
   const journal = pipeline?.journalStatus?.();
   if (journal) {
     result.journal = journal;
