@@ -62,25 +62,33 @@ async function run(ctx: AgentContext, session: Session, id: RequestId, op: OpNam
   const audit: Partial<AuditEntry> = {};
   const call = { id, args, session, ctx, audit } as OpCall<OpName>;
   let outcome = 'ok';
+  let reply: () => void;
   try {
     const handler = HANDLERS[op] as Handler<OpName>;
     const result = await handler(call);
-    session.replyOk(id, result);
+    reply = () => session.replyOk(id, result);
   } catch (e) {
     if (e instanceof LivepatchError) outcome = e.code;
     else {
       outcome = 'LP_ERR_INTERNAL';
       process.stderr.write(`livepatch: internal error in ${op}: ${(e as Error)?.stack ?? String(e)}\n`);
     }
-    session.replyError(id, e);
+    reply = () => session.replyError(id, e);
   } finally {
     session.inflight.delete(id);
   }
+  // The record is written before the reply: a client that hears the outcome can rely on it being in
+  // the audit log (it runs in another process, so it could otherwise act before the record lands).
   if (!UNAUDITED_OPS.has(op) || outcome === 'LP_ERR_INTERNAL') {
     try {
       ctx.audit.append({ who: session.who, remote: session.remote, op, outcome, ...audit });
     } catch {
       /* AuditLog.append already contains its own failures */
     }
+  }
+  try {
+    reply();
+  } catch (e) {
+    session.replyError(id, e);
   }
 }
