@@ -120,9 +120,28 @@ export function children(n: AnyNode): AnyNode[] {
   return out.sort((a, b) => a.start - b.start);
 }
 
+/**
+ * Line and column (1-based) of an offset, from a table of line starts built once per analysis:
+ * cheaper than having the parser track locations for every node of every module at start-up.
+ */
+export function locator(source: string): (offset: number) => { line: number; column: number } {
+  const starts = [0];
+  for (let i = source.indexOf('\n'); i >= 0; i = source.indexOf('\n', i + 1)) starts.push(i + 1);
+  return (offset) => {
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (starts[mid]! <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return { line: lo + 1, column: offset - starts[lo]! + 1 };
+  };
+}
+
 /** Parse CommonJS module text (a function body: top-level `return` allowed). Throws on syntax errors. */
 export function parseModule(source: string): Node {
-  return parse(source, { ecmaVersion: 'latest', sourceType: 'script', allowReturnOutsideFunction: true, allowHashBang: true, locations: true });
+  return parse(source, { ecmaVersion: 'latest', sourceType: 'script', allowReturnOutsideFunction: true, allowHashBang: true });
 }
 
 function squash(s: string, max = 80): string {
@@ -153,6 +172,7 @@ export function analyze(source: string): Analysis {
   const containers: Container[] = [];
   const seen = new Map<string, number>();
   const text = (n: AnyNode): string => source.slice(n.start, n.end);
+  const at = locator(source);
   const uniq = (base: string): string => {
     const n = (seen.get(base) ?? 0) + 1;
     seen.set(base, n);
@@ -173,7 +193,7 @@ export function analyze(source: string): Analysis {
           if (PROCESS_LISTEN.has(c.property.name) && obj.type === 'Identifier' && obj.name === 'process') reg = true;
         }
         if (hasFnArg && c.type === 'Identifier' && c.name === 'setInterval') reg = true;
-        if (reg) out.push({ line: n.loc!.start.line, column: n.loc!.start.column + 1, callee: squash(text(c), 60) });
+        if (reg) out.push({ ...at(n.start), callee: squash(text(c), 60) });
       }
       for (const k of children(n)) walk(k);
     };
@@ -190,8 +210,7 @@ export function analyze(source: string): Analysis {
       key,
       kind,
       name,
-      line: fn.loc!.start.line,
-      column: fn.loc!.start.column + 1,
+      ...at(fn.start),
       start: fn.start,
       end: fn.end,
       outer: [outer.start, outer.end],
@@ -329,7 +348,7 @@ export function analyze(source: string): Analysis {
       else if (prop === 'listen') what = `${squash(text(c), 60)}()`;
       else if (obj.type === 'Identifier' && (obj.name === 'timers' || obj.name === 'globalThis') && TIMERS.has(prop)) what = `${obj.name}.${prop}()`;
     }
-    if (what) effects.push({ line: n.loc!.start.line, column: n.loc!.start.column + 1, what });
+    if (what) effects.push({ ...at(n.start), what });
   };
 
   visit(program, 'top', false, false);
@@ -345,7 +364,7 @@ export function analyze(source: string): Analysis {
     preambleAt = nl < 0 ? source.length : nl;
   }
 
-  const statements = (program.body as AnyNode[]).map((s) => ({ text: blank(source, s, points), line: s.loc!.start.line, column: s.loc!.start.column + 1, node: s }));
+  const statements = (program.body as AnyNode[]).map((s) => ({ text: blank(source, s, points), ...at(s.start), node: s }));
   return { source, program, points, statements, effects, containers, preambleAt };
 }
 
