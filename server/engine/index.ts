@@ -2,6 +2,7 @@
  * The engine's public entry points: install it (before the app's modules load), find it, and the two
  * helpers live modules use, `pin` and `keep`.
  */
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import { installCtlGlobal } from './dispatch';
@@ -38,10 +39,29 @@ export function install(opts: InstallOptions = {}): Engine {
 export function installFromEnv(): void {
   try {
     if (!isMainThread) return;
-    install({ root: process.env['LIVEPATCH_ROOT'] || process.cwd() });
+    const engine = install({ root: process.env['LIVEPATCH_ROOT'] || process.cwd() }) as LiveEngine;
+    reportEsmEntry(engine, process.argv[1]);
   } catch (e) {
     process.stderr.write(`livepatch: engine not installed: ${(e as Error)?.message ?? e}\n`);
   }
+}
+
+/**
+ * Say at start, once, when the app's entry is an ES module: none of its ES modules become live (the
+ * compile hook sees CommonJS only), and patches naming them are refused rather than committed to no
+ * effect. The entry is recorded as not live, so `status` lists it.
+ */
+function reportEsmEntry(engine: LiveEngine, entry: string | undefined): void {
+  if (!entry) return;
+  const file = resolve(entry);
+  if (!engine.mapper.inScope(file) || !engine.mapper.isEsModule(file)) return;
+  let content = '';
+  try {
+    content = readFileSync(file, 'utf8');
+  } catch {
+    return;
+  }
+  engine.markNotLive(engine.mapper.locate(file, content).id, 'an ES module: this app is ESM, and livepatch makes only CommonJS modules live so far; patches naming its modules are refused');
 }
 
 /** The installed engine, if any. */

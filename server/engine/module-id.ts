@@ -122,6 +122,24 @@ export class ModuleMapper {
     }
   }
 
+  /**
+   * Whether Node loads `file` as an ES module (`.mjs`, `.mts`, or `.js`/`.ts` whose nearest package.json
+   * says `"type": "module"`). livepatch makes only CommonJS modules live so far.
+   */
+  isEsModule(file: string): boolean {
+    if (/\.m[jt]s$/.test(file)) return true;
+    if (!/\.[jt]sx?$/.test(file)) return false;
+    for (let dir = dirname(file); ; dir = dirname(dir)) {
+      try {
+        const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { type?: unknown };
+        return pkg.type === 'module';
+      } catch {
+        // No (readable) package.json here: look further up.
+      }
+      if (dirname(dir) === dir) return false;
+    }
+  }
+
   /** Absolute source path of an id. */
   sourceFileOf(id: string): string {
     return join(this.root, ...id.split('/'));

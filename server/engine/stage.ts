@@ -125,6 +125,11 @@ export function staticVerdict(
     }
     analyses?.set(i.id, now);
     const entry = cur.versions.get(i.id);
+    if (!entry && host.mapper.isEsModule(host.mapper.runtimeFileOf(i.id))) {
+      // Not a new module: an ES module the app loaded (or will), which this patch would never reach.
+      out.push({ file: i.id, code: 0, lpCode: 'LP_ERR_PATCH_NOT_LIVE', category: 'error', message: `${i.id} is an ES module (its package.json says "type": "module"); livepatch makes only CommonJS modules live so far, so a patch would not reach it` });
+      continue;
+    }
     if (entry) {
       let was: Analysis | undefined;
       try {
