@@ -16,6 +16,7 @@ import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import * as ts from 'typescript';
 import { LivepatchError } from './errors';
 import type { Diagnostic, DiagnosticCategory } from './patch';
+import { isEsModuleFile } from './module-format';
 
 /** One check's outcome. `diagnostics` holds every diagnostic in the program, syntax first. */
 export interface ProgramCheckResult {
@@ -90,9 +91,12 @@ export function toDiagnostic(d: ts.Diagnostic, root: string): Diagnostic {
   return out;
 }
 
-/** Compiler options for runtime code: the project's, forced to CommonJS, no side outputs. */
-export function runtimeOptions(options: ts.CompilerOptions): ts.CompilerOptions {
-  const o: ts.CompilerOptions = { ...options, module: ts.ModuleKind.CommonJS };
+/**
+ * Compiler options for runtime code: the project's, no side outputs, forced to CommonJS, or with
+ * `esm` to ES module syntax (for files Node loads as ES modules).
+ */
+export function runtimeOptions(options: ts.CompilerOptions, esm = false): ts.CompilerOptions {
+  const o: ts.CompilerOptions = { ...options, module: esm ? ts.ModuleKind.ESNext : ts.ModuleKind.CommonJS };
   for (const k of ['declaration', 'declarationMap', 'sourceMap', 'composite', 'emitDeclarationOnly', 'noEmit', 'incremental', 'tsBuildInfoFile', 'outFile', 'out', 'rootDir', 'rootDirs', 'outDir'] as const) delete o[k];
   o.inlineSourceMap = false;
   if (o.moduleResolution === ts.ModuleResolutionKind.Node16 || o.moduleResolution === ts.ModuleResolutionKind.NodeNext || o.moduleResolution === ts.ModuleResolutionKind.Bundler) {
@@ -195,10 +199,13 @@ export class ProgramChecker {
     };
   }
 
-  /** Transpile one module (absolute path or id relative to root) to CommonJS with the project's options. */
+  /**
+   * Transpile one module (absolute path or id relative to root) with the project's options, to the
+   * format Node gives the file: CommonJS, or ES module syntax for an ES module.
+   */
   transpile(file: string, text: string): TranspileOutput {
     const fileName = isAbsolute(file) ? file : join(this.root, file);
-    const out = ts.transpileModule(text, { compilerOptions: runtimeOptions(this.options), fileName, reportDiagnostics: true });
+    const out = ts.transpileModule(text, { compilerOptions: runtimeOptions(this.options, isEsModuleFile(fileName)), fileName, reportDiagnostics: true });
     // Only the file's own (syntax) diagnostics: option diagnostics belong to the whole-program check.
     const own = (out.diagnostics ?? []).filter((d) => d.file !== undefined);
     return { js: out.outputText, diagnostics: own.map((d) => toDiagnostic(d, this.root)) };

@@ -91,6 +91,8 @@ export interface Analysis {
   readonly containers: Container[];
   /** Position after the directive prologue (and hashbang), where the preamble goes. */
   readonly preambleAt: number;
+  /** Whether the text is an ES module (import/export syntax). */
+  readonly esm: boolean;
 }
 
 /** Callee method names that register a handler which outlives the call (routes, hooks, plugins). */
@@ -139,9 +141,14 @@ export function locator(source: string): (offset: number) => { line: number; col
   };
 }
 
-/** Parse CommonJS module text (a function body: top-level `return` allowed). Throws on syntax errors. */
-export function parseModule(source: string): Node {
-  return parse(source, { ecmaVersion: 'latest', sourceType: 'script', allowReturnOutsideFunction: true, allowHashBang: true });
+/**
+ * Parse module text: CommonJS (a function body: top-level `return` allowed) or, with `esm`, an ES
+ * module. Throws on syntax errors.
+ */
+export function parseModule(source: string, esm = false): Node {
+  return esm
+    ? parse(source, { ecmaVersion: 'latest', sourceType: 'module', allowHashBang: true })
+    : parse(source, { ecmaVersion: 'latest', sourceType: 'script', allowReturnOutsideFunction: true, allowHashBang: true });
 }
 
 function squash(s: string, max = 80): string {
@@ -164,9 +171,9 @@ export function keyName(key: AnyNode, computed: boolean): string | undefined {
   return undefined;
 }
 
-/** Analyse one module version. Throws acorn's SyntaxError for text that does not parse. */
-export function analyze(source: string): Analysis {
-  const program = parseModule(source) as AnyNode;
+/** Analyse one module version (an ES module with `esm`). Throws acorn's SyntaxError for text that does not parse. */
+export function analyze(source: string, esm = false): Analysis {
+  const program = parseModule(source, esm) as AnyNode;
   const points: Point[] = [];
   const effects: TopEffect[] = [];
   const containers: Container[] = [];
@@ -219,7 +226,8 @@ export function analyze(source: string): Analysis {
       ...(why ? { unforwardable: why } : {}),
       ...(kind === 'arrow' ? { arrow: true } : {}),
       ...(inferredName !== undefined && !fn.id ? { inferredName } : {}),
-      ...(fn.type === 'FunctionDeclaration' || fn.type === 'ClassDeclaration' ? { declaration: true } : {}),
+      // `export default function () {}` has no name to register it by: it is treated as an expression.
+      ...((fn.type === 'FunctionDeclaration' || fn.type === 'ClassDeclaration') && fn.id ? { declaration: true } : {}),
     };
     points.push(p);
     return p;
@@ -228,7 +236,7 @@ export function analyze(source: string): Analysis {
 
   const visitClass = (cls: AnyNode, label: string, infer?: string): void => {
     const name = cls.id?.name ?? infer ?? '';
-    const classKey = uniq(cls.type === 'ClassDeclaration' ? `class ${cls.id.name}` : label.startsWith('var ') ? `class ${label.slice(4)}` : `class(${label})`);
+    const classKey = uniq(cls.type === 'ClassDeclaration' && cls.id ? `class ${cls.id.name}` : label.startsWith('var ') ? `class ${label.slice(4)}` : `class(${label})`);
     const members = cls.body.body as AnyNode[];
     const privateNames = members.some((m) => m.key?.type === 'PrivateIdentifier');
     const why = privateNames ? 'its class has #private members, which instances of older versions do not carry' : undefined;
@@ -237,7 +245,7 @@ export function analyze(source: string): Analysis {
       kind: 'class',
       start: cls.start,
       end: cls.end,
-      declaration: cls.type === 'ClassDeclaration',
+      declaration: cls.type === 'ClassDeclaration' && !!cls.id,
       key: classKey,
       name,
       ...(cp.inferredName !== undefined ? { inferredName: cp.inferredName } : {}),
@@ -291,7 +299,7 @@ export function analyze(source: string): Analysis {
       case 'FunctionExpression':
       case 'ArrowFunctionExpression': {
         if (top) {
-          const key = n.type === 'FunctionDeclaration' ? uniq(`function ${n.id.name}`) : uniq(label);
+          const key = n.type === 'FunctionDeclaration' && n.id ? uniq(`function ${n.id.name}`) : uniq(label);
           const name = n.id?.name ?? infer ?? label.replace(/^(var|set|call) /, '');
           addPoint(n, key, n.type === 'ArrowFunctionExpression' ? 'arrow' : 'function', name, undefined, n, infer);
           return;
@@ -303,7 +311,7 @@ export function analyze(source: string): Analysis {
       case 'ClassExpression':
         if (top) {
           if (n.superClass) visit(n.superClass, label, inFn, inLoop);
-          visitClass(n, n.type === 'ClassDeclaration' ? `class ${n.id.name}` : label, infer);
+          visitClass(n, n.type === 'ClassDeclaration' && n.id ? `class ${n.id.name}` : label, infer);
           // Field initialisers run per instance / once per class: walk them as code inside a function.
           for (const m of n.body.body as AnyNode[]) if (m.type !== 'MethodDefinition') for (const c of children(m)) visit(c, label, true, inLoop);
           return;
@@ -312,6 +320,9 @@ export function analyze(source: string): Analysis {
         return;
       case 'ObjectExpression':
         visitObject(n, label, inFn, inLoop);
+        return;
+      case 'ExportDefaultDeclaration':
+        visit(n.declaration, 'export default', inFn, inLoop, 'default');
         return;
       case 'VariableDeclarator':
         visit(n.id, label, inFn, inLoop);
@@ -365,7 +376,7 @@ export function analyze(source: string): Analysis {
   }
 
   const statements = (program.body as AnyNode[]).map((s) => ({ text: blank(source, s, points), ...at(s.start), node: s }));
-  return { source, program, points, statements, effects, containers, preambleAt };
+  return { source, program, points, statements, effects, containers, preambleAt, esm };
 }
 
 /**

@@ -77,8 +77,27 @@ function kindError(mod: LiveModule, name: string, was: string, now: string): Liv
   return new LivepatchError('LP_ERR_PATCH_EXPORT_KIND', message, { module: mod.id, export: name, message });
 }
 
+/**
+ * An ES module's namespace cannot change: importers keep the deployed bindings, and only functions
+ * and classes reach new code (by dispatch). Changed exported values are refused statically (reach.ts);
+ * here a function that became something else is refused.
+ */
+function planEsm(mod: LiveModule, next: unknown): CanonPlan {
+  const ns = mod.canon as Record<string, unknown>;
+  for (const name of Object.keys(ns)) {
+    const was = ns[name];
+    if (slotOf(was) === undefined) continue;
+    const d = next !== null && typeof next === 'object' ? Object.getOwnPropertyDescriptor(next, name) : undefined;
+    // The version's exports object is its own (esm.ts): reading its getters runs no app code.
+    const now = d === undefined ? undefined : 'value' in d ? d.value : d.get?.call(next);
+    if (now !== undefined && typeof now !== 'function') throw kindError(mod, name, kindOf(was), kindOf(now));
+  }
+  return { perGen: [] };
+}
+
 /** Plan the commit's changes to `mod`'s canonical exports for new exports `next`; throws LP_ERR_PATCH_EXPORT_KIND. */
 export function planCanon(mod: LiveModule, next: unknown): CanonPlan {
+  if (mod.esm) return planEsm(mod, next);
   const canon = mod.canon;
   const shape = shapeOf(next);
   if (shape !== mod.shape) throw kindError(mod, 'module.exports', mod.shape, shape);

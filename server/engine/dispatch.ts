@@ -9,6 +9,7 @@
  * of the module and calls the function registered there under the same slot, or tells the caller to
  * run its own body when that is itself.
  */
+import type { EsmCtlRequest } from './esm';
 import { state, type LiveModule } from './state';
 
 /** Functions and classes made by instrumented code → their slot (tells dispatch points from other values). */
@@ -83,6 +84,16 @@ export class VersionCtl {
     return C;
   }
 
+  /** An ES module's body starts (deployed text only, see esm.ts): `keep` calls belong to it. */
+  b(): void {
+    st.esm?.begin(this);
+  }
+
+  /** An ES module's body finished (deployed text only): it becomes a live module. */
+  a(): void {
+    st.esm?.adopt(this);
+  }
+
   /** Register the methods and accessors of an object literal. */
   o<T extends object>(obj: T, members: MemberSpec[]): T {
     this.members(obj, obj, members, false);
@@ -108,7 +119,9 @@ export function installCtlGlobal(key: symbol): void {
   if (g[key]) return;
   Object.defineProperty(g, key, {
     configurable: true,
-    value: (): VersionCtl => {
+    value: (esm?: EsmCtlRequest): VersionCtl => {
+      // An ES module's virtual cell module asks with its URL, namespace and slot keys (esm.ts).
+      if (esm !== undefined) return st.esm?.prepare(esm) ?? new VersionCtl(nobody);
       const c = st.nextCtl;
       st.nextCtl = undefined;
       // Instrumented text evaluated outside the engine's control (never in practice): an inert cell.

@@ -10,6 +10,7 @@
  */
 import Module from 'node:module';
 import { dirname, posix } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import * as vm from 'node:vm';
 import { LivepatchError } from '../../shared/errors';
 import type { VersionCtl } from './dispatch';
@@ -27,7 +28,7 @@ export interface EvalInput {
   runtimeFile: string;
   timeoutMs: number;
   /** Returns the value for a request that names a live or staged module, or `undefined` for anything else. */
-  resolveLive: (fromId: string, request: string) => { value: unknown } | undefined;
+  resolveLive: (fromId: string, request: string) => { value: unknown; esm?: boolean } | undefined;
   /** Kept-state context (pending map) for `keep` calls made by the module. */
   ctx: EvalContext;
   /** The version cell the instrumented text's preamble takes (absent for text that is not instrumented). */
@@ -77,13 +78,63 @@ export function evaluateModule(input: EvalInput): unknown {
   mod.filename = input.runtimeFile;
   mod.paths = (Module as any)._nodeModulePaths(dirname(input.runtimeFile));
   const args = [mod.exports, makeRequire(input), mod, input.runtimeFile, dirname(input.runtimeFile)];
+  return runWrapped(input, script, args, () => {
+    mod.loaded = true;
+    return mod.exports;
+  });
+}
+
+/** What an `import` of a CommonJS value gives: `default` is `module.exports`, its names are named exports. */
+function namespaceOf(value: unknown): object {
+  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === null && (value as Record<symbol, unknown>)[Symbol.toStringTag] === 'Module') return value;
+  const ns: Record<string, unknown> = Object.create(null);
+  if (value !== null && (typeof value === 'object' || typeof value === 'function')) {
+    for (const k of Object.keys(value)) if (k !== 'default') Object.defineProperty(ns, k, { enumerable: true, get: () => (value as Record<string, unknown>)[k] });
+  }
+  ns['default'] = value;
+  return ns;
+}
+
+/**
+ * Evaluate a new version of an ES module from its rewritten text (esm.ts `evalText`); returns its
+ * exports object. Imports of live or staged modules get their exports in the version's generation;
+ * anything else (packages, builtins) is loaded with `require` from the module's place.
+ */
+export function evaluateEsm(input: EvalInput, makeExports: (own: object, stars: readonly object[]) => object): unknown {
+  const wrapped =
+    `(function (a) { return (function (__lp$imp, __lp$meta, __lp$exp) {"use strict";${input.js}\n` +
+    `}).apply(undefined, a); })(globalThis[Symbol.for(${JSON.stringify(ARGS)})]);`;
+  let script: vm.Script;
+  try {
+    script = new vm.Script(wrapped, { filename: `livepatch:${input.id}@v${input.version}` });
+  } catch (e) {
+    throw new LivepatchError('LP_ERR_PATCH_SYNTAX', `${input.id}: ${oneLine(e)}`, { module: input.id, message: oneLine(e) });
+  }
+  const req = Module.createRequire(input.runtimeFile);
+  const cache = new Map<string, object>();
+  const imp = (spec: string): object => {
+    let ns = cache.get(spec);
+    if (ns === undefined) {
+      const hit = input.resolveLive(input.id, spec);
+      ns = hit ? (hit.esm ? (hit.value as object) : namespaceOf(hit.value)) : namespaceOf(req(spec));
+      cache.set(spec, ns);
+    }
+    return ns;
+  };
+  const meta = { url: pathToFileURL(input.runtimeFile).href, filename: input.runtimeFile, dirname: dirname(input.runtimeFile) };
+  return runWrapped(input, script, [imp, meta, makeExports], (r) => r);
+}
+
+/** Run a compiled wrapper with `args`, the version cell and the kept-state context in place. */
+function runWrapped<T>(input: EvalInput, script: vm.Script, args: unknown[], done: (result: unknown) => T): T {
   const g = globalThis as any;
   const prev = g[Symbol.for(ARGS)];
   g[Symbol.for(ARGS)] = args;
   state.evalStack.push(input.ctx);
   state.nextCtl = input.ctl;
+  let result: unknown;
   try {
-    script.runInThisContext({ timeout: input.timeoutMs, displayErrors: false });
+    result = script.runInThisContext({ timeout: input.timeoutMs, displayErrors: false });
   } catch (e) {
     if (e instanceof LivepatchError) throw e;
     if ((e as { code?: string })?.code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') {
@@ -96,8 +147,7 @@ export function evaluateModule(input: EvalInput): unknown {
     state.evalStack.pop();
     g[Symbol.for(ARGS)] = prev;
   }
-  mod.loaded = true;
-  return mod.exports;
+  return done(result);
 }
 
 /** Await a promise with a timeout; `onTimeout` builds the error. */

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import { installCtlGlobal } from './dispatch';
+import { installEsm } from './esm-load';
 import { installCompileHook } from './hook';
 import { CTL_GLOBAL } from './instrument';
 import { keep, type KeepOptions } from './keep';
@@ -29,6 +30,7 @@ export function install(opts: InstallOptions = {}): Engine {
   state.engine = engine;
   installCtlGlobal(Symbol.for(CTL_GLOBAL));
   installCompileHook(engine);
+  installEsm(engine);
   return engine;
 }
 
@@ -39,29 +41,10 @@ export function install(opts: InstallOptions = {}): Engine {
 export function installFromEnv(): void {
   try {
     if (!isMainThread) return;
-    const engine = install({ root: process.env['LIVEPATCH_ROOT'] || process.cwd() }) as LiveEngine;
-    reportEsmEntry(engine, process.argv[1]);
+    install({ root: process.env['LIVEPATCH_ROOT'] || process.cwd() });
   } catch (e) {
     process.stderr.write(`livepatch: engine not installed: ${(e as Error)?.message ?? e}\n`);
   }
-}
-
-/**
- * Say at start, once, when the app's entry is an ES module: none of its ES modules become live (the
- * compile hook sees CommonJS only), and patches naming them are refused rather than committed to no
- * effect. The entry is recorded as not live, so `status` lists it.
- */
-function reportEsmEntry(engine: LiveEngine, entry: string | undefined): void {
-  if (!entry) return;
-  const file = resolve(entry);
-  if (!engine.mapper.inScope(file) || !engine.mapper.isEsModule(file)) return;
-  let content = '';
-  try {
-    content = readFileSync(file, 'utf8');
-  } catch {
-    return;
-  }
-  engine.markNotLive(engine.mapper.locate(file, content).id, 'an ES module: this app is ESM, and livepatch makes only CommonJS modules live so far; patches naming its modules are refused');
 }
 
 /** The installed engine, if any. */

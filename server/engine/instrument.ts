@@ -20,10 +20,21 @@ import type { Analysis } from './analyze';
 /** The global through which a module version's code finds its control cell. */
 export const CTL_GLOBAL = 'livepatch.ctl';
 
-interface Edit {
+/** A text edit of a module version: replace [start, end) with `text` (an insertion when start = end). */
+export interface Edit {
   start: number;
   end: number;
   text: string;
+}
+
+/** How the instrumented text finds its cell, and edits of its own a module format needs. */
+export interface InstrumentOptions {
+  /** Replaces the CommonJS preamble (which takes the cell from the global, see dispatch.ts). */
+  preamble?: string;
+  /** More edits (import/export rewriting of ES modules), applied with the instrumentation's. */
+  edits?: readonly Edit[];
+  /** Text appended at the end. */
+  trailer?: string;
 }
 
 const prologue = (slot: number, self: string, args: string, nt: string): string =>
@@ -73,12 +84,12 @@ function paramLength(params: any[]): number {
  * The instrumented text of `a`'s module. `slotOf(key)` gives the module's slot number for a point
  * key (the same key gets the same slot in every version of the module).
  */
-export function instrument(a: Analysis, slotOf: (key: string) => number): string {
+export function instrument(a: Analysis, slotOf: (key: string) => number, opts: InstrumentOptions = {}): string {
   const src = a.source;
-  const edits: Edit[] = [];
+  const edits: Edit[] = [...(opts.edits ?? [])];
   const insert = (at: number, text: string): void => void edits.push({ start: at, end: at, text });
 
-  insert(a.preambleAt, `${a.preambleAt > 0 ? ';' : ''}var __lp$c = globalThis[Symbol.for(${JSON.stringify(CTL_GLOBAL)})](), __lp$r;`);
+  insert(a.preambleAt, `${a.preambleAt > 0 ? ';' : ''}${opts.preamble ?? `var __lp$c = globalThis[Symbol.for(${JSON.stringify(CTL_GLOBAL)})](), __lp$r;`}`);
 
   for (const p of a.points) {
     if (p.unforwardable || p.kind === 'class') continue;
@@ -131,7 +142,7 @@ export function instrument(a: Analysis, slotOf: (key: string) => number): string
       insert(c.end, `, ${members}, ${c.inferredName !== undefined ? JSON.stringify(c.inferredName) : 'undefined'})`);
     }
   }
-  return apply(src, edits);
+  return apply(src, edits) + (opts.trailer ?? '');
 }
 
 /** Apply non-overlapping edits; insertions at a position go before a replacement starting there. */

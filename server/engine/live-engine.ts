@@ -158,34 +158,42 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
 
   /** Make a just-evaluated deployed module live: record version 1. Its exports object is left as it is. */
   adoptDeployed(m: NodeJS.Module, loc: ModuleLocation, js: string, prepared: { mod: LiveModule; ctl: VersionCtl }): void {
-    if (this.modules.has(loc.id)) return;
+    this.adopt(prepared.mod, prepared.ctl, m.exports, js);
+  }
+
+  /**
+   * Make a deployed module live from its evaluated exports (`module.exports`, or an ES module's
+   * namespace) and JavaScript text: version 1 of `mod`, with cell `ctl`.
+   */
+  adopt(mod: LiveModule, ctl: VersionCtl, exports: unknown, js: string): void {
+    if (this.modules.has(mod.id)) return;
     let source = '';
     try {
-      source = readFileSync(loc.sourceFile, 'utf8');
+      source = readFileSync(mod.sourceFile, 'utf8');
     } catch {
       // Deployed without TS sources: hash the JS instead.
     }
-    const record: VersionRecord = { id: loc.id, version: 1, generation: 1, hash: sha256(source || js), source, sourceFile: loc.sourceFile, runtimeFile: m.filename };
-    const { mod, ctl } = prepared;
+    const record: VersionRecord = { id: mod.id, version: 1, generation: 1, hash: sha256(source || js), source, sourceFile: mod.sourceFile, runtimeFile: mod.runtimeFile };
     mod.versions.push({ record, js });
-    mod.canon = m.exports;
+    mod.canon = exports;
     mod.canonCtl = ctl;
-    mod.cur = m.exports;
+    mod.cur = exports;
     mod.curCtl = ctl;
-    mod.shape = shapeOf(m.exports);
-    mod.kinds = exportKinds(m.exports);
-    mod.deployed = { exports: m.exports, ctl };
-    this.modules.set(loc.id, mod);
+    mod.shape = shapeOf(exports);
+    mod.kinds = exportKinds(exports);
+    mod.deployed = { exports, ctl };
+    this.modules.set(mod.id, mod);
+    this.notLive.delete(mod.id);
     // A module loaded late (lazy require) is the same deployed code in every generation.
-    for (const g of this.gens) g.versions.set(loc.id, mod.versions[0]!);
+    for (const g of this.gens) g.versions.set(mod.id, mod.versions[0]!);
     for (const g of this.live) {
-      g.exp.set(loc.id, m.exports);
-      g.ctl.set(loc.id, ctl);
+      g.exp.set(mod.id, exports);
+      g.ctl.set(mod.id, ctl);
     }
     for (const g of this.stagingGens) {
-      g.versions.set(loc.id, mod.versions[0]!);
-      g.exp.set(loc.id, m.exports);
-      g.ctl.set(loc.id, ctl);
+      g.versions.set(mod.id, mod.versions[0]!);
+      g.exp.set(mod.id, exports);
+      g.ctl.set(mod.id, ctl);
     }
     mod.inUse.add(ctl);
   }
@@ -265,7 +273,7 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     Object.assign(gen.summary, { time: new Date().toISOString(), who: meta.who, message: meta.message, patchId: meta.patchId, changed: [...s.entries.keys()].sort() });
     for (const [id, mod] of s.newMods) {
       this.modules.set(id, mod);
-      registerInRequireCache(mod);
+      if (!mod.esm) registerInRequireCache(mod);
     }
     for (const [id, entry] of s.entries) {
       const mod = this.modules.get(id)!;

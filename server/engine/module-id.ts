@@ -8,6 +8,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { isEsModuleFile } from '../../shared/module-format';
 
 /** Where a live module's TypeScript source is, and its id. */
 export interface ModuleLocation {
@@ -75,7 +76,7 @@ export class ModuleMapper {
     if (!filename.startsWith(this.root + sep)) return false;
     if (filename.includes(`${sep}node_modules${sep}`)) return false;
     if (filename.startsWith(this.ownDist + sep) && !this.root.startsWith(this.ownDist + sep)) return false;
-    return /\.(c?js|tsx?|cts)$/.test(filename) && !filename.endsWith('.d.ts');
+    return /\.([cm]?js|tsx?|[cm]ts)$/.test(filename) && !/\.d\.[cm]?ts$/.test(filename);
   }
 
   private located(sourceFile: string): ModuleLocation {
@@ -84,14 +85,14 @@ export class ModuleMapper {
 
   /** The id and TS source path of a runtime file, given its (compiled) content. */
   locate(filename: string, content: string): ModuleLocation {
-    if (/\.(tsx?|cts)$/.test(filename)) {
+    if (/\.(tsx?|[cm]ts)$/.test(filename)) {
       this.tsRuntime = true;
       return this.located(filename);
     }
     if (this.outDir && filename.startsWith(this.outDir + sep)) {
-      const rel = relative(this.outDir, filename).replace(/\.c?js$/, '');
+      const rel = relative(this.outDir, filename).replace(/\.[cm]?js$/, '');
       const dirs = this.rootDir ? [this.rootDir] : [this.root, join(this.root, 'src')];
-      for (const d of dirs) for (const ext of ['.ts', '.tsx', '.cts']) if (existsSync(join(d, rel + ext))) return this.located(join(d, rel + ext));
+      for (const d of dirs) for (const ext of ['.ts', '.tsx', '.cts', '.mts']) if (existsSync(join(d, rel + ext))) return this.located(join(d, rel + ext));
       if (this.rootDir) return this.located(join(this.rootDir, `${rel}.ts`));
     }
     const fromMap = this.fromSourceMap(filename, content);
@@ -114,7 +115,7 @@ export class ModuleMapper {
         base = dirname(file);
       }
       const src = Array.isArray(map.sources) ? map.sources[0] : undefined;
-      if (typeof src !== 'string' || !/\.(tsx?|cts)$/.test(src)) return undefined;
+      if (typeof src !== 'string' || !/\.(tsx?|[cm]ts)$/.test(src)) return undefined;
       const abs = isAbsolute(src) ? src : resolve(base, map.sourceRoot ?? '', src);
       return abs.startsWith(this.root + sep) ? abs : undefined;
     } catch {
@@ -122,22 +123,9 @@ export class ModuleMapper {
     }
   }
 
-  /**
-   * Whether Node loads `file` as an ES module (`.mjs`, `.mts`, or `.js`/`.ts` whose nearest package.json
-   * says `"type": "module"`). livepatch makes only CommonJS modules live so far.
-   */
+  /** Whether Node loads `file` as an ES module. */
   isEsModule(file: string): boolean {
-    if (/\.m[jt]s$/.test(file)) return true;
-    if (!/\.[jt]sx?$/.test(file)) return false;
-    for (let dir = dirname(file); ; dir = dirname(dir)) {
-      try {
-        const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { type?: unknown };
-        return pkg.type === 'module';
-      } catch {
-        // No (readable) package.json here: look further up.
-      }
-      if (dirname(dir) === dir) return false;
-    }
+    return isEsModuleFile(file);
   }
 
   /** Absolute source path of an id. */
@@ -148,9 +136,11 @@ export class ModuleMapper {
   /** Where the runtime JS of a (new) module id would live. */
   runtimeFileOf(id: string): string {
     const src = this.sourceFileOf(id);
-    if (this.tsRuntime || !this.outDir) return this.tsRuntime ? src : src.replace(/\.(tsx?|cts)$/, '.js');
+    // tsc's output names: .ts/.tsx → .js, .cts → .cjs, .mts → .mjs.
+    const js = (p: string): string => p.replace(/\.(tsx?|([cm])ts)$/, (_m, _e, cm: string | undefined) => `.${cm ?? ''}js`);
+    if (this.tsRuntime || !this.outDir) return this.tsRuntime ? src : js(src);
     const base = this.rootDir ?? this.root;
-    if (!src.startsWith(base + sep)) return src.replace(/\.(tsx?|cts)$/, '.js');
-    return join(this.outDir, relative(base, src)).replace(/\.(tsx?|cts)$/, '.js');
+    if (!src.startsWith(base + sep)) return js(src);
+    return js(join(this.outDir, relative(base, src)));
   }
 }

@@ -17,6 +17,7 @@
  * exit) are reported separately (LP_ERR_PATCH_EFFECT).
  */
 import type { Analysis, Point, TopStatement } from './analyze';
+import { exportedLocals } from './esm';
 
 export interface ReachProblem {
   readonly line: number;
@@ -87,10 +88,29 @@ function isExportTarget(n: N): boolean {
 
 const DECORATE = /\b__(decorate|metadata|param|esDecorate|runInitializers)\(/;
 
+const ESM_VALUE = (name: string): string =>
+  `export ${name} changed value: modules that import it hold a binding to the running version's value, which a patch cannot rebind (only exported functions and classes reach importers). Return the value from a function, or restart`;
+
 /** Why a top-level statement that differs between the versions cannot be reached, or undefined if it can. */
-function statementProblem(s: TopStatement, source: string, own: readonly TopStatement[], other: readonly TopStatement[], otherSource: string): string | undefined {
-  const n = s.node as N;
+function statementProblem(s: TopStatement, source: string, own: readonly TopStatement[], other: readonly TopStatement[], otherSource: string, exported?: ReadonlySet<string>): string | undefined {
+  let n = s.node as N;
   const text = source.slice(n.start, n.end);
+  // ES modules: imports bind the new version's own scope; export lists cannot reach importers, which
+  // linked to the running version's names; `export` before a declaration is the declaration.
+  if (n.type === 'ImportDeclaration' || n.type === 'ExportAllDeclaration' || (n.type === 'ExportNamedDeclaration' && !n.declaration)) return undefined;
+  if (n.type === 'ExportDefaultDeclaration') {
+    if (/^(Function|Class|ArrowFunction)(Declaration|Expression)$/.test(n.declaration.type)) return undefined;
+    return ESM_VALUE('default');
+  }
+  if (n.type === 'ExportNamedDeclaration') n = n.declaration;
+  if (exported && n.type === 'VariableDeclaration') {
+    for (const d of n.declarations as N[]) {
+      const name = d.id.type === 'Identifier' ? d.id.name : undefined;
+      if (name === undefined || !exported.has(name) || /^(Function|ArrowFunction|Class)Expression$/.test(d.init?.type ?? '')) continue;
+      const twin = findDeclarator(other, name);
+      if (twin === undefined || otherSource.slice(twin.start, twin.end).replace(/\s+/g, '') !== source.slice(d.start, d.end).replace(/\s+/g, '')) return ESM_VALUE(name);
+    }
+  }
   if (DECORATE.test(text)) {
     return 'decorators changed: they ran once when the class was defined, and the running class keeps the metadata they gave it; restart to change routes, injection or other decorator metadata';
   }
@@ -100,7 +120,8 @@ function statementProblem(s: TopStatement, source: string, own: readonly TopStat
     case 'ThrowStatement': // refuses the load itself (LP_ERR_PATCH_LOAD)
       return undefined;
     case 'ClassDeclaration': {
-      const twin = other.find((o) => (o.node as N).type === 'ClassDeclaration' && (o.node as N).id.name === n.id.name);
+      const decl = (o: TopStatement): N => ((o.node as N).type === 'ExportNamedDeclaration' ? (o.node as N).declaration : o.node) ?? {};
+      const twin = other.find((o) => decl(o).type === 'ClassDeclaration' && decl(o).id.name === n.id.name);
       if (!twin) return undefined;
       return `class ${n.id.name}: its fields, static members or base class changed; instances made before the patch and the running class keep the old ones (use keep() with a migrate, or restart)`;
     }
@@ -156,7 +177,8 @@ function usedAtTopLevel(name: string, self: TopStatement, stmts: readonly TopSta
 
 function findDeclarator(stmts: readonly TopStatement[], name: string): N | undefined {
   for (const s of stmts) {
-    const n = s.node as N;
+    let n = s.node as N;
+    if (n.type === 'ExportNamedDeclaration' && n.declaration) n = n.declaration;
     if (n.type !== 'VariableDeclaration') continue;
     for (const d of n.declarations) if (d.id.type === 'Identifier' && d.id.name === name) return d;
   }
@@ -201,12 +223,14 @@ export function reachProblems(was: Analysis, now: Analysis): ReachProblem[] {
     const why = pointProblem(o, p);
     if (why) out.push({ line: p.line, column: p.column, message: why, name: p.name });
   }
+  // ES modules: exported names whose bindings importers hold.
+  const exported = now.esm ? new Set([...exportedLocals(now.program as N).values(), ...exportedLocals(was.program as N).values()]) : undefined;
   for (const s of onlyIn(now.statements, was.statements)) {
-    const why = statementProblem(s, now.source, now.statements, was.statements, was.source);
+    const why = statementProblem(s, now.source, now.statements, was.statements, was.source, exported);
     if (why) out.push({ line: s.line, column: s.column, message: why });
   }
   for (const s of onlyIn(was.statements, now.statements)) {
-    const why = statementProblem(s, was.source, was.statements, now.statements, now.source);
+    const why = statementProblem(s, was.source, was.statements, now.statements, now.source, exported);
     if (why && !out.some((p) => p.message === why)) out.push({ line: s.line, column: s.column, message: `removed or replaced: ${why}` });
   }
   return out.sort((a, b) => a.line - b.line || a.column - b.column);

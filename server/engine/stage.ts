@@ -8,6 +8,7 @@
  * module runs. On any failure every trace is undone (facade additions, pending kept state).
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { LivepatchError } from '../../shared/errors';
 import { formatDiagnostic, type Diagnostic } from '../../shared/patch';
 import type { StageOptions, Staged, VersionRecord } from './types';
@@ -15,7 +16,8 @@ import { analyze, type Analysis } from './analyze';
 import { planCanon, exportKinds, shapeOf, type CanonPlan } from './canon';
 import { VersionCtl } from './dispatch';
 import { beginEffects, endEffects, recordGlobalChanges, snapshotGlobals, type EffectLog } from './effects';
-import { candidateIds, evaluateModule, withTimeout } from './evaluate';
+import { evalText, makeExports } from './esm';
+import { candidateIds, evaluateEsm, evaluateModule, withTimeout } from './evaluate';
 import { instrument } from './instrument';
 import { oneLine } from './keep';
 import type { ModuleMapper } from './module-id';
@@ -117,23 +119,24 @@ export function staticVerdict(
       out.push({ file: i.id, code: 0, lpCode: 'LP_ERR_PATCH_NOT_LIVE', category: 'error', message: `${i.id} is loaded by the app but is not a live module (${reason}); it cannot be patched` });
       continue;
     }
+    const entry = cur.versions.get(i.id);
+    const esm = isEsm(host, i.id);
+    if (!entry && esm && existsSync(host.mapper.runtimeFileOf(i.id))) {
+      // Not a new module: an ES module the app has not imported yet; a later import would load the file.
+      out.push({ file: i.id, code: 0, lpCode: 'LP_ERR_PATCH_NOT_LIVE', category: 'error', message: `${i.id} is an ES module the app has not loaded yet; a later import would load its file, not this patch, so it cannot be patched before it loads` });
+      continue;
+    }
     let now: Analysis;
     try {
-      now = analyze(i.js);
+      now = analyze(i.js, esm);
     } catch (e) {
       throw syntaxError(i.id, e);
     }
     analyses?.set(i.id, now);
-    const entry = cur.versions.get(i.id);
-    if (!entry && host.mapper.isEsModule(host.mapper.runtimeFileOf(i.id))) {
-      // Not a new module: an ES module the app loaded (or will), which this patch would never reach.
-      out.push({ file: i.id, code: 0, lpCode: 'LP_ERR_PATCH_NOT_LIVE', category: 'error', message: `${i.id} is an ES module (its package.json says "type": "module"); livepatch makes only CommonJS modules live so far, so a patch would not reach it` });
-      continue;
-    }
     if (entry) {
       let was: Analysis | undefined;
       try {
-        was = analyze(entry.js);
+        was = analyze(entry.js, esm);
       } catch {
         was = undefined;
       }
@@ -162,6 +165,12 @@ export function verdictError(diagnostics: Diagnostic[]): LivepatchError {
       : 'LP_ERR_PATCH_EFFECT';
   const n = diagnostics.length;
   return new LivepatchError(code, `${n} problem${n === 1 ? '' : 's'}; first: ${formatDiagnostic(diagnostics[0]!)}`, { diagnostics: diagnostics.slice(0, 100) });
+}
+
+/** Whether module `id` is (or, new, would be) an ES module. */
+function isEsm(host: StageHost, id: string): boolean {
+  const mod = host.modules.get(id);
+  return mod ? mod.esm === true : host.mapper.isEsModule(host.mapper.runtimeFileOf(id));
 }
 
 /** Evaluate `items` into a staged generation (see file header). Throws a LivepatchError on failure. */
@@ -194,15 +203,16 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
   const loadTimeoutMs = opts.loadTimeoutMs ?? 2000;
 
   const modOf = (id: string): LiveModule | undefined => host.modules.get(id) ?? s.newMods.get(id);
-  const resolveLive = (fromId: string, request: string): { value: unknown } | undefined => {
+  const resolveLive = (fromId: string, request: string): { value: unknown; esm?: boolean } | undefined => {
     for (const cand of candidateIds(fromId, request)) {
       if (byId.has(cand)) {
         load(cand);
         const m = modOf(cand);
-        return { value: m?.canon ?? gen.exp.get(cand) };
+        // An ES module's importers get the version's own exports (its namespace cannot gain names).
+        return m?.esm ? { value: gen.exp.get(cand), esm: true } : { value: m?.canon ?? gen.exp.get(cand) };
       }
       const live = host.modules.get(cand);
-      if (live) return { value: live.canon };
+      if (live) return live.esm ? { value: gen.exp.get(cand) ?? live.canon, esm: true } : { value: live.canon };
     }
     return undefined;
   };
@@ -213,7 +223,10 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
     const item = byId.get(id)!;
     let mod = host.modules.get(id);
     const isNew = !mod;
-    if (!mod) s.newMods.set(id, (mod = newLiveModule(id, host.mapper.sourceFileOf(id), host.mapper.runtimeFileOf(id))));
+    if (!mod) {
+      s.newMods.set(id, (mod = newLiveModule(id, host.mapper.sourceFileOf(id), host.mapper.runtimeFileOf(id))));
+      if (host.mapper.isEsModule(mod.runtimeFile)) mod.esm = true;
+    }
     const record: VersionRecord = item.reuse?.record ?? {
       id,
       version: mod.versions.length + 1,
@@ -231,7 +244,7 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
     else {
       let analysis = analyses.get(id);
       try {
-        analysis ??= analyze(entry.js);
+        analysis ??= analyze(entry.js, mod.esm === true);
       } catch (e) {
         throw syntaxError(id, e);
       }
@@ -240,7 +253,18 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
       s.pending.set(id, pending);
       const before = snapshotGlobals();
       try {
-        modExports = evaluateModule({ id, version: record.version, js: instrument(analysis, slotFn(mod)), runtimeFile: mod.runtimeFile, timeoutMs: loadTimeoutMs, resolveLive, ctx: { id, pending }, ctl });
+        const input = { id, version: record.version, js: '', runtimeFile: mod.runtimeFile, timeoutMs: loadTimeoutMs, resolveLive, ctx: { id, pending }, ctl };
+        if (mod.esm) {
+          try {
+            input.js = evalText(analysis, slotFn(mod));
+          } catch (e) {
+            throw new LivepatchError('LP_ERR_PATCH_LOAD', `${id}: ${oneLine(e)}`, { module: id, message: oneLine(e) });
+          }
+          modExports = evaluateEsm(input, makeExports);
+        } else {
+          input.js = instrument(analysis, slotFn(mod));
+          modExports = evaluateModule(input);
+        }
       } finally {
         recordGlobalChanges(s.effects, before);
       }

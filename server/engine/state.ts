@@ -9,6 +9,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { GenerationSummary } from '../../shared/patch';
 import type { VersionCtl } from './dispatch';
+import type { EsmCtlRequest } from './esm';
 import type { VersionRecord } from './types';
 
 /** What an export is; a change of kind between versions is refused at stage. */
@@ -50,6 +51,8 @@ export interface LiveModule {
   runtimeFile: string;
   /** Version 1's exports and cell of a deployed module (kept: the module stays in require.cache anyway). */
   deployed?: { exports: any; ctl: VersionCtl };
+  /** An ES module: `canon` is its namespace, and new versions are evaluated from ES module text. */
+  esm?: boolean;
 }
 
 /** A live module with no version yet (the deployed load or a patch's first evaluation fills it in). */
@@ -111,6 +114,12 @@ export interface SharedState {
   engine: unknown;
   /** The cell the next instrumented module evaluation takes in its preamble. */
   nextCtl: unknown;
+  /** How deployed ES modules reach the engine (set by the engine that handles them; see esm.ts). */
+  esm?: {
+    prepare(req: EsmCtlRequest): VersionCtl;
+    begin(ctl: VersionCtl): void;
+    adopt(ctl: VersionCtl): void;
+  };
 }
 
 const KEY = Symbol.for('livepatch.engine.state');
