@@ -6,17 +6,27 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
+/** Folder → whether its nearest package.json says `"type": "module"` (asked for every module the app loads). */
+const typeOfDir = new Map<string, boolean>();
+
 /** Whether Node loads `file` as an ES module. */
 export function isEsModuleFile(file: string): boolean {
   if (/\.m[jt]s$/.test(file)) return true;
   if (!/\.[jt]sx?$/.test(file)) return false;
-  for (let dir = dirname(file); ; dir = dirname(dir)) {
-    try {
-      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { type?: unknown };
-      return pkg.type === 'module';
-    } catch {
-      // No (readable) package.json here: look further up.
-    }
-    if (dirname(dir) === dir) return false;
+  return dirIsModule(dirname(file));
+}
+
+function dirIsModule(dir: string): boolean {
+  const known = typeOfDir.get(dir);
+  if (known !== undefined) return known;
+  let result: boolean;
+  try {
+    const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { type?: unknown };
+    result = pkg.type === 'module';
+  } catch {
+    // No (readable) package.json here: look further up.
+    result = dirname(dir) === dir ? false : dirIsModule(dirname(dir));
   }
+  typeOfDir.set(dir, result);
+  return result;
 }

@@ -1,13 +1,17 @@
 /**
- * Module customization hooks (registered with `module.register`, run on Node's loader thread) that
- * make the app's ES modules live: each ES module under the project root (not node_modules, not
- * livepatch itself) is instrumented as it loads (esm.ts), and the virtual `livepatch-ctl:` module it
- * imports is served from here. Anything else passes through untouched. A module we cannot instrument
- * loads as it is and is reported to the engine (through the port given at registration) as not live.
+ * Module customization hooks that make the app's ES modules live: each ES module under the project
+ * root (not node_modules, not livepatch itself) is instrumented as it loads (esm.ts), and the virtual
+ * `?livepatch-ctl` module it imports is served from here. Anything else passes through untouched. A
+ * module we cannot instrument loads as it is and is reported to the engine as not live.
+ *
+ * Two registrations share the logic: synchronous hooks in the app's own thread
+ * (`module.registerHooks`, Node ≥ 22.15; they also cover `require()` of ES modules), and on older
+ * Node the asynchronous hooks of `module.register`, which run on Node's loader thread and report
+ * through a message port.
  */
 import type { MessagePort } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import { CTL_SPECIFIER, ctlModuleSource, instrumentDeployed } from './esm';
+import { CTL_QUERY, ctlModuleSource, instrumentDeployed } from './esm';
 import { ModuleMapper } from './module-id';
 
 /** What the engine passes at registration. */
@@ -23,48 +27,46 @@ export interface EsmNotLive {
 }
 
 let mapper: ModuleMapper | undefined;
-let port: MessagePort | undefined;
+let tell: (file: string, reason: string) => void = () => undefined;
 /** URL → slot keys of modules instrumented and whose cell module has not been loaded yet. */
 const keysOf = new Map<string, string[]>();
 
-export function initialize(data: EsmHookData): void {
-  mapper = new ModuleMapper(data.root);
-  port = data.port;
+/** Hooks run in the engine's thread (`module.registerHooks`): reports go straight to `report`. */
+export function initializeInThread(root: string, report: (file: string, reason: string) => void): void {
+  mapper = new ModuleMapper(root);
+  tell = report;
 }
 
-type Next<C, R> = (specifier: string, context: C) => Promise<R>;
-interface ResolveResult {
-  url: string;
-  format?: string | null;
-  shortCircuit?: boolean;
+/** Hooks run on the loader thread (`module.register`): reports go through the port. */
+export function initialize(data: EsmHookData): void {
+  mapper = new ModuleMapper(data.root);
+  const port = data.port;
+  tell = (file, reason) => {
+    try {
+      port?.postMessage({ file, reason } satisfies EsmNotLive);
+    } catch {
+      // The engine is gone: nothing to tell.
+    }
+  };
 }
+
 interface LoadResult {
-  format: string;
+  format?: string | null;
   source?: string | ArrayBuffer | ArrayBufferView | null;
   shortCircuit?: boolean;
 }
 
-export async function resolve(specifier: string, context: object, next: Next<object, ResolveResult>): Promise<ResolveResult> {
-  if (specifier.startsWith(CTL_SPECIFIER)) return { url: specifier, format: 'module', shortCircuit: true };
-  return next(specifier, context);
+/** The virtual cell module's source, or undefined for any other URL. */
+function loadCtl(url: string): LoadResult | undefined {
+  if (!url.endsWith(CTL_QUERY) || !url.startsWith('file:')) return undefined;
+  const target = url.slice(0, -CTL_QUERY.length);
+  const keys = keysOf.get(target) ?? [];
+  keysOf.delete(target);
+  return { format: 'module', source: ctlModuleSource(target, keys), shortCircuit: true };
 }
 
-function report(file: string, reason: string): void {
-  try {
-    port?.postMessage({ file, reason } satisfies EsmNotLive);
-  } catch {
-    // The engine is gone: nothing to tell.
-  }
-}
-
-export async function load(url: string, context: { format?: string | null }, next: Next<object, LoadResult>): Promise<LoadResult> {
-  if (url.startsWith(CTL_SPECIFIER)) {
-    const target = url.slice(CTL_SPECIFIER.length);
-    const keys = keysOf.get(target) ?? [];
-    keysOf.delete(target);
-    return { format: 'module', source: ctlModuleSource(target, keys), shortCircuit: true };
-  }
-  const r = await next(url, context);
+/** The loaded module `r`, instrumented when it is one of the app's ES modules. */
+function transform(url: string, r: LoadResult): LoadResult {
   if (r.format !== 'module' || !url.startsWith('file:') || r.source == null) return r;
   let file: string;
   try {
@@ -79,7 +81,17 @@ export async function load(url: string, context: { format?: string | null }, nex
     keysOf.set(url, keys);
     return { ...r, source: code };
   } catch (e) {
-    report(file, `its JavaScript could not be analysed (${(e as Error)?.message ?? String(e)})`);
+    tell(file, `its JavaScript could not be analysed (${(e as Error)?.message ?? String(e)})`);
     return r;
   }
+}
+
+type Next<R> = (specifier: string, context?: object) => R;
+
+export function loadSync(url: string, context: object, next: Next<LoadResult>): LoadResult {
+  return loadCtl(url) ?? transform(url, next(url, context));
+}
+
+export async function load(url: string, context: object, next: Next<Promise<LoadResult>>): Promise<LoadResult> {
+  return loadCtl(url) ?? transform(url, await next(url, context));
 }

@@ -6,12 +6,12 @@
  */
 import { readFileSync } from 'node:fs';
 import Module from 'node:module';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel } from 'node:worker_threads';
 import { VersionCtl } from './dispatch';
 import type { EsmCtlRequest } from './esm';
-import type { EsmHookData, EsmNotLive } from './esm-hooks';
+import { initializeInThread, loadSync, type EsmHookData, type EsmNotLive } from './esm-hooks';
 import type { LiveEngine } from './live-engine';
 import { slotFn } from './stage';
 import { newLiveModule, state, type LiveModule } from './state';
@@ -22,11 +22,42 @@ interface Pending {
   readonly file: string;
 }
 
-/** Register the hooks and the cell handlers for `engine`. Returns false where Node has no `module.register`. */
-export function installEsm(engine: LiveEngine): boolean {
-  const register = (Module as unknown as { register?: (url: string, opts: object) => void }).register;
-  if (typeof register !== 'function') return false;
+type RegisterHooks = (hooks: { load: typeof loadSync }) => unknown;
+type Register = (url: string, opts: object) => void;
+
+/**
+ * Register the hooks and the cell handlers for `engine`. Node ≥ 22.15 runs the hooks in this thread
+ * (`module.registerHooks`). Older Node runs them on a loader thread of their own (`module.register`),
+ * which also runs the process's `-r` preloads: that is done only when the entry `entry` is itself an ES
+ * module, so CommonJS apps there see no change. Returns how ES modules are handled.
+ */
+export function installEsm(engine: LiveEngine, entry: string | undefined): 'in-thread' | 'loader-thread' | 'none' {
+  const M = Module as unknown as { registerHooks?: RegisterHooks; register?: Register };
   const pending = new WeakMap<VersionCtl, Pending>();
+  const report = (file: string, reason: string): void => {
+    try {
+      engine.markNotLive(engine.mapper.locate(file, readText(file)).id, reason);
+    } catch {
+      // A report about a file we cannot read: nothing to record.
+    }
+  };
+  const entryIsEsm = entry !== undefined && engine.mapper.inScope(resolve(entry)) && engine.mapper.isEsModule(resolve(entry));
+  let how: 'in-thread' | 'loader-thread' | 'none' = 'none';
+  if (typeof M.registerHooks === 'function') {
+    initializeInThread(engine.root, report);
+    M.registerHooks({ load: loadSync });
+    how = 'in-thread';
+  } else if (typeof M.register === 'function' && entryIsEsm) {
+    const { port1, port2 } = new MessageChannel();
+    port1.on('message', (m: EsmNotLive) => report(m.file, m.reason));
+    port1.unref();
+    const data: EsmHookData = { root: engine.root, port: port2 };
+    M.register(pathToFileURL(join(__dirname, 'esm-hooks.js')).href, { data, transferList: [port2] });
+    how = 'loader-thread';
+  } else if (entryIsEsm) {
+    report(resolve(entry), 'an ES module, and this Node has no module customization hooks');
+    return how;
+  } else return how;
   state.esm = {
     prepare(req: EsmCtlRequest): VersionCtl {
       const file = fileURLToPath(req.url);
@@ -51,18 +82,7 @@ export function installEsm(engine: LiveEngine): boolean {
       engine.adopt(p.mod, ctl, p.ns, readText(p.file));
     },
   };
-  const { port1, port2 } = new MessageChannel();
-  port1.on('message', (m: EsmNotLive) => {
-    try {
-      engine.markNotLive(engine.mapper.locate(m.file, readText(m.file)).id, m.reason);
-    } catch {
-      // A report about a file we cannot read: nothing to record.
-    }
-  });
-  port1.unref();
-  const data: EsmHookData = { root: engine.root, port: port2 };
-  register(pathToFileURL(join(__dirname, 'esm-hooks.js')).href, { data, transferList: [port2] });
-  return true;
+  return how;
 }
 
 function readText(file: string): string {

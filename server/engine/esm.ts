@@ -3,13 +3,13 @@
  * hooks in esm-hooks.ts run the first on the loader's thread, staging runs the second).
  *
  * Deployed text (what Node loads): instrumented as CommonJS modules are (instrument.ts), except that
- * the version cell comes from a virtual module imported first, `livepatch-ctl:<url>`, which imports
+ * the version cell comes from a virtual module imported first, `<url>?livepatch-ctl`, which imports
  * the module's own namespace and hands it, with the slot keys, to the engine. Being a dependency, it
  * is evaluated before the module's body even inside an import cycle, so every dispatch point can
  * read the cell from the start. The body ends with `__lp$c.a()`: the module finished evaluating and
  * is adopted as a live module.
  *
- *   import { c as __lp$c } from "livepatch-ctl:file:///app/dist/greet.js";var __lp$r; …module… ;__lp$c.a();
+ *   import { c as __lp$c } from "file:///app/dist/greet.js?livepatch-ctl";var __lp$r; …module… ;__lp$c.a();
  *
  * New versions (a patch, or a rollback that re-evaluates) are evaluated with `vm` in isolation, like
  * CommonJS versions, so released versions are garbage-collected (the ES module loader would keep
@@ -22,8 +22,11 @@
 import { analyze, type Analysis } from './analyze';
 import { CTL_GLOBAL, instrument, type Edit } from './instrument';
 
-/** Specifier prefix of the virtual module that gives an ES module its version cell. */
-export const CTL_SPECIFIER = 'livepatch-ctl:';
+/**
+ * Query that names the virtual module giving an ES module its version cell: `<module url>?livepatch-ctl`
+ * (a file: URL, as `require()` of ES modules insists on, and one that resolves as is).
+ */
+export const CTL_QUERY = '?livepatch-ctl';
 
 /** What the deployed module's virtual cell module passes to the engine. */
 export interface EsmCtlRequest {
@@ -47,14 +50,14 @@ export function instrumentDeployed(source: string, url: string): { code: string;
     return n;
   };
   const code = instrument(a, slotOf, {
-    preamble: `import { c as __lp$c } from ${JSON.stringify(CTL_SPECIFIER + url)};var __lp$r;__lp$c.b();`,
+    preamble: `import { c as __lp$c } from ${JSON.stringify(url + CTL_QUERY)};var __lp$r;__lp$c.b();`,
     trailer: '\n;__lp$c.a();\n',
   });
   return { code, keys };
 }
 
 /**
- * Source of the virtual module `livepatch-ctl:<url>` for a module instrumented with `keys`. Where no
+ * Source of the virtual module `<url>?livepatch-ctl` for a module instrumented with `keys`. Where no
  * engine runs (a worker thread that inherited the hooks), the module gets an inert cell.
  */
 export function ctlModuleSource(url: string, keys: readonly string[]): string {

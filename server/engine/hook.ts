@@ -29,7 +29,8 @@ export function installCompileHook(engine: LiveEngine): void {
   proto['_compile'] = function (this: NodeJS.Module, content: string, filename: string): unknown {
     let loc: ReturnType<LiveEngine['mapper']['locate']> | undefined;
     try {
-      if (engine.mapper.inScope(filename)) loc = engine.mapper.locate(filename, content);
+      // ES modules that `require()` loads (Node ≥ 22) are the ES module hooks' (esm-hooks.ts).
+      if (engine.mapper.inScope(filename) && !engine.mapper.isEsModule(filename)) loc = engine.mapper.locate(filename, content);
     } catch {
       loc = undefined;
     }

@@ -21,6 +21,8 @@ export type { Engine } from './types';
 export interface InstallOptions {
   /** Project root: modules under it (not node_modules) become live. Default: LIVEPATCH_ROOT or cwd. */
   root?: string;
+  /** The app's entry file (default: the process's main script), to tell whether the app is ESM. */
+  entry?: string;
 }
 
 /** Install the engine (idempotent: a second call returns the engine already installed). */
@@ -30,7 +32,7 @@ export function install(opts: InstallOptions = {}): Engine {
   state.engine = engine;
   installCtlGlobal(Symbol.for(CTL_GLOBAL));
   installCompileHook(engine);
-  installEsm(engine);
+  installEsm(engine, opts.entry ?? process.argv[1]);
   return engine;
 }
 
