@@ -12,6 +12,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { CTL_QUERY, ctlModuleSource, instrumentDeployed } from './esm';
+import { notInstrumented } from './instrument';
 import { ModuleMapper } from './module-id';
 
 /** What the engine passes at registration. */
@@ -24,15 +25,16 @@ export interface EsmHookData {
 export interface EsmNotLive {
   readonly file: string;
   readonly reason: string;
+  readonly kind: string;
 }
 
 let mapper: ModuleMapper | undefined;
-let tell: (file: string, reason: string) => void = () => undefined;
+let tell: (file: string, reason: string, kind: string) => void = () => undefined;
 /** URL → slot keys of modules instrumented and whose cell module has not been loaded yet. */
 const keysOf = new Map<string, string[]>();
 
 /** Hooks run in the engine's thread (`module.registerHooks`): reports go straight to `report`. */
-export function initializeInThread(root: string, report: (file: string, reason: string) => void): void {
+export function initializeInThread(root: string, report: (file: string, reason: string, kind: string) => void): void {
   mapper = new ModuleMapper(root);
   tell = report;
 }
@@ -41,9 +43,9 @@ export function initializeInThread(root: string, report: (file: string, reason: 
 export function initialize(data: EsmHookData): void {
   mapper = new ModuleMapper(data.root);
   const port = data.port;
-  tell = (file, reason) => {
+  tell = (file, reason, kind) => {
     try {
-      port?.postMessage({ file, reason } satisfies EsmNotLive);
+      port?.postMessage({ file, reason, kind } satisfies EsmNotLive);
     } catch {
       // The engine is gone: nothing to tell.
     }
@@ -67,7 +69,8 @@ function loadCtl(url: string): LoadResult | undefined {
 
 /** The loaded module `r`, instrumented when it is one of the app's ES modules. */
 function transform(url: string, r: LoadResult): LoadResult {
-  if (r.format !== 'module' || !url.startsWith('file:') || r.source == null) return r;
+  if (!url.startsWith('file:') || r.source == null) return r;
+  if (r.format !== 'module' && r.format !== 'module-typescript') return r;
   let file: string;
   try {
     file = fileURLToPath(url);
@@ -75,13 +78,22 @@ function transform(url: string, r: LoadResult): LoadResult {
     return r;
   }
   if (!mapper?.inScope(file)) return r;
+  if (r.format === 'module-typescript') {
+    tell(file, "TypeScript run by Node's own type stripping; compile it with tsc (or run it with ts-node) to make it live", "TypeScript run by Node's type stripping");
+    return r;
+  }
   const text = typeof r.source === 'string' ? r.source : Buffer.from(r.source as ArrayBuffer).toString('utf8');
+  const skip = notInstrumented(text);
+  if (skip) {
+    tell(file, skip.reason, skip.kind);
+    return r;
+  }
   try {
     const { code, keys } = instrumentDeployed(text, url);
     keysOf.set(url, keys);
     return { ...r, source: code };
   } catch (e) {
-    tell(file, `its JavaScript could not be analysed (${(e as Error)?.message ?? String(e)})`);
+    tell(file, `its JavaScript could not be analysed (${(e as Error)?.message ?? String(e)})`, 'JavaScript the analyser could not parse');
     return r;
   }
 }

@@ -34,9 +34,9 @@ type Register = (url: string, opts: object) => void;
 export function installEsm(engine: LiveEngine, entry: string | undefined): 'in-thread' | 'loader-thread' | 'none' {
   const M = Module as unknown as { registerHooks?: RegisterHooks; register?: Register };
   const pending = new WeakMap<VersionCtl, Pending>();
-  const report = (file: string, reason: string): void => {
+  const report = (file: string, reason: string, kind: string): void => {
     try {
-      engine.markNotLive(engine.mapper.locate(file, readText(file)).id, reason);
+      engine.markNotLive(engine.mapper.locate(file, readText(file)).id, reason, kind);
     } catch {
       // A report about a file we cannot read: nothing to record.
     }
@@ -49,13 +49,13 @@ export function installEsm(engine: LiveEngine, entry: string | undefined): 'in-t
     how = 'in-thread';
   } else if (typeof M.register === 'function' && entryIsEsm) {
     const { port1, port2 } = new MessageChannel();
-    port1.on('message', (m: EsmNotLive) => report(m.file, m.reason));
+    port1.on('message', (m: EsmNotLive) => report(m.file, m.reason, m.kind));
     port1.unref();
     const data: EsmHookData = { root: engine.root, port: port2 };
     M.register(pathToFileURL(join(__dirname, 'esm-hooks.js')).href, { data, transferList: [port2] });
     how = 'loader-thread';
   } else if (entryIsEsm) {
-    report(resolve(entry), 'an ES module, and this Node has no module customization hooks');
+    report(resolve(entry), 'an ES module, and this Node has no module customization hooks', 'ES modules on a Node without module hooks');
     return how;
   } else return how;
   state.esm = {

@@ -114,8 +114,8 @@ export function exportedLocals(program: N): Map<string, string> {
   return out;
 }
 
-/** Why an ES module version cannot be evaluated as a new version, if it cannot. */
-function unsupported(program: N): string | undefined {
+/** Why an ES module version cannot be evaluated as a new version (`top-level await`, `dynamic import()`), if it cannot. */
+export function unsupported(program: N): string | undefined {
   let why: string | undefined;
   const walk = (n: N, inFn: boolean): void => {
     if (why || !n || typeof n.type !== 'string') return;
@@ -132,6 +132,11 @@ function unsupported(program: N): string | undefined {
   return why;
 }
 
+/** The message for a version that uses what `unsupported` found. */
+export function unsupportedMessage(why: string): string {
+  return `${why} is not supported in a new version of an ES module (its top level is evaluated synchronously, in isolation); patch the functions it calls, or restart`;
+}
+
 /**
  * The text `vm` evaluates for a new version of an ES module: a function body taking
  * `(__lp$imp, __lp$meta, __lp$exp)` and returning the version's exports object (see file header).
@@ -140,7 +145,7 @@ function unsupported(program: N): string | undefined {
 export function evalText(a: Analysis, slotOf: (key: string) => number): string {
   const program = a.program as N;
   const why = unsupported(program);
-  if (why) throw new Error(`${why} is not supported in a new version of an ES module; restart to change it`);
+  if (why) throw new Error(unsupportedMessage(why));
   const edits: Edit[] = [];
   const head: string[] = [];
   const getters: string[] = [];

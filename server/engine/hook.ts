@@ -11,7 +11,7 @@
  */
 import Module from 'node:module';
 import { analyze } from './analyze';
-import { instrument } from './instrument';
+import { instrument, notInstrumented } from './instrument';
 import type { LiveEngine } from './live-engine';
 import { slotFn } from './stage';
 import { state } from './state';
@@ -35,13 +35,18 @@ export function installCompileHook(engine: LiveEngine): void {
       loc = undefined;
     }
     if (!loc || engine.modules.has(loc.id)) return original.call(this, content, filename);
+    const skip = notInstrumented(content);
+    if (skip) {
+      engine.markNotLive(loc.id, skip.reason, skip.kind);
+      return original.call(this, content, filename);
+    }
     let prepared: ReturnType<LiveEngine['prepareDeployed']>;
     let code: string;
     try {
       prepared = engine.prepareDeployed(loc, this);
       code = instrument(analyze(content), slotFn(prepared.mod));
     } catch (e) {
-      engine.markNotLive(loc.id, `its JavaScript could not be analysed (${(e as Error)?.message ?? String(e)})`);
+      engine.markNotLive(loc.id, `its JavaScript could not be analysed (${(e as Error)?.message ?? String(e)})`, 'JavaScript the analyser could not parse');
       return original.call(this, content, filename);
     }
     state.evalStack.push({ id: loc.id });
@@ -53,7 +58,7 @@ export function installCompileHook(engine: LiveEngine): void {
       if (state.nextCtl === prepared.ctl) {
         // The instrumented text never started: compile the module as it was, not live.
         state.nextCtl = undefined;
-        engine.markNotLive(loc.id, `its instrumented JavaScript did not compile (${(e as Error)?.message ?? String(e)})`);
+        engine.markNotLive(loc.id, `its instrumented JavaScript did not compile (${(e as Error)?.message ?? String(e)})`, 'instrumented JavaScript did not compile');
         return original.call(this, content, filename);
       }
       throw e;

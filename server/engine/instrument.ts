@@ -17,6 +17,19 @@
  */
 import type { Analysis } from './analyze';
 
+/** Modules larger than this (bytes of JavaScript) are loaded as they are, not live: bundles, generated code. */
+export function maxModuleBytes(): number {
+  const v = Number(process.env['LIVEPATCH_MAX_MODULE_BYTES']);
+  return Number.isInteger(v) && v > 0 ? v : 4 * 1024 * 1024;
+}
+
+/** Why a module's text is not instrumented at load (it then runs as it is, not live), if it is not. */
+export function notInstrumented(text: string): { kind: string; reason: string } | undefined {
+  const max = maxModuleBytes();
+  if (text.length <= max) return undefined;
+  return { kind: `larger than LIVEPATCH_MAX_MODULE_BYTES, ${max} bytes`, reason: `its JavaScript is ${text.length} bytes, more than LIVEPATCH_MAX_MODULE_BYTES (${max}): bundles and generated code are not made live` };
+}
+
 /** The global through which a module version's code finds its control cell. */
 export const CTL_GLOBAL = 'livepatch.ctl';
 

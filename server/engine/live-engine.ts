@@ -120,11 +120,31 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     return [...this.notLive].map(([module, reason]) => ({ module, reason })).sort((a, b) => (a.module < b.module ? -1 : 1));
   }
 
-  /** Record a file the app loaded that cannot be live (reported in status; patches naming it are refused). */
-  markNotLive(id: string, reason: string): void {
+  /**
+   * Record a file the app loaded that cannot be live (listed in status; patches naming it are
+   * refused). `kind` groups the stderr report: files recorded in the same tick (start-up loads them
+   * together) are reported as one line per kind, with a count.
+   */
+  markNotLive(id: string, reason: string, kind = reason): void {
     if (this.notLive.has(id) || this.modules.has(id)) return;
     this.notLive.set(id, reason);
-    process.stderr.write(`livepatch: ${id} is not live: ${reason}\n`);
+    const batch = this.notLiveBatch ?? new Map<string, string[]>();
+    if (!this.notLiveBatch) {
+      this.notLiveBatch = batch;
+      setImmediate(() => this.reportNotLive()).unref();
+    }
+    batch.set(kind, [...(batch.get(kind) ?? []), id]);
+  }
+
+  private notLiveBatch: Map<string, string[]> | undefined;
+
+  private reportNotLive(): void {
+    const batch = this.notLiveBatch;
+    this.notLiveBatch = undefined;
+    for (const [kind, ids] of batch ?? []) {
+      const list = ids.length > 5 ? `${ids.slice(0, 5).join(', ')}, …` : ids.join(', ');
+      process.stderr.write(`livepatch: ${ids.length} file${ids.length === 1 ? '' : 's'} not live (${kind}): ${list}\n`);
+    }
   }
 
   /** Emit to listeners without letting one that throws break a commit or a response's release. */

@@ -16,7 +16,7 @@ import { analyze, type Analysis } from './analyze';
 import { planCanon, exportKinds, shapeOf, type CanonPlan } from './canon';
 import { VersionCtl } from './dispatch';
 import { beginEffects, endEffects, recordGlobalChanges, snapshotGlobals, type EffectLog } from './effects';
-import { evalText, makeExports } from './esm';
+import { evalText, makeExports, unsupported, unsupportedMessage } from './esm';
 import { candidateIds, evaluateEsm, evaluateModule, withTimeout } from './evaluate';
 import { instrument } from './instrument';
 import { oneLine } from './keep';
@@ -133,6 +133,8 @@ export function staticVerdict(
       throw syntaxError(i.id, e);
     }
     analyses?.set(i.id, now);
+    const why = esm ? unsupported(now.program) : undefined;
+    if (why) out.push({ file: i.id, code: 0, lpCode: 'LP_ERR_PATCH_UNREACHABLE', category: 'error', message: unsupportedMessage(why) });
     if (entry) {
       let was: Analysis | undefined;
       try {

@@ -22,16 +22,16 @@ export interface EngineApp {
   stop(): Promise<void>;
 }
 
-/** Transpile TypeScript sources (id → source) into stage changes. */
-export function changes(files: Record<string, string>): StageChange[] {
-  return Object.entries(files).map(([id, source]) => ({ id, source, js: transpile(id, source) }));
+/** Transpile TypeScript sources (id → source) into stage changes (ES module syntax with `esm`). */
+export function changes(files: Record<string, string>, opts: { esm?: boolean } = {}): StageChange[] {
+  return Object.entries(files).map(([id, source]) => ({ id, source, js: transpile(id, source, opts.esm) }));
 }
 
-/** CommonJS JS for one module, with the fixtures' compiler options. */
-export function transpile(id: string, source: string): string {
+/** CommonJS (or, with `esm`, ES module) JS for one module, with the fixtures' compiler options. */
+export function transpile(id: string, source: string, esm = false): string {
   return ts.transpileModule(source, {
     fileName: id,
-    compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.CommonJS, esModuleInterop: true, strict: true },
+    compilerOptions: { target: ts.ScriptTarget.ES2022, module: esm ? ts.ModuleKind.ESNext : ts.ModuleKind.CommonJS, esModuleInterop: true, strict: true },
   }).outputText;
 }
 

@@ -10,6 +10,7 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkS
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import * as ts from 'typescript';
+import { isEsModuleFile } from '../../shared/module-format';
 import { addToken, type Role } from '../../shared';
 
 /** Repository root (this file is dist/test/helpers/project.js once built). */
@@ -69,7 +70,9 @@ export function buildProject(root: string): void {
   const rootDir = cfg.options.rootDir ?? root;
   const outDir = cfg.options.outDir ?? root;
   for (const file of walk(rootDir)) {
-    const out = ts.transpileModule(require('node:fs').readFileSync(file, 'utf8'), { compilerOptions: cfg.options, fileName: file });
+    // transpileModule cannot tell a NodeNext file's format: give it the one Node will load it as.
+    const compilerOptions = isEsModuleFile(file) ? { ...cfg.options, module: ts.ModuleKind.ESNext } : cfg.options;
+    const out = ts.transpileModule(require('node:fs').readFileSync(file, 'utf8'), { compilerOptions, fileName: file });
     const target = join(outDir, relative(rootDir, file)).replace(/\.ts$/, '.js');
     mkdirSync(dirname(target), { recursive: true });
     writeFileSync(target, out.outputText);
