@@ -6,16 +6,22 @@
  * (type check in its worker thread, stage, commit, rollback); HTTP requests run between cycles so
  * generations get pinned and drained like in production. The figure that matters is the main
  * isolate's heap (where module versions live); RSS is printed too (it includes the checker worker).
- * Usage: node --expose-gc dist/bench/memory.js   (re-executes itself with --expose-gc if needed;
+ * With `--esm` the shop is built as ES modules (`"type": "module"`, tsc `module: NodeNext`) and
+ * imported instead of required: the same figure for ES module apps.
+ * Usage: node --expose-gc dist/bench/memory.js [--esm]   (re-executes itself with --expose-gc if needed;
  * env BENCH_CYCLES=1000)
  */
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { copyShop, samplePatch } from '../examples/bench-kit';
 import { install } from '../server/engine';
 import { createPipeline } from '../server/pipeline';
 
 const CYCLES = Number(process.env['BENCH_CYCLES'] ?? 1000);
+const ESM = process.argv.includes('--esm');
+// A real import() (tsc would turn `import()` into require() in this CommonJS build).
+const importModule = new Function('url', 'return import(url)') as (url: string) => Promise<unknown>;
 const WARMUP = 20;
 const MB = 1024 * 1024;
 
@@ -28,9 +34,10 @@ function heap(): { heap: number; rss: number } {
 }
 
 async function main(): Promise<void> {
-  const shop = copyShop();
+  const shop = copyShop({ esm: ESM });
   process.env['PORT'] = '0';
-  const engine = install({ root: shop.root });
+  const main = join(shop.root, 'dist', 'main.js');
+  const engine = install({ root: shop.root, entry: main });
   const pipeline = createPipeline({ engine, root: shop.root });
   let port = 0;
   const log = console.log;
@@ -40,11 +47,13 @@ async function main(): Promise<void> {
     else log(...args);
   };
   try {
-    require(join(shop.root, 'dist', 'main.js'));
+    if (ESM) await importModule(pathToFileURL(main).href);
+    else require(main);
+    console.log(`memory: ${ESM ? 'ES module' : 'CommonJS'} shop, ${engine.moduleIds().length} live modules`);
     while (port === 0) await new Promise((r) => setTimeout(r, 10));
     console.log = log;
     await pipeline.ready;
-    const { patched } = samplePatch();
+    const { patched } = samplePatch({ esm: ESM });
     const ctx = { who: 'bench' };
     const quote = async () => {
       const res = await fetch(`http://127.0.0.1:${port}/quote?items=mug:12`);

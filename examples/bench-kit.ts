@@ -11,7 +11,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ts from 'typescript';
-import { SHOP, prepareShop } from './demo-app';
+import { SHOP, esmImports, prepareShop } from './demo-app';
 
 /** Median of a non-empty list. */
 export function median(xs: readonly number[]): number {
@@ -76,9 +76,9 @@ export interface ShopCopy {
  * returns `init()`, `pin` calls `fn`): the same app as it would run with no livepatch at all, for
  * baselines. (livepatch's own `keep` refuses to run when no engine is installed.)
  */
-export function copyShop(opts: { standIn?: boolean } = {}): ShopCopy {
+export function copyShop(opts: { standIn?: boolean; esm?: boolean } = {}): ShopCopy {
   const dir = mkdtempSync(join(tmpdir(), 'lp-bench-'));
-  const root = prepareShop(dir);
+  const root = prepareShop(dir, { esm: opts.esm });
   if (opts.standIn) {
     const pkg = join(root, 'node_modules', 'livepatch');
     rmSync(pkg);
@@ -100,14 +100,15 @@ export function copyShop(opts: { standIn?: boolean } = {}): ShopCopy {
   };
 }
 
-/** The sample patch set (module id → source) and the deployed sources of the same modules. */
-export function samplePatch(): { patched: Record<string, string>; original: Record<string, string> } {
+/** The sample patch set (module id → source) and the deployed sources of the same modules (`esm`: for the ES module shop). */
+export function samplePatch(opts: { esm?: boolean } = {}): { patched: Record<string, string>; original: Record<string, string> } {
   const dir = join(SHOP, 'patches', 'bulk-discount', 'src');
   const patched: Record<string, string> = {};
   const original: Record<string, string> = {};
+  const fix = (s: string): string => (opts.esm ? esmImports(s) : s);
   for (const name of readdirSync(dir)) {
-    patched[`src/${name}`] = readFileSync(join(dir, name), 'utf8');
-    original[`src/${name}`] = readFileSync(join(SHOP, 'src', name), 'utf8');
+    patched[`src/${name}`] = fix(readFileSync(join(dir, name), 'utf8'));
+    original[`src/${name}`] = fix(readFileSync(join(SHOP, 'src', name), 'utf8'));
   }
   return { patched, original };
 }

@@ -10,7 +10,7 @@
  * and in the agent's type checker.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, cpSync, mkdirSync, openSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, cpSync, mkdirSync, openSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { addToken } from '../shared';
 
@@ -28,16 +28,42 @@ const OUTPUT_TAIL = 64 * 1024;
  * type-check + compile it with the repository's TypeScript. Returns the copy's root. Throws with tsc's
  * output when the build fails.
  */
-export function prepareShop(dir: string): string {
+export function prepareShop(dir: string, opts: { esm?: boolean } = {}): string {
   const root = join(dir, 'shop');
   mkdirSync(join(root, 'node_modules'), { recursive: true });
   for (const part of ['src', 'patches', 'package.json', 'tsconfig.json']) cpSync(join(SHOP, part), join(root, part), { recursive: true });
+  if (opts.esm) toEsm(root);
   symlinkSync(REPO, join(root, 'node_modules', 'livepatch'), 'dir');
   symlinkSync(join(REPO, 'node_modules', '@types'), join(root, 'node_modules', '@types'), 'dir');
   const tsc = require.resolve('typescript/bin/tsc');
   const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.json')], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`building examples/shop failed:\n${r.stdout}${r.stderr}`);
   return root;
+}
+
+/**
+ * Turn a copy of the shop into the same app as ES modules (`"type": "module"`, tsc `module: NodeNext`):
+ * relative imports get their `.js` extension, as NodeNext requires. The code is otherwise unchanged.
+ */
+function toEsm(root: string): void {
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as Record<string, unknown>;
+  writeFileSync(join(root, 'package.json'), JSON.stringify({ ...pkg, type: 'module' }, null, 2));
+  const cfg = readFileSync(join(root, 'tsconfig.json'), 'utf8').replace('"module": "commonjs"', '"module": "NodeNext"').replace('"moduleResolution": "node"', '"moduleResolution": "NodeNext"');
+  writeFileSync(join(root, 'tsconfig.json'), cfg);
+  const walk = (d: string): void => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (p.endsWith('.ts')) writeFileSync(p, esmImports(readFileSync(p, 'utf8')));
+    }
+  };
+  walk(join(root, 'src'));
+  walk(join(root, 'patches'));
+}
+
+/** Relative import specifiers with the `.js` extension NodeNext requires. */
+export function esmImports(source: string): string {
+  return source.replace(/(from\s+['"])(\.{1,2}\/[^'"]+?)(['"])/g, (m, a: string, spec: string, b: string) => (/\.[cm]?js$/.test(spec) ? m : `${a}${spec}.js${b}`));
 }
 
 /** A development token with the admin role, in a tokens file under `dir`; the token is also saved to a 0600 file. */

@@ -123,7 +123,7 @@ export function staticVerdict(
     const esm = isEsm(host, i.id);
     if (!entry && esm && existsSync(host.mapper.runtimeFileOf(i.id))) {
       // Not a new module: an ES module the app has not imported yet; a later import would load the file.
-      out.push({ file: i.id, code: 0, lpCode: 'LP_ERR_PATCH_NOT_LIVE', category: 'error', message: `${i.id} is an ES module the app has not loaded yet; a later import would load its file, not this patch, so it cannot be patched before it loads` });
+      out.push({ file: i.id, code: 0, lpCode: 'LP_ERR_PATCH_NOT_LIVE', category: 'error', message: `${i.id} is an ES module livepatch has not seen load (not loaded yet, or loaded by require() on a Node without module.registerHooks); a later import would load its file, not this patch` });
       continue;
     }
     let now: Analysis;

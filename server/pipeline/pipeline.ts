@@ -17,6 +17,7 @@ import { resolve } from 'node:path';
 import { LivepatchError } from '../../shared/errors';
 import type { CheckResult, CommitResult, DriftEntry, JournalStatus, QuarantinedPatch, QuarantineResult, StageResult } from '../../shared/ops';
 import type { PatchSet } from '../../shared/patch';
+import { isEsModuleFile } from '../../shared/module-format';
 import type { Engine } from '../engine/types';
 import { CheckerClient } from './checker-client';
 import type { CheckerResult } from './checker-protocol';
@@ -247,7 +248,8 @@ export class PatchPipeline implements Pipeline {
       if (n > 0) this.events.push({ op: 'journal-replay', outcome: 'ok', detail: `replay off: ${n} journaled record(s) not applied` });
       return;
     }
-    const out = await replayJournal(this.engine, records, { loadTimeoutMs: this.opts.loadTimeoutMs, quarantined: skip });
+    const isEsm = (id: string): boolean => isEsModuleFile(pathOfId(this.root, id));
+    const out = await replayJournal(this.engine, records, { loadTimeoutMs: this.opts.loadTimeoutMs, quarantined: skip, isEsm });
     this.driftEntries = out.drift;
     this.rememberIds(out.patchIds);
     for (const [gen, seq] of out.seqOfGeneration) this.seqOfGeneration.set(gen, seq);

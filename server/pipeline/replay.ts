@@ -25,6 +25,12 @@ export interface ReplayOutcome {
 
 /** Replay settings; `log` defaults to stderr. */
 export interface ReplayOptions {
+  /**
+   * Whether module `id` is an ES module. ES modules load asynchronously after the preload: replay
+   * first waits (up to `esmWaitMs`) until the ES modules the records name are live.
+   */
+  isEsm?: (id: string) => boolean;
+  esmWaitMs?: number;
   loadTimeoutMs?: number;
   /** seqs of quarantined patch records: not applied. */
   quarantined?: ReadonlySet<number>;
@@ -36,6 +42,8 @@ export async function replayJournal(engine: Engine, records: JournalRecord[], op
   const log = opts.log ?? ((l: string) => process.stderr.write(`livepatch: ${l}\n`));
   const out: ReplayOutcome = { applied: 0, skipped: 0, drift: [], patchIds: [], seqOfGeneration: new Map([[engine.currentGeneration, 0]]) };
   const genOfSeq = new Map<number, number>([[0, engine.currentGeneration]]);
+  const esm = new Set(records.flatMap((r) => (r.kind === 'patch' ? r.files.map((f) => f.module) : [])).filter((id) => opts.isEsm?.(id)));
+  if (esm.size > 0) await untilLive(engine, esm, opts.esmWaitMs ?? 5000);
   for (const rec of records) {
     if (rec.kind !== 'patch' && rec.kind !== 'rollback') continue;
     if (rec.kind === 'patch' && opts.quarantined?.has(rec.seq)) {
@@ -60,6 +68,16 @@ export async function replayJournal(engine: Engine, records: JournalRecord[], op
   }
   if (records.some((r) => r.kind === 'patch' || r.kind === 'rollback')) log(`journal replay: ${out.applied} applied, ${out.skipped} skipped, ${out.drift.length} drifted module(s)`);
   return out;
+}
+
+/** Resolve once every module in `ids` is live (or loaded but not live), or after `ms`. */
+async function untilLive(engine: Engine, ids: ReadonlySet<string>, ms: number): Promise<void> {
+  const until = Date.now() + ms;
+  const loaded = (): boolean => {
+    const known = new Set([...engine.moduleIds(), ...(engine.notLiveModules?.() ?? []).map((n) => n.module)]);
+    return [...ids].every((id) => known.has(id));
+  };
+  while (!loaded() && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
 }
 
 async function replayPatch(engine: Engine, rec: PatchRecord, out: ReplayOutcome, loadTimeoutMs: number | undefined): Promise<number | undefined> {

@@ -54,7 +54,7 @@ function walk(dir: string, out: string[] = []): string[] {
   for (const name of readdirSync(dir)) {
     const p = join(dir, name);
     if (statSync(p).isDirectory()) walk(p, out);
-    else if (p.endsWith('.ts') && !p.endsWith('.d.ts')) out.push(p);
+    else if (/\.[cm]?ts$/.test(p) && !/\.d\.[cm]?ts$/.test(p)) out.push(p);
   }
   return out;
 }
@@ -73,7 +73,7 @@ export function buildProject(root: string): void {
     // transpileModule cannot tell a NodeNext file's format: give it the one Node will load it as.
     const compilerOptions = isEsModuleFile(file) ? { ...cfg.options, module: ts.ModuleKind.ESNext } : cfg.options;
     const out = ts.transpileModule(require('node:fs').readFileSync(file, 'utf8'), { compilerOptions, fileName: file });
-    const target = join(outDir, relative(rootDir, file)).replace(/\.ts$/, '.js');
+    const target = join(outDir, relative(rootDir, file)).replace(/\.ts$/, '.js').replace(/\.([cm])ts$/, '.$1js');
     mkdirSync(dirname(target), { recursive: true });
     writeFileSync(target, out.outputText);
   }
