@@ -20,6 +20,14 @@ export const patchSetSchema: z.ZodType<PatchSet> = z
     }),
     base: z.record(moduleId, z.string().regex(/^[0-9a-f]{64}$/)).optional(),
     verify: source.optional(),
+    signature: z
+      .object({
+        alg: z.literal('ed25519'),
+        keyId: z.string().regex(/^[0-9a-f]{16}$/),
+        value: z.string().regex(/^[A-Za-z0-9+/]{86}==$/),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -130,7 +138,8 @@ export interface StatusResult {
   liveGenerations: LiveGeneration[];
   modules: number;
   patchedModules: string[];
-  patching: { enabled: boolean; reason?: string };
+  /** `signaturesRequired`: the agent has trusted keys (LIVEPATCH_TRUSTED_KEYS); apply/stage take only signed sets. */
+  patching: { enabled: boolean; reason?: string; signaturesRequired?: boolean };
   drift: DriftEntry[];
   /** Files under the root the app loaded that could not be made live (a patch naming one is refused: LP_ERR_PATCH_NOT_LIVE). */
   notLive?: { module: string; reason: string }[];
