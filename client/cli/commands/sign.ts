@@ -108,7 +108,7 @@ export function registerSign(program: Command, finish: Finish): void {
     .option('--id <id>', 'patch id (an id already committed is refused, so retries are safe)')
     .option('--root <dir>', 'project root that module ids are relative to (default: current directory)')
     .option('--verify <file>', 'TypeScript verify module run against the staged generation before commit')
-    .option('--base-dir <dir>', 'the deployed sources: record the hash of each module PATCH replaces, so a changed live module is a conflict')
+    .option('--base-dir <dir>', 'root of the deployed sources: record the hash of each module PATCH replaces there, so a live module changed since is a conflict')
     .option('--json', 'print only JSON on stdout (errors too)')
     .action(async (paths: string[], o: Record<string, unknown>) => {
       const str = (k: string) => (typeof o[k] === 'string' ? (o[k] as string) : undefined);
