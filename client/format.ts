@@ -3,7 +3,7 @@
  * Pure functions of the op results (strings in, strings out) so they are tested without an agent;
  * nothing decorative here: no colours, no boxes, so the output pastes cleanly into tickets and logs.
  */
-import { formatDiagnostic, type CommitResult, type Diagnostic, type GenerationSummary, type QuarantinedPatch, type StatusResult, type VersionsResult } from '../shared';
+import { formatDiagnostic, formatSigner, type CommitResult, type Diagnostic, type GenerationSummary, type QuarantinedPatch, type StatusResult, type VersionsResult } from '../shared';
 
 /** Render rows as columns separated by two spaces; the last column is not padded. */
 export function table(header: string[], rows: string[][]): string {
@@ -60,7 +60,7 @@ export function formatStatus(s: StatusResult): string {
     ['generation', String(s.currentGeneration)],
     ['live', live || 'none'],
     ['modules', `${s.modules} (${patched})`],
-    ['patching', s.patching.enabled ? 'enabled' : `disabled: ${s.patching.reason ?? 'unknown reason'}`],
+    ['patching', (s.patching.enabled ? 'enabled' : `disabled: ${s.patching.reason ?? 'unknown reason'}`) + (s.patching.signaturesRequired ? ' (signed patch sets only)' : '')],
     ['drift', s.drift.length ? `${s.drift.length} module(s) differ from the journal` : 'none'],
   ];
   if (s.notLive?.length) rows.push(['not live', `${s.notLive.length} file(s) loaded but not live (patches naming them are refused)`]);
@@ -106,15 +106,21 @@ export function formatQuarantined(q: readonly QuarantinedPatch[]): string {
 
 /** `livepatch history` for humans: newest first, with live/current markers; then quarantined patches. */
 export function formatHistory(gens: readonly GenerationSummary[], quarantined: readonly QuarantinedPatch[] = []): string {
+  const signed = gens.some((g) => g.signer);
   const rows = gens
     .slice()
     .sort((a, b) => b.generation - a.generation)
     .map((g) => {
       const state = g.current ? 'current' : g.live ? `live (${g.inflight} in flight)` : '-';
       const what = g.kind === 'rollback' && g.rollbackTo !== undefined ? `rollback to ${g.rollbackTo}` : g.kind;
-      return [String(g.generation), what, formatTime(g.time), g.who ?? '-', state, g.changed.join(',') || '-', g.message ?? ''];
+      const row = [String(g.generation), what, formatTime(g.time), g.who ?? '-', state, g.changed.join(',') || '-', g.message ?? ''];
+      // The signer column appears once any generation was signed (agents with trusted keys).
+      if (signed) row.splice(4, 0, g.signer ? formatSigner(g.signer) : '-');
+      return row;
     });
-  const out = table(['GEN', 'KIND', 'TIME', 'WHO', 'STATE', 'CHANGED', 'MESSAGE'], rows);
+  const head = ['GEN', 'KIND', 'TIME', 'WHO', 'STATE', 'CHANGED', 'MESSAGE'];
+  if (signed) head.splice(4, 0, 'SIGNED BY');
+  const out = table(head, rows);
   return quarantined.length ? `${out}\n${formatQuarantined(quarantined)}` : out;
 }
 

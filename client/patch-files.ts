@@ -1,7 +1,9 @@
 /**
  * PATCH arguments → one PatchSet. An argument is a `.ts` file (module id = its path relative to the
  * root, POSIX separators), a directory (its `.ts` files, recursively, skipping node_modules, dot
- * directories and `.d.ts`), or a `.json` patch set file (`{id?, message?, files, base?, verify?}`).
+ * directories and `.d.ts`), or a `.json` patch set file (`{id?, message?, files, base?, verify?, signature?}`).
+ * A signed set (written by `livepatch sign`) is sent exactly as signed: it cannot be merged with other
+ * arguments or changed by --id, -m or --verify, since any change would void its signature.
  * Everything is read and validated locally, with the agent's own limits, so a bad argument is a usage
  * error (exit 2) before any connection is opened.
  */
@@ -23,6 +25,8 @@ export interface PatchArgsOptions {
   message?: string;
   /** Path of a verify module (overrides a .json file's verify). */
   verifyFile?: string;
+  /** Drop a .json set's signature and treat it like an unsigned one (`livepatch sign` signs anew). */
+  dropSignature?: boolean;
 }
 
 function usage(message: string): LivepatchError {
@@ -99,6 +103,7 @@ export function readPatchArgs(args: string[], opts: PatchArgsOptions = {}): Patc
       for (const f of found) addFile(files, moduleIdOf(root, f), readSource(f), f);
     } else if (arg.endsWith('.json')) {
       const set = readPatchJson(arg);
+      if (opts.dropSignature) delete set.signature;
       if (fromJson) throw usage('give at most one .json patch set');
       fromJson = set;
       for (const [id, src] of Object.entries(set.files)) addFile(files, id, src, arg);
@@ -108,6 +113,12 @@ export function readPatchArgs(args: string[], opts: PatchArgsOptions = {}): Patc
     } else {
       throw usage(`${arg} is not a .ts file, a directory or a .json patch set`);
     }
+  }
+  if (fromJson?.signature) {
+    if (args.length > 1) throw usage('a signed patch set is sent as it was signed: give it as the only PATCH argument');
+    const changed = [opts.id !== undefined && '--id', opts.message !== undefined && '-m', opts.verifyFile !== undefined && '--verify'].filter(Boolean);
+    if (changed.length > 0) throw usage(`a signed patch set cannot be changed by ${changed.join(', ')}: that would void its signature (sign it again instead)`);
+    return fromJson;
   }
   if (Object.keys(files).length > MAX_FILES) throw usage(`a patch set may name at most ${MAX_FILES} modules`);
   const set: PatchSet = { files };

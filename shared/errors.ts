@@ -65,6 +65,8 @@ export const ERRORS = {
   LP_ERR_PATCH_EXPORT_KIND: spec('An export changed kind (function, class, value) between versions', EXIT.REJECTED),
   LP_ERR_PATCH_UNREACHABLE: spec('The patch changes code that a commit could not reach in the running program', EXIT.REJECTED),
   LP_ERR_PATCH_EFFECT: spec('A patched module starts something at its top level (listen, timers, listeners, exit, globals) that would run a second time', EXIT.REJECTED),
+  LP_ERR_PATCH_UNSIGNED: spec('This agent accepts only signed patch sets, and this one is not signed', EXIT.REJECTED),
+  LP_ERR_PATCH_BAD_SIGNATURE: spec('The patch set\'s signature is not valid, or its key is not trusted by this agent', EXIT.REJECTED),
   LP_ERR_PATCH_NOT_LIVE: spec('The module is loaded by the app but is not a live module', EXIT.REJECTED),
   LP_ERR_ROLLBACK_TARGET: spec('No such generation to roll back to', EXIT.REJECTED),
   LP_ERR_PATCH_QUARANTINED: spec('The patch is quarantined: its host crashed soon after applying it (see livepatch quarantine)', EXIT.REJECTED),

@@ -7,3 +7,4 @@ export * from './ops';
 export * from './messages';
 export * from './target';
 export * from './tokens';
+export * from './signing';

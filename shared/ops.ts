@@ -20,6 +20,14 @@ export const patchSetSchema: z.ZodType<PatchSet> = z
     }),
     base: z.record(moduleId, z.string().regex(/^[0-9a-f]{64}$/)).optional(),
     verify: source.optional(),
+    signature: z
+      .object({
+        alg: z.literal('ed25519'),
+        keyId: z.string().regex(/^[0-9a-f]{16}$/),
+        value: z.string().regex(/^[A-Za-z0-9+/]{86}==$/),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -36,10 +44,10 @@ export const OPS = {
   history: { role: 'read', args: z.object({ limit: z.number().int().min(1).max(10000).optional() }).strict(), doc: 'Generations: who, when, message, modules changed; quarantined patches.' },
   subscribe: { role: 'read', args: empty, doc: 'Receive events (commits, rollbacks, drains) on this connection.' },
   check: { role: 'patch', args: z.object({ patch: patchSetSchema }).strict(), doc: 'Type-check a patch set against the live program. Nothing is staged.' },
-  stage: { role: 'patch', args: z.object({ patch: patchSetSchema, ttlMs: z.number().int().min(1000).max(600000).optional() }).strict(), doc: 'Check, transpile, load and verify a patch set; hold it for commit (phase one).' },
+  stage: { role: 'patch', args: z.object({ patch: patchSetSchema, ttlMs: z.number().int().min(1000).max(600000).optional() }).strict(), doc: 'Check, transpile, load and verify a patch set; hold it for commit (phase one). With trusted keys: signed sets only.' },
   commit: { role: 'patch', args: z.object({ stageId }).strict(), doc: 'Commit a staged patch set atomically (phase two).' },
   abort: { role: 'patch', args: z.object({ stageId }).strict(), doc: 'Discard a staged patch set.' },
-  apply: { role: 'patch', args: z.object({ patch: patchSetSchema, dryRun: z.boolean().optional() }).strict(), doc: 'Check, stage and commit in one op (dryRun: stop before commit).' },
+  apply: { role: 'patch', args: z.object({ patch: patchSetSchema, dryRun: z.boolean().optional() }).strict(), doc: 'Check, stage and commit in one op (dryRun: stop before commit). With trusted keys: signed sets only.' },
   rollback: { role: 'patch', args: z.object({ to: generation.optional() }).strict(), doc: 'Atomically restore the module versions of an earlier generation (default: the previous one).' },
   'audit-verify': { role: 'admin', args: empty, doc: 'Verify the audit log\'s hash chain.' },
   eval: { role: 'read', args: z.object({ code: z.string().min(1).max(1024 * 1024), session: z.string().max(100).optional(), timeoutMs: z.number().int().min(1).max(60000).optional() }).strict(), doc: 'Evaluate TypeScript in the live process (read/patch: side-effect-free only).' },
@@ -130,7 +138,8 @@ export interface StatusResult {
   liveGenerations: LiveGeneration[];
   modules: number;
   patchedModules: string[];
-  patching: { enabled: boolean; reason?: string };
+  /** `signaturesRequired`: the agent has trusted keys (LIVEPATCH_TRUSTED_KEYS); apply/stage take only signed sets. */
+  patching: { enabled: boolean; reason?: string; signaturesRequired?: boolean };
   drift: DriftEntry[];
   /** Files under the root the app loaded that could not be made live (a patch naming one is refused: LP_ERR_PATCH_NOT_LIVE). */
   notLive?: { module: string; reason: string }[];

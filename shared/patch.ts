@@ -19,6 +19,19 @@ export interface PatchSet {
    * timeout vetoes the commit.
    */
   verify?: string;
+  /**
+   * Detached signature over the canonical encoding of every other field (shared/signing.ts), made by
+   * `livepatch sign`. An agent started with LIVEPATCH_TRUSTED_KEYS accepts only sets signed by a key
+   * it trusts.
+   */
+  signature?: PatchSignature;
+}
+
+/** Ed25519 signature of a patch set: the signer's key id and the signature (base64, 64 bytes). */
+export interface PatchSignature {
+  alg: 'ed25519';
+  keyId: string;
+  value: string;
 }
 
 export type DiagnosticCategory = 'error' | 'warning' | 'suggestion' | 'message';
@@ -57,6 +70,8 @@ export interface GenerationSummary {
   who?: string;
   message?: string;
   patchId?: string;
+  /** Signed patch sets: the key that signed it (its name in the agent's trusted-keys file, and id). */
+  signer?: { keyId: string; name?: string };
   /** Modules whose version changed in this generation. */
   changed: string[];
   /** For rollbacks: the generation whose versions were restored. */

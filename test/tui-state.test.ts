@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { GenerationSummary, ModuleVersionInfo, SourceResult, StatusResult } from '../shared';
-import { initialState, reduce, type Action, type TuiState } from '../client/tui/state';
+import { DRAFT_FILE, initialState, reduce, signaturesRequired, type Action, type TuiState } from '../client/tui/state';
 import { mainLines } from '../client/tui/content';
 import { draftPatch, rollbackTargets, visibleModules } from '../client/tui/selectors';
 import { statusText } from '../client/tui/views/panes';
@@ -133,6 +133,24 @@ test('a successful apply clears the draft and reports the new generation', () =>
   assert.deepEqual(s.draft, {});
   assert.equal(s.popup?.kind, 'message');
   assert.match((s.popup as { lines: string[] }).lines.join('\n'), /Generation 3 is live/);
+});
+
+test('signed-only agents: status says so; the file name is edited like text; writing keeps the draft and says how to sign', () => {
+  const signedStatus = { ...status(2), patching: { enabled: true, signaturesRequired: true } };
+  let s = run(connected(), { type: 'status', status: signedStatus }, { type: 'draftSet', module: 'src/a.ts', text: 'b', live: src('src/a.ts', 'a') });
+  assert.equal(signaturesRequired(s), true);
+  assert.equal(signaturesRequired(connected()), false);
+  assert.match(statusText(s), /signed sets only/);
+  assert.doesNotMatch(statusText(connected()), /signed sets only/);
+  s = run(s, { type: 'popup', popup: { kind: 'signed-only', path: DRAFT_FILE } }, { type: 'popupKey', key: 'backspace' }, { type: 'popupKey', key: 'X' });
+  assert.deepEqual(s.popup, { kind: 'signed-only', path: 'livepatch-draft.jsoX' });
+  const ok = run(s, { type: 'exported', path: 'd.json', modules: ['src/a.ts'] });
+  assert.equal(ok.popup?.kind, 'message');
+  assert.match((ok.popup as { lines: string[] }).lines.join('\n'), /livepatch sign d\.json --key .* --out signed\.json/);
+  assert.deepEqual(Object.keys(ok.draft), ['src/a.ts'], 'the draft stays');
+  assert.match(ok.log.at(-1)!.text, /draft written to d\.json for signing/);
+  const failed = run(s, { type: 'exported', path: 'd.json', modules: ['src/a.ts'], error: 'cannot write d.json: EACCES' });
+  assert.deepEqual(failed.popup, { kind: 'message', title: 'Draft not written', lines: ['cannot write d.json: EACCES'], error: true });
 });
 
 test('rollback targets exclude the current generation, newest first', () => {

@@ -14,6 +14,7 @@ import { registerInspect } from './commands/inspect';
 import { registerQuarantine } from './commands/quarantine';
 import { registerRestart } from './commands/restart';
 import { registerRollback } from './commands/rollback';
+import { registerSign } from './commands/sign';
 import { registerToken } from './commands/token';
 import { printJson } from './output';
 
@@ -53,6 +54,7 @@ export function buildProgram(finish: (code: number) => void): Command {
   registerDelegated(program, finish);
   registerAudit(program, finish);
   registerToken(program, finish);
+  registerSign(program, finish);
   // Subcommands copied the settings above when created; the exit-code text belongs on each help page too.
   for (const cmd of program.commands) cmd.addHelpText('after', EXIT_CODES_HELP);
   return program;

@@ -13,6 +13,8 @@ export type Focus = 'modules' | 'main' | 'events' | 'repl';
 export type Popup =
   | { kind: 'help'; scroll: number }
   | { kind: 'apply'; message: string }
+  /** The agent takes signed patch sets only: explain, and offer to write the draft to `path` for signing. */
+  | { kind: 'signed-only'; path: string }
   | { kind: 'rollback'; choice: number }
   | { kind: 'confirm-rollback'; to: number }
   | { kind: 'confirm-quit' }
@@ -43,6 +45,8 @@ export type Action =
   | { type: 'checked'; result: CheckResult }
   | { type: 'rejected'; title: string; message: string; diagnostics: Diagnostic[] }
   | { type: 'applied'; result: CommitResult; kind: 'patch' | 'rollback' }
+  /** The draft was written as a patch set file for signing (or writing it failed: `error`). */
+  | { type: 'exported'; path: string; modules: string[]; error?: string }
   | { type: 'popup'; popup: Popup | undefined }
   | { type: 'popupMove'; delta: number }
   | { type: 'popupKey'; key: string }

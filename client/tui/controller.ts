@@ -7,6 +7,7 @@ import type { Action } from './actions';
 import type { Effects, StoreLike } from './effects';
 import { bindingFor, offered, type KeyBinding, type KeyId } from './keys';
 import { draftModules, rollbackTargets } from './selectors';
+import { DRAFT_FILE, signaturesRequired } from './state';
 
 export interface ControllerDeps {
   store: StoreLike;
@@ -54,8 +55,11 @@ export class Controller {
         void this.#d.edit(m);
       },
       check: () => void this.#d.effects.check(),
-      apply: () =>
-        draftModules(s()).length ? this.#dispatch({ type: 'popup', popup: { kind: 'apply', message: '' } }) : this.#notice('the draft is empty: press e to edit a module first'),
+      apply: () => {
+        if (!draftModules(s()).length) return this.#notice('the draft is empty: press e to edit a module first');
+        // An agent with trusted keys refuses unsigned sets: offer the file to sign instead of a doomed apply.
+        this.#dispatch({ type: 'popup', popup: signaturesRequired(s()) ? { kind: 'signed-only', path: DRAFT_FILE } : { kind: 'apply', message: '' } });
+      },
       rollback: () => this.#dispatch({ type: 'popup', popup: { kind: 'rollback', choice: 0 } }),
       discard: () => (draftModules(s()).length ? this.#dispatch({ type: 'popup', popup: { kind: 'confirm-discard' } }) : this.#notice('the draft is empty')),
     };
@@ -110,6 +114,11 @@ export class Controller {
     // The apply popup has a text field: only enter and escape are commands there.
     if (p.kind === 'apply') {
       if (key === 'enter') return void this.#d.effects.apply(p.message);
+      if (key === 'escape') return close();
+      return this.#dispatch({ type: 'popupKey', key });
+    }
+    if (p.kind === 'signed-only') {
+      if (key === 'enter') return void this.#d.effects.exportDraft(p.path);
       if (key === 'escape') return close();
       return this.#dispatch({ type: 'popupKey', key });
     }

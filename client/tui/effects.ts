@@ -3,6 +3,7 @@
  * check, apply, roll back, evaluate in the REPL. Each turns replies (and failures) into actions; no
  * failure escapes, so a bad reply can never take the screen down.
  */
+import { writeFile } from 'node:fs/promises';
 import { LivepatchError, type Diagnostic, type ProgressMessage } from '../../shared';
 import { RemoteRepl } from '../repl/session';
 import type { Action } from './actions';
@@ -116,6 +117,25 @@ export class Effects {
       this.#fail('Patch rejected', e);
     }
     await this.refresh();
+  }
+
+  /**
+   * Write the draft as an unsigned .json patch set (sources and the live hashes they were edited
+   * from) for `livepatch sign`. An existing file is never overwritten.
+   */
+  async exportDraft(path: string): Promise<void> {
+    const s = this.#store.state;
+    const file = path.trim();
+    const modules = draftModules(s);
+    if (!file) return this.#store.dispatch({ type: 'exported', path: file, modules, error: 'no file name given' });
+    try {
+      await writeFile(file, JSON.stringify(draftPatch(s), null, 2) + '\n', { flag: 'wx', mode: 0o644 });
+      this.#store.dispatch({ type: 'exported', path: file, modules });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      const why = code === 'EEXIST' ? 'it already exists (it is not overwritten): choose another name' : (code ?? String(e));
+      this.#store.dispatch({ type: 'exported', path: file, modules, error: `cannot write ${file}: ${why}` });
+    }
   }
 
   async rollback(to: number): Promise<void> {

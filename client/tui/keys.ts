@@ -41,7 +41,7 @@ export const KEYMAP = [
   { id: 'problems', keys: ['p'], help: 'List the last check\'s diagnostics (enter jumps to the line)', scope: 'global' },
   { id: 'edit', keys: ['e'], help: 'Edit the selected module in $EDITOR; the edit joins the draft', scope: 'global', needs: 'patch' },
   { id: 'check', keys: ['c'], help: 'Type-check the draft against the live program', scope: 'global', needs: 'patch' },
-  { id: 'apply', keys: ['a'], help: 'Apply the draft (confirm, with a message)', scope: 'global', needs: 'patch' },
+  { id: 'apply', keys: ['a'], help: 'Apply the draft (confirm, with a message); if the agent takes signed sets only, write it as a file to sign', scope: 'global', needs: 'patch' },
   { id: 'rollback', keys: ['r'], help: 'Roll back to a chosen generation (confirm)', scope: 'global', needs: 'patch' },
   { id: 'discard', keys: ['x'], help: 'Discard the draft (confirm)', scope: 'global', needs: 'patch' },
   { id: 'confirm', keys: ['enter', 'y'], help: 'Popup: confirm / choose', scope: 'popup' },

@@ -65,6 +65,14 @@ export interface TuiState {
 }
 
 const LOG_MAX = 500;
+
+/** Where the apply key offers to write the draft when the agent takes signed patch sets only. */
+export const DRAFT_FILE = 'livepatch-draft.json';
+
+/** Whether the agent accepts only signed patch sets (its status says so). */
+export function signaturesRequired(s: Pick<TuiState, 'status'>): boolean {
+  return s.status?.patching.signaturesRequired === true;
+}
 const REPL_MAX = 1000;
 
 export function initialState(host: string): TuiState {
@@ -212,7 +220,20 @@ export function reduce(s: TuiState, a: Action): TuiState {
     case 'popupMove':
       return popupMove(s, a.delta);
     case 'popupKey':
-      return s.popup?.kind === 'apply' ? { ...s, popup: { ...s.popup, message: editLine(s.popup.message, a.key) } } : s;
+      if (s.popup?.kind === 'apply') return { ...s, popup: { ...s.popup, message: editLine(s.popup.message, a.key) } };
+      if (s.popup?.kind === 'signed-only') return { ...s, popup: { ...s.popup, path: editLine(s.popup.path, a.key, 1024) } };
+      return s;
+    case 'exported': {
+      if (a.error !== undefined) return { ...s, popup: { kind: 'message', title: 'Draft not written', lines: [a.error], error: true } };
+      const lines = [
+        `Wrote ${a.modules.join(', ')} to ${a.path} (with the live hashes they were edited from).`,
+        'Sign it where the signing key lives (your CI), then apply the signed set:',
+        `  livepatch sign ${a.path} --key livepatch-signing.key -m MESSAGE --out signed.json`,
+        `  livepatch apply ${s.host} signed.json`,
+        'The draft stays here until you discard it (x).',
+      ];
+      return pushLog({ ...s, popup: { kind: 'message', title: 'Draft written for signing', lines, error: false } }, { text: `draft written to ${a.path} for signing`, kind: 'info' });
+    }
     case 'jump': {
       const d = a.diagnostic;
       if (!d.file) return { ...s, popup: undefined };

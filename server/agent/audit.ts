@@ -29,6 +29,8 @@ export interface AuditEntry {
   hashes?: Record<string, string>;
   stageId?: string;
   generation?: number;
+  /** Signed patch sets (agents with trusted keys): the key id the set names, and the key's name when it is trusted. */
+  signer?: { keyId: string; name?: string };
   /** REPL session an eval ran in (`default@<connection>` for the connection's default session). */
   session?: string;
   detail?: string;

@@ -5,10 +5,11 @@
  * refuses to listen on a non-loopback TCP address in clear text unless TLS is configured or the
  * operator explicitly opts in (`insecure`). Every limit is an option so tests can make them small.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Engine } from '../engine/types';
 import type { Pipeline } from '../pipeline/types';
+import { MAX_TRUSTED_KEYS_BYTES, parseTrustedKeys, type TrustedKey } from '../../shared/signing';
 import { formatTarget, isLoopbackHost, parseTarget, type Target } from '../../shared/target';
 
 export interface LockoutOptions {
@@ -32,6 +33,12 @@ export interface AgentOptions {
   /** PEM certificate and key paths: serve wss. */
   tlsCertFile?: string;
   tlsKeyFile?: string;
+  /**
+   * Trusted-keys file (shared/signing.ts). When set, apply and stage accept only patch sets signed by
+   * one of its keys. It is read at start (an unreadable or malformed file stops the agent from
+   * starting: no silent fallback to unsigned patches) and again before every apply and stage.
+   */
+  trustedKeysFile?: string;
   /** Journal directory, handed to the pipeline. */
   journalDir?: string;
   /** Re-apply the journal at start (default true; LIVEPATCH_REPLAY=off turns it off). */
@@ -88,6 +95,7 @@ export interface ResolvedOptions {
   tokensFile: string;
   root: string;
   tls?: { cert: Buffer; key: Buffer };
+  trustedKeysFile?: string;
   journalDir?: string;
   replay: boolean;
   crashWindowMs?: number;
@@ -129,6 +137,24 @@ export const DEFAULTS = {
   lockout: { maxFailures: 5, windowMs: 60_000, lockMs: 5 * 60_000 },
 } as const;
 
+/** Read and parse a trusted-keys file. Throws an Error saying what is wrong with it. */
+export function readTrustedKeys(path: string): Map<string, TrustedKey> {
+  let text: string;
+  try {
+    if (statSync(path).size > MAX_TRUSTED_KEYS_BYTES) throw new Error(`larger than ${MAX_TRUSTED_KEYS_BYTES} bytes`);
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read trusted keys ${path} (LIVEPATCH_TRUSTED_KEYS): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  try {
+    const keys = parseTrustedKeys(text);
+    if (keys.size === 0) throw new Error('it holds no key');
+    return keys;
+  } catch (e) {
+    throw new Error(`trusted keys ${path} (LIVEPATCH_TRUSTED_KEYS): ${(e as Error).message}`);
+  }
+}
+
 function positiveInt(name: string, v: number | undefined, dflt: number, allowZero = false): number {
   if (v === undefined) return dflt;
   if (!Number.isInteger(v) || v < (allowZero ? 0 : 1)) throw new Error(`invalid ${name}: ${v} (expected a ${allowZero ? 'non-negative' : 'positive'} integer)`);
@@ -158,6 +184,8 @@ export function resolveOptions(o: AgentOptions): ResolvedOptions {
     );
   }
   const root = resolve(o.root ?? process.cwd());
+  const trustedKeysFile = o.trustedKeysFile ? resolve(root, o.trustedKeysFile) : undefined;
+  if (trustedKeysFile) readTrustedKeys(trustedKeysFile);
   const journalDir = o.journalDir ? resolve(root, o.journalDir) : undefined;
   const auditFile = resolve(root, o.auditFile ?? join(journalDir ?? join(root, '.livepatch'), 'audit.jsonl'));
   const lk = { ...DEFAULTS.lockout, ...o.lockout };
@@ -166,6 +194,7 @@ export function resolveOptions(o: AgentOptions): ResolvedOptions {
     tokensFile: resolve(root, o.tokensFile),
     root,
     ...(tls ? { tls } : {}),
+    ...(trustedKeysFile ? { trustedKeysFile } : {}),
     ...(journalDir ? { journalDir } : {}),
     replay: o.replay !== false,
     ...(o.crashWindowMs !== undefined ? { crashWindowMs: positiveInt('crashWindowMs', o.crashWindowMs, 0, true) } : {}),
@@ -206,7 +235,7 @@ function envInt(env: NodeJS.ProcessEnv, name: string): number | undefined {
  * (LIVEPATCH_MAX_PAYLOAD, _MAX_PREAUTH_PAYLOAD, _MAX_FRAGMENTS, _MAX_CONNECTIONS, _MAX_UNAUTHENTICATED,
  * _MAX_PENDING_UPGRADES, _UPGRADE_MS, _MAX_INFLIGHT, _MAX_BUFFERED, _HANDSHAKE_MS, _HEARTBEAT_MS, _IDLE_MS,
  * _AUTH_FAIL_DELAY_MS, _AUDIT_AGGREGATE_MS, _LOCKOUT=`failures/windowMs/lockMs`, _ALLOWED_ORIGINS comma-separated); the journal's
- * LIVEPATCH_REPLAY=off and LIVEPATCH_CRASH_WINDOW_MS.
+ * LIVEPATCH_REPLAY=off and LIVEPATCH_CRASH_WINDOW_MS; LIVEPATCH_TRUSTED_KEYS (signed patch sets only).
  */
 export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptions {
   const o: AgentOptions = {};
@@ -219,6 +248,7 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptio
   set('root', str('LIVEPATCH_ROOT'));
   set('tlsCertFile', str('LIVEPATCH_TLS_CERT'));
   set('tlsKeyFile', str('LIVEPATCH_TLS_KEY'));
+  set('trustedKeysFile', str('LIVEPATCH_TRUSTED_KEYS'));
   set('journalDir', str('LIVEPATCH_JOURNAL'));
   set('auditFile', str('LIVEPATCH_AUDIT'));
   const replay = str('LIVEPATCH_REPLAY');

@@ -152,5 +152,6 @@ function metaOf(meta: CommitMeta): Partial<Summary> {
   if (meta.who !== undefined) out.who = meta.who;
   if (meta.message !== undefined) out.message = meta.message;
   if (meta.patchId !== undefined) out.patchId = meta.patchId;
+  if (meta.signer !== undefined) out.signer = { ...meta.signer };
   return out;
 }

@@ -290,7 +290,7 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     this.staged.delete(staged.stageId);
     const prev = this.current;
     const gen = s.gen;
-    Object.assign(gen.summary, { time: new Date().toISOString(), who: meta.who, message: meta.message, patchId: meta.patchId, changed: [...s.entries.keys()].sort() });
+    Object.assign(gen.summary, { time: new Date().toISOString(), who: meta.who, message: meta.message, patchId: meta.patchId, ...(meta.signer ? { signer: { ...meta.signer } } : {}), changed: [...s.entries.keys()].sort() });
     for (const [id, mod] of s.newMods) {
       this.modules.set(id, mod);
       if (!mod.esm) registerInRequireCache(mod);

@@ -58,6 +58,8 @@ export interface CommitMeta {
   who?: string;
   message?: string;
   patchId?: string;
+  /** The key that signed the patch set (signed sets only). */
+  signer?: { keyId: string; name?: string };
 }
 
 /**

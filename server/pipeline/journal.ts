@@ -57,6 +57,8 @@ export interface PatchRecord extends RecordBase {
   patchId?: string;
   message?: string;
   files: JournalFile[];
+  /** Signed sets: the key that signed it, as verified when it was committed (replay does not verify again). */
+  signer?: { keyId: string; name?: string };
   /** Set when this commit re-applies a quarantined patch: that patch's seq (it leaves quarantine). */
   reapplies?: number;
 }

@@ -155,7 +155,8 @@ export class PatchPipeline implements Pipeline {
         base,
       };
       const timings: Record<string, number> = {};
-      const { entry: staged } = await this.stageLocked(patch, ctx, timings, undefined, rec.seq);
+      // Code this agent accepted before (like a rollback): it keeps the signer it was committed with.
+      const { entry: staged } = await this.stageLocked(patch, { ...ctx, ...(rec.signer ? { signer: rec.signer } : {}) }, timings, undefined, rec.seq);
       const commit = await this.commitLocked(staged.staged.stageId, ctx, timings, rec.seq);
       this.quarantinedBySeq.delete(rec.seq);
       return { patch: entry.info, action: 'reapplied', commit, quarantined: this.quarantined() };
@@ -449,6 +450,7 @@ export class PatchPipeline implements Pipeline {
     timings.stage = Date.now() - t;
     if (patch.verify !== undefined) progress(ctx, { step: 'verify', message: 'verify hooks passed' });
     const entry = this.staged.add(staged, patch, files, ttlMs ?? this.opts.stageTtlMs ?? DEFAULT_TTL_MS);
+    if (ctx.signer) entry.signer = { ...ctx.signer };
     return { entry, diagnostics };
   }
 
@@ -464,7 +466,7 @@ export class PatchPipeline implements Pipeline {
     let t = Date.now();
     let res: CommitResult;
     try {
-      res = this.engine.commit(entry.staged, { who: ctx.who, message: entry.patch.message, patchId: entry.patch.id });
+      res = this.engine.commit(entry.staged, { who: ctx.who, message: entry.patch.message, patchId: entry.patch.id, ...(entry.signer ? { signer: entry.signer } : {}) });
     } catch (err) {
       this.engine.discard(entry.staged);
       throw err;
@@ -483,6 +485,7 @@ export class PatchPipeline implements Pipeline {
           generation: res.generation,
           previousGeneration: res.previousGeneration,
           files: entry.files,
+          ...(entry.signer ? { signer: entry.signer } : {}),
           ...(reapplies !== undefined ? { reapplies } : {}),
         }),
       );

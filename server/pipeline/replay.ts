@@ -97,7 +97,7 @@ async function replayPatch(engine: Engine, rec: PatchRecord, out: ReplayOutcome,
     { loadTimeoutMs },
   );
   try {
-    const res = engine.commit(staged, { who: 'journal-replay', message: rec.message, patchId: rec.patchId });
+    const res = engine.commit(staged, { who: 'journal-replay', message: rec.message, patchId: rec.patchId, ...(rec.signer ? { signer: rec.signer } : {}) });
     if (rec.patchId) out.patchIds.push(rec.patchId);
     return res.generation;
   } catch (err) {

@@ -13,6 +13,8 @@ export interface StagedEntry {
   staged: Staged;
   patch: PatchSet;
   files: JournalFile[];
+  /** Who signed the set (verified by the agent before staging), if it was signed. */
+  signer?: { keyId: string; name?: string };
   expiresAt: number;
   timer: NodeJS.Timeout;
 }

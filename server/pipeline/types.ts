@@ -17,6 +17,11 @@ export interface OpContext {
   /** Token name (or 'journal-replay', 'local'). */
   who: string;
   onProgress?: (p: Progress) => void;
+  /**
+   * The key that signed the patch set, when the agent verified one (stage, apply). It goes with the
+   * staged set to the commit, the history and the journal record.
+   */
+  signer?: { keyId: string; name?: string };
 }
 
 export interface PipelineOptions {

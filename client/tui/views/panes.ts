@@ -32,6 +32,7 @@ export function statusText(s: TuiState): string {
   if (s.status?.quarantined?.length) parts.push(`{red-fg}quarantined: ${s.status.quarantined.length}{/red-fg}`);
   if (s.status?.journal?.unreadable.length) parts.push(`{red-fg}journal: ${s.status.journal.unreadable.length} unreadable{/red-fg}`);
   if (s.status?.journal && !s.status.journal.replay) parts.push('{yellow-fg}replay off{/yellow-fg}');
+  if (s.status?.patching.signaturesRequired) parts.push('signed sets only');
   const n = draftModules(s).length;
   if (n) parts.push(`{yellow-fg}draft: ${n} module${n > 1 ? 's' : ''}{/yellow-fg}`);
   return parts.join(' │ ');

@@ -56,6 +56,22 @@ export function popupView(s: TuiState): PopupView | undefined {
           '{bold}enter{/bold} apply   {bold}escape{/bold} cancel',
         ],
       };
+    case 'signed-only':
+      return {
+        title: ' Signed patch sets only ',
+        colour: 'yellow',
+        lines: [
+          'This agent accepts only patch sets signed by a key it trusts',
+          '(LIVEPATCH_TRUSTED_KEYS), so the draft cannot be applied from here:',
+          'drafts must be signed in CI, where the signing key is kept.',
+          '',
+          `Write the draft (${esc(draftModules(s).join(', '))}) as a patch file for signing?`,
+          'File:',
+          `{inverse} ${esc(p.path)}_ {/inverse}`,
+          '',
+          '{bold}enter{/bold} write the file   {bold}escape{/bold} cancel',
+        ],
+      };
     case 'rollback': {
       const targets = rollbackTargets(s);
       const lines = targets.length

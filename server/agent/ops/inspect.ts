@@ -23,6 +23,7 @@ export const status: Handler<'status'> = async ({ ctx }) => {
   const patching: StatusResult['patching'] = pipeline
     ? { ...pipeline.patching }
     : { enabled: false, reason: ctx.patchingReason ?? 'patching is unavailable' };
+  if (ctx.opts.trustedKeysFile) patching.signaturesRequired = true;
   const result: StatusResult = {
     protocol: PROTOCOL_VERSION,
     agentVersion: PACKAGE_VERSION,

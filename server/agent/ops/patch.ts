@@ -8,6 +8,9 @@
  */
 import { LivepatchError } from '../../../shared/errors';
 import type { CommitResult } from '../../../shared/ops';
+import type { PatchSet } from '../../../shared/patch';
+import { verifyPatchSet, type Signer } from '../../../shared/signing';
+import { readTrustedKeys } from '../options';
 import type { OpContext, Pipeline } from '../../pipeline/types';
 import { hashFiles } from '../audit';
 import type { OpCall } from './types';
@@ -20,11 +23,49 @@ function pipelineOf(call: OpCall<OpName>): Pipeline {
   return pipeline;
 }
 
-function opContext(call: OpCall<OpName>): OpContext {
+/**
+ * With trusted keys (LIVEPATCH_TRUSTED_KEYS), only a set signed by one of them may be staged or
+ * applied: an unsigned set is LP_ERR_PATCH_UNSIGNED, a set whose key is not trusted or whose
+ * signature does not match its contents LP_ERR_PATCH_BAD_SIGNATURE. Checked before any compiler work,
+ * so a refused set changes nothing. The keys file is read again each time, so removing a key takes
+ * effect at the next op; if it can no longer be read, every set is refused (never accepted unsigned).
+ * Returns the signer, or undefined when the agent has no trusted keys.
+ */
+function requireSignature(call: OpCall<OpName>, patch: PatchSet): Signer | undefined {
+  const file = call.ctx.opts.trustedKeysFile;
+  if (!file) return undefined;
+  let keys;
+  try {
+    keys = readTrustedKeys(file);
+  } catch (e) {
+    process.stderr.write(`livepatch: ${(e as Error).message}\n`);
+    call.audit.detail = 'the trusted keys file cannot be read';
+    throw new LivepatchError('LP_ERR_PATCH_BAD_SIGNATURE', 'The agent cannot read its trusted keys; no patch set is accepted until it can (see the agent\'s stderr)');
+  }
+  const verdict = verifyPatchSet(patch, keys);
+  if (verdict.ok) {
+    call.audit.signer = verdict.signer;
+    return verdict.signer;
+  }
+  if (verdict.reason === 'unsigned') {
+    call.audit.detail = 'unsigned patch set';
+    throw new LivepatchError('LP_ERR_PATCH_UNSIGNED', 'This agent accepts only signed patch sets (livepatch sign); this one has no signature');
+  }
+  call.audit.signer = { keyId: verdict.keyId };
+  if (verdict.reason === 'unknown-key') {
+    call.audit.detail = 'signed by a key that is not trusted';
+    throw new LivepatchError('LP_ERR_PATCH_BAD_SIGNATURE', `The patch set is signed by key ${verdict.keyId}, which this agent does not trust`, { keyId: verdict.keyId });
+  }
+  call.audit.detail = 'the signature does not match the patch set';
+  throw new LivepatchError('LP_ERR_PATCH_BAD_SIGNATURE', `The signature (key ${verdict.keyId}) does not match the patch set: it was changed after signing, or signed by another key`, { keyId: verdict.keyId });
+}
+
+function opContext(call: OpCall<OpName>, signer?: Signer): OpContext {
   // Repeats of the same progress line carry nothing new; they are not sent.
   let last = '';
   return {
     who: call.session.who,
+    ...(signer ? { signer } : {}),
     onProgress: (p) => {
       const key = `${p.step}\u0000${p.message}\u0000${p.fraction ?? ''}`;
       if (key === last) return;
@@ -70,6 +111,7 @@ export const check: Handler<'check'> = (call) => {
 interface StageRecord {
   tokenId: string;
   message?: string;
+  signer?: Signer;
   expiresAt: number;
 }
 
@@ -104,7 +146,8 @@ export const stage: Handler<'stage'> = async (call) => {
   const { patch, ttlMs } = call.args;
   call.audit.hashes = hashFiles(patch.files);
   if (patch.id) call.audit.patchId = patch.id;
-  const result = await noteWorkers(call, pipelineOf(call).stage(patch, opContext(call), ttlMs));
+  const signer = requireSignature(call, patch);
+  const result = await noteWorkers(call, pipelineOf(call).stage(patch, opContext(call, signer), ttlMs));
   call.audit.stageId = result.stageId;
   const stages = stagesOf(call);
   const now = Date.now();
@@ -121,13 +164,14 @@ export const stage: Handler<'stage'> = async (call) => {
       /* already gone */
     }
   }
-  stages.set(result.stageId, { tokenId: call.session.principal!.tokenId, ...(patch.message ? { message: patch.message } : {}), expiresAt: Number.isFinite(expiresAt) ? expiresAt : now + 600_000 });
+  stages.set(result.stageId, { tokenId: call.session.principal!.tokenId, ...(patch.message ? { message: patch.message } : {}), ...(signer ? { signer } : {}), expiresAt: Number.isFinite(expiresAt) ? expiresAt : now + 600_000 });
   return result;
 };
 
 export const commit: Handler<'commit'> = async (call) => {
   call.audit.stageId = call.args.stageId;
   const rec = checkOwner(call, 'commit');
+  if (rec.signer) call.audit.signer = rec.signer;
   const result = await pipelineOf(call).commit(call.args.stageId, opContext(call));
   recordCommit(call, result, rec.message);
   stagesOf(call).delete(call.args.stageId);
@@ -146,7 +190,8 @@ export const apply: Handler<'apply'> = async (call) => {
   const { patch, dryRun } = call.args;
   call.audit.hashes = hashFiles(patch.files);
   if (patch.id) call.audit.patchId = patch.id;
-  const result = await noteWorkers(call, pipelineOf(call).apply(patch, opContext(call), dryRun));
+  const signer = requireSignature(call, patch);
+  const result = await noteWorkers(call, pipelineOf(call).apply(patch, opContext(call, signer), dryRun));
   recordCommit(call, result, patch.message);
   return result;
 };
