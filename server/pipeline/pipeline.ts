@@ -57,7 +57,7 @@ export class PatchPipeline implements Pipeline {
     this.engine = opts.engine;
     this.root = resolve(opts.root);
     this.tsconfig = resolve(this.root, opts.tsconfig ?? 'tsconfig.json');
-    this.checker = new CheckerClient({ root: this.root, tsconfig: this.tsconfig });
+    this.checker = new CheckerClient({ root: this.root, tsconfig: this.tsconfig }, opts.checker);
     this.staged = new StagedStore(this.engine);
     this.journal = opts.journalDir ? new Journal(opts.journalDir) : undefined;
     this.guard = opts.journalDir ? new CrashGuard(opts.journalDir, opts.crashWindowMs ?? DEFAULT_CRASH_WINDOW_MS) : undefined;
