@@ -42,6 +42,20 @@ export interface CheckProgress {
 export interface ProgramCheckerOptions {
   /** Pass assumeChangesOnlyAffectDirectDependencies to the builder: faster, misses transitive breakage. */
   assumeDirectOnly?: boolean;
+  /**
+   * Without a tsconfig, run with default options and no project files instead of throwing
+   * (`configMissing` is then true and `check` throws LP_ERR_PATCH_NO_SOURCES; `checkScript` works).
+   */
+  allowMissingConfig?: boolean;
+}
+
+/** Options of a project without a tsconfig (script checks only). */
+const DEFAULT_OPTIONS: ts.CompilerOptions = { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.CommonJS, strict: true, esModuleInterop: true, skipLibCheck: true };
+
+/** One script check: the script's SourceFile in the program and its own diagnostics (syntax first). */
+export interface ScriptCheckResult {
+  sourceFile: ts.SourceFile;
+  diagnostics: ts.Diagnostic[];
 }
 
 /** One transpiled module: CommonJS text and its syntax diagnostics. */
@@ -110,7 +124,11 @@ export class ProgramChecker {
   readonly tsconfigPath: string;
   readonly options: ts.CompilerOptions;
   readonly fileNames: readonly string[];
+  /** True when there was no tsconfig and `allowMissingConfig` was set. */
+  readonly configMissing: boolean;
   private readonly checkOptions: ts.CompilerOptions;
+  private readonly scriptOptions: ts.CompilerOptions;
+  private scriptProgram: ts.Program | undefined;
   private readonly host: ts.CompilerHost;
   private readonly cache = new Map<string, { text: string; sf: ts.SourceFile }>();
   private readonly diskText = new Map<string, { mtimeMs: number; text: string | undefined }>();
@@ -123,7 +141,8 @@ export class ProgramChecker {
   constructor(root: string, tsconfigPath?: string, opts: ProgramCheckerOptions = {}) {
     this.root = resolve(root);
     this.tsconfigPath = resolve(this.root, tsconfigPath ?? 'tsconfig.json');
-    const parsed = loadTsconfig(this.root, this.tsconfigPath);
+    this.configMissing = opts.allowMissingConfig === true && !existsSync(this.tsconfigPath);
+    const parsed: Pick<ts.ParsedCommandLine, 'options' | 'fileNames'> = this.configMissing ? { options: { ...DEFAULT_OPTIONS }, fileNames: [] } : loadTsconfig(this.root, this.tsconfigPath);
     this.options = parsed.options;
     this.fileNames = parsed.fileNames.map((f) => resolve(f));
     // Declarations are emitted to a no-op writer only so the builder can compare declaration shapes.
@@ -138,6 +157,10 @@ export class ProgramChecker {
       incremental: false,
       assumeChangesOnlyAffectDirectDependencies: opts.assumeDirectOnly === true,
     };
+    // Script checks (REPL input) sit outside rootDir and emit nothing; the options that shape parsing and
+    // binding stay the project's, so both programs share one set of parsed files.
+    const { rootDir: _r, outDir: _o, declaration: _d, declarationMap: _dm, composite: _c, incremental: _i, tsBuildInfoFile: _t, emitDeclarationOnly: _e, ...rest } = parsed.options;
+    this.scriptOptions = { ...rest, noEmit: true, noUnusedLocals: false, noUnusedParameters: false };
     this.libDir = dirname(ts.getDefaultLibFilePath(this.checkOptions));
     this.host = this.createHost();
   }
@@ -145,7 +168,8 @@ export class ProgramChecker {
   /** Type-check the whole program with `overlay` (absolute path → source) laid over the disk. */
   check(overlay: Map<string, string> | Record<string, string>, onProgress?: (p: CheckProgress) => void): ProgramCheckResult {
     const started = Date.now();
-    this.overlay = new Map(overlay instanceof Map ? [...overlay].map(([k, v]) => [resolve(k), v]) : Object.entries(overlay).map(([k, v]) => [resolve(k), v]));
+    if (this.configMissing) throw new LivepatchError('LP_ERR_PATCH_NO_SOURCES', `No tsconfig at ${this.tsconfigPath}; patching is disabled`);
+    this.overlay = toOverlay(overlay);
     const rootNames = [...new Set([...this.fileNames, ...[...this.overlay.keys()].filter((f) => /\.(ts|tsx|mts|cts)$/.test(f))])];
     onProgress?.({ phase: 'program', done: 0, total: rootNames.length });
     let loaded = 0;
@@ -193,6 +217,22 @@ export class ProgramChecker {
       checked,
       durationMs: Date.now() - started,
     };
+  }
+
+  /**
+   * Check one script (e.g. REPL input in a virtual file) against the project: a program of `roots`
+   * (which include `file`) with `overlay` laid over the disk, and only `file`'s own diagnostics. The
+   * project's files are pulled in by import and share the parsed-file cache with `check`; the previous
+   * script program is reused when the roots are the same, so a session's next input is cheap.
+   */
+  checkScript(overlay: Map<string, string> | Record<string, string>, roots: string[], file: string): ScriptCheckResult | undefined {
+    this.overlay = toOverlay(overlay);
+    const rootNames = roots.map((f) => resolve(f));
+    const program = ts.createProgram({ rootNames, options: this.scriptOptions, host: this.host, oldProgram: this.scriptProgram });
+    this.scriptProgram = program;
+    const sf = program.getSourceFile(resolve(file));
+    if (!sf) return undefined;
+    return { sourceFile: sf, diagnostics: [...program.getSyntacticDiagnostics(sf), ...program.getSemanticDiagnostics(sf)] };
   }
 
   /** Transpile one module (absolute path or id relative to root) to CommonJS with the project's options. */
@@ -258,6 +298,10 @@ export class ProgramChecker {
     };
     return host;
   }
+}
+
+function toOverlay(overlay: Map<string, string> | Record<string, string>): Map<string, string> {
+  return new Map(overlay instanceof Map ? [...overlay].map(([k, v]) => [resolve(k), v]) : Object.entries(overlay).map(([k, v]) => [resolve(k), v]));
 }
 
 function sortDiagnostics(ds: Diagnostic[]): Diagnostic[] {

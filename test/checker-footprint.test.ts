@@ -2,13 +2,16 @@
  * The type checker's footprint on its host, measured as RSS from /proc (Linux): the checker is a
  * separate process that exists only while checks happen, the host's RSS goes back to within 15 MB of
  * its at-rest figure once the configurable idle time has passed, and the checker's heap cap holds
- * (a check that outgrows it fails with a clear message and the host keeps serving).
+ * (a check that outgrows it fails with a clear message and the host keeps serving). The pipeline and
+ * the REPL share that one checker process.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createProject } from './helpers/project';
+import { AgentClient } from '../client/connection';
+import { RemoteRepl } from '../client/repl/session';
+import { createProject, createTokens, startApp, type AppProcess } from './helpers/project';
 import { startPipelineApp, type PipelineApp } from './helpers/pipeline-app';
 
 const linux = existsSync('/proc/self/status');
@@ -99,6 +102,39 @@ test('the checker heap cap holds: a check past it fails with a clear message and
     assert.equal(app.child.exitCode, null, 'the host is alive');
     assert.deepEqual(await app.get('/quote?c=EUR&a=10'), { total: 11 });
   } finally {
+    await app?.stop();
+    project.cleanup();
+  }
+});
+
+test('the pipeline and the REPL share one type-check process, which sees patched sources', { skip: !linux && 'needs /proc' }, async () => {
+  const project = createProject();
+  const tokens = createTokens(project.root);
+  const ratesTs = readFileSync(join(project.root, 'src', 'rates.ts'), 'utf8');
+  let app: AppProcess | undefined;
+  let client: AgentClient | undefined;
+  try {
+    app = await startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file } });
+    const pid = app.child.pid!;
+    client = await AgentClient.connect(app.agent!, { token: tokens.admin, timeoutMs: 60_000 });
+    const repl = new RemoteRepl(client);
+    await repl.open();
+    assert.equal((await repl.eval("mod('src/rates.ts').rate('EUR')")).output, '1.1');
+    assert.equal(children(pid).length, 1, 'the REPL started the checker');
+    const checker = children(pid)[0];
+
+    // A patch adds a parameter: the pipeline checks it in the same process.
+    const patched = ratesTs.replace('export function rate(currency: string): number {\n  return currency === \'EUR\' ? 1.1 : 1;', 'export function rate(currency: string, boost = 0): number {\n  return (currency === \'EUR\' ? 1.1 : 1) + boost;');
+    assert.notEqual(patched, ratesTs);
+    await client.request('apply', { patch: { files: { 'src/rates.ts': patched } } });
+    assert.deepEqual(children(pid), [checker], 'the pipeline used the same checker process');
+
+    // The REPL's next check sees the patched signature (the overlay), and a wrong call is still refused.
+    assert.equal((await repl.eval("mod('src/rates.ts').rate('EUR', 1)")).output, '2.1');
+    await assert.rejects(repl.eval("mod('src/rates.ts').rate('EUR', 'x')"), (e: Error & { code?: string }) => e.code === 'LP_ERR_EVAL_TYPE');
+    assert.deepEqual(children(pid), [checker], 'still one checker process');
+  } finally {
+    client?.close();
     await app?.stop();
     project.cleanup();
   }

@@ -68,16 +68,16 @@ export function createPipelineFor(engine: Engine, opts: ResolvedOptions): { pipe
 }
 
 /** A lazy REPL factory bound to `engine`; `dispose` stops the service if it was created. */
-export function lazyRepl(engine: Engine, root: string): { get(): ReplService; created(): boolean; dispose(): Promise<void> } {
+export function lazyRepl(engine: Engine, root: string, checker?: { maxMb: number; idleMs: number }): { get(): ReplService; created(): boolean; dispose(): Promise<void> } {
   let service: ReplService | undefined;
   return {
     get() {
       if (service) return service;
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const mod = require('../repl') as { createReplService?: (o: { engine: Engine; root: string }) => ReplService };
+      const mod = require('../repl') as { createReplService?: (o: { engine: Engine; root: string; checker?: { maxMb: number; idleMs: number } }) => ReplService };
       if (typeof mod.createReplService !== 'function') throw new Error('the REPL service is not available in this build');
       // The agent audits eval itself (dispatch, with the remote address), so the service gets no audit hook.
-      service = mod.createReplService({ engine, root });
+      service = mod.createReplService({ engine, root, ...(checker ? { checker } : {}) });
       return service;
     },
     created: () => service !== undefined,

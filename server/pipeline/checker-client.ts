@@ -13,7 +13,9 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { LivepatchError } from '../../shared/errors';
 import type { CheckProgress } from '../../shared/typecheck';
-import type { CheckerRequest, CheckerResponse, CheckerResult, CheckerWorkerData } from './checker-protocol';
+import type { Diagnostic } from '../../shared/patch';
+import type { CheckRequest as ReplCheckRequest } from '../repl/check-protocol';
+import type { CheckerRequest, CheckerResponse, CheckerResult, CheckerWorkerData, ServiceRequest } from './checker-protocol';
 
 /** Limits of the type-check service; every field has a default. */
 export interface CheckerLimits {
@@ -28,7 +30,7 @@ export interface CheckerLimits {
 export const CHECKER_DEFAULTS = { maxMb: 1024, idleMs: 30_000, timeoutMs: 300_000 } as const;
 
 interface Pending {
-  resolve: (r: CheckerResult) => void;
+  resolve: (r: Exclude<CheckerResponse, { type: 'progress' | 'error' }>) => void;
   reject: (e: Error) => void;
   onProgress?: (p: CheckProgress) => void;
 }
@@ -73,7 +75,20 @@ export class CheckerClient {
   }
 
   /** Check the overlay and transpile `req.transpile`; rejects with a LivepatchError. */
-  run(req: Omit<CheckerRequest, 'id'>, onProgress?: (p: CheckProgress) => void): Promise<CheckerResult> {
+  async run(req: Omit<CheckerRequest, 'id' | 'kind'>, onProgress?: (p: CheckProgress) => void): Promise<CheckerResult> {
+    const r = await this.send({ ...req, kind: 'program' }, onProgress);
+    if (r.type !== 'result') throw new LivepatchError('LP_ERR_INTERNAL', 'The type checker answered the wrong request');
+    return r;
+  }
+
+  /** Diagnostics of a REPL input (server/repl/check-worker.ts); rejects with a LivepatchError. */
+  async checkRepl(req: Omit<ReplCheckRequest, 'type' | 'id'>): Promise<Diagnostic[]> {
+    const r = await this.send({ ...req, kind: 'repl' });
+    if (r.type !== 'repl') throw new LivepatchError('LP_ERR_INTERNAL', 'The type checker answered the wrong request');
+    return r.diagnostics;
+  }
+
+  private send(req: Omit<CheckerRequest, 'id'> | Omit<Extract<ServiceRequest, { kind: 'repl' }>, 'id'>, onProgress?: (p: CheckProgress) => void): Promise<Exclude<CheckerResponse, { type: 'progress' | 'error' }>> {
     if (this.closed) return Promise.reject(new LivepatchError('LP_ERR_INTERNAL', 'The checker is closed'));
     const id = this.nextId++;
     let child: ChildProcess;
@@ -89,7 +104,7 @@ export class CheckerClient {
       child.kill('SIGKILL');
     }, timeoutMs);
     timer.unref();
-    return new Promise<CheckerResult>((resolve, reject) => {
+    return new Promise((resolve, reject) => {
       const settle = () => {
         clearTimeout(timer);
         this.armIdle();
@@ -102,7 +117,7 @@ export class CheckerClient {
       // While a request is out, the channel keeps the host alive long enough to hear the answer.
       this.refChannel(child, true);
       // The service handles messages in order, so queuing is simply sending.
-      child.send({ ...req, id } satisfies CheckerRequest, (err) => {
+      child.send({ ...req, id } as ServiceRequest, (err) => {
         if (err) this.failAll(`The type checker could not be reached: ${err.message}`);
       });
     });
@@ -190,8 +205,8 @@ export class CheckerClient {
       return;
     }
     this.pending.delete(msg.id);
-    if (msg.type === 'result') p.resolve(msg);
-    else p.reject(new LivepatchError(msg.code, msg.message));
+    if (msg.type === 'error') p.reject(new LivepatchError(msg.code, msg.message));
+    else p.resolve(msg);
   }
 
   private failAll(message: string): void {
@@ -200,4 +215,41 @@ export class CheckerClient {
       p.reject(new LivepatchError('LP_ERR_INTERNAL', message));
     }
   }
+}
+
+/** The one service per project in this process, shared by the pipeline and the REPL. */
+const services = new Map<string, { client: CheckerClient; users: number }>();
+
+/** A handle on the shared service: use `client`, call `release` once when done. */
+export interface CheckerLease {
+  readonly client: CheckerClient;
+  release(): Promise<void>;
+}
+
+/**
+ * The type-check service of the project at `data.root` (with `data.tsconfig`), created on first use
+ * with `limits` and shared by every later caller (whose limits are then ignored); it is closed when
+ * the last user releases it.
+ */
+export function acquireChecker(data: CheckerWorkerData, limits?: CheckerLimits): CheckerLease {
+  const key = `${data.root}\0${data.tsconfig ?? ''}\0${data.assumeDirectOnly === true}`;
+  let entry = services.get(key);
+  if (!entry) {
+    entry = { client: new CheckerClient(data, limits), users: 0 };
+    services.set(key, entry);
+  }
+  entry.users += 1;
+  const e = entry;
+  let released = false;
+  return {
+    client: e.client,
+    async release() {
+      if (released) return;
+      released = true;
+      e.users -= 1;
+      if (e.users > 0) return;
+      if (services.get(key) === e) services.delete(key);
+      await e.client.close();
+    },
+  };
 }

@@ -5,6 +5,7 @@
 import type { ErrorCode } from '../../shared/errors';
 import type { Diagnostic } from '../../shared/patch';
 import type { CheckProgress, ProgramCheckResult } from '../../shared/typecheck';
+import type { CheckRequest as ReplCheckRequest } from '../repl/check-protocol';
 
 /** What the service process is started with (JSON in LIVEPATCH_CHECKER_CONFIG). */
 export interface CheckerWorkerData {
@@ -13,10 +14,10 @@ export interface CheckerWorkerData {
   assumeDirectOnly?: boolean;
 }
 
-/** One check (and transpile) request, host → service. */
+/** One whole-program check (and transpile) request, host → service (the pipeline). */
 export interface CheckerRequest {
   id: number;
-  kind?: 'program';
+  kind: 'program';
   /** The full overlay: [absolute path, text] of every live-patched module plus the patch set. */
   overlay: [string, string][];
   /** Module ids to transpile to CommonJS when the check passes. */
@@ -25,9 +26,16 @@ export interface CheckerRequest {
   verify?: string;
 }
 
+/** One REPL input check, host → service (the REPL): the REPL's request with the service's id. */
+export type ReplServiceRequest = Omit<ReplCheckRequest, 'type' | 'id'> & { id: number; kind: 'repl' };
+
+/** Anything the service is asked. */
+export type ServiceRequest = CheckerRequest | ReplServiceRequest;
+
 /** Service → host: progress of a request, then exactly one result or error. */
 export type CheckerResponse =
   | { id: number; type: 'progress'; progress: CheckProgress }
+  | { id: number; type: 'repl'; diagnostics: Diagnostic[] }
   | { id: number; type: 'result'; check: ProgramCheckResult; js: Record<string, string>; verifyJs?: string; transpileDiagnostics: Diagnostic[] }
   | { id: number; type: 'error'; code: ErrorCode; message: string };
 

@@ -1,7 +1,8 @@
 /**
  * Entry of the type-check service: a child process of the host, forked on the first check. It owns
- * one ProgramChecker (shared/typecheck.ts) for its life so every check after the first is
- * incremental, and transpiles the checked modules in the same round trip.
+ * one ProgramChecker (shared/typecheck.ts) for its life, shared by the pipeline's whole-program checks
+ * (incremental after the first; the checked modules are transpiled in the same round trip) and the
+ * REPL's input checks (server/repl/check-worker.ts), so the host never has two programs built.
  *
  * A separate process, not a worker thread, because only a process gives its memory back: when it
  * exits (idle, or after a check that outgrew its heap limit) the kernel reclaims every page, where a
@@ -12,7 +13,8 @@
 import { setPriority } from 'node:os';
 import { LivepatchError } from '../../shared/errors';
 import { ProgramChecker } from '../../shared/typecheck';
-import type { CheckerRequest, CheckerResponse, CheckerWorkerData } from './checker-protocol';
+import { checkReplInput } from '../repl/check-worker';
+import type { CheckerRequest, CheckerResponse, CheckerWorkerData, ServiceRequest } from './checker-protocol';
 
 const data = JSON.parse(process.env['LIVEPATCH_CHECKER_CONFIG'] ?? '{}') as CheckerWorkerData;
 let checker: ProgramChecker | undefined;
@@ -28,10 +30,27 @@ function post(msg: CheckerResponse): void {
   process.send?.(msg);
 }
 
-function handle(req: CheckerRequest): void {
+/** The one checker of this service, shared by the pipeline's and the REPL's requests. */
+function getChecker(): ProgramChecker {
+  checker ??= new ProgramChecker(data.root, data.tsconfig, { assumeDirectOnly: data.assumeDirectOnly, allowMissingConfig: true });
+  return checker;
+}
+
+function handle(msg: ServiceRequest): void {
+  if (msg.kind === 'repl') {
+    try {
+      post({ id: msg.id, type: 'repl', diagnostics: checkReplInput(getChecker(), msg) });
+    } catch (err) {
+      post({ id: msg.id, type: 'error', code: 'LP_ERR_INTERNAL', message: `the REPL type checker failed: ${(err as Error)?.message ?? String(err)}` });
+    }
+    return;
+  }
+  handleProgram(msg);
+}
+
+function handleProgram(req: CheckerRequest): void {
   try {
-    checker ??= new ProgramChecker(data.root, data.tsconfig, { assumeDirectOnly: data.assumeDirectOnly });
-    const c = checker;
+    const c = getChecker();
     // At most a few progress messages a second: a cold check walks hundreds of files.
     let last = 0;
     const check = c.check(new Map(req.overlay), (p) => {
@@ -63,6 +82,6 @@ function handle(req: CheckerRequest): void {
   }
 }
 
-process.on('message', (req: CheckerRequest) => handle(req));
+process.on('message', (msg: ServiceRequest) => handle(msg));
 // The host went away (or stopped us): nothing is left to check for.
 process.on('disconnect', () => process.exit(0));
