@@ -139,3 +139,41 @@ test('the pipeline and the REPL share one type-check process, which sees patched
     project.cleanup();
   }
 });
+
+test('the checker persists its incremental state: after the idle exit and after a restart, only changed files are checked', { skip: !linux && 'needs /proc' }, async () => {
+  const project = createProject('pipeline');
+  const quoteTs = readFileSync(join(project.root, 'src', 'quote.ts'), 'utf8');
+  const stateDir = join(project.root, 'checker-state');
+  const body = (n: number) => ({ patch: { files: { 'src/quote.ts': quoteTs.replace("return 'B1';", `return 'B${n}';`) } } });
+  let app: PipelineApp | undefined;
+  try {
+    app = await startPipelineApp(project.root, { checker: { idleMs: 1000, stateDir } });
+    const first = await app.op('check', body(2));
+    assert.equal(first.ok, true, JSON.stringify(first.error));
+    const all = first.result.checkedFiles as number;
+    assert.ok(all >= 4, `the first check builds the whole program (${all} files)`);
+    const files = require('node:fs').readdirSync(stateDir) as string[];
+    assert.equal(files.filter((f) => /^checker-[0-9a-f]{12}\.tsbuildinfo$/.test(f)).length, 1, `state written: ${files.join(', ')}`);
+
+    const pid = app.child.pid!;
+    const deadline = Date.now() + 15_000;
+    while (children(pid).length > 0 && Date.now() < deadline) await sleep(100);
+    assert.deepEqual(children(pid), [], 'the checker exited for idleness');
+    const afterIdle = await app.op('check', body(3));
+    assert.equal(afterIdle.result.ok, true);
+    assert.ok(afterIdle.result.checkedFiles < all, `after idle: ${afterIdle.result.checkedFiles} of ${all} files checked`);
+
+    await app.stop();
+    app = await startPipelineApp(project.root, { checker: { idleMs: 1000, stateDir } });
+    const afterRestart = await app.op('check', body(4));
+    assert.equal(afterRestart.result.ok, true);
+    assert.ok(afterRestart.result.checkedFiles < all, `after restart: ${afterRestart.result.checkedFiles} of ${all} files checked`);
+    // The reused state still finds a type error the change causes elsewhere.
+    const bad = await app.op('check', { patch: { files: { 'src/rates.ts': "export const RATES_LABEL = 'x';\nexport function rate(currency: number): number { return currency; }\nexport function tag(): string { return 'A'; }\n" } } });
+    assert.equal(bad.result.ok, false);
+    assert.ok(bad.result.diagnostics.some((d: { file?: string }) => d.file === 'src/quote.ts'), JSON.stringify(bad.result.diagnostics));
+  } finally {
+    await app?.stop();
+    project.cleanup();
+  }
+});

@@ -68,13 +68,13 @@ export function createPipelineFor(engine: Engine, opts: ResolvedOptions): { pipe
 }
 
 /** A lazy REPL factory bound to `engine`; `dispose` stops the service if it was created. */
-export function lazyRepl(engine: Engine, root: string, checker?: { maxMb: number; idleMs: number }): { get(): ReplService; created(): boolean; dispose(): Promise<void> } {
+export function lazyRepl(engine: Engine, root: string, checker?: { maxMb: number; idleMs: number; stateDir?: string | false }): { get(): ReplService; created(): boolean; dispose(): Promise<void> } {
   let service: ReplService | undefined;
   return {
     get() {
       if (service) return service;
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const mod = require('../repl') as { createReplService?: (o: { engine: Engine; root: string; checker?: { maxMb: number; idleMs: number } }) => ReplService };
+      const mod = require('../repl') as { createReplService?: (o: { engine: Engine; root: string; checker?: { maxMb: number; idleMs: number; stateDir?: string | false } }) => ReplService };
       if (typeof mod.createReplService !== 'function') throw new Error('the REPL service is not available in this build');
       // The agent audits eval itself (dispatch, with the remote address), so the service gets no audit hook.
       service = mod.createReplService({ engine, root, ...(checker ? { checker } : {}) });
@@ -94,6 +94,6 @@ export function journalOptions(opts: ResolvedOptions): { journalDir?: string; re
 }
 
 /** The type-check service's limits from the agent options. */
-export function checkerOptions(opts: ResolvedOptions): { maxMb: number; idleMs: number } {
-  return { maxMb: opts.checkerMaxMb, idleMs: opts.checkerIdleMs };
+export function checkerOptions(opts: ResolvedOptions): { maxMb: number; idleMs: number; stateDir?: string | false } {
+  return { maxMb: opts.checkerMaxMb, idleMs: opts.checkerIdleMs, ...(opts.checkerCacheDir !== undefined ? { stateDir: opts.checkerCacheDir } : {}) };
 }

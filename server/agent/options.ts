@@ -82,6 +82,8 @@ export interface AgentOptions {
   checkerMaxMb?: number;
   /** The type-check service stops after this long without a check, ms (default 30000; LIVEPATCH_CHECKER_IDLE_MS). */
   checkerIdleMs?: number;
+  /** Directory of the checker's persisted incremental state, or false for none (default: the journal dir, else `<root>/.livepatch`; LIVEPATCH_CHECKER_CACHE, `off` = none). */
+  checkerCacheDir?: string | false;
   /** Use this engine / pipeline instead of the installed one / a new one (embedding, tests). */
   engine?: Engine;
   pipeline?: Pipeline;
@@ -114,6 +116,7 @@ export interface ResolvedOptions {
   lockout: LockoutOptions;
   checkerMaxMb: number;
   checkerIdleMs: number;
+  checkerCacheDir?: string | false;
 }
 
 export const DEFAULTS = {
@@ -200,6 +203,7 @@ export function resolveOptions(o: AgentOptions): ResolvedOptions {
     },
     checkerMaxMb: positiveInt('checkerMaxMb', o.checkerMaxMb, DEFAULTS.checkerMaxMb),
     checkerIdleMs: positiveInt('checkerIdleMs', o.checkerIdleMs, DEFAULTS.checkerIdleMs),
+    ...(o.checkerCacheDir !== undefined ? { checkerCacheDir: o.checkerCacheDir === false ? false : resolve(root, o.checkerCacheDir) } : {}),
   };
 }
 
@@ -216,8 +220,8 @@ function envInt(env: NodeJS.ProcessEnv, name: string): number | undefined {
  * (LIVEPATCH_MAX_PAYLOAD, _MAX_PREAUTH_PAYLOAD, _MAX_FRAGMENTS, _MAX_CONNECTIONS, _MAX_UNAUTHENTICATED,
  * _MAX_PENDING_UPGRADES, _UPGRADE_MS, _MAX_INFLIGHT, _MAX_BUFFERED, _HANDSHAKE_MS, _HEARTBEAT_MS, _IDLE_MS,
  * _AUTH_FAIL_DELAY_MS, _AUDIT_AGGREGATE_MS, _LOCKOUT=`failures/windowMs/lockMs`, _ALLOWED_ORIGINS comma-separated); the journal's
- * LIVEPATCH_REPLAY=off and LIVEPATCH_CRASH_WINDOW_MS; the type checker's LIVEPATCH_CHECKER_MAX_MB and
- * LIVEPATCH_CHECKER_IDLE_MS.
+ * LIVEPATCH_REPLAY=off and LIVEPATCH_CRASH_WINDOW_MS; the type checker's LIVEPATCH_CHECKER_MAX_MB,
+ * LIVEPATCH_CHECKER_IDLE_MS and LIVEPATCH_CHECKER_CACHE (a directory, or `off`).
  */
 export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptions {
   const o: AgentOptions = {};
@@ -258,6 +262,8 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptio
   set('authFailDelayMs', envInt(env, 'LIVEPATCH_AUTH_FAIL_DELAY_MS'));
   set('checkerMaxMb', envInt(env, 'LIVEPATCH_CHECKER_MAX_MB'));
   set('checkerIdleMs', envInt(env, 'LIVEPATCH_CHECKER_IDLE_MS'));
+  const cache = str('LIVEPATCH_CHECKER_CACHE');
+  if (cache !== undefined) o.checkerCacheDir = /^(off|0|false|no|none)$/i.test(cache) ? false : cache;
   const lockout = str('LIVEPATCH_LOCKOUT');
   if (lockout) {
     const [maxFailures, windowMs, lockMs] = lockout.split('/').map((s) => Number(s));

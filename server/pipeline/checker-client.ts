@@ -10,6 +10,7 @@
  * `timeoutMs` kills the service (so a stuck check cannot hold the patch lock forever).
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { LivepatchError } from '../../shared/errors';
 import type { CheckProgress } from '../../shared/typecheck';
@@ -25,6 +26,11 @@ export interface CheckerLimits {
   idleMs?: number;
   /** Kill the service when one request takes longer, ms (default 300000). */
   timeoutMs?: number;
+  /**
+   * Directory for the checker's persisted incremental state (default: the journal directory, else
+   * `<root>/.livepatch`); false = none (every cold check builds the whole program).
+   */
+  stateDir?: string | false;
 }
 
 export const CHECKER_DEFAULTS = { maxMb: 1024, idleMs: 30_000, timeoutMs: 300_000 } as const;
@@ -58,6 +64,7 @@ export class CheckerClient {
     limits: CheckerLimits = {},
   ) {
     this.limits = {
+      stateDir: limits.stateDir ?? false,
       maxMb: limits.maxMb ?? CHECKER_DEFAULTS.maxMb,
       idleMs: limits.idleMs ?? CHECKER_DEFAULTS.idleMs,
       timeoutMs: limits.timeoutMs ?? CHECKER_DEFAULTS.timeoutMs,
@@ -215,6 +222,11 @@ export class CheckerClient {
       p.reject(new LivepatchError('LP_ERR_INTERNAL', message));
     }
   }
+}
+
+/** The state file of `tsconfig`'s checker in `dir` (one per tsconfig, so projects sharing a directory do not collide). */
+export function checkerStateFile(dir: string, tsconfig: string): string {
+  return join(dir, `checker-${createHash('sha256').update(tsconfig).digest('hex').slice(0, 12)}.tsbuildinfo`);
 }
 
 /** The one service per project in this process, shared by the pipeline and the REPL. */

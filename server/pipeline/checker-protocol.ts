@@ -12,6 +12,8 @@ export interface CheckerWorkerData {
   root: string;
   tsconfig?: string;
   assumeDirectOnly?: boolean;
+  /** Where the checker persists its incremental state (shared/typecheck.ts `stateFile`). */
+  stateFile?: string;
 }
 
 /** One whole-program check (and transpile) request, host → service (the pipeline). */

@@ -32,7 +32,7 @@ function post(msg: CheckerResponse): void {
 
 /** The one checker of this service, shared by the pipeline's and the REPL's requests. */
 function getChecker(): ProgramChecker {
-  checker ??= new ProgramChecker(data.root, data.tsconfig, { assumeDirectOnly: data.assumeDirectOnly, allowMissingConfig: true });
+  checker ??= new ProgramChecker(data.root, data.tsconfig, { assumeDirectOnly: data.assumeDirectOnly, allowMissingConfig: true, stateFile: data.stateFile });
   return checker;
 }
 
@@ -76,6 +76,8 @@ function handleProgram(req: CheckerRequest): void {
       transpileDiagnostics.push(...out.diagnostics);
     }
     post({ id: req.id, type: 'result', check, js, verifyJs, transpileDiagnostics });
+    // After the answer: the next cold start (after idle or a host restart) begins from this state.
+    c.saveState();
   } catch (err) {
     const e = err instanceof LivepatchError ? err : new LivepatchError('LP_ERR_INTERNAL', `checker failed: ${(err as Error)?.message ?? String(err)}`);
     post({ id: req.id, type: 'error', code: e.code, message: e.message });

@@ -13,12 +13,12 @@
  * history and leave quarantine by `quarantine` (drop, or re-apply through the whole pipeline).
  */
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { LivepatchError } from '../../shared/errors';
 import type { CheckResult, CommitResult, DriftEntry, JournalStatus, QuarantinedPatch, QuarantineResult, StageResult } from '../../shared/ops';
 import type { PatchSet } from '../../shared/patch';
 import type { Engine } from '../engine/types';
-import { acquireChecker, type CheckerClient, type CheckerLease } from './checker-client';
+import { acquireChecker, checkerStateFile, type CheckerClient, type CheckerLease } from './checker-client';
 import type { CheckerResult } from './checker-protocol';
 import { CrashGuard, DEFAULT_CRASH_WINDOW_MS, type Probation } from './crash-guard';
 import { Journal, type JournalFile, type JournalProblem, type JournalRecord, type PatchRecord } from './journal';
@@ -59,7 +59,9 @@ export class PatchPipeline implements Pipeline {
     this.root = resolve(opts.root);
     this.tsconfig = resolve(this.root, opts.tsconfig ?? 'tsconfig.json');
     // The same service the REPL checks its input with (one program on the machine, not two).
-    this.checkerLease = acquireChecker({ root: this.root, tsconfig: this.tsconfig }, opts.checker);
+    const stateDir = opts.checker?.stateDir ?? opts.journalDir ?? join(this.root, '.livepatch');
+    const stateFile = stateDir === false ? undefined : checkerStateFile(resolve(this.root, stateDir), this.tsconfig);
+    this.checkerLease = acquireChecker({ root: this.root, tsconfig: this.tsconfig, ...(stateFile ? { stateFile } : {}) }, opts.checker);
     this.checker = this.checkerLease.client;
     this.staged = new StagedStore(this.engine);
     this.journal = opts.journalDir ? new Journal(opts.journalDir) : undefined;
