@@ -154,11 +154,10 @@ export class CheckerClient {
     this.child = undefined;
     this.failAll('The checker was closed');
     if (!c || c.exitCode !== null || c.signalCode !== null) return;
-    await new Promise<void>((resolve) => {
-      c.once('exit', () => resolve());
-      c.kill('SIGTERM');
-      setTimeout(() => (c.kill('SIGKILL'), resolve()), 2000).unref();
-    });
+    // Not waited for: the service holds no state worth a graceful end, and waiting on an unref'd child
+    // would let a host that is shutting down exit before its own close() resolved.
+    c.disconnect?.();
+    c.kill('SIGTERM');
   }
 
   private refChannel(c: ChildProcess, on: boolean): void {
