@@ -4,9 +4,13 @@
  * (perf_hooks monitorEventLoopDelay inside the app, resolution 5 ms).
  *
  * Each project runs as a real app process (`-r livepatch/register` plus the test pipeline driver,
- * no agent). "cold" is the first apply (checker worker start + whole-program build); "warm" is the
- * median of the following one-module body changes.
- * Usage: npm run build && node dist/bench/apply.js   (env BENCH_SIZES=20,100,300 BENCH_WARM=5)
+ * no agent). "cold" is the first apply with no persisted checker state (checker process start +
+ * whole-program build); "warm" is the median of the following one-module body changes;
+ * "after idle" is the next apply once the checker process has exited for idleness (it starts again from
+ * its persisted incremental state); "after restart" is the first apply of a new app process on the same
+ * project (same state file).
+ * Usage: npm run build && node dist/bench/apply.js   (env BENCH_SIZES=20,100,300 BENCH_WARM=5
+ * BENCH_CHECKER_IDLE_MS=3000)
  */
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +21,7 @@ import { startPipelineApp, type PipelineApp } from '../test/helpers/pipeline-app
 const SIZES = (process.env['BENCH_SIZES'] ?? '20,100,300').split(',').map(Number);
 const WARM = Number(process.env['BENCH_WARM'] ?? 5);
 const IDLE_MS = Number(process.env['BENCH_IDLE_MS'] ?? 10_000);
+const CHECKER_IDLE_MS = Number(process.env['BENCH_CHECKER_IDLE_MS'] ?? 3000);
 
 /** Source of generated module i: imports two earlier modules, exports a type, a function and a class. */
 export function moduleSource(i: number, k: number): string {
@@ -94,10 +99,12 @@ const fmt = (n: number) => (Number.isFinite(n) ? n.toFixed(0).padStart(6) : '   
 async function main(): Promise<void> {
   console.log(`apply benchmark: node ${process.version}, ${WARM} warm applies per size`);
   console.log(`event-loop delay as max/p99; idle = ${IDLE_MS} ms with nothing happening (the machine's own noise)`);
-  console.log('modules |   idle eld | cold: total  check  stage        eld | warm (median): total  check  stage  eld (worst)   (ms)');
+  console.log(`checker idle time ${CHECKER_IDLE_MS} ms; after idle / after restart: total wall time of the apply (check part in parentheses)`);
+  console.log('modules |   idle eld | cold: total  check  stage        eld | warm (median): total  check  stage  eld (worst) | after idle (check) | after restart (check)   (ms)');
   for (const n of SIZES) {
     const root = generate(n);
-    const app = await startPipelineApp(root, {}, 60_000);
+    const pipelineOpts = { checker: { idleMs: CHECKER_IDLE_MS } };
+    let app = await startPipelineApp(root, pipelineOpts, 60_000);
     try {
       const mid = Math.floor(n / 2);
       const id = `src/m${mid}.ts`;
@@ -108,9 +115,17 @@ async function main(): Promise<void> {
       const cold = await applyOnce(app, id, moduleSource(mid, 2));
       const warm: Run[] = [];
       for (let w = 0; w < WARM; w++) warm.push(await applyOnce(app, id, moduleSource(mid, 3 + w)));
+      // The checker exits after its idle time; the next apply starts it again from the persisted state.
+      await new Promise((r) => setTimeout(r, CHECKER_IDLE_MS + 1500));
+      const afterIdle = await applyOnce(app, id, moduleSource(mid, 3 + WARM));
+      // A new process on the same project (no journal: it starts from the deployed files).
+      await app.stop();
+      app = await startPipelineApp(root, pipelineOpts, 60_000);
+      const afterRestart = await applyOnce(app, id, moduleSource(mid, 4 + WARM));
       console.log(
         `${String(n).padStart(7)} | ${eldText(idle.maxMs, idle.p99Ms)} | ${fmt(cold.wallMs)} ${fmt(cold.timings.check ?? NaN)} ${fmt(cold.timings.stage ?? NaN)} ${eldText(cold.eldMaxMs, cold.eldP99Ms)} |` +
-          ` ${fmt(median(warm.map((r) => r.wallMs)))} ${fmt(median(warm.map((r) => r.timings.check ?? NaN)))} ${fmt(median(warm.map((r) => r.timings.stage ?? NaN)))} ${eldText(Math.max(...warm.map((r) => r.eldMaxMs)), Math.max(...warm.map((r) => r.eldP99Ms)))}`,
+          ` ${fmt(median(warm.map((r) => r.wallMs)))} ${fmt(median(warm.map((r) => r.timings.check ?? NaN)))} ${fmt(median(warm.map((r) => r.timings.stage ?? NaN)))} ${eldText(Math.max(...warm.map((r) => r.eldMaxMs)), Math.max(...warm.map((r) => r.eldP99Ms)))} |` +
+          ` ${fmt(afterIdle.wallMs)} (${fmt(afterIdle.timings.check ?? NaN)}) | ${fmt(afterRestart.wallMs)} (${fmt(afterRestart.timings.check ?? NaN)})`,
       );
     } finally {
       await app.stop();

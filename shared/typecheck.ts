@@ -11,7 +11,7 @@
  * that flows through a re-export is still caught.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import * as ts from 'typescript';
 import { LivepatchError } from './errors';
@@ -43,6 +43,29 @@ export interface CheckProgress {
 export interface ProgramCheckerOptions {
   /** Pass assumeChangesOnlyAffectDirectDependencies to the builder: faster, misses transitive breakage. */
   assumeDirectOnly?: boolean;
+  /**
+   * Without a tsconfig, run with default options and no project files instead of throwing
+   * (`configMissing` is then true and `check` throws LP_ERR_PATCH_NO_SOURCES; `checkScript` works).
+   */
+  allowMissingConfig?: boolean;
+  /**
+   * Persist the builder's incremental state (a tsbuildinfo) in this file, and start from it: a cold
+   * check then re-checks only the files whose text changed since the state was written (and their
+   * dependents), instead of the whole program. Written by `saveState()`.
+   */
+  stateFile?: string;
+}
+
+/** A persisted state larger than this is ignored (it is rebuilt instead). */
+const MAX_STATE_BYTES = 64 * 1024 * 1024;
+
+/** Options of a project without a tsconfig (script checks only). */
+const DEFAULT_OPTIONS: ts.CompilerOptions = { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.CommonJS, strict: true, esModuleInterop: true, skipLibCheck: true };
+
+/** One script check: the script's SourceFile in the program and its own diagnostics (syntax first). */
+export interface ScriptCheckResult {
+  sourceFile: ts.SourceFile;
+  diagnostics: ts.Diagnostic[];
 }
 
 /** One transpiled module: CommonJS text and its syntax diagnostics. */
@@ -114,8 +137,17 @@ export class ProgramChecker {
   readonly tsconfigPath: string;
   readonly options: ts.CompilerOptions;
   readonly fileNames: readonly string[];
+  /** True when there was no tsconfig and `allowMissingConfig` was set. */
+  readonly configMissing: boolean;
   private readonly checkOptions: ts.CompilerOptions;
+  private readonly scriptOptions: ts.CompilerOptions;
+  private scriptProgram: ts.Program | undefined;
   private readonly host: ts.CompilerHost;
+  private readonly stateFile: string | undefined;
+  /** The state emitted by the last check, not yet written. */
+  private pendingState: string | undefined;
+  /** Whether the first check started from a persisted state (for reports and benchmarks). */
+  stateReused = false;
   private readonly cache = new Map<string, { text: string; sf: ts.SourceFile }>();
   private readonly diskText = new Map<string, { mtimeMs: number; text: string | undefined }>();
   private overlay = new Map<string, string>();
@@ -127,7 +159,8 @@ export class ProgramChecker {
   constructor(root: string, tsconfigPath?: string, opts: ProgramCheckerOptions = {}) {
     this.root = resolve(root);
     this.tsconfigPath = resolve(this.root, tsconfigPath ?? 'tsconfig.json');
-    const parsed = loadTsconfig(this.root, this.tsconfigPath);
+    this.configMissing = opts.allowMissingConfig === true && !existsSync(this.tsconfigPath);
+    const parsed: Pick<ts.ParsedCommandLine, 'options' | 'fileNames'> = this.configMissing ? { options: { ...DEFAULT_OPTIONS }, fileNames: [] } : loadTsconfig(this.root, this.tsconfigPath);
     this.options = parsed.options;
     this.fileNames = parsed.fileNames.map((f) => resolve(f));
     // Declarations are emitted to a no-op writer only so the builder can compare declaration shapes.
@@ -139,9 +172,15 @@ export class ProgramChecker {
       declarationMap: false,
       sourceMap: false,
       composite: false,
-      incremental: false,
+      incremental: opts.stateFile !== undefined,
+      ...(opts.stateFile !== undefined ? { tsBuildInfoFile: resolve(opts.stateFile) } : { tsBuildInfoFile: undefined }),
       assumeChangesOnlyAffectDirectDependencies: opts.assumeDirectOnly === true,
     };
+    this.stateFile = opts.stateFile !== undefined ? resolve(opts.stateFile) : undefined;
+    // Script checks (REPL input) sit outside rootDir and emit nothing; the options that shape parsing and
+    // binding stay the project's, so both programs share one set of parsed files.
+    const { rootDir: _r, outDir: _o, declaration: _d, declarationMap: _dm, composite: _c, incremental: _i, tsBuildInfoFile: _t, emitDeclarationOnly: _e, ...rest } = parsed.options;
+    this.scriptOptions = { ...rest, noEmit: true, noUnusedLocals: false, noUnusedParameters: false };
     this.libDir = dirname(ts.getDefaultLibFilePath(this.checkOptions));
     this.host = this.createHost();
   }
@@ -149,7 +188,8 @@ export class ProgramChecker {
   /** Type-check the whole program with `overlay` (absolute path → source) laid over the disk. */
   check(overlay: Map<string, string> | Record<string, string>, onProgress?: (p: CheckProgress) => void): ProgramCheckResult {
     const started = Date.now();
-    this.overlay = new Map(overlay instanceof Map ? [...overlay].map(([k, v]) => [resolve(k), v]) : Object.entries(overlay).map(([k, v]) => [resolve(k), v]));
+    if (this.configMissing) throw new LivepatchError('LP_ERR_PATCH_NO_SOURCES', `No tsconfig at ${this.tsconfigPath}; patching is disabled`);
+    this.overlay = toOverlay(overlay);
     const rootNames = [...new Set([...this.fileNames, ...[...this.overlay.keys()].filter((f) => /\.(ts|tsx|mts|cts)$/.test(f))])];
     onProgress?.({ phase: 'program', done: 0, total: rootNames.length });
     let loaded = 0;
@@ -159,7 +199,7 @@ export class ProgramChecker {
     };
     let builder: ts.EmitAndSemanticDiagnosticsBuilderProgram;
     try {
-      builder = ts.createEmitAndSemanticDiagnosticsBuilderProgram(rootNames, this.checkOptions, this.host, this.builder);
+      builder = ts.createEmitAndSemanticDiagnosticsBuilderProgram(rootNames, this.checkOptions, this.host, this.builder ?? this.readState());
     } finally {
       this.onFileLoaded = undefined;
     }
@@ -179,7 +219,15 @@ export class ProgramChecker {
         onProgress?.({ phase: 'check', done: Math.min(checked, projectFiles.length), total: projectFiles.length });
       }
       // Drain the declaration emit so the builder's pending-emit state does not grow between checks.
-      builder.emit(undefined, () => undefined, undefined, true);
+      // With a state file, the emit ends with the new state: kept in memory until saveState().
+      builder.emit(
+        undefined,
+        (name, text) => {
+          if (this.stateFile !== undefined && resolve(name) === this.stateFile) this.pendingState = text;
+        },
+        undefined,
+        true,
+      );
     }
     const all = [
       ...builder.getConfigFileParsingDiagnostics(),
@@ -197,6 +245,64 @@ export class ProgramChecker {
       checked,
       durationMs: Date.now() - started,
     };
+  }
+
+  /**
+   * Write the state of the last check to the state file (atomically: a crash mid-write leaves the
+   * previous one). Separate from `check` so a caller can answer first and write after. Never throws:
+   * a state that cannot be written only makes the next cold check slower.
+   */
+  saveState(): boolean {
+    const text = this.pendingState;
+    this.pendingState = undefined;
+    if (text === undefined || this.stateFile === undefined) return false;
+    const tmp = `${this.stateFile}.${process.pid}.tmp`;
+    try {
+      mkdirSync(dirname(this.stateFile), { recursive: true, mode: 0o700 });
+      writeFileSync(tmp, text, { mode: 0o600 });
+      renameSync(tmp, this.stateFile);
+      return true;
+    } catch {
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // Nothing was written.
+      }
+      return false;
+    }
+  }
+
+  /** The persisted state as an old builder program, or undefined (none, too large, unreadable, other TS version). */
+  private readState(): ts.EmitAndSemanticDiagnosticsBuilderProgram | undefined {
+    if (this.stateFile === undefined) return undefined;
+    try {
+      if (statSync(this.stateFile).size > MAX_STATE_BYTES) return undefined;
+      const old = ts.readBuilderProgram(this.checkOptions, {
+        useCaseSensitiveFileNames: () => ts.sys.useCaseSensitiveFileNames,
+        getCurrentDirectory: () => this.root,
+        readFile: (f) => (resolve(f) === this.stateFile ? readFileSync(f, 'utf8') : undefined),
+      });
+      this.stateReused = old !== undefined;
+      return old;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Check one script (e.g. REPL input in a virtual file) against the project: a program of `roots`
+   * (which include `file`) with `overlay` laid over the disk, and only `file`'s own diagnostics. The
+   * project's files are pulled in by import and share the parsed-file cache with `check`; the previous
+   * script program is reused when the roots are the same, so a session's next input is cheap.
+   */
+  checkScript(overlay: Map<string, string> | Record<string, string>, roots: string[], file: string): ScriptCheckResult | undefined {
+    this.overlay = toOverlay(overlay);
+    const rootNames = roots.map((f) => resolve(f));
+    const program = ts.createProgram({ rootNames, options: this.scriptOptions, host: this.host, oldProgram: this.scriptProgram });
+    this.scriptProgram = program;
+    const sf = program.getSourceFile(resolve(file));
+    if (!sf) return undefined;
+    return { sourceFile: sf, diagnostics: [...program.getSyntacticDiagnostics(sf), ...program.getSemanticDiagnostics(sf)] };
   }
 
   /**
@@ -255,7 +361,7 @@ export class ProgramChecker {
         const hit = this.cache.get(fileName);
         // Same text → same SourceFile object, which is what lets the builder reuse the old program.
         if (hit && hit.text === text) return hit.sf;
-        const sf = ts.createSourceFile(fileName, text, langVersion, true);
+        const sf = ts.createSourceFile(fileName, text, langVersion, false);
         // The builder requires a version per file; a content hash makes equal texts compare equal.
         (sf as ts.SourceFile & { version?: string }).version = createHash('sha256').update(text).digest('hex');
         this.cache.set(fileName, { text, sf });
@@ -265,6 +371,10 @@ export class ProgramChecker {
     };
     return host;
   }
+}
+
+function toOverlay(overlay: Map<string, string> | Record<string, string>): Map<string, string> {
+  return new Map(overlay instanceof Map ? [...overlay].map(([k, v]) => [resolve(k), v]) : Object.entries(overlay).map(([k, v]) => [resolve(k), v]));
 }
 
 function sortDiagnostics(ds: Diagnostic[]): Diagnostic[] {

@@ -59,7 +59,7 @@ export function createPipelineFor(engine: Engine, opts: ResolvedOptions): { pipe
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const mod = require('../pipeline') as { createPipeline?: (o: import('../pipeline/types').PipelineOptions) => Pipeline };
     if (typeof mod.createPipeline !== 'function') return { reason: 'the patch pipeline is not available in this build' };
-    const pipeline = mod.createPipeline({ engine, root: opts.root, ...journalOptions(opts) });
+    const pipeline = mod.createPipeline({ engine, root: opts.root, ...journalOptions(opts), checker: checkerOptions(opts) });
     return { pipeline, ...(pipeline.patching.enabled ? {} : { reason: pipeline.patching.reason ?? 'patching is disabled' }) };
   } catch (e) {
     process.stderr.write(`livepatch: patching disabled: ${(e as Error).message}\n`);
@@ -68,16 +68,16 @@ export function createPipelineFor(engine: Engine, opts: ResolvedOptions): { pipe
 }
 
 /** A lazy REPL factory bound to `engine`; `dispose` stops the service if it was created. */
-export function lazyRepl(engine: Engine, root: string): { get(): ReplService; created(): boolean; dispose(): Promise<void> } {
+export function lazyRepl(engine: Engine, root: string, checker?: { maxMb: number; idleMs: number; stateDir?: string | false }): { get(): ReplService; created(): boolean; dispose(): Promise<void> } {
   let service: ReplService | undefined;
   return {
     get() {
       if (service) return service;
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const mod = require('../repl') as { createReplService?: (o: { engine: Engine; root: string }) => ReplService };
+      const mod = require('../repl') as { createReplService?: (o: { engine: Engine; root: string; checker?: { maxMb: number; idleMs: number; stateDir?: string | false } }) => ReplService };
       if (typeof mod.createReplService !== 'function') throw new Error('the REPL service is not available in this build');
       // The agent audits eval itself (dispatch, with the remote address), so the service gets no audit hook.
-      service = mod.createReplService({ engine, root });
+      service = mod.createReplService({ engine, root, ...(checker ? { checker } : {}) });
       return service;
     },
     created: () => service !== undefined,
@@ -91,4 +91,9 @@ export function lazyRepl(engine: Engine, root: string): { get(): ReplService; cr
 export function journalOptions(opts: ResolvedOptions): { journalDir?: string; replay?: boolean; crashWindowMs?: number } {
   if (!opts.journalDir) return {};
   return { journalDir: opts.journalDir, replay: opts.replay, ...(opts.crashWindowMs !== undefined ? { crashWindowMs: opts.crashWindowMs } : {}) };
+}
+
+/** The type-check service's limits from the agent options. */
+export function checkerOptions(opts: ResolvedOptions): { maxMb: number; idleMs: number; stateDir?: string | false } {
+  return { maxMb: opts.checkerMaxMb, idleMs: opts.checkerIdleMs, ...(opts.checkerCacheDir !== undefined ? { stateDir: opts.checkerCacheDir } : {}) };
 }

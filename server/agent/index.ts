@@ -10,7 +10,7 @@ import type { Engine } from '../engine/types';
 import { AuditLog, RefusalAudit } from './audit';
 import { Lockout, TokenStore } from './auth';
 import { acceptConnection, remoteOf } from './connection';
-import { createPipelineFor, lazyRepl, type AgentContext } from './context';
+import { checkerOptions, createPipelineFor, lazyRepl, type AgentContext } from './context';
 import { forwardEngineEvents } from './events';
 import { listen } from './listener';
 import { optionsFromEnv, resolveOptions, type AgentOptions } from './options';
@@ -42,7 +42,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   const engine = options.engine ?? engineFor(opts.root);
   const audit = new AuditLog(opts.auditFile);
   const { pipeline, reason } = options.pipeline ? { pipeline: options.pipeline, reason: undefined } : createPipelineFor(engine, opts);
-  const repl = lazyRepl(engine, opts.root);
+  const repl = lazyRepl(engine, opts.root, checkerOptions(opts));
   const ctx: AgentContext = {
     opts,
     engine,

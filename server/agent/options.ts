@@ -85,6 +85,12 @@ export interface AgentOptions {
   /** Delay before closing a failed handshake (ms), to slow guessing. */
   authFailDelayMs?: number;
   lockout?: Partial<LockoutOptions>;
+  /** Heap limit of the type-check service process, MB (default 1024; LIVEPATCH_CHECKER_MAX_MB). */
+  checkerMaxMb?: number;
+  /** The type-check service stops after this long without a check, ms (default 30000; LIVEPATCH_CHECKER_IDLE_MS). */
+  checkerIdleMs?: number;
+  /** Directory of the checker's persisted incremental state, or false for none (default: the journal dir, else `<root>/.livepatch`; LIVEPATCH_CHECKER_CACHE, `off` = none). */
+  checkerCacheDir?: string | false;
   /** Use this engine / pipeline instead of the installed one / a new one (embedding, tests). */
   engine?: Engine;
   pipeline?: Pipeline;
@@ -116,6 +122,9 @@ export interface ResolvedOptions {
   idleTimeoutMs: number;
   authFailDelayMs: number;
   lockout: LockoutOptions;
+  checkerMaxMb: number;
+  checkerIdleMs: number;
+  checkerCacheDir?: string | false;
 }
 
 export const DEFAULTS = {
@@ -135,6 +144,8 @@ export const DEFAULTS = {
   idleTimeoutMs: 30 * 60_000,
   authFailDelayMs: 200,
   lockout: { maxFailures: 5, windowMs: 60_000, lockMs: 5 * 60_000 },
+  checkerMaxMb: 1024,
+  checkerIdleMs: 30_000,
 } as const;
 
 /** Read and parse a trusted-keys file. Throws an Error saying what is wrong with it. */
@@ -219,6 +230,9 @@ export function resolveOptions(o: AgentOptions): ResolvedOptions {
       windowMs: positiveInt('lockout.windowMs', lk.windowMs, DEFAULTS.lockout.windowMs),
       lockMs: positiveInt('lockout.lockMs', lk.lockMs, DEFAULTS.lockout.lockMs),
     },
+    checkerMaxMb: positiveInt('checkerMaxMb', o.checkerMaxMb, DEFAULTS.checkerMaxMb),
+    checkerIdleMs: positiveInt('checkerIdleMs', o.checkerIdleMs, DEFAULTS.checkerIdleMs),
+    ...(o.checkerCacheDir !== undefined ? { checkerCacheDir: o.checkerCacheDir === false ? false : resolve(root, o.checkerCacheDir) } : {}),
   };
 }
 
@@ -235,7 +249,9 @@ function envInt(env: NodeJS.ProcessEnv, name: string): number | undefined {
  * (LIVEPATCH_MAX_PAYLOAD, _MAX_PREAUTH_PAYLOAD, _MAX_FRAGMENTS, _MAX_CONNECTIONS, _MAX_UNAUTHENTICATED,
  * _MAX_PENDING_UPGRADES, _UPGRADE_MS, _MAX_INFLIGHT, _MAX_BUFFERED, _HANDSHAKE_MS, _HEARTBEAT_MS, _IDLE_MS,
  * _AUTH_FAIL_DELAY_MS, _AUDIT_AGGREGATE_MS, _LOCKOUT=`failures/windowMs/lockMs`, _ALLOWED_ORIGINS comma-separated); the journal's
- * LIVEPATCH_REPLAY=off and LIVEPATCH_CRASH_WINDOW_MS; LIVEPATCH_TRUSTED_KEYS (signed patch sets only).
+ * LIVEPATCH_REPLAY=off and LIVEPATCH_CRASH_WINDOW_MS; LIVEPATCH_TRUSTED_KEYS (signed patch sets only);
+ * the type checker's LIVEPATCH_CHECKER_MAX_MB, LIVEPATCH_CHECKER_IDLE_MS and LIVEPATCH_CHECKER_CACHE
+ * (a directory, or `off`).
  */
 export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptions {
   const o: AgentOptions = {};
@@ -275,6 +291,10 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptio
   set('heartbeatMs', envInt(env, 'LIVEPATCH_HEARTBEAT_MS'));
   set('idleTimeoutMs', envInt(env, 'LIVEPATCH_IDLE_MS'));
   set('authFailDelayMs', envInt(env, 'LIVEPATCH_AUTH_FAIL_DELAY_MS'));
+  set('checkerMaxMb', envInt(env, 'LIVEPATCH_CHECKER_MAX_MB'));
+  set('checkerIdleMs', envInt(env, 'LIVEPATCH_CHECKER_IDLE_MS'));
+  const cache = str('LIVEPATCH_CHECKER_CACHE');
+  if (cache !== undefined) o.checkerCacheDir = /^(off|0|false|no|none)$/i.test(cache) ? false : cache;
   const lockout = str('LIVEPATCH_LOCKOUT');
   if (lockout) {
     const [maxFailures, windowMs, lockMs] = lockout.split('/').map((s) => Number(s));

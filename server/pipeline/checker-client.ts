@@ -1,55 +1,117 @@
 /**
- * The host side of the checker worker: starts it lazily on the first check (a production process
- * pays the ~400 MB / few-second cold start only once someone actually patches), queues requests one
- * at a time, forwards progress, and restarts the worker if it dies (e.g. out of memory) so a crash
- * there never reaches the host. A check that takes longer than `checkTimeoutMs` terminates the worker
- * (so a stuck checker cannot hold the patch lock forever), and a worker idle for `idleMs` is stopped
- * to give its memory back (the next check is cold again).
+ * The host side of the type-check service (checker-worker.ts): a child process forked lazily on the
+ * first check (a production process pays for the compiler only once someone actually patches),
+ * which answers requests one at a time, forwards progress, and is forked again if it dies (e.g. past
+ * its heap limit) so a failure there never reaches the host.
+ *
+ * Memory: the service's V8 heap is capped (`maxMb`, LIVEPATCH_CHECKER_MAX_MB) and the process exits
+ * after `idleMs` without a request (LIVEPATCH_CHECKER_IDLE_MS), which returns all of its memory to
+ * the system; the host itself never loads the compiler for patching. A check that takes longer than
+ * `timeoutMs` kills the service (so a stuck check cannot hold the patch lock forever).
  */
+import { fork, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
 import { LivepatchError } from '../../shared/errors';
 import type { CheckProgress } from '../../shared/typecheck';
-import type { CheckerRequest, CheckerResponse, CheckerResult, CheckerWorkerData } from './checker-protocol';
+import type { Diagnostic } from '../../shared/patch';
+import type { CheckRequest as ReplCheckRequest } from '../repl/check-protocol';
+import type { CheckerRequest, CheckerResponse, CheckerResult, CheckerWorkerData, ServiceRequest } from './checker-protocol';
+
+/** Limits of the type-check service; every field has a default. */
+export interface CheckerLimits {
+  /** V8 old-space limit of the service process, MB (default 1024). */
+  maxMb?: number;
+  /** Stop the service after this long without a request, ms (default 30000). */
+  idleMs?: number;
+  /** Kill the service when one request takes longer, ms (default 300000). */
+  timeoutMs?: number;
+  /**
+   * Directory for the checker's persisted incremental state (default: the journal directory, else
+   * `<root>/.livepatch`); false = none (every cold check builds the whole program).
+   */
+  stateDir?: string | false;
+}
+
+export const CHECKER_DEFAULTS = { maxMb: 1024, idleMs: 30_000, timeoutMs: 300_000 } as const;
 
 interface Pending {
-  resolve: (r: CheckerResult) => void;
+  resolve: (r: Exclude<CheckerResponse, { type: 'progress' | 'error' }>) => void;
   reject: (e: Error) => void;
   onProgress?: (p: CheckProgress) => void;
 }
 
-/** One checker worker per project, started on first use. */
+/** The environment of the service: the host's, without what would start a second agent in it. */
+function serviceEnv(data: CheckerWorkerData): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, LIVEPATCH_CHECKER_CONFIG: JSON.stringify(data) };
+  // NODE_OPTIONS may hold `-r livepatch/register`; the host's own heap settings do not apply either.
+  delete env['NODE_OPTIONS'];
+  delete env['LIVEPATCH_TOKENS'];
+  return env;
+}
+
+/** One type-check service per project, started on first use. */
 export class CheckerClient {
-  private worker: Worker | undefined;
+  private child: ChildProcess | undefined;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private closed = false;
-
   private idleTimer: NodeJS.Timeout | undefined;
+  private readonly limits: Required<CheckerLimits>;
 
   constructor(
     private readonly data: CheckerWorkerData,
-    private readonly limits: { maxOldGenerationSizeMb?: number; checkTimeoutMs?: number; idleMs?: number } = {},
-  ) {}
+    limits: CheckerLimits = {},
+  ) {
+    this.limits = {
+      stateDir: limits.stateDir ?? false,
+      maxMb: limits.maxMb ?? CHECKER_DEFAULTS.maxMb,
+      idleMs: limits.idleMs ?? CHECKER_DEFAULTS.idleMs,
+      timeoutMs: limits.timeoutMs ?? CHECKER_DEFAULTS.timeoutMs,
+    };
+  }
 
-  /** Whether the worker is running (it starts on the first request). */
+  /** Whether the service is running (it starts on the first request). */
   get started(): boolean {
-    return this.worker !== undefined;
+    return this.child !== undefined;
+  }
+
+  /** The service's process id while it runs (benchmarks and tests read its memory). */
+  get pid(): number | undefined {
+    return this.child?.pid;
   }
 
   /** Check the overlay and transpile `req.transpile`; rejects with a LivepatchError. */
-  run(req: Omit<CheckerRequest, 'id'>, onProgress?: (p: CheckProgress) => void): Promise<CheckerResult> {
+  async run(req: Omit<CheckerRequest, 'id' | 'kind'>, onProgress?: (p: CheckProgress) => void): Promise<CheckerResult> {
+    const r = await this.send({ ...req, kind: 'program' }, onProgress);
+    if (r.type !== 'result') throw new LivepatchError('LP_ERR_INTERNAL', 'The type checker answered the wrong request');
+    return r;
+  }
+
+  /** Diagnostics of a REPL input (server/repl/check-worker.ts); rejects with a LivepatchError. */
+  async checkRepl(req: Omit<ReplCheckRequest, 'type' | 'id'>): Promise<Diagnostic[]> {
+    const r = await this.send({ ...req, kind: 'repl' });
+    if (r.type !== 'repl') throw new LivepatchError('LP_ERR_INTERNAL', 'The type checker answered the wrong request');
+    return r.diagnostics;
+  }
+
+  private send(req: Omit<CheckerRequest, 'id'> | Omit<Extract<ServiceRequest, { kind: 'repl' }>, 'id'>, onProgress?: (p: CheckProgress) => void): Promise<Exclude<CheckerResponse, { type: 'progress' | 'error' }>> {
     if (this.closed) return Promise.reject(new LivepatchError('LP_ERR_INTERNAL', 'The checker is closed'));
     const id = this.nextId++;
-    const worker = this.ensureWorker();
+    let child: ChildProcess;
+    try {
+      child = this.ensureChild();
+    } catch (err) {
+      return Promise.reject(new LivepatchError('LP_ERR_INTERNAL', `The type checker could not start: ${(err as Error)?.message ?? String(err)}`));
+    }
     if (this.idleTimer) clearTimeout(this.idleTimer);
-    const timeoutMs = this.limits.checkTimeoutMs ?? 300_000;
+    const timeoutMs = this.limits.timeoutMs;
     const timer = setTimeout(() => {
       process.stderr.write(`livepatch: type check took over ${timeoutMs} ms; restarting the checker\n`);
-      void worker.terminate();
+      child.kill('SIGKILL');
     }, timeoutMs);
     timer.unref();
-    return new Promise<CheckerResult>((resolve, reject) => {
+    return new Promise((resolve, reject) => {
       const settle = () => {
         clearTimeout(timer);
         this.armIdle();
@@ -59,60 +121,82 @@ export class CheckerClient {
         reject: (e) => (settle(), reject(e)),
         onProgress,
       });
-      // The worker handles messages in order, so queuing is simply posting.
-      worker.postMessage({ ...req, id } satisfies CheckerRequest);
+      // While a request is out, the channel keeps the host alive long enough to hear the answer.
+      this.refChannel(child, true);
+      // The service handles messages in order, so queuing is simply sending.
+      child.send({ ...req, id } as ServiceRequest, (err) => {
+        if (err) this.failAll(`The type checker could not be reached: ${err.message}`);
+      });
     });
   }
 
-  /** Stop an idle worker after `idleMs` so its program's memory goes back to the host. */
+  /** Stop an idle service after `idleMs` so its memory goes back to the system. */
   private armIdle(): void {
-    if (this.pending.size > 0 || !this.worker) return;
+    if (this.pending.size > 0 || !this.child) return;
+    this.refChannel(this.child, false);
     if (this.idleTimer) clearTimeout(this.idleTimer);
-    const w = this.worker;
+    const c = this.child;
     this.idleTimer = setTimeout(() => {
-      if (this.worker === w && this.pending.size === 0) {
-        this.worker = undefined;
-        void w.terminate();
+      if (this.child === c && this.pending.size === 0) {
+        this.child = undefined;
+        c.disconnect?.();
+        c.kill('SIGTERM');
       }
-    }, this.limits.idleMs ?? 15 * 60_000);
+    }, this.limits.idleMs);
     this.idleTimer.unref();
   }
 
-  /** Stop the worker; pending requests are rejected. */
+  /** Stop the service; pending requests are rejected. */
   async close(): Promise<void> {
     this.closed = true;
     if (this.idleTimer) clearTimeout(this.idleTimer);
-    const w = this.worker;
-    this.worker = undefined;
+    const c = this.child;
+    this.child = undefined;
     this.failAll('The checker was closed');
-    if (w) await w.terminate();
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    // Not waited for: the service holds no state worth a graceful end, and waiting on an unref'd child
+    // would let a host that is shutting down exit before its own close() resolved.
+    c.disconnect?.();
+    c.kill('SIGTERM');
   }
 
-  private ensureWorker(): Worker {
-    if (this.worker) return this.worker;
-    const worker = new Worker(join(__dirname, 'checker-worker.js'), {
-      workerData: this.data,
-      resourceLimits: { maxOldGenerationSizeMb: this.limits.maxOldGenerationSizeMb ?? 2048 },
-      // The checker must not inherit the host's preloads (livepatch/register would start a second agent).
-      execArgv: [],
-      stdout: false,
-      stderr: false,
+  private refChannel(c: ChildProcess, on: boolean): void {
+    const ch = c.channel as { ref?: () => void; unref?: () => void } | undefined | null;
+    if (on) ch?.ref?.();
+    else ch?.unref?.();
+  }
+
+  private ensureChild(): ChildProcess {
+    if (this.child) return this.child;
+    const child = fork(join(__dirname, 'checker-worker.js'), [], {
+      // Not the host's flags: its preloads (livepatch/register would start a second agent), inspector, heap size.
+      execArgv: [`--max-old-space-size=${this.limits.maxMb}`],
+      env: serviceEnv(this.data),
+      stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
+      serialization: 'advanced',
     });
-    // An idle checker must not keep the host process alive.
-    worker.unref();
-    worker.on('message', (msg: CheckerResponse) => this.onMessage(msg));
-    worker.on('error', (err) => {
-      process.stderr.write(`livepatch: checker worker failed: ${err.message}\n`);
+    // An idle service must not keep the host process alive.
+    child.unref();
+    this.refChannel(child, false);
+    child.on('message', (msg: CheckerResponse) => this.onMessage(msg));
+    child.on('error', (err) => {
+      process.stderr.write(`livepatch: type checker failed: ${err.message}\n`);
     });
-    worker.on('exit', () => {
-      // Only the current worker's exit fails pending checks: an idle worker stopped earlier may exit
+    child.on('exit', (code, signal) => {
+      // Only the current service's exit fails pending checks: an idle one stopped earlier may exit
       // after a new one has taken requests.
-      if (this.worker !== worker) return;
-      this.worker = undefined;
-      this.failAll('The checker worker stopped; retry the operation');
+      if (this.child !== child) return;
+      this.child = undefined;
+      if (this.pending.size === 0) return;
+      const oom = signal === 'SIGABRT' || code === 134;
+      const why = oom
+        ? `The type checker ran out of memory (limit ${this.limits.maxMb} MB: raise LIVEPATCH_CHECKER_MAX_MB); retry the operation`
+        : `The type checker stopped (${signal ?? `exit code ${code}`}); retry the operation`;
+      process.stderr.write(`livepatch: ${why}\n`);
+      this.failAll(why);
     });
-    this.worker = worker;
-    return worker;
+    this.child = child;
+    return child;
   }
 
   private onMessage(msg: CheckerResponse): void {
@@ -127,8 +211,8 @@ export class CheckerClient {
       return;
     }
     this.pending.delete(msg.id);
-    if (msg.type === 'result') p.resolve(msg);
-    else p.reject(new LivepatchError(msg.code, msg.message));
+    if (msg.type === 'error') p.reject(new LivepatchError(msg.code, msg.message));
+    else p.resolve(msg);
   }
 
   private failAll(message: string): void {
@@ -137,4 +221,46 @@ export class CheckerClient {
       p.reject(new LivepatchError('LP_ERR_INTERNAL', message));
     }
   }
+}
+
+/** The state file of `tsconfig`'s checker in `dir` (one per tsconfig, so projects sharing a directory do not collide). */
+export function checkerStateFile(dir: string, tsconfig: string): string {
+  return join(dir, `checker-${createHash('sha256').update(tsconfig).digest('hex').slice(0, 12)}.tsbuildinfo`);
+}
+
+/** The one service per project in this process, shared by the pipeline and the REPL. */
+const services = new Map<string, { client: CheckerClient; users: number }>();
+
+/** A handle on the shared service: use `client`, call `release` once when done. */
+export interface CheckerLease {
+  readonly client: CheckerClient;
+  release(): Promise<void>;
+}
+
+/**
+ * The type-check service of the project at `data.root` (with `data.tsconfig`), created on first use
+ * with `limits` and shared by every later caller (whose limits are then ignored); it is closed when
+ * the last user releases it.
+ */
+export function acquireChecker(data: CheckerWorkerData, limits?: CheckerLimits): CheckerLease {
+  const key = `${data.root}\0${data.tsconfig ?? ''}\0${data.assumeDirectOnly === true}`;
+  let entry = services.get(key);
+  if (!entry) {
+    entry = { client: new CheckerClient(data, limits), users: 0 };
+    services.set(key, entry);
+  }
+  entry.users += 1;
+  const e = entry;
+  let released = false;
+  return {
+    client: e.client,
+    async release() {
+      if (released) return;
+      released = true;
+      e.users -= 1;
+      if (e.users > 0) return;
+      if (services.get(key) === e) services.delete(key);
+      await e.client.close();
+    },
+  };
 }

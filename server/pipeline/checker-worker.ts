@@ -1,40 +1,56 @@
 /**
- * Worker-thread entry of the checker: owns one ProgramChecker (shared/typecheck.ts) for the life of
- * the worker so every check after the first is incremental, and transpiles the checked modules in the
- * same round trip. Runs off the host's event loop; the host talks to it through checker-client.ts.
+ * Entry of the type-check service: a child process of the host, forked on the first check. It owns
+ * one ProgramChecker (shared/typecheck.ts) for its life, shared by the pipeline's whole-program checks
+ * (incremental after the first; the checked modules are transpiled in the same round trip) and the
+ * REPL's input checks (server/repl/check-worker.ts), so the host never has two programs built.
+ *
+ * A separate process, not a worker thread, because only a process gives its memory back: when it
+ * exits (idle, or after a check that outgrew its heap limit) the kernel reclaims every page, where a
+ * terminated thread leaves the host's allocator holding most of what it used. Its V8 heap is capped
+ * by the host (`--max-old-space-size`), it runs at a lower scheduling priority than the host, and it
+ * exits as soon as its IPC channel to the host closes.
  */
-import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
-import { parentPort, workerData } from 'node:worker_threads';
 import { LivepatchError } from '../../shared/errors';
 import { ProgramChecker } from '../../shared/typecheck';
-import type { CheckerRequest, CheckerResponse, CheckerWorkerData } from './checker-protocol';
+import { checkReplInput } from '../repl/check-worker';
+import type { CheckerRequest, CheckerResponse, CheckerWorkerData, ServiceRequest } from './checker-protocol';
 
-const data = workerData as CheckerWorkerData;
+const data = JSON.parse(process.env['LIVEPATCH_CHECKER_CONFIG'] ?? '{}') as CheckerWorkerData;
 let checker: ProgramChecker | undefined;
 
-/**
- * Lower this thread's scheduling priority (Linux: setpriority on the thread id, which
- * /proc/thread-self names) so that on a busy machine the host's event loop wins the CPU over a check.
- */
-function yieldToHost(): void {
-  try {
-    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
-    if (Number.isInteger(tid) && tid > 0) setPriority(tid, 10);
-  } catch {
-    // Not Linux, or not permitted: the check just runs at normal priority.
-  }
+try {
+  // Let the host's event loop win the CPU on a busy machine.
+  setPriority(10);
+} catch {
+  // Not permitted: the check just runs at normal priority.
 }
-yieldToHost();
 
 function post(msg: CheckerResponse): void {
-  parentPort!.postMessage(msg);
+  process.send?.(msg);
 }
 
-function handle(req: CheckerRequest): void {
+/** The one checker of this service, shared by the pipeline's and the REPL's requests. */
+function getChecker(): ProgramChecker {
+  checker ??= new ProgramChecker(data.root, data.tsconfig, { assumeDirectOnly: data.assumeDirectOnly, allowMissingConfig: true, stateFile: data.stateFile });
+  return checker;
+}
+
+function handle(msg: ServiceRequest): void {
+  if (msg.kind === 'repl') {
+    try {
+      post({ id: msg.id, type: 'repl', diagnostics: checkReplInput(getChecker(), msg) });
+    } catch (err) {
+      post({ id: msg.id, type: 'error', code: 'LP_ERR_INTERNAL', message: `the REPL type checker failed: ${(err as Error)?.message ?? String(err)}` });
+    }
+    return;
+  }
+  handleProgram(msg);
+}
+
+function handleProgram(req: CheckerRequest): void {
   try {
-    checker ??= new ProgramChecker(data.root, data.tsconfig, { assumeDirectOnly: data.assumeDirectOnly });
-    const c = checker;
+    const c = getChecker();
     // At most a few progress messages a second: a cold check walks hundreds of files.
     let last = 0;
     const check = c.check(new Map(req.overlay), (p) => {
@@ -60,10 +76,14 @@ function handle(req: CheckerRequest): void {
       transpileDiagnostics.push(...out.diagnostics);
     }
     post({ id: req.id, type: 'result', check, js, verifyJs, transpileDiagnostics });
+    // After the answer: the next cold start (after idle or a host restart) begins from this state.
+    c.saveState();
   } catch (err) {
     const e = err instanceof LivepatchError ? err : new LivepatchError('LP_ERR_INTERNAL', `checker failed: ${(err as Error)?.message ?? String(err)}`);
     post({ id: req.id, type: 'error', code: e.code, message: e.message });
   }
 }
 
-parentPort!.on('message', (req: CheckerRequest) => handle(req));
+process.on('message', (msg: ServiceRequest) => handle(msg));
+// The host went away (or stopped us): nothing is left to check for.
+process.on('disconnect', () => process.exit(0));

@@ -13,13 +13,13 @@
  * history and leave quarantine by `quarantine` (drop, or re-apply through the whole pipeline).
  */
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { LivepatchError } from '../../shared/errors';
 import type { CheckResult, CommitResult, DriftEntry, JournalStatus, QuarantinedPatch, QuarantineResult, StageResult } from '../../shared/ops';
 import type { PatchSet } from '../../shared/patch';
 import { isEsModuleFile } from '../../shared/module-format';
 import type { Engine } from '../engine/types';
-import { CheckerClient } from './checker-client';
+import { acquireChecker, checkerStateFile, type CheckerClient, type CheckerLease } from './checker-client';
 import type { CheckerResult } from './checker-protocol';
 import { CrashGuard, DEFAULT_CRASH_WINDOW_MS, type Probation } from './crash-guard';
 import { Journal, type JournalFile, type JournalProblem, type JournalRecord, type PatchRecord } from './journal';
@@ -40,6 +40,7 @@ export class PatchPipeline implements Pipeline {
   private readonly root: string;
   private readonly tsconfig: string;
   private readonly checker: CheckerClient;
+  private readonly checkerLease: CheckerLease;
   private readonly journal: Journal | undefined;
   private readonly staged: StagedStore;
   private readonly appliedIds = new Set<string>();
@@ -58,7 +59,11 @@ export class PatchPipeline implements Pipeline {
     this.engine = opts.engine;
     this.root = resolve(opts.root);
     this.tsconfig = resolve(this.root, opts.tsconfig ?? 'tsconfig.json');
-    this.checker = new CheckerClient({ root: this.root, tsconfig: this.tsconfig });
+    // The same service the REPL checks its input with (one program on the machine, not two).
+    const stateDir = opts.checker?.stateDir ?? opts.journalDir ?? join(this.root, '.livepatch');
+    const stateFile = stateDir === false ? undefined : checkerStateFile(resolve(this.root, stateDir), this.tsconfig);
+    this.checkerLease = acquireChecker({ root: this.root, tsconfig: this.tsconfig, ...(stateFile ? { stateFile } : {}) }, opts.checker);
+    this.checker = this.checkerLease.client;
     this.staged = new StagedStore(this.engine);
     this.journal = opts.journalDir ? new Journal(opts.journalDir) : undefined;
     this.guard = opts.journalDir ? new CrashGuard(opts.journalDir, opts.crashWindowMs ?? DEFAULT_CRASH_WINDOW_MS) : undefined;
@@ -209,7 +214,7 @@ export class PatchPipeline implements Pipeline {
     this.closed = true;
     this.guard?.close();
     this.staged.clear();
-    await this.checker.close();
+    await this.checkerLease.release();
   }
 
   private startReplay(): Promise<void> {

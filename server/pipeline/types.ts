@@ -6,6 +6,7 @@
 import type { CheckResult, CommitResult, DriftEntry, JournalStatus, QuarantinedPatch, QuarantineResult, StageResult } from '../../shared/ops';
 import type { PatchSet } from '../../shared/patch';
 import type { Engine } from '../engine/types';
+import type { CheckerLimits } from './checker-client';
 
 export interface Progress {
   step: 'check' | 'transpile' | 'load' | 'verify' | 'commit' | 'journal' | 'rollback';
@@ -43,6 +44,8 @@ export interface PipelineOptions {
   verifyTimeoutMs?: number;
   /** How long a staged patch set is held for commit (ms, default 60000). */
   stageTtlMs?: number;
+  /** Limits of the type-check service process (heap cap, idle stop, per-check timeout). */
+  checker?: CheckerLimits;
 }
 
 export interface Pipeline {

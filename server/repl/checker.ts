@@ -1,87 +1,53 @@
 /**
- * Main-thread side of the REPL type checker: starts the worker on first use (unref'd, so it never
- * keeps the host alive), correlates requests and replies, and restarts the worker if it dies.
+ * Main-thread side of the REPL type check: a client of the project's one type-check service
+ * (server/pipeline/checker-client.ts), the same process and program the pipeline checks patches
+ * with. The service starts on first use, never keeps the host alive, exits when idle and is started
+ * again by the next check.
  */
-import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { join, resolve } from 'node:path';
 import { LivepatchError } from '../../shared/errors';
 import type { Diagnostic } from '../../shared/patch';
-import type { CheckReply, CheckRequest } from './check-protocol';
+import { acquireChecker, type CheckerLease, type CheckerLimits } from '../pipeline/checker-client';
+import type { CheckRequest } from './check-protocol';
 
 /** A cold check loads the TypeScript program: allow for it, but never wait forever. */
 const CHECK_TIMEOUT_MS = 60_000;
-/** The worker holds the whole program in memory: give it back after this long without a check. */
-const IDLE_MS = 10 * 60_000;
 
-interface Pending {
-  resolve: (d: Diagnostic[]) => void;
-  reject: (e: LivepatchError) => void;
-  timer: NodeJS.Timeout;
-}
-
-/** Type-checks session files in a worker thread. */
+/** Type-checks session files in the shared type-check service. */
 export class ReplChecker {
-  #worker: Worker | undefined;
-  #pending = new Map<number, Pending>();
-  #nextId = 1;
-  #idle: NodeJS.Timeout | undefined;
+  #lease: CheckerLease | undefined;
+  #closed = false;
 
-  /** Diagnostics of the new input in `req.file`; rejects with LP_ERR_INTERNAL if the worker fails. */
+  /** `root`'s service (tsconfig at `<root>/tsconfig.json`); `limits` apply if the REPL is its first user. */
+  constructor(
+    private readonly root: string,
+    private readonly limits?: CheckerLimits,
+  ) {}
+
+  /** Diagnostics of the new input in `req.file`; rejects with LP_ERR_INTERNAL if the service fails. */
   check(req: Omit<CheckRequest, 'type' | 'id'>): Promise<Diagnostic[]> {
-    const worker = this.#ensure();
-    clearTimeout(this.#idle);
-    const id = this.#nextId++;
-    return new Promise<Diagnostic[]>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(id);
-        reject(new LivepatchError('LP_ERR_INTERNAL', 'the REPL type checker did not answer in time'));
-      }, CHECK_TIMEOUT_MS);
+    if (this.#closed) return Promise.reject(new LivepatchError('LP_ERR_INTERNAL', 'the REPL type checker is closed'));
+    const root = resolve(this.root);
+    this.#lease ??= acquireChecker({ root, tsconfig: join(root, 'tsconfig.json') }, this.limits);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new LivepatchError('LP_ERR_INTERNAL', 'the REPL type checker did not answer in time')), CHECK_TIMEOUT_MS);
       timer.unref();
-      this.#pending.set(id, { resolve, reject, timer });
-      worker.postMessage({ type: 'check', id, ...req } satisfies CheckRequest);
     });
+    const run = this.#lease.client.checkRepl(req).catch((e: unknown) => {
+      throw e instanceof LivepatchError && /out of memory/.test(e.message) ? e : new LivepatchError('LP_ERR_INTERNAL', 'the REPL type checker failed');
+    });
+    return Promise.race([run, timeout]).finally(() => clearTimeout(timer));
   }
 
-  /** Forget a closed session's virtual file. */
-  drop(file: string): void {
-    this.#worker?.postMessage({ type: 'drop', file });
-  }
+  /** Forget a closed session's virtual file (the service holds no per-session state: nothing to do). */
+  drop(_file: string): void {}
 
-  /** Stop the worker (pending checks fail). */
+  /** Release the service (it stops when the pipeline has released it too). */
   async close(): Promise<void> {
-    clearTimeout(this.#idle);
-    const w = this.#worker;
-    this.#worker = undefined;
-    if (w) await w.terminate();
-  }
-
-  #ensure(): Worker {
-    if (this.#worker) return this.#worker;
-    const w = new Worker(join(__dirname, 'check-worker.js'));
-    w.unref();
-    w.on('message', (reply: CheckReply) => {
-      const p = this.#pending.get(reply.id);
-      if (!p) return;
-      this.#pending.delete(reply.id);
-      clearTimeout(p.timer);
-      if (reply.ok) p.resolve(reply.diagnostics);
-      else p.reject(new LivepatchError('LP_ERR_INTERNAL', 'the REPL type checker failed'));
-      if (this.#pending.size === 0) {
-        this.#idle = setTimeout(() => void this.close(), IDLE_MS);
-        this.#idle.unref();
-      }
-    });
-    const fail = () => {
-      if (this.#worker === w) this.#worker = undefined;
-      for (const [id, p] of this.#pending) {
-        this.#pending.delete(id);
-        clearTimeout(p.timer);
-        p.reject(new LivepatchError('LP_ERR_INTERNAL', 'the REPL type checker stopped'));
-      }
-    };
-    w.on('error', fail);
-    w.on('exit', fail);
-    this.#worker = w;
-    return w;
+    this.#closed = true;
+    const l = this.#lease;
+    this.#lease = undefined;
+    await l?.release();
   }
 }

@@ -8,6 +8,7 @@ import type { Role } from '../../shared/auth';
 import { LivepatchError } from '../../shared/errors';
 import type { EvalResult } from '../../shared/ops';
 import type { Engine } from '../engine/types';
+import type { CheckerLimits } from '../pipeline/checker-client';
 import { ReplChecker } from './checker';
 import { LiveModules } from './modules';
 import { runInput, warmUp } from './run';
@@ -35,6 +36,8 @@ export interface ReplServiceOptions {
   /** Per-evaluation timeout when the request gives none (ms, default 2000). */
   defaultTimeoutMs?: number;
   audit?: (record: ReplAuditRecord) => void;
+  /** Limits of the type-check service, if the REPL is the first to use it (the pipeline usually is). */
+  checker?: CheckerLimits;
 }
 
 export interface ReplService {
@@ -45,7 +48,7 @@ export interface ReplService {
   eval(args: { code: string; session?: string; timeoutMs?: number }, ctx: ReplContext): Promise<EvalResult>;
   /** Drop every session of a closed connection. */
   closeConnection(connectionId: string): void;
-  /** Stop the type-check worker and drop all sessions. */
+  /** Release the type-check service and drop all sessions. */
   dispose(): Promise<void>;
 }
 
@@ -57,7 +60,7 @@ const MAX_AUDITED_CODE = 8192;
 /** Create the REPL service for an engine. */
 export function createReplService(opts: ReplServiceOptions): ReplService {
   const modules = new LiveModules(opts.engine, opts.root);
-  const checker = new ReplChecker();
+  const checker = new ReplChecker(opts.root, opts.checker);
   const sessions = new Map<string, ReplSession>();
   const defaults = new Map<string, string>();
   const defaultTimeout = opts.defaultTimeoutMs ?? 2000;
