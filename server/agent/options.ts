@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Engine } from '../engine/types';
 import type { Pipeline } from '../pipeline/types';
+import { parseFleetUrl, type FleetAddress } from '../../shared/fleet';
 import { formatTarget, isLoopbackHost, parseTarget, type Target } from '../../shared/target';
 
 export interface LockoutOptions {
@@ -78,6 +79,12 @@ export interface AgentOptions {
   /** Delay before closing a failed handshake (ms), to slow guessing. */
   authFailDelayMs?: number;
   lockout?: Partial<LockoutOptions>;
+  /** Join this fleet: `etcd://HOST:PORT[,HOST:PORT]/NAME` (docs/fleet.md; TLS and etcd auth from LIVEPATCH_FLEET_*). */
+  fleet?: string;
+  /** Fleet member lease TTL in seconds (default 10). */
+  fleetLeaseTtlSec?: number;
+  /** Longest time requests are held while joining the fleet (ms, default 30000). */
+  fleetJoinMs?: number;
   /** Use this engine / pipeline instead of the installed one / a new one (embedding, tests). */
   engine?: Engine;
   pipeline?: Pipeline;
@@ -108,6 +115,7 @@ export interface ResolvedOptions {
   idleTimeoutMs: number;
   authFailDelayMs: number;
   lockout: LockoutOptions;
+  fleet?: { address: FleetAddress; leaseTtlSec: number; joinMs: number };
 }
 
 export const DEFAULTS = {
@@ -161,7 +169,16 @@ export function resolveOptions(o: AgentOptions): ResolvedOptions {
   const journalDir = o.journalDir ? resolve(root, o.journalDir) : undefined;
   const auditFile = resolve(root, o.auditFile ?? join(journalDir ?? join(root, '.livepatch'), 'audit.jsonl'));
   const lk = { ...DEFAULTS.lockout, ...o.lockout };
+  let fleet: ResolvedOptions['fleet'];
+  if (o.fleet) {
+    try {
+      fleet = { address: parseFleetUrl(o.fleet), leaseTtlSec: positiveInt('fleetLeaseTtlSec', o.fleetLeaseTtlSec, 10), joinMs: positiveInt('fleetJoinMs', o.fleetJoinMs, 30_000) };
+    } catch (e) {
+      throw new Error((e as Error).message);
+    }
+  }
   return {
+    ...(fleet ? { fleet } : {}),
     target,
     tokensFile: resolve(root, o.tokensFile),
     root,
@@ -206,7 +223,7 @@ function envInt(env: NodeJS.ProcessEnv, name: string): number | undefined {
  * (LIVEPATCH_MAX_PAYLOAD, _MAX_PREAUTH_PAYLOAD, _MAX_FRAGMENTS, _MAX_CONNECTIONS, _MAX_UNAUTHENTICATED,
  * _MAX_PENDING_UPGRADES, _UPGRADE_MS, _MAX_INFLIGHT, _MAX_BUFFERED, _HANDSHAKE_MS, _HEARTBEAT_MS, _IDLE_MS,
  * _AUTH_FAIL_DELAY_MS, _AUDIT_AGGREGATE_MS, _LOCKOUT=`failures/windowMs/lockMs`, _ALLOWED_ORIGINS comma-separated); the journal's
- * LIVEPATCH_REPLAY=off and LIVEPATCH_CRASH_WINDOW_MS.
+ * LIVEPATCH_REPLAY=off and LIVEPATCH_CRASH_WINDOW_MS; the fleet's LIVEPATCH_FLEET, _FLEET_LEASE_TTL (s) and _FLEET_JOIN_MS.
  */
 export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptions {
   const o: AgentOptions = {};
@@ -228,6 +245,9 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptio
     else throw new Error(`invalid LIVEPATCH_REPLAY="${replay}": expected off or on`);
   }
   set('crashWindowMs', envInt(env, 'LIVEPATCH_CRASH_WINDOW_MS'));
+  set('fleet', str('LIVEPATCH_FLEET'));
+  set('fleetLeaseTtlSec', envInt(env, 'LIVEPATCH_FLEET_LEASE_TTL'));
+  set('fleetJoinMs', envInt(env, 'LIVEPATCH_FLEET_JOIN_MS'));
   if (env['LIVEPATCH_INSECURE'] === '1' || env['LIVEPATCH_INSECURE'] === 'true') o.insecure = true;
   const origins = str('LIVEPATCH_ALLOWED_ORIGINS');
   if (origins) o.allowedOrigins = origins.split(',').map((s) => s.trim()).filter(Boolean);
