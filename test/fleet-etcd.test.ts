@@ -9,7 +9,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, createProject, createTokens, runCli, startApp, type AppProcess, type Project, type Tokens } from './helpers/project';
 import { ETCD, rawEtcd, requireEtcd, skipWithoutEtcd, uniqueFleet } from './helpers/etcd';
@@ -130,6 +130,11 @@ test('killing the client between stage and commit: nothing commits, the deadline
   });
   assert.equal(await etcd.get(`${PREFIX}head`).string(), '1', 'the fleet generation did not move');
   assert.deepEqual(await Promise.all(apps.map(generationOf)), gens, 'no member committed');
+  // Each agent's audit log (one file here: the apps share a project root) records the stage and the abort.
+  const audit = readFileSync(join(project.root, '.livepatch', 'audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const ops = (op: string) => audit.filter((r) => r.op === op && r.detail === `rollout ${rid}` && r.outcome === 'ok').length;
+  assert.equal(ops('fleet-stage'), 4);
+  assert.equal(ops('fleet-abort'), 4);
   for (const a of apps) assert.equal(await tagOf(a), 'B2');
 });
 
@@ -203,7 +208,7 @@ fetch('http://127.0.0.1:' + ports[agent] + '/mix').then((r) => r.json()).then((j
   assert.equal(j.canaries.length, 1);
   const canary = j.members.find((m: { canary?: boolean }) => m.canary);
   assert.equal(canary.state, 'rolled-back');
-  const { agent, b } = JSON.parse(require('node:fs').readFileSync(seen, 'utf8'));
+  const { agent, b } = JSON.parse(readFileSync(seen, 'utf8'));
   assert.equal(agent, canary.address);
   assert.equal(b, 'B3', 'the canary served the new code while the check ran');
   await waitFor('the others aborted', async () => {

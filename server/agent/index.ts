@@ -37,10 +37,10 @@ function engineFor(root: string): Engine {
 }
 
 /** Join the fleet (server/fleet, loaded only here) and hold requests until the join is over. */
-function joinFleet(engine: Engine, pipeline: Pipeline, fleet: NonNullable<ResolvedOptions['fleet']>): FleetMember | undefined {
+function joinFleet(engine: Engine, pipeline: Pipeline, fleet: NonNullable<ResolvedOptions['fleet']>, audit: AuditLog): FleetMember | undefined {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { startFleetMember } = require('../fleet/member') as typeof import('../fleet/member');
-  const member = startFleetMember({ address: fleet.address, engine, pipeline, leaseTtlSec: fleet.leaseTtlSec });
+  const member = startFleetMember({ address: fleet.address, engine, pipeline, leaseTtlSec: fleet.leaseTtlSec, audit: (e) => audit.append(e) });
   if (member) engine.holdRequests(member.joined, fleet.joinMs);
   return member;
 }
@@ -55,7 +55,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   const { pipeline, reason } = options.pipeline ? { pipeline: options.pipeline, reason: undefined } : createPipelineFor(engine, opts);
   // Start patched: the fleet's committed patch sets are applied before the app serves (requests are
   // held, as for journal replay). Registered now, synchronously, before the app's modules run.
-  const fleet = opts.fleet && pipeline ? joinFleet(engine, pipeline, opts.fleet) : undefined;
+  const fleet = opts.fleet && pipeline ? joinFleet(engine, pipeline, opts.fleet, audit) : undefined;
   if (opts.fleet && !pipeline) process.stderr.write(`livepatch: fleet ${opts.fleet.address.name} not joined: patching is unavailable here (${reason ?? 'no pipeline'})\n`);
   const repl = lazyRepl(engine, opts.root);
   const ctx: AgentContext = {

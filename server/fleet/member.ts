@@ -25,6 +25,7 @@ import { fleetError, openFleet, type FleetConnection } from '../../shared/fleet-
 import type { PatchSet } from '../../shared/patch';
 import type { Engine } from '../engine/types';
 import type { Pipeline } from '../pipeline/types';
+import type { AuditEntry } from '../agent/audit';
 
 export interface FleetMemberOptions {
   address: FleetAddress;
@@ -36,6 +37,8 @@ export interface FleetMemberOptions {
   retryMs?: number;
   env?: NodeJS.ProcessEnv;
   log?: (line: string) => void;
+  /** The agent's audit log: what the fleet made this agent do is recorded like an operator's op. */
+  audit?: (entry: AuditEntry) => void;
 }
 
 /** Extra time a staged set is held past the rollout's deadline, so a decision at the deadline still finds it. */
@@ -56,7 +59,7 @@ export class FleetMember {
   private readonly addressSet = new Promise<void>((r) => (this.addressKnown = r));
   private queue: Promise<void> = Promise.resolve();
   private lease: Lease | undefined;
-  private watcher: Watcher | undefined;
+  private readonly watchers: Watcher[] = [];
   private closed = false;
   private state: MemberRecord['state'] = 'joining';
   private error: MemberRecord['error'];
@@ -91,13 +94,22 @@ export class FleetMember {
     this.closed = true;
     this.addressKnown();
     for (const t of this.timers.values()) clearTimeout(t);
-    await this.watcher?.cancel().catch(() => undefined);
+    await Promise.all(this.watchers.map((w) => w.cancel().catch(() => undefined)));
     await this.lease?.revoke().catch(() => undefined);
     this.conn.close();
   }
 
   private get ns() {
     return this.conn.ns;
+  }
+
+  /** One audit record (`fleet-join`, `fleet-stage`, `fleet-commit`, `fleet-abort`, `fleet-rollback`, `fleet-deadline`). */
+  private audit(op: string, by: string, outcome: string, extra: { patchId?: string; generation?: number; detail?: string } = {}): void {
+    try {
+      this.opts.audit?.({ who: `fleet:${this.opts.address.name}:${by}`.slice(0, 200), remote: 'etcd', op: `fleet-${op}`, outcome, ...extra });
+    } catch {
+      // The audit log reports its own write failures.
+    }
   }
 
   private ctx(by: string) {
@@ -137,11 +149,13 @@ export class FleetMember {
         this.stack.push({ seq: e.seq, gen });
       }
       this.state = 'ok';
+      this.audit('join', 'livepatch', 'ok', { generation: this.opts.engine.currentGeneration, detail: `fleet generation ${this.fleetGeneration}: ${target.length} patch set(s) applied` });
       if (target.length) this.log(`joined at fleet generation ${this.fleetGeneration}: ${target.length} patch set(s) applied`);
     } catch (err) {
       const e = err instanceof LivepatchError ? err : new LivepatchError('LP_ERR_INTERNAL', String((err as Error)?.message ?? err));
       this.state = 'diverged';
       this.error = { code: 'LP_ERR_FLEET_JOIN', message: `${e.code}: ${e.message}`.slice(0, 2000) };
+      this.audit('join', 'livepatch', 'LP_ERR_FLEET_JOIN', { detail: this.error.message });
       this.log(`LP_ERR_FLEET_JOIN: the fleet's patches do not apply here (${e.code}: ${e.message.slice(0, 500)}); serving the deployed code, flagged diverged`);
       if (this.opts.engine.currentGeneration !== this.baseGen) {
         await this.opts.pipeline.rollback(this.baseGen, { who: `fleet:${this.opts.address.name}` }).catch((re) => this.log(`could not undo the partial join: ${(re as Error)?.message}`));
@@ -165,14 +179,19 @@ export class FleetMember {
     await this.addressSet;
     if (this.closed) return;
     await this.register();
-    const watcher = await this.ns.watch().prefix('').startRevision(String(BigInt(revision) + 1n)).create();
-    if (this.closed) {
-      await watcher.cancel().catch(() => undefined);
-      return;
+    // Only the keys a member acts on: other members' records and acks are not its business, and with
+    // many members watching them would make every ack reach every member.
+    const from = String(BigInt(revision) + 1n);
+    for (const prefix of [fleetKeys.rollouts, 'canary/', 'decision/', fleetKeys.log]) {
+      const watcher = await this.ns.watch().prefix(prefix).startRevision(from).create();
+      if (this.closed) {
+        await watcher.cancel().catch(() => undefined);
+        return;
+      }
+      this.watchers.push(watcher);
+      watcher.on('put', (kv) => this.onPut(kv.key.toString(), kv.value));
+      watcher.on('error', (err) => this.log(`watch error: ${(err as Error)?.message ?? err}`));
     }
-    this.watcher = watcher;
-    watcher.on('put', (kv) => this.onPut(kv.key.toString(), kv.value));
-    watcher.on('error', (err) => this.log(`watch error: ${(err as Error)?.message ?? err}`));
     // Rollouts open when we joined: stage them too (one decided or already in the log is skipped).
     for (const [k, v] of snapshot) if (k.startsWith('decision/')) this.decided.add(k.slice('decision/'.length));
     for (const [k, v] of snapshot) if (k.startsWith(fleetKeys.rollouts)) this.onPut(k, v);
@@ -285,8 +304,10 @@ export class FleetMember {
         return;
       }
       this.staged.set(rid, { stageId: res.stageId, rollout });
+      this.audit('stage', rollout.by, 'ok', { patchId: patch.id as string, detail: `rollout ${rid}` });
       await this.ack(rid, 'staged');
     } catch (err) {
+      this.audit('stage', rollout.by, err instanceof LivepatchError ? err.code : 'LP_ERR_INTERNAL', { patchId: String(rollout.patch?.id ?? '').slice(0, 200), detail: `rollout ${rid}` });
       this.log(`rollout ${rid}: stage failed: ${(err as Error)?.message?.slice(0, 300)}`);
       await this.ack(rid, 'failed', err);
     }
@@ -299,7 +320,10 @@ export class FleetMember {
     try {
       const key = fleetKeys.decision(rid);
       const r = await this.ns.if(key, 'Create', '==', 0).then(this.ns.put(key).value('abort')).commit();
-      if (r.succeeded) this.log(`rollout ${rid}: deadline passed undecided; aborted`);
+      if (r.succeeded) {
+        this.log(`rollout ${rid}: deadline passed undecided; aborted`);
+        this.audit('deadline', 'livepatch', 'ok', { detail: `rollout ${rid} aborted at its deadline` });
+      }
     } catch (err) {
       this.log(`rollout ${rid}: cannot write the deadline abort: ${(err as Error)?.message}`);
     }
@@ -313,6 +337,7 @@ export class FleetMember {
       await this.opts.pipeline.commit(s.stageId, this.ctx(s.rollout.by));
       this.staged.delete(rid);
       this.canaries.set(rid, { previous });
+      this.audit('commit', s.rollout.by, 'ok', { patchId: s.rollout.patch.id, generation: this.opts.engine.currentGeneration, detail: `rollout ${rid} (canary)` });
       await this.ack(rid, 'committed');
     } catch (err) {
       this.staged.delete(rid);
@@ -330,6 +355,7 @@ export class FleetMember {
       } catch {
         // Expired already: nothing is held.
       }
+      this.audit('abort', s.rollout.by, 'ok', { patchId: s.rollout.patch.id, detail: `rollout ${rid}` });
       await this.ack(rid, 'aborted');
       return;
     }
@@ -338,6 +364,7 @@ export class FleetMember {
       this.canaries.delete(rid);
       try {
         await this.opts.pipeline.rollback(c.previous, this.ctx('canary-abort'));
+        this.audit('rollback', 'canary-abort', 'ok', { generation: this.opts.engine.currentGeneration, detail: `rollout ${rid}: canary rolled back to generation ${c.previous}` });
         await this.ack(rid, 'rolled-back');
       } catch (err) {
         this.log(`rollout ${rid}: canary rollback failed: ${(err as Error)?.message}`);
@@ -398,6 +425,7 @@ export class FleetMember {
       await this.ack(rid, 'committed');
     }
     this.stack.push({ seq: e.seq, gen });
+    this.audit('commit', e.by, 'ok', { patchId: e.patch.id, generation: gen, detail: `fleet generation ${e.seq} (rollout ${rid})` });
   }
 
   private async rollbackTo(e: Extract<LogEntry, { kind: 'rollback' }>): Promise<void> {
@@ -414,6 +442,7 @@ export class FleetMember {
       if (entry?.kind !== 'patch') continue;
       this.stack.push({ seq, gen: await this.applyPatch(entry.patch, entry.by) });
     }
+    this.audit('rollback', e.by, 'ok', { generation: this.opts.engine.currentGeneration, detail: `fleet generation ${e.seq}: back to fleet generation ${e.to}` });
   }
 }
 
