@@ -299,8 +299,10 @@ export class FleetMember {
       const patch = checkStoredPatch(rollout.patch) as PatchSet;
       const res = await this.opts.pipeline.stage(patch, this.ctx(rollout.by), Math.min(left + STAGE_GRACE_MS, MAX_STAGE_TTL_MS));
       if (this.decided.has(rid) && !this.entries.some((e) => e.kind === 'patch' && e.rollout === rid)) {
-        // Decided (aborted) while we were staging.
+        // Decided (aborted) while we were staging: release the set and say so.
         this.opts.pipeline.abort(res.stageId, this.ctx(rollout.by));
+        this.audit('abort', rollout.by, 'ok', { patchId: patch.id as string, detail: `rollout ${rid}` });
+        await this.ack(rid, 'aborted');
         return;
       }
       this.staged.set(rid, { stageId: res.stageId, rollout });

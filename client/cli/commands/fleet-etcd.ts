@@ -5,6 +5,7 @@
  * registry exit code.
  */
 import { EXIT, LivepatchError, exitCodeFor, isErrorCode } from '../../../shared';
+import { parseFleetUrl } from '../../../shared/fleet';
 import { table } from '../../format';
 import { patchFrom } from '../options';
 import { note, printJson, runCommand } from '../output';
@@ -30,6 +31,7 @@ export async function applyFleetCommand(url: string, paths: string[], o: Record<
   const json = o['json'] === true;
   return runCommand(json, async () => {
     if (o['dryRun'] === true || o['skipApplied'] === true) throw new LivepatchError('LP_ERR_CLI_USAGE', '--dry-run and --skip-applied are for agent addresses; a fleet apply is all-or-nothing by itself');
+    parseFleetUrl(url);
     const { applyThroughFleet, parseCanary } = lib();
     const canary = typeof o['canary'] === 'string' ? parseCanary(o['canary']) : undefined;
     if (o['canaryCheck'] !== undefined && !canary) throw new LivepatchError('LP_ERR_CLI_USAGE', '--canary-check needs --canary');
