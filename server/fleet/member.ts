@@ -61,6 +61,7 @@ export class FleetMember {
   private lease: Lease | undefined;
   private readonly watchers: Watcher[] = [];
   private closed = false;
+  private registering = false;
   private state: MemberRecord['state'] = 'joining';
   private error: MemberRecord['error'];
   /** Agent generation before the fleet's entries (after journal replay). */
@@ -120,12 +121,13 @@ export class FleetMember {
     // Journal replay first: what the journal restores counts as already applied (same patch ids).
     await this.opts.pipeline.startupEvents?.().catch(() => undefined);
     let snapshot: { revision: string; kvs: IKeyValue[] } | undefined;
+    let failures = 0;
     while (!this.closed && !snapshot) {
       try {
         const res = await this.ns.getAll().exec();
         snapshot = { revision: String(res.header?.revision ?? '0'), kvs: res.kvs as IKeyValue[] };
       } catch (err) {
-        this.log(`cannot read the fleet (${fleetError(err, 'join').message}); retrying`);
+        if (failures++ === 0) this.log(`cannot read the fleet (${fleetError(err, 'join').message}); serving the deployed code until it answers, retrying every ${this.opts.retryMs ?? 2000} ms`);
         await new Promise((r) => setTimeout(r, this.opts.retryMs ?? 2000).unref());
       }
     }
@@ -197,24 +199,43 @@ export class FleetMember {
     for (const [k, v] of snapshot) if (k.startsWith(fleetKeys.rollouts)) this.onPut(k, v);
   }
 
+  /**
+   * Register under a new lease; retried until it works. One registration loop at a time: a lost lease
+   * (etcd unreachable for longer than the TTL) starts one, and failures are logged once per outage.
+   */
   private async register(): Promise<void> {
-    for (;;) {
-      if (this.closed) return;
-      try {
+    if (this.registering) return;
+    this.registering = true;
+    let failures = 0;
+    try {
+      while (!this.closed) {
         const lease = this.ns.lease(this.ttl, { autoKeepAlive: true });
+        try {
+          await lease.put(fleetKeys.member(this.id)).value(JSON.stringify(this.record()));
+        } catch (err) {
+          lease.removeAllListeners();
+          lease.release();
+          if (failures++ === 0) this.log(`cannot register (${fleetError(err, 'register').message}); retrying every ${this.opts.retryMs ?? 2000} ms`);
+          await new Promise((r) => setTimeout(r, this.opts.retryMs ?? 2000).unref());
+          continue;
+        }
+        if (this.closed) {
+          await lease.revoke().catch(() => undefined);
+          return;
+        }
         lease.on('lost', () => {
-          if (this.closed) return;
-          this.log('lease lost; registering again');
+          if (this.closed || this.lease !== lease) return;
           this.lease = undefined;
-          this.register().catch(() => undefined);
+          lease.removeAllListeners();
+          this.log('lease lost (etcd unreachable for longer than the lease); registering again when it answers');
+          void this.register();
         });
-        await lease.put(fleetKeys.member(this.id)).value(JSON.stringify(this.record()));
         this.lease = lease;
+        if (failures > 0) this.log('registered again');
         return;
-      } catch (err) {
-        this.log(`cannot register (${fleetError(err, 'register').message}); retrying`);
-        await new Promise((r) => setTimeout(r, this.opts.retryMs ?? 2000).unref());
       }
+    } finally {
+      this.registering = false;
     }
   }
 
