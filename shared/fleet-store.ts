@@ -57,6 +57,6 @@ export function fleetError(err: unknown, what: string): LivepatchError {
   if (err instanceof LivepatchError) return err;
   const name = (err as Error)?.constructor?.name ?? '';
   const msg = String((err as Error)?.message ?? err).split('\n')[0]!.replace(/\s*Resolution note:\s*$/, '').slice(0, 300);
-  if (/Permission|Auth|InvalidAuth|UserNotFound/i.test(name + ' ' + msg)) return new LivepatchError('LP_ERR_FLEET_DENIED', `${what}: etcd refused: ${msg}`);
+  if (/Permission|Authentication|InvalidAuth|UserNotFound|user name is empty|user name not found|auth token|auth: /i.test(name + ' ' + msg)) return new LivepatchError('LP_ERR_FLEET_DENIED', `${what}: etcd refused: ${msg}`);
   return new LivepatchError('LP_ERR_FLEET_UNREACHABLE', `${what}: ${msg}`);
 }
