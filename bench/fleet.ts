@@ -19,37 +19,10 @@ import { join } from 'node:path';
 import { applyThroughFleet } from '../client/cli/fleet-etcd';
 import { parseFleetUrl } from '../shared/fleet';
 import { FleetMember } from '../server/fleet/member';
-import type { Engine } from '../server/engine/types';
-import type { Pipeline } from '../server/pipeline/types';
+import { standIn } from '../test/helpers/fleet-sim';
 
 const MEMBERS = Number(process.env['BENCH_MEMBERS'] ?? 200);
 const ROLLOUTS = Number(process.env['BENCH_ROLLOUTS'] ?? 5);
-
-/** A member's stand-in engine and pipeline: generations count up, stage/commit are immediate. */
-function standIn(): { engine: Engine; pipeline: Pipeline } {
-  let generation = 1;
-  let next = 0;
-  const staged = new Set<string>();
-  const engine = { get currentGeneration() { return generation; }, getVersion: () => undefined } as unknown as Engine;
-  const commit = () => ({ generation: ++generation, previousGeneration: generation - 1, changed: [] });
-  const pipeline = {
-    patching: { enabled: true },
-    startupEvents: async () => [],
-    stage: async () => {
-      const stageId = `s${++next}`;
-      staged.add(stageId);
-      return { stageId, baseGeneration: generation, modules: [], diagnostics: [], expiresAt: new Date().toISOString() };
-    },
-    commit: async (id: string) => {
-      if (!staged.delete(id)) throw new Error('unknown stage');
-      return commit();
-    },
-    abort: (id: string) => void staged.delete(id),
-    apply: async () => commit(),
-    rollback: async () => commit(),
-  } as unknown as Pipeline;
-  return { engine, pipeline };
-}
 
 async function metrics(endpoint: string): Promise<Record<string, number>> {
   const text = await (await fetch(`http://${endpoint}/metrics`)).text();

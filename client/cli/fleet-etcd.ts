@@ -225,34 +225,40 @@ async function runRollout(conn: FleetConnection, rid: string, patch: RolloutReco
       return { id, address: byId.get(id)?.address ?? '', state: a?.state ?? 'no-answer', ...(canaries?.has(id) ? { canary: true } : {}), ...(a?.error ? { error: a.error } : {}) };
     });
 
-  // Phase one: every live member of the initial set acks staged or failed.
+  // Phase one: every live member of the initial set acks staged; any member's `failed` ack fails the rollout.
+  // (A member that joined after the proposal stages it too; it is not waited for, but its failure counts.)
   let required: string[] = initial.map((m) => m.id).sort();
-  let acks: Map<string, AckRecord>;
-  let revision: number;
+  let acks = new Map<string, AckRecord>();
+  let revision = 0;
   const decideDelay = Number(env['LIVEPATCH_FLEET_DECIDE_DELAY_MS'] ?? 0);
-  for (;;) {
-    const alive = new Set((await readMembers(ns)).map((m) => m.id));
-    ({ acks, revision } = await readAcks(ns, rid));
-    required = required.filter((id) => alive.has(id) || acks.has(id));
-    const failed = required.filter((id) => acks.get(id)?.state === 'failed');
-    if (failed.length > 0) {
-      const d = await abortRollout(ns, rid);
-      const first = acks.get(failed[0]!)!;
-      return out({ ok: false, committed: false, decision: d === 'abort' ? 'abort' : 'commit', error: fail('LP_ERR_FLEET_STAGE_FAILED', `${failed.length} member(s) could not stage the patch (${byId.get(failed[0]!)?.address || failed[0]}: ${first.error?.code ?? ''} ${first.error?.message ?? ''}); nothing was committed`) }, view(acks, required));
+  const everyone = () => [...new Set([...required, ...acks.keys()])];
+  const waitStaged = async (): Promise<FleetApplyOutcome | undefined> => {
+    for (;;) {
+      const alive = new Set((await readMembers(ns)).map((m) => m.id));
+      ({ acks, revision } = await readAcks(ns, rid));
+      required = required.filter((id) => alive.has(id) || acks.has(id));
+      const failed = [...acks.keys()].filter((id) => acks.get(id)?.state === 'failed');
+      if (failed.length > 0) {
+        const d = await abortRollout(ns, rid);
+        const first = acks.get(failed[0]!)!;
+        return out({ ok: false, committed: false, decision: d === 'abort' ? 'abort' : 'commit', error: fail('LP_ERR_FLEET_STAGE_FAILED', `${failed.length} member(s) could not stage the patch (${byId.get(failed[0]!)?.address || failed[0]}: ${first.error?.code ?? ''} ${first.error?.message ?? ''}); nothing was committed`) }, view(acks, everyone()));
+      }
+      const decision = await ns.get(fleetKeys.decision(rid)).string();
+      if (decision === 'abort') return out({ ok: false, committed: false, decision: 'abort', error: fail('LP_ERR_FLEET_DEADLINE', 'the rollout was aborted before it was decided (deadline passed); nothing was committed') }, view(acks, everyone()));
+      if (required.length > 0 && required.every((id) => acks.get(id)?.state === 'staged')) return undefined;
+      if (required.length === 0) {
+        await abortRollout(ns, rid);
+        return out({ ok: false, committed: false, decision: 'abort', error: fail('LP_ERR_FLEET_NO_MEMBERS', 'every member left before staging; nothing was committed') }, []);
+      }
+      if (Date.now() >= deadline) {
+        await abortRollout(ns, rid);
+        return out({ ok: false, committed: false, decision: 'abort', error: fail('LP_ERR_FLEET_DEADLINE', `not every member staged before the deadline; nothing was committed`) }, view(acks, everyone()));
+      }
+      await sleep(POLL_MS);
     }
-    const decision = await ns.get(fleetKeys.decision(rid)).string();
-    if (decision === 'abort') return out({ ok: false, committed: false, decision: 'abort', error: fail('LP_ERR_FLEET_DEADLINE', 'the rollout was aborted before it was decided (deadline passed); nothing was committed') }, view(acks, required));
-    if (required.length > 0 && required.every((id) => acks.get(id)?.state === 'staged')) break;
-    if (required.length === 0) {
-      await abortRollout(ns, rid);
-      return out({ ok: false, committed: false, decision: 'abort', error: fail('LP_ERR_FLEET_NO_MEMBERS', 'every member left before staging; nothing was committed') }, []);
-    }
-    if (Date.now() >= deadline) {
-      await abortRollout(ns, rid);
-      return out({ ok: false, committed: false, decision: 'abort', error: fail('LP_ERR_FLEET_DEADLINE', `not every member staged before the deadline; nothing was committed`) }, view(acks, required));
-    }
-    await sleep(POLL_MS);
-  }
+  };
+  const early = await waitStaged();
+  if (early) return early;
   note(`rollout ${rid}: all ${required.length} member(s) staged`);
   if (decideDelay > 0) await sleep(decideDelay);
 
@@ -268,13 +274,21 @@ async function runRollout(conn: FleetConnection, rid: string, patch: RolloutReco
     return out({ ok: false, committed: false, decision: d === 'commit' ? 'commit' : 'abort', generation: head, error: fail('LP_ERR_FLEET_CONFLICT', head !== baseSeq ? `the fleet moved to generation ${head} while this rollout was staged; aborted (re-run against the new generation)` : 'the rollout was decided by someone else') }, view(acks, required));
   };
 
+  /** The decision transaction failed: was it only an ack that changed (a member joined or left)? Then read again. */
+  const onlyAcksMoved = async (): Promise<boolean> => Date.now() < deadline && (await ns.get(decisionKey).string()) === null && (await readHead(ns)) === baseSeq;
+
   let canaries: string[] | undefined;
   if (opts.canary) {
     canaries = required.slice(0, canaryCount(opts.canary, required.length));
     const canarySet = new Set(canaries);
-    const t = unchangedSince(headIs(ns, baseSeq).and(decisionKey, 'Create', '==', 0), address.prefix, ackPrefix, revision);
-    const r = await t.then(ns.put(fleetKeys.canary(rid)).value(JSON.stringify({ members: canaries }))).commit();
-    if (!r.succeeded) return lost();
+    for (;;) {
+      const t = unchangedSince(headIs(ns, baseSeq).and(decisionKey, 'Create', '==', 0), address.prefix, ackPrefix, revision);
+      const r = await t.then(ns.put(fleetKeys.canary(rid)).value(JSON.stringify({ members: canaries }))).commit();
+      if (r.succeeded) break;
+      if (!(await onlyAcksMoved())) return lost();
+      const again = await waitStaged();
+      if (again) return again;
+    }
     note(`rollout ${rid}: committing on ${canaries.length} canary member(s) first`);
     for (;;) {
       ({ acks } = await readAcks(ns, rid));
@@ -308,9 +322,14 @@ async function runRollout(conn: FleetConnection, rid: string, patch: RolloutReco
     const r2 = await headIs(ns, baseSeq).and(decisionKey, 'Create', '==', 0).and(fleetKeys.canary(rid), 'Create', '>', 0).then(...commitOps()).commit();
     if (!r2.succeeded) return lost();
   } else {
-    const t = unchangedSince(headIs(ns, baseSeq).and(decisionKey, 'Create', '==', 0), address.prefix, ackPrefix, revision);
-    const r = await t.then(...commitOps()).commit();
-    if (!r.succeeded) return lost();
+    for (;;) {
+      const t = unchangedSince(headIs(ns, baseSeq).and(decisionKey, 'Create', '==', 0), address.prefix, ackPrefix, revision);
+      const r = await t.then(...commitOps()).commit();
+      if (r.succeeded) break;
+      if (!(await onlyAcksMoved())) return lost();
+      const again = await waitStaged();
+      if (again) return again;
+    }
   }
   note(`rollout ${rid}: committed as fleet generation ${seq}; waiting for the members to commit`);
   // The decision is made: the members commit on their own. Wait (bounded) to report what they did.
