@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { userInfo } from 'node:os';
 import type { IKeyValue, Namespace } from 'etcd3';
 import { LivepatchError, type PatchSet } from '../../shared';
-import { effectivePatches, fleetKeys, MAX_FLEET_PATCH_BYTES, MAX_FLEET_RECORD_BYTES, parseFleetUrl, parseRecord, type AckRecord, type LogEntry, type MemberRecord, type RolloutRecord } from '../../shared/fleet';
+import { effectivePatches, fleetKeys, MAX_FLEET_PATCH_BYTES, parseFleetUrl, parseRecord, type AckRecord, type LogEntry, type MemberRecord, type RolloutRecord } from '../../shared/fleet';
 import { fleetError, openFleet, type FleetConnection } from '../../shared/fleet-store';
 
 /** Default time from proposal to decision before the rollout is aborted (ms). */
@@ -447,4 +447,3 @@ export async function fleetRollback(url: string, to: number | undefined, env: No
   }
 }
 
-export { MAX_FLEET_RECORD_BYTES };

@@ -19,10 +19,14 @@ function exitOf(code: string | undefined): number {
   return isErrorCode(code) ? exitCodeFor(code) : EXIT.REJECTED;
 }
 
+/** Longest --deadline: members hold a staged set for the deadline plus 30 s, and at most 10 minutes. */
+const MAX_DEADLINE_MS = 540_000;
+
 function parseDeadline(v: unknown): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!/^\d+$/.test(String(v)) || n < 1000 || n > 3_600_000) throw new LivepatchError('LP_ERR_CLI_USAGE', `invalid --deadline "${String(v)}": expected milliseconds between 1000 and 3600000`);
+  // A member holds its staged set for at most 10 minutes (the stage op's limit), deadline included.
+  if (!/^\d+$/.test(String(v)) || n < 1000 || n > MAX_DEADLINE_MS) throw new LivepatchError('LP_ERR_CLI_USAGE', `invalid --deadline "${String(v)}": expected milliseconds between 1000 and ${MAX_DEADLINE_MS}`);
   return n;
 }
 
