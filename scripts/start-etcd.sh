@@ -3,6 +3,7 @@
 #   scripts/start-etcd.sh DIR   → prints HOST:PORT (the client endpoint) on stdout once etcd is healthy;
 #                                 DIR/pid holds etcd's pid and DIR/etcd.log its log.
 # Then: LIVEPATCH_TEST_ETCD=$(...) node scripts/run-tests.js fleet ; kill "$(cat DIR/pid)"; rm -rf DIR
+# With ETCD_CERT and ETCD_KEY (PEM files) set, etcd serves its clients TLS (https) with them.
 set -euo pipefail
 dir=${1:?usage: scripts/start-etcd.sh DIR}
 mkdir -p "$dir"
@@ -16,13 +17,20 @@ const a = net.createServer().listen(0, "127.0.0.1", () => {
     a.close(); b.close();
   });
 });')
-etcd --name lptest --data-dir "$dir/data" \
-  --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
+scheme=http
+tls=()
+if [ -n "${ETCD_CERT:-}" ]; then
+  scheme=https
+  tls=(--cert-file "$ETCD_CERT" --key-file "${ETCD_KEY:?ETCD_CERT needs ETCD_KEY}")
+fi
+etcd --name lptest --data-dir "$dir/data" "${tls[@]}" \
+  --listen-client-urls "$scheme://127.0.0.1:$client" --advertise-client-urls "$scheme://127.0.0.1:$client" \
   --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
   --initial-cluster "lptest=http://127.0.0.1:$peer" >"$dir/etcd.log" 2>&1 &
 echo $! >"$dir/pid"
 for _ in $(seq 1 100); do
-  if node -e 'fetch(process.argv[1]).then(r => r.json()).then(j => process.exit(j.health === "true" ? 0 : 1), () => process.exit(1))' "http://127.0.0.1:$client/health"; then
+  # The health check only asks whether etcd answers: it does not verify the (test) certificate.
+  if NODE_TLS_REJECT_UNAUTHORIZED=0 node -e 'fetch(process.argv[1]).then(r => r.json()).then(j => process.exit(j.health === "true" ? 0 : 1), () => process.exit(1))' "$scheme://127.0.0.1:$client/health" 2>/dev/null; then
     echo "127.0.0.1:$client"
     exit 0
   fi

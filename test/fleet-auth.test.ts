@@ -1,8 +1,10 @@
 /**
  * Fleet roles as etcd permissions (docs/fleet.md#roles-etcd-users-and-permissions), on a private etcd
- * with authentication on (started with scripts/start-etcd.sh, so the shared test etcd keeps auth off):
- * the agent's user can register, stage and ack but cannot propose a rollout; a client without
- * credentials is refused (exit 3); the patcher's user applies, and the agent commits.
+ * with TLS and authentication on (started with scripts/start-etcd.sh, so the shared test etcd keeps
+ * both off; the certificate is made with the system's openssl): agent and CLI connect with
+ * LIVEPATCH_FLEET_CA; without it the CLI cannot connect (exit 4); the agent's user can register, stage
+ * and ack but cannot propose a rollout; a client without credentials is refused (exit 3); the
+ * patcher's user applies, and the agent commits.
  * Runs where the fleet tests run (LIVEPATCH_TEST_ETCD set, or under CI, which must have etcd).
  */
 import { after, before, test } from 'node:test';
@@ -24,13 +26,16 @@ let endpoint: string;
 let project: Project;
 let app: AppProcess | undefined;
 
-const creds = (user: string) => ({ LIVEPATCH_FLEET_USER: user, LIVEPATCH_FLEET_PASSWORD_FILE: join(dir, `${user}.pw`) });
+const ca = () => join(dir, 'etcd-cert.pem');
+const creds = (user: string) => ({ LIVEPATCH_FLEET_CA: ca(), LIVEPATCH_FLEET_USER: user, LIVEPATCH_FLEET_PASSWORD_FILE: join(dir, `${user}.pw`) });
 
 before(async () => {
   if (skip) return;
   dir = mkdtempSync(join(tmpdir(), 'lp-etcd-auth-'));
-  endpoint = execFileSync('bash', [join(REPO, 'scripts', 'start-etcd.sh'), join(dir, 'etcd')], { encoding: 'utf8' }).trim();
-  const root = new Etcd3({ hosts: `http://${endpoint}` });
+  const key = join(dir, 'etcd-key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', ca(), '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  endpoint = execFileSync('bash', [join(REPO, 'scripts', 'start-etcd.sh'), join(dir, 'etcd')], { encoding: 'utf8', env: { ...process.env, ETCD_CERT: ca(), ETCD_KEY: key } }).trim();
+  const root = new Etcd3({ hosts: `https://${endpoint}`, credentials: { rootCertificate: readFileSync(ca()) } });
   try {
     for (const u of ['root', 'agent', 'alice']) writeFileSync(join(dir, `${u}.pw`), `${u}-secret\n`, { mode: 0o600 });
     await root.user('root').create('root-secret');
@@ -74,11 +79,14 @@ async function waitMember(): Promise<any> {
   throw new Error(`the agent did not register:\n${app?.stderr()}`);
 }
 
-test('etcd roles: agents register but cannot propose, no credentials is refused, the patcher applies', { skip }, async () => {
+test('etcd over TLS with roles: agents register but cannot propose, no credentials is refused, the patcher applies', { skip }, async () => {
   const s = await waitMember();
   assert.equal(s.members[0].address, app!.agent);
   const url = `etcd://${endpoint}/${NAME}`;
-  const anon = await runCli(['status', url, '--json']);
+  const plain = await runCli(['status', url, '--json'], { env: { LIVEPATCH_FLEET_USER: 'alice', LIVEPATCH_FLEET_PASSWORD_FILE: join(dir, 'alice.pw') } });
+  assert.equal(plain.code, 4, 'without LIVEPATCH_FLEET_CA the CLI speaks plain gRPC to a TLS port: no connection');
+  assert.equal(JSON.parse(plain.stdout).error.code, 'LP_ERR_FLEET_UNREACHABLE');
+  const anon = await runCli(['status', url, '--json'], { env: { LIVEPATCH_FLEET_CA: ca() } });
   assert.equal(anon.code, 3, anon.stdout + anon.stderr);
   assert.equal(JSON.parse(anon.stdout).error.code, 'LP_ERR_FLEET_DENIED');
   const asAgent = await runCli(['apply', url, 'fix/src/quote.ts', '--root', 'fix', '--json'], { cwd: project.root, env: creds('agent') });
