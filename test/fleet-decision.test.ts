@@ -3,7 +3,9 @@
  * over stand-in pipelines, test/helpers/fleet-sim.ts) so members can join at an exact moment: a member
  * that joins between "every member staged" and the decision transaction changes the acks, the
  * transaction fails, and the CLI reads again and commits (it does not abort); the late member commits
- * too. And a fleet with no members refuses the apply (LP_ERR_FLEET_NO_MEMBERS).
+ * too. A fleet with no members refuses the apply (LP_ERR_FLEET_NO_MEMBERS). A client that dies after
+ * its canaries committed leaves an undecided rollout: a member aborts it at the deadline and the canary
+ * rolls back.
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -68,4 +70,26 @@ test('a member joining between "all staged" and the decision does not abort the 
   for (const s of sims) assert.deepEqual(s.committed, ['p1']);
   await until(async () => late.committed.length === 1);
   assert.deepEqual(late.committed, ['p1'], 'the late member committed the staged set when the log entry came');
+});
+
+test('a client that dies after its canaries committed: at the deadline a member aborts, the canary rolls back', { skip }, async () => {
+  const c = rawEtcd();
+  const P = `livepatch/fleets/${NAME}/`;
+  try {
+    const ids = (await c.getAll().prefix(`${P}members/`).keys()).map((k) => k.slice(`${P}members/`.length)).sort();
+    assert.equal(ids.length, 3);
+    const acks = async () => Object.fromEntries(Object.entries(await c.getAll().prefix(`${P}acks/dead-1/`).strings()).map(([k, v]) => [k.slice(`${P}acks/dead-1/`.length), JSON.parse(v).state]));
+    // What a client writes before it dies: the proposal, then (all staged) the canary record; never a decision.
+    await c.put(`${P}rollouts/dead-1`).value(JSON.stringify({ id: 'dead-1', patch: { id: 'p2', files: { 'src/x.ts': 'export const x = 2;\n' } }, baseSeq: 1, deadline: Date.now() + 3000, by: 'test', createdAt: new Date().toISOString() }));
+    await until(async () => Object.values(await acks()).filter((s) => s === 'staged').length === 3);
+    await c.put(`${P}canary/dead-1`).value(JSON.stringify({ members: [ids[0]] }));
+    await until(async () => (await acks())[ids[0]!] === 'committed');
+    await until(async () => (await acks())[ids[0]!] === 'rolled-back');
+    assert.equal(await c.get(`${P}decision/dead-1`).string(), 'abort', 'a member wrote the abort at the deadline');
+    const states = await acks();
+    assert.deepEqual(Object.values(states).sort(), ['aborted', 'aborted', 'rolled-back']);
+    assert.equal(await c.get(`${P}head`).string(), '1', 'the fleet generation did not move');
+  } finally {
+    c.close();
+  }
 });
