@@ -19,6 +19,9 @@ const skip = skipWithoutEtcd;
 const NAME = uniqueFleet('t3');
 const url = () => `etcd://${ETCD}/${NAME}`;
 const PREFIX = `livepatch/fleets/${NAME}/`;
+// Applies run with generous deadlines (and CLI timeouts): a loaded CI machine may stage slowly, and these
+// tests are about the logic, not the speed.
+const SLOW = { cwd: '', timeoutMs: 200_000 };
 const PATCH_B3 = QUOTE_PATCH.replace("'B2'", "'B3'");
 const PATCH_B4 = QUOTE_PATCH.replace("'B2'", "'B4'");
 
@@ -43,7 +46,7 @@ async function members(): Promise<number> {
   return (await etcd.getAll().prefix(`${PREFIX}members/`).keys()).length;
 }
 
-async function waitFor(what: string, cond: () => Promise<boolean>, ms = 20_000): Promise<void> {
+async function waitFor(what: string, cond: () => Promise<boolean>, ms = 60_000): Promise<void> {
   const until = Date.now() + ms;
   while (!(await cond())) {
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
@@ -85,7 +88,7 @@ after(async () => {
 });
 
 test('a fleet apply through etcd commits on all three members', { skip }, async () => {
-  const r = await runCli(['apply', url(), 'fix/src/quote.ts', '--root', 'fix', '--id', 'fix-b2', '--json'], { cwd: project.root });
+  const r = await runCli(['apply', url(), 'fix/src/quote.ts', '--root', 'fix', '--id', 'fix-b2', '--deadline', '180000', '--json'], { ...SLOW, cwd: project.root });
   assert.equal(r.code, 0, r.stderr + r.stdout);
   const j = JSON.parse(r.stdout);
   assert.equal(j.ok, true);
@@ -113,17 +116,17 @@ test('a fourth agent started afterwards serves the patched code from its first r
 
 test('killing the client between stage and commit: nothing commits, the deadline aborts the rollout', { skip }, async () => {
   const gens = await Promise.all(apps.map(generationOf));
-  const child = spawn(process.execPath, [CLI, 'apply', url(), 'fix3/src/quote.ts', '--root', 'fix3', '--deadline', '3000'], {
+  const child = spawn(process.execPath, [CLI, 'apply', url(), 'fix3/src/quote.ts', '--root', 'fix3', '--deadline', '10000'], {
     cwd: project.root,
     env: { ...process.env, LIVEPATCH_FLEET_DECIDE_DELAY_MS: '60000' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let err = '';
   child.stderr.on('data', (b: Buffer) => (err += b.toString()));
-  await waitFor('every member staged', async () => /all 4 member\(s\) staged/.test(err));
+  await waitFor('every member staged', async () => /all 4 member\(s\) staged/.test(err), 60_000);
   const rid = /rollout (\S+): proposed/.exec(err)![1]!;
   child.kill('SIGKILL');
-  await waitFor('the deadline abort', async () => (await etcd.get(`${PREFIX}decision/${rid}`).string()) === 'abort', 15_000);
+  await waitFor('the deadline abort', async () => (await etcd.get(`${PREFIX}decision/${rid}`).string()) === 'abort', 30_000);
   await waitFor('every member aborted its staged set', async () => {
     const acks = await etcd.getAll().prefix(`${PREFIX}acks/${rid}/`).strings();
     return Object.values(acks).length === 4 && Object.values(acks).every((v) => JSON.parse(v).state === 'aborted');
@@ -159,7 +162,7 @@ test('an agent whose stage fails (another build) fails the whole apply with noth
       assert.ok(flagged[0].flags.some((f: string) => f.startsWith('hashes: src/quote.ts')));
       const gens = await Promise.all(apps.map(generationOf));
 
-      const r = await runCli(['apply', url(), 'fix3/src/quote.ts', '--root', 'fix3', '--json'], { cwd: project.root });
+      const r = await runCli(['apply', url(), 'fix3/src/quote.ts', '--root', 'fix3', '--deadline', '180000', '--json'], { ...SLOW, cwd: project.root });
       assert.equal(r.code, 1, r.stderr + r.stdout);
       const j = JSON.parse(r.stdout);
       assert.equal(j.committed, false);
@@ -200,7 +203,7 @@ fetch('http://127.0.0.1:' + ports[agent] + '/mix').then((r) => r.json()).then((j
 }, () => process.exit(2));
 `,
   );
-  const r = await runCli(['apply', url(), 'fix3/src/quote.ts', '--root', 'fix3', '--canary', '1', '--canary-check', `"${process.execPath}" "${check}"`, '--json'], { cwd: project.root });
+  const r = await runCli(['apply', url(), 'fix3/src/quote.ts', '--root', 'fix3', '--canary', '1', '--deadline', '180000', '--canary-check', `"${process.execPath}" "${check}"`, '--json'], { ...SLOW, cwd: project.root });
   assert.equal(r.code, 1, r.stderr + r.stdout);
   const j = JSON.parse(r.stdout);
   assert.equal(j.error.code, 'LP_ERR_FLEET_CANARY_FAILED');
@@ -225,7 +228,7 @@ fetch('http://127.0.0.1:' + ports[agent] + '/mix').then((r) => r.json()).then((j
 });
 
 test('a passing canary commits everywhere; fleet rollback and history work through the store', { skip }, async () => {
-  const r = await runCli(['apply', url(), 'fix4/src/quote.ts', '--root', 'fix4', '--canary', '50%', '--canary-check', `"${process.execPath}" -e "process.exit(0)"`, '--json'], { cwd: project.root });
+  const r = await runCli(['apply', url(), 'fix4/src/quote.ts', '--root', 'fix4', '--canary', '50%', '--deadline', '180000', '--canary-check', `"${process.execPath}" -e "process.exit(0)"`, '--json'], { ...SLOW, cwd: project.root });
   assert.equal(r.code, 0, r.stderr + r.stdout);
   const j = JSON.parse(r.stdout);
   assert.equal(j.canaries.length, 2);
