@@ -92,7 +92,7 @@ test('etcd over TLS with roles: agents register but cannot propose, no credentia
   const asAgent = await runCli(['apply', url, 'fix/src/quote.ts', '--root', 'fix', '--json'], { cwd: project.root, env: creds('agent') });
   assert.equal(asAgent.code, 3, asAgent.stdout + asAgent.stderr);
   assert.equal(JSON.parse(asAgent.stdout).error.code, 'LP_ERR_FLEET_DENIED');
-  const asAlice = await runCli(['apply', url, 'fix/src/quote.ts', '--root', 'fix', '--json'], { cwd: project.root, env: creds('alice') });
+  const asAlice = await runCli(['apply', url, 'fix/src/quote.ts', '--root', 'fix', '--deadline', '180000', '--json'], { cwd: project.root, env: creds('alice'), timeoutMs: 200_000 });
   assert.equal(asAlice.code, 0, asAlice.stdout + asAlice.stderr);
   assert.equal(JSON.parse(asAlice.stdout).members[0].state, 'committed');
   assert.equal((await app!.get('/mix')).b, 'B2');
