@@ -75,6 +75,17 @@ export const ERRORS = {
   LP_ERR_CLUSTER_NONE: spec('This agent does not run a cluster primary with workers', EXIT.USAGE),
   LP_ERR_CLUSTER_WORKER: spec('A cluster worker exited during the operation; the patch was committed nowhere', EXIT.REJECTED, true),
   // Eval / REPL.
+  // Fleets in etcd (docs/fleet.md).
+  LP_ERR_FLEET_URL: spec('Invalid fleet address or fleet credentials (etcd://HOST:PORT/NAME, LIVEPATCH_FLEET_*)', EXIT.USAGE),
+  LP_ERR_FLEET_UNREACHABLE: spec('Cannot reach the fleet\'s etcd', EXIT.CONNECT, true),
+  LP_ERR_FLEET_DENIED: spec('etcd refused the fleet operation (authentication or permission)', EXIT.AUTH),
+  LP_ERR_FLEET_NO_MEMBERS: spec('The fleet has no live members to check the patch', EXIT.REJECTED, true),
+  LP_ERR_FLEET_STAGE_FAILED: spec('A fleet member could not stage the patch; nothing was committed', EXIT.REJECTED),
+  LP_ERR_FLEET_DEADLINE: spec('The rollout was not decided before its deadline and was aborted; nothing was committed', EXIT.REJECTED, true),
+  LP_ERR_FLEET_CONFLICT: spec('The fleet changed under the rollout (another rollout was decided, or the rollout was aborted)', EXIT.CONFLICT, true),
+  LP_ERR_FLEET_CANARY_FAILED: spec('The canary check failed: the canaries were rolled back and the rest never committed', EXIT.REJECTED),
+  LP_ERR_FLEET_RECORD: spec('A fleet record in etcd is malformed or too large', EXIT.REJECTED),
+  LP_ERR_FLEET_JOIN: spec('This agent could not apply the fleet\'s committed patches when it joined; it serves its deployed code and is flagged diverged', EXIT.REJECTED),
   LP_ERR_EVAL_TYPE: spec('Expression does not type-check', EXIT.REJECTED),
   LP_ERR_EVAL_THROWN: spec('Expression threw', EXIT.REJECTED),
   LP_ERR_EVAL_TIMEOUT: spec('Evaluation timed out', EXIT.REJECTED),

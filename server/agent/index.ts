@@ -13,7 +13,9 @@ import { acceptConnection, remoteOf } from './connection';
 import { checkerOptions, createPipelineFor, lazyRepl, type AgentContext } from './context';
 import { forwardEngineEvents } from './events';
 import { listen } from './listener';
-import { optionsFromEnv, resolveOptions, type AgentOptions } from './options';
+import { optionsFromEnv, resolveOptions, type AgentOptions, type ResolvedOptions } from './options';
+import type { Pipeline } from '../pipeline/types';
+import type { FleetMember } from '../fleet/member';
 import type { Session } from './session';
 
 export type { AgentOptions } from './options';
@@ -34,6 +36,15 @@ function engineFor(root: string): Engine {
   return install({ root });
 }
 
+/** Join the fleet (server/fleet, loaded only here) and hold requests until the join is over. */
+function joinFleet(engine: Engine, pipeline: Pipeline, fleet: NonNullable<ResolvedOptions['fleet']>, audit: AuditLog): FleetMember | undefined {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { startFleetMember } = require('../fleet/member') as typeof import('../fleet/member');
+  const member = startFleetMember({ address: fleet.address, engine, pipeline, leaseTtlSec: fleet.leaseTtlSec, audit: (e) => audit.append(e) });
+  if (member) engine.holdRequests(member.joined, fleet.joinMs);
+  return member;
+}
+
 /** Start an agent. Rejects with a readable Error when the options are unusable (nothing is left running). */
 export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   const opts = resolveOptions(options);
@@ -42,6 +53,10 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   const engine = options.engine ?? engineFor(opts.root);
   const audit = new AuditLog(opts.auditFile);
   const { pipeline, reason } = options.pipeline ? { pipeline: options.pipeline, reason: undefined } : createPipelineFor(engine, opts);
+  // Start patched: the fleet's committed patch sets are applied before the app serves (requests are
+  // held, as for journal replay). Registered now, synchronously, before the app's modules run.
+  const fleet = opts.fleet && pipeline ? joinFleet(engine, pipeline, opts.fleet, audit) : undefined;
+  if (opts.fleet && !pipeline) process.stderr.write(`livepatch: fleet ${opts.fleet.address.name} not joined: patching is unavailable here (${reason ?? 'no pipeline'})\n`);
   const repl = lazyRepl(engine, opts.root, checkerOptions(opts));
   const ctx: AgentContext = {
     opts,
@@ -69,9 +84,11 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
       }
     });
   } catch (e) {
+    await fleet?.close().catch(() => undefined);
     if (!options.pipeline) await pipeline?.close().catch(() => undefined);
     throw e;
   }
+  fleet?.setAddress(listener.address);
   const detach = forwardEngineEvents(ctx);
   audit.append({ who: '-', remote: '-', op: 'start', outcome: 'ok', detail: `listening on ${listener.address}` });
   // What journal replay found or decided (unreadable lines, quarantined patches) goes in the audit log too.
@@ -88,6 +105,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     close() {
       closing ??= (async () => {
         detach();
+        await fleet?.close().catch(() => undefined);
         await listener.close();
         ctx.refusals.flush();
         await repl.dispose();

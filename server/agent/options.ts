@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import type { Engine } from '../engine/types';
 import type { Pipeline } from '../pipeline/types';
 import { MAX_TRUSTED_KEYS_BYTES, parseTrustedKeys, type TrustedKey } from '../../shared/signing';
+import { parseFleetUrl, type FleetAddress } from '../../shared/fleet';
 import { formatTarget, isLoopbackHost, parseTarget, type Target } from '../../shared/target';
 
 export interface LockoutOptions {
@@ -91,6 +92,12 @@ export interface AgentOptions {
   checkerIdleMs?: number;
   /** Directory of the checker's persisted incremental state, or false for none (default: the journal dir, else `<root>/.livepatch`; LIVEPATCH_CHECKER_CACHE, `off` = none). */
   checkerCacheDir?: string | false;
+  /** Join this fleet: `etcd://HOST:PORT[,HOST:PORT]/NAME` (docs/fleet.md; TLS and etcd auth from LIVEPATCH_FLEET_*). */
+  fleet?: string;
+  /** Fleet member lease TTL in seconds (default 10). */
+  fleetLeaseTtlSec?: number;
+  /** Longest time requests are held while joining the fleet (ms, default 30000). */
+  fleetJoinMs?: number;
   /** Use this engine / pipeline instead of the installed one / a new one (embedding, tests). */
   engine?: Engine;
   pipeline?: Pipeline;
@@ -125,6 +132,7 @@ export interface ResolvedOptions {
   checkerMaxMb: number;
   checkerIdleMs: number;
   checkerCacheDir?: string | false;
+  fleet?: { address: FleetAddress; leaseTtlSec: number; joinMs: number };
 }
 
 export const DEFAULTS = {
@@ -200,7 +208,16 @@ export function resolveOptions(o: AgentOptions): ResolvedOptions {
   const journalDir = o.journalDir ? resolve(root, o.journalDir) : undefined;
   const auditFile = resolve(root, o.auditFile ?? join(journalDir ?? join(root, '.livepatch'), 'audit.jsonl'));
   const lk = { ...DEFAULTS.lockout, ...o.lockout };
+  let fleet: ResolvedOptions['fleet'];
+  if (o.fleet) {
+    try {
+      fleet = { address: parseFleetUrl(o.fleet), leaseTtlSec: positiveInt('fleetLeaseTtlSec', o.fleetLeaseTtlSec, 10), joinMs: positiveInt('fleetJoinMs', o.fleetJoinMs, 30_000) };
+    } catch (e) {
+      throw new Error((e as Error).message);
+    }
+  }
   return {
+    ...(fleet ? { fleet } : {}),
     target,
     tokensFile: resolve(root, o.tokensFile),
     root,
@@ -251,7 +268,7 @@ function envInt(env: NodeJS.ProcessEnv, name: string): number | undefined {
  * _AUTH_FAIL_DELAY_MS, _AUDIT_AGGREGATE_MS, _LOCKOUT=`failures/windowMs/lockMs`, _ALLOWED_ORIGINS comma-separated); the journal's
  * LIVEPATCH_REPLAY=off and LIVEPATCH_CRASH_WINDOW_MS; LIVEPATCH_TRUSTED_KEYS (signed patch sets only);
  * the type checker's LIVEPATCH_CHECKER_MAX_MB, LIVEPATCH_CHECKER_IDLE_MS and LIVEPATCH_CHECKER_CACHE
- * (a directory, or `off`).
+ * (a directory, or `off`); the fleet's LIVEPATCH_FLEET, _FLEET_LEASE_TTL (s) and _FLEET_JOIN_MS.
  */
 export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptions {
   const o: AgentOptions = {};
@@ -274,6 +291,9 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptio
     else throw new Error(`invalid LIVEPATCH_REPLAY="${replay}": expected off or on`);
   }
   set('crashWindowMs', envInt(env, 'LIVEPATCH_CRASH_WINDOW_MS'));
+  set('fleet', str('LIVEPATCH_FLEET'));
+  set('fleetLeaseTtlSec', envInt(env, 'LIVEPATCH_FLEET_LEASE_TTL'));
+  set('fleetJoinMs', envInt(env, 'LIVEPATCH_FLEET_JOIN_MS'));
   if (env['LIVEPATCH_INSECURE'] === '1' || env['LIVEPATCH_INSECURE'] === 'true') o.insecure = true;
   const origins = str('LIVEPATCH_ALLOWED_ORIGINS');
   if (origins) o.allowedOrigins = origins.split(',').map((s) => s.trim()).filter(Boolean);

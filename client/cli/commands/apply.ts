@@ -6,6 +6,8 @@
  */
 import type { Command } from 'commander';
 import { LivepatchError, parseTarget } from '../../../shared';
+import { isFleetUrl } from '../../../shared/fleet';
+import { applyFleetCommand } from './fleet-etcd';
 import { formatCommit, formatDiagnostics, table } from '../../format';
 import { EXIT_INTERRUPTED, applyToFleet, type FleetOutcome, type HostOutcome } from '../fleet';
 import { addCommonOptions, addPatchOptions, commonFrom, connectFromOptions, patchFrom, type Finish } from '../options';
@@ -67,15 +69,25 @@ export function registerApply(program: Command, finish: Finish): void {
       program
         .command('apply')
         .description('check, stage and commit PATCH; with several agents, commit on all only if every one staged')
-        .argument('<targets>', 'agent address(es): host:port or unix:/path, comma-separated')
+        .argument('<targets>', 'agent address(es): host:port or unix:/path, comma-separated; or a fleet: etcd://HOST:PORT/NAME')
         .argument('<patch...>', '.ts files, directories, or a .json patch set')
         .option('--dry-run', 'check, load and verify, then discard instead of committing')
-        .option('--skip-applied', 'agents that already committed this patch id count as done (needs --id): re-runs converge'),
+        .option('--skip-applied', 'agents that already committed this patch id count as done (needs --id): re-runs converge')
+        .option('--canary <n>', 'fleet (etcd://) only: commit on N members (or P%) first, then the rest if the canary check passes')
+        .option('--canary-check <command>', 'fleet only: shell command run once the canaries committed; a non-zero exit rolls them back')
+        .option('--deadline <ms>', 'fleet only: undecided this long after the proposal, the rollout is aborted (default 60000)'),
     ),
   ).action(async (list: string, paths: string[], o: Record<string, unknown>) => {
     const opts = commonFrom(o);
+    if (isFleetUrl(list)) {
+      finish(await applyFleetCommand(list, paths, o));
+      return;
+    }
     finish(
       await runCommand(Boolean(opts.json), async () => {
+        for (const f of ['canary', 'canaryCheck', 'deadline']) {
+          if (o[f] !== undefined) throw new LivepatchError('LP_ERR_CLI_USAGE', `--${f.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} needs a fleet address (etcd://HOST:PORT/NAME)`);
+        }
         const targets = parseTargets(list);
         const patch = patchFrom(paths, o);
         const skipApplied = o['skipApplied'] === true;

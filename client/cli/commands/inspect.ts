@@ -7,6 +7,8 @@ import type { Command } from 'commander';
 import { formatHistory, formatStatus, formatVersions } from '../../format';
 import { addCommonOptions, commonFrom, parseGeneration, withAgent, type Finish } from '../options';
 import { printJson, runCommand } from '../output';
+import { isFleetUrl } from '../../../shared/fleet';
+import { fleetHistoryCommand, fleetStatusCommand } from './fleet-etcd';
 
 /** Register status, versions, show and history on `program`. */
 export function registerInspect(program: Command, finish: Finish): void {
@@ -14,9 +16,10 @@ export function registerInspect(program: Command, finish: Finish): void {
     program
       .command('status')
       .description('agent and protocol version, pid, uptime, generations with in-flight counts, modules, drift')
-      .argument('<target>', 'agent address: host:port or unix:/path'),
+      .argument('<target>', 'agent address: host:port or unix:/path; or a fleet: etcd://HOST:PORT/NAME'),
   ).action(async (target: string, o: Record<string, unknown>) => {
     const opts = commonFrom(o);
+    if (isFleetUrl(target)) return finish(await fleetStatusCommand(target, Boolean(opts.json)));
     finish(
       await runCommand(Boolean(opts.json), async () => {
         const s = await withAgent(target, opts, (c) => c.request('status', {}));
@@ -70,10 +73,11 @@ export function registerInspect(program: Command, finish: Finish): void {
     program
       .command('history')
       .description('generations: who, when, message, modules changed')
-      .argument('<target>', 'agent address: host:port or unix:/path')
+      .argument('<target>', 'agent address: host:port or unix:/path; or a fleet: etcd://HOST:PORT/NAME')
       .option('--limit <n>', 'at most N generations, newest first', parseGeneration),
   ).action(async (target: string, o: Record<string, unknown>) => {
     const opts = commonFrom(o);
+    if (isFleetUrl(target)) return finish(await fleetHistoryCommand(target, Boolean(opts.json), o['limit'] as number | undefined));
     const limit = o['limit'] as number | undefined;
     finish(
       await runCommand(Boolean(opts.json), async () => {
