@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentClient } from '../client/connection';
 import { RemoteRepl } from '../client/repl/session';
@@ -152,8 +152,10 @@ test('the checker persists its incremental state: after the idle exit and after 
     assert.equal(first.ok, true, JSON.stringify(first.error));
     const all = first.result.checkedFiles as number;
     assert.ok(all >= 4, `the first check builds the whole program (${all} files)`);
-    const files = require('node:fs').readdirSync(stateDir) as string[];
-    assert.equal(files.filter((f) => /^checker-[0-9a-f]{12}\.tsbuildinfo$/.test(f)).length, 1, `state written: ${files.join(', ')}`);
+    // The checker answers first and writes its state right after: wait for the file.
+    const stateFiles = (): string[] => (existsSync(stateDir) ? (readdirSync(stateDir) as string[]) : []).filter((f) => /^checker-[0-9a-f]{12}\.tsbuildinfo$/.test(f));
+    for (const until = Date.now() + 10_000; stateFiles().length === 0 && Date.now() < until; ) await sleep(50);
+    assert.equal(stateFiles().length, 1, `state written: ${stateFiles().join(', ')}`);
 
     const pid = app.child.pid!;
     const deadline = Date.now() + 15_000;
