@@ -24,6 +24,9 @@ export function eventLine(e: AgentEvent): string {
       return `${clock(e.time)} gen ${e.generation} released`;
     case 'worker':
       return `${clock(e.time)} worker ${e.pid} ${e.state}${e.generation !== undefined ? ` (gen ${e.generation})` : ''}`;
+    case 'watch':
+      if (e.verdict === 'started') return `${clock(e.time)} watching gen ${e.generation} against gen ${e.previousGeneration}`;
+      return `${clock(e.time)} watch of gen ${e.generation}: ${e.verdict}${e.revertGeneration !== undefined ? ` → gen ${e.revertGeneration}` : ''}${e.reason ? `: ${e.reason}` : ''}`;
   }
 }
 

@@ -15,6 +15,7 @@ import { forwardEngineEvents } from './events';
 import { listen } from './listener';
 import { optionsFromEnv, resolveOptions, type AgentOptions } from './options';
 import type { Session } from './session';
+import { Watcher } from './watch';
 
 export type { AgentOptions } from './options';
 export { verifyAuditFile } from './audit';
@@ -73,6 +74,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     throw e;
   }
   const detach = forwardEngineEvents(ctx);
+  ctx.watcher = new Watcher(ctx);
   audit.append({ who: '-', remote: '-', op: 'start', outcome: 'ok', detail: `listening on ${listener.address}` });
   // What journal replay found or decided (unreadable lines, quarantined patches) goes in the audit log too.
   pipeline?.startupEvents?.().then(
@@ -88,6 +90,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     close() {
       closing ??= (async () => {
         detach();
+        ctx.watcher?.stop();
         await listener.close();
         ctx.refusals.flush();
         await repl.dispose();
