@@ -7,7 +7,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { bootAgentApp, readAudit, type AgentApp } from './helpers/raw-client';
-import { runCli } from './helpers/project';
+import { spawn } from 'node:child_process';
+import { CLI, runCli } from './helpers/project';
 
 let a: AgentApp;
 let stopLoad = false;
@@ -142,6 +143,37 @@ test('a good patch under the same watch stays: exit 0, verdict kept; status show
   assert.ok(cur.health.requests > 0 && cur.health.status['2xx'] > 0, JSON.stringify(cur.health));
   const rec = readAudit(a.auditFile).filter((x) => x.op === 'watch');
   assert.deepEqual(rec.map((x) => x.outcome), ['reverted', 'kept']);
+});
+
+test('the watch runs in the agent: with the CLI killed mid-watch, the bad patch is still reverted and audited', async () => {
+  // Enough requests needed before judging that the CLI can be killed first.
+  const child = spawn(process.execPath, [CLI, 'apply', a.address, 'bad/src/routes.ts', '--root', 'bad', '--watch', '30s', '--min-requests', '300', '--json'], {
+    cwd: a.project.root,
+    env: { ...process.env, LIVEPATCH_TOKEN: a.tokens.patch },
+    stdio: 'ignore',
+  });
+  const exited = new Promise((r) => child.once('exit', r));
+  let watching = false;
+  for (let i = 0; i < 400 && !watching; i++) {
+    const s = JSON.parse((await cli(['status', a.address, '--json'], 'read')).stdout);
+    watching = s.watch?.generation === 5;
+    if (!watching) await sleep(25);
+  }
+  assert.ok(watching, 'the watch started');
+  child.kill('SIGKILL');
+  await exited;
+  let s: any;
+  for (let i = 0; i < 400; i++) {
+    s = JSON.parse((await cli(['status', a.address, '--json'], 'read')).stdout);
+    if (s.currentGeneration === 6) break;
+    await sleep(50);
+  }
+  assert.equal(s.currentGeneration, 6, 'reverted without the client');
+  assert.equal(s.watch, undefined);
+  const res = await fetch(`http://127.0.0.1:${a.app.httpPort}/price?n=5`);
+  assert.deepEqual(await res.json(), { price: 15 }, 'back on the good patch of generation 4');
+  const rec = readAudit(a.auditFile).filter((x) => x.op === 'watch');
+  assert.deepEqual(rec.map((x) => [x.outcome, x.generation, x.figure]), [['reverted', 2, 'errorRate'], ['kept', 4, undefined], ['reverted', 5, 'errorRate']]);
 });
 
 test('--watch usage errors exit 2 before anything is sent', async () => {
