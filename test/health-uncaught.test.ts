@@ -1,7 +1,7 @@
 /**
  * Per-generation health in a real agent: an uncaught exception thrown from a timer is counted against
  * the generation whose code threw (the timer's AsyncLocalStorage store, or the legacy generation for
- * storeless work), read through the `health` op.
+ * storeless work), and so is an unhandled rejection; read through the `health` op.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -70,6 +70,15 @@ test('an uncaught exception from a timer is counted against the generation whose
   await until('the new timer to throw', async () => /uncaught: boom from v2/.test(a.app.stderr()));
   assert.equal((await healthOf(2)).uncaught, 1, 'counted against generation 2, whose code threw');
   assert.equal((await healthOf(1)).uncaught, 1);
+
+  // An unhandled rejection from a request pinned to generation 2 (Node raises it as an uncaught
+  // exception, which the app's handler logs): one rejection for 2, not also an uncaught exception.
+  await get('/reject');
+  await until('the rejection to be raised', async () => /uncaught: nobody handles this/.test(a.app.stderr()));
+  const r2 = await healthOf(2);
+  assert.equal(r2.rejections, 1);
+  assert.equal(r2.uncaught, 1);
+  assert.equal((await healthOf(1)).rejections, 0);
 
   // Requests are counted per generation too: the /arm and /fire requests after the commit went to 2.
   const h2 = await healthOf(2);
