@@ -32,6 +32,8 @@ export const WATCH_MAX_MS = 10 * 60_000;
 export const WATCH_MIN_MS = 1000;
 /** Defaults for an operator who gives only `--watch DURATION`. */
 export const WATCH_DEFAULTS = { maxErrorRate: 0.01, maxP99Ratio: 2, minRequests: 20 } as const;
+/** p99 is judged only once both windows hold at least this many requests (and `minRequests`). */
+export const WATCH_P99_MIN_REQUESTS = 100;
 /** A previous p99 below this counts as this much (sub-millisecond latencies are scheduling noise). */
 export const WATCH_P99_FLOOR_MS = 1;
 

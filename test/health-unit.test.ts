@@ -46,7 +46,7 @@ function g(requests: number, errors: number, p99Ms?: number): GenerationHealth {
 }
 const figs = (current: GenerationHealth, previous: GenerationHealth): WatchFigures => ({ generation: 2, previousGeneration: 1, current, previous, limits: { maxErrorRate: 0.01, maxP99Ratio: 2, minRequests: 20 } });
 
-test('the verdict: error rate over the previous one plus the limit, p99 over the ratio (floor 1 ms), nothing before min-requests', () => {
+test('the verdict: error rate over the previous one plus the limit, p99 over the ratio (floor 1 ms, 100 requests), nothing before min-requests', () => {
   assert.equal(judge(figs(g(19, 19), g(100, 0))), undefined, 'too few requests to judge');
   assert.equal(judge(figs(g(100, 1), g(100, 0))), undefined, '1 % is not more than 0 + 1 %');
   assert.equal(judge(figs(g(100, 2), g(100, 0)))?.figure, 'errorRate');
@@ -56,7 +56,8 @@ test('the verdict: error rate over the previous one plus the limit, p99 over the
   assert.equal(judge(figs(g(100, 0, 8), g(100, 0, 4))), undefined, 'exactly the ratio is allowed');
   assert.equal(judge(figs(g(100, 0, 1.9), g(100, 0, 0.2))), undefined, 'a previous p99 under 1 ms counts as 1 ms');
   assert.equal(judge(figs(g(100, 0, 2.1), g(100, 0, 0.2)))?.figure, 'p99');
-  assert.equal(judge(figs(g(100, 0, 50), g(10, 0, 1))), undefined, 'the previous window had too few requests for a p99');
+  assert.equal(judge(figs(g(100, 0, 50), g(99, 0, 1))), undefined, 'the previous window had too few requests for a p99');
+  assert.equal(judge(figs(g(99, 0, 50), g(100, 0, 1))), undefined, 'a p99 of fewer than 100 requests is not judged');
 });
 
 test('--watch DURATION and its thresholds', () => {

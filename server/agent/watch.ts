@@ -7,12 +7,12 @@
  *
  * Thresholds, once the new generation has finished `minRequests` requests:
  * - errorRate: new error rate > previous error rate + maxErrorRate;
- * - p99: new p99 > maxP99Ratio × previous p99 (at least WATCH_P99_FLOOR_MS), when the previous
- *   generation itself served `minRequests` requests in its window.
+ * - p99: new p99 > maxP99Ratio × previous p99 (at least WATCH_P99_FLOOR_MS), once both generations
+ *   served at least max(minRequests, 100) requests in their windows.
  * Fewer requests than that by the end of the window: kept (nothing to judge).
  */
 import { LivepatchError } from '../../shared/errors';
-import { WATCH_DEFAULTS, WATCH_P99_FLOOR_MS, type WatchArgs, type WatchFigures, type WatchResult, type WatchStatus } from '../../shared/health';
+import { WATCH_DEFAULTS, WATCH_P99_FLOOR_MS, WATCH_P99_MIN_REQUESTS, type WatchArgs, type WatchFigures, type WatchResult, type WatchStatus } from '../../shared/health';
 import type { CommitResult } from '../../shared/ops';
 import { summarizeHealth } from '../engine/health';
 import type { AgentContext } from './context';
@@ -194,7 +194,9 @@ export function judge(f: WatchFigures): { figure: 'errorRate' | 'p99'; reason: s
   if (c.errorRate > errLimit) {
     return { figure: 'errorRate', reason: `errorRate ${fmt(c.errorRate)} > ${fmt(errLimit)} (previous ${fmt(p.errorRate)} + max-error-rate ${limits.maxErrorRate}; ${c.errors} error(s) in ${c.requests} request(s))` };
   }
-  if (p.requests >= limits.minRequests && p.p99Ms !== undefined && c.p99Ms !== undefined) {
+  // A 99th percentile needs 100 requests to mean anything (one slow first call would be it otherwise).
+  const p99Needs = Math.max(limits.minRequests, WATCH_P99_MIN_REQUESTS);
+  if (c.requests >= p99Needs && p.requests >= p99Needs && p.p99Ms !== undefined && c.p99Ms !== undefined) {
     const p99Limit = Math.max(p.p99Ms, WATCH_P99_FLOOR_MS) * limits.maxP99Ratio;
     if (c.p99Ms > p99Limit) {
       return { figure: 'p99', reason: `p99 ${fmt(c.p99Ms, ' ms')} > ${fmt(p99Limit, ' ms')} (previous ${fmt(p.p99Ms, ' ms')} × max-p99-ratio ${limits.maxP99Ratio})` };

@@ -87,7 +87,7 @@ export class RequestPinning {
       done = true;
       // The generation's health (health.ts): read at the end, a released generation has none.
       const h = g.health;
-      if (h !== undefined) recordRequest(h, res, t0, threw === true);
+      if (h !== undefined && res !== undefined) recordRequest(h, res, t0, threw === true);
       host.release(g);
     };
     // 'close' is emitted once the response has finished or its connection was torn down: one
