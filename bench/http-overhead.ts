@@ -6,7 +6,9 @@
  * lines). autocannon runs alternate between the sides (A B C, C B A, ...); medians, the ratio of
  * medians and the median of per-round ratios (robust to load drift) are printed.
  * Usage: node dist/bench/http-overhead.js   (env BENCH_ROUNDS=5, BENCH_SECONDS=4, BENCH_CONNECTIONS=10;
- * BENCH_NOLIVE=1 adds a side with the engine installed but no live module, to isolate per-request cost)
+ * BENCH_NOLIVE=1 adds a side with the engine installed but no live module, to isolate per-request cost;
+ * BENCH_BASELINE=<another built livepatch tree> adds that tree's engine as a side, e.g. the commit
+ * before a change to the request path, so both are measured in the same alternating rounds)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -134,12 +136,14 @@ async function main(): Promise<void> {
     await start(root, 'engine on', ['livepatch/register']),
     await start(root, 'engine on, after a commit', ['livepatch/register', DRIVER]),
   ];
+  const baseline = process.env['BENCH_BASELINE'];
+  if (baseline) sides.splice(2, 0, await start(root, 'engine on, baseline tree', [join(resolve(baseline), 'dist', 'server', 'register.js')]));
   if (process.env['BENCH_NOLIVE']) {
     // Diagnosis: engine installed but no module live (root elsewhere): isolates the per-request wrapper.
     sides.push(await start(root, 'engine on, no live modules', ['livepatch/register'], tmpdir()));
   }
   try {
-    await patch(sides[2]!);
+    await patch(sides.find((s) => s.name === 'engine on, after a commit')!);
     for (const s of sides) await autocannon({ url: `http://127.0.0.1:${s.port}/`, connections: CONNECTIONS, duration: 1 }); // warm-up
     for (let r = 0; r < ROUNDS; r++) {
       const order = r % 2 === 0 ? sides : [...sides].reverse();
@@ -164,6 +168,14 @@ async function main(): Promise<void> {
     if (sides.every((s) => s.cpuUs.length > 0)) {
       const offCpu = median(sides[0]!.cpuUs);
       for (const s of sides) console.log(`${s.name.padEnd(26)} median ${median(s.cpuUs).toFixed(1).padStart(6)} µs CPU/req   throughput-equivalent ratio (off CPU / side CPU) ${(offCpu / median(s.cpuUs)).toFixed(3)}`);
+    }
+    const base = sides.find((s) => s.name === 'engine on, baseline tree');
+    const on = sides.find((s) => s.name === 'engine on');
+    if (base && on) {
+      // This tree's engine against the baseline's, paired by round (adjacent runs).
+      const rps = median(on.rps.map((v, i) => v / base.rps[i]!));
+      const cpu = on.cpuUs.length === base.cpuUs.length && on.cpuUs.length ? median(on.cpuUs.map((v, i) => v - base.cpuUs[i]!)) : NaN;
+      console.log(`engine on vs baseline tree: median per-round req/s ratio ${rps.toFixed(3)}, median per-round CPU difference ${cpu.toFixed(1)} µs/req`);
     }
   } finally {
     for (const s of sides) s.child.kill('SIGTERM');

@@ -3,7 +3,7 @@
  * Pure functions of the op results (strings in, strings out) so they are tested without an agent;
  * nothing decorative here: no colours, no boxes, so the output pastes cleanly into tickets and logs.
  */
-import { formatDiagnostic, formatSigner, type CommitResult, type Diagnostic, type GenerationSummary, type QuarantinedPatch, type StatusResult, type VersionsResult } from '../shared';
+import { formatDiagnostic, formatSigner, type CommitResult, type Diagnostic, type GenerationSummary, type LiveGeneration, type QuarantinedPatch, type StatusResult, type VersionsResult } from '../shared';
 
 /** Render rows as columns separated by two spaces; the last column is not padded. */
 export function table(header: string[], rows: string[][]): string {
@@ -63,6 +63,7 @@ export function formatStatus(s: StatusResult): string {
     ['patching', (s.patching.enabled ? 'enabled' : `disabled: ${s.patching.reason ?? 'unknown reason'}`) + (s.patching.signaturesRequired ? ' (signed patch sets only)' : '')],
     ['drift', s.drift.length ? `${s.drift.length} module(s) differ from the journal` : 'none'],
   ];
+  if (s.watch) rows.push(['watch', `generation ${s.watch.generation} against ${s.watch.previousGeneration} until ${formatTime(s.watch.until)} (by ${s.watch.who})`]);
   if (s.notLive?.length) rows.push(['not live', `${s.notLive.length} file(s) loaded but not live (patches naming them are refused)`]);
   if (s.journal) {
     const j = s.journal;
@@ -73,6 +74,8 @@ export function formatStatus(s: StatusResult): string {
     rows.push(['quarantined', s.quarantined?.length ? `${s.quarantined.length} patch(es) not re-applied: livepatch quarantine HOST --reapply ID | --drop ID` : 'none']);
   }
   let out = rows.map(([k, v]) => `${k.padEnd(12)}${v}`).join('\n') + '\n';
+  const health = formatHealth(s.liveGenerations);
+  if (health) out += '\n' + health;
   if (s.drift.length) {
     out += '\n' + table(['MODULE', 'PATCH', 'EXPECTED', 'ACTUAL'], s.drift.map((d) => [d.module, d.patchId ?? '-', shortHash(d.expectedHash), shortHash(d.actualHash)]));
   }
@@ -85,6 +88,21 @@ export function formatStatus(s: StatusResult): string {
     out += '\n' + table(['WORKER', 'PID', 'GENERATION', 'LIVE', 'LAGGING'], s.workers.map((w) => [String(w.id), String(w.pid), String(w.generation), w.liveGenerations.map((g) => String(g.generation)).join(','), w.lagging ? 'yes' : 'no']));
   }
   return out;
+}
+
+const ms = (v: number | undefined): string => (v === undefined ? '-' : `${v} ms`);
+
+/** Per live generation health (newest first); '' when the agent sent none. */
+export function formatHealth(live: readonly LiveGeneration[]): string {
+  const rows = live
+    .filter((g) => g.health)
+    .sort((a, b) => b.generation - a.generation)
+    .map((g) => {
+      const h = g.health!;
+      return [`${g.generation}${g.current ? '*' : ''}`, String(h.requests), String(h.status['2xx']), String(h.status['3xx']), String(h.status['4xx']), String(h.status['5xx']), String(h.threw), String(h.destroyed), String(h.uncaught), String(h.rejections), ms(h.p50Ms), ms(h.p99Ms), `${(h.errorRate * 100).toFixed(2)} %`];
+    });
+  if (!rows.length) return '';
+  return table(['GEN', 'REQUESTS', '2XX', '3XX', '4XX', '5XX', 'THREW', 'DESTROYED', 'UNCAUGHT', 'REJECTIONS', 'P50', 'P99', 'ERROR RATE'], rows);
 }
 
 /** `livepatch versions` for humans: one row per live module. */

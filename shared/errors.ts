@@ -3,7 +3,7 @@
  *
  * Every failure that crosses the wire carries one of these codes. Each entry says what the code means,
  * whether retrying can help, and which CLI exit code it maps to (0 ok, 1 rejected, 2 usage,
- * 3 auth/permission, 4 connect/timeout, 5 conflict). `docs/errors.md` lists the same codes; a test keeps
+ * 3 auth/permission, 4 connect/timeout, 5 conflict, 6 committed then reverted by the watch). `docs/errors.md` lists the same codes; a test keeps
  * the two in sync. Stack traces never go on the wire: `toWire()` sends code, message, retryable, details.
  */
 
@@ -14,6 +14,8 @@ export const EXIT = {
   AUTH: 3,
   CONNECT: 4,
   CONFLICT: 5,
+  /** Committed, then reverted by the watch (`apply --watch`). */
+  WATCH_REVERTED: 6,
 } as const;
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 
@@ -74,6 +76,8 @@ export const ERRORS = {
   LP_ERR_JOURNAL_UNREADABLE: spec('The journal holds lines that cannot be read; they were not replayed', EXIT.REJECTED),
   LP_ERR_CLUSTER_NONE: spec('This agent does not run a cluster primary with workers', EXIT.USAGE),
   LP_ERR_CLUSTER_WORKER: spec('A cluster worker exited during the operation; the patch was committed nowhere', EXIT.REJECTED, true),
+  // Watch after a commit (`apply --watch`).
+  LP_ERR_WATCH_REVERTED: spec('Committed, then reverted by the watch: a health threshold was crossed', EXIT.WATCH_REVERTED),
   // Eval / REPL.
   // Fleets in etcd (docs/fleet.md).
   LP_ERR_FLEET_URL: spec('Invalid fleet address or fleet credentials (etcd://HOST:PORT/NAME, LIVEPATCH_FLEET_*)', EXIT.USAGE),

@@ -4,6 +4,7 @@ export * from './version';
 export * from './auth';
 export * from './patch';
 export * from './ops';
+export * from './health';
 export * from './messages';
 export * from './target';
 export * from './tokens';

@@ -10,6 +10,7 @@
 import { z } from 'zod';
 import type { Role } from './auth';
 import type { WireError } from './errors';
+import type { WatchResult } from './health';
 
 export const CLOSE = {
   /** Normal close. */
@@ -81,7 +82,8 @@ export type AgentEvent =
   | { event: 'committed'; generation: number; previousGeneration: number; kind: 'patch' | 'rollback'; who: string; message?: string; changed: string[]; time: string }
   | { event: 'drained'; generation: number; time: string }
   | { event: 'released'; generation: number; time: string }
-  | { event: 'worker'; pid: number; state: string; generation?: number; time: string };
+  | { event: 'worker'; pid: number; state: string; generation?: number; time: string }
+  | { event: 'watch'; generation: number; previousGeneration: number; verdict: 'started' | WatchResult['verdict']; reason?: string; figure?: string; revertGeneration?: number; time: string };
 
 export interface EventMessage {
   type: 'event';

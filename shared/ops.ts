@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import type { Role } from './auth';
 import type { Diagnostic, GenerationSummary, ModuleVersionInfo, PatchSet } from './patch';
+import { watchArgsSchema, type GenerationHealth, type WatchResult, type WatchStatus } from './health';
 
 const moduleId = z.string().min(1).max(1024);
 const source = z.string().max(16 * 1024 * 1024);
@@ -42,12 +43,13 @@ export const OPS = {
   source: { role: 'read', args: z.object({ module: moduleId, generation: generation.optional() }).strict(), doc: 'TypeScript source of a module at a generation (default: current).' },
   exports: { role: 'read', args: z.object({ module: moduleId }).strict(), doc: 'Names and kinds of a module\'s exports at the current generation.' },
   history: { role: 'read', args: z.object({ limit: z.number().int().min(1).max(10000).optional() }).strict(), doc: 'Generations: who, when, message, modules changed; quarantined patches.' },
-  subscribe: { role: 'read', args: empty, doc: 'Receive events (commits, rollbacks, drains) on this connection.' },
+  subscribe: { role: 'read', args: empty, doc: 'Receive events (commits, rollbacks, drains, watch verdicts) on this connection.' },
+  health: { role: 'read', args: empty, doc: 'Per live generation: requests, status classes, failures, uncaught exceptions, rejections, p50/p99; the watch in progress.' },
   check: { role: 'patch', args: z.object({ patch: patchSetSchema }).strict(), doc: 'Type-check a patch set against the live program. Nothing is staged.' },
   stage: { role: 'patch', args: z.object({ patch: patchSetSchema, ttlMs: z.number().int().min(1000).max(600000).optional() }).strict(), doc: 'Check, transpile, load and verify a patch set; hold it for commit (phase one). With trusted keys: signed sets only.' },
-  commit: { role: 'patch', args: z.object({ stageId }).strict(), doc: 'Commit a staged patch set atomically (phase two).' },
+  commit: { role: 'patch', args: z.object({ stageId, watch: watchArgsSchema.optional() }).strict(), doc: 'Commit a staged patch set atomically (phase two); with watch, then watch the new generation and revert it if a threshold is crossed.' },
   abort: { role: 'patch', args: z.object({ stageId }).strict(), doc: 'Discard a staged patch set.' },
-  apply: { role: 'patch', args: z.object({ patch: patchSetSchema, dryRun: z.boolean().optional() }).strict(), doc: 'Check, stage and commit in one op (dryRun: stop before commit). With trusted keys: signed sets only.' },
+  apply: { role: 'patch', args: z.object({ patch: patchSetSchema, dryRun: z.boolean().optional(), watch: watchArgsSchema.optional() }).strict(), doc: 'Check, stage and commit in one op (dryRun: stop before commit); with watch, then watch the new generation and revert it if a threshold is crossed. With trusted keys: signed sets only.' },
   rollback: { role: 'patch', args: z.object({ to: generation.optional() }).strict(), doc: 'Atomically restore the module versions of an earlier generation (default: the previous one).' },
   'audit-verify': { role: 'admin', args: empty, doc: 'Verify the audit log\'s hash chain.' },
   eval: { role: 'read', args: z.object({ code: z.string().min(1).max(1024 * 1024), session: z.string().max(100).optional(), timeoutMs: z.number().int().min(1).max(60000).optional() }).strict(), doc: 'Evaluate TypeScript in the live process (read/patch: side-effect-free only).' },
@@ -82,6 +84,8 @@ export interface LiveGeneration {
   generation: number;
   inflight: number;
   current: boolean;
+  /** What this generation's code did since it became live (absent where the engine does not count, e.g. a cluster primary). */
+  health?: GenerationHealth;
 }
 
 export interface DriftEntry {
@@ -147,6 +151,8 @@ export interface StatusResult {
   quarantined?: QuarantinedPatch[];
   /** Present with a journal. */
   journal?: JournalStatus;
+  /** A watch in progress (`apply --watch`). */
+  watch?: WatchStatus;
   /** Present in cluster mode: one row per worker. */
   workers?: { pid: number; id: number; generation: number; liveGenerations: LiveGeneration[]; lagging: boolean }[];
 }
@@ -207,6 +213,16 @@ export interface CommitResult {
   timings?: Record<string, number>;
   /** Cluster mode: what each worker did (committed, exited, failed) and its generation after. */
   workers?: { id: number; pid: number; outcome: string; generation?: number; error?: string }[];
+  /** With `watch`: how the watch after the commit ended. */
+  watch?: WatchResult;
+}
+
+export interface HealthResult {
+  currentGeneration: number;
+  /** Live generations, oldest first, each with its health since it became live. */
+  generations: LiveGeneration[];
+  /** A watch in progress. */
+  watch?: WatchStatus;
 }
 
 export interface AuditVerifyResult {
@@ -244,6 +260,7 @@ export interface OpResults {
   exports: ExportsResult;
   history: HistoryResult;
   subscribe: { subscribed: true };
+  health: HealthResult;
   check: CheckResult;
   stage: StageResult;
   commit: CommitResult;

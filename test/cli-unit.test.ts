@@ -93,12 +93,13 @@ test('bad PATCH arguments are usage errors (exit 2) with a readable message', ()
 });
 
 test('every registry code maps to one of the documented exit codes, and unknown throwables become internal errors', () => {
-  for (const code of ERROR_CODES) assert.ok([1, 2, 3, 4, 5].includes(exitCodeFor(code)), code);
+  for (const code of ERROR_CODES) assert.ok([1, 2, 3, 4, 5, 6].includes(exitCodeFor(code)), code);
   assert.equal(exitCodeFor('LP_ERR_PATCH_TYPE'), 1);
   assert.equal(exitCodeFor('LP_ERR_CLI_USAGE'), 2);
   assert.equal(exitCodeFor('LP_ERR_AUTH_FORBIDDEN'), 3);
   assert.equal(exitCodeFor('LP_ERR_CONN_REFUSED'), 4);
   assert.equal(exitCodeFor('LP_ERR_PATCH_CONFLICT'), 5);
+  assert.equal(exitCodeFor('LP_ERR_WATCH_REVERTED'), 6);
   const e = asLivepatchError(new TypeError('boom'));
   assert.equal(e.code, 'LP_ERR_INTERNAL');
   assert.match(e.message, /boom/);

@@ -27,6 +27,7 @@ Exit codes:
   3  authentication or permission denied
   4  cannot connect or timed out
   5  conflict (base changed, or another commit won)
+  6  committed, then reverted by the watch (apply --watch)
 
 The token comes from $LIVEPATCH_TOKEN or --token-file FILE, never from an argument.
 HOST:PORT is host:port, [v6addr]:port or unix:/path/to.sock.

@@ -24,15 +24,25 @@ export function eventLine(e: AgentEvent): string {
       return `${clock(e.time)} gen ${e.generation} released`;
     case 'worker':
       return `${clock(e.time)} worker ${e.pid} ${e.state}${e.generation !== undefined ? ` (gen ${e.generation})` : ''}`;
+    case 'watch':
+      if (e.verdict === 'started') return `${clock(e.time)} watching gen ${e.generation} against gen ${e.previousGeneration}`;
+      return `${clock(e.time)} watch of gen ${e.generation}: ${e.verdict}${e.revertGeneration !== undefined ? ` → gen ${e.revertGeneration}` : ''}${e.reason ? `: ${e.reason}` : ''}`;
   }
 }
 
-/** `g3*(2) g2(1)`: live generations, current starred, in-flight counts in brackets. */
+/**
+ * `g3*(2; 1520 req, 0.13% err, p99 4.8ms) g2(1; …)`: live generations, current starred, in-flight
+ * counts and, where the agent counts them, health figures in brackets.
+ */
 export function liveGenerations(live: LiveGeneration[]): string {
   return live
     .slice()
     .sort((a, b) => b.generation - a.generation)
-    .map((g) => `g${g.generation}${g.current ? '*' : ''}(${g.inflight})`)
+    .map((g) => {
+      const h = g.health;
+      const health = h ? `; ${h.requests} req, ${(h.errorRate * 100).toFixed(2)}% err${h.uncaught + h.rejections ? `, ${h.uncaught + h.rejections} uncaught` : ''}${h.p99Ms !== undefined ? `, p99 ${h.p99Ms}ms` : ''}` : '';
+      return `g${g.generation}${g.current ? '*' : ''}(${g.inflight}${health})`;
+    })
     .join(' ');
 }
 

@@ -34,6 +34,8 @@ export interface AuditEntry {
   /** REPL session an eval ran in (`default@<connection>` for the connection's default session). */
   session?: string;
   detail?: string;
+  /** For a watch verdict: the figure that crossed its limit (`errorRate`, `p99`). */
+  figure?: string;
   /** How many events this record stands for, when more than one (aggregated refusals). */
   count?: number;
 }

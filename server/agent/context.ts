@@ -12,6 +12,7 @@ import type { AuditLog, RefusalAudit } from './audit';
 import type { Lockout, TokenStore } from './auth';
 import type { ResolvedOptions } from './options';
 import type { Session } from './session';
+import type { Watcher } from './watch';
 
 /** Who runs a REPL call. */
 export interface ReplCallContext {
@@ -47,6 +48,8 @@ export interface AgentContext {
   readonly unauthenticated: Set<Session>;
   /** Who committed each generation through this agent, and why (enriches `history`). */
   readonly commits: Map<number, { who: string; message?: string }>;
+  /** The watch after commits (`apply --watch`); set once the agent listens. */
+  watcher?: Watcher;
   /** The REPL service, created on first use; throws when it cannot be loaded. */
   repl(): ReplService;
   /** Whether a REPL service was created (so connection close can release its sessions). */

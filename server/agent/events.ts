@@ -6,7 +6,8 @@ import type { GenerationSummary } from '../../shared/patch';
 import type { AgentEvent } from '../../shared/messages';
 import type { AgentContext } from './context';
 
-function broadcast(ctx: AgentContext, event: AgentEvent): void {
+/** Send `event` to every subscribed connection. */
+export function broadcast(ctx: AgentContext, event: AgentEvent): void {
   for (const s of ctx.sessions) {
     try {
       s.event(event);

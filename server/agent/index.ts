@@ -17,6 +17,7 @@ import { optionsFromEnv, resolveOptions, type AgentOptions, type ResolvedOptions
 import type { Pipeline } from '../pipeline/types';
 import type { FleetMember } from '../fleet/member';
 import type { Session } from './session';
+import { Watcher } from './watch';
 
 export type { AgentOptions } from './options';
 export { verifyAuditFile } from './audit';
@@ -90,6 +91,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   }
   fleet?.setAddress(listener.address);
   const detach = forwardEngineEvents(ctx);
+  ctx.watcher = new Watcher(ctx);
   audit.append({ who: '-', remote: '-', op: 'start', outcome: 'ok', detail: `listening on ${listener.address}` });
   // What journal replay found or decided (unreadable lines, quarantined patches) goes in the audit log too.
   pipeline?.startupEvents?.().then(
@@ -105,6 +107,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     close() {
       closing ??= (async () => {
         detach();
+        ctx.watcher?.stop();
         await fleet?.close().catch(() => undefined);
         await listener.close();
         ctx.refusals.flush();

@@ -20,6 +20,8 @@ import { VersionCtl as VersionCtlClass, type VersionCtl } from './dispatch';
 import { endEffects } from './effects';
 import { commitKept } from './keep';
 import type { ModuleLocation, ModuleMapper } from './module-id';
+import { newHealth, summarizeHealth, type Health } from './health';
+import { installErrorCounting } from './health-errors';
 import { pinWith, RequestPinning } from './pinning';
 import * as q from './queries';
 import { stageItems, staticVerdict, undoStage, type StageHost, type StagedState } from './stage';
@@ -46,12 +48,13 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
   constructor(readonly mapper: ModuleMapper) {
     super();
     this.root = mapper.root;
-    const g1: Generation = { n: 1, versions: new Map(), exp: new Map(), ctl: new Map(), inflight: 0, released: false, summary: { generation: 1, kind: 'deploy', time: new Date().toISOString(), changed: [] } };
+    const g1: Generation = { n: 1, versions: new Map(), exp: new Map(), ctl: new Map(), inflight: 0, released: false, health: newHealth(), summary: { generation: 1, kind: 'deploy', time: new Date().toISOString(), changed: [] } };
     this.gens.push(g1);
     this.live.add(g1);
     this.current = g1;
     this.pinning = new RequestPinning(this);
     this.pinning.install();
+    installErrorCounting(() => this.current);
   }
 
   get currentGeneration(): number {
@@ -160,6 +163,7 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     g.inflight = 0;
     this.notify('drained', g.n);
     g.released = true;
+    g.health = undefined;
     g.exp.clear();
     g.ctl.clear();
     this.live.delete(g);
@@ -253,7 +257,12 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     return q.history(this.gens, this.live, this.current);
   }
   liveGenerations(): LiveGeneration[] {
-    return [...this.live].sort((a, b) => a.n - b.n).map((g) => ({ generation: g.n, inflight: g.inflight, current: g === this.current }));
+    return [...this.live].sort((a, b) => a.n - b.n).map((g) => ({ generation: g.n, inflight: g.inflight, current: g === this.current, ...(g.health ? { health: summarizeHealth(g.health) } : {}) }));
+  }
+  /** The raw health counters of a live generation (default current); undefined once released. */
+  healthOf(generation?: number): Health | undefined {
+    const g = this.genOf(generation);
+    return g && this.live.has(g) ? g.health : undefined;
   }
   private genOf(n?: number): Generation | undefined {
     return n === undefined ? this.current : this.gens[n - 1];

@@ -7,10 +7,12 @@
  * Only while several generations are live (or one is staged) does the work also run inside
  * `als.run(generation)`: in the steady state AsyncLocalStorage stays disabled and costs nothing, and
  * storeless work is attributed to the legacy generation when a patch begins (see docs/engine.md).
- * Requests can be held (queued, not dropped) while journal replay runs.
+ * Requests can be held (queued, not dropped) while journal replay runs. When a request ends it is
+ * counted in its generation's health (status class, latency, thrown or torn down: health.ts).
  */
 import * as http from 'node:http';
 import * as https from 'node:https';
+import { nowUs, recordRequest } from './health';
 import { state, type Generation } from './state';
 
 /** What pinning needs from the engine. */
@@ -79,21 +81,25 @@ export class RequestPinning {
     const res = args[1] as http.ServerResponse | undefined;
     host.acquire(g);
     let done = false;
-    const release = (): void => {
+    const t0 = nowUs();
+    const release = (threw?: boolean): void => {
       if (done) return;
       done = true;
+      // The generation's health (health.ts): read at the end, a released generation has none.
+      const h = g.health;
+      if (h !== undefined && res !== undefined) recordRequest(h, res, t0, threw === true);
       host.release(g);
     };
     // 'close' is emitted once the response has finished or its connection was torn down: one
     // listener covers both and keeps the per-request cost down.
-    if (res && typeof res.once === 'function') res.once('close', release);
+    if (res && typeof res.once === 'function') res.once('close', release as () => void);
     else release();
     try {
       if (!state.multi) return original.call(server, 'request', ...args);
       return state.als.run(g, () => original.call(server, 'request', ...args));
     } catch (e) {
       // The app's own handler threw synchronously: same as without us (EventEmitter rethrows).
-      release();
+      release(true);
       throw e;
     }
   }

@@ -22,6 +22,7 @@ import { instrument } from './instrument';
 import { oneLine } from './keep';
 import type { ModuleMapper } from './module-id';
 import { effectProblems, reachProblems } from './reach';
+import { newHealth } from './health';
 import { newLiveModule, state, type Generation, type LiveModule, type VersionEntry } from './state';
 import { runVerify } from './verify';
 
@@ -189,7 +190,7 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
     const verdict = staticVerdict(host, items, analyses);
     if (verdict.length > 0) throw verdictError(verdict);
   }
-  const gen: Generation = { n: base.n + 1, versions: new Map(base.versions), exp: new Map(base.exp), ctl: new Map(base.ctl), inflight: 0, released: false, summary: { generation: base.n + 1, kind, time: '', changed: [] } };
+  const gen: Generation = { n: base.n + 1, versions: new Map(base.versions), exp: new Map(base.exp), ctl: new Map(base.ctl), inflight: 0, released: false, health: newHealth(), summary: { generation: base.n + 1, kind, time: '', changed: [] } };
   const s: StagedState = {
     // Unguessable: a stage id is a capability to commit or abort that stage.
     pub: { stageId: `stage-${randomBytes(16).toString('hex')}`, baseGeneration: base.n, changes: [], newModules: [] },

@@ -10,6 +10,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type { GenerationSummary } from '../../shared/patch';
 import type { VersionCtl } from './dispatch';
 import type { EsmCtlRequest } from './esm';
+import type { Health } from './health';
 import type { VersionRecord } from './types';
 
 /** What an export is; a change of kind between versions is refused at stage. */
@@ -85,6 +86,8 @@ export interface Generation {
   readonly ctl: Map<string, VersionCtl>;
   inflight: number;
   released: boolean;
+  /** What this generation's code did in production (health.ts); dropped when the generation is released. */
+  health: Health | undefined;
   readonly summary: Omit<GenerationSummary, 'live' | 'current' | 'inflight'>;
 }
 

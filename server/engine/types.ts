@@ -93,6 +93,11 @@ export interface Engine extends EventEmitter {
   notLiveModules?(): { module: string; reason: string }[];
   history(): GenerationSummary[];
   liveGenerations(): LiveGeneration[];
+  /**
+   * Optional: the cumulative health counters (see health.ts) of a live `generation` (default current),
+   * undefined once it was released. The agent's watch reads and snapshots them.
+   */
+  healthOf?(generation?: number): Float64Array | undefined;
 
   /**
    * Evaluate new module versions in isolation (vm, CommonJS wrapper), run kept-state migrations and

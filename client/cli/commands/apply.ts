@@ -2,10 +2,12 @@
  * `livepatch apply HOST:PORT[,HOST:PORT...] PATCH...`: check, stage and commit on one agent, or
  * two-phase across several (see ../fleet.ts). Human output is one row per host on stdout; on failure
  * the diagnostics (tsc form) and one `livepatch: ...` line per failing host go to stderr. --json
- * prints `{ok, committed, dryRun, hosts: [...]}` and, on failure, `error` and `diagnostics` too.
+ * prints `{ok, committed, dryRun, hosts: [...]}` and, on failure, `error` and `diagnostics` too. With
+ * `--watch`, each agent watches the new generation after the commit and the CLI waits for the verdict:
+ * a revert (on any agent: every agent is then rolled back) exits 6 and adds `reverted: {reason, figures}`.
  */
 import type { Command } from 'commander';
-import { LivepatchError, parseTarget } from '../../../shared';
+import { LivepatchError, WATCH_DEFAULTS, WATCH_MAX_MS, WATCH_MIN_MS, parseDuration, parseTarget, type WatchArgs, type WatchResult } from '../../../shared';
 import { isFleetUrl } from '../../../shared/fleet';
 import { applyFleetCommand } from './fleet-etcd';
 import { formatCommit, formatDiagnostics, table } from '../../format';
@@ -23,11 +25,54 @@ export function parseTargets(list: string): string[] {
   return targets;
 }
 
+/** `--watch` and its thresholds → the watch arguments (undefined without --watch); usage errors throw. */
+export function watchFrom(o: Record<string, unknown>): WatchArgs | undefined {
+  const str = (k: string) => (typeof o[k] === 'string' ? (o[k] as string) : undefined);
+  const usage = (m: string) => new LivepatchError('LP_ERR_CLI_USAGE', m);
+  const d = str('watch');
+  const thresholds = ['maxErrorRate', 'maxP99Ratio', 'minRequests'].filter((k) => str(k) !== undefined);
+  if (d === undefined) {
+    if (thresholds.length) throw usage('--max-error-rate, --max-p99-ratio and --min-requests need --watch DURATION');
+    return undefined;
+  }
+  const durationMs = parseDuration(d);
+  if (durationMs === undefined || durationMs < WATCH_MIN_MS || durationMs > WATCH_MAX_MS) throw usage(`--watch "${d}": expected a duration between 1s and 10m, e.g. 30s, 2m, 1500ms`);
+  const args: WatchArgs = { durationMs };
+  const num = (k: string, flag: string, ok: (n: number) => boolean, what: string): number | undefined => {
+    const v = str(k);
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || !ok(n)) throw usage(`${flag} "${v}": expected ${what}`);
+    return n;
+  };
+  const r = num('maxErrorRate', '--max-error-rate', (n) => n >= 0 && n <= 1, 'a fraction between 0 and 1, e.g. 0.01');
+  const x = num('maxP99Ratio', '--max-p99-ratio', (n) => n >= 1 && n <= 1000, 'a ratio of at least 1, e.g. 2');
+  const n = num('minRequests', '--min-requests', (v) => Number.isInteger(v) && v >= 1 && v <= 1_000_000, 'a whole number of requests, at least 1');
+  if (r !== undefined) args.maxErrorRate = r;
+  if (x !== undefined) args.maxP99Ratio = x;
+  if (n !== undefined) args.minRequests = n;
+  return args;
+}
+
+function describeWatch(w: WatchResult | undefined): string {
+  if (!w) return '';
+  switch (w.verdict) {
+    case 'kept':
+      return `; watch: kept (${w.figures.current.requests} request(s), error rate ${w.figures.current.errorRate}${w.reason ? `; ${w.reason}` : ''})`;
+    case 'reverted':
+      return `; watch: REVERTED as generation ${w.revertGeneration ?? '?'}: ${w.reason ?? ''}`;
+    default:
+      return `; watch: ${w.verdict}${w.reason ? ` (${w.reason})` : ''}`;
+  }
+}
+
 function describeHost(h: HostOutcome): string {
   switch (h.state) {
+    case 'reverted':
+      return h.result ? `${formatCommit(h.result)}${describeWatch(h.result.watch)}${h.revert ? `; reverted with the fleet as generation ${h.revert.generation}` : ''}` : 'reverted';
     case 'committed':
     case 'dry-run':
-      return h.result ? formatCommit(h.result) : `staged against generation ${h.stage?.baseGeneration ?? '?'}, then released (dry run)`;
+      return h.result ? formatCommit(h.result) + describeWatch(h.result.watch) : `staged against generation ${h.stage?.baseGeneration ?? '?'}, then released (dry run)`;
     case 'already-applied':
       return 'this patch id was already committed here';
     case 'aborted':
@@ -51,7 +96,8 @@ function report(o: FleetOutcome, json: boolean): void {
     if (h.diagnostics) process.stderr.write(formatDiagnostics(h.diagnostics));
     note(`${several ? h.target + ': ' : ''}${h.error!.message}`);
   }
-  if (o.exitCode === EXIT_INTERRUPTED) note('interrupted: nothing was committed on any agent');
+  if (o.reverted) note(`the watch reverted the patch${o.reverted.target ? ` (tripped on ${o.reverted.target}; every agent was rolled back)` : ''}: ${o.reverted.reason}`);
+  else if (o.exitCode === EXIT_INTERRUPTED) note('interrupted: nothing was committed on any agent');
   else if (!o.ok && o.committed) note('some agents committed and others did not: run `livepatch rollback` on the committed ones or re-apply');
   else if (!o.ok && several) note('nothing was committed on any agent');
   if (json) {
@@ -59,7 +105,7 @@ function report(o: FleetOutcome, json: boolean): void {
     const first = failedHosts[0];
     const diagnostics = failedHosts.flatMap((h) => h.diagnostics ?? []);
     printJson({ ...body, ...(first ? { error: first.error } : {}), ...(diagnostics.length ? { diagnostics } : {}) });
-  } else if (several || o.ok) process.stdout.write(formatOutcome(o));
+  } else if (several || o.ok || o.reverted) process.stdout.write(formatOutcome(o));
 }
 
 /** Register `apply` on `program`. */
@@ -75,7 +121,11 @@ export function registerApply(program: Command, finish: Finish): void {
         .option('--skip-applied', 'agents that already committed this patch id count as done (needs --id): re-runs converge')
         .option('--canary <n>', 'fleet (etcd://) only: commit on N members (or P%) first, then the rest if the canary check passes')
         .option('--canary-check <command>', 'fleet only: shell command run once the canaries committed; a non-zero exit rolls them back')
-        .option('--deadline <ms>', 'fleet only: undecided this long after the proposal, the rollout is aborted (default 60000)'),
+        .option('--deadline <ms>', 'fleet only: undecided this long after the proposal, the rollout is aborted (default 60000)')
+        .option('--watch <duration>', 'after the commit, watch the new generation for DURATION (30s, 2m, 1500ms; at most 10m) and revert it if a threshold is crossed (exit 6)')
+        .option('--max-error-rate <r>', `with --watch: revert when the error rate exceeds the previous generation's by more than R (default ${WATCH_DEFAULTS.maxErrorRate})`)
+        .option('--max-p99-ratio <x>', `with --watch: revert when p99 latency exceeds X times the previous generation's (default ${WATCH_DEFAULTS.maxP99Ratio})`)
+        .option('--min-requests <n>', `with --watch: judge only once the new generation finished N requests (default ${WATCH_DEFAULTS.minRequests})`),
     ),
   ).action(async (list: string, paths: string[], o: Record<string, unknown>) => {
     const opts = commonFrom(o);
@@ -92,7 +142,10 @@ export function registerApply(program: Command, finish: Finish): void {
         const patch = patchFrom(paths, o);
         const skipApplied = o['skipApplied'] === true;
         if (skipApplied && patch.id === undefined) throw new LivepatchError('LP_ERR_CLI_USAGE', '--skip-applied needs a patch id: pass --id ID (or set "id" in the .json patch set)');
-        const outcome = await applyToFleet(targets, patch, { dryRun: o['dryRun'] === true, skipApplied }, (t) => connectFromOptions(t, opts));
+        const dryRun = o['dryRun'] === true;
+        const watch = watchFrom(o);
+        if (watch && dryRun) throw new LivepatchError('LP_ERR_CLI_USAGE', '--watch needs a commit to watch: it cannot be combined with --dry-run');
+        const outcome = await applyToFleet(targets, patch, { dryRun, skipApplied, ...(watch ? { watch } : {}) }, (t) => connectFromOptions(t, opts));
         report(outcome, Boolean(opts.json));
         return outcome.exitCode;
       }),

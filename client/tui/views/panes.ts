@@ -5,7 +5,7 @@
  */
 import { KEYMAP, offered, type KeyBinding } from '../keys';
 import { mainLines } from '../content';
-import { liveGenerations } from '../format';
+import { clock, liveGenerations } from '../format';
 import { esc } from '../highlight';
 import type { Layout } from '../layout';
 import { innerHeight } from '../layout';
@@ -27,6 +27,7 @@ export function statusText(s: TuiState): string {
     `live: ${s.status ? liveGenerations(s.status.liveGenerations) : '?'}`,
     conn + (s.stale ? ' {red-fg}[stale]{/red-fg}' : ''),
   ];
+  if (s.status?.watch) parts.push(`{yellow-fg}watching g${s.status.watch.generation} until ${clock(s.status.watch.until)}{/yellow-fg}`);
   if (s.status && !s.status.patching.enabled) parts.push(`{red-fg}patching disabled${s.status.patching.reason ? `: ${esc(s.status.patching.reason)}` : ''}{/red-fg}`);
   if (s.status?.drift.length) parts.push(`{red-fg}drift: ${s.status.drift.length}{/red-fg}`);
   if (s.status?.quarantined?.length) parts.push(`{red-fg}quarantined: ${s.status.quarantined.length}{/red-fg}`);

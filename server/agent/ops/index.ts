@@ -3,7 +3,7 @@
  * error), and the audit policy — which ops are too chatty to record when they succeed.
  */
 import type { OpName } from '../../../shared/ops';
-import { describe, exportsOp, history, source, status, subscribe, versions } from './inspect';
+import { describe, exportsOp, health, history, source, status, subscribe, versions } from './inspect';
 import { restart } from './cluster';
 import { abort, apply, check, commit, rollback, stage } from './patch';
 import { quarantine } from './quarantine';
@@ -18,6 +18,7 @@ export const HANDLERS: HandlerTable = {
   exports: exportsOp,
   history,
   subscribe,
+  health,
   check,
   stage,
   commit,
@@ -36,4 +37,4 @@ export const HANDLERS: HandlerTable = {
  * Pure reads that are not audited when they succeed or fail normally (a TUI polls them). Denied
  * attempts of any op are always audited.
  */
-export const UNAUDITED_OPS: ReadonlySet<OpName> = new Set<OpName>(['describe', 'status', 'versions', 'source', 'exports', 'history', 'subscribe']);
+export const UNAUDITED_OPS: ReadonlySet<OpName> = new Set<OpName>(['describe', 'status', 'versions', 'source', 'exports', 'history', 'subscribe', 'health']);

@@ -1,5 +1,5 @@
 /**
- * Read-only ops: describe, status, versions, source, exports, history, subscribe. They only read the
+ * Read-only ops: describe, status, versions, source, exports, history, health, subscribe. They only read the
  * engine and the pipeline; none of them changes state (subscribe only flags the connection).
  */
 import { LivepatchError } from '../../../shared/errors';
@@ -38,6 +38,8 @@ export const status: Handler<'status'> = async ({ ctx }) => {
     patching,
     drift: pipeline ? pipeline.drift() : [],
   };
+  const watch = ctx.watcher?.status();
+  if (watch) result.watch = watch;
   const notLive = engine.notLiveModules?.();
   if (notLive) result.notLive = notLive;
   const journal = pipeline?.journalStatus?.();
@@ -73,6 +75,11 @@ export const history: Handler<'history'> = ({ ctx, args }) => {
   });
   const quarantined = ctx.pipeline?.journalStatus?.() ? ctx.pipeline.quarantined?.() : undefined;
   return { generations: args.limit ? all.slice(-args.limit) : all, ...(quarantined ? { quarantined } : {}) };
+};
+
+export const health: Handler<'health'> = ({ ctx }) => {
+  const watch = ctx.watcher?.status();
+  return { currentGeneration: ctx.engine.currentGeneration, generations: ctx.engine.liveGenerations(), ...(watch ? { watch } : {}) };
 };
 
 export const subscribe: Handler<'subscribe'> = ({ session }) => {

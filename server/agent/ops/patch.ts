@@ -11,6 +11,8 @@ import type { CommitResult } from '../../../shared/ops';
 import type { PatchSet } from '../../../shared/patch';
 import { verifyPatchSet, type Signer } from '../../../shared/signing';
 import { readTrustedKeys } from '../options';
+import type { WatchArgs } from '../../../shared/health';
+import type { Watcher } from '../watch';
 import type { OpContext, Pipeline } from '../../pipeline/types';
 import { hashFiles } from '../audit';
 import type { OpCall } from './types';
@@ -100,6 +102,26 @@ function recordCommit(call: OpCall<OpName>, result: CommitResult, message?: stri
   if (!result.dryRun) call.ctx.commits.set(result.generation, { who: call.session.who, ...(message ? { message } : {}) });
 }
 
+/** The agent's watcher, when this engine counts health (checked before anything is committed). */
+function watcherOf(call: OpCall<OpName>): Watcher {
+  const w = call.ctx.watcher;
+  if (!w || !call.ctx.engine.healthOf?.()) {
+    throw new LivepatchError('LP_ERR_OP_BAD_ARGS', 'this agent does not count per-generation health (a cluster primary does not), so it cannot watch a commit');
+  }
+  return w;
+}
+
+/**
+ * With `watch`: watch the new generation in the agent (it goes on if the client disconnects), then
+ * answer with the verdict in `result.watch`; the op's audit record says how it ended too.
+ */
+async function watchAfter(call: OpCall<OpName>, result: CommitResult, watch: WatchArgs | undefined): Promise<CommitResult> {
+  if (!watch) return result;
+  const verdict = await watcherOf(call).run(watch, result, call.session.who, (message) => call.session.progress(call.id, 'watch', message));
+  call.audit.detail = `${call.audit.detail ? call.audit.detail + '; ' : ''}watch: ${verdict.verdict}${verdict.reason ? ` (${verdict.reason})` : ''}`;
+  return { ...result, watch: verdict };
+}
+
 export const check: Handler<'check'> = (call) => {
   const { patch } = call.args;
   call.audit.hashes = hashFiles(patch.files);
@@ -172,10 +194,11 @@ export const commit: Handler<'commit'> = async (call) => {
   call.audit.stageId = call.args.stageId;
   const rec = checkOwner(call, 'commit');
   if (rec.signer) call.audit.signer = rec.signer;
+  if (call.args.watch) watcherOf(call);
   const result = await pipelineOf(call).commit(call.args.stageId, opContext(call));
   recordCommit(call, result, rec.message);
   stagesOf(call).delete(call.args.stageId);
-  return result;
+  return watchAfter(call, result, call.args.watch);
 };
 
 export const abort: Handler<'abort'> = (call) => {
@@ -187,13 +210,14 @@ export const abort: Handler<'abort'> = (call) => {
 };
 
 export const apply: Handler<'apply'> = async (call) => {
-  const { patch, dryRun } = call.args;
+  const { patch, dryRun, watch } = call.args;
   call.audit.hashes = hashFiles(patch.files);
   if (patch.id) call.audit.patchId = patch.id;
   const signer = requireSignature(call, patch);
+  if (watch && !dryRun) watcherOf(call);
   const result = await noteWorkers(call, pipelineOf(call).apply(patch, opContext(call, signer), dryRun));
   recordCommit(call, result, patch.message);
-  return result;
+  return dryRun ? result : watchAfter(call, result, watch);
 };
 
 export const rollback: Handler<'rollback'> = async (call) => {
