@@ -193,7 +193,9 @@ describe('half-sent upgrade requests (slowloris)', () => {
 describe('frames before authentication', () => {
   let a: AgentApp;
   before(async () => {
-    a = await bootAgentApp();
+    // A handshake timeout well above the time a loaded machine takes to send 8 MiB: the refusal
+    // checked here is for the frame's size, not a timeout racing it.
+    a = await bootAgentApp({ LIVEPATCH_HANDSHAKE_MS: '30000' });
   });
   after(async () => {
     await a?.stop();
