@@ -123,7 +123,8 @@ test('a new version with top-level await is refused before anything runs, with t
 
 test('a request in flight across a commit finishes on its generation, which is then released', async () => {
   const gen = (await app.ok('state')).current;
-  const slow = app.get('/slow?ms=400');
+  // Long enough to still be in flight when the commit lands, even on a loaded machine.
+  const slow = app.get('/slow?ms=2500');
   await new Promise((r) => setTimeout(r, 100));
   await app.ok('apply', { changes: changes({ 'src/rates.ts': src('src/rates.ts').replace("'A1'", "'A9'"), 'src/quote.ts': src('src/quote.ts').replace("'B1'", "'B9'") }) });
   assert.equal((await app.ok('state')).live[0].inflight, 1);

@@ -106,7 +106,8 @@ test('an exported constant reads per generation', async () => {
 
 test('a request in flight across a commit finishes on its generation, which is then released', async () => {
   const gen = (await app.ok('state')).current;
-  const slow = app.get('/slow?ms=400');
+  // Long enough to still be in flight when the commit lands, even on a loaded machine.
+  const slow = app.get('/slow?ms=2500');
   await new Promise((r) => setTimeout(r, 100));
   await app.ok('apply', { changes: changes({ 'src/rates.ts': src('src/rates.ts').replace("'A1'", "'A9'"), 'src/quote.ts': src('src/quote.ts').replace("'B1'", "'B9'") }) });
   const mid = await app.ok('state');
