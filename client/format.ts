@@ -107,6 +107,7 @@ export function formatQuarantined(q: readonly QuarantinedPatch[]): string {
 /** `livepatch history` for humans: newest first, with live/current markers; then quarantined patches. */
 export function formatHistory(gens: readonly GenerationSummary[], quarantined: readonly QuarantinedPatch[] = []): string {
   const signed = gens.some((g) => g.signer);
+  const byClient = gens.some((g) => g.checkedBy === 'client');
   const rows = gens
     .slice()
     .sort((a, b) => b.generation - a.generation)
@@ -116,10 +117,13 @@ export function formatHistory(gens: readonly GenerationSummary[], quarantined: r
       const row = [String(g.generation), what, formatTime(g.time), g.who ?? '-', state, g.changed.join(',') || '-', g.message ?? ''];
       // The signer column appears once any generation was signed (agents with trusted keys).
       if (signed) row.splice(4, 0, g.signer ? formatSigner(g.signer) : '-');
+      // Which side type-checked: shown once a client checked a patch (--check-here).
+      if (byClient) row.splice(row.length - 2, 0, g.checkedBy ?? '-');
       return row;
     });
   const head = ['GEN', 'KIND', 'TIME', 'WHO', 'STATE', 'CHANGED', 'MESSAGE'];
   if (signed) head.splice(4, 0, 'SIGNED BY');
+  if (byClient) head.splice(head.length - 2, 0, 'CHECKED');
   const out = table(head, rows);
   return quarantined.length ? `${out}\n${formatQuarantined(quarantined)}` : out;
 }

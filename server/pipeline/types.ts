@@ -50,7 +50,7 @@ export interface PipelineOptions {
 
 export interface Pipeline {
   /** Whether patching is possible here (sources + tsconfig present); inspection works either way. */
-  readonly patching: { enabled: boolean; reason?: string };
+  readonly patching: { enabled: boolean; reason?: string; checks?: 'host' | 'client' };
   check(patch: PatchSet, ctx: OpContext): Promise<CheckResult>;
   stage(patch: PatchSet, ctx: OpContext, ttlMs?: number): Promise<StageResult>;
   commit(stageId: string, ctx: OpContext): Promise<CommitResult>;

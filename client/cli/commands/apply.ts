@@ -8,8 +8,9 @@ import type { Command } from 'commander';
 import { LivepatchError, parseTarget } from '../../../shared';
 import { formatCommit, formatDiagnostics, table } from '../../format';
 import { EXIT_INTERRUPTED, applyToFleet, type FleetOutcome, type HostOutcome } from '../fleet';
-import { addCommonOptions, addPatchOptions, commonFrom, connectFromOptions, patchFrom, type Finish } from '../options';
-import { note, printJson, runCommand } from '../output';
+import { addCommonOptions, addPatchOptions, commonFrom, connectFromOptions, patchFrom, withAgent, type Finish } from '../options';
+import { note, printJson, runCommand, wireOf } from '../output';
+import { checkOnClient } from '../../client-check';
 
 /** `a:1,b:2` → targets; throws LP_ERR_CLI_USAGE for an empty or malformed entry, or a repeat. */
 export function parseTargets(list: string): string[] {
@@ -70,14 +71,29 @@ export function registerApply(program: Command, finish: Finish): void {
         .argument('<targets>', 'agent address(es): host:port or unix:/path, comma-separated')
         .argument('<patch...>', '.ts files, directories, or a .json patch set')
         .option('--dry-run', 'check, load and verify, then discard instead of committing')
-        .option('--skip-applied', 'agents that already committed this patch id count as done (needs --id): re-runs converge'),
+        .option('--skip-applied', 'agents that already committed this patch id count as done (needs --id): re-runs converge')
+        .option('--check-here', 'type-check on this machine against the (first) agent\'s live program and send the JavaScript; agents verify by hash what it was checked against')
+        .option('--checkout <dir>', 'with --check-here: the checkout of the deployed commit (default: current directory)'),
     ),
   ).action(async (list: string, paths: string[], o: Record<string, unknown>) => {
     const opts = commonFrom(o);
     finish(
       await runCommand(Boolean(opts.json), async () => {
         const targets = parseTargets(list);
-        const patch = patchFrom(paths, o);
+        let patch = patchFrom(paths, o);
+        if (o['checkHere'] === true) {
+          const mine = await withAgent(targets[0]!, opts, (c) => checkOnClient(c, patch, typeof o['checkout'] === 'string' ? o['checkout'] : process.cwd()));
+          if (!mine.result.ok || !mine.patch) {
+            const errors = mine.result.diagnostics.filter((d) => d.category === 'error');
+            const syntax = errors.some((d) => d.code >= 1000 && d.code < 2000);
+            const err = new LivepatchError(syntax ? 'LP_ERR_PATCH_SYNTAX' : 'LP_ERR_PATCH_TYPE', `the patch does not type-check against the live program of ${targets[0]} (checked on this machine): ${errors.length} error(s)`);
+            process.stderr.write(formatDiagnostics(mine.result.diagnostics));
+            note(err.message);
+            if (opts.json) printJson({ ok: false, committed: false, dryRun: o['dryRun'] === true, hosts: [], error: wireOf(err), diagnostics: mine.result.diagnostics });
+            return err.exitCode;
+          }
+          patch = mine.patch;
+        }
         const skipApplied = o['skipApplied'] === true;
         if (skipApplied && patch.id === undefined) throw new LivepatchError('LP_ERR_CLI_USAGE', '--skip-applied needs a patch id: pass --id ID (or set "id" in the .json patch set)');
         const outcome = await applyToFleet(targets, patch, { dryRun: o['dryRun'] === true, skipApplied }, (t) => connectFromOptions(t, opts));

@@ -45,6 +45,11 @@ function requireSignature(call: OpCall<OpName>, patch: PatchSet): Signer | undef
   const verdict = verifyPatchSet(patch, keys);
   if (verdict.ok) {
     call.audit.signer = verdict.signer;
+    // A host that cannot check would run the client's JavaScript, which no signature covers.
+    if (patch.compiled && call.ctx.pipeline?.patching.checks === 'client') {
+      call.audit.detail = 'client-compiled JavaScript is not covered by the signature';
+      throw new LivepatchError('LP_ERR_PATCH_BAD_SIGNATURE', 'This agent requires signed patch sets and has no TypeScript sources: the JavaScript of a client-checked set is not covered by its signature, so it is refused');
+    }
     return verdict.signer;
   }
   if (verdict.reason === 'unsigned') {
@@ -100,11 +105,26 @@ function recordCommit(call: OpCall<OpName>, result: CommitResult, message?: stri
   if (!result.dryRun) call.ctx.commits.set(result.generation, { who: call.session.who, ...(message ? { message } : {}) });
 }
 
+/** Record which side checked: the pipeline's answer, or (refused before it answered) who would have. */
+async function noteChecker<T extends { checkedBy?: 'host' | 'client' }>(call: OpCall<OpName>, work: Promise<T>): Promise<T> {
+  try {
+    const result = await work;
+    if (result.checkedBy) call.audit.checkedBy = result.checkedBy;
+    return result;
+  } catch (e) {
+    // Refused before an answer: the host checks (or would have), or the client did if it sent its check.
+    const checks = call.ctx.pipeline?.patching.checks;
+    const sent = (call.args as { patch?: PatchSet }).patch?.compiled !== undefined;
+    if (checks === 'host' || (checks === 'client' && sent)) call.audit.checkedBy = checks;
+    throw e;
+  }
+}
+
 export const check: Handler<'check'> = (call) => {
   const { patch } = call.args;
   call.audit.hashes = hashFiles(patch.files);
   if (patch.id) call.audit.patchId = patch.id;
-  return pipelineOf(call).check(patch, opContext(call));
+  return noteChecker(call, pipelineOf(call).check(patch, opContext(call)));
 };
 
 /** A stage made through this agent: the token that made it, its message, when it expires. */
@@ -147,7 +167,7 @@ export const stage: Handler<'stage'> = async (call) => {
   call.audit.hashes = hashFiles(patch.files);
   if (patch.id) call.audit.patchId = patch.id;
   const signer = requireSignature(call, patch);
-  const result = await noteWorkers(call, pipelineOf(call).stage(patch, opContext(call, signer), ttlMs));
+  const result = await noteChecker(call, noteWorkers(call, pipelineOf(call).stage(patch, opContext(call, signer), ttlMs)));
   call.audit.stageId = result.stageId;
   const stages = stagesOf(call);
   const now = Date.now();
@@ -172,7 +192,7 @@ export const commit: Handler<'commit'> = async (call) => {
   call.audit.stageId = call.args.stageId;
   const rec = checkOwner(call, 'commit');
   if (rec.signer) call.audit.signer = rec.signer;
-  const result = await pipelineOf(call).commit(call.args.stageId, opContext(call));
+  const result = await noteChecker(call, pipelineOf(call).commit(call.args.stageId, opContext(call)));
   recordCommit(call, result, rec.message);
   stagesOf(call).delete(call.args.stageId);
   return result;
@@ -191,7 +211,7 @@ export const apply: Handler<'apply'> = async (call) => {
   call.audit.hashes = hashFiles(patch.files);
   if (patch.id) call.audit.patchId = patch.id;
   const signer = requireSignature(call, patch);
-  const result = await noteWorkers(call, pipelineOf(call).apply(patch, opContext(call, signer), dryRun));
+  const result = await noteChecker(call, noteWorkers(call, pipelineOf(call).apply(patch, opContext(call, signer), dryRun)));
   recordCommit(call, result, patch.message);
   return result;
 };
