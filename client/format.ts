@@ -60,7 +60,7 @@ export function formatStatus(s: StatusResult): string {
     ['generation', String(s.currentGeneration)],
     ['live', live || 'none'],
     ['modules', `${s.modules} (${patched})`],
-    ['patching', (s.patching.enabled ? 'enabled' : `disabled: ${s.patching.reason ?? 'unknown reason'}`) + (s.patching.signaturesRequired ? ' (signed patch sets only)' : '')],
+    ['patching', (s.patching.enabled ? 'enabled' : `disabled: ${s.patching.reason ?? 'unknown reason'}`) + (s.patching.signaturesRequired ? ' (signed patch sets only)' : '') + (s.patching.enabled && s.patching.checks === 'client' ? ' (no sources here: patches checked on the client, --check-here)' : '')],
     ['drift', s.drift.length ? `${s.drift.length} module(s) differ from the journal` : 'none'],
   ];
   if (s.notLive?.length) rows.push(['not live', `${s.notLive.length} file(s) loaded but not live (patches naming them are refused)`]);

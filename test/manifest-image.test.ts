@@ -108,6 +108,7 @@ test('the image holds no sources, no tsconfig and no compiler; the manifest maps
   assert.equal(s.code, 0, s.stderr);
   const status = JSON.parse(s.stdout);
   assert.deepEqual(status.patching, { enabled: true, checks: 'client' });
+  assert.match((await cli(['status', agent])).stdout, /^patching +enabled \(no sources here: patches checked on the client, --check-here\)$/m);
   const v = JSON.parse((await cli(['versions', agent, '--json'])).stdout);
   const rates = v.find((r: { module: string }) => r.module === 'src/rates.ts');
   assert.equal(rates?.hash, manifest.modules['src/rates.ts'].hash, 'the live hash is the manifest\'s source hash');
