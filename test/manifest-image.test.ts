@@ -62,6 +62,20 @@ export class Counter {
 `;
 const QUOTE_BROKEN = QUOTE_V2.replace('rate(currency) * 100', 'rate(currency, amount) * 100');
 
+/** The image: dist/, the manifest, package.json, and production node_modules without typescript. */
+function buildImage(root: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'lp-image-'));
+  cpSync(join(root, 'dist'), join(dir, 'dist'), { recursive: true });
+  cpSync(join(root, 'livepatch.manifest.json'), join(dir, 'livepatch.manifest.json'));
+  cpSync(join(root, 'package.json'), join(dir, 'package.json'));
+  const lp = join(dir, 'node_modules', 'livepatch');
+  mkdirSync(join(lp, 'dist'), { recursive: true });
+  cpSync(join(REPO, 'package.json'), join(lp, 'package.json'));
+  for (const d of ['server', 'shared']) cpSync(join(REPO, 'dist', d), join(lp, 'dist', d), { recursive: true });
+  for (const dep of ['ws', 'zod', 'acorn']) cpSync(join(REPO, 'node_modules', dep), join(dir, 'node_modules', dep), { recursive: true, dereference: true });
+  return dir;
+}
+
 /** The CLI run from the checkout (the project tree at the deployed commit) with a patch token. */
 const cli = (args: string[]) => runCli(args, { cwd: project.root, env: { LIVEPATCH_TOKEN: tokens.patch } });
 
@@ -74,16 +88,7 @@ before(async () => {
   assert.equal(m.code, 0, m.stderr);
   assert.match(m.stdout, /wrote .*livepatch\.manifest\.json: 4 module\(s\)/);
 
-  // The image: dist/, the manifest, package.json, and production node_modules without typescript.
-  image = mkdtempSync(join(tmpdir(), 'lp-image-'));
-  cpSync(join(project.root, 'dist'), join(image, 'dist'), { recursive: true });
-  cpSync(join(project.root, 'livepatch.manifest.json'), join(image, 'livepatch.manifest.json'));
-  cpSync(join(project.root, 'package.json'), join(image, 'package.json'));
-  const lp = join(image, 'node_modules', 'livepatch');
-  mkdirSync(join(lp, 'dist'), { recursive: true });
-  cpSync(join(REPO, 'package.json'), join(lp, 'package.json'));
-  for (const d of ['server', 'shared']) cpSync(join(REPO, 'dist', d), join(lp, 'dist', d), { recursive: true });
-  for (const dep of ['ws', 'zod', 'acorn']) cpSync(join(REPO, 'node_modules', dep), join(image, 'node_modules', dep), { recursive: true, dereference: true });
+  image = buildImage(project.root);
   tokens = createTokens(image);
   auditFile = join(image, 'audit.jsonl');
   app = await startApp(image, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_AUDIT: auditFile } });
@@ -198,4 +203,28 @@ test('a checkout that is not at the deployed commit is refused on the client wit
   assert.equal(r.code, 5, r.stdout + r.stderr);
   assert.equal(JSON.parse(r.stdout).error.code, 'LP_ERR_PATCH_CONFLICT');
   assert.match(r.stderr, /src\/server\.ts differs/);
+});
+
+test('an ES module app in an image: the client sends ES module syntax, and the patch applies', async () => {
+  const esm = createProject('esm');
+  let esmImage: string | undefined;
+  let esmApp: AppProcess | undefined;
+  try {
+    esm.write('patch/src/greet.ts', 'export function greet(who: string): string {\n  return `hi ${who}`;\n}\n');
+    assert.equal((await runCli(['manifest', '--root', esm.root])).code, 0);
+    esmImage = buildImage(esm.root);
+    const t = createTokens(esmImage);
+    esmApp = await startApp(esmImage, { env: { LIVEPATCH_TOKENS: t.file } });
+    const text = async () => (await fetch(`http://127.0.0.1:${esmApp!.httpPort}/`)).text();
+    assert.equal(await text(), 'hello esm');
+    const r = await runCli(['apply', esmApp.agent!, 'patch/src/greet.ts', '--root', 'patch', '--check-here', '--json'], { cwd: esm.root, env: { LIVEPATCH_TOKEN: t.patch } });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.equal(await text(), 'hi esm');
+    const src = await runCli(['show', esmApp.agent!, 'src/greet.ts'], { cwd: esm.root, env: { LIVEPATCH_TOKEN: t.read } });
+    assert.match(src.stdout, /hi \$\{who\}/);
+  } finally {
+    await esmApp?.stop();
+    if (esmImage) rmSync(esmImage, { recursive: true, force: true });
+    esm.cleanup();
+  }
 });
