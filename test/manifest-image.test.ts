@@ -62,6 +62,9 @@ export class Counter {
 `;
 const QUOTE_BROKEN = QUOTE_V2.replace('rate(currency) * 100', 'rate(currency, amount) * 100');
 
+/** The image app's settings: tokens, audit log, and a journal so patches survive a restart. */
+const appEnv = () => ({ LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_AUDIT: auditFile, LIVEPATCH_JOURNAL: join(image, 'journal') });
+
 /** The image: dist/, the manifest, package.json, and production node_modules without typescript. */
 function buildImage(root: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'lp-image-'));
@@ -91,7 +94,7 @@ before(async () => {
   image = buildImage(project.root);
   tokens = createTokens(image);
   auditFile = join(image, 'audit.jsonl');
-  app = await startApp(image, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_AUDIT: auditFile } });
+  app = await startApp(image, { env: appEnv() });
   agent = app.agent!;
 });
 
@@ -203,6 +206,19 @@ test('a checkout that is not at the deployed commit is refused on the client wit
   assert.equal(r.code, 5, r.stdout + r.stderr);
   assert.equal(JSON.parse(r.stdout).error.code, 'LP_ERR_PATCH_CONFLICT');
   assert.match(r.stderr, /src\/server\.ts differs/);
+});
+
+test('after a restart the image replays the client-checked patches from its journal, still without a compiler', async () => {
+  await app.stop();
+  app = await startApp(image, { env: appEnv() });
+  agent = app.agent!;
+  assert.equal((await app.get('/label')).label, 'rates-v2');
+  assert.deepEqual(await app.get('/quote?c=EUR&a=10'), { total: 17 });
+  const s = JSON.parse((await cli(['status', agent, '--json'])).stdout);
+  assert.deepEqual(s.drift, []);
+  assert.deepEqual(s.patchedModules, ['src/quote.ts', 'src/rates.ts']);
+  const journal = readFileSync(join(image, 'journal', 'journal.jsonl'), 'utf8');
+  assert.match(journal, /"checkedBy":"client"/);
 });
 
 test('an ES module app in an image: the client sends ES module syntax, and the patch applies', async () => {
