@@ -9,7 +9,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createProject, createTokens, REPO, runCli, startApp, type AppProcess, type Project, type Tokens } from './helpers/project';
@@ -242,5 +242,41 @@ test('an ES module app in an image: the client sends ES module syntax, and the p
     await esmApp?.stop();
     if (esmImage) rmSync(esmImage, { recursive: true, force: true });
     esm.cleanup();
+  }
+});
+
+/** Direct children of `pid` (the type checker is the host's only child process). */
+function children(pid: number): number[] {
+  const out: number[] = [];
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      out.push(...readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
+    } catch {
+      // The thread ended.
+    }
+  }
+  return out;
+}
+
+test('LIVEPATCH_CHECKS=client: a host with sources takes only client-checked patches and never starts a checker', async () => {
+  const p = createProject();
+  let a: AppProcess | undefined;
+  try {
+    p.write('patch/src/rates.ts', RATES_V2);
+    const t = createTokens(p.root);
+    a = await startApp(p.root, { env: { LIVEPATCH_TOKENS: t.file, LIVEPATCH_CHECKS: 'client' } });
+    const run = (args: string[]) => runCli(args, { cwd: p.root, env: { LIVEPATCH_TOKEN: t.patch } });
+    assert.deepEqual(JSON.parse((await run(['status', a.agent!, '--json'])).stdout).patching, { enabled: true, checks: 'client' });
+    const refused = await run(['apply', a.agent!, 'patch/src/rates.ts', '--root', 'patch']);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /LIVEPATCH_CHECKS=client/);
+    const r = await run(['apply', a.agent!, 'patch/src/rates.ts', '--root', 'patch', '--check-here', '--json']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.equal(JSON.parse(r.stdout).hosts[0].result.checkedBy, 'client');
+    assert.equal((await a.get('/label')).label, 'rates-v2');
+    assert.deepEqual(children(a.child.pid!), [], 'no type checker process was started on the host');
+  } finally {
+    await a?.stop();
+    p.cleanup();
   }
 });

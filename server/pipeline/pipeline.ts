@@ -12,12 +12,12 @@
  * `quarantine` journal record) and replays the rest. Quarantined patches are listed in status and
  * history and leave quarantine by `quarantine` (drop, or re-apply through the whole pipeline).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LivepatchError } from '../../shared/errors';
 import type { CheckResult, CommitResult, DriftEntry, JournalStatus, QuarantinedPatch, QuarantineResult, StageResult } from '../../shared/ops';
 import type { PatchSet } from '../../shared/patch';
-import { readManifest, type BuildManifest } from '../../shared/manifest';
+import { isInsidePath, readManifest, type BuildManifest } from '../../shared/manifest';
 import { isEsModuleFile } from '../../shared/module-format';
 import type { Engine } from '../engine/types';
 import { acquireChecker, checkerStateFile, type CheckerClient, type CheckerLease } from './checker-client';
@@ -32,6 +32,8 @@ import type { OpContext, Pipeline, PipelineOptions, StartupEvent } from './types
 
 const DEFAULT_TTL_MS = 60_000;
 const DEFAULT_LOAD_TIMEOUT_MS = 2_000;
+/** Largest source hashed from disk when a client's check names a module not loaded (the wire's source limit). */
+const MAX_SOURCE_BYTES = 16 * 1024 * 1024;
 
 /** The Pipeline implementation; construct through `createPipeline` (server/pipeline/index.ts). */
 export class PatchPipeline implements Pipeline {
@@ -75,6 +77,7 @@ export class PatchPipeline implements Pipeline {
   }
 
   get patching(): { enabled: boolean; reason?: string; checks?: 'host' | 'client' } {
+    if (this.opts.checks === 'client') return { enabled: true, checks: 'client' };
     const missing = this.missingSources();
     if (missing === undefined) return { enabled: true, checks: 'host' };
     // A build manifest but no sources: the host cannot check, a client that proves what it checked against can.
@@ -103,16 +106,33 @@ export class PatchPipeline implements Pipeline {
     if (!patch.compiled) {
       throw new LivepatchError(
         'LP_ERR_PATCH_NO_SOURCES',
-        'This host has no TypeScript sources (it runs from its build manifest): type-check the patch on the client with --check-here',
+        this.opts.checks === 'client'
+          ? 'This agent accepts only patches type-checked on the client (LIVEPATCH_CHECKS=client): send it with --check-here'
+          : 'This host has no TypeScript sources (it runs from its build manifest): type-check the patch on the client with --check-here',
         { checks: 'client' },
       );
     }
     return true;
   }
 
+  /** The hash of a deployed module that is not live: the build manifest's, else its source's here (if any). */
+  private deployedHash(id: string): string | undefined {
+    if (!isInsidePath(id) || !/\.(ts|tsx|mts|cts)$/.test(id) || id.split('/').includes('node_modules')) return undefined;
+    const listed = Object.prototype.hasOwnProperty.call(this.manifest?.modules ?? {}, id) ? this.manifest!.modules[id]!.hash : undefined;
+    if (listed !== undefined) return listed;
+    // Only plain module paths inside the root are ever read (never a file a client names elsewhere).
+    const file = pathOfId(this.root, id);
+    try {
+      if (statSync(file).size > MAX_SOURCE_BYTES) return undefined;
+      return sha256(readFileSync(file, 'utf8'));
+    } catch {
+      return undefined;
+    }
+  }
+
   /** The client's check in the shape of the host checker's result, after its hashes are verified. */
   private clientResult(patch: PatchSet): CheckerResult {
-    const compiled = checkClientCompiled(this.engine, patch, (id) => this.manifest?.modules[id]?.hash);
+    const compiled = checkClientCompiled(this.engine, patch, (id) => this.deployedHash(id));
     return {
       id: 0,
       type: 'result',

@@ -46,6 +46,11 @@ export interface PipelineOptions {
   stageTtlMs?: number;
   /** Limits of the type-check service process (heap cap, idle stop, per-check timeout). */
   checker?: CheckerLimits;
+  /**
+   * 'auto' (default): check here when the sources are here, else accept client-checked patches when
+   * there is a build manifest. 'client': accept only client-checked patches, sources or not.
+   */
+  checks?: 'auto' | 'client';
 }
 
 export interface Pipeline {
