@@ -34,6 +34,8 @@ const DEFAULT_TTL_MS = 60_000;
 const DEFAULT_LOAD_TIMEOUT_MS = 2_000;
 /** Largest source hashed from disk when a client's check names a module not loaded (the wire's source limit). */
 const MAX_SOURCE_BYTES = 16 * 1024 * 1024;
+/** Most sources read from disk to verify one client's check (bounds the synchronous work one op can cause). */
+const MAX_DISK_VERIFY = 10_000;
 
 /** The Pipeline implementation; construct through `createPipeline` (server/pipeline/index.ts). */
 export class PatchPipeline implements Pipeline {
@@ -115,11 +117,15 @@ export class PatchPipeline implements Pipeline {
     return true;
   }
 
-  /** The hash of a deployed module that is not live: the build manifest's, else its source's here (if any). */
-  private deployedHash(id: string): string | undefined {
+  /**
+   * The hash of a deployed module that is not live: the build manifest's, else its source's here (if
+   * any; at most MAX_DISK_VERIFY reads per op, counted in `budget`, else LP_ERR_OP_BAD_ARGS).
+   */
+  private deployedHash(id: string, budget: { reads: number }): string | undefined {
     if (!isInsidePath(id) || !/\.(ts|tsx|mts|cts)$/.test(id) || id.split('/').includes('node_modules')) return undefined;
     const listed = Object.prototype.hasOwnProperty.call(this.manifest?.modules ?? {}, id) ? this.manifest!.modules[id]!.hash : undefined;
     if (listed !== undefined) return listed;
+    if (++budget.reads > MAX_DISK_VERIFY) throw new LivepatchError('LP_ERR_OP_BAD_ARGS', `compiled.against names more than ${MAX_DISK_VERIFY} modules that are neither live nor in a build manifest`);
     // Only plain module paths inside the root are ever read (never a file a client names elsewhere).
     const file = pathOfId(this.root, id);
     try {
@@ -132,7 +138,8 @@ export class PatchPipeline implements Pipeline {
 
   /** The client's check in the shape of the host checker's result, after its hashes are verified. */
   private clientResult(patch: PatchSet): CheckerResult {
-    const compiled = checkClientCompiled(this.engine, patch, (id) => this.deployedHash(id));
+    const budget = { reads: 0 };
+    const compiled = checkClientCompiled(this.engine, patch, (id) => this.deployedHash(id, budget));
     return {
       id: 0,
       type: 'result',
