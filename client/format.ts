@@ -60,7 +60,7 @@ export function formatStatus(s: StatusResult): string {
     ['generation', String(s.currentGeneration)],
     ['live', live || 'none'],
     ['modules', `${s.modules} (${patched})`],
-    ['patching', (s.patching.enabled ? 'enabled' : `disabled: ${s.patching.reason ?? 'unknown reason'}`) + (s.patching.signaturesRequired ? ' (signed patch sets only)' : '')],
+    ['patching', (s.patching.enabled ? 'enabled' : `disabled: ${s.patching.reason ?? 'unknown reason'}`) + (s.patching.signaturesRequired ? ' (signed patch sets only)' : '') + (s.patching.enabled && s.patching.checks === 'client' ? ' (no sources here: patches checked on the client, --check-here)' : '')],
     ['drift', s.drift.length ? `${s.drift.length} module(s) differ from the journal` : 'none'],
   ];
   if (s.watch) rows.push(['watch', `generation ${s.watch.generation} against ${s.watch.previousGeneration} until ${formatTime(s.watch.until)} (by ${s.watch.who})`]);
@@ -125,6 +125,7 @@ export function formatQuarantined(q: readonly QuarantinedPatch[]): string {
 /** `livepatch history` for humans: newest first, with live/current markers; then quarantined patches. */
 export function formatHistory(gens: readonly GenerationSummary[], quarantined: readonly QuarantinedPatch[] = []): string {
   const signed = gens.some((g) => g.signer);
+  const byClient = gens.some((g) => g.checkedBy === 'client');
   const rows = gens
     .slice()
     .sort((a, b) => b.generation - a.generation)
@@ -134,10 +135,13 @@ export function formatHistory(gens: readonly GenerationSummary[], quarantined: r
       const row = [String(g.generation), what, formatTime(g.time), g.who ?? '-', state, g.changed.join(',') || '-', g.message ?? ''];
       // The signer column appears once any generation was signed (agents with trusted keys).
       if (signed) row.splice(4, 0, g.signer ? formatSigner(g.signer) : '-');
+      // Which side type-checked: shown once a client checked a patch (--check-here).
+      if (byClient) row.splice(row.length - 2, 0, g.checkedBy ?? '-');
       return row;
     });
   const head = ['GEN', 'KIND', 'TIME', 'WHO', 'STATE', 'CHANGED', 'MESSAGE'];
   if (signed) head.splice(4, 0, 'SIGNED BY');
+  if (byClient) head.splice(head.length - 2, 0, 'CHECKED');
   const out = table(head, rows);
   return quarantined.length ? `${out}\n${formatQuarantined(quarantined)}` : out;
 }

@@ -29,6 +29,15 @@ export const patchSetSchema: z.ZodType<PatchSet> = z
       })
       .strict()
       .optional(),
+    compiled: z
+      .object({
+        js: z.record(moduleId, source).refine((f) => Object.keys(f).length <= 2000, { message: 'compiled.js names at most 2000 modules' }),
+        verifyJs: source.optional(),
+        against: z.record(moduleId, z.string().regex(/^[0-9a-f]{64}$/)).refine((f) => Object.keys(f).length <= 100_000, { message: 'compiled.against names at most 100000 modules' }),
+        typescript: z.string().max(100).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -143,7 +152,11 @@ export interface StatusResult {
   modules: number;
   patchedModules: string[];
   /** `signaturesRequired`: the agent has trusted keys (LIVEPATCH_TRUSTED_KEYS); apply/stage take only signed sets. */
-  patching: { enabled: boolean; reason?: string; signaturesRequired?: boolean };
+  /**
+   * `checks`: where patches are type-checked: 'host' (sources and tsconfig here), or 'client' (a build
+   * manifest and no sources: only patches checked on a client with --check-here are accepted).
+   */
+  patching: { enabled: boolean; reason?: string; signaturesRequired?: boolean; checks?: 'host' | 'client' };
   drift: DriftEntry[];
   /** Files under the root the app loaded that could not be made live (a patch naming one is refused: LP_ERR_PATCH_NOT_LIVE). */
   notLive?: { module: string; reason: string }[];
@@ -194,6 +207,8 @@ export interface CheckResult {
   /** Modules type-checked (patched and their dependents). */
   checkedFiles: number;
   durationMs: number;
+  /** Which side type-checked: the host, or the client that sent `compiled`. */
+  checkedBy?: 'host' | 'client';
 }
 
 export interface StageResult {
@@ -202,6 +217,7 @@ export interface StageResult {
   modules: { module: string; version: number; hash: string; isNew: boolean }[];
   diagnostics: Diagnostic[];
   expiresAt: string;
+  checkedBy?: 'host' | 'client';
 }
 
 export interface CommitResult {
@@ -211,6 +227,8 @@ export interface CommitResult {
   patchId?: string;
   dryRun?: boolean;
   timings?: Record<string, number>;
+  /** Which side type-checked the patch (absent for rollbacks). */
+  checkedBy?: 'host' | 'client';
   /** Cluster mode: what each worker did (committed, exited, failed) and its generation after. */
   workers?: { id: number; pid: number; outcome: string; generation?: number; error?: string }[];
   /** With `watch`: how the watch after the commit ended. */

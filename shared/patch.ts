@@ -25,6 +25,28 @@ export interface PatchSet {
    * it trusts.
    */
   signature?: PatchSignature;
+  /**
+   * Set by a client that type-checked the patch itself (`--check-here`): the JavaScript to run and the
+   * hashes of the program it checked against. A host without TypeScript sources (build manifest only)
+   * needs it; a host with sources checks the patch itself and ignores it. Not covered by `signature`.
+   */
+  compiled?: ClientCompiled;
+}
+
+/** A client's check of a patch set: what it produced and what it checked against. */
+export interface ClientCompiled {
+  /** module id → JavaScript transpiled from `files[id]`, in the format Node loads that module in. */
+  js: Record<string, string>;
+  /** The verify module's JavaScript (present exactly when `verify` is). */
+  verifyJs?: string;
+  /**
+   * module id → sha256 of the source the client type-checked the patch against, for every module of
+   * its program except the patched ones. The host refuses the set (LP_ERR_PATCH_CONFLICT) unless each
+   * matches what it runs (live version, else the build manifest) and every live module is listed.
+   */
+  against: Record<string, string>;
+  /** The TypeScript version the client checked with (informational). */
+  typescript?: string;
 }
 
 /** Ed25519 signature of a patch set: the signer's key id and the signature (base64, 64 bytes). */
@@ -72,6 +94,8 @@ export interface GenerationSummary {
   patchId?: string;
   /** Signed patch sets: the key that signed it (its name in the agent's trusted-keys file, and id). */
   signer?: { keyId: string; name?: string };
+  /** Patches: which side type-checked it, the host or a client (`--check-here`). */
+  checkedBy?: 'host' | 'client';
   /** Modules whose version changed in this generation. */
   changed: string[];
   /** For rollbacks: the generation whose versions were restored. */

@@ -56,6 +56,9 @@ export interface ProgramCheckerOptions {
   stateFile?: string;
 }
 
+/** The version of the TypeScript compiler this checker runs. */
+export const TYPESCRIPT_VERSION: string = ts.version;
+
 /** A persisted state larger than this is ignored (it is rebuilt instead). */
 const MAX_STATE_BYTES = 64 * 1024 * 1024;
 

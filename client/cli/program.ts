@@ -11,6 +11,7 @@ import { registerCheck } from './commands/check';
 import { registerDelegated } from './commands/delegated';
 import { registerDiff } from './commands/diff';
 import { registerInspect } from './commands/inspect';
+import { registerManifest } from './commands/manifest';
 import { registerQuarantine } from './commands/quarantine';
 import { registerRestart } from './commands/restart';
 import { registerRollback } from './commands/rollback';
@@ -56,6 +57,7 @@ export function buildProgram(finish: (code: number) => void): Command {
   registerAudit(program, finish);
   registerToken(program, finish);
   registerSign(program, finish);
+  registerManifest(program, finish);
   // Subcommands copied the settings above when created; the exit-code text belongs on each help page too.
   for (const cmd of program.commands) cmd.addHelpText('after', EXIT_CODES_HELP);
   return program;

@@ -31,6 +31,8 @@ export interface AuditEntry {
   generation?: number;
   /** Signed patch sets (agents with trusted keys): the key id the set names, and the key's name when it is trusted. */
   signer?: { keyId: string; name?: string };
+  /** check, stage, apply: which side type-checked the patch set (the host, or a client with --check-here). */
+  checkedBy?: 'host' | 'client';
   /** REPL session an eval ran in (`default@<connection>` for the connection's default session). */
   session?: string;
   detail?: string;

@@ -62,7 +62,7 @@ export function createPipelineFor(engine: Engine, opts: ResolvedOptions): { pipe
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const mod = require('../pipeline') as { createPipeline?: (o: import('../pipeline/types').PipelineOptions) => Pipeline };
     if (typeof mod.createPipeline !== 'function') return { reason: 'the patch pipeline is not available in this build' };
-    const pipeline = mod.createPipeline({ engine, root: opts.root, ...journalOptions(opts), checker: checkerOptions(opts) });
+    const pipeline = mod.createPipeline({ engine, root: opts.root, ...journalOptions(opts), checker: checkerOptions(opts), ...(opts.checks ? { checks: opts.checks } : {}) });
     return { pipeline, ...(pipeline.patching.enabled ? {} : { reason: pipeline.patching.reason ?? 'patching is disabled' }) };
   } catch (e) {
     process.stderr.write(`livepatch: patching disabled: ${(e as Error).message}\n`);

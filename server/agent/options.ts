@@ -98,6 +98,12 @@ export interface AgentOptions {
   fleetLeaseTtlSec?: number;
   /** Longest time requests are held while joining the fleet (ms, default 30000). */
   fleetJoinMs?: number;
+  /**
+   * Where patches are type-checked (LIVEPATCH_CHECKS): 'auto' (default) = here when the sources are
+   * here, else on the client with a build manifest; 'client' = only patches checked on a client
+   * (`--check-here`) are accepted, even with sources here, so the host never starts a checker.
+   */
+  checks?: 'auto' | 'client';
   /** Use this engine / pipeline instead of the installed one / a new one (embedding, tests). */
   engine?: Engine;
   pipeline?: Pipeline;
@@ -133,6 +139,7 @@ export interface ResolvedOptions {
   checkerIdleMs: number;
   checkerCacheDir?: string | false;
   fleet?: { address: FleetAddress; leaseTtlSec: number; joinMs: number };
+  checks?: 'auto' | 'client';
 }
 
 export const DEFAULTS = {
@@ -250,7 +257,13 @@ export function resolveOptions(o: AgentOptions): ResolvedOptions {
     checkerMaxMb: positiveInt('checkerMaxMb', o.checkerMaxMb, DEFAULTS.checkerMaxMb),
     checkerIdleMs: positiveInt('checkerIdleMs', o.checkerIdleMs, DEFAULTS.checkerIdleMs),
     ...(o.checkerCacheDir !== undefined ? { checkerCacheDir: o.checkerCacheDir === false ? false : resolve(root, o.checkerCacheDir) } : {}),
+    ...(o.checks !== undefined ? { checks: checksOption(o.checks) } : {}),
   };
+}
+
+function checksOption(v: unknown): 'auto' | 'client' {
+  if (v === 'auto' || v === 'client') return v;
+  throw new Error(`invalid checks ${JSON.stringify(v)}: expected auto or client`);
 }
 
 function envInt(env: NodeJS.ProcessEnv, name: string): number | undefined {
@@ -268,7 +281,8 @@ function envInt(env: NodeJS.ProcessEnv, name: string): number | undefined {
  * _AUTH_FAIL_DELAY_MS, _AUDIT_AGGREGATE_MS, _LOCKOUT=`failures/windowMs/lockMs`, _ALLOWED_ORIGINS comma-separated); the journal's
  * LIVEPATCH_REPLAY=off and LIVEPATCH_CRASH_WINDOW_MS; LIVEPATCH_TRUSTED_KEYS (signed patch sets only);
  * the type checker's LIVEPATCH_CHECKER_MAX_MB, LIVEPATCH_CHECKER_IDLE_MS and LIVEPATCH_CHECKER_CACHE
- * (a directory, or `off`); the fleet's LIVEPATCH_FLEET, _FLEET_LEASE_TTL (s) and _FLEET_JOIN_MS.
+ * (a directory, or `off`); the fleet's LIVEPATCH_FLEET, _FLEET_LEASE_TTL (s) and _FLEET_JOIN_MS;
+ * LIVEPATCH_CHECKS (`auto` or `client`: where patches are type-checked).
  */
 export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptions {
   const o: AgentOptions = {};
@@ -315,6 +329,11 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptio
   set('checkerIdleMs', envInt(env, 'LIVEPATCH_CHECKER_IDLE_MS'));
   const cache = str('LIVEPATCH_CHECKER_CACHE');
   if (cache !== undefined) o.checkerCacheDir = /^(off|0|false|no|none)$/i.test(cache) ? false : cache;
+  const checks = str('LIVEPATCH_CHECKS');
+  if (checks !== undefined) {
+    if (checks !== 'auto' && checks !== 'client') throw new Error(`invalid LIVEPATCH_CHECKS="${checks}": expected auto or client`);
+    o.checks = checks;
+  }
   const lockout = str('LIVEPATCH_LOCKOUT');
   if (lockout) {
     const [maxFailures, windowMs, lockMs] = lockout.split('/').map((s) => Number(s));

@@ -153,5 +153,6 @@ function metaOf(meta: CommitMeta): Partial<Summary> {
   if (meta.message !== undefined) out.message = meta.message;
   if (meta.patchId !== undefined) out.patchId = meta.patchId;
   if (meta.signer !== undefined) out.signer = { ...meta.signer };
+  if (meta.checkedBy !== undefined) out.checkedBy = meta.checkedBy;
   return out;
 }

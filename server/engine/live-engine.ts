@@ -197,7 +197,9 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     } catch {
       // Deployed without TS sources: hash the JS instead.
     }
-    const record: VersionRecord = { id: mod.id, version: 1, generation: 1, hash: sha256(source || js), source, sourceFile: mod.sourceFile, runtimeFile: mod.runtimeFile };
+    // Without the source, the build manifest's hash of it (what a client checks against), else the JS's.
+    const hash = source ? sha256(source) : (this.mapper.manifestHash(mod.id) ?? sha256(js));
+    const record: VersionRecord = { id: mod.id, version: 1, generation: 1, hash, source, sourceFile: mod.sourceFile, runtimeFile: mod.runtimeFile };
     mod.versions.push({ record, js });
     mod.canon = exports;
     mod.canonCtl = ctl;
@@ -299,7 +301,7 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     this.staged.delete(staged.stageId);
     const prev = this.current;
     const gen = s.gen;
-    Object.assign(gen.summary, { time: new Date().toISOString(), who: meta.who, message: meta.message, patchId: meta.patchId, ...(meta.signer ? { signer: { ...meta.signer } } : {}), changed: [...s.entries.keys()].sort() });
+    Object.assign(gen.summary, { time: new Date().toISOString(), who: meta.who, message: meta.message, patchId: meta.patchId, ...(meta.signer ? { signer: { ...meta.signer } } : {}), ...(meta.checkedBy ? { checkedBy: meta.checkedBy } : {}), changed: [...s.entries.keys()].sort() });
     for (const [id, mod] of s.newMods) {
       this.modules.set(id, mod);
       if (!mod.esm) registerInRequireCache(mod);

@@ -5,10 +5,13 @@
  * files (ts-node) map to themselves; compiled `.js` files map back through the tsconfig's
  * rootDir/outDir, else through a `//# sourceMappingURL` map's first source, else to the `.js` path.
  * The tsconfig is read as JSON with comments stripped so the host never loads `typescript` for this.
+ * A build manifest (shared/manifest.ts) in the root comes first: its compiled files map to its ids, and
+ * its rootDir/outDir stand in for a tsconfig that is not deployed.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { isEsModuleFile } from '../../shared/module-format';
+import { compiledIndex, readManifest, type BuildManifest } from '../../shared/manifest';
 
 /** Where a live module's TypeScript source is, and its id. */
 export interface ModuleLocation {
@@ -63,12 +66,25 @@ export class ModuleMapper {
   private readonly ownDist = resolve(__dirname, '..', '..');
   /** Set once a `.ts` module was loaded directly (ts-node): new modules then run from their source path. */
   tsRuntime = false;
+  /** The build manifest in the root, if there is a valid one. */
+  readonly manifest: BuildManifest | undefined;
+  /** Compiled file (absolute) → module id, from the manifest. */
+  private readonly compiled: Map<string, string>;
 
-  constructor(root: string) {
+  constructor(root: string, opts: { warn?: (message: string) => void } = {}) {
     this.root = resolve(root);
     const o = readCompilerOptions(join(this.root, 'tsconfig.json'));
-    this.rootDir = o.rootDir;
-    this.outDir = o.outDir;
+    this.manifest = readManifest(this.root, opts.warn);
+    const m = this.manifest;
+    const under = (p: string | undefined) => (p === undefined ? undefined : join(this.root, ...p.split('/')));
+    this.rootDir = o.rootDir ?? under(m?.rootDir);
+    this.outDir = o.outDir ?? under(m?.outDir);
+    this.compiled = new Map(m ? [...compiledIndex(m)].map(([js, id]) => [join(this.root, ...js.split('/')), id]) : []);
+  }
+
+  /** The source hash the build manifest records for `id` (undefined without a manifest entry). */
+  manifestHash(id: string): string | undefined {
+    return this.manifest && Object.prototype.hasOwnProperty.call(this.manifest.modules, id) ? this.manifest.modules[id]!.hash : undefined;
   }
 
   /** Whether `filename` is an app module under the root (not node_modules, not livepatch itself). */
@@ -89,6 +105,8 @@ export class ModuleMapper {
       this.tsRuntime = true;
       return this.located(filename);
     }
+    const listed = this.compiled.get(filename);
+    if (listed !== undefined) return this.located(this.sourceFileOf(listed));
     if (this.outDir && filename.startsWith(this.outDir + sep)) {
       const rel = relative(this.outDir, filename).replace(/\.[cm]?js$/, '');
       const dirs = this.rootDir ? [this.rootDir] : [this.root, join(this.root, 'src')];

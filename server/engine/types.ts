@@ -60,6 +60,8 @@ export interface CommitMeta {
   patchId?: string;
   /** The key that signed the patch set (signed sets only). */
   signer?: { keyId: string; name?: string };
+  /** Which side type-checked the patch: the host's own checker, or a client (`--check-here`). */
+  checkedBy?: 'host' | 'client';
 }
 
 /**

@@ -59,6 +59,8 @@ export interface PatchRecord extends RecordBase {
   files: JournalFile[];
   /** Signed sets: the key that signed it, as verified when it was committed (replay does not verify again). */
   signer?: { keyId: string; name?: string };
+  /** Which side type-checked the set: the host, or a client (`--check-here`). */
+  checkedBy?: 'host' | 'client';
   /** Set when this commit re-applies a quarantined patch: that patch's seq (it leaves quarantine). */
   reapplies?: number;
 }

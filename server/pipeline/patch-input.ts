@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { LivepatchError } from '../../shared/errors';
-import type { PatchSet } from '../../shared/patch';
+import type { ClientCompiled, PatchSet } from '../../shared/patch';
 import type { Engine } from '../engine/types';
 
 /** Upper bound on the total size of a patch set's sources (the wire schema bounds each one). */
@@ -71,4 +71,50 @@ export function liveOverlay(engine: Engine, root: string): Map<string, string> {
     if (v && v.source && (v.version > 1 || v.generation > 1)) overlay.set(pathOfId(root, id), v.source);
   }
   return overlay;
+}
+
+/** Live module ids a client must have checked against: those with a TypeScript id. */
+const TS_ID = /\.(ts|tsx|mts|cts)$/;
+
+/**
+ * Verify a client's check of `patch` (its `compiled` part) against what this host runs, and return it.
+ * Every module it names must hash to what runs here (the live version, else `manifestHash`, the build
+ * manifest's hash of the deployed source), and every live module not patched must be named:
+ * otherwise LP_ERR_PATCH_CONFLICT with `details.conflicts` ({module, expected: the client's hash or
+ * null, actual: the host's}). JS for exactly the patched modules (and the verify module exactly when
+ * there is one) is required, else LP_ERR_OP_BAD_ARGS.
+ */
+export function checkClientCompiled(engine: Engine, patch: PatchSet, manifestHash: (id: string) => string | undefined): ClientCompiled {
+  const c = patch.compiled;
+  if (!c) throw new LivepatchError('LP_ERR_OP_BAD_ARGS', 'The patch set carries no client check (compiled)');
+  const ids = Object.keys(patch.files);
+  const missing = ids.filter((id) => typeof c.js[id] !== 'string');
+  const extra = Object.keys(c.js).filter((id) => !Object.prototype.hasOwnProperty.call(patch.files, id));
+  if (missing.length > 0 || extra.length > 0) {
+    const what = missing.length > 0 ? `no JavaScript for ${missing.slice(0, 5).join(', ')}` : `JavaScript for modules the patch does not change: ${extra.slice(0, 5).join(', ')}`;
+    throw new LivepatchError('LP_ERR_OP_BAD_ARGS', `compiled does not match the patch set: ${what}`.slice(0, 1000));
+  }
+  if ((patch.verify === undefined) !== (c.verifyJs === undefined)) {
+    throw new LivepatchError('LP_ERR_OP_BAD_ARGS', 'compiled.verifyJs must be given exactly when the patch set has a verify module');
+  }
+  const conflicts: { module: string; expected: string | null; actual: string | null }[] = [];
+  for (const [id, claimed] of Object.entries(c.against)) {
+    if (Object.prototype.hasOwnProperty.call(patch.files, id)) continue;
+    const actual = engine.getVersion(id)?.hash ?? manifestHash(id);
+    if (actual !== undefined && actual !== claimed) conflicts.push({ module: id, expected: claimed, actual });
+  }
+  for (const id of engine.moduleIds()) {
+    if (!TS_ID.test(id) || Object.prototype.hasOwnProperty.call(patch.files, id) || Object.prototype.hasOwnProperty.call(c.against, id)) continue;
+    conflicts.push({ module: id, expected: null, actual: engine.getVersion(id)?.hash ?? null });
+  }
+  if (conflicts.length > 0) {
+    conflicts.sort((a, b) => (a.module < b.module ? -1 : a.module > b.module ? 1 : 0));
+    const first = conflicts[0]!;
+    const why =
+      first.expected === null
+        ? `the client did not check against live module ${first.module}`
+        : `the client checked against ${first.module} ${first.expected.slice(0, 12)}, this host runs ${first.actual?.slice(0, 12) ?? 'nothing'}`;
+    throw new LivepatchError('LP_ERR_PATCH_CONFLICT', `The client's check does not match the live program (${conflicts.length} module(s)): ${why}`.slice(0, 2000), { conflicts: conflicts.slice(0, 100) });
+  }
+  return c;
 }

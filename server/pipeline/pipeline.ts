@@ -12,18 +12,19 @@
  * `quarantine` journal record) and replays the rest. Quarantined patches are listed in status and
  * history and leave quarantine by `quarantine` (drop, or re-apply through the whole pipeline).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LivepatchError } from '../../shared/errors';
 import type { CheckResult, CommitResult, DriftEntry, JournalStatus, QuarantinedPatch, QuarantineResult, StageResult } from '../../shared/ops';
 import type { PatchSet } from '../../shared/patch';
+import { isInsidePath, readManifest, type BuildManifest } from '../../shared/manifest';
 import { isEsModuleFile } from '../../shared/module-format';
 import type { Engine } from '../engine/types';
 import { acquireChecker, checkerStateFile, type CheckerClient, type CheckerLease } from './checker-client';
 import type { CheckerResult } from './checker-protocol';
 import { CrashGuard, DEFAULT_CRASH_WINDOW_MS, type Probation } from './crash-guard';
 import { Journal, type JournalFile, type JournalProblem, type JournalRecord, type PatchRecord } from './journal';
-import { checkBases, liveOverlay, pathOfId, sha256, validateIds } from './patch-input';
+import { checkBases, checkClientCompiled, liveOverlay, pathOfId, sha256, validateIds } from './patch-input';
 import { replayJournal } from './replay';
 import { allDiagnostics, hasError, MAX_DIAGNOSTICS, progress, rejection } from './outcome';
 import { StagedStore } from './staged-store';
@@ -31,6 +32,10 @@ import type { OpContext, Pipeline, PipelineOptions, StartupEvent } from './types
 
 const DEFAULT_TTL_MS = 60_000;
 const DEFAULT_LOAD_TIMEOUT_MS = 2_000;
+/** Largest source hashed from disk when a client's check names a module not loaded (the wire's source limit). */
+const MAX_SOURCE_BYTES = 16 * 1024 * 1024;
+/** Most sources read from disk to verify one client's check (bounds the synchronous work one op can cause). */
+const MAX_DISK_VERIFY = 10_000;
 
 /** The Pipeline implementation; construct through `createPipeline` (server/pipeline/index.ts). */
 export class PatchPipeline implements Pipeline {
@@ -54,6 +59,8 @@ export class PatchPipeline implements Pipeline {
   private readonly events: StartupEvent[] = [];
   private busy = false;
   private closed = false;
+  /** The build manifest in the root: without sources here, it enables patches checked on a client. */
+  private readonly manifest: BuildManifest | undefined;
 
   constructor(private readonly opts: PipelineOptions) {
     this.engine = opts.engine;
@@ -67,16 +74,80 @@ export class PatchPipeline implements Pipeline {
     this.staged = new StagedStore(this.engine);
     this.journal = opts.journalDir ? new Journal(opts.journalDir) : undefined;
     this.guard = opts.journalDir ? new CrashGuard(opts.journalDir, opts.crashWindowMs ?? DEFAULT_CRASH_WINDOW_MS) : undefined;
+    this.manifest = readManifest(this.root);
     this.ready = this.startReplay();
   }
 
-  get patching(): { enabled: boolean; reason?: string } {
-    if (!existsSync(this.tsconfig)) return { enabled: false, reason: `No tsconfig at ${this.tsconfig}: the project's sources are not deployed here` };
+  get patching(): { enabled: boolean; reason?: string; checks?: 'host' | 'client' } {
+    if (this.opts.checks === 'client') return { enabled: true, checks: 'client' };
+    const missing = this.missingSources();
+    if (missing === undefined) return { enabled: true, checks: 'host' };
+    // A build manifest but no sources: the host cannot check, a client that proves what it checked against can.
+    if (this.manifest) return { enabled: true, checks: 'client' };
+    return { enabled: false, reason: missing };
+  }
+
+  /** Why this host cannot type-check patches itself (undefined when it can). */
+  private missingSources(): string | undefined {
+    if (!existsSync(this.tsconfig)) return `No tsconfig at ${this.tsconfig}: the project's sources are not deployed here`;
     const ids = this.engine.moduleIds();
     if (ids.length > 0 && !ids.some((id) => existsSync(pathOfId(this.root, id)))) {
-      return { enabled: false, reason: `No TypeScript sources of the live modules under ${this.root}` };
+      return `No TypeScript sources of the live modules under ${this.root}`;
     }
-    return { enabled: true };
+    return undefined;
+  }
+
+  /**
+   * Whether this patch's check is the client's: on a host without sources (build manifest only), a
+   * set carrying `compiled` whose hashes match what runs here; without `compiled` it is refused. A host
+   * with sources checks every patch itself and ignores `compiled`.
+   */
+  private clientChecked(patch: PatchSet): boolean {
+    const p = this.patching;
+    if (p.checks !== 'client') return false;
+    if (!patch.compiled) {
+      throw new LivepatchError(
+        'LP_ERR_PATCH_NO_SOURCES',
+        this.opts.checks === 'client'
+          ? 'This agent accepts only patches type-checked on the client (LIVEPATCH_CHECKS=client): send it with --check-here'
+          : 'This host has no TypeScript sources (it runs from its build manifest): type-check the patch on the client with --check-here',
+        { checks: 'client' },
+      );
+    }
+    return true;
+  }
+
+  /**
+   * The hash of a deployed module that is not live: the build manifest's, else its source's here (if
+   * any; at most MAX_DISK_VERIFY reads per op, counted in `budget`, else LP_ERR_OP_BAD_ARGS).
+   */
+  private deployedHash(id: string, budget: { reads: number }): string | undefined {
+    if (!isInsidePath(id) || !/\.(ts|tsx|mts|cts)$/.test(id) || id.split('/').includes('node_modules')) return undefined;
+    const listed = Object.prototype.hasOwnProperty.call(this.manifest?.modules ?? {}, id) ? this.manifest!.modules[id]!.hash : undefined;
+    if (listed !== undefined) return listed;
+    if (++budget.reads > MAX_DISK_VERIFY) throw new LivepatchError('LP_ERR_OP_BAD_ARGS', `compiled.against names more than ${MAX_DISK_VERIFY} modules that are neither live nor in a build manifest`);
+    // Only plain module paths inside the root are ever read (never a file a client names elsewhere).
+    const file = pathOfId(this.root, id);
+    try {
+      if (statSync(file).size > MAX_SOURCE_BYTES) return undefined;
+      return sha256(readFileSync(file, 'utf8'));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The client's check in the shape of the host checker's result, after its hashes are verified. */
+  private clientResult(patch: PatchSet): CheckerResult {
+    const budget = { reads: 0 };
+    const compiled = checkClientCompiled(this.engine, patch, (id) => this.deployedHash(id, budget));
+    return {
+      id: 0,
+      type: 'result',
+      check: { diagnostics: [], syntactic: [], hasErrors: false, files: 0, checked: 0, durationMs: 0 },
+      js: { ...compiled.js },
+      ...(compiled.verifyJs !== undefined ? { verifyJs: compiled.verifyJs } : {}),
+      transpileDiagnostics: [],
+    };
   }
 
   async check(patch: PatchSet, ctx: OpContext): Promise<CheckResult> {
@@ -85,9 +156,10 @@ export class PatchPipeline implements Pipeline {
     validateIds(patch);
     checkBases(this.engine, patch);
     const started = Date.now();
+    const byClient = this.clientChecked(patch);
     // Transpiled too: the engine's static verdict (unreachable changes, top-level effects) is part of
-    // the check, so `check` and `apply --dry-run` agree.
-    const r = await this.runChecker(patch, ctx, true);
+    // the check, so `check` and `apply --dry-run` agree. A client's JS gets the same verdict here.
+    const r = byClient ? this.clientResult(patch) : await this.runChecker(patch, ctx, true);
     const diagnostics = allDiagnostics(r);
     if (!hasError(diagnostics) && this.engine.verdict) {
       try {
@@ -97,7 +169,7 @@ export class PatchPipeline implements Pipeline {
         diagnostics.push({ file: (err.details as { module?: string } | undefined)?.module, code: 0, lpCode: err.code, category: 'error', message: err.message });
       }
     }
-    return { ok: !hasError(diagnostics), diagnostics: diagnostics.slice(0, MAX_DIAGNOSTICS), checkedFiles: r.check.checked, durationMs: Date.now() - started };
+    return { ok: !hasError(diagnostics), diagnostics: diagnostics.slice(0, MAX_DIAGNOSTICS), checkedFiles: r.check.checked, durationMs: Date.now() - started, checkedBy: byClient ? 'client' : 'host' };
   }
 
   async stage(patch: PatchSet, ctx: OpContext, ttlMs?: number): Promise<StageResult> {
@@ -111,6 +183,7 @@ export class PatchPipeline implements Pipeline {
         modules: s.changes.map((v) => ({ module: v.id, version: v.version, hash: v.hash, isNew: s.newModules.includes(v.id) })),
         diagnostics,
         expiresAt: new Date(entry.expiresAt).toISOString(),
+        checkedBy: entry.checkedBy ?? 'host',
       };
     });
   }
@@ -182,7 +255,7 @@ export class PatchPipeline implements Pipeline {
       if (dryRun) {
         this.staged.discard(s.stageId);
         const gen = this.engine.currentGeneration;
-        return { generation: gen, previousGeneration: gen, changed: s.changes.map((v) => ({ module: v.id, version: v.version, hash: v.hash })), patchId: patch.id, dryRun: true, timings };
+        return { generation: gen, previousGeneration: gen, changed: s.changes.map((v) => ({ module: v.id, version: v.version, hash: v.hash })), patchId: patch.id, dryRun: true, timings, checkedBy: entry.checkedBy ?? 'host' };
       }
       return this.commitLocked(s.stageId, ctx, timings);
     });
@@ -429,7 +502,9 @@ export class PatchPipeline implements Pipeline {
     checkBases(this.engine, patch);
     const baseGeneration = this.engine.currentGeneration;
     let t = Date.now();
-    const r = await this.runChecker(patch, ctx, true);
+    const byClient = this.clientChecked(patch);
+    if (byClient) progress(ctx, { step: 'check', message: 'checked on the client: verifying the hashes it checked against' });
+    const r = byClient ? this.clientResult(patch) : await this.runChecker(patch, ctx, true);
     timings.check = Date.now() - t;
     const diagnostics = allDiagnostics(r);
     const syntax = [...r.check.syntactic, ...r.transpileDiagnostics.filter((d) => d.category === 'error')];
@@ -456,6 +531,7 @@ export class PatchPipeline implements Pipeline {
     if (patch.verify !== undefined) progress(ctx, { step: 'verify', message: 'verify hooks passed' });
     const entry = this.staged.add(staged, patch, files, ttlMs ?? this.opts.stageTtlMs ?? DEFAULT_TTL_MS);
     if (ctx.signer) entry.signer = { ...ctx.signer };
+    entry.checkedBy = byClient ? 'client' : 'host';
     return { entry, diagnostics };
   }
 
@@ -471,7 +547,7 @@ export class PatchPipeline implements Pipeline {
     let t = Date.now();
     let res: CommitResult;
     try {
-      res = this.engine.commit(entry.staged, { who: ctx.who, message: entry.patch.message, patchId: entry.patch.id, ...(entry.signer ? { signer: entry.signer } : {}) });
+      res = this.engine.commit(entry.staged, { who: ctx.who, message: entry.patch.message, patchId: entry.patch.id, ...(entry.signer ? { signer: entry.signer } : {}), ...(entry.checkedBy ? { checkedBy: entry.checkedBy } : {}) });
     } catch (err) {
       this.engine.discard(entry.staged);
       throw err;
@@ -491,6 +567,7 @@ export class PatchPipeline implements Pipeline {
           previousGeneration: res.previousGeneration,
           files: entry.files,
           ...(entry.signer ? { signer: entry.signer } : {}),
+          ...(entry.checkedBy ? { checkedBy: entry.checkedBy } : {}),
           ...(reapplies !== undefined ? { reapplies } : {}),
         }),
       );
@@ -501,7 +578,7 @@ export class PatchPipeline implements Pipeline {
     }
     // Only now: a commit undone because its journal write failed may be sent again.
     if (entry.patch.id !== undefined) this.appliedIds.add(entry.patch.id);
-    return { ...res, patchId: entry.patch.id, timings: { ...res.timings, ...timings } };
+    return { ...res, patchId: entry.patch.id, timings: { ...res.timings, ...timings }, ...(entry.checkedBy ? { checkedBy: entry.checkedBy } : {}) };
   }
 
   /**

@@ -15,6 +15,8 @@ export interface StagedEntry {
   files: JournalFile[];
   /** Who signed the set (verified by the agent before staging), if it was signed. */
   signer?: { keyId: string; name?: string };
+  /** Which side type-checked the set. */
+  checkedBy?: 'host' | 'client';
   expiresAt: number;
   timer: NodeJS.Timeout;
 }

@@ -46,11 +46,16 @@ export interface PipelineOptions {
   stageTtlMs?: number;
   /** Limits of the type-check service process (heap cap, idle stop, per-check timeout). */
   checker?: CheckerLimits;
+  /**
+   * 'auto' (default): check here when the sources are here, else accept client-checked patches when
+   * there is a build manifest. 'client': accept only client-checked patches, sources or not.
+   */
+  checks?: 'auto' | 'client';
 }
 
 export interface Pipeline {
   /** Whether patching is possible here (sources + tsconfig present); inspection works either way. */
-  readonly patching: { enabled: boolean; reason?: string };
+  readonly patching: { enabled: boolean; reason?: string; checks?: 'host' | 'client' };
   check(patch: PatchSet, ctx: OpContext): Promise<CheckResult>;
   stage(patch: PatchSet, ctx: OpContext, ttlMs?: number): Promise<StageResult>;
   commit(stageId: string, ctx: OpContext): Promise<CommitResult>;

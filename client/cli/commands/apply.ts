@@ -12,8 +12,9 @@ import { isFleetUrl } from '../../../shared/fleet';
 import { applyFleetCommand } from './fleet-etcd';
 import { formatCommit, formatDiagnostics, table } from '../../format';
 import { EXIT_INTERRUPTED, applyToFleet, type FleetOutcome, type HostOutcome } from '../fleet';
-import { addCommonOptions, addPatchOptions, commonFrom, connectFromOptions, patchFrom, type Finish } from '../options';
-import { note, printJson, runCommand } from '../output';
+import { addCommonOptions, addPatchOptions, commonFrom, connectFromOptions, patchFrom, withAgent, type Finish } from '../options';
+import { note, printJson, runCommand, wireOf } from '../output';
+import { checkOnClient } from '../../client-check';
 
 /** `a:1,b:2` → targets; throws LP_ERR_CLI_USAGE for an empty or malformed entry, or a repeat. */
 export function parseTargets(list: string): string[] {
@@ -125,7 +126,9 @@ export function registerApply(program: Command, finish: Finish): void {
         .option('--watch <duration>', 'after the commit, watch the new generation for DURATION (30s, 2m, 1500ms; at most 10m) and revert it if a threshold is crossed (exit 6)')
         .option('--max-error-rate <r>', `with --watch: revert when the error rate exceeds the previous generation's by more than R (default ${WATCH_DEFAULTS.maxErrorRate})`)
         .option('--max-p99-ratio <x>', `with --watch: revert when p99 latency exceeds X times the previous generation's (default ${WATCH_DEFAULTS.maxP99Ratio})`)
-        .option('--min-requests <n>', `with --watch: judge only once the new generation finished N requests (default ${WATCH_DEFAULTS.minRequests})`),
+        .option('--min-requests <n>', `with --watch: judge only once the new generation finished N requests (default ${WATCH_DEFAULTS.minRequests})`)
+        .option('--check-here', 'type-check on this machine against the (first) agent\'s live program and send the JavaScript; agents verify by hash what it was checked against')
+        .option('--checkout <dir>', 'with --check-here: the checkout of the deployed commit (default: current directory)'),
     ),
   ).action(async (list: string, paths: string[], o: Record<string, unknown>) => {
     const opts = commonFrom(o);
@@ -139,7 +142,20 @@ export function registerApply(program: Command, finish: Finish): void {
           if (o[f] !== undefined) throw new LivepatchError('LP_ERR_CLI_USAGE', `--${f.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} needs a fleet address (etcd://HOST:PORT/NAME)`);
         }
         const targets = parseTargets(list);
-        const patch = patchFrom(paths, o);
+        let patch = patchFrom(paths, o);
+        if (o['checkHere'] === true) {
+          const mine = await withAgent(targets[0]!, opts, (c) => checkOnClient(c, patch, typeof o['checkout'] === 'string' ? o['checkout'] : process.cwd()));
+          if (!mine.result.ok || !mine.patch) {
+            const errors = mine.result.diagnostics.filter((d) => d.category === 'error');
+            const syntax = errors.some((d) => d.code >= 1000 && d.code < 2000);
+            const err = new LivepatchError(syntax ? 'LP_ERR_PATCH_SYNTAX' : 'LP_ERR_PATCH_TYPE', `the patch does not type-check against the live program of ${targets[0]} (checked on this machine): ${errors.length} error(s)`);
+            process.stderr.write(formatDiagnostics(mine.result.diagnostics));
+            note(err.message);
+            if (opts.json) printJson({ ok: false, committed: false, dryRun: o['dryRun'] === true, hosts: [], error: wireOf(err), diagnostics: mine.result.diagnostics });
+            return err.exitCode;
+          }
+          patch = mine.patch;
+        }
         const skipApplied = o['skipApplied'] === true;
         if (skipApplied && patch.id === undefined) throw new LivepatchError('LP_ERR_CLI_USAGE', '--skip-applied needs a patch id: pass --id ID (or set "id" in the .json patch set)');
         const dryRun = o['dryRun'] === true;

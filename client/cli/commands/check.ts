@@ -4,6 +4,9 @@
  * offline against the local project at --root (shared/typecheck.ts, loaded lazily because the
  * TypeScript compiler is heavy and the other commands don't need it). Type errors go to stderr in
  * tsc's form and make the exit code 1; --json prints the CheckResult (with `diagnostics`).
+ * With --check-here and an agent address, the type check runs on this machine against the agent's
+ * live program (../../client-check.ts) and the agent only verifies the hashes and gives its static
+ * verdict on the JavaScript.
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -13,6 +16,7 @@ import { formatDiagnostics } from '../../format';
 import { addCommonOptions, addPatchOptions, commonFrom, patchFrom, withAgent, type Finish } from '../options';
 import { note, printJson, runCommand, wireOf } from '../output';
 import { progressReporter } from '../progress';
+import { checkOnClient } from '../../client-check';
 
 /** Split `[HOST:PORT] PATCH...`: the first word is an agent address when it parses as one and is not a path. */
 export function splitTarget(words: string[]): { target?: string; paths: string[] } {
@@ -51,15 +55,28 @@ export function registerCheck(program: Command, finish: Finish): void {
         .usage('[options] [HOST:PORT] PATCH...')
         .argument('<args...>', '[HOST:PORT] then .ts files, directories, or a .json patch set'),
     ),
-  ).action(async (words: string[], o: Record<string, unknown>) => {
+  )
+    .option('--check-here', 'type-check on this machine against the live program (checkout at --checkout, live patches fetched and verified by hash)')
+    .option('--checkout <dir>', 'with --check-here: the checkout of the deployed commit (default: current directory)')
+    .action(async (words: string[], o: Record<string, unknown>) => {
     const opts = commonFrom(o);
     finish(
       await runCommand(Boolean(opts.json), async () => {
         const { target, paths } = splitTarget(words);
         const patch = patchFrom(paths, o);
         let result: CheckResult;
+        const here = o['checkHere'] === true;
+        if (here && target === undefined) throw new LivepatchError('LP_ERR_CLI_USAGE', '--check-here checks against a live agent: give HOST:PORT (without one, check is offline already)');
         if (target === undefined) {
           result = checkOffline(patch, typeof o['root'] === 'string' ? o['root'] : process.cwd());
+        } else if (here) {
+          result = await withAgent(target, opts, async (c) => {
+            const mine = await checkOnClient(c, patch, typeof o['checkout'] === 'string' ? o['checkout'] : process.cwd());
+            if (!mine.result.ok || !mine.patch) return mine.result;
+            // The agent verifies what the check was made against and gives its verdict on the JavaScript.
+            const theirs = await c.request('check', { patch: mine.patch });
+            return { ...theirs, diagnostics: [...mine.result.diagnostics.filter((d) => d.category !== 'error'), ...theirs.diagnostics], checkedFiles: Math.max(mine.result.checkedFiles, theirs.checkedFiles), durationMs: mine.result.durationMs + theirs.durationMs };
+          });
         } else {
           const progress = progressReporter(target);
           try {
@@ -73,7 +90,7 @@ export function registerCheck(program: Command, finish: Finish): void {
         const where = target ?? 'the local project';
         if (result.ok) {
           if (opts.json) printJson(result);
-          else process.stdout.write(`ok: the patch type-checks against ${where} (${result.checkedFiles} files checked in ${Math.round(result.durationMs)} ms)\n`);
+          else process.stdout.write(`ok: the patch type-checks against ${where} (${result.checkedFiles} files checked${result.checkedBy === 'client' ? ' on this machine' : ''} in ${Math.round(result.durationMs)} ms)\n`);
           return 0;
         }
         const err = new LivepatchError('LP_ERR_PATCH_TYPE', `the patch does not type-check against ${where}: ${errors} error(s)`);

@@ -47,6 +47,11 @@ function requireSignature(call: OpCall<OpName>, patch: PatchSet): Signer | undef
   const verdict = verifyPatchSet(patch, keys);
   if (verdict.ok) {
     call.audit.signer = verdict.signer;
+    // A host that cannot check would run the client's JavaScript, which no signature covers.
+    if (patch.compiled && call.ctx.pipeline?.patching.checks === 'client') {
+      call.audit.detail = 'client-compiled JavaScript is not covered by the signature';
+      throw new LivepatchError('LP_ERR_PATCH_BAD_SIGNATURE', 'This agent requires signed patch sets and has no TypeScript sources: the JavaScript of a client-checked set is not covered by its signature, so it is refused');
+    }
     return verdict.signer;
   }
   if (verdict.reason === 'unsigned') {
@@ -122,11 +127,26 @@ async function watchAfter(call: OpCall<OpName>, result: CommitResult, watch: Wat
   return { ...result, watch: verdict };
 }
 
+/** Record which side checked: the pipeline's answer, or (refused before it answered) who would have. */
+async function noteChecker<T extends { checkedBy?: 'host' | 'client' }>(call: OpCall<OpName>, work: Promise<T>): Promise<T> {
+  try {
+    const result = await work;
+    if (result.checkedBy) call.audit.checkedBy = result.checkedBy;
+    return result;
+  } catch (e) {
+    // Refused before an answer: the host checks (or would have), or the client did if it sent its check.
+    const checks = call.ctx.pipeline?.patching.checks;
+    const sent = (call.args as { patch?: PatchSet }).patch?.compiled !== undefined;
+    if (checks === 'host' || (checks === 'client' && sent)) call.audit.checkedBy = checks;
+    throw e;
+  }
+}
+
 export const check: Handler<'check'> = (call) => {
   const { patch } = call.args;
   call.audit.hashes = hashFiles(patch.files);
   if (patch.id) call.audit.patchId = patch.id;
-  return pipelineOf(call).check(patch, opContext(call));
+  return noteChecker(call, pipelineOf(call).check(patch, opContext(call)));
 };
 
 /** A stage made through this agent: the token that made it, its message, when it expires. */
@@ -169,7 +189,7 @@ export const stage: Handler<'stage'> = async (call) => {
   call.audit.hashes = hashFiles(patch.files);
   if (patch.id) call.audit.patchId = patch.id;
   const signer = requireSignature(call, patch);
-  const result = await noteWorkers(call, pipelineOf(call).stage(patch, opContext(call, signer), ttlMs));
+  const result = await noteChecker(call, noteWorkers(call, pipelineOf(call).stage(patch, opContext(call, signer), ttlMs)));
   call.audit.stageId = result.stageId;
   const stages = stagesOf(call);
   const now = Date.now();
@@ -195,7 +215,7 @@ export const commit: Handler<'commit'> = async (call) => {
   const rec = checkOwner(call, 'commit');
   if (rec.signer) call.audit.signer = rec.signer;
   if (call.args.watch) watcherOf(call);
-  const result = await pipelineOf(call).commit(call.args.stageId, opContext(call));
+  const result = await noteChecker(call, pipelineOf(call).commit(call.args.stageId, opContext(call)));
   recordCommit(call, result, rec.message);
   stagesOf(call).delete(call.args.stageId);
   return watchAfter(call, result, call.args.watch);
@@ -215,7 +235,7 @@ export const apply: Handler<'apply'> = async (call) => {
   if (patch.id) call.audit.patchId = patch.id;
   const signer = requireSignature(call, patch);
   if (watch && !dryRun) watcherOf(call);
-  const result = await noteWorkers(call, pipelineOf(call).apply(patch, opContext(call, signer), dryRun));
+  const result = await noteChecker(call, noteWorkers(call, pipelineOf(call).apply(patch, opContext(call, signer), dryRun)));
   recordCommit(call, result, patch.message);
   return dryRun ? result : watchAfter(call, result, watch);
 };
