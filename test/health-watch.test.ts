@@ -150,20 +150,25 @@ test('the watch runs in the agent: with the CLI killed mid-watch, the bad patch 
   const child = spawn(process.execPath, [CLI, 'apply', a.address, 'bad/src/routes.ts', '--root', 'bad', '--watch', '30s', '--min-requests', '300', '--json'], {
     cwd: a.project.root,
     env: { ...process.env, LIVEPATCH_TOKEN: a.tokens.patch },
-    stdio: 'ignore',
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const exited = new Promise((r) => child.once('exit', r));
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  let code: number | null = null;
+  const exited = new Promise((r) => child.once('exit', (c) => r((code = c))));
+  // Bounded by time, not by polls: each poll runs the CLI, which is slow on a loaded machine.
   let watching = false;
-  for (let i = 0; i < 400 && !watching; i++) {
-    const s = JSON.parse((await cli(['status', a.address, '--json'], 'read')).stdout);
-    watching = s.watch?.generation === 5;
+  for (const until = Date.now() + 120_000; !watching && code === null && Date.now() < until; ) {
+    const st = JSON.parse((await cli(['status', a.address, '--json'], 'read')).stdout);
+    watching = st.watch?.generation === 5;
     if (!watching) await sleep(25);
   }
-  assert.ok(watching, 'the watch started');
+  assert.ok(watching, `the watch started (apply ${code === null ? 'still running' : `exited ${code}`}: ${out})`);
   child.kill('SIGKILL');
   await exited;
   let s: any;
-  for (let i = 0; i < 400; i++) {
+  for (const until = Date.now() + 120_000; Date.now() < until; ) {
     s = JSON.parse((await cli(['status', a.address, '--json'], 'read')).stdout);
     if (s.currentGeneration === 6) break;
     await sleep(50);
