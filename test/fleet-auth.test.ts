@@ -42,7 +42,7 @@ before(async () => {
     await root.user('root').addRole('root');
     const agent = await root.role('shop-agent').create();
     await agent.grant({ permission: 'Read', range: Range.prefix(P) });
-    for (const k of ['members/', 'acks/', 'decision/']) await agent.grant({ permission: 'Readwrite', range: Range.prefix(P + k) });
+    for (const k of ['members/', 'acks/', 'decision/', 'watch/']) await agent.grant({ permission: 'Readwrite', range: Range.prefix(P + k) });
     const patch = await root.role('shop-patch').create();
     await patch.grant({ permission: 'Readwrite', range: Range.prefix(P) });
     await (await root.user('agent').create('agent-secret')).addRole('shop-agent');

@@ -106,7 +106,7 @@ after(async () => {
 
 test('a canary of 1 whose watch sees the route throw rolls itself back; the others never commit (exit 6)', { skip }, async () => {
   const gens = await Promise.all(apps.map(generationOf));
-  const r = await runCli(['apply', url(), 'bad/src/routes.ts', '--root', 'bad', '--canary', '1', '--watch', '20s', '--min-requests', '10', '--json'], { ...SLOW, cwd: project.root });
+  const r = await runCli(['apply', url(), 'bad/src/routes.ts', '--root', 'bad', '--canary', '1', '--deadline', '180000', '--watch', '20s', '--min-requests', '10', '--json'], { ...SLOW, cwd: project.root });
   assert.equal(r.code, 6, r.stderr + r.stdout);
   const j = JSON.parse(r.stdout);
   assert.equal(j.ok, false);
@@ -138,13 +138,13 @@ test('a canary of 1 whose watch sees the route throw rolls itself back; the othe
 
 test('the client killed during the canary watch: the canary still rolls itself back and aborts the rest', { skip }, async () => {
   const gens = await Promise.all(apps.map(generationOf));
-  const child = spawn(process.execPath, [CLI, 'apply', url(), 'bad/src/routes.ts', '--root', 'bad', '--canary', '1', '--watch', '20s', '--min-requests', '10'], { cwd: project.root, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'apply', url(), 'bad/src/routes.ts', '--root', 'bad', '--canary', '1', '--deadline', '180000', '--watch', '20s', '--min-requests', '10'], { cwd: project.root, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   child.stderr.on('data', (b: Buffer) => (err += b.toString()));
   await waitFor('the canaries watching', async () => /the canaries watch their new generation/.test(err), 120_000);
   const rid = /rollout (\S+): proposed/.exec(err)![1]!;
   child.kill('SIGKILL');
-  // Well before the rollout's deadline (the watch window plus 60 s): the canary's own abort.
+  // Long before the rollout's deadline (180 s): the canary's own abort after its watch reverted it.
   await waitFor('the canary to abort the rollout', async () => (await etcd.get(`${PREFIX}decision/${rid}`).string()) === 'abort', 40_000);
   await waitFor('the canary rolled back, the others aborted', async () => {
     const s = (await ackStates(rid)).sort();
@@ -160,7 +160,7 @@ test('the client killed during the canary watch: the canary still rolls itself b
 });
 
 test('a good patch under the same canary watch commits everywhere (exit 0)', { skip }, async () => {
-  const r = await runCli(['apply', url(), 'good/src/routes.ts', '--root', 'good', '--canary', '1', '--watch', '5s', '--min-requests', '10', '--json'], { ...SLOW, cwd: project.root });
+  const r = await runCli(['apply', url(), 'good/src/routes.ts', '--root', 'good', '--canary', '1', '--deadline', '180000', '--watch', '5s', '--min-requests', '10', '--json'], { ...SLOW, cwd: project.root });
   assert.equal(r.code, 0, r.stderr + r.stdout);
   const j = JSON.parse(r.stdout);
   assert.equal(j.ok, true);
@@ -175,7 +175,7 @@ test('a good patch under the same canary watch commits everywhere (exit 0)', { s
 });
 
 test('--watch without --canary: every member watches; a revert on one rolls the whole fleet back (exit 6)', { skip }, async () => {
-  const r = await runCli(['apply', url(), 'bad/src/routes.ts', '--root', 'bad', '--watch', '20s', '--min-requests', '10', '--json'], { ...SLOW, cwd: project.root });
+  const r = await runCli(['apply', url(), 'bad/src/routes.ts', '--root', 'bad', '--deadline', '180000', '--watch', '20s', '--min-requests', '10', '--json'], { ...SLOW, cwd: project.root });
   assert.equal(r.code, 6, r.stderr + r.stdout);
   const j = JSON.parse(r.stdout);
   assert.equal(j.ok, false);
@@ -197,4 +197,13 @@ test('--watch without --canary: every member watches; a revert on one rolls the 
     const s = await runCli(['status', url(), '--json']);
     return JSON.parse(s.stdout).ok === true;
   });
+});
+
+test('--canary with --watch: a --deadline shorter than the watch plus 10 s is a usage error (exit 2), nothing proposed', { skip }, async () => {
+  const before = (await etcd.getAll().prefix(`${PREFIX}rollouts/`).keys()).length;
+  const r = await runCli(['apply', url(), 'good/src/routes.ts', '--root', 'good', '--canary', '1', '--watch', '20s', '--deadline', '25000', '--json'], { cwd: project.root });
+  assert.equal(r.code, 2, r.stderr + r.stdout);
+  assert.equal(JSON.parse(r.stdout).error.code, 'LP_ERR_CLI_USAGE');
+  assert.match(r.stderr, /--deadline 25000 is too short/);
+  assert.equal((await etcd.getAll().prefix(`${PREFIX}rollouts/`).keys()).length, before);
 });

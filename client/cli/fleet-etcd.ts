@@ -123,10 +123,11 @@ export interface CanaryContext {
  */
 export async function canaryVerdict(ctx: CanaryContext): Promise<CanaryVerdict> {
   const checks: Promise<CanaryVerdict>[] = [];
-  if (ctx.watch && ctx.readVerdicts) checks.push(canaryWatchVerdict(ctx, ctx.readVerdicts));
-  if (ctx.canaryCheck) checks.push(canaryCheckVerdict(ctx, ctx.canaryCheck));
+  const stop = { done: false, kill: () => undefined as void };
+  if (ctx.watch && ctx.readVerdicts) checks.push(canaryWatchVerdict(ctx, ctx.readVerdicts, stop));
+  if (ctx.canaryCheck) checks.push(canaryCheckVerdict(ctx, ctx.canaryCheck, stop));
   if (checks.length === 0) return { ok: true };
-  return new Promise((resolve) => {
+  const settled = new Promise<CanaryVerdict>((resolve) => {
     let left = checks.length;
     for (const c of checks) {
       c.then(
@@ -138,11 +139,17 @@ export async function canaryVerdict(ctx: CanaryContext): Promise<CanaryVerdict> 
       );
     }
   });
+  const v = await settled;
+  // The other check is not needed any more: stop polling, end a check command still running.
+  stop.done = true;
+  stop.kill();
+  return v;
 }
 
 /** Wait for every canary's watch verdict (or the first that is not `kept`), until the deadline. */
-async function canaryWatchVerdict(ctx: CanaryContext, read: () => Promise<Map<string, VerdictRecord>>): Promise<CanaryVerdict> {
+async function canaryWatchVerdict(ctx: CanaryContext, read: () => Promise<Map<string, VerdictRecord>>, stop: { done: boolean }): Promise<CanaryVerdict> {
   for (;;) {
+    if (stop.done) return { ok: false, reason: 'stopped' };
     const verdicts = await read();
     for (const c of ctx.canaries) {
       const v = verdicts.get(c.id);
@@ -157,7 +164,7 @@ async function canaryWatchVerdict(ctx: CanaryContext, read: () => Promise<Map<st
   }
 }
 
-function canaryCheckVerdict(ctx: CanaryContext, command: string): Promise<CanaryVerdict> {
+function canaryCheckVerdict(ctx: CanaryContext, command: string, stop: { kill: () => void }): Promise<CanaryVerdict> {
   const left = ctx.deadline - Date.now();
   if (left <= 0) return Promise.resolve({ ok: false, reason: 'no time left before the deadline' });
   return new Promise((resolve) => {
@@ -166,6 +173,10 @@ function canaryCheckVerdict(ctx: CanaryContext, command: string): Promise<Canary
       stdio: ['ignore', 'inherit', 'inherit'],
       env: { ...ctx.env, LIVEPATCH_FLEET_CANARIES: ctx.canaries.map((c) => c.address).join(','), LIVEPATCH_FLEET_ROLLOUT: ctx.rollout },
     });
+    stop.kill = () => {
+      clearTimeout(timer);
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    };
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       resolve({ ok: false, reason: 'the canary check did not finish before the deadline' });
