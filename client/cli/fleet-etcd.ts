@@ -219,6 +219,14 @@ async function readVerdicts(ns: Namespace, rid: string): Promise<Map<string, Ver
   return out;
 }
 
+/** The canaries' verdicts so far; a canary that left the fleet (its lease expired) without one counts as `failed`. */
+async function canaryVerdicts(ns: Namespace, rid: string, canaries: string[]): Promise<Map<string, VerdictRecord>> {
+  const [verdicts, members] = await Promise.all([readVerdicts(ns, rid), readMembers(ns)]);
+  const alive = new Set(members.map((m) => m.id));
+  for (const id of canaries) if (!verdicts.has(id) && !alive.has(id)) verdicts.set(id, { verdict: 'failed', reason: 'the canary left the fleet during its watch', canary: true, time: new Date().toISOString() });
+  return verdicts;
+}
+
 async function readHead(ns: Namespace): Promise<number> {
   const v = await ns.get(fleetKeys.head).string();
   return v === null ? 0 : Number(v);
@@ -393,7 +401,7 @@ async function runRollout(conn: FleetConnection, rid: string, patch: RolloutReco
           canaries: canaries.map((id) => ({ id, address: byId.get(id)?.address ?? '' })),
           deadline,
           ...(opts.canaryCheck ? { canaryCheck: opts.canaryCheck } : {}),
-          ...(opts.watch ? { watch: opts.watch, readVerdicts: () => readVerdicts(ns, rid) } : {}),
+          ...(opts.watch ? { watch: opts.watch, readVerdicts: () => canaryVerdicts(ns, rid, canaries!) } : {}),
           env,
         });
       } catch (e) {
