@@ -52,6 +52,8 @@ export interface FleetMemberOptions {
 /** Extra time a staged set is held past the rollout's deadline, so a decision at the deadline still finds it. */
 const STAGE_GRACE_MS = 30_000;
 const MAX_STAGE_TTL_MS = 600_000;
+/** How long a fleet rollback retries while another patch op (a watch's revert) holds the pipeline. */
+const BUSY_RETRY_MS = 30_000;
 
 type Step = () => Promise<void>;
 
@@ -408,12 +410,11 @@ export class FleetMember {
     const c = this.canaries.get(rid);
     if (c) {
       this.canaries.delete(rid);
-      if (this.watching.has(rid) && this.opts.engine.currentGeneration !== c.gen) {
-        // The canary's own watch reverted it (or is reverting it): its verdict step acks the rollback.
-        return;
-      }
+      // The canary's own watch reverted it (or is reverting it): its verdict step acks the rollback.
+      const revertedByWatch = () => this.watching.has(rid) && this.opts.engine.currentGeneration !== c.gen;
+      if (revertedByWatch()) return;
       try {
-        await this.opts.pipeline.rollback(c.previous, this.ctx('canary-abort'));
+        if (!(await this.rollbackUnlessBusy(c.previous, this.ctx('canary-abort'), revertedByWatch))) return;
         this.audit('rollback', 'canary-abort', 'ok', { generation: this.opts.engine.currentGeneration, detail: `rollout ${rid}: canary rolled back to generation ${c.previous}` });
         await this.ack(rid, 'rolled-back');
       } catch (err) {
@@ -480,6 +481,24 @@ export class FleetMember {
     }
     this.stack.push({ seq: e.seq, gen });
     this.audit('commit', e.by, 'ok', { patchId: e.patch.id, generation: gen, detail: `fleet generation ${e.seq} (rollout ${rid})` });
+  }
+
+  /**
+   * Roll back to `to`, retrying for up to 30 s while another patch op holds the pipeline (a watch's own
+   * revert, an operator's op). Returns false, having done nothing, when `skip` says it is no longer needed.
+   */
+  private async rollbackUnlessBusy(to: number, ctx: { who: string }, skip: () => boolean = () => false): Promise<boolean> {
+    const until = Date.now() + BUSY_RETRY_MS;
+    for (;;) {
+      if (skip()) return false;
+      try {
+        await this.opts.pipeline.rollback(to, ctx);
+        return true;
+      } catch (err) {
+        if (!(err instanceof LivepatchError && err.code === 'LP_ERR_PATCH_BUSY') || Date.now() > until) throw err;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
   }
 
   /** The rollout's watch arguments; a malformed set is logged and not watched (stage refused it already). */
@@ -551,7 +570,7 @@ export class FleetMember {
     while (p < this.stack.length && p < want.length && this.stack[p]!.seq === want[p]) p++;
     if (p < this.stack.length) {
       const to = p === 0 ? this.baseGen : this.stack[p - 1]!.gen;
-      await this.opts.pipeline.rollback(to, this.ctx(e.by));
+      await this.rollbackUnlessBusy(to, this.ctx(e.by));
       this.stack = this.stack.slice(0, p);
     }
     for (const seq of want.slice(p)) {
