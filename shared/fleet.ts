@@ -9,11 +9,13 @@
  *   canary/RID           which members commit first (clients only)
  *   decision/RID         `commit` (written with the log entry, one transaction) or `abort`
  *   acks/RID/MEMBER      one member's state for the rollout: staged, failed, committed, ...
+ *   watch/RID/MEMBER     one member's health-watch verdict on the rollout's generation (`--watch`)
  *   members/MEMBER       one live agent, under its lease: address, pid, host, generation, hashes
  * Patch sets are stored as the client built them (opaque JSON): fields this version does not know pass
  * through to the agents unchanged.
  */
 import { LivepatchError } from './errors';
+import { watchArgsSchema, type WatchArgs, type WatchResult } from './health';
 
 /** Largest stored patch set (etcd's default request limit is 1.5 MiB; the entry needs room around it). */
 export const MAX_FLEET_PATCH_BYTES = 1024 * 1024;
@@ -57,6 +59,8 @@ export const fleetKeys = {
   decision: (rid: string) => `decision/${rid}`,
   acks: (rid: string) => `acks/${rid}/`,
   ack: (rid: string, member: string) => `acks/${rid}/${member}`,
+  verdicts: (rid: string) => `watch/${rid}/`,
+  verdict: (rid: string, member: string) => `watch/${rid}/${member}`,
   members: 'members/',
   member: (id: string) => `members/${id}`,
 } as const;
@@ -72,6 +76,34 @@ export interface RolloutRecord {
   deadline: number;
   by: string;
   createdAt: string;
+  /**
+   * `--watch`: the members named by `watchScope` watch the rollout's generation after they commit it
+   * (the agent's Watcher and thresholds) and write their verdict under `watch/RID/MEMBER`.
+   */
+  watch?: WatchArgs;
+  /** `canaries`: only the canary members watch (their verdicts gate the rest); `all`: every member. */
+  watchScope?: 'canaries' | 'all';
+}
+
+/** One member's watch verdict on a rollout (`watch/RID/MEMBER`). */
+export interface VerdictRecord {
+  verdict: WatchResult['verdict'] | 'failed';
+  reason?: string;
+  figure?: WatchResult['figure'];
+  figures?: WatchResult['figures'];
+  /** For `reverted`: the agent generation of the revert. */
+  revertGeneration?: number;
+  /** Whether this member watched as a canary. */
+  canary: boolean;
+  time: string;
+}
+
+/** A rollout's watch arguments, checked; undefined when it carries none. Throws LP_ERR_FLEET_RECORD. */
+export function rolloutWatch(r: Pick<RolloutRecord, 'watch' | 'watchScope'>): { args: WatchArgs; scope: 'canaries' | 'all' } | undefined {
+  if (r.watch === undefined) return undefined;
+  const args = watchArgsSchema.safeParse(r.watch);
+  if (!args.success || (r.watchScope !== 'canaries' && r.watchScope !== 'all')) throw new LivepatchError('LP_ERR_FLEET_RECORD', 'the rollout\'s watch arguments are malformed');
+  return { args: args.data, scope: r.watchScope };
 }
 
 /** A committed entry (`log/SEQ`). */

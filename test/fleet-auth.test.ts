@@ -4,7 +4,8 @@
  * both off; the certificate is made with the system's openssl): agent and CLI connect with
  * LIVEPATCH_FLEET_CA; without it the CLI cannot connect (exit 4); the agent's user can register, stage
  * and ack but cannot propose a rollout; a client without credentials is refused (exit 3); the
- * patcher's user applies, and the agent commits.
+ * patcher's user applies, and the agent commits; with --canary and --watch the agent's user writes its
+ * watch verdict under watch/.
  * Runs where the fleet tests run (LIVEPATCH_TEST_ETCD set, or under CI, which must have etcd).
  */
 import { after, before, test } from 'node:test';
@@ -42,7 +43,7 @@ before(async () => {
     await root.user('root').addRole('root');
     const agent = await root.role('shop-agent').create();
     await agent.grant({ permission: 'Read', range: Range.prefix(P) });
-    for (const k of ['members/', 'acks/', 'decision/']) await agent.grant({ permission: 'Readwrite', range: Range.prefix(P + k) });
+    for (const k of ['members/', 'acks/', 'decision/', 'watch/']) await agent.grant({ permission: 'Readwrite', range: Range.prefix(P + k) });
     const patch = await root.role('shop-patch').create();
     await patch.grant({ permission: 'Readwrite', range: Range.prefix(P) });
     await (await root.user('agent').create('agent-secret')).addRole('shop-agent');
@@ -96,4 +97,18 @@ test('etcd over TLS with roles: agents register but cannot propose, no credentia
   assert.equal(asAlice.code, 0, asAlice.stdout + asAlice.stderr);
   assert.equal(JSON.parse(asAlice.stdout).members[0].state, 'committed');
   assert.equal((await app!.get('/mix')).b, 'B2');
+});
+
+test('with roles, an agent writes its canary watch verdict under watch/ and the canary watch passes', { skip }, async () => {
+  await waitMember();
+  project!.write('fix3/src/quote.ts', QUOTE_PATCH.replace("'B2'", "'B3'"));
+  const url = `etcd://${endpoint}/${NAME}`;
+  const r = await runCli(['apply', url, 'fix3/src/quote.ts', '--root', 'fix3', '--canary', '1', '--watch', '2s', '--deadline', '90000', '--json'], { cwd: project!.root, env: creds('alice'), timeoutMs: 200_000 });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.equal(j.members[0].canary, true);
+  assert.equal(j.members[0].state, 'committed');
+  // No requests in the window: nothing to judge, so kept; what matters here is that the verdict reached etcd.
+  assert.equal(j.members[0].watch.verdict, 'kept');
+  assert.equal((await app!.get('/mix')).b, 'B3');
 });

@@ -1,11 +1,13 @@
 /**
  * Fleet pieces that need no etcd: the address form, --canary, which log entries are in effect after
- * rollbacks, stored-record checks and limits, and the CLI's usage errors and unreachable-etcd exit code.
+ * rollbacks, stored-record checks and limits, the rollout's watch arguments, how the canary verdict
+ * combines the canaries' watch verdicts with --canary-check, and the CLI's usage errors and
+ * unreachable-etcd exit code.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { canaryCount, parseCanary } from '../client/cli/fleet-etcd';
-import { checkStoredPatch, effectivePatches, isFleetUrl, MAX_FLEET_RECORD_BYTES, parseFleetUrl, parseRecord, type LogEntry } from '../shared/fleet';
+import { canaryCount, canaryVerdict, parseCanary, type CanaryContext } from '../client/cli/fleet-etcd';
+import { checkStoredPatch, effectivePatches, isFleetUrl, MAX_FLEET_RECORD_BYTES, parseFleetUrl, parseRecord, rolloutWatch, type LogEntry, type VerdictRecord } from '../shared/fleet';
 import { LivepatchError } from '../shared';
 import { runCli } from './helpers/project';
 
@@ -76,4 +78,56 @@ test('CLI: a malformed fleet address exits 2, fleet flags on the direct form exi
   assert.equal(down.code, 4, down.stderr);
   assert.equal(JSON.parse(down.stdout).error.code, 'LP_ERR_FLEET_UNREACHABLE');
   assert.doesNotMatch(down.stdout, /\n\s+at /, 'no stack trace');
+});
+
+test('a rollout\'s watch arguments: absent, valid (with a scope), or LP_ERR_FLEET_RECORD', () => {
+  assert.equal(rolloutWatch({}), undefined);
+  assert.deepEqual(rolloutWatch({ watch: { durationMs: 5000, minRequests: 10 }, watchScope: 'canaries' }), { args: { durationMs: 5000, minRequests: 10 }, scope: 'canaries' });
+  assert.equal(code(() => rolloutWatch({ watch: { durationMs: 5000 } })), 'LP_ERR_FLEET_RECORD');
+  assert.equal(code(() => rolloutWatch({ watch: { durationMs: 50 }, watchScope: 'all' })), 'LP_ERR_FLEET_RECORD');
+  assert.equal(code(() => rolloutWatch({ watch: { durationMs: 5000, extra: 1 } as never, watchScope: 'all' })), 'LP_ERR_FLEET_RECORD');
+});
+
+test('canary verdict: every canary\'s watch must be kept and --canary-check must pass; the first failure decides', async () => {
+  const verdict = (v: VerdictRecord['verdict'], reason?: string): VerdictRecord => ({ verdict: v, ...(reason ? { reason } : {}), canary: true, time: new Date().toISOString() });
+  const base = (verdicts: Map<string, VerdictRecord>[], extra: Partial<CanaryContext> = {}): CanaryContext => {
+    let n = 0;
+    return {
+      fleet: 'f',
+      rollout: 'r1',
+      patchId: 'p',
+      canaries: [
+        { id: 'm1', address: '127.0.0.1:1' },
+        { id: 'm2', address: '127.0.0.1:2' },
+      ],
+      deadline: Date.now() + 20_000,
+      watch: { durationMs: 1000 },
+      // Each read shows the verdicts written so far, as successive reads of watch/RID/ would.
+      readVerdicts: async () => verdicts[Math.min(n++, verdicts.length - 1)]!,
+      env: process.env,
+      ...extra,
+    };
+  };
+  const kept = new Map([['m1', verdict('kept')], ['m2', verdict('kept')]]);
+  assert.deepEqual(await canaryVerdict(base([new Map(), new Map([['m1', verdict('kept')]]), kept])), { ok: true });
+  const tripped = await canaryVerdict(base([new Map([['m1', verdict('kept')]]), new Map([['m1', verdict('kept')], ['m2', verdict('reverted', 'errorRate 1 > 0.01')]])]));
+  assert.equal(tripped.ok, false);
+  assert.deepEqual(tripped.reverted, { reason: 'errorRate 1 > 0.01', target: '127.0.0.1:2' });
+  const superseded = await canaryVerdict(base([new Map([['m1', verdict('superseded')]])]));
+  assert.equal(superseded.ok, false);
+  assert.equal(superseded.reverted, undefined);
+  assert.match(superseded.reason!, /127\.0\.0\.1:1: superseded/);
+  // Both given: a failing check fails a kept watch, and a reverted watch fails before a slow passing check ends.
+  const node = `"${process.execPath}"`;
+  const checkFails = await canaryVerdict(base([kept], { canaryCheck: `${node} -e "process.exit(3)"` }));
+  assert.deepEqual(checkFails, { ok: false, reason: 'the canary check exited 3' });
+  const t0 = Date.now();
+  const watchFails = await canaryVerdict(base([new Map([['m1', verdict('reverted', 'p99')]])], { canaryCheck: `${node} -e "setTimeout(() => process.exit(0), 5000)"` }));
+  assert.equal(watchFails.reverted?.target, '127.0.0.1:1');
+  assert.ok(Date.now() - t0 < 4000, 'the watch failure did not wait for the check');
+  assert.deepEqual(await canaryVerdict(base([kept], { canaryCheck: `${node} -e "process.exit(0)"` })), { ok: true });
+  // No verdict by the deadline: failed.
+  const late = await canaryVerdict(base([new Map()], { deadline: Date.now() + 300 }));
+  assert.equal(late.ok, false);
+  assert.match(late.reason!, /did not come before the deadline/);
 });

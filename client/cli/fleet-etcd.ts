@@ -11,8 +11,8 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { userInfo } from 'node:os';
 import type { IKeyValue, Namespace } from 'etcd3';
-import { LivepatchError, type PatchSet } from '../../shared';
-import { effectivePatches, fleetKeys, MAX_FLEET_PATCH_BYTES, parseFleetUrl, parseRecord, type AckRecord, type LogEntry, type MemberRecord, type RolloutRecord } from '../../shared/fleet';
+import { LivepatchError, type PatchSet, type WatchArgs, type WatchFigures } from '../../shared';
+import { effectivePatches, fleetKeys, MAX_FLEET_PATCH_BYTES, parseFleetUrl, parseRecord, type AckRecord, type LogEntry, type MemberRecord, type RolloutRecord, type VerdictRecord } from '../../shared/fleet';
 import { fleetError, openFleet, type FleetConnection } from '../../shared/fleet-store';
 
 /** Default time from proposal to decision before the rollout is aborted (ms). */
@@ -41,6 +41,12 @@ export interface FleetApplyOptions {
   deadlineMs?: number;
   /** Shell command run once the canaries committed: exit 0 means healthy (see canaryVerdict). */
   canaryCheck?: string;
+  /**
+   * `--watch`: with a canary, the canaries watch their new generation and the rest commit only if every
+   * canary's verdict is `kept`; without one, every member watches after the commit and a revert on any
+   * member rolls the whole fleet back (a rollback entry in the log).
+   */
+  watch?: WatchArgs;
   by?: string;
   /** Progress lines (stderr in the CLI). */
   note?: (line: string) => void;
@@ -53,6 +59,15 @@ export interface FleetMemberOutcome {
   state: AckRecord['state'] | 'no-answer';
   canary?: boolean;
   error?: { code: string; message: string };
+  /** With --watch: this member's verdict on the rollout's generation. */
+  watch?: { verdict: VerdictRecord['verdict']; reason?: string };
+}
+
+/** Set when a watch reverted the patch: why, the figures judged, and the agent whose watch tripped. */
+export interface FleetReverted {
+  reason: string;
+  figures?: WatchFigures;
+  target: string;
 }
 
 /** `livepatch apply etcd://...` outcome, as printed under --json. */
@@ -67,6 +82,8 @@ export interface FleetApplyOutcome {
   decision: 'commit' | 'abort' | 'none';
   members: FleetMemberOutcome[];
   canaries?: string[];
+  /** With --watch: set when a member's watch reverted the patch (exit 6). */
+  reverted?: FleetReverted;
   error?: { code: string; message: string };
 }
 
@@ -74,6 +91,8 @@ export interface FleetApplyOutcome {
 export interface CanaryVerdict {
   ok: boolean;
   reason?: string;
+  /** The failure was a canary's watch reverting it (the apply then exits 6, LP_ERR_WATCH_REVERTED). */
+  reverted?: FleetReverted;
 }
 
 /** What the canary step knows when it asks for a verdict. */
@@ -86,26 +105,78 @@ export interface CanaryContext {
   /** Epoch ms by which the rollout must be decided. */
   deadline: number;
   canaryCheck?: string;
+  /** With --watch: the canaries' watch arguments, and a read of the verdicts written so far (member id → verdict). */
+  watch?: WatchArgs;
+  readVerdicts?: () => Promise<Map<string, VerdictRecord>>;
   env: NodeJS.ProcessEnv;
 }
 
 /**
- * THE SEAM: the canaries committed; may the rest commit? Today the verdict is the `--canary-check`
- * command's exit status (0 = healthy; it gets LIVEPATCH_FLEET_CANARIES = the canaries' agent addresses,
- * comma-separated, and LIVEPATCH_FLEET_ROLLOUT), or healthy when no check is given. The agent-side
- * health watch (`--watch`) plugs in here: its verdict on the canaries' new generation becomes this
- * function's answer. It must settle before the deadline; a rejection counts as a failed canary.
+ * THE SEAM: the canaries committed; may the rest commit? Healthy when every check given is:
+ * - `--watch`: each canary's agent watches its new generation and writes its verdict under
+ *   `watch/RID/MEMBER`; healthy when every canary's verdict is `kept`. A canary whose watch reverted it
+ *   has already rolled itself back and aborted the rollout in etcd.
+ * - `--canary-check CMD`: the command's exit status (0 = healthy; it gets LIVEPATCH_FLEET_CANARIES = the
+ *   canaries' agent addresses, comma-separated, and LIVEPATCH_FLEET_ROLLOUT).
+ * Both run at once; the first failure decides. Healthy when neither is given. Bounded by the deadline; a
+ * rejection counts as a failed canary.
  */
 export async function canaryVerdict(ctx: CanaryContext): Promise<CanaryVerdict> {
-  if (!ctx.canaryCheck) return { ok: true };
+  const checks: Promise<CanaryVerdict>[] = [];
+  const stop = { done: false, kill: () => undefined as void };
+  if (ctx.watch && ctx.readVerdicts) checks.push(canaryWatchVerdict(ctx, ctx.readVerdicts, stop));
+  if (ctx.canaryCheck) checks.push(canaryCheckVerdict(ctx, ctx.canaryCheck, stop));
+  if (checks.length === 0) return { ok: true };
+  const settled = new Promise<CanaryVerdict>((resolve) => {
+    let left = checks.length;
+    for (const c of checks) {
+      c.then(
+        (v) => {
+          if (!v.ok) resolve(v);
+          else if (--left === 0) resolve({ ok: true });
+        },
+        (e: unknown) => resolve({ ok: false, reason: String((e as Error)?.message ?? e) }),
+      );
+    }
+  });
+  const v = await settled;
+  // The other check is not needed any more: stop polling, end a check command still running.
+  stop.done = true;
+  stop.kill();
+  return v;
+}
+
+/** Wait for every canary's watch verdict (or the first that is not `kept`), until the deadline. */
+async function canaryWatchVerdict(ctx: CanaryContext, read: () => Promise<Map<string, VerdictRecord>>, stop: { done: boolean }): Promise<CanaryVerdict> {
+  for (;;) {
+    if (stop.done) return { ok: false, reason: 'stopped' };
+    const verdicts = await read();
+    for (const c of ctx.canaries) {
+      const v = verdicts.get(c.id);
+      if (!v || v.verdict === 'kept') continue;
+      const who = c.address || c.id;
+      const reason = `the watch on canary ${who}: ${v.verdict}${v.reason ? ` (${v.reason})` : ''}`;
+      return { ok: false, reason, ...(v.verdict === 'reverted' ? { reverted: { reason: v.reason ?? 'a threshold was crossed', ...(v.figures ? { figures: v.figures } : {}), target: who } } : {}) };
+    }
+    if (ctx.canaries.every((c) => verdicts.get(c.id)?.verdict === 'kept')) return { ok: true };
+    if (Date.now() >= ctx.deadline) return { ok: false, reason: 'the canaries\' watch verdicts did not come before the deadline' };
+    await sleep(POLL_MS * 2);
+  }
+}
+
+function canaryCheckVerdict(ctx: CanaryContext, command: string, stop: { kill: () => void }): Promise<CanaryVerdict> {
   const left = ctx.deadline - Date.now();
-  if (left <= 0) return { ok: false, reason: 'no time left before the deadline' };
+  if (left <= 0) return Promise.resolve({ ok: false, reason: 'no time left before the deadline' });
   return new Promise((resolve) => {
-    const child = spawn(ctx.canaryCheck!, {
+    const child = spawn(command, {
       shell: true,
       stdio: ['ignore', 'inherit', 'inherit'],
       env: { ...ctx.env, LIVEPATCH_FLEET_CANARIES: ctx.canaries.map((c) => c.address).join(','), LIVEPATCH_FLEET_ROLLOUT: ctx.rollout },
     });
+    stop.kill = () => {
+      clearTimeout(timer);
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    };
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       resolve({ ok: false, reason: 'the canary check did not finish before the deadline' });
@@ -136,6 +207,24 @@ async function readAcks(ns: Namespace, rid: string): Promise<{ revision: number;
     if (a) acks.set(kv.key.toString().slice(fleetKeys.acks(rid).length), a);
   }
   return { revision: Number(res.header?.revision ?? 0), acks };
+}
+
+async function readVerdicts(ns: Namespace, rid: string): Promise<Map<string, VerdictRecord>> {
+  const res = await ns.getAll().prefix(fleetKeys.verdicts(rid)).exec();
+  const out = new Map<string, VerdictRecord>();
+  for (const kv of res.kvs as IKeyValue[]) {
+    const v = parseRecord<VerdictRecord>(kv.value);
+    if (v && typeof v.verdict === 'string') out.set(kv.key.toString().slice(fleetKeys.verdicts(rid).length), v);
+  }
+  return out;
+}
+
+/** The canaries' verdicts so far; a canary that left the fleet (its lease expired) without one counts as `failed`. */
+async function canaryVerdicts(ns: Namespace, rid: string, canaries: string[]): Promise<Map<string, VerdictRecord>> {
+  const [verdicts, members] = await Promise.all([readVerdicts(ns, rid), readMembers(ns)]);
+  const alive = new Set(members.map((m) => m.id));
+  for (const id of canaries) if (!verdicts.has(id) && !alive.has(id)) verdicts.set(id, { verdict: 'failed', reason: 'the canary left the fleet during its watch', canary: true, time: new Date().toISOString() });
+  return verdicts;
 }
 
 async function readHead(ns: Namespace): Promise<number> {
@@ -178,7 +267,7 @@ async function abortRollout(ns: Namespace, rid: string): Promise<string> {
   return r.responses[0]?.response_range?.kvs?.[0]?.value?.toString() ?? 'abort';
 }
 
-function fail(code: 'LP_ERR_FLEET_STAGE_FAILED' | 'LP_ERR_FLEET_DEADLINE' | 'LP_ERR_FLEET_CONFLICT' | 'LP_ERR_FLEET_CANARY_FAILED' | 'LP_ERR_FLEET_NO_MEMBERS', message: string) {
+function fail(code: 'LP_ERR_FLEET_STAGE_FAILED' | 'LP_ERR_FLEET_DEADLINE' | 'LP_ERR_FLEET_CONFLICT' | 'LP_ERR_FLEET_CANARY_FAILED' | 'LP_ERR_FLEET_NO_MEMBERS' | 'LP_ERR_WATCH_REVERTED', message: string) {
   return { code, message };
 }
 
@@ -215,14 +304,16 @@ async function runRollout(conn: FleetConnection, rid: string, patch: RolloutReco
   });
   if (initial.length === 0) return out({ ok: false, committed: false, decision: 'none', error: fail('LP_ERR_FLEET_NO_MEMBERS', `fleet ${address.name} has no live members: nothing could check the patch (start an agent with LIVEPATCH_FLEET=${'etcd://'}.../${address.name})`) }, []);
   const deadline = Date.now() + (opts.deadlineMs ?? DEFAULT_DEADLINE_MS);
-  const rollout: RolloutRecord = { id: rid, patch, baseSeq, deadline, by: opts.by ?? safeUser(), createdAt: new Date().toISOString() };
+  const rollout: RolloutRecord = { id: rid, patch, baseSeq, deadline, by: opts.by ?? safeUser(), createdAt: new Date().toISOString(), ...(opts.watch ? { watch: opts.watch, watchScope: opts.canary ? 'canaries' : 'all' } : {}) };
   await ns.if(fleetKeys.rollout(rid), 'Create', '==', 0).then(ns.put(fleetKeys.rollout(rid)).value(JSON.stringify(rollout))).commit();
   note(`rollout ${rid}: proposed to ${initial.length} member(s) at fleet generation ${baseSeq}; waiting for them to stage`);
   const byId = new Map(initial.map((m) => [m.id, m]));
+  let verdicts = new Map<string, VerdictRecord>();
   const view = (acks: Map<string, AckRecord>, ids: Iterable<string>, canaries?: Set<string>): FleetMemberOutcome[] =>
     [...ids].map((id) => {
       const a = acks.get(id);
-      return { id, address: byId.get(id)?.address ?? '', state: a?.state ?? 'no-answer', ...(canaries?.has(id) ? { canary: true } : {}), ...(a?.error ? { error: a.error } : {}) };
+      const v = verdicts.get(id);
+      return { id, address: byId.get(id)?.address ?? '', state: a?.state ?? 'no-answer', ...(canaries?.has(id) ? { canary: true } : {}), ...(a?.error ? { error: a.error } : {}), ...(v ? { watch: { verdict: v.verdict, ...(v.reason ? { reason: v.reason } : {}) } } : {}) };
     });
 
   // Phase one: every live member of the initial set acks staged; any member's `failed` ack fails the rollout.
@@ -302,7 +393,17 @@ async function runRollout(conn: FleetConnection, rid: string, patch: RolloutReco
     if (committedCanaries.length !== canaries.length) verdict = { ok: false, reason: 'not every canary committed' };
     else {
       try {
-        verdict = await canaryVerdict({ fleet: address.name, rollout: rid, patchId: patch.id, canaries: canaries.map((id) => ({ id, address: byId.get(id)?.address ?? '' })), deadline, ...(opts.canaryCheck ? { canaryCheck: opts.canaryCheck } : {}), env });
+        if (opts.watch) note(`rollout ${rid}: the canaries watch their new generation for ${Math.round(opts.watch.durationMs / 1000)} s`);
+        verdict = await canaryVerdict({
+          fleet: address.name,
+          rollout: rid,
+          patchId: patch.id,
+          canaries: canaries.map((id) => ({ id, address: byId.get(id)?.address ?? '' })),
+          deadline,
+          ...(opts.canaryCheck ? { canaryCheck: opts.canaryCheck } : {}),
+          ...(opts.watch ? { watch: opts.watch, readVerdicts: () => canaryVerdicts(ns, rid, canaries!) } : {}),
+          env,
+        });
       } catch (e) {
         verdict = { ok: false, reason: String((e as Error)?.message ?? e) };
       }
@@ -317,7 +418,11 @@ async function runRollout(conn: FleetConnection, rid: string, patch: RolloutReco
         if (committedCanaries.every((id) => acks.get(id)?.state !== 'committed') || Date.now() >= until) break;
         await sleep(POLL_MS);
       }
-      return out({ ok: false, committed: false, decision: d === 'commit' ? 'commit' : 'abort', canaries, error: fail('LP_ERR_FLEET_CANARY_FAILED', `canary failed: ${verdict.reason}; the canaries were rolled back and the rest never committed`) }, view(acks, required, canarySet));
+      if (opts.watch) verdicts = await readVerdicts(ns, rid);
+      const error = verdict.reverted
+        ? fail('LP_ERR_WATCH_REVERTED', `canary failed: ${verdict.reason}; the canary's watch rolled it back and the rest never committed`)
+        : fail('LP_ERR_FLEET_CANARY_FAILED', `canary failed: ${verdict.reason}; the canaries were rolled back and the rest never committed`);
+      return out({ ok: false, committed: false, decision: d === 'commit' ? 'commit' : 'abort', canaries, ...(verdict.reverted ? { reverted: verdict.reverted } : {}), error }, view(acks, required, canarySet));
     }
     const r2 = await headIs(ns, baseSeq).and(decisionKey, 'Create', '==', 0).and(fleetKeys.canary(rid), 'Create', '>', 0).then(...commitOps()).commit();
     if (!r2.succeeded) return lost();
@@ -341,6 +446,14 @@ async function runRollout(conn: FleetConnection, rid: string, patch: RolloutReco
     if (required.every((id) => ['committed', 'commit-failed'].includes(acks.get(id)?.state ?? '')) || Date.now() >= until) break;
     await sleep(POLL_MS);
   }
+  if (opts.watch && !canaries) {
+    const reverted = await watchEveryMember(ns, rid, seq, baseSeq, opts.watch, required, acks, byId, rollout.by, note);
+    verdicts = reverted.verdicts;
+    ({ acks } = await readAcks(ns, rid));
+    if (reverted.reverted) {
+      return out({ ok: false, committed: true, decision: 'commit', generation: reverted.generation, reverted: reverted.reverted, error: fail('LP_ERR_WATCH_REVERTED', `committed as fleet generation ${seq}, then reverted: the watch on ${reverted.reverted.target} crossed a threshold (${reverted.reverted.reason}); the fleet was rolled back as generation ${reverted.generation}`) }, view(acks, required));
+    }
+  } else if (opts.watch) verdicts = await readVerdicts(ns, rid);
   const members = view(acks, required, canaries ? new Set(canaries) : undefined);
   const bad = members.filter((m) => m.state !== 'committed');
   return out(
@@ -354,6 +467,53 @@ async function runRollout(conn: FleetConnection, rid: string, patch: RolloutReco
     },
     members,
   );
+}
+
+/**
+ * `--watch` without a canary: every member that committed watches its new generation. Wait for every
+ * verdict (bounded by the watch window plus a margin); the first member whose watch reverted it makes
+ * the CLI append a rollback entry (back to `baseSeq`, only if the fleet generation is still `seq`), so
+ * the whole fleet reverts. Then wait (bounded) for the members to reach that generation.
+ */
+async function watchEveryMember(
+  ns: Namespace,
+  rid: string,
+  seq: number,
+  baseSeq: number,
+  watch: WatchArgs,
+  required: string[],
+  acks: Map<string, AckRecord>,
+  byId: Map<string, MemberRecord>,
+  by: string,
+  note: (l: string) => void,
+): Promise<{ verdicts: Map<string, VerdictRecord>; reverted?: FleetReverted; generation: number }> {
+  const watched = required.filter((id) => acks.get(id)?.state === 'committed');
+  note(`rollout ${rid}: ${watched.length} member(s) watch their new generation for ${Math.round(watch.durationMs / 1000)} s`);
+  const until = Date.now() + watch.durationMs + 30_000;
+  let verdicts = new Map<string, VerdictRecord>();
+  let trip: string | undefined;
+  for (;;) {
+    verdicts = await readVerdicts(ns, rid);
+    const alive = new Set((await readMembers(ns)).map((m) => m.id));
+    trip = watched.find((id) => ['reverted', 'revert-failed'].includes(verdicts.get(id)?.verdict ?? ''));
+    if (trip || watched.every((id) => verdicts.has(id) || !alive.has(id)) || Date.now() >= until) break;
+    await sleep(POLL_MS * 2);
+  }
+  if (!trip) return { verdicts, generation: seq };
+  const v = verdicts.get(trip)!;
+  const target = byId.get(trip)?.address || trip;
+  const reverted: FleetReverted = { reason: v.reason ?? 'a threshold was crossed', ...(v.figures ? { figures: v.figures } : {}), target };
+  const entry: LogEntry = { seq: seq + 1, kind: 'rollback', to: baseSeq, by, time: new Date().toISOString(), message: `reverted by the watch on ${target}: ${reverted.reason}`.slice(0, 2000) };
+  const r = await headIs(ns, seq).then(ns.put(fleetKeys.logEntry(seq + 1)).value(JSON.stringify(entry)), ns.put(fleetKeys.head).value(String(seq + 1))).commit();
+  const generation = r.succeeded ? seq + 1 : await readHead(ns);
+  note(r.succeeded ? `rollout ${rid}: the watch on ${target} reverted the patch; the fleet rolls back as generation ${seq + 1}` : `rollout ${rid}: the watch on ${target} reverted the patch, but the fleet moved to generation ${generation}: no fleet rollback was written`);
+  const wait = Date.now() + 30_000;
+  for (;;) {
+    const members = (await readMembers(ns)).filter((m) => watched.includes(m.id));
+    if (!r.succeeded || members.every((m) => m.fleetGeneration >= seq + 1) || Date.now() >= wait) break;
+    await sleep(POLL_MS * 2);
+  }
+  return { verdicts: await readVerdicts(ns, rid), reverted, generation };
 }
 
 function safeUser(): string {

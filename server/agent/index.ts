@@ -92,6 +92,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   fleet?.setAddress(listener.address);
   const detach = forwardEngineEvents(ctx);
   ctx.watcher = new Watcher(ctx);
+  fleet?.setWatcher(ctx.watcher);
   audit.append({ who: '-', remote: '-', op: 'start', outcome: 'ok', detail: `listening on ${listener.address}` });
   // What journal replay found or decided (unreadable lines, quarantined patches) goes in the audit log too.
   pipeline?.startupEvents?.().then(

@@ -13,6 +13,11 @@
  *   canary/RID    a canary commits its staged set (ack `committed`)
  *   decision/RID  `abort`: drop the staged set, or roll a committed canary back (ack `rolled-back`)
  *   log/SEQ       commit the staged set of that rollout, or apply the entry (rollbacks too)
+ * A rollout carrying watch arguments (`apply --watch`) is watched after the commit by the agent's own
+ * Watcher (the same thresholds and revert as the `commit` op's watch), on the canaries or on every
+ * member as the rollout says; the verdict goes to `watch/RID/MEMBER`. A canary whose watch fails has
+ * rolled itself back and writes `decision/RID = abort` itself, so the rest never commit even when the
+ * client is gone.
  * Every step is serialised (the pipeline takes one patch op at a time) and nothing here throws into
  * the host: failures are acked, logged and shown in the member record.
  */
@@ -20,7 +25,10 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { IKeyValue, Lease, Watcher } from 'etcd3';
 import { LivepatchError } from '../../shared/errors';
-import { checkStoredPatch, effectivePatches, fleetKeys, MAX_FLEET_PATCH_BYTES, parseRecord, type AckRecord, type AckState, type FleetAddress, type LogEntry, type MemberRecord, type RolloutRecord } from '../../shared/fleet';
+import { checkStoredPatch, effectivePatches, fleetKeys, MAX_FLEET_PATCH_BYTES, parseRecord, rolloutWatch, type AckRecord, type AckState, type FleetAddress, type LogEntry, type MemberRecord, type RolloutRecord, type VerdictRecord } from '../../shared/fleet';
+import type { WatchResult } from '../../shared/health';
+import type { CommitResult } from '../../shared/ops';
+import type { Watcher as HealthWatcher } from '../agent/watch';
 import { fleetError, openFleet, type FleetConnection } from '../../shared/fleet-store';
 import type { PatchSet } from '../../shared/patch';
 import type { Engine } from '../engine/types';
@@ -44,6 +52,8 @@ export interface FleetMemberOptions {
 /** Extra time a staged set is held past the rollout's deadline, so a decision at the deadline still finds it. */
 const STAGE_GRACE_MS = 30_000;
 const MAX_STAGE_TTL_MS = 600_000;
+/** How long a fleet rollback retries while another patch op (a watch's revert) holds the pipeline. */
+const BUSY_RETRY_MS = 30_000;
 
 type Step = () => Promise<void>;
 
@@ -71,7 +81,11 @@ export class FleetMember {
   private entries: LogEntry[] = [];
   private fleetGeneration = 0;
   private readonly staged = new Map<string, { stageId: string; rollout: RolloutRecord }>();
-  private readonly canaries = new Map<string, { previous: number }>();
+  private readonly canaries = new Map<string, { previous: number; gen: number }>();
+  /** The agent's health watch (set once the agent listens). */
+  private healthWatcher: HealthWatcher | undefined;
+  /** Rollouts whose watch is running here. */
+  private readonly watching = new Set<string>();
   private readonly decided = new Set<string>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly joinedAt = new Date().toISOString();
@@ -88,6 +102,11 @@ export class FleetMember {
   setAddress(address: string): void {
     this.agentAddress = address;
     this.addressKnown();
+  }
+
+  /** The agent's health watch, which rollouts carrying `--watch` use after their commit. */
+  setWatcher(w: HealthWatcher): void {
+    this.healthWatcher = w;
   }
 
   async close(): Promise<void> {
@@ -318,6 +337,10 @@ export class FleetMember {
     this.timers.set(rid, setTimeout(() => void this.abortAtDeadline(rid), left).unref());
     try {
       const patch = checkStoredPatch(rollout.patch) as PatchSet;
+      // A rollout to be watched is refused up front by a member that cannot watch (any member may be a canary).
+      if (rolloutWatch(rollout) && !(this.healthWatcher && this.opts.engine.healthOf?.())) {
+        throw new LivepatchError('LP_ERR_OP_BAD_ARGS', 'this agent does not count per-generation health (a cluster primary does not), so it cannot watch the rollout (--watch)');
+      }
       const res = await this.opts.pipeline.stage(patch, this.ctx(rollout.by), Math.min(left + STAGE_GRACE_MS, MAX_STAGE_TTL_MS));
       if (this.decided.has(rid) && !this.entries.some((e) => e.kind === 'patch' && e.rollout === rid)) {
         // Decided (aborted) while we were staging: release the set and say so.
@@ -357,11 +380,13 @@ export class FleetMember {
     if (!s || this.decided.has(rid)) return;
     const previous = this.opts.engine.currentGeneration;
     try {
-      await this.opts.pipeline.commit(s.stageId, this.ctx(s.rollout.by));
+      const res = await this.opts.pipeline.commit(s.stageId, this.ctx(s.rollout.by));
       this.staged.delete(rid);
-      this.canaries.set(rid, { previous });
+      this.canaries.set(rid, { previous, gen: res.generation });
       this.audit('commit', s.rollout.by, 'ok', { patchId: s.rollout.patch.id, generation: this.opts.engine.currentGeneration, detail: `rollout ${rid} (canary)` });
       await this.ack(rid, 'committed');
+      const w = this.watchOf(s.rollout);
+      if (w) this.startWatch(rid, s.rollout, w, res, true);
     } catch (err) {
       this.staged.delete(rid);
       await this.ack(rid, 'commit-failed', err);
@@ -385,8 +410,11 @@ export class FleetMember {
     const c = this.canaries.get(rid);
     if (c) {
       this.canaries.delete(rid);
+      // The canary's own watch reverted it (or is reverting it): its verdict step acks the rollback.
+      const revertedByWatch = () => this.watching.has(rid) && this.opts.engine.currentGeneration !== c.gen;
+      if (revertedByWatch()) return;
       try {
-        await this.opts.pipeline.rollback(c.previous, this.ctx('canary-abort'));
+        if (!(await this.rollbackUnlessBusy(c.previous, this.ctx('canary-abort'), revertedByWatch))) return;
         this.audit('rollback', 'canary-abort', 'ok', { generation: this.opts.engine.currentGeneration, detail: `rollout ${rid}: canary rolled back to generation ${c.previous}` });
         await this.ack(rid, 'rolled-back');
       } catch (err) {
@@ -436,13 +464,17 @@ export class FleetMember {
       gen = this.opts.engine.currentGeneration;
     } else if (s) {
       this.staged.delete(rid);
+      let res: CommitResult;
       try {
-        gen = (await this.opts.pipeline.commit(s.stageId, this.ctx(e.by))).generation;
+        res = await this.opts.pipeline.commit(s.stageId, this.ctx(e.by));
       } catch (err) {
         await this.ack(rid, 'commit-failed', err);
         throw err;
       }
+      gen = res.generation;
       await this.ack(rid, 'committed');
+      const w = this.watchOf(s.rollout);
+      if (w?.scope === 'all') this.startWatch(rid, s.rollout, w, res, false, e.seq);
     } else {
       gen = await this.applyPatch(e.patch, e.by);
       await this.ack(rid, 'committed');
@@ -451,13 +483,94 @@ export class FleetMember {
     this.audit('commit', e.by, 'ok', { patchId: e.patch.id, generation: gen, detail: `fleet generation ${e.seq} (rollout ${rid})` });
   }
 
+  /**
+   * Roll back to `to`, retrying for up to 30 s while another patch op holds the pipeline (a watch's own
+   * revert, an operator's op). Returns false, having done nothing, when `skip` says it is no longer needed.
+   */
+  private async rollbackUnlessBusy(to: number, ctx: { who: string }, skip: () => boolean = () => false): Promise<boolean> {
+    const until = Date.now() + BUSY_RETRY_MS;
+    for (;;) {
+      if (skip()) return false;
+      try {
+        await this.opts.pipeline.rollback(to, ctx);
+        return true;
+      } catch (err) {
+        if (!(err instanceof LivepatchError && err.code === 'LP_ERR_PATCH_BUSY') || Date.now() > until) throw err;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  }
+
+  /** The rollout's watch arguments; a malformed set is logged and not watched (stage refused it already). */
+  private watchOf(rollout: RolloutRecord): ReturnType<typeof rolloutWatch> {
+    try {
+      return rolloutWatch(rollout);
+    } catch (err) {
+      this.log(`rollout ${rollout.id}: ${(err as Error).message}`);
+      return undefined;
+    }
+  }
+
+  /**
+   * Watch the generation `commit` made for rollout `rid`, outside the step queue (a watch lasts its whole
+   * window; aborts and log entries must not wait for it). The verdict is handled as a queued step.
+   */
+  private startWatch(rid: string, rollout: RolloutRecord, w: NonNullable<ReturnType<typeof rolloutWatch>>, commit: CommitResult, canary: boolean, seq?: number): void {
+    const watcher = this.healthWatcher;
+    this.watching.add(rid);
+    const done = (result: WatchResult | { verdict: 'failed'; reason: string }) => this.enqueue(() => this.onVerdict(rid, result, canary, seq));
+    if (!watcher) {
+      done({ verdict: 'failed', reason: 'this agent has no health watch' });
+      return;
+    }
+    this.log(`rollout ${rid}: watching generation ${commit.generation} for ${Math.round(w.args.durationMs / 1000)} s${canary ? ' (canary)' : ''}`);
+    watcher.run(w.args, commit, `fleet:${this.opts.address.name}:${rollout.by}`.slice(0, 200)).then(done, (err: unknown) => done({ verdict: 'failed', reason: `the watch could not run: ${(err as Error)?.message ?? err}`.slice(0, 500) }));
+  }
+
+  /** Publish a watch verdict; a canary that cannot vouch for the patch aborts the rollout itself. */
+  private async onVerdict(rid: string, result: WatchResult | { verdict: 'failed'; reason: string }, canary: boolean, seq?: number): Promise<void> {
+    this.watching.delete(rid);
+    const r = result as Partial<WatchResult> & { verdict: VerdictRecord['verdict'] };
+    const rec: VerdictRecord = {
+      verdict: r.verdict,
+      ...(r.reason ? { reason: r.reason.slice(0, 2000) } : {}),
+      ...(r.figure ? { figure: r.figure } : {}),
+      ...(r.figures ? { figures: r.figures } : {}),
+      ...(r.revertGeneration !== undefined ? { revertGeneration: r.revertGeneration } : {}),
+      canary,
+      time: new Date().toISOString(),
+    };
+    this.log(`rollout ${rid}: watch verdict ${rec.verdict}${rec.reason ? ` (${rec.reason.slice(0, 300)})` : ''}`);
+    const put = this.lease ? this.lease.put(fleetKeys.verdict(rid, this.id)) : this.ns.put(fleetKeys.verdict(rid, this.id));
+    await put.value(JSON.stringify(rec)).catch((x: unknown) => this.log(`cannot write the watch verdict of rollout ${rid}: ${(x as Error)?.message}`));
+    if (r.verdict === 'reverted') {
+      if (canary) this.canaries.delete(rid);
+      else {
+        const i = this.stack.findIndex((x) => x.seq === seq);
+        if (i >= 0 && i === this.stack.length - 1) this.stack.pop();
+      }
+      await this.ack(rid, 'rolled-back');
+      await this.publish();
+    }
+    if (canary && r.verdict !== 'kept') {
+      // Abort the rest now (one transaction that loses to any decision): the client may be gone. A canary
+      // whose watch did not revert it (revert-failed, superseded) is rolled back by the abort step.
+      try {
+        const key = fleetKeys.decision(rid);
+        await this.ns.if(key, 'Create', '==', 0).then(this.ns.put(key).value('abort')).commit();
+      } catch (err) {
+        this.log(`rollout ${rid}: cannot write the abort after the canary's watch: ${(err as Error)?.message}`);
+      }
+    }
+  }
+
   private async rollbackTo(e: Extract<LogEntry, { kind: 'rollback' }>): Promise<void> {
     const want = effectivePatches(this.entries, e.seq).map((x) => x.seq);
     let p = 0;
     while (p < this.stack.length && p < want.length && this.stack[p]!.seq === want[p]) p++;
     if (p < this.stack.length) {
       const to = p === 0 ? this.baseGen : this.stack[p - 1]!.gen;
-      await this.opts.pipeline.rollback(to, this.ctx(e.by));
+      await this.rollbackUnlessBusy(to, this.ctx(e.by));
       this.stack = this.stack.slice(0, p);
     }
     for (const seq of want.slice(p)) {

@@ -123,7 +123,7 @@ export function registerApply(program: Command, finish: Finish): void {
         .option('--canary <n>', 'fleet (etcd://) only: commit on N members (or P%) first, then the rest if the canary check passes')
         .option('--canary-check <command>', 'fleet only: shell command run once the canaries committed; a non-zero exit rolls them back')
         .option('--deadline <ms>', 'fleet only: undecided this long after the proposal, the rollout is aborted (default 60000)')
-        .option('--watch <duration>', 'after the commit, watch the new generation for DURATION (30s, 2m, 1500ms; at most 10m) and revert it if a threshold is crossed (exit 6)')
+        .option('--watch <duration>', 'after the commit, watch the new generation for DURATION (30s, 2m, 1500ms; at most 10m) and revert it if a threshold is crossed (exit 6); with --canary on a fleet, the canaries watch before the rest commit')
         .option('--max-error-rate <r>', `with --watch: revert when the error rate exceeds the previous generation's by more than R (default ${WATCH_DEFAULTS.maxErrorRate})`)
         .option('--max-p99-ratio <x>', `with --watch: revert when p99 latency exceeds X times the previous generation's (default ${WATCH_DEFAULTS.maxP99Ratio})`)
         .option('--min-requests <n>', `with --watch: judge only once the new generation finished N requests (default ${WATCH_DEFAULTS.minRequests})`)
@@ -133,7 +133,7 @@ export function registerApply(program: Command, finish: Finish): void {
   ).action(async (list: string, paths: string[], o: Record<string, unknown>) => {
     const opts = commonFrom(o);
     if (isFleetUrl(list)) {
-      finish(await applyFleetCommand(list, paths, o));
+      finish(await applyFleetCommand(list, paths, o, () => watchFrom(o)));
       return;
     }
     finish(

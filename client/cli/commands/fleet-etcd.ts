@@ -4,7 +4,7 @@
  * --json prints the outcome object; failures add `error` ({code, message}) and exit with the code's
  * registry exit code.
  */
-import { EXIT, LivepatchError, exitCodeFor, isErrorCode } from '../../../shared';
+import { EXIT, LivepatchError, exitCodeFor, isErrorCode, type WatchArgs } from '../../../shared';
 import { parseFleetUrl } from '../../../shared/fleet';
 import { table } from '../../format';
 import { patchFrom } from '../options';
@@ -30,8 +30,16 @@ function parseDeadline(v: unknown): number | undefined {
   return n;
 }
 
-/** `livepatch apply etcd://HOST:PORT/NAME PATCH...`. */
-export async function applyFleetCommand(url: string, paths: string[], o: Record<string, unknown>): Promise<number> {
+/** Time a canary rollout keeps past its canaries' watch window by default (stage, commit, verdicts). */
+const WATCH_DEADLINE_MARGIN_MS = 60_000;
+
+/**
+ * `livepatch apply etcd://HOST:PORT/NAME PATCH...`. `watchOf` reads --watch and its thresholds (usage
+ * errors throw). With --canary and --watch the canaries' watch happens before the decision, so the
+ * deadline defaults to the watch window plus 60 s, and a --deadline shorter than the window plus 10 s is
+ * refused.
+ */
+export async function applyFleetCommand(url: string, paths: string[], o: Record<string, unknown>, watchOf: () => WatchArgs | undefined = () => undefined): Promise<number> {
   const json = o['json'] === true;
   return runCommand(json, async () => {
     if (o['dryRun'] === true || o['skipApplied'] === true) throw new LivepatchError('LP_ERR_CLI_USAGE', '--dry-run and --skip-applied are for agent addresses; a fleet apply is all-or-nothing by itself');
@@ -39,20 +47,39 @@ export async function applyFleetCommand(url: string, paths: string[], o: Record<
     const { applyThroughFleet, parseCanary } = lib();
     const canary = typeof o['canary'] === 'string' ? parseCanary(o['canary']) : undefined;
     if (o['canaryCheck'] !== undefined && !canary) throw new LivepatchError('LP_ERR_CLI_USAGE', '--canary-check needs --canary');
-    const deadlineMs = parseDeadline(o['deadline']);
+    const watch = watchOf();
+    let deadlineMs = parseDeadline(o['deadline']);
+    if (watch && canary) {
+      if (deadlineMs === undefined) deadlineMs = Math.min(MAX_DEADLINE_MS, watch.durationMs + WATCH_DEADLINE_MARGIN_MS);
+      else if (deadlineMs < watch.durationMs + 10_000) throw new LivepatchError('LP_ERR_CLI_USAGE', `--deadline ${deadlineMs} is too short for --canary with --watch ${watch.durationMs} ms: the canaries' watch happens before the decision (give at least the watch plus 10000 ms)`);
+    }
     const patch = patchFrom(paths, o);
     const outcome = await applyThroughFleet(url, patch, {
       ...(canary ? { canary } : {}),
       ...(deadlineMs !== undefined ? { deadlineMs } : {}),
+      ...(watch ? { watch } : {}),
       ...(typeof o['canaryCheck'] === 'string' ? { canaryCheck: o['canaryCheck'] } : {}),
       note: (l) => note(l),
     });
     if (outcome.error) note(`${outcome.error.code}: ${outcome.error.message}`);
+    if (outcome.reverted) note(`the watch reverted the patch (tripped on ${outcome.reverted.target}): ${outcome.reverted.reason}`);
     for (const m of outcome.members) if (m.error && m.state !== 'committed') note(`${m.address || m.id}: ${m.error.code} ${m.error.message}`);
     if (json) printJson(outcome);
     else {
-      process.stdout.write(table(['MEMBER', 'AGENT', 'STATE'], outcome.members.map((m) => [m.id + (m.canary ? ' (canary)' : ''), m.address, m.state])));
-      process.stdout.write(outcome.committed ? `fleet ${outcome.fleet}: committed as fleet generation ${outcome.generation} (patch ${outcome.patchId})\n` : `fleet ${outcome.fleet}: nothing committed (rollout ${outcome.rollout} ${outcome.decision === 'abort' ? 'aborted' : 'undecided'})\n`);
+      const withWatch = outcome.members.some((m) => m.watch);
+      process.stdout.write(
+        table(
+          ['MEMBER', 'AGENT', 'STATE', ...(withWatch ? ['WATCH'] : [])],
+          outcome.members.map((m) => [m.id + (m.canary ? ' (canary)' : ''), m.address, m.state, ...(withWatch ? [m.watch?.verdict ?? '-'] : [])]),
+        ),
+      );
+      process.stdout.write(
+        outcome.committed && outcome.reverted
+          ? `fleet ${outcome.fleet}: committed, then reverted by the watch: rolled back as fleet generation ${outcome.generation} (patch ${outcome.patchId})\n`
+          : outcome.committed
+            ? `fleet ${outcome.fleet}: committed as fleet generation ${outcome.generation} (patch ${outcome.patchId})\n`
+            : `fleet ${outcome.fleet}: nothing committed (rollout ${outcome.rollout} ${outcome.decision === 'abort' ? 'aborted' : 'undecided'})\n`,
+      );
     }
     return outcome.ok ? EXIT.OK : exitOf(outcome.error?.code);
   });
