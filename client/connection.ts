@@ -14,6 +14,7 @@ import {
   formatTarget,
   isCompatible,
   newNonce,
+  frameText,
   parseFrame,
   parseTarget,
   parseToken,
@@ -136,7 +137,7 @@ export class AgentClient extends EventEmitter {
       });
       ws.on('message', (data, isBinary) => {
         if (isBinary) return fail(new LivepatchError('LP_ERR_PROTO_BAD_MESSAGE', 'binary frame from agent'));
-        const parsed = parseFrame(data.toString());
+        const parsed = parseFrame(frameText(data));
         if (!parsed.ok) return fail(new LivepatchError('LP_ERR_PROTO_BAD_MESSAGE', `bad frame from agent: ${parsed.reason}`));
         const msg = parsed.value as AgentMessage;
         if (!hello) {
@@ -199,7 +200,7 @@ export class AgentClient extends EventEmitter {
 
   #onMessage(data: WebSocket.RawData, isBinary: boolean): void {
     if (isBinary) return;
-    const parsed = parseFrame(data.toString(), 256);
+    const parsed = parseFrame(frameText(data), 256);
     if (!parsed.ok) return;
     const msg = parsed.value as AgentMessage;
     if (msg.type === 'reply') {
@@ -231,7 +232,7 @@ export function resolveToken(tokenFile?: string, env: NodeJS.ProcessEnv = proces
     try {
       return readFileSync(tokenFile, 'utf8').trim();
     } catch (e) {
-      throw new LivepatchError('LP_ERR_AUTH_NO_TOKEN', `cannot read token file ${tokenFile}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+      throw new LivepatchError('LP_ERR_AUTH_NO_TOKEN', `cannot read token file ${tokenFile}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
     }
   }
   const t = env['LIVEPATCH_TOKEN'];

@@ -35,7 +35,7 @@ async function failure(p: Promise<unknown>): Promise<LivepatchError> {
     const v = await p;
     assert.fail(`expected a failure, got ${JSON.stringify(v)}`);
   } catch (e) {
-    assert.ok(e instanceof LivepatchError, `not a LivepatchError: ${e}`);
+    assert.ok(e instanceof LivepatchError, `not a LivepatchError: ${String(e)}`);
     return e;
   }
 }

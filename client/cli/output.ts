@@ -73,7 +73,7 @@ export function reportError(err: unknown, json: boolean, extra: Record<string, u
 }
 
 /** Run a command body: its return value is the exit code; any throw is reported and mapped. */
-export async function runCommand(json: boolean, body: () => Promise<ExitCode | number>): Promise<number> {
+export async function runCommand(json: boolean, body: () => Promise<number>): Promise<number> {
   try {
     return await body();
   } catch (err) {

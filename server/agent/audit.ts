@@ -197,7 +197,7 @@ export class RefusalAudit {
       const own = [...this.#buckets.values()].filter((x) => !x.addresses).length;
       if (own < this.#maxBuckets) {
         this.#log.append({ who: '-', remote: r.remote, op: r.op, outcome: r.outcome, detail: r.detail });
-        b = this.#open(key, r, false);
+        this.#open(key, r, false);
         return;
       }
       const okey = `${r.op}|${r.outcome}|*`;

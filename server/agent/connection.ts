@@ -14,7 +14,7 @@ import type { Duplex } from 'node:stream';
 import type WebSocket from 'ws';
 import { newNonce } from '../../shared/auth';
 import { LivepatchError } from '../../shared/errors';
-import { CLOSE, type HelloMessage } from '../../shared/messages';
+import { CLOSE, frameText, type HelloMessage } from '../../shared/messages';
 import { PACKAGE_VERSION, PROTOCOL_VERSION } from '../../shared/version';
 import { parseAuthFrame, verifyAuth } from './auth';
 import type { AgentContext } from './context';
@@ -126,7 +126,7 @@ export function acceptConnection(ctx: AgentContext, ws: WebSocket, remote: strin
     contained('message handler', () => {
       if (failed || session.closed) return;
       session.lastActivity = Date.now();
-      const text = isBinary ? null : data.toString();
+      const text = isBinary ? null : frameText(data);
       if (session.principal) {
         if (text === null) {
           session.replyError(null, new LivepatchError('LP_ERR_PROTO_BAD_MESSAGE', 'binary frames are not accepted'));

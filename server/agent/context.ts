@@ -68,7 +68,7 @@ export function createPipelineFor(engine: Engine, opts: ResolvedOptions): { pipe
 }
 
 /** A lazy REPL factory bound to `engine`; `dispose` stops the service if it was created. */
-export function lazyRepl(engine: Engine, root: string, checker?: { maxMb: number; idleMs: number; stateDir?: string | false }): { get(): ReplService; created(): boolean; dispose(): Promise<void> } {
+export function lazyRepl(engine: Engine, root: string, checker?: { maxMb: number; idleMs: number; stateDir?: string | false }): { get: () => ReplService; created: () => boolean; dispose: () => Promise<void> } {
   let service: ReplService | undefined;
   return {
     get() {

@@ -20,7 +20,7 @@ import type { Session } from './session';
 export function dispatchFrame(ctx: AgentContext, session: Session, text: string): void {
   const parsed = parseFrame(text);
   if (!parsed.ok) {
-    const code = parsed.reason === 'not valid JSON' ? 'LP_ERR_PROTO_BAD_JSON' : 'LP_ERR_PROTO_BAD_MESSAGE';
+    const code = parsed.kind === 'not-json' ? 'LP_ERR_PROTO_BAD_JSON' : 'LP_ERR_PROTO_BAD_MESSAGE';
     session.replyError(null, new LivepatchError(code, `bad frame: ${parsed.reason}`));
     return;
   }
