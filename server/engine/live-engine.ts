@@ -20,6 +20,7 @@ import { VersionCtl as VersionCtlClass, type VersionCtl } from './dispatch';
 import { endEffects } from './effects';
 import { commitKept } from './keep';
 import type { ModuleLocation, ModuleMapper } from './module-id';
+import { requireCache } from './node-internals';
 import { pinWith, RequestPinning } from './pinning';
 import * as q from './queries';
 import { stageItems, staticVerdict, undoStage, type StageHost, type StagedState } from './stage';
@@ -352,7 +353,7 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
 
 /** Let a later plain `require()` of a new module's runtime path get its facade, not a stale file. */
 function registerInRequireCache(mod: LiveModule): void {
-  const cache = (Module as any)._cache as Record<string, NodeJS.Module | undefined>;
+  const cache = requireCache();
   if (cache[mod.runtimeFile]) return;
   const m = new Module(mod.runtimeFile);
   m.filename = mod.runtimeFile;

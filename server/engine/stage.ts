@@ -22,7 +22,7 @@ import { instrument } from './instrument';
 import { oneLine } from './keep';
 import type { ModuleMapper } from './module-id';
 import { effectProblems, reachProblems } from './reach';
-import { newLiveModule, state, type Generation, type LiveModule, type VersionEntry } from './state';
+import { newLiveModule, state, type Generation, type KeptValue, type LiveModule, type VersionEntry } from './state';
 import { runVerify } from './verify';
 
 /** What staging needs from the engine. */
@@ -251,7 +251,7 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
         throw syntaxError(id, e);
       }
       ctl = new VersionCtl(mod);
-      const pending = new Map();
+      const pending = new Map<string, KeptValue>();
       s.pending.set(id, pending);
       const before = snapshotGlobals();
       try {
