@@ -8,8 +8,10 @@ import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import {
   CLOSE,
+  OPS,
   LivepatchError,
   PROTOCOL_VERSION,
+  SLOW_OP_TIMEOUT_MS,
   computeProof,
   formatTarget,
   isCompatible,
@@ -56,7 +58,6 @@ interface Pending {
   timer?: NodeJS.Timeout;
 }
 
-const SLOW_OPS = new Set<OpName>(['check', 'stage', 'commit', 'apply', 'rollback', 'quarantine', 'eval']);
 
 /**
  * One authenticated connection to an agent. Emits `event` (AgentEvent) after `subscribe`, and
@@ -170,7 +171,7 @@ export class AgentClient extends EventEmitter {
     const id = this.#nextId++;
     return new Promise<OpResults[O]>((resolve, reject) => {
       const p: Pending = { resolve: resolve as (v: unknown) => void, reject, ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) };
-      const t = opts.timeoutMs ?? (SLOW_OPS.has(op) ? 600_000 : this.#timeoutMs);
+      const t = opts.timeoutMs ?? (OPS[op].slow ? SLOW_OP_TIMEOUT_MS : this.#timeoutMs);
       if (t > 0) {
         p.timer = setTimeout(() => {
           this.#pending.delete(id);

@@ -12,7 +12,7 @@ import { OPS, isOpName, type OpName } from '../../shared/ops';
 import { roleAllows } from '../../shared/auth';
 import type { AuditEntry } from './audit';
 import type { AgentContext } from './context';
-import { HANDLERS, UNAUDITED_OPS } from './ops';
+import { HANDLERS } from './ops';
 import type { Handler, OpCall } from './ops/types';
 import type { Session } from './session';
 
@@ -79,7 +79,7 @@ async function run(ctx: AgentContext, session: Session, id: RequestId, op: OpNam
   }
   // The record is written before the reply: a client that hears the outcome can rely on it being in
   // the audit log (it runs in another process, so it could otherwise act before the record lands).
-  if (!UNAUDITED_OPS.has(op) || outcome === 'LP_ERR_INTERNAL') {
+  if (OPS[op].audited || outcome === 'LP_ERR_INTERNAL') {
     try {
       ctx.audit.append({ who: session.who, remote: session.remote, op, outcome, ...audit });
     } catch {
