@@ -125,7 +125,6 @@ export class AgentClient extends EventEmitter {
         if (code === 'ECONNREFUSED' || code === 'ENOENT') fail(new LivepatchError('LP_ERR_CONN_REFUSED', `cannot connect to ${targetText}: nothing is listening there (is the app running with the agent enabled?)`));
         else if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') fail(new LivepatchError('LP_ERR_CONN_REFUSED', `cannot resolve host in ${targetText}`));
         else if (/Unexpected server response: 403/.test(err.message)) fail(new LivepatchError('LP_ERR_AUTH_ORIGIN', `the agent at ${targetText} refused the connection (HTTP 403: cross-origin connections are refused)`));
-        else if (/Unexpected server response: 401/.test(err.message)) fail(new LivepatchError('LP_ERR_AUTH_DENIED', `the agent at ${targetText} refused the connection`));
         else fail(new LivepatchError('LP_ERR_CONN_REFUSED', `cannot connect to ${targetText}: ${err.message}`));
       });
       ws.on('close', (code, reason) => {

@@ -10,10 +10,10 @@
  * Writes are synchronous appends: audited ops are rare and ordering is what the chain needs. A failing
  * write is logged once and never stops the agent.
  */
-import { createHash } from 'node:crypto';
 import { appendFileSync, closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { AuditVerifyResult } from '../../shared/ops';
+import { sha256 } from '../../shared/hash';
 
 export const GENESIS = '0'.repeat(64);
 
@@ -41,10 +41,6 @@ export interface AuditEntry {
 export interface AuditRecord extends AuditEntry {
   time: string;
   prev: string;
-}
-
-function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
 }
 
 /** The last non-empty line of a file (reads only its tail). */

@@ -11,7 +11,7 @@ import type { EvalResult } from '../../shared/ops';
 import type { AuditLog, RefusalAudit } from './audit';
 import type { Lockout, TokenStore } from './auth';
 import type { ResolvedOptions } from './options';
-import type { Session } from './session';
+import type { ClientConnection } from './client-connection';
 
 /** Who runs a REPL call. */
 export interface ReplCallContext {
@@ -42,9 +42,9 @@ export interface AgentContext {
   /** Aggregated audit records for refusals an unauthenticated peer can repeat at will. */
   readonly refusals: RefusalAudit;
   /** Every open connection, authenticated or not. */
-  readonly sessions: Set<Session>;
+  readonly sessions: Set<ClientConnection>;
   /** Connections still in their handshake, oldest first (their own budget: maxUnauthenticated). */
-  readonly unauthenticated: Set<Session>;
+  readonly unauthenticated: Set<ClientConnection>;
   /** Who committed each generation through this agent, and why (enriches `history`). */
   readonly commits: Map<number, { who: string; message?: string }>;
   /** The REPL service, created on first use; throws when it cannot be loaded. */
@@ -57,8 +57,7 @@ export interface AgentContext {
 export function createPipelineFor(engine: Engine, opts: ResolvedOptions): { pipeline?: Pipeline; reason?: string } {
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const mod = require('../pipeline') as { createPipeline?: (o: import('../pipeline/types').PipelineOptions) => Pipeline };
-    if (typeof mod.createPipeline !== 'function') return { reason: 'the patch pipeline is not available in this build' };
+    const mod = require('../pipeline') as typeof import('../pipeline');
     const pipeline = mod.createPipeline({ engine, root: opts.root, ...journalOptions(opts), checker: checkerOptions(opts) });
     return { pipeline, ...(pipeline.patching.enabled ? {} : { reason: pipeline.patching.reason ?? 'patching is disabled' }) };
   } catch (e) {
@@ -74,8 +73,7 @@ export function lazyRepl(engine: Engine, root: string, checker?: { maxMb: number
     get() {
       if (service) return service;
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const mod = require('../repl') as { createReplService?: (o: { engine: Engine; root: string; checker?: { maxMb: number; idleMs: number; stateDir?: string | false } }) => ReplService };
-      if (typeof mod.createReplService !== 'function') throw new Error('the REPL service is not available in this build');
+      const mod = require('../repl') as typeof import('../repl');
       // The agent audits eval itself (dispatch, with the remote address), so the service gets no audit hook.
       service = mod.createReplService({ engine, root, ...(checker ? { checker } : {}) });
       return service;

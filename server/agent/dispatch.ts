@@ -14,10 +14,10 @@ import type { AuditEntry } from './audit';
 import type { AgentContext } from './context';
 import { HANDLERS } from './ops';
 import type { Handler, OpCall } from './ops/types';
-import type { Session } from './session';
+import type { ClientConnection } from './client-connection';
 
 /** Handle one client frame after authentication. Never throws, never rejects. */
-export function dispatchFrame(ctx: AgentContext, session: Session, text: string): void {
+export function dispatchFrame(ctx: AgentContext, session: ClientConnection, text: string): void {
   const parsed = parseFrame(text);
   if (!parsed.ok) {
     const code = parsed.kind === 'not-json' ? 'LP_ERR_PROTO_BAD_JSON' : 'LP_ERR_PROTO_BAD_MESSAGE';
@@ -57,7 +57,7 @@ export function dispatchFrame(ctx: AgentContext, session: Session, text: string)
   void run(ctx, session, id, op, argsParsed.data);
 }
 
-async function run(ctx: AgentContext, session: Session, id: RequestId, op: OpName, args: unknown): Promise<void> {
+async function run(ctx: AgentContext, session: ClientConnection, id: RequestId, op: OpName, args: unknown): Promise<void> {
   session.inflight.add(id);
   const audit: Partial<AuditEntry> = {};
   const call = { id, args, session, ctx, audit } as OpCall<OpName>;

@@ -11,7 +11,7 @@ function broadcast(ctx: AgentContext, event: AgentEvent): void {
     try {
       s.event(event);
     } catch {
-      /* Session.send contains its own failures */
+      /* ClientConnection.send contains its own failures */
     }
   }
 }

@@ -14,7 +14,7 @@ import { checkerOptions, createPipelineFor, lazyRepl, type AgentContext } from '
 import { forwardEngineEvents } from './events';
 import { listen } from './listener';
 import { optionsFromEnv, resolveOptions, type AgentOptions } from './options';
-import type { Session } from './session';
+import type { ClientConnection } from './client-connection';
 
 export type { AgentOptions } from './options';
 export { verifyAuditFile } from './audit';
@@ -52,8 +52,8 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     lockout: new Lockout(opts.lockout),
     audit,
     refusals: new RefusalAudit(audit, opts.auditAggregateMs),
-    sessions: new Set<Session>(),
-    unauthenticated: new Set<Session>(),
+    sessions: new Set<ClientConnection>(),
+    unauthenticated: new Set<ClientConnection>(),
     commits: new Map(),
     repl: repl.get,
     hasRepl: repl.created,

@@ -86,8 +86,8 @@ export interface Generation {
   /** Module id → version (kept forever: history and rollback need it). */
   readonly versions: Map<string, VersionEntry>;
   /** Module id → exports object; emptied when the generation is released so its code can be collected. */
-  readonly exp: Map<string, unknown>;
-  /** Module id → the version cell (emptied on release with `exp`). */
+  readonly exports: Map<string, unknown>;
+  /** Module id → the version cell (emptied on release with `exports`). */
   readonly ctl: Map<string, VersionCtl>;
   inflight: number;
   released: boolean;
@@ -146,7 +146,7 @@ export const state: SharedState = (slot[KEY] ??= create());
 export function resolveExports(mod: LiveModule): unknown {
   const g = state.als.getStore() ?? state.legacy;
   if (g !== undefined) {
-    const e = g.exp.get(mod.id);
+    const e = g.exports.get(mod.id);
     if (e !== undefined) return e;
   }
   return mod.cur;
