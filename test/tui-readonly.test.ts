@@ -64,9 +64,10 @@ test('attach with a read token: patch keys are refused with the reason; patches 
   screen = await term.waitFor(/\* src\/rates\.ts v2/);
   assert.match(screen, /gen 2 │ live: g2\*/);
   term.press('3');
-  screen = await term.waitFor(/gen 2\s+patch\s+.*patcher/);
-  assert.match(screen, /"patched elsewhere"/);
-  assert.match(screen, /gen 1\s+deploy/);
+  // The History tab shows the table of `livepatch history`.
+  screen = await term.waitFor(/GEN +KIND +TIME +WHO/);
+  assert.match(screen, /│2 +patch +\S+ \S+ +patcher +current +src\/rates\.ts +patched elsewhere/);
+  assert.match(screen, /│1 +deploy /);
 
   term.press('C-c');
   assert.equal(await term.waitExit(), 0);
