@@ -38,8 +38,10 @@ type Loop<T> = (target: T, calls: number) => number;
 // Each measured target gets its own loop (own call-site feedback), so targets do not make one
 // shared call site megamorphic and skew each other.
 const fnLoop = (): Loop<Fn> =>
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval -- each target gets a loop of its own (own call-site feedback)
   new Function('f', 'n', 'let x = 0; const t0 = process.hrtime.bigint(); for (let i = 0; i < n; i++) x = f(x, 1) & 0xffff; const ns = Number(process.hrtime.bigint() - t0) / n; if (x < 0) console.log(x); return ns;') as Loop<Fn>;
 const methodLoop = (): Loop<{ push(n: number): number }> =>
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval -- as fnLoop
   new Function('o', 'n', 'let x = 0; const t0 = process.hrtime.bigint(); for (let i = 0; i < n; i++) x ^= o.push(1); const ns = Number(process.hrtime.bigint() - t0) / n; if (x === 0.5) console.log(x); return ns;') as Loop<{ push(n: number): number }>;
 const loops = new Map<string, Loop<any>>();
 /** ns per call of `target` measured with the loop dedicated to `name`. */
@@ -51,8 +53,8 @@ function time(name: string, kind: 'fn' | 'method', target: unknown): number {
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function twoAwaits(i: number): Promise<number> {
-  await null;
-  await null;
+  await Promise.resolve();
+  await Promise.resolve();
   return i;
 }
 /** CPU ns per async function with two awaits (what every promise-heavy handler pays per step). */

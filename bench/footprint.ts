@@ -10,7 +10,6 @@
  */
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { copyShop, samplePatch } from '../examples/bench-kit';
 import { startPipelineApp } from '../test/helpers/pipeline-app';
 import { generate, moduleSource } from './apply';

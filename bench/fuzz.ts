@@ -9,6 +9,7 @@
  */
 import WebSocket from 'ws';
 import { ERRORS } from '../shared/errors';
+import { frameText } from '../shared/messages';
 import { OP_NAMES } from '../shared/ops';
 import { openAuthed, openRaw, type RawClient } from '../test/helpers/raw-client';
 
@@ -80,7 +81,7 @@ export async function runFuzz(address: string, token: string, frames: number, se
     c.ws.on('message', (d) => {
       let m: { type?: string; ok?: boolean; error?: { code?: string; stack?: unknown } };
       try {
-        m = JSON.parse(d.toString());
+        m = JSON.parse(frameText(d));
       } catch {
         stats.problems.push('unparseable message from the agent');
         return;
@@ -142,11 +143,9 @@ interface CannonInstance {
 type Cannon = (opts: { url: string; connections: number; duration: number }, done: (err: unknown, r: CannonResult) => void) => CannonInstance;
 
 async function main(): Promise<void> {
-  /* eslint-disable @typescript-eslint/no-require-imports */
   const autocannon = require('autocannon') as Cannon;
   const { createProject, createTokens, startApp } = require('../test/helpers/project') as typeof import('../test/helpers/project');
   const { AgentClient } = require('../client/connection') as typeof import('../client/connection');
-  /* eslint-enable @typescript-eslint/no-require-imports */
   const frames = Number(process.env['FUZZ_FRAMES'] ?? 100_000);
   const seed = Number(process.env['FUZZ_SEED'] ?? 1);
   const project = createProject();

@@ -21,6 +21,7 @@ import { createPipeline } from '../server/pipeline';
 const CYCLES = Number(process.env['BENCH_CYCLES'] ?? 1000);
 const ESM = process.argv.includes('--esm');
 // A real import() (tsc would turn `import()` into require() in this CommonJS build).
+// eslint-disable-next-line @typescript-eslint/no-implied-eval -- the only way to keep a real import() in CommonJS output
 const importModule = new Function('url', 'return import(url)') as (url: string) => Promise<unknown>;
 const WARMUP = 20;
 const MB = 1024 * 1024;

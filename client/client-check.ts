@@ -40,13 +40,9 @@ function readText(file: string): string | undefined {
 
 /** Check `patch` here against the live program of the agent `client` talks to; `checkout` is the project root. */
 export async function checkOnClient(client: AgentClient, patch: PatchSet, checkout: string): Promise<ClientCheck> {
-  let tc: typeof import('../shared/typecheck');
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    tc = require('../shared/typecheck') as typeof import('../shared/typecheck');
-  } catch {
-    throw new LivepatchError('LP_ERR_CLI_UNAVAILABLE', '--check-here needs the TypeScript compiler, which this installation lacks');
-  }
+  // Loaded here, not at start-up: it brings in the TypeScript compiler.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const tc = require('../shared/typecheck') as typeof import('../shared/typecheck');
   const root = resolve(checkout);
   if (!existsSync(join(root, 'tsconfig.json'))) {
     throw new LivepatchError('LP_ERR_CLI_USAGE', `no tsconfig.json in ${root}: --check-here checks against a checkout of the deployed commit; pass --checkout DIR`);

@@ -8,12 +8,15 @@ import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import {
   CLOSE,
+  OPS,
   LivepatchError,
   PROTOCOL_VERSION,
+  SLOW_OP_TIMEOUT_MS,
   computeProof,
   formatTarget,
   isCompatible,
   newNonce,
+  frameText,
   parseFrame,
   parseTarget,
   parseToken,
@@ -55,7 +58,6 @@ interface Pending {
   timer?: NodeJS.Timeout;
 }
 
-const SLOW_OPS = new Set<OpName>(['check', 'stage', 'commit', 'apply', 'rollback', 'quarantine', 'eval']);
 
 /**
  * One authenticated connection to an agent. Emits `event` (AgentEvent) after `subscribe`, and
@@ -123,7 +125,6 @@ export class AgentClient extends EventEmitter {
         if (code === 'ECONNREFUSED' || code === 'ENOENT') fail(new LivepatchError('LP_ERR_CONN_REFUSED', `cannot connect to ${targetText}: nothing is listening there (is the app running with the agent enabled?)`));
         else if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') fail(new LivepatchError('LP_ERR_CONN_REFUSED', `cannot resolve host in ${targetText}`));
         else if (/Unexpected server response: 403/.test(err.message)) fail(new LivepatchError('LP_ERR_AUTH_ORIGIN', `the agent at ${targetText} refused the connection (HTTP 403: cross-origin connections are refused)`));
-        else if (/Unexpected server response: 401/.test(err.message)) fail(new LivepatchError('LP_ERR_AUTH_DENIED', `the agent at ${targetText} refused the connection`));
         else fail(new LivepatchError('LP_ERR_CONN_REFUSED', `cannot connect to ${targetText}: ${err.message}`));
       });
       ws.on('close', (code, reason) => {
@@ -136,7 +137,7 @@ export class AgentClient extends EventEmitter {
       });
       ws.on('message', (data, isBinary) => {
         if (isBinary) return fail(new LivepatchError('LP_ERR_PROTO_BAD_MESSAGE', 'binary frame from agent'));
-        const parsed = parseFrame(data.toString());
+        const parsed = parseFrame(frameText(data));
         if (!parsed.ok) return fail(new LivepatchError('LP_ERR_PROTO_BAD_MESSAGE', `bad frame from agent: ${parsed.reason}`));
         const msg = parsed.value as AgentMessage;
         if (!hello) {
@@ -169,7 +170,7 @@ export class AgentClient extends EventEmitter {
     const id = this.#nextId++;
     return new Promise<OpResults[O]>((resolve, reject) => {
       const p: Pending = { resolve: resolve as (v: unknown) => void, reject, ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) };
-      const t = opts.timeoutMs ?? (SLOW_OPS.has(op) ? 600_000 : this.#timeoutMs);
+      const t = opts.timeoutMs ?? (OPS[op].slow ? SLOW_OP_TIMEOUT_MS : this.#timeoutMs);
       if (t > 0) {
         p.timer = setTimeout(() => {
           this.#pending.delete(id);
@@ -199,7 +200,7 @@ export class AgentClient extends EventEmitter {
 
   #onMessage(data: WebSocket.RawData, isBinary: boolean): void {
     if (isBinary) return;
-    const parsed = parseFrame(data.toString(), 256);
+    const parsed = parseFrame(frameText(data), 256);
     if (!parsed.ok) return;
     const msg = parsed.value as AgentMessage;
     if (msg.type === 'reply') {
@@ -231,7 +232,7 @@ export function resolveToken(tokenFile?: string, env: NodeJS.ProcessEnv = proces
     try {
       return readFileSync(tokenFile, 'utf8').trim();
     } catch (e) {
-      throw new LivepatchError('LP_ERR_AUTH_NO_TOKEN', `cannot read token file ${tokenFile}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+      throw new LivepatchError('LP_ERR_AUTH_NO_TOKEN', `cannot read token file ${tokenFile}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
     }
   }
   const t = env['LIVEPATCH_TOKEN'];

@@ -3,7 +3,7 @@
  * Pure functions of the op results (strings in, strings out) so they are tested without an agent;
  * nothing decorative here: no colours, no boxes, so the output pastes cleanly into tickets and logs.
  */
-import { formatDiagnostic, formatSigner, type CommitResult, type Diagnostic, type GenerationSummary, type LiveGeneration, type QuarantinedPatch, type StatusResult, type VersionsResult } from '../shared';
+import { formatDiagnostic, formatSigner, LivepatchError, type CommitResult, type Diagnostic, type GenerationSummary, type LiveGeneration, type QuarantinedPatch, type StatusResult, type VersionsResult } from '../shared';
 
 /** Render rows as columns separated by two spaces; the last column is not padded. */
 export function table(header: string[], rows: string[][]): string {
@@ -37,6 +37,13 @@ export function shortHash(hash: string): string {
 export function formatTime(iso: string): string {
   const m = /^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)/.exec(iso);
   return m ? `${m[1]} ${m[2]}Z` : iso;
+}
+
+/** The diagnostics an error carries (`details.diagnostics`), if any. */
+export function diagnosticsOf(err: unknown): Diagnostic[] {
+  if (!(err instanceof LivepatchError)) return [];
+  const d = (err.details as { diagnostics?: unknown } | undefined)?.diagnostics;
+  return Array.isArray(d) ? (d as Diagnostic[]) : [];
 }
 
 /** Diagnostics in tsc's one-line form, one per line (empty string for none). */

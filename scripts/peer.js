@@ -90,7 +90,7 @@ async function main() {
     makeWritable(copy);
     console.log(`peer: ${SUITE} copied to ${copy}; npm install ...`);
     const baseEnv = { ...process.env };
-    for (const k of ['NODE_OPTIONS', 'LIVEPATCH_ROOT', 'LIVEPATCH_TOKENS', 'LIVEPATCH_LISTEN', 'LIVEPATCH_TEST']) delete baseEnv[k];
+    for (const k of ['NODE_OPTIONS', 'LIVEPATCH_ROOT', 'LIVEPATCH_TOKENS', 'LIVEPATCH_LISTEN']) delete baseEnv[k];
     const install = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: copy, env: baseEnv, stdio: 'inherit' });
     if (install.status !== 0) {
       console.error(`peer: npm install failed (${install.status ?? install.signal})`);

@@ -27,5 +27,5 @@ const concurrency = process.env.LIVEPATCH_TEST_CONCURRENCY ?? '2';
 const args = ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...chosen.sort()];
 // Every child a test starts (apps with the agent, the CLI) uses process.execPath too, so the whole run is on this Node.
 console.log(`${chosen.length} test files on Node ${process.version} (${process.execPath})`);
-const r = spawnSync(process.execPath, args, { stdio: 'inherit', env: { ...process.env, LIVEPATCH_TEST: '1' } });
+const r = spawnSync(process.execPath, args, { stdio: 'inherit', env: process.env });
 process.exit(r.status === null ? 1 : r.status);

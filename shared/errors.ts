@@ -99,7 +99,6 @@ export const ERRORS = {
   LP_ERR_AUDIT_BROKEN: spec('The audit log chain is broken', EXIT.REJECTED),
   // Command line (never on the wire: the CLI's own failures, so --json errors still carry a code).
   LP_ERR_CLI_USAGE: spec('Invalid command-line arguments or input files', EXIT.USAGE),
-  LP_ERR_CLI_UNAVAILABLE: spec('This command is not available in this build', EXIT.USAGE),
   // Internal.
   LP_ERR_INTERNAL: spec('Internal agent error (logged on the agent)', EXIT.REJECTED, true),
 } as const satisfies Record<string, ErrorSpec>;

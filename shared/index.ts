@@ -9,3 +9,4 @@ export * from './messages';
 export * from './target';
 export * from './tokens';
 export * from './signing';
+export * from './hash';

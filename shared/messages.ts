@@ -95,11 +95,23 @@ export type ClientMessage = AuthMessage | RequestMessage;
 
 export const DEFAULT_MAX_DEPTH = 32;
 
+/** Why a frame was refused: not JSON at all, nested too deep, or carrying a prototype-polluting key. */
+export type FrameFault = 'not-json' | 'too-deep' | 'forbidden-key';
+
+export type ParsedFrame = { ok: true; value: unknown } | { ok: false; kind: FrameFault; reason: string };
+
+/** A WebSocket message's payload as text, whichever of ws's buffer shapes it arrived in. */
+export function frameText(data: Uint8Array | ArrayBuffer | Uint8Array[]): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data instanceof ArrayBuffer ? new Uint8Array(data) : data).toString('utf8');
+}
+
 /**
  * Parse one frame defensively: bounded nesting depth (checked before JSON.parse so a deeply nested
  * frame cannot exhaust the stack), and prototype-polluting keys refused.
  */
-export function parseFrame(text: string, maxDepth = DEFAULT_MAX_DEPTH): { ok: true; value: unknown } | { ok: false; reason: string } {
+export function parseFrame(text: string, maxDepth = DEFAULT_MAX_DEPTH): ParsedFrame {
   let depth = 0;
   let inString = false;
   for (let i = 0; i < text.length; i++) {
@@ -109,20 +121,20 @@ export function parseFrame(text: string, maxDepth = DEFAULT_MAX_DEPTH): { ok: tr
       else if (c === 34 /* " */) inString = false;
     } else if (c === 34) inString = true;
     else if (c === 123 || c === 91) {
-      if (++depth > maxDepth) return { ok: false, reason: `nesting deeper than ${maxDepth}` };
+      if (++depth > maxDepth) return { ok: false, kind: 'too-deep', reason: `nesting deeper than ${maxDepth}` };
     } else if (c === 125 || c === 93) depth--;
   }
   let bad: string | undefined;
   let value: unknown;
   try {
-    value = JSON.parse(text, function (key, v) {
+    value = JSON.parse(text, function (key: string, v: unknown): unknown {
       if (key === '__proto__' || key === 'constructor' || key === 'prototype') bad = key;
       return v;
     });
   } catch {
-    return { ok: false, reason: 'not valid JSON' };
+    return { ok: false, kind: 'not-json', reason: 'not valid JSON' };
   }
-  if (bad !== undefined) return { ok: false, reason: `forbidden key "${bad}"` };
+  if (bad !== undefined) return { ok: false, kind: 'forbidden-key', reason: `forbidden key "${bad}"` };
   return { ok: true, value };
 }
 

@@ -142,7 +142,7 @@ export function verifyPatchSet(set: PatchSet, trusted: ReadonlyMap<string, Trust
   const k = trusted.get(s.keyId);
   if (!k) return { ok: false, reason: 'unknown-key', keyId: s.keyId };
   const sig = Buffer.from(s.value, 'base64');
-  let good = false;
+  let good: boolean;
   try {
     good = sig.length === 64 && s.alg === SIGNATURE_ALG && edVerify(null, canonicalPatchBytes(set), k.key, sig);
   } catch {

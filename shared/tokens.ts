@@ -31,7 +31,7 @@ export function readTokensFile(path: string): TokensFile {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new Error(`cannot read tokens file ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    throw new Error(`cannot read tokens file ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
   }
   let json: unknown;
   try {

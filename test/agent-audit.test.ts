@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { AgentClient } from '../client/connection';
 import { verifyAuditFile } from '../server/agent';
+import { OP_NAMES, OPS } from '../shared/ops';
 import { bootAgentApp, readAudit, type AgentApp } from './helpers/raw-client';
 
 function lines(path: string): string[] {
@@ -24,6 +25,10 @@ describe('audit log chain', () => {
     await AgentClient.connect(a.address, { token: a.tokens.read.slice(0, -4) + 'AAAA' }).catch(() => undefined);
     const reader = await AgentClient.connect(a.address, { token: a.tokens.read });
     await reader.request('rollback', {}).catch(() => undefined);
+    // Allowed: status (not audited when allowed, per the op catalogue) and audit-verify (audited).
+    await reader.request('status', {});
+    await reader.request('versions', {});
+    await admin.request('audit-verify', {});
     reader.close();
     await new Promise((r) => setTimeout(r, 300));
     pristine = readFileSync(a.auditFile, 'utf8');
@@ -39,6 +44,10 @@ describe('audit log chain', () => {
     assert.equal(recs[0].prev, '0'.repeat(64));
     assert.ok(recs.some((r) => r.op === 'auth' && r.outcome === 'LP_ERR_AUTH_DENIED' && r.remote === '127.0.0.1'));
     assert.ok(recs.some((r) => r.op === 'rollback' && r.who === 'reader' && r.outcome === 'LP_ERR_AUTH_FORBIDDEN'));
+    assert.ok(recs.some((r) => r.op === 'audit-verify' && r.outcome === 'ok'), 'an allowed audited op is recorded');
+    const quiet = OP_NAMES.filter((op) => !OPS[op].audited);
+    assert.ok(quiet.includes('status') && quiet.includes('versions'));
+    assert.deepEqual(recs.filter((r) => quiet.includes(r.op)), [], 'allowed ops the catalogue marks unaudited are not recorded');
     for (const r of recs) assert.match(r.time, /^\d{4}-\d\d-\d\dT/);
     const v = verifyAuditFile(a.auditFile);
     assert.deepEqual(v, { ok: true, records: recs.length });

@@ -106,7 +106,7 @@ describe('agent authentication', () => {
   it('audits every failed handshake and the chain verifies', async () => {
     const records = readAudit(a.auditFile).filter((r) => r.op === 'auth');
     const outcomes = new Set(records.map((r) => r.outcome));
-    for (const o of ['ok', 'LP_ERR_AUTH_DENIED', 'LP_ERR_AUTH_REQUIRED']) assert.ok(outcomes.has(o), `audit has ${o}: ${[...outcomes]}`);
+    for (const o of ['ok', 'LP_ERR_AUTH_DENIED', 'LP_ERR_AUTH_REQUIRED']) assert.ok(outcomes.has(o), `audit has ${o}: ${[...outcomes].join(', ')}`);
     assert.ok(readAudit(a.auditFile).some((r) => r.op === 'connect' && r.outcome === 'LP_ERR_AUTH_ORIGIN'));
     const admin = await AgentClient.connect(a.address, { token: a.tokens.admin });
     assert.equal((await admin.request('audit-verify', {})).ok, true);

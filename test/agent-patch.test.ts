@@ -38,7 +38,7 @@ describe('agent patch ops', () => {
     const steps: string[] = [];
     const r = await p1.request('apply', { patch: ratesPatch('rates-v2') }, { onProgress: (m) => steps.push(m.step) });
     assert.equal(r.generation, 2);
-    assert.ok(steps.includes('check') && steps.includes('commit'), `steps: ${steps}`);
+    assert.ok(steps.includes('check') && steps.includes('commit'), `steps: ${steps.join(', ')}`);
     assert.deepEqual(await a.app.get('/label'), { label: 'rates-v2' });
     for (let i = 0; i < 50 && !events.some((e) => e.event === 'committed'); i++) await new Promise((res) => setTimeout(res, 20));
     const committed = events.find((e) => e.event === 'committed');

@@ -54,6 +54,7 @@ test('progress for a slow op appears on a terminal\'s stderr and never in a pipe
   const tty = spawnSync('script', ['-qfec', `${process.execPath} ${line}`, '/dev/null'], { cwd: project.root, env: { ...process.env, LIVEPATCH_TOKEN: tokens.patch }, encoding: 'utf8', timeout: 60_000 });
   assert.equal(tty.status, 0, tty.stdout);
   assert.ok(tty.stdout.includes(`\r\x1b[2Klivepatch: ${agent}: `), JSON.stringify(tty.stdout));
+  // eslint-disable-next-line no-control-regex -- the terminal's erase-line sequence is what is checked
   assert.match(tty.stdout, /\r\x1b\[2K.*dry-run +dry run passed/s, 'the progress line is cleared before the result');
 });
 

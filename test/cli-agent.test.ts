@@ -5,10 +5,10 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createProject, createTokens, runCli, startApp, type AppProcess, type Project, type Tokens } from './helpers/project';
+import { sha256 } from '../shared/hash';
 
 let project: Project;
 let tokens: Tokens;
@@ -46,7 +46,6 @@ export class Counter {
 }
 `;
 
-const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 /** Run the CLI in the project dir with a token of `role`. */
 const cli = (args: string[], role: 'read' | 'patch' | 'admin' = 'admin') => runCli(args, { cwd: project.root, env: { LIVEPATCH_TOKEN: tokens[role] } });
 

@@ -177,7 +177,7 @@ test('offline check type-checks against the local project: ok exits 0, a type er
 test('eval, repl and attach are wired to their entry points', async () => {
   for (const args of [['eval', '127.0.0.1:1', '1 + 1'], ['repl', '127.0.0.1:1'], ['attach', '127.0.0.1:1']]) {
     const r = await runCli(args, { env: { LIVEPATCH_TOKEN: 'lp_00000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' }, timeoutMs: 20_000 });
-    // Either the entry point ran and could not connect (4), or this build lacks it (2, with a clear message).
-    assert.ok(r.code === 4 || (r.code === 2 && /not available in this build/.test(r.stderr)), `${args[0]}: ${r.code} ${r.stderr}`);
+    // The entry point ran and could not connect.
+    assert.equal(r.code, 4, `${args[0]}: ${r.code} ${r.stderr}`);
   }
 });

@@ -28,7 +28,7 @@ test(`${RESTARTS} rolling restarts under keep-alive load: zero failed requests, 
   await client.request('apply', { patch: pairPatch('A2', 'B2', 'before-restarts') });
   const l = load(c.app.httpPort, '/mix', 8, true);
   const env = { LIVEPATCH_TOKEN: c.tokens.patch };
-  let results: any[] = [];
+  let results: any[];
   try {
     for (let i = 0; i < RESTARTS; i++) {
       const r = await runCli(['restart', c.address, '--deadline', '5000', '--json'], { env });

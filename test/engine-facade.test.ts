@@ -128,6 +128,7 @@ test('https requests are counted in flight and pinned like http ones', async (t)
   let release!: () => void;
   const gate = new Promise<void>((res) => (release = res));
   const seen: number[] = [];
+  // eslint-disable-next-line @typescript-eslint/no-misused-promises -- an async request handler is what the engine must pin
   const server = https.createServer({ key: readFileSync(join(dir, 'k.pem')), cert: readFileSync(join(dir, 'c.pem')) }, async (_req, res) => {
     seen.push(m.version);
     await gate;

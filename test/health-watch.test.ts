@@ -155,16 +155,16 @@ test('the watch runs in the agent: with the CLI killed mid-watch, the bad patch 
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  let code: number | null = null;
-  const exited = new Promise((r) => child.once('exit', (c) => r((code = c))));
+  const end: { code: number | null } = { code: null };
+  const exited = new Promise((r) => child.once('exit', (c) => r((end.code = c))));
   // Bounded by time, not by polls: each poll runs the CLI, which is slow on a loaded machine.
   let watching = false;
-  for (const until = Date.now() + 120_000; !watching && code === null && Date.now() < until; ) {
+  for (const until = Date.now() + 120_000; !watching && end.code === null && Date.now() < until; ) {
     const st = JSON.parse((await cli(['status', a.address, '--json'], 'read')).stdout);
     watching = st.watch?.generation === 5;
     if (!watching) await sleep(25);
   }
-  assert.ok(watching, `the watch started (apply ${code === null ? 'still running' : `exited ${code}`}: ${out})`);
+  assert.ok(watching, `the watch started (apply ${end.code === null ? 'still running' : `exited ${String(end.code)}`}: ${out})`);
   child.kill('SIGKILL');
   await exited;
   let s: any;

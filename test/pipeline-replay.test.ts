@@ -6,9 +6,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { sha256 as sha } from '../shared/hash';
 import type { StatusResult } from '../shared/ops';
 import { createProject, createTokens, runCli, startApp } from './helpers/project';
 import { startPipelineApp } from './helpers/pipeline-app';
@@ -18,7 +18,6 @@ const journalDir = join(project.root, '.journal');
 const src = (f: string) => readFileSync(join(project.root, 'src', f), 'utf8');
 const ratesTs = src('rates.ts');
 const quoteTs = src('quote.ts');
-const sha = (t: string) => createHash('sha256').update(t).digest('hex');
 const withTag = (t: string) => ({ 'src/quote.ts': quoteTs.replace("return 'B1'", `return '${t}'`) });
 
 test.after(() => project.cleanup());

@@ -4,7 +4,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { sha256 as hash } from '../shared/hash';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentClient } from '../client/connection';
@@ -35,7 +35,7 @@ async function failure(p: Promise<unknown>): Promise<LivepatchError> {
     const v = await p;
     assert.fail(`expected a failure, got ${JSON.stringify(v)}`);
   } catch (e) {
-    assert.ok(e instanceof LivepatchError, `not a LivepatchError: ${e}`);
+    assert.ok(e instanceof LivepatchError, `not a LivepatchError: ${String(e)}`);
     return e;
   }
 }
@@ -193,7 +193,6 @@ describe('REPL through the agent', () => {
     await r.eval(code);
     await failure(r.eval('process.exit(2) // audited'));
     const file = join(project.root, '.livepatch', 'audit.jsonl');
-    const hash = (t: string) => createHash('sha256').update(t).digest('hex');
     const read = () =>
       readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { op: string; who: string; outcome: string; hashes?: { code?: string } }).filter((x) => x.op === 'eval') as { op: string; who: string; outcome: string; session?: string; detail?: string; hashes?: { code?: string } }[];
     // The agent appends the record as the reply goes out: give the last one a moment to land.

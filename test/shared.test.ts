@@ -10,6 +10,9 @@ test('parseFrame refuses deep nesting and prototype keys, accepts plain JSON', (
   assert.equal(parseFrame('{"__proto__":{"x":1}}').ok, false);
   assert.equal(parseFrame('{"a":{"constructor":{"prototype":1}}}').ok, false);
   assert.equal(parseFrame('not json').ok, false);
+  // The agent picks its error code from the kind (LP_ERR_PROTO_BAD_JSON for not-json only).
+  const kinds = [parseFrame('not json'), parseFrame('['.repeat(100) + ']'.repeat(100)), parseFrame('{"__proto__":{}}')].map((r) => (r.ok ? 'ok' : r.kind));
+  assert.deepEqual(kinds, ['not-json', 'too-deep', 'forbidden-key']);
   const ok = parseFrame('{"type":"request","id":1,"op":"status","args":{"s":"[[[[{{{"}}');
   assert.deepEqual(ok, { ok: true, value: { type: 'request', id: 1, op: 'status', args: { s: '[[[[{{{' } } });
 });

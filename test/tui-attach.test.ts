@@ -67,9 +67,9 @@ test('attach: navigate, edit in $EDITOR, check, jump to a diagnostic, apply, see
   await term.waitFor("return 'A2'");
   term.press('4');
   screen = await term.waitFor("+  return 'A2';");
-  assert.match(screen, /-  return 'A1';/);
+  assert.match(screen, /- {2}return 'A1';/);
   term.press('c');
-  screen = await term.waitFor('Check passed', 90_000);
+  await term.waitFor('Check passed', 90_000);
   term.press('Enter');
 
   // Quitting with a draft asks first; "n" stays.
@@ -118,7 +118,7 @@ test('attach: navigate, edit in $EDITOR, check, jump to a diagnostic, apply, see
   screen = await term.waitFor('Rolled back', 60_000);
   assert.match(screen, /Generation 3 is live \(was 2\)/);
   term.press('Enter');
-  screen = await term.waitFor(/rollback → gen 3 by patcher/);
+  await term.waitFor(/rollback → gen 3 by patcher/);
   await term.waitFor(/ src\/rates\.ts v1/);
   assert.deepEqual(await app.get('/mix'), { a: 'A1', b: 'B1' });
 

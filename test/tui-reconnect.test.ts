@@ -40,11 +40,11 @@ test('attach as admin: the REPL pane evaluates; a dropped agent is shown stale a
   term.type('[1, 2].map((n) => n * 21)');
   await term.waitFor('> [1, 2].map((n) => n * 21)_');
   term.press('Enter');
-  screen = await term.waitFor(/\[ 21, 42 \]/, 60_000);
+  await term.waitFor(/\[ 21, 42 \]/, 60_000);
   term.press('Escape');
 
   await app.stop();
-  screen = await term.waitFor('DISCONNECTED');
+  await term.waitFor('DISCONNECTED');
   screen = await term.waitFor(/Modules 4\/4 \(stale\)/);
   assert.match(screen, /\[stale\]/);
   assert.match(screen, /src\/rates\.ts v1/, 'the last state stays on screen');

@@ -5,8 +5,8 @@
  * `{"error": {code, message, retryable}}` (plus `diagnostics` when the agent sent type errors), so a
  * script can always parse stdout.
  */
-import { LivepatchError, exitCodeFor, type Diagnostic, type ExitCode, type WireError } from '../../shared';
-import { formatDiagnostics } from '../format';
+import { LivepatchError, exitCodeFor, type ExitCode, type WireError } from '../../shared';
+import { diagnosticsOf, formatDiagnostics } from '../format';
 
 /**
  * Exit quietly when the reader of stdout or stderr goes away (`livepatch versions ... | head -1`):
@@ -31,12 +31,7 @@ export function note(text: string): void {
   process.stderr.write(`livepatch: ${text}\n`);
 }
 
-/** The diagnostics an error carries (`details.diagnostics`), if any. */
-export function diagnosticsOf(err: unknown): Diagnostic[] {
-  if (!(err instanceof LivepatchError)) return [];
-  const d = (err.details as { diagnostics?: unknown } | undefined)?.diagnostics;
-  return Array.isArray(d) ? (d as Diagnostic[]) : [];
-}
+export { diagnosticsOf };
 
 /**
  * Any throwable → a LivepatchError (unknown ones become LP_ERR_INTERNAL, message kept, no stack).
@@ -73,7 +68,7 @@ export function reportError(err: unknown, json: boolean, extra: Record<string, u
 }
 
 /** Run a command body: its return value is the exit code; any throw is reported and mapped. */
-export async function runCommand(json: boolean, body: () => Promise<ExitCode | number>): Promise<number> {
+export async function runCommand(json: boolean, body: () => Promise<number>): Promise<number> {
   try {
     return await body();
   } catch (err) {

@@ -3,7 +3,8 @@
  * lines first (warn/error marked), then the value; type errors in tsc's one-line form; a thrown value
  * as `Uncaught <message>`. Pure string functions, so they are shared and easy to test.
  */
-import { formatDiagnostic, LivepatchError, type Diagnostic, type EvalResult } from '../../shared';
+import { formatDiagnostic, LivepatchError, type EvalResult } from '../../shared';
+import { diagnosticsOf } from '../format';
 
 /** The console lines of a result, one per entry, warn/error prefixed. */
 export function formatConsole(r: Pick<EvalResult, 'console'>): string {
@@ -17,10 +18,6 @@ export function formatResult(r: EvalResult): string {
   return out;
 }
 
-function diagnosticsOf(e: LivepatchError): Diagnostic[] {
-  const d = (e.details as { diagnostics?: unknown } | undefined)?.diagnostics;
-  return Array.isArray(d) ? (d as Diagnostic[]) : [];
-}
 
 /** A failure as the REPL shows it. */
 export function formatEvalError(err: unknown): string {

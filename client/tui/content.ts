@@ -4,7 +4,7 @@
  */
 import { createTwoFilesPatch } from 'diff';
 import { formatDiagnostic } from '../../shared';
-import { historyLines, quarantineLines } from './format';
+import { formatHistory, formatQuarantined } from '../format';
 import { esc, highlight } from './highlight';
 import { draftModules, outdatedDraft, shownSource } from './selectors';
 import type { TuiState } from './state';
@@ -63,6 +63,9 @@ function diffLines(s: TuiState): string[] {
   return out;
 }
 
+/** A rendered table's lines (without the final newline). */
+const tableLines = (text: string): string[] => text.replace(/\n$/, '').split('\n');
+
 /** Tagged lines for the main pane's current tab. */
 export function mainLines(s: TuiState): string[] {
   switch (s.tab) {
@@ -72,8 +75,12 @@ export function mainLines(s: TuiState): string[] {
       return exportLines(s);
     case 'history':
     {
-      const quarantined = quarantineLines(s.status?.quarantined ?? []).map((l) => `{red-fg}${esc(l)}{/red-fg}`);
-      return [...(s.history.length ? historyLines(s.history).map(esc) : ['{gray-fg}no history yet{/gray-fg}']), ...quarantined];
+      // The same tables as `livepatch history`.
+      const q = s.status?.quarantined ?? [];
+      const quarantined = q.length
+        ? ['', '{red-fg}quarantined (not re-applied at start; livepatch quarantine HOST --reapply ID | --drop ID):{/red-fg}', ...tableLines(formatQuarantined(q)).map((l) => `{red-fg}${esc(l)}{/red-fg}`)]
+        : [];
+      return [...(s.history.length ? tableLines(formatHistory(s.history)).map(esc) : ['{gray-fg}no history yet{/gray-fg}']), ...quarantined];
     }
     case 'diff':
       return diffLines(s);

@@ -18,7 +18,7 @@ export interface ControllerDeps {
   edit(module: string): Promise<void>;
 }
 
-type GlobalId = Exclude<KeyId, 'confirm' | 'cancel'>;
+type GlobalId = Exclude<KeyId, 'confirm' | 'cancel' | 'choiceUp' | 'choiceDown'>;
 
 export class Controller {
   #d: ControllerDeps;
@@ -111,21 +111,16 @@ export class Controller {
     }
     if (p.kind === 'busy') return;
     const close = () => this.#dispatch({ type: 'popup', popup: undefined });
-    // The apply popup has a text field: only enter and escape are commands there.
-    if (p.kind === 'apply') {
-      if (key === 'enter') return void this.#d.effects.apply(p.message);
-      if (key === 'escape') return close();
+    // The apply and signed-only popups have a text field: a printable key is text there, so only the
+    // named keys of the popup bindings (enter, escape) are commands.
+    if (p.kind === 'apply' || p.kind === 'signed-only') {
+      const named = key.length > 1 ? bindingFor(key, 'popup')?.id : undefined;
+      if (named === 'confirm') return void (p.kind === 'apply' ? this.#d.effects.apply(p.message) : this.#d.effects.exportDraft(p.path));
+      if (named === 'cancel') return close();
       return this.#dispatch({ type: 'popupKey', key });
     }
-    if (p.kind === 'signed-only') {
-      if (key === 'enter') return void this.#d.effects.exportDraft(p.path);
-      if (key === 'escape') return close();
-      return this.#dispatch({ type: 'popupKey', key });
-    }
-    if (key === 'up' || key === 'k' || key === 'down' || key === 'j') {
-      return this.#dispatch({ type: 'popupMove', delta: key === 'up' || key === 'k' ? -1 : 1 });
-    }
-    const id = bindingFor(key, 'popup')?.id ?? (key === 'q' ? 'cancel' : undefined);
+    const id = bindingFor(key, 'popup')?.id;
+    if (id === 'choiceUp' || id === 'choiceDown') return this.#dispatch({ type: 'popupMove', delta: id === 'choiceUp' ? -1 : 1 });
     if (id === 'cancel') return close();
     if (id !== 'confirm' && !(key === 'C-c' && p.kind === 'confirm-quit')) return;
     switch (p.kind) {

@@ -4,7 +4,8 @@
  * failure escapes, so a bad reply can never take the screen down.
  */
 import { writeFile } from 'node:fs/promises';
-import { LivepatchError, type Diagnostic, type ProgressMessage } from '../../shared';
+import { LivepatchError, type ProgressMessage } from '../../shared';
+import { diagnosticsOf } from '../format';
 import { RemoteRepl } from '../repl/session';
 import type { Action } from './actions';
 import type { AgentLink } from './link';
@@ -20,10 +21,6 @@ function errorOf(e: unknown): LivepatchError {
   return e instanceof LivepatchError ? e : new LivepatchError('LP_ERR_INTERNAL', e instanceof Error ? e.message : String(e));
 }
 
-function diagnosticsOf(e: LivepatchError): Diagnostic[] {
-  const d = (e.details as { diagnostics?: unknown } | undefined)?.diagnostics;
-  return Array.isArray(d) ? (d as Diagnostic[]) : [];
-}
 
 /** Agent operations bound to one store and link. */
 export class Effects {

@@ -1,8 +1,9 @@
 /**
- * Plain-text formatting shared by the views and the reducer: event lines, times, generation rows.
+ * Plain-text formatting shared by the views and the reducer: event lines, times, live generations
+ * (the History tab uses client/format.ts, the same tables as the CLI).
  * No tags here, so the same strings work in the event log, popups and tests.
  */
-import type { AgentEvent, GenerationSummary, LiveGeneration, QuarantinedPatch } from '../../shared';
+import type { AgentEvent, LiveGeneration } from '../../shared';
 
 /** `2026-11-27T01:02:03.456Z` → `01:02:03` (UTC, so every operator sees the same clock). */
 export function clock(iso: string): string {
@@ -44,28 +45,4 @@ export function liveGenerations(live: LiveGeneration[]): string {
       return `g${g.generation}${g.current ? '*' : ''}(${g.inflight}${health})`;
     })
     .join(' ');
-}
-
-/** History rows: generation, kind, when, who, message, changed modules. */
-export function historyLines(gens: GenerationSummary[]): string[] {
-  const out: string[] = [];
-  for (const g of gens.slice().sort((a, b) => b.generation - a.generation)) {
-    const flags = [g.current ? 'current' : '', g.live ? `live, ${g.inflight} in flight` : ''].filter(Boolean).join('; ');
-    const kind = g.kind === 'rollback' && g.rollbackTo !== undefined ? `rollback to ${g.rollbackTo}` : g.kind;
-    out.push(`gen ${g.generation}  ${kind}  ${g.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z')}  ${g.who ?? '-'}${flags ? `  (${flags})` : ''}`);
-    if (g.message) out.push(`    "${g.message}"`);
-    if (g.changed.length) out.push(`    ${g.changed.join(', ')}`);
-  }
-  return out;
-}
-
-/** Quarantined patches (held back from replay after their host crashed), for the History tab. */
-export function quarantineLines(q: readonly QuarantinedPatch[]): string[] {
-  if (!q.length) return [];
-  const out = ['', `quarantined (not re-applied at start; livepatch quarantine HOST --reapply ID | --drop ID):`];
-  for (const p of q) {
-    out.push(`  ${p.patchId ?? `#${p.seq}`}  committed ${p.committedAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z')} by ${p.who}  [${p.modules.join(', ')}]`);
-    out.push(`    ${p.reason}`);
-  }
-  return out;
 }

@@ -5,7 +5,7 @@
  * Key names are blessed's `key.full` names (`enter`, `tab`, `C-c`, `pagedown`) or the printable
  * character itself (`R`, `?`, `[`), as produced by `keyName()` below.
  */
-import type { Role } from '../../shared';
+import { roleAllows, type Role } from '../../shared';
 
 /** Where a binding applies: everywhere (unless a text field has the keyboard), or inside popups. */
 export type KeyScope = 'global' | 'popup';
@@ -44,8 +44,10 @@ export const KEYMAP = [
   { id: 'apply', keys: ['a'], help: 'Apply the draft (confirm, with a message); if the agent takes signed sets only, write it as a file to sign', scope: 'global', needs: 'patch' },
   { id: 'rollback', keys: ['r'], help: 'Roll back to a chosen generation (confirm)', scope: 'global', needs: 'patch' },
   { id: 'discard', keys: ['x'], help: 'Discard the draft (confirm)', scope: 'global', needs: 'patch' },
-  { id: 'confirm', keys: ['enter', 'y'], help: 'Popup: confirm / choose', scope: 'popup' },
-  { id: 'cancel', keys: ['escape', 'n'], help: 'Popup: cancel; also leaves the filter and the REPL prompt', scope: 'popup' },
+  { id: 'confirm', keys: ['enter', 'y'], help: 'Popup: confirm / choose (in a text field: enter only)', scope: 'popup' },
+  { id: 'cancel', keys: ['escape', 'n', 'q'], help: 'Popup: cancel (in a text field: escape only); escape also leaves the filter and the REPL prompt', scope: 'popup' },
+  { id: 'choiceUp', keys: ['up', 'k'], help: 'Popup: previous choice', scope: 'popup' },
+  { id: 'choiceDown', keys: ['down', 'j'], help: 'Popup: next choice', scope: 'popup' },
 ] as const satisfies readonly KeyBinding[];
 
 export type KeyId = (typeof KEYMAP)[number]['id'];
@@ -59,8 +61,7 @@ export function bindingFor(key: string, scope: KeyScope): KeyBinding | undefined
 export function offered(b: KeyBinding, role: Role | undefined): boolean {
   if (!b.needs) return true;
   if (!role) return false;
-  const order: Role[] = ['read', 'patch', 'admin'];
-  return order.indexOf(role) >= order.indexOf(b.needs);
+  return roleAllows(role, b.needs);
 }
 
 const NAMED = /^(enter|tab|S-tab|escape|up|down|left|right|pageup|pagedown|home|end|backspace|delete|space|C-.|M-.)$/;

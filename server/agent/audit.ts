@@ -10,10 +10,10 @@
  * Writes are synchronous appends: audited ops are rare and ordering is what the chain needs. A failing
  * write is logged once and never stops the agent.
  */
-import { createHash } from 'node:crypto';
 import { appendFileSync, closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { AuditVerifyResult } from '../../shared/ops';
+import { sha256 } from '../../shared/hash';
 
 export const GENESIS = '0'.repeat(64);
 
@@ -45,10 +45,6 @@ export interface AuditEntry {
 export interface AuditRecord extends AuditEntry {
   time: string;
   prev: string;
-}
-
-function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
 }
 
 /** The last non-empty line of a file (reads only its tail). */
@@ -201,7 +197,7 @@ export class RefusalAudit {
       const own = [...this.#buckets.values()].filter((x) => !x.addresses).length;
       if (own < this.#maxBuckets) {
         this.#log.append({ who: '-', remote: r.remote, op: r.op, outcome: r.outcome, detail: r.detail });
-        b = this.#open(key, r, false);
+        this.#open(key, r, false);
         return;
       }
       const okey = `${r.op}|${r.outcome}|*`;

@@ -14,12 +14,12 @@ import type { Duplex } from 'node:stream';
 import type WebSocket from 'ws';
 import { newNonce } from '../../shared/auth';
 import { LivepatchError } from '../../shared/errors';
-import { CLOSE, type HelloMessage } from '../../shared/messages';
+import { CLOSE, frameText, type HelloMessage } from '../../shared/messages';
 import { PACKAGE_VERSION, PROTOCOL_VERSION } from '../../shared/version';
 import { parseAuthFrame, verifyAuth } from './auth';
 import type { AgentContext } from './context';
 import { dispatchFrame } from './dispatch';
-import { Session } from './session';
+import { ClientConnection } from './client-connection';
 
 /** The peer's address for lockout and audit (`unix` for Unix-socket peers). */
 export function remoteOf(req: IncomingMessage): string {
@@ -62,7 +62,7 @@ function authenticatedCount(ctx: AgentContext): number {
  * not authenticated breaks a WebSocket limit, so the rest of an oversized frame is not even read.
  */
 export function acceptConnection(ctx: AgentContext, ws: WebSocket, remote: string, socket?: Duplex): void {
-  const session = new Session(ws, remote, ctx.opts.maxBufferedBytes);
+  const session = new ClientConnection(ws, remote, ctx.opts.maxBufferedBytes);
   ctx.sessions.add(session);
   ctx.unauthenticated.add(session);
   let timer: NodeJS.Timeout | undefined;
@@ -98,7 +98,7 @@ export function acceptConnection(ctx: AgentContext, ws: WebSocket, remote: strin
   // The unauthenticated budget is full: the oldest unauthenticated socket makes room. An operator's
   // handshake takes one round trip, so a peer holding silent sockets cannot keep it out.
   if (ctx.unauthenticated.size > ctx.opts.maxUnauthenticated) {
-    const oldest = ctx.unauthenticated.values().next().value as Session;
+    const oldest = ctx.unauthenticated.values().next().value as ClientConnection;
     ctx.unauthenticated.delete(oldest);
     ctx.refusals.note({ remote: oldest.remote, op: 'auth', outcome: 'LP_ERR_AUTH_REQUIRED', detail: 'closed unauthenticated to make room for a new connection' });
     oldest.close(CLOSE.AUTH_TIMEOUT, 'too many unauthenticated connections; closed to make room', PRE_AUTH_GRACE_MS);
@@ -126,7 +126,7 @@ export function acceptConnection(ctx: AgentContext, ws: WebSocket, remote: strin
     contained('message handler', () => {
       if (failed || session.closed) return;
       session.lastActivity = Date.now();
-      const text = isBinary ? null : data.toString();
+      const text = isBinary ? null : frameText(data);
       if (session.principal) {
         if (text === null) {
           session.replyError(null, new LivepatchError('LP_ERR_PROTO_BAD_MESSAGE', 'binary frames are not accepted'));

@@ -11,7 +11,7 @@ import type { EvalResult } from '../../shared/ops';
 import type { AuditLog, RefusalAudit } from './audit';
 import type { Lockout, TokenStore } from './auth';
 import type { ResolvedOptions } from './options';
-import type { Session } from './session';
+import type { ClientConnection } from './client-connection';
 import type { Watcher } from './watch';
 
 /** Who runs a REPL call. */
@@ -43,9 +43,9 @@ export interface AgentContext {
   /** Aggregated audit records for refusals an unauthenticated peer can repeat at will. */
   readonly refusals: RefusalAudit;
   /** Every open connection, authenticated or not. */
-  readonly sessions: Set<Session>;
+  readonly sessions: Set<ClientConnection>;
   /** Connections still in their handshake, oldest first (their own budget: maxUnauthenticated). */
-  readonly unauthenticated: Set<Session>;
+  readonly unauthenticated: Set<ClientConnection>;
   /** Who committed each generation through this agent, and why (enriches `history`). */
   readonly commits: Map<number, { who: string; message?: string }>;
   /** The watch after commits (`apply --watch`); set once the agent listens. */
@@ -60,8 +60,7 @@ export interface AgentContext {
 export function createPipelineFor(engine: Engine, opts: ResolvedOptions): { pipeline?: Pipeline; reason?: string } {
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const mod = require('../pipeline') as { createPipeline?: (o: import('../pipeline/types').PipelineOptions) => Pipeline };
-    if (typeof mod.createPipeline !== 'function') return { reason: 'the patch pipeline is not available in this build' };
+    const mod = require('../pipeline') as typeof import('../pipeline');
     const pipeline = mod.createPipeline({ engine, root: opts.root, ...journalOptions(opts), checker: checkerOptions(opts), ...(opts.checks ? { checks: opts.checks } : {}) });
     return { pipeline, ...(pipeline.patching.enabled ? {} : { reason: pipeline.patching.reason ?? 'patching is disabled' }) };
   } catch (e) {
@@ -71,14 +70,13 @@ export function createPipelineFor(engine: Engine, opts: ResolvedOptions): { pipe
 }
 
 /** A lazy REPL factory bound to `engine`; `dispose` stops the service if it was created. */
-export function lazyRepl(engine: Engine, root: string, checker?: { maxMb: number; idleMs: number; stateDir?: string | false }): { get(): ReplService; created(): boolean; dispose(): Promise<void> } {
+export function lazyRepl(engine: Engine, root: string, checker?: { maxMb: number; idleMs: number; stateDir?: string | false }): { get: () => ReplService; created: () => boolean; dispose: () => Promise<void> } {
   let service: ReplService | undefined;
   return {
     get() {
       if (service) return service;
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const mod = require('../repl') as { createReplService?: (o: { engine: Engine; root: string; checker?: { maxMb: number; idleMs: number; stateDir?: string | false } }) => ReplService };
-      if (typeof mod.createReplService !== 'function') throw new Error('the REPL service is not available in this build');
+      const mod = require('../repl') as typeof import('../repl');
       // The agent audits eval itself (dispatch, with the remote address), so the service gets no audit hook.
       service = mod.createReplService({ engine, root, ...(checker ? { checker } : {}) });
       return service;

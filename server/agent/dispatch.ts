@@ -12,15 +12,15 @@ import { OPS, isOpName, type OpName } from '../../shared/ops';
 import { roleAllows } from '../../shared/auth';
 import type { AuditEntry } from './audit';
 import type { AgentContext } from './context';
-import { HANDLERS, UNAUDITED_OPS } from './ops';
+import { HANDLERS } from './ops';
 import type { Handler, OpCall } from './ops/types';
-import type { Session } from './session';
+import type { ClientConnection } from './client-connection';
 
 /** Handle one client frame after authentication. Never throws, never rejects. */
-export function dispatchFrame(ctx: AgentContext, session: Session, text: string): void {
+export function dispatchFrame(ctx: AgentContext, session: ClientConnection, text: string): void {
   const parsed = parseFrame(text);
   if (!parsed.ok) {
-    const code = parsed.reason === 'not valid JSON' ? 'LP_ERR_PROTO_BAD_JSON' : 'LP_ERR_PROTO_BAD_MESSAGE';
+    const code = parsed.kind === 'not-json' ? 'LP_ERR_PROTO_BAD_JSON' : 'LP_ERR_PROTO_BAD_MESSAGE';
     session.replyError(null, new LivepatchError(code, `bad frame: ${parsed.reason}`));
     return;
   }
@@ -57,7 +57,7 @@ export function dispatchFrame(ctx: AgentContext, session: Session, text: string)
   void run(ctx, session, id, op, argsParsed.data);
 }
 
-async function run(ctx: AgentContext, session: Session, id: RequestId, op: OpName, args: unknown): Promise<void> {
+async function run(ctx: AgentContext, session: ClientConnection, id: RequestId, op: OpName, args: unknown): Promise<void> {
   session.inflight.add(id);
   const audit: Partial<AuditEntry> = {};
   const call = { id, args, session, ctx, audit } as OpCall<OpName>;
@@ -79,7 +79,7 @@ async function run(ctx: AgentContext, session: Session, id: RequestId, op: OpNam
   }
   // The record is written before the reply: a client that hears the outcome can rely on it being in
   // the audit log (it runs in another process, so it could otherwise act before the record lands).
-  if (!UNAUDITED_OPS.has(op) || outcome === 'LP_ERR_INTERNAL') {
+  if (OPS[op].audited || outcome === 'LP_ERR_INTERNAL') {
     try {
       ctx.audit.append({ who: session.who, remote: session.remote, op, outcome, ...audit });
     } catch {

@@ -12,7 +12,7 @@ export function broadcast(ctx: AgentContext, event: AgentEvent): void {
     try {
       s.event(event);
     } catch {
-      /* Session.send contains its own failures */
+      /* ClientConnection.send contains its own failures */
     }
   }
 }

@@ -23,7 +23,7 @@ interface Sample {
 }
 
 export class HealthWindow {
-  private readonly ring: (Sample | undefined)[] = new Array(RING);
+  private readonly ring: (Sample | undefined)[] = Array.from({ length: RING }, () => undefined);
   private next = 0;
   private readonly timer: NodeJS.Timeout;
   private readonly onCommit: (g: GenerationSummary) => void;

@@ -16,7 +16,7 @@ import { listen } from './listener';
 import { optionsFromEnv, resolveOptions, type AgentOptions, type ResolvedOptions } from './options';
 import type { Pipeline } from '../pipeline/types';
 import type { FleetMember } from '../fleet/member';
-import type { Session } from './session';
+import type { ClientConnection } from './client-connection';
 import { Watcher } from './watch';
 
 export type { AgentOptions } from './options';
@@ -68,8 +68,8 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     lockout: new Lockout(opts.lockout),
     audit,
     refusals: new RefusalAudit(audit, opts.auditAggregateMs),
-    sessions: new Set<Session>(),
-    unauthenticated: new Set<Session>(),
+    sessions: new Set<ClientConnection>(),
+    unauthenticated: new Set<ClientConnection>(),
     commits: new Map(),
     repl: repl.get,
     hasRepl: repl.created,

@@ -170,14 +170,14 @@ export function readTrustedKeys(path: string): Map<string, TrustedKey> {
     if (statSync(path).size > MAX_TRUSTED_KEYS_BYTES) throw new Error(`larger than ${MAX_TRUSTED_KEYS_BYTES} bytes`);
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new Error(`cannot read trusted keys ${path} (LIVEPATCH_TRUSTED_KEYS): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new Error(`cannot read trusted keys ${path} (LIVEPATCH_TRUSTED_KEYS): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
   }
   try {
     const keys = parseTrustedKeys(text);
     if (keys.size === 0) throw new Error('it holds no key');
     return keys;
   } catch (e) {
-    throw new Error(`trusted keys ${path} (LIVEPATCH_TRUSTED_KEYS): ${(e as Error).message}`);
+    throw new Error(`trusted keys ${path} (LIVEPATCH_TRUSTED_KEYS): ${(e as Error).message}`, { cause: e });
   }
 }
 
@@ -199,7 +199,7 @@ export function resolveOptions(o: AgentOptions): ResolvedOptions {
     try {
       tls = { cert: readFileSync(o.tlsCertFile), key: readFileSync(o.tlsKeyFile) };
     } catch (e) {
-      throw new Error(`cannot read TLS certificate or key: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+      throw new Error(`cannot read TLS certificate or key: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
     }
   }
   if (target.kind === 'tcp' && !isLoopbackHost(target.host) && !tls && !o.insecure) {
@@ -220,7 +220,7 @@ export function resolveOptions(o: AgentOptions): ResolvedOptions {
     try {
       fleet = { address: parseFleetUrl(o.fleet), leaseTtlSec: positiveInt('fleetLeaseTtlSec', o.fleetLeaseTtlSec, 10), joinMs: positiveInt('fleetJoinMs', o.fleetJoinMs, 30_000) };
     } catch (e) {
-      throw new Error((e as Error).message);
+      throw new Error((e as Error).message, { cause: e });
     }
   }
   return {

@@ -25,9 +25,11 @@ export function renderOpTable(): string {
   const rows = OP_NAMES.map((name) => {
     const op = OPS[name];
     const args = argsSummary(op.args);
-    return `| \`${name}\` | ${op.role} | ${args ? `\`${args}\`` : '—'} | ${op.doc.replace(/\|/g, '\\|')} |`;
+    const audited = op.audited ? 'yes' : 'when denied';
+    const slow = op.slow ? 'slow' : '—';
+    return `| \`${name}\` | ${op.role} | ${args ? `\`${args}\`` : '—'} | ${audited} | ${slow} | ${op.doc.replace(/\|/g, '\\|')} |`;
   });
-  return [BEGIN, '| Op | Least role | Args | What it does |', '|---|---|---|---|', ...rows, END].join('\n');
+  return [BEGIN, '| Op | Least role | Args | Audited | Wait | What it does |', '|---|---|---|---|---|---|', ...rows, END].join('\n');
 }
 
 /** The block currently in a protocol.md text, or undefined when the markers are missing. */

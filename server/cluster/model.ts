@@ -5,13 +5,13 @@
  * on disk — the same files, hashed the same way, as the workers' engines — so the pipeline can check
  * bases and build its overlay before any worker exists (journal replay at start).
  */
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LivepatchError } from '../../shared/errors';
 import type { CommitResult } from '../../shared/ops';
 import type { GenerationSummary, ModuleVersionInfo } from '../../shared/patch';
 import type { CommitMeta, StageChange, VersionRecord } from '../engine/types';
+import { sha256 } from '../../shared/hash';
 
 type Summary = Omit<GenerationSummary, 'live' | 'current' | 'inflight'>;
 
@@ -22,7 +22,6 @@ interface Gen {
   summary: Summary;
 }
 
-const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
 
 /** See the file header. */
 export class ClusterModel {
@@ -114,13 +113,13 @@ export class ClusterModel {
   /** Record a rollback to `target` as a new generation (the engine's rule: target's versions, later new modules stay). */
   commitRollback(target: number, meta: CommitMeta): CommitResult {
     const prev = this.gens[this.gens.length - 1]!;
-    const tg = this.gens[target - 1]!;
+    const targetGen = this.gens[target - 1]!;
     const overrides = new Map(prev.overrides);
     const changed: VersionRecord[] = [];
-    for (const id of new Set([...prev.overrides.keys(), ...tg.overrides.keys()])) {
-      const back = tg.overrides.get(id) ?? this.deployed(id);
+    for (const id of new Set([...prev.overrides.keys(), ...targetGen.overrides.keys()])) {
+      const back = targetGen.overrides.get(id) ?? this.deployed(id);
       if (!back) continue;
-      if (tg.overrides.has(id)) overrides.set(id, back);
+      if (targetGen.overrides.has(id)) overrides.set(id, back);
       else overrides.delete(id);
       if (prev.overrides.get(id) !== back) changed.push(back);
     }

@@ -13,6 +13,7 @@
 import { LivepatchError } from '../../shared/errors';
 import { registered, type VersionCtl } from './dispatch';
 import { resolveExports, type ExportKind, type LiveModule } from './state';
+import type { AppFunction } from './types';
 
 const fnToString = Function.prototype.toString;
 const fnHasInstance = Function.prototype[Symbol.hasInstance];
@@ -58,7 +59,7 @@ const slotOf = (v: unknown): number | undefined => (v !== null && (typeof v === 
 function ownsNames(canon: unknown): boolean {
   if (typeof canon === 'function') return slotOf(canon) !== undefined;
   if (canon === null || typeof canon !== 'object') return false;
-  const p = Object.getPrototypeOf(canon);
+  const p = Object.getPrototypeOf(canon) as object | null;
   return p === Object.prototype || p === null;
 }
 
@@ -89,7 +90,7 @@ function planEsm(mod: LiveModule, next: unknown): CanonPlan {
     if (slotOf(was) === undefined) continue;
     const d = next !== null && typeof next === 'object' ? Object.getOwnPropertyDescriptor(next, name) : undefined;
     // The version's exports object is its own (esm.ts): reading its getters runs no app code.
-    const now = d === undefined ? undefined : 'value' in d ? d.value : d.get?.call(next);
+    const now: unknown = d === undefined ? undefined : 'value' in d ? d.value : d.get?.call(next);
     if (now !== undefined && typeof now !== 'function') throw kindError(mod, name, kindOf(was), kindOf(now));
   }
   return { perGen: [] };
@@ -147,13 +148,13 @@ export function applyCanon(mod: LiveModule, plan: CanonPlan): void {
       configurable: true,
       get: () => {
         const e = resolveExports(mod);
-        if (e !== canon && e !== undefined && e !== null) return e[name];
+        if (e !== canon && e !== undefined && e !== null) return (e as Record<string, unknown>)[name];
         if (!shadow) return undefined;
-        return 'value' in shadow ? shadow.value : shadow.get?.call(canon);
+        return 'value' in shadow ? (shadow.value as unknown) : (shadow.get?.call(canon) as unknown);
       },
       set: (v: unknown) => {
         const e = resolveExports(mod);
-        if (e !== canon && e !== undefined && e !== null) e[name] = v;
+        if (e !== canon && e !== undefined && e !== null) (e as Record<string, unknown>)[name] = v;
         else if (shadow && 'value' in shadow) shadow.value = v;
         else shadow?.set?.call(canon, v);
       },
@@ -168,16 +169,16 @@ interface Family {
 }
 const families = new WeakMap<LiveModule, Map<number, Family>>();
 
-function joinFamily(fam: Family, C: Function): void {
-  fam.protos.add(C.prototype);
+function joinFamily(fam: Family, C: AppFunction): void {
+  fam.protos.add(C.prototype as object);
   fam.classes.add(C);
   if (Object.prototype.hasOwnProperty.call(C, Symbol.hasInstance)) return;
   Object.defineProperty(C, Symbol.hasInstance, {
     configurable: true,
-    value(this: Function, x: unknown): boolean {
+    value(this: AppFunction, x: unknown): boolean {
       if (fnHasInstance.call(this, x)) return true;
       if (!fam.classes.has(this) || x === null || (typeof x !== 'object' && typeof x !== 'function')) return false;
-      for (let p = Object.getPrototypeOf(x); p; p = Object.getPrototypeOf(p)) if (fam.protos.has(p)) return true;
+      for (let p = Object.getPrototypeOf(x) as object | null; p; p = Object.getPrototypeOf(p) as object | null) if (fam.protos.has(p)) return true;
       return false;
     },
   });
@@ -205,7 +206,7 @@ function stub(ctl: VersionCtl, slot: number, key: string | symbol, kind: 'm' | '
     : { configurable: true, enumerable: false, set(this: unknown, v: unknown) { call(this, [v]); } };
 }
 
-function isConstructorLike(fn: Function): boolean {
+function isConstructorLike(fn: AppFunction): boolean {
   const d = Object.getOwnPropertyDescriptor(fn, 'prototype');
   return !!d && 'value' in d && d.value !== null && typeof d.value === 'object' && Object.getOwnPropertyNames(d.value).some((k) => k !== 'constructor');
 }
@@ -215,7 +216,7 @@ function isConstructorLike(fn: Function): boolean {
  * become accessors to the canonical class's, so `Shop.count++` inside new code and `Shop.count`
  * read by importers are the same property.
  */
-function shareStatics(canonC: Function, C: Function): void {
+function shareStatics(canonC: AppFunction, C: AppFunction): void {
   for (const key of Reflect.ownKeys(C)) {
     if (key === 'length' || key === 'name' || key === 'prototype' || key === Symbol.hasInstance) continue;
     const d = Object.getOwnPropertyDescriptor(C, key)!;
@@ -231,7 +232,7 @@ export function linkClasses(mod: LiveModule, ctl: VersionCtl): void {
   const canonCtl = mod.canonCtl;
   if (!canonCtl || canonCtl === ctl) return;
   let fams = families.get(mod);
-  if (!fams) families.set(mod, (fams = new Map()));
+  if (!fams) families.set(mod, (fams = new Map<number, Family>()));
   // ES5-style constructors (a function whose prototype carries methods) get an instanceof family too.
   ctl.fns.forEach((fn, slot) => {
     const canonFn = canonCtl.fns[slot];
@@ -250,7 +251,7 @@ export function linkClasses(mod: LiveModule, ctl: VersionCtl): void {
     joinFamily(fam, C);
     shareStatics(canonC, C);
     for (const [key, mslot, kind, isStatic] of members) {
-      const target = isStatic ? canonC : canonC.prototype;
+      const target = isStatic ? canonC : (canonC.prototype as object);
       if (Object.prototype.hasOwnProperty.call(target, key)) continue;
       Object.defineProperty(target, key, stub(canonCtl, mslot, key, kind));
     }

@@ -11,13 +11,14 @@
  */
 import type { EsmCtlRequest } from './esm';
 import { state, type LiveModule } from './state';
+import type { AppFunction } from './types';
 
 /** Functions and classes made by instrumented code → their slot (tells dispatch points from other values). */
 export const registered = new WeakMap<object, number>();
 
 /** A class registered by a version, with its dispatchable members (for stubs and `instanceof`). */
 export interface RegisteredClass {
-  readonly C: Function;
+  readonly C: AppFunction;
   readonly members: readonly MemberSpec[];
 }
 /** [runtime key, slot, 'm' | 'g' | 's', static 0/1] as written by the instrumenter. */
@@ -39,7 +40,7 @@ export class VersionCtl {
   /** Stale: another version of the module is in use, so calls must find the caller's version. */
   s = false;
   /** Slot → the function (or class) this version registered there. */
-  readonly fns: (Function | undefined)[] = [];
+  readonly fns: (AppFunction | undefined)[] = [];
   /** Class slot → class and members (classes of this version). */
   readonly classes = new Map<number, RegisteredClass>();
 
@@ -49,7 +50,7 @@ export class VersionCtl {
    * Forward a call made to this version's function in `slot`: returns the result of the caller's
    * version's function, or `this` (a value no function returns) when the call must run here.
    */
-  f(slot: number, self: unknown, args: ArrayLike<unknown>, nt: Function | undefined): unknown {
+  f(slot: number, self: unknown, args: ArrayLike<unknown>, nt: AppFunction | undefined): unknown {
     const c = callerCtl(this.mod);
     if (c === this || c === undefined) return this;
     const t = c.fns[slot];
@@ -58,13 +59,13 @@ export class VersionCtl {
   }
 
   /** Register a function declaration. */
-  d(slot: number, fn: Function): void {
+  d(slot: number, fn: AppFunction): void {
     this.fns[slot] = fn;
     registered.set(fn, slot);
   }
 
   /** Register a function expression; restore the name and length JavaScript would have given it. */
-  e<T extends Function>(slot: number, fn: T, name: string | undefined, length: number | undefined): T {
+  e<T extends AppFunction>(slot: number, fn: T, name: string | undefined, length: number | undefined): T {
     if (typeof fn !== 'function') return fn;
     if (name !== undefined && fn.name !== name) Object.defineProperty(fn, 'name', { value: name, configurable: true });
     if (length !== undefined && fn.length !== length) Object.defineProperty(fn, 'length', { value: length, configurable: true });
@@ -74,12 +75,12 @@ export class VersionCtl {
   }
 
   /** Register a class and its members. */
-  k<T extends Function>(slot: number, C: T, members: MemberSpec[], name?: string): T {
+  k<T extends AppFunction>(slot: number, C: T, members: MemberSpec[], name?: string): T {
     if (typeof C !== 'function') return C;
     if (name !== undefined && C.name === '') Object.defineProperty(C, 'name', { value: name, configurable: true });
     this.fns[slot] = C;
     registered.set(C, slot);
-    this.members(C, C.prototype, members, true);
+    this.members(C, C.prototype as object, members, true);
     this.classes.set(slot, { C, members });
     return C;
   }
@@ -103,7 +104,7 @@ export class VersionCtl {
   private members(statics: object, proto: object, members: readonly MemberSpec[], isClass: boolean): void {
     for (const [key, slot, kind, isStatic] of members) {
       const d = Object.getOwnPropertyDescriptor(isClass && isStatic ? statics : proto, key);
-      const fn = kind === 'g' ? d?.get : kind === 's' ? d?.set : d?.value;
+      const fn: unknown = kind === 'g' ? d?.get : kind === 's' ? d?.set : d?.value;
       if (typeof fn !== 'function') continue;
       this.fns[slot] = fn;
       registered.set(fn, slot);

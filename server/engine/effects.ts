@@ -15,6 +15,7 @@ import * as net from 'node:net';
 import timers = require('node:timers');
 import { LivepatchError } from '../../shared/errors';
 import { state, type Generation } from './state';
+import type { AppFunction } from './types';
 
 /** One thing staged code started. */
 export interface Effect {
@@ -61,9 +62,10 @@ function current(): EffectLog | undefined {
   return g === undefined ? undefined : logs.get(g);
 }
 
-function wrapOn(obj: Record<string, any>, name: string, make: (orig: Function) => Function): void {
+function wrapOn(owner: object, name: string, make: (orig: AppFunction) => AppFunction): void {
+  const obj = owner as Record<string, unknown>;
   const own = Object.getOwnPropertyDescriptor(obj, name);
-  const orig = obj[name] as Function;
+  const orig = obj[name] as AppFunction;
   const w = make(orig);
   Object.defineProperty(w, 'name', { value: orig.name, configurable: true });
   Object.defineProperty(w, 'length', { value: orig.length, configurable: true });
@@ -75,23 +77,28 @@ function wrapOn(obj: Record<string, any>, name: string, make: (orig: Function) =
 }
 
 function install(): void {
-  const clear: Record<string, (t: any) => void> = { setTimeout: clearTimeout, setInterval: clearInterval, setImmediate: clearImmediate };
-  for (const target of [globalThis as any, timers as any]) {
+  const [ct, ci, cim] = [clearTimeout, clearInterval, clearImmediate];
+  const clear: Record<string, (t: unknown) => void> = {
+    setTimeout: (t) => ct(t as NodeJS.Timeout),
+    setInterval: (t) => ci(t as NodeJS.Timeout),
+    setImmediate: (t) => cim(t as NodeJS.Immediate),
+  };
+  for (const target of [globalThis, timers]) {
     for (const name of ['setTimeout', 'setInterval', 'setImmediate']) {
       wrapOn(target, name, (orig) =>
         function (this: unknown, ...args: unknown[]): unknown {
           const log = current();
-          if (!log) return orig.apply(this, args);
+          if (!log) return orig.apply(this, args) as unknown;
           // One-shot timers are marked when they fire: a timer that already ran left nothing behind.
           let fired = false;
           const cb = args[0];
           if (name !== 'setInterval' && typeof cb === 'function') {
             args[0] = function (this: unknown, ...a: unknown[]): unknown {
               fired = true;
-              return cb.apply(this, a);
+              return cb.apply(this, a) as unknown;
             };
           }
-          const t = orig.apply(this, args);
+          const t = orig.apply(this, args) as unknown;
           log.add(`${name}()`, () => clear[name]!(t), () => !fired);
           return t;
         },
@@ -99,17 +106,17 @@ function install(): void {
     }
   }
   for (const name of ['on', 'addListener', 'once', 'prependListener', 'prependOnceListener']) {
-    wrapOn(process as any, name, (orig) =>
+    wrapOn(process, name, (orig) =>
       function (this: NodeJS.Process, event: string | symbol, listener: (...a: unknown[]) => void): unknown {
         // eslint-disable-next-line prefer-rest-params
-        const r = orig.apply(this, arguments);
+        const r = orig.apply(this, arguments) as unknown;
         current()?.add(`process.${name}(${JSON.stringify(String(event))})`, () => process.removeListener(event, listener));
         return r;
       },
     );
   }
   for (const name of ['exit', 'abort', 'reallyExit']) {
-    wrapOn(process as any, name, (orig) =>
+    wrapOn(process, name, (orig) =>
       function (this: unknown): unknown {
         const log = current();
         if (log) {
@@ -117,11 +124,11 @@ function install(): void {
           throw new LivepatchError('LP_ERR_PATCH_EFFECT', `staged code called process.${name}(); the host keeps running`);
         }
         // eslint-disable-next-line prefer-rest-params
-        return orig.apply(this, arguments);
+        return orig.apply(this, arguments) as unknown;
       },
     );
   }
-  wrapOn(process as any, 'kill', (orig) =>
+  wrapOn(process, 'kill', (orig) =>
     function (this: unknown, pid: number): unknown {
       const log = current();
       if (log && Number(pid) === process.pid) {
@@ -129,13 +136,13 @@ function install(): void {
         throw new LivepatchError('LP_ERR_PATCH_EFFECT', 'staged code tried to kill its own process; the host keeps running');
       }
       // eslint-disable-next-line prefer-rest-params
-      return orig.apply(this, arguments);
+      return orig.apply(this, arguments) as unknown;
     },
   );
-  wrapOn(net.Server.prototype as any, 'listen', (orig) =>
+  wrapOn(net.Server.prototype, 'listen', (orig) =>
     function (this: net.Server): unknown {
       // eslint-disable-next-line prefer-rest-params
-      const r = orig.apply(this, arguments);
+      const r = orig.apply(this, arguments) as unknown;
       current()?.add('listen()', () => this.close(), () => this.listening);
       return r;
     },
@@ -175,7 +182,7 @@ const sameDescriptor = (a: PropertyDescriptor, b: PropertyDescriptor): boolean =
 
 /** Record the global changes since `before` in `log`, each undone by restoring what was there. */
 export function recordGlobalChanges(log: EffectLog, before: Map<string | symbol, PropertyDescriptor>): void {
-  const g = globalThis as any;
+  const g = globalThis as Record<string, unknown>;
   // String-keyed globals only: Node itself adds symbol-keyed ones lazily (e.g. undici's dispatcher on 22+).
   for (const k of Object.getOwnPropertyNames(g)) {
     const now = Object.getOwnPropertyDescriptor(g, k)!;

@@ -5,7 +5,6 @@
  * as live (version 1, its namespace as the canonical exports) when its body finishes.
  */
 import { readFileSync } from 'node:fs';
-import Module from 'node:module';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel } from 'node:worker_threads';
@@ -13,6 +12,7 @@ import { VersionCtl } from './dispatch';
 import type { EsmCtlRequest } from './esm';
 import { initializeInThread, loadSync, type EsmHookData, type EsmNotLive } from './esm-hooks';
 import type { LiveEngine } from './live-engine';
+import { registerFn, registerHooksFn } from './node-internals';
 import { slotFn } from './stage';
 import { newLiveModule, state, type LiveModule } from './state';
 
@@ -22,8 +22,6 @@ interface Pending {
   readonly file: string;
 }
 
-type RegisterHooks = (hooks: { load: typeof loadSync }) => unknown;
-type Register = (url: string, opts: object) => void;
 
 /**
  * Register the hooks and the cell handlers for `engine`. Node ≥ 22.15 runs the hooks in this thread
@@ -32,7 +30,8 @@ type Register = (url: string, opts: object) => void;
  * module, so CommonJS apps there see no change. Returns how ES modules are handled.
  */
 export function installEsm(engine: LiveEngine, entry: string | undefined): 'in-thread' | 'loader-thread' | 'none' {
-  const M = Module as unknown as { registerHooks?: RegisterHooks; register?: Register };
+  const registerHooks = registerHooksFn();
+  const register = registerFn();
   const pending = new WeakMap<VersionCtl, Pending>();
   const report = (file: string, reason: string, kind: string): void => {
     try {
@@ -43,16 +42,16 @@ export function installEsm(engine: LiveEngine, entry: string | undefined): 'in-t
   };
   const entryIsEsm = entry !== undefined && engine.mapper.inScope(resolve(entry)) && engine.mapper.isEsModule(resolve(entry));
   let how: 'in-thread' | 'loader-thread' | 'none' = 'none';
-  if (typeof M.registerHooks === 'function') {
+  if (registerHooks) {
     initializeInThread(engine.root, report);
-    M.registerHooks({ load: loadSync });
+    registerHooks({ load: loadSync });
     how = 'in-thread';
-  } else if (typeof M.register === 'function' && entryIsEsm) {
+  } else if (register && entryIsEsm) {
     const { port1, port2 } = new MessageChannel();
     port1.on('message', (m: EsmNotLive) => report(m.file, m.reason, m.kind));
     port1.unref();
     const data: EsmHookData = { root: engine.root, port: port2 };
-    M.register(pathToFileURL(join(__dirname, 'esm-hooks.js')).href, { data, transferList: [port2] });
+    register(pathToFileURL(join(__dirname, 'esm-hooks.js')).href, { data, transferList: [port2] });
     how = 'loader-thread';
   } else if (entryIsEsm) {
     report(resolve(entry), 'an ES module, and this Node has no module customization hooks', 'ES modules on a Node without module hooks');

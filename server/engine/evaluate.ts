@@ -15,6 +15,7 @@ import * as vm from 'node:vm';
 import { LivepatchError } from '../../shared/errors';
 import type { VersionCtl } from './dispatch';
 import { oneLine } from './keep';
+import { nodeModulePaths } from './node-internals';
 import { state, type EvalContext } from './state';
 
 const ARGS = 'livepatch.evalArgs';
@@ -76,18 +77,18 @@ export function evaluateModule(input: EvalInput): unknown {
   const script = compile(input);
   const mod = new Module(input.runtimeFile) as NodeJS.Module & { paths: string[] };
   mod.filename = input.runtimeFile;
-  mod.paths = (Module as any)._nodeModulePaths(dirname(input.runtimeFile));
+  mod.paths = nodeModulePaths(dirname(input.runtimeFile));
   const args = [mod.exports, makeRequire(input), mod, input.runtimeFile, dirname(input.runtimeFile)];
   return runWrapped(input, script, args, () => {
     mod.loaded = true;
-    return mod.exports;
+    return mod.exports as unknown;
   });
 }
 
 /** What an `import` of a CommonJS value gives: `default` is `module.exports`, its names are named exports. */
 function namespaceOf(value: unknown): object {
   if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === null && (value as Record<symbol, unknown>)[Symbol.toStringTag] === 'Module') return value;
-  const ns: Record<string, unknown> = Object.create(null);
+  const ns = Object.create(null) as Record<string, unknown>;
   if (value !== null && (typeof value === 'object' || typeof value === 'function')) {
     for (const k of Object.keys(value)) if (k !== 'default') Object.defineProperty(ns, k, { enumerable: true, get: () => (value as Record<string, unknown>)[k] });
   }
@@ -127,7 +128,7 @@ export function evaluateEsm(input: EvalInput, makeExports: (own: object, stars: 
 
 /** Run a compiled wrapper with `args`, the version cell and the kept-state context in place. */
 function runWrapped<T>(input: EvalInput, script: vm.Script, args: unknown[], done: (result: unknown) => T): T {
-  const g = globalThis as any;
+  const g = globalThis as Record<symbol, unknown>;
   const prev = g[Symbol.for(ARGS)];
   g[Symbol.for(ARGS)] = args;
   state.evalStack.push(input.ctx);
@@ -161,6 +162,7 @@ export function withTimeout<T>(p: PromiseLike<T>, ms: number, onTimeout: () => E
       },
       (e) => {
         clearTimeout(t);
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the app's own rejection, passed on as is
         reject(e);
       },
     );

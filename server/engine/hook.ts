@@ -9,24 +9,18 @@
  * text we cannot parse or instrument is compiled as it was (the module is then not live, which is
  * recorded and reported), and a module's own errors propagate as they would without livepatch.
  */
-import Module from 'node:module';
 import { analyze } from './analyze';
 import { instrument, notInstrumented } from './instrument';
 import type { LiveEngine } from './live-engine';
+import { wrapCompile } from './node-internals';
 import { slotFn } from './stage';
 import { state } from './state';
 
 const HOOKED = Symbol.for('livepatch.engine.compileHooked');
 
-type Compile = (this: NodeJS.Module, content: string, filename: string) => unknown;
-
 /** Install the compile hook for `engine` (once per process). */
 export function installCompileHook(engine: LiveEngine): void {
-  const proto = Module.prototype as unknown as Record<string | symbol, unknown>;
-  if (proto[HOOKED]) return;
-  const original = proto['_compile'] as Compile;
-  Object.defineProperty(proto, HOOKED, { value: true });
-  proto['_compile'] = function (this: NodeJS.Module, content: string, filename: string): unknown {
+  wrapCompile(HOOKED, (original) => function (this: NodeJS.Module, content: string, filename: string): unknown {
     let loc: ReturnType<LiveEngine['mapper']['locate']> | undefined;
     try {
       // ES modules that `require()` loads (Node ≥ 22) are the ES module hooks' (esm-hooks.ts).
@@ -68,5 +62,5 @@ export function installCompileHook(engine: LiveEngine): void {
     }
     engine.adoptDeployed(this, loc, content, prepared);
     return result;
-  };
+  });
 }

@@ -2,7 +2,6 @@
  * The engine's public entry points: install it (before the app's modules load), find it, and the two
  * helpers live modules use, `pin` and `keep`.
  */
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import { installCtlGlobal } from './dispatch';

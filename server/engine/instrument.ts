@@ -53,8 +53,11 @@ export interface InstrumentOptions {
 const prologue = (slot: number, self: string, args: string, nt: string): string =>
   `if (__lp$c.s && (__lp$r = __lp$c.f(${slot}, ${self}, ${args}, ${nt})) !== __lp$c) return __lp$r;`;
 
+/** An acorn (ESTree) node, read by property name. */
+type N = Record<string, any>;
+
 /** Position inside a function body after its directive prologue. */
-function bodyInsertAt(fn: any): number {
+function bodyInsertAt(fn: N): number {
   const body = fn.body;
   let at = body.start + 1;
   for (const s of body.body ?? []) {
@@ -65,9 +68,9 @@ function bodyInsertAt(fn: any): number {
 }
 
 /** Find the function node of a point again (analysis keeps ranges, the program keeps nodes). */
-function nodeAt(program: any, start: number, end: number): any {
-  let found: any;
-  const walk = (n: any): void => {
+function nodeAt(program: N, start: number, end: number): N | undefined {
+  let found: N | undefined;
+  const walk = (n: N): void => {
     if (found || !n || typeof n.type !== 'string' || n.start > start || n.end < end) return;
     if (n.start === start && n.end === end && /Function|Class/.test(n.type)) {
       found = n;
@@ -84,7 +87,7 @@ function nodeAt(program: any, start: number, end: number): any {
 }
 
 /** `length` of a function with these parameters (those before the first default or rest). */
-function paramLength(params: any[]): number {
+function paramLength(params: N[]): number {
   let n = 0;
   for (const p of params) {
     if (p.type === 'AssignmentPattern' || p.type === 'RestElement') break;

@@ -8,7 +8,7 @@
  * so an aborted stage leaves the live value untouched.
  */
 import { LivepatchError } from '../../shared/errors';
-import { state } from './state';
+import { state, type KeptValue } from './state';
 
 /** Options of `keep`. */
 export interface KeepOptions<T> {
@@ -52,7 +52,7 @@ export function keep<T>(key: string, init: () => T, opts: KeepOptions<T> = {}): 
   }
   if (ctx.pending) ctx.pending.set(key, next);
   else {
-    if (!perModule) state.kept.set(ctx.id, (perModule = new Map()));
+    if (!perModule) state.kept.set(ctx.id, (perModule = new Map<string, KeptValue>()));
     perModule.set(key, next);
   }
   return next.value as T;
@@ -62,7 +62,7 @@ export function keep<T>(key: string, init: () => T, opts: KeepOptions<T> = {}): 
 export function commitKept(id: string, pending: ReadonlyMap<string, Slot>): void {
   if (pending.size === 0) return;
   let perModule = state.kept.get(id);
-  if (!perModule) state.kept.set(id, (perModule = new Map()));
+  if (!perModule) state.kept.set(id, (perModule = new Map<string, KeptValue>()));
   for (const [k, v] of pending) perModule.set(k, v);
 }
 

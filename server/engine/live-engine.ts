@@ -9,7 +9,6 @@
  * require.cache) so rolling back to deployed code needs no re-evaluation.
  */
 import { EventEmitter } from 'node:events';
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import Module from 'node:module';
 import { LivepatchError } from '../../shared/errors';
@@ -22,14 +21,15 @@ import { commitKept } from './keep';
 import type { ModuleLocation, ModuleMapper } from './module-id';
 import { newHealth, summarizeHealth, type Health } from './health';
 import { installErrorCounting } from './health-errors';
+import { requireCache } from './node-internals';
 import { pinWith, RequestPinning } from './pinning';
 import * as q from './queries';
 import { stageItems, staticVerdict, undoStage, type StageHost, type StagedState } from './stage';
 import { newLiveModule, state, type Generation, type LiveModule, type VersionEntry } from './state';
 import type { Diagnostic } from '../../shared/patch';
 import type { CommitMeta, Engine, StageChange, StageOptions, Staged, VersionRecord } from './types';
+import { sha256 } from '../../shared/hash';
 
-const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
 
 /** The live module engine (see file header). */
 export class LiveEngine extends EventEmitter implements Engine, StageHost {
@@ -48,7 +48,7 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
   constructor(readonly mapper: ModuleMapper) {
     super();
     this.root = mapper.root;
-    const g1: Generation = { n: 1, versions: new Map(), exp: new Map(), ctl: new Map(), inflight: 0, released: false, health: newHealth(), summary: { generation: 1, kind: 'deploy', time: new Date().toISOString(), changed: [] } };
+    const g1: Generation = { n: 1, versions: new Map(), exports: new Map(), ctl: new Map(), inflight: 0, released: false, health: newHealth(), summary: { generation: 1, kind: 'deploy', time: new Date().toISOString(), changed: [] } };
     this.gens.push(g1);
     this.live.add(g1);
     this.current = g1;
@@ -164,7 +164,7 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     this.notify('drained', g.n);
     g.released = true;
     g.health = undefined;
-    g.exp.clear();
+    g.exports.clear();
     g.ctl.clear();
     this.live.delete(g);
     this.recomputeMulti();
@@ -213,12 +213,12 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     // A module loaded late (lazy require) is the same deployed code in every generation.
     for (const g of this.gens) g.versions.set(mod.id, mod.versions[0]!);
     for (const g of this.live) {
-      g.exp.set(mod.id, exports);
+      g.exports.set(mod.id, exports);
       g.ctl.set(mod.id, ctl);
     }
     for (const g of this.stagingGens) {
       g.versions.set(mod.id, mod.versions[0]!);
-      g.exp.set(mod.id, exports);
+      g.exports.set(mod.id, exports);
       g.ctl.set(mod.id, ctl);
     }
     mod.inUse.add(ctl);
@@ -229,7 +229,7 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     if (mod && entry.record.version === 1 && mod.deployed !== undefined && mod.versions[0] === entry) return mod.deployed;
     for (const g of this.live) {
       const ctl = g.ctl.get(id);
-      if (g.versions.get(id) === entry && g.exp.has(id) && ctl) return { exports: g.exp.get(id), ctl };
+      if (g.versions.get(id) === entry && g.exports.has(id) && ctl) return { exports: g.exports.get(id), ctl };
     }
     return undefined;
   }
@@ -253,7 +253,7 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
    */
   exportsAt(id: string, generation?: number): unknown {
     const g = this.genOf(generation);
-    return g !== undefined && this.live.has(g) ? g.exp.get(id) : undefined;
+    return g !== undefined && this.live.has(g) ? g.exports.get(id) : undefined;
   }
   history(): GenerationSummary[] {
     return q.history(this.gens, this.live, this.current);
@@ -278,8 +278,8 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
       return reuse ? { id: c.id, js: c.js, source: c.source, reuse } : { id: c.id, js: c.js, source: c.source };
     });
     const s = await stageItems(this, items, opts, 'patch');
-    this.staged.set(s.pub.stageId, s);
-    return s.pub;
+    this.staged.set(s.staged.stageId, s);
+    return s.staged;
   }
 
   discard(staged: Staged): void {
@@ -293,9 +293,9 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
   commit(staged: Staged, meta: CommitMeta = {}): CommitResult {
     const s = this.staged.get(staged.stageId);
     if (!s) throw new LivepatchError('LP_ERR_PATCH_STAGE_UNKNOWN');
-    if (s.pub.baseGeneration !== this.current.n) {
+    if (s.staged.baseGeneration !== this.current.n) {
       this.discard(staged);
-      throw new LivepatchError('LP_ERR_PATCH_CONFLICT', `staged on generation ${s.pub.baseGeneration}, current is ${this.current.n}`, { baseGeneration: s.pub.baseGeneration, currentGeneration: this.current.n });
+      throw new LivepatchError('LP_ERR_PATCH_CONFLICT', `staged on generation ${s.staged.baseGeneration}, current is ${this.current.n}`, { baseGeneration: s.staged.baseGeneration, currentGeneration: this.current.n });
     }
     // From here to the end: one synchronous step, no await, nothing observable half-done.
     this.staged.delete(staged.stageId);
@@ -309,7 +309,7 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     for (const [id, entry] of s.entries) {
       const mod = this.modules.get(id)!;
       if (!mod.versions.includes(entry)) mod.versions[entry.record.version - 1] = entry;
-      mod.cur = gen.exp.get(id);
+      mod.cur = gen.exports.get(id);
       mod.curCtl = gen.ctl.get(id);
       const plan = s.plans.get(id);
       if (plan) applyCanon(mod, plan);
@@ -321,7 +321,7 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     this.stagingGens.delete(gen);
     // Late-loaded deployed modules may have joined other generations after the copy; keep them.
     for (const [id, entry] of prev.versions) if (!gen.versions.has(id)) gen.versions.set(id, entry);
-    for (const [id, e] of prev.exp) if (!gen.exp.has(id)) gen.exp.set(id, e);
+    for (const [id, e] of prev.exports) if (!gen.exports.has(id)) gen.exports.set(id, e);
     for (const [id, c] of prev.ctl) if (!gen.ctl.has(id)) gen.ctl.set(id, c);
     this.gens[gen.n - 1] = gen;
     this.live.add(gen);
@@ -338,17 +338,17 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
 
   async rollback(to?: number, meta: CommitMeta = {}): Promise<CommitResult> {
     const target = to ?? this.current.n - 1;
-    const tg = Number.isInteger(target) && target >= 1 && target < this.current.n ? this.gens[target - 1] : undefined;
-    if (!tg) throw new LivepatchError('LP_ERR_ROLLBACK_TARGET', `no generation ${String(to ?? target)} to roll back to (current is ${this.current.n})`, { to: to ?? target });
+    const targetGen = Number.isInteger(target) && target >= 1 && target < this.current.n ? this.gens[target - 1] : undefined;
+    if (!targetGen) throw new LivepatchError('LP_ERR_ROLLBACK_TARGET', `no generation ${String(to ?? target)} to roll back to (current is ${this.current.n})`, { to: to ?? target });
     const items = [];
-    for (const [id, entry] of tg.versions) {
+    for (const [id, entry] of targetGen.versions) {
       if (this.current.versions.get(id) === entry) continue;
       items.push({ id, js: entry.js, source: entry.record.source, reuse: entry });
     }
     const s = await stageItems(this, items, {}, 'rollback');
-    this.staged.set(s.pub.stageId, s);
-    Object.assign(s.gen.summary, { rollbackTo: tg.n });
-    return this.commit(s.pub, meta);
+    this.staged.set(s.staged.stageId, s);
+    Object.assign(s.gen.summary, { rollbackTo: targetGen.n });
+    return this.commit(s.staged, meta);
   }
 
   pin<T>(fn: () => T, generation?: number): T {
@@ -363,7 +363,7 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
 
 /** Let a later plain `require()` of a new module's runtime path get its facade, not a stale file. */
 function registerInRequireCache(mod: LiveModule): void {
-  const cache = (Module as any)._cache as Record<string, NodeJS.Module | undefined>;
+  const cache = requireCache();
   if (cache[mod.runtimeFile]) return;
   const m = new Module(mod.runtimeFile);
   m.filename = mod.runtimeFile;

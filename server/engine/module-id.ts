@@ -20,7 +20,7 @@ export interface ModuleLocation {
 }
 
 /** Strip // and block comments and trailing commas from tsconfig-style JSON (strings kept intact). */
-export function parseJsonc(text: string): any {
+export function parseJsonc(text: string): unknown {
   let out = '';
   for (let i = 0; i < text.length; i++) {
     const c = text[i];
@@ -42,7 +42,7 @@ export function parseJsonc(text: string): any {
 function readCompilerOptions(file: string, depth = 0): { rootDir?: string; outDir?: string } {
   if (depth > 4 || !existsSync(file)) return {};
   try {
-    const cfg = parseJsonc(readFileSync(file, 'utf8'));
+    const cfg = (parseJsonc(readFileSync(file, 'utf8')) ?? {}) as { compilerOptions?: { rootDir?: unknown; outDir?: unknown }; extends?: unknown };
     const dir = dirname(file);
     const own = cfg.compilerOptions ?? {};
     const inherited = typeof cfg.extends === 'string' && cfg.extends.startsWith('.') ? readCompilerOptions(resolve(dir, cfg.extends.endsWith('.json') ? cfg.extends : `${cfg.extends}.json`), depth + 1) : {};
@@ -122,19 +122,19 @@ export class ModuleMapper {
     const m = /\/\/# sourceMappingURL=(\S+)\s*$/.exec(content.slice(-4096));
     if (!m) return undefined;
     try {
-      let map: any;
+      let map: { sources?: unknown; sourceRoot?: unknown };
       let base = dirname(filename);
       const url = m[1]!;
       const inline = /^data:application\/json[^,]*;base64,(.*)$/.exec(url);
-      if (inline) map = JSON.parse(Buffer.from(inline[1]!, 'base64').toString('utf8'));
+      if (inline) map = JSON.parse(Buffer.from(inline[1]!, 'base64').toString('utf8')) as typeof map;
       else {
         const file = resolve(base, decodeURIComponent(url));
-        map = JSON.parse(readFileSync(file, 'utf8'));
+        map = JSON.parse(readFileSync(file, 'utf8')) as typeof map;
         base = dirname(file);
       }
-      const src = Array.isArray(map.sources) ? map.sources[0] : undefined;
+      const src: unknown = Array.isArray(map.sources) ? map.sources[0] : undefined;
       if (typeof src !== 'string' || !/\.(tsx?|[cm]ts)$/.test(src)) return undefined;
-      const abs = isAbsolute(src) ? src : resolve(base, map.sourceRoot ?? '', src);
+      const abs = isAbsolute(src) ? src : resolve(base, typeof map.sourceRoot === 'string' ? map.sourceRoot : '', src);
       return abs.startsWith(this.root + sep) ? abs : undefined;
     } catch {
       return undefined;

@@ -36,7 +36,7 @@ export function pinWith<T>(host: PinHost, fn: () => T, g: Generation = host.curr
     host.release(g);
     throw e;
   }
-  if (result !== null && typeof result === 'object' && typeof (result as any).then === 'function') {
+  if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
     Promise.resolve(result).then(
       () => host.release(g),
       () => host.release(g),
@@ -45,37 +45,44 @@ export function pinWith<T>(host: PinHost, fn: () => T, g: Generation = host.curr
   return result;
 }
 
+/** A server's `emit` (EventEmitter#emit on http.Server / https.Server). */
+type Emit = (this: object, event: string | symbol, ...args: unknown[]) => boolean;
+
+/** What `emit` is for a held request whose server's prototype was never wrapped (not expected). */
+const noEmit: Emit = () => false;
+
 /** Wraps server `emit` so each request is pinned; also owns the request hold queue. */
 export class RequestPinning {
   private holds = 0;
-  private queue: { server: any; args: unknown[] }[] = [];
-  private readonly emits = new Map<object, Function>();
+  private queue: { server: object; args: unknown[] }[] = [];
+  private readonly emits = new Map<object, Emit>();
 
   constructor(private readonly host: PinHost) {}
 
   /** Wrap `emit` on the http/https server prototypes (once per process). */
   install(): void {
-    for (const proto of [http.Server.prototype, https.Server.prototype] as any[]) {
+    for (const proto of [http.Server.prototype, https.Server.prototype] as unknown as ({ emit: Emit } & Record<symbol, unknown>)[]) {
       if (proto[HOOKED]) continue;
-      const original: Function = proto.emit;
+      const original = proto.emit;
       this.emits.set(proto, original);
-      const self = this;
-      Object.defineProperty(proto, HOOKED, { value: true });
-      proto.emit = function (this: any, event: string | symbol): boolean {
-        // eslint-disable-next-line prefer-rest-params
-        if (event !== 'request') return original.apply(this, arguments);
-        // eslint-disable-next-line prefer-rest-params
-        const args = Array.prototype.slice.call(arguments, 1);
-        if (self.holds > 0) {
-          self.queue.push({ server: this, args });
+      const request = (server: object, args: unknown[]): boolean => {
+        if (this.holds > 0) {
+          this.queue.push({ server, args });
           return true;
         }
-        return self.dispatch(original, this, args);
+        return this.dispatch(original, server, args);
+      };
+      Object.defineProperty(proto, HOOKED, { value: true });
+      proto.emit = function (this: object, event: string | symbol): boolean {
+        // eslint-disable-next-line prefer-rest-params
+        if (event !== 'request') return Reflect.apply(original, this, arguments) as boolean;
+        // eslint-disable-next-line prefer-rest-params
+        return request(this, Array.prototype.slice.call(arguments, 1) as unknown[]);
       };
     }
   }
 
-  private dispatch(original: Function, server: any, args: unknown[]): boolean {
+  private dispatch(original: Emit, server: object, args: unknown[]): boolean {
     const host = this.host;
     const g = host.currentGen();
     const res = args[1] as http.ServerResponse | undefined;
@@ -124,7 +131,7 @@ export class RequestPinning {
     const queued = this.queue;
     this.queue = [];
     for (const q of queued) {
-      const original = this.emits.get(Object.getPrototypeOf(q.server)) ?? this.findOriginal(q.server);
+      const original = this.emits.get(Object.getPrototypeOf(q.server) as object) ?? this.findOriginal(q.server);
       try {
         this.dispatch(original, q.server, q.args);
       } catch (e) {
@@ -133,11 +140,11 @@ export class RequestPinning {
     }
   }
 
-  private findOriginal(server: any): Function {
-    for (let p = Object.getPrototypeOf(server); p; p = Object.getPrototypeOf(p)) {
+  private findOriginal(server: object): Emit {
+    for (let p = Object.getPrototypeOf(server) as object | null; p; p = Object.getPrototypeOf(p) as object | null) {
       const o = this.emits.get(p);
       if (o) return o;
     }
-    return Function.prototype;
+    return noEmit;
   }
 }

@@ -7,7 +7,7 @@
  * modules load them first. Export kinds are checked, exported promises awaited, then the verify
  * module runs. On any failure every trace is undone (facade additions, pending kept state).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { LivepatchError } from '../../shared/errors';
 import { formatDiagnostic, type Diagnostic } from '../../shared/patch';
@@ -23,8 +23,9 @@ import { oneLine } from './keep';
 import type { ModuleMapper } from './module-id';
 import { effectProblems, reachProblems } from './reach';
 import { newHealth } from './health';
-import { newLiveModule, state, type Generation, type LiveModule, type VersionEntry } from './state';
+import { newLiveModule, state, type Generation, type KeptValue, type LiveModule, type VersionEntry } from './state';
 import { runVerify } from './verify';
+import { sha256 } from '../../shared/hash';
 
 /** What staging needs from the engine. */
 export interface StageHost {
@@ -52,7 +53,7 @@ export interface StageItem {
 
 /** Engine-side state of a staged generation. */
 export interface StagedState {
-  readonly pub: Staged;
+  readonly staged: Staged;
   readonly gen: Generation;
   /** Changed module id → the version entry it gets. */
   readonly entries: Map<string, VersionEntry>;
@@ -64,7 +65,6 @@ export interface StagedState {
   readonly effects: EffectLog;
 }
 
-const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
 
 /** Slot numbering of a module's dispatch points (the same key keeps its slot across versions). */
 export function slotFn(mod: { slots: Map<string, number> }): (key: string) => number {
@@ -190,10 +190,10 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
     const verdict = staticVerdict(host, items, analyses);
     if (verdict.length > 0) throw verdictError(verdict);
   }
-  const gen: Generation = { n: base.n + 1, versions: new Map(base.versions), exp: new Map(base.exp), ctl: new Map(base.ctl), inflight: 0, released: false, health: newHealth(), summary: { generation: base.n + 1, kind, time: '', changed: [] } };
+  const gen: Generation = { n: base.n + 1, versions: new Map(base.versions), exports: new Map(base.exports), ctl: new Map(base.ctl), inflight: 0, released: false, health: newHealth(), summary: { generation: base.n + 1, kind, time: '', changed: [] } };
   const s: StagedState = {
     // Unguessable: a stage id is a capability to commit or abort that stage.
-    pub: { stageId: `stage-${randomBytes(16).toString('hex')}`, baseGeneration: base.n, changes: [], newModules: [] },
+    staged: { stageId: `stage-${randomBytes(16).toString('hex')}`, baseGeneration: base.n, changes: [], newModules: [] },
     gen,
     entries: new Map(),
     newMods: new Map(),
@@ -212,10 +212,10 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
         load(cand);
         const m = modOf(cand);
         // An ES module's importers get the version's own exports (its namespace cannot gain names).
-        return m?.esm ? { value: gen.exp.get(cand), esm: true } : { value: m?.canon ?? gen.exp.get(cand) };
+        return m?.esm ? { value: gen.exports.get(cand), esm: true } : { value: m?.canon ?? gen.exports.get(cand) };
       }
       const live = host.modules.get(cand);
-      if (live) return live.esm ? { value: gen.exp.get(cand) ?? live.canon, esm: true } : { value: live.canon };
+      if (live) return live.esm ? { value: gen.exports.get(cand) ?? live.canon, esm: true } : { value: live.canon };
     }
     return undefined;
   };
@@ -252,7 +252,7 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
         throw syntaxError(id, e);
       }
       ctl = new VersionCtl(mod);
-      const pending = new Map();
+      const pending = new Map<string, KeptValue>();
       s.pending.set(id, pending);
       const before = snapshotGlobals();
       try {
@@ -279,7 +279,7 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
       mod.shape = shapeOf(modExports);
       mod.kinds = exportKinds(modExports);
     } else s.plans.set(id, planCanon(mod, modExports));
-    gen.exp.set(id, modExports);
+    gen.exports.set(id, modExports);
     gen.ctl.set(id, ctl);
     gen.versions.set(id, entry);
     s.entries.set(id, entry);
@@ -294,7 +294,7 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
       for (const item of items) load(item.id);
     });
     host.recomputeMulti();
-    for (const id of s.entries.keys()) await awaitExportedPromises(id, gen.exp.get(id), loadTimeoutMs);
+    for (const id of s.entries.keys()) await awaitExportedPromises(id, gen.exports.get(id), loadTimeoutMs);
     refuseLasting(s.effects);
     if (opts.verifyJs !== undefined) {
       await runVerify(host, gen, opts.verifyJs, opts.verifyTimeoutMs ?? 5000, loadTimeoutMs, resolveLive);
@@ -305,7 +305,7 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
     undoStage(host, s);
     throw e instanceof LivepatchError ? e : new LivepatchError('LP_ERR_PATCH_LOAD', oneLine(e));
   }
-  return { ...s, pub: { ...s.pub, changes: [...s.entries.values()].map((e) => e.record), newModules: [...s.newMods.keys()] } };
+  return { ...s, staged: { ...s.staged, changes: [...s.entries.values()].map((e) => e.record), newModules: [...s.newMods.keys()] } };
 }
 
 /**
@@ -343,7 +343,7 @@ export function undoStage(host: StageHost, s: StagedState): void {
   endEffects(s.gen);
   s.plans.clear();
   s.pending.clear();
-  s.gen.exp.clear();
+  s.gen.exports.clear();
   s.gen.ctl.clear();
   s.gen.released = true;
   host.stagingGens.delete(s.gen);

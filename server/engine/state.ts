@@ -29,11 +29,11 @@ export interface LiveModule {
    * What importers hold: the deployed `module.exports` (a new module's first exports). Never replaced
    * or wrapped; patched code is reached through its functions' in-place dispatch.
    */
-  canon: any;
+  canon: unknown;
   /** The cell of the version that made `canon` (class stubs and `instanceof` families hang off it). */
   canonCtl: VersionCtl | undefined;
   /** The current generation's exports object of this module (the version's own). */
-  cur: any;
+  cur: unknown;
   /** The current generation's version cell. */
   curCtl: VersionCtl | undefined;
   /** Cells of the versions some live or staged generation uses (all stale when more than one). */
@@ -51,7 +51,7 @@ export interface LiveModule {
   sourceFile: string;
   runtimeFile: string;
   /** Version 1's exports and cell of a deployed module (kept: the module stays in require.cache anyway). */
-  deployed?: { exports: any; ctl: VersionCtl };
+  deployed?: { exports: unknown; ctl: VersionCtl };
   /** An ES module: `canon` is its namespace, and new versions are evaluated from ES module text. */
   esm?: boolean;
 }
@@ -76,13 +76,19 @@ export function newLiveModule(id: string, sourceFile: string, runtimeFile: strin
 }
 
 /** A generation: a version of every live module, plus the exports while it is live. */
+/** One `keep` value of a module and the shape it was kept with. */
+export interface KeptValue {
+  value: unknown;
+  shape: number | string | undefined;
+}
+
 export interface Generation {
   readonly n: number;
   /** Module id → version (kept forever: history and rollback need it). */
   readonly versions: Map<string, VersionEntry>;
   /** Module id → exports object; emptied when the generation is released so its code can be collected. */
-  readonly exp: Map<string, any>;
-  /** Module id → the version cell (emptied on release with `exp`). */
+  readonly exports: Map<string, unknown>;
+  /** Module id → the version cell (emptied on release with `exports`). */
   readonly ctl: Map<string, VersionCtl>;
   inflight: number;
   released: boolean;
@@ -95,7 +101,7 @@ export interface Generation {
 export interface EvalContext {
   readonly id: string;
   /** Pending kept values (staged evaluation); undefined means write through (deployed load). */
-  readonly pending?: Map<string, { value: unknown; shape: number | string | undefined }>;
+  readonly pending?: Map<string, KeptValue>;
 }
 
 export interface SharedState {
@@ -113,7 +119,7 @@ export interface SharedState {
   /** Stack of modules being evaluated (nested requires). */
   readonly evalStack: EvalContext[];
   /** Kept state: module id → key → value. */
-  readonly kept: Map<string, Map<string, { value: unknown; shape: number | string | undefined }>>;
+  readonly kept: Map<string, Map<string, KeptValue>>;
   engine: unknown;
   /** The cell the next instrumented module evaluation takes in its preamble. */
   nextCtl: unknown;
@@ -132,17 +138,18 @@ function create(): SharedState {
 }
 
 /** The process-wide engine state. */
-export const state: SharedState = ((globalThis as any)[KEY] ??= create());
+const slot = globalThis as { [KEY]?: SharedState };
+export const state: SharedState = (slot[KEY] ??= create());
 
 /**
  * The exports a call through `mod`'s facade must use (only asked while `multi` is on): those of the
  * generation the work is pinned to, or of the legacy generation for work without a store, else (that
  * generation was released) the current generation's.
  */
-export function resolveExports(mod: LiveModule): any {
+export function resolveExports(mod: LiveModule): unknown {
   const g = state.als.getStore() ?? state.legacy;
   if (g !== undefined) {
-    const e = g.exp.get(mod.id);
+    const e = g.exports.get(mod.id);
     if (e !== undefined) return e;
   }
   return mod.cur;

@@ -127,3 +127,12 @@ export interface Engine extends EventEmitter {
    */
   holdRequests(until: Promise<unknown>, maxMs?: number): void;
 }
+
+/**
+ * A function or class of the app's (or a built-in the engine wraps), of any signature. The engine
+ * stores, compares and wraps these, reads their `prototype`, and calls them only through `apply`,
+ * `Reflect.apply` or `Reflect.construct` with the caller's own `this` and arguments, so no narrower
+ * type fits; this alias is the one place the broad type is named.
+ */
+// eslint-disable-next-line @typescript-eslint/no-unsafe-function-type -- see above
+export type AppFunction = Function;

@@ -34,7 +34,7 @@ export async function runVerify(
   resolveLive: (fromId: string, request: string) => { value: unknown } | undefined,
 ): Promise<void> {
   const runtimeFile = join(host.mapper.root, '__verify__.js');
-  let hooks: any;
+  let hooks: unknown;
   try {
     hooks = state.als.run(gen, () => evaluateModule({ id: VERIFY_ID, version: 1, js, runtimeFile, timeoutMs: loadTimeoutMs, resolveLive, ctx: { id: VERIFY_ID, pending: new Map() } }));
   } catch (e) {
@@ -42,13 +42,13 @@ export async function runVerify(
   }
   if (hooks === null || (typeof hooks !== 'object' && typeof hooks !== 'function')) return;
   for (const name of Object.keys(hooks)) {
-    const fn = hooks[name];
+    const fn = (hooks as Record<string, unknown>)[name];
     if (typeof fn !== 'function') continue;
-    const g = globalThis as any;
+    const g = globalThis as Record<symbol, unknown>;
     let result: unknown;
     try {
       g[Symbol.for(CALL)] = fn;
-      result = state.als.run(gen, () => callScript.runInThisContext({ timeout: timeoutMs, displayErrors: false }));
+      result = state.als.run(gen, () => callScript.runInThisContext({ timeout: timeoutMs, displayErrors: false }) as unknown);
     } catch (e) {
       const timedOut = (e as { code?: string })?.code === 'ERR_SCRIPT_EXECUTION_TIMEOUT';
       throw veto(name, timedOut ? `did not finish within ${timeoutMs} ms` : oneLine(e));

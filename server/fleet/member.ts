@@ -214,7 +214,7 @@ export class FleetMember {
       watcher.on('error', (err) => this.log(`watch error: ${(err as Error)?.message ?? err}`));
     }
     // Rollouts open when we joined: stage them too (one decided or already in the log is skipped).
-    for (const [k, v] of snapshot) if (k.startsWith('decision/')) this.decided.add(k.slice('decision/'.length));
+    for (const [k] of snapshot) if (k.startsWith('decision/')) this.decided.add(k.slice('decision/'.length));
     for (const [k, v] of snapshot) if (k.startsWith(fleetKeys.rollouts)) this.onPut(k, v);
   }
 

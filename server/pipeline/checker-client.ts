@@ -91,7 +91,7 @@ export class CheckerClient {
     return r;
   }
 
-  /** Diagnostics of a REPL input (server/repl/check-worker.ts); rejects with a LivepatchError. */
+  /** Diagnostics of a REPL input (server/repl/input-check.ts); rejects with a LivepatchError. */
   async checkRepl(req: Omit<ReplCheckRequest, 'type' | 'id'>): Promise<Diagnostic[]> {
     const r = await this.send({ ...req, kind: 'repl' });
     if (r.type !== 'repl') throw new LivepatchError('LP_ERR_INTERNAL', 'The type checker answered the wrong request');

@@ -2,7 +2,7 @@
  * Entry of the type-check service: a child process of the host, forked on the first check. It owns
  * one ProgramChecker (shared/typecheck.ts) for its life, shared by the pipeline's whole-program checks
  * (incremental after the first; the checked modules are transpiled in the same round trip) and the
- * REPL's input checks (server/repl/check-worker.ts), so the host never has two programs built.
+ * REPL's input checks (server/repl/input-check.ts), so the host never has two programs built.
  *
  * A separate process, not a worker thread, because only a process gives its memory back: when it
  * exits (idle, or after a check that outgrew its heap limit) the kernel reclaims every page, where a
@@ -13,7 +13,7 @@
 import { setPriority } from 'node:os';
 import { LivepatchError } from '../../shared/errors';
 import { ProgramChecker } from '../../shared/typecheck';
-import { checkReplInput } from '../repl/check-worker';
+import { checkReplInput } from '../repl/input-check';
 import type { CheckerRequest, CheckerResponse, CheckerWorkerData, ServiceRequest } from './checker-protocol';
 
 const data = JSON.parse(process.env['LIVEPATCH_CHECKER_CONFIG'] ?? '{}') as CheckerWorkerData;

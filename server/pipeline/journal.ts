@@ -21,10 +21,10 @@
  * line still ends with an intact record (a line of the first format written after a torn fragment),
  * that record is recovered and only the fragment is reported.
  */
-import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { sha256 } from '../../shared/hash';
 
 /** Record format version written now (framed lines). */
 export const JOURNAL_VERSION = 2;
@@ -118,10 +118,6 @@ export interface JournalContents {
 const NL = 0x0a;
 const FRAME_HEAD = /^\{"len":(\d{1,10}),"sha256":"([0-9a-f]{64})","record":/;
 const KINDS = new Set(['patch', 'rollback', 'quarantine', 'drop']);
-
-function sha256(buf: Buffer | string): string {
-  return createHash('sha256').update(buf).digest('hex');
-}
 
 /** The record a line of either format holds, or why there is none. */
 function decodeLine(line: Buffer): { rec: JournalRecord } | { error: string } {

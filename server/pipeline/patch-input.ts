@@ -3,7 +3,6 @@
  * sizes are bounded, and every declared base hash still matches the live source (else a conflict,
  * nothing staged). Also the overlay of live sources the checker lays over the deployed files.
  */
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { LivepatchError } from '../../shared/errors';
 import type { ClientCompiled, PatchSet } from '../../shared/patch';
@@ -11,11 +10,6 @@ import type { Engine } from '../engine/types';
 
 /** Upper bound on the total size of a patch set's sources (the wire schema bounds each one). */
 export const MAX_PATCH_BYTES = 32 * 1024 * 1024;
-
-/** sha256 hex, the hash the engine records for TypeScript sources. */
-export function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
-}
 
 /** Absolute path of a module id under root. */
 export function pathOfId(root: string, id: string): string {

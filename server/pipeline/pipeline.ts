@@ -24,7 +24,8 @@ import { acquireChecker, checkerStateFile, type CheckerClient, type CheckerLease
 import type { CheckerResult } from './checker-protocol';
 import { CrashGuard, DEFAULT_CRASH_WINDOW_MS, type Probation } from './crash-guard';
 import { Journal, type JournalFile, type JournalProblem, type JournalRecord, type PatchRecord } from './journal';
-import { checkBases, checkClientCompiled, liveOverlay, pathOfId, sha256, validateIds } from './patch-input';
+import { sha256 } from '../../shared/hash';
+import { checkBases, checkClientCompiled, liveOverlay, pathOfId, validateIds } from './patch-input';
 import { replayJournal } from './replay';
 import { allDiagnostics, hasError, MAX_DIAGNOSTICS, progress, rejection } from './outcome';
 import { StagedStore } from './staged-store';

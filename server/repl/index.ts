@@ -81,7 +81,7 @@ export function createReplService(opts: ReplServiceOptions): ReplService {
     if (generation !== undefined) {
       // Keep the generation live for as long as the session is open, so it is not released under it.
       const held = new Promise<void>((resolve) => (s.release = resolve));
-      opts.engine.pin(() => held, generation);
+      opts.engine.pin(() => held, generation).catch(() => undefined);
     }
     sessions.set(id, s);
     if (!warmed) {

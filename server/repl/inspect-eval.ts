@@ -37,7 +37,7 @@ interface EvaluateResult {
 }
 
 const GROUP = 'livepatch-repl';
-let table: Record<string, unknown> = Object.create(null);
+let table = Object.create(null) as Record<string, unknown>;
 let session: inspector.Session | undefined;
 
 function install(): inspector.Session {
@@ -183,7 +183,7 @@ export function evaluatePure(js: string, modules: Record<string, unknown>, timeo
     }
     return { thrown: out[0] === 'T', truncated: out[1] === '1', text: out.slice(2) };
   } finally {
-    table = Object.create(null);
+    table = Object.create(null) as Record<string, unknown>;
     post(s, 'Runtime.releaseObjectGroup', { objectGroup: GROUP });
   }
 }

@@ -38,6 +38,7 @@ export class LiveModules {
     const v = this.engine.getVersion(id);
     if (!v) throw new Error(`not a live module: ${id}`);
     // The engine's loader hooks hand back the module's facade for files under the root.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- an app file chosen at run time
     return require(v.runtimeFile);
   }
 
@@ -53,7 +54,7 @@ export class LiveModules {
    * time), else the facade.
    */
   snapshot(generation?: number): Record<string, unknown> {
-    const out: Record<string, unknown> = Object.create(null);
+    const out = Object.create(null) as Record<string, unknown>;
     const own = this.engine.exportsAt?.bind(this.engine);
     for (const id of this.engine.moduleIds()) {
       const e = (own ? own(id, generation) : undefined) ?? this.cached(id);

@@ -16,7 +16,7 @@ import { PRELUDE_NAME, type LiveModules } from './modules';
 import { limit, messageOf, render } from './render';
 import type { ReplSession } from './session';
 import { rewriteImports, toJs, wrapObjectLiteral, wrapTopLevelAwait } from './transpile';
-import type { Pin } from './vm-session';
+import { EvalThrew, type Pin } from './vm-session';
 
 export interface RunInput {
   session: ReplSession;
@@ -106,8 +106,8 @@ export async function runInput(r: RunInput): Promise<EvalResult> {
     }
   } catch (e) {
     if (e instanceof LivepatchError) throw e;
-    if (e && typeof e === 'object' && 'thrown' in e) {
-      throw new LivepatchError('LP_ERR_EVAL_THROWN', messageOf((e as { thrown: unknown }).thrown), consoleOut.length ? { console: consoleOut } : undefined);
+    if (e instanceof EvalThrew) {
+      throw new LivepatchError('LP_ERR_EVAL_THROWN', messageOf(e.thrown), consoleOut.length ? { console: consoleOut } : undefined);
     }
     throw e;
   }

@@ -19,7 +19,7 @@ const MAX_NODES = 20_000;
 const BREAK_LENGTH = 80;
 
 // Builtins captured at load, before any evaluation could have touched the globals.
-const getProto = Object.getPrototypeOf;
+const getProto = Object.getPrototypeOf as (o: unknown) => Record<PropertyKey, unknown>;
 const getOwn = Object.getOwnPropertyDescriptor;
 const ownKeys = Reflect.ownKeys;
 const isArray = Array.isArray;

@@ -80,6 +80,7 @@ export function wrapTopLevelAwait(js: string): string | null {
   if (awaitTransform === undefined) {
     try {
       const dir = dirname(require.resolve('ts-node/package.json'));
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- a file inside ts-node, found at run time
       awaitTransform = (require(join(dir, 'dist-raw', 'node-internal-repl-await.js')) as { processTopLevelAwait: AwaitTransform }).processTopLevelAwait;
     } catch {
       awaitTransform = null;

@@ -22,6 +22,13 @@ const SHARED_GLOBALS = [
 ] as const;
 
 /** A vm context with a captured console, `mod(id)` and a `require` that maps live modules to their facades. */
+/** What evaluated code threw (any value, not necessarily an Error), told apart from the agent's own failures. */
+export class EvalThrew extends Error {
+  constructor(readonly thrown: unknown) {
+    super('the evaluated code threw');
+  }
+}
+
 export class VmSession {
   readonly console = new CapturedConsole();
   readonly context: vm.Context;
@@ -48,14 +55,14 @@ export class VmSession {
 
   /**
    * Run `js` (already transpiled; `isAsync` when it is a top-level-await wrapper returning a promise).
-   * Throws LivepatchError LP_ERR_EVAL_TIMEOUT, or rethrows what the code threw (as { thrown }).
+   * Throws LivepatchError LP_ERR_EVAL_TIMEOUT, or an EvalThrew carrying what the code threw.
    */
   async run(js: string, isAsync: boolean, timeoutMs: number, pin: Pin): Promise<unknown> {
     let script: vm.Script;
     try {
       script = new vm.Script(js, { filename: 'repl' });
     } catch (e) {
-      throw { thrown: e };
+      throw new EvalThrew(e);
     }
     const started = Date.now();
     // The pin lasts until the returned promise settles: the timeout race settles it even when the
@@ -68,14 +75,14 @@ export class VmSession {
         if ((e as NodeJS.ErrnoException | undefined)?.code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') {
           return Promise.reject(new LivepatchError('LP_ERR_EVAL_TIMEOUT', `evaluation was interrupted after ${timeoutMs} ms`));
         }
-        return Promise.reject({ thrown: e });
+        return Promise.reject(new EvalThrew(e));
       }
       return isAsync ? settleWithin(value, Math.max(1, timeoutMs - (Date.now() - started)), timeoutMs) : Promise.resolve(value);
     });
   }
 }
 
-/** `value` awaited, or LP_ERR_EVAL_TIMEOUT after `ms`; a rejection becomes { thrown }. */
+/** `value` awaited, or LP_ERR_EVAL_TIMEOUT after `ms`; a rejection becomes an EvalThrew. */
 function settleWithin(value: unknown, ms: number, timeoutMs: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new LivepatchError('LP_ERR_EVAL_TIMEOUT', `evaluation did not settle within ${timeoutMs} ms`)), ms);
@@ -86,7 +93,7 @@ function settleWithin(value: unknown, ms: number, timeoutMs: number): Promise<un
       },
       (e: unknown) => {
         clearTimeout(timer);
-        reject({ thrown: e });
+        reject(new EvalThrew(e));
       },
     );
   });

@@ -22,7 +22,7 @@ function watchGeneration(n: number): void {
   const g = (state.engine as any)?.gens?.[n - 1];
   if (!g) return;
   for (const id of g.summary.changed as string[]) {
-    const e = g.exp.get(id);
+    const e = g.exports.get(id);
     if (e && typeof e === 'object') {
       registry.register(e, `${n}:${id}`);
       watched++;

@@ -12,12 +12,11 @@ import type { Engine } from '../../server/engine/types';
 import { createPipeline, type ReadyPipeline } from '../../server/pipeline';
 import type { OpContext } from '../../server/pipeline/types';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { getEngine } = require('../../server/engine') as { getEngine(): Engine | undefined };
+const { getEngine } = require('../../server/engine') as { getEngine: () => Engine | undefined };
 const engine = getEngine();
 if (!engine) throw new Error('pipeline-driver: the engine is not installed (preload livepatch/register first)');
 const opts = JSON.parse(process.env.LP_PIPELINE_OPTS ?? '{}') as Record<string, unknown>;
-const pipeline: ReadyPipeline = createPipeline({ ...opts, engine, root: String(opts.root ?? process.env.LIVEPATCH_ROOT ?? process.cwd()) });
+const pipeline: ReadyPipeline = createPipeline({ ...opts, engine, root: typeof opts.root === 'string' ? opts.root : (process.env.LIVEPATCH_ROOT ?? process.cwd()) });
 let eld: IntervalHistogram | undefined;
 
 interface Msg {

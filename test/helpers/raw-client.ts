@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import { computeProof, newNonce, parseToken, PROTOCOL_VERSION } from '../../shared';
+import { computeProof, frameText, newNonce, parseToken, PROTOCOL_VERSION } from '../../shared';
 import { createProject, createTokens, startApp, type AppProcess, type Project, type Tokens } from './project';
 
 export interface RawClient {
@@ -42,9 +42,9 @@ export function openRaw(address: string, opts: RawOptions = {}): Promise<RawClie
   ws.on('message', (data) => {
     let m: any;
     try {
-      m = JSON.parse(data.toString());
+      m = JSON.parse(frameText(data));
     } catch {
-      m = { unparsed: data.toString() };
+      m = { unparsed: frameText(data) };
     }
     messages.push(m);
     for (const w of [...waiters]) {

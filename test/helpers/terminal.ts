@@ -92,7 +92,7 @@ export class Terminal {
   async waitFor(want: string | RegExp | ((screen: string) => boolean), timeoutMs = 20_000): Promise<string> {
     const test = typeof want === 'function' ? want : typeof want === 'string' ? (s: string) => s.includes(want) : (s: string) => want.test(s);
     const deadline = Date.now() + timeoutMs;
-    let last = '';
+    let last: string;
     for (;;) {
       last = this.screen();
       // A match must survive a second capture: tmux may be between two halves of one redraw.

@@ -1,36 +1,16 @@
 /**
  * `eval`, `repl` and `attach`: thin entries into the REPL (client/repl) and the terminal UI
  * (client/tui). They are loaded with `require` when the command runs, so the rest of the CLI starts
- * fast and still works in a build that lacks them (then: a clear error, exit 2).
+ * fast.
  */
 import type { Command } from 'commander';
-import { LivepatchError } from '../../../shared';
-import { addCommonOptions, commonFrom, type CommonOptions, type Finish } from '../options';
+import { addCommonOptions, commonFrom, type Finish } from '../options';
 import { runCommand } from '../output';
 
-type Loader = () => unknown;
-
-/** Load `fn` from a lazily required module; LP_ERR_CLI_UNAVAILABLE when the module or export is missing. */
-export function loadEntry<F>(what: string, load: Loader, fn: string): F {
-  let mod: Record<string, unknown>;
-  try {
-    mod = load() as Record<string, unknown>;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw e;
-    throw new LivepatchError('LP_ERR_CLI_UNAVAILABLE', `${what} is not available in this build`);
-  }
-  const f = mod[fn];
-  if (typeof f !== 'function') throw new LivepatchError('LP_ERR_CLI_UNAVAILABLE', `${what} is not available in this build`);
-  return f as F;
-}
-
-/* eslint-disable @typescript-eslint/no-require-imports */
-const loadRepl: Loader = () => require('../../repl/index');
-const loadTui: Loader = () => require('../../tui/index');
+/* eslint-disable @typescript-eslint/no-require-imports -- loaded when the command runs */
+const loadRepl = () => require('../../repl/index') as typeof import('../../repl/index');
+const loadTui = () => require('../../tui/index') as typeof import('../../tui/index');
 /* eslint-enable @typescript-eslint/no-require-imports */
-
-type RunEval = (target: string, expression: string, opts: CommonOptions) => Promise<number>;
-type RunTarget = (target: string, opts: CommonOptions) => Promise<number>;
 
 /** Register `eval`, `repl` and `attach` on `program`. */
 export function registerDelegated(program: Command, finish: Finish): void {
@@ -42,7 +22,7 @@ export function registerDelegated(program: Command, finish: Finish): void {
       .argument('<expression>', 'TypeScript expression'),
   ).action(async (target: string, expression: string, o: Record<string, unknown>) => {
     const opts = commonFrom(o);
-    finish(await runCommand(Boolean(opts.json), () => loadEntry<RunEval>('eval', loadRepl, 'runEval')(target, expression, opts)));
+    finish(await runCommand(Boolean(opts.json), () => loadRepl().runEval(target, expression, opts)));
   });
 
   addCommonOptions(
@@ -53,7 +33,7 @@ export function registerDelegated(program: Command, finish: Finish): void {
     { json: false },
   ).action(async (target: string, o: Record<string, unknown>) => {
     const opts = commonFrom(o);
-    finish(await runCommand(false, () => loadEntry<RunTarget>('repl', loadRepl, 'runRepl')(target, opts)));
+    finish(await runCommand(false, () => loadRepl().runRepl(target, opts)));
   });
 
   addCommonOptions(
@@ -64,6 +44,6 @@ export function registerDelegated(program: Command, finish: Finish): void {
     { json: false },
   ).action(async (target: string, o: Record<string, unknown>) => {
     const opts = commonFrom(o);
-    finish(await runCommand(false, () => loadEntry<RunTarget>('attach', loadTui, 'runAttach')(target, opts)));
+    finish(await runCommand(false, () => loadTui().runAttach(target, opts)));
   });
 }

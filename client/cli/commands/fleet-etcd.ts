@@ -26,7 +26,7 @@ function parseDeadline(v: unknown): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
   // A member holds its staged set for at most 10 minutes (the stage op's limit), deadline included.
-  if (!/^\d+$/.test(String(v)) || n < 1000 || n > MAX_DEADLINE_MS) throw new LivepatchError('LP_ERR_CLI_USAGE', `invalid --deadline "${String(v)}": expected milliseconds between 1000 and ${MAX_DEADLINE_MS}`);
+  if (typeof v !== 'string' || !/^\d+$/.test(v) || n < 1000 || n > MAX_DEADLINE_MS) throw new LivepatchError('LP_ERR_CLI_USAGE', `invalid --deadline "${typeof v === 'string' ? v : typeof v}": expected milliseconds between 1000 and ${MAX_DEADLINE_MS}`);
   return n;
 }
 

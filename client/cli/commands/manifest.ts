@@ -5,7 +5,6 @@
  * Offline: no agent involved. The compiler is loaded only by this command.
  */
 import type { Command } from 'commander';
-import { LivepatchError } from '../../../shared';
 import { type Finish } from '../options';
 import { note, printJson, runCommand } from '../output';
 
@@ -21,13 +20,9 @@ export function registerManifest(program: Command, finish: Finish): void {
     .action(async (o: { root?: string; project?: string; out?: string; json?: boolean }) => {
       finish(
         await runCommand(Boolean(o.json), async () => {
-          let mod: typeof import('../../build-manifest');
-          try {
-            // eslint-disable-next-line @typescript-eslint/no-require-imports
-            mod = require('../../build-manifest') as typeof import('../../build-manifest');
-          } catch {
-            throw new LivepatchError('LP_ERR_CLI_UNAVAILABLE', 'livepatch manifest needs the TypeScript compiler, which this installation lacks');
-          }
+          // Loaded here, not at start-up: it brings in the TypeScript compiler.
+          // eslint-disable-next-line @typescript-eslint/no-require-imports
+          const mod = require('../../build-manifest') as typeof import('../../build-manifest');
           const r = mod.writeManifest(o.root ?? process.cwd(), { ...(o.project ? { project: o.project } : {}), ...(o.out ? { out: o.out } : {}) });
           const n = Object.keys(r.manifest.modules).length;
           if (r.notBuilt.length > 0) note(`${r.notBuilt.length} module(s) have no compiled file yet (run it after the build): ${r.notBuilt.slice(0, 5).join(', ')}${r.notBuilt.length > 5 ? ', …' : ''}`);

@@ -9,7 +9,6 @@
  *   optionally record the hashes of the sources it replaces (`--base-dir DIR`: the deployed tree), sign
  *   the set's canonical encoding (shared/signing.ts) and write the signed set as JSON.
  */
-import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
@@ -17,6 +16,7 @@ import { KEY_NAME_RE, LivepatchError, formatPublicKey, generateSigningKey, loadP
 import { readPatchArgs } from '../../patch-files';
 import { type Finish } from '../options';
 import { note, printJson, runCommand } from '../output';
+import { sha256 } from '../../../shared/hash';
 
 export const PRIVATE_KEY_FILE = 'livepatch-signing.key';
 export const PUBLIC_KEY_FILE = 'livepatch-signing.pub';
@@ -41,10 +41,6 @@ function writeNew(path: string, text: string, mode: number): void {
   } finally {
     closeSync(fd);
   }
-}
-
-function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
 }
 
 /** The set with `base` hashes of the sources it replaces under `dir` (modules absent there are new: no base). */

@@ -90,8 +90,8 @@ export function hintText(s: TuiState): string {
   return ' ' + show.map((b) => `{bold}${esc(b.keys[0]!)}{/bold} ${b.id}`).join('  ') + '  {bold}[ ]{/bold} tabs  {bold}tab{/bold} focus' + tail;
 }
 
-function border(box: { style: any }, focused: boolean): void {
-  box.style.border = { fg: focused ? 'cyan' : 'white' };
+function border(box: { style: unknown }, focused: boolean): void {
+  (box.style as { border?: { fg: string } }).border = { fg: focused ? 'cyan' : 'white' };
 }
 
 /** Put the state into the fixed panes. */

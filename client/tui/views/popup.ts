@@ -126,7 +126,7 @@ export function renderPopup(l: Layout, s: TuiState): void {
   l.popup.height = Math.max(5, Math.min(rows, body.length + footer.length + 2));
   l.popup.width = Math.max(40, Math.min(cols, widest + 4));
   l.popup.setLabel(v.title);
-  l.popup.style.border = { fg: v.colour };
+  (l.popup.style as { border?: { fg: string } }).border = { fg: v.colour };
   l.popup.setContent([...body, ...footer].join('\n'));
   l.popup.show();
   l.popup.setFront();

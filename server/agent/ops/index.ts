@@ -2,7 +2,6 @@
  * The handler table: one entry per op in shared/ops.ts (the mapped type makes a missing op a compile
  * error), and the audit policy — which ops are too chatty to record when they succeed.
  */
-import type { OpName } from '../../../shared/ops';
 import { describe, exportsOp, health, history, source, status, subscribe, versions } from './inspect';
 import { restart } from './cluster';
 import { abort, apply, check, commit, rollback, stage } from './patch';
@@ -32,9 +31,3 @@ export const HANDLERS: HandlerTable = {
   'repl-close': replClose,
   restart,
 };
-
-/**
- * Pure reads that are not audited when they succeed or fail normally (a TUI polls them). Denied
- * attempts of any op are always audited.
- */
-export const UNAUDITED_OPS: ReadonlySet<OpName> = new Set<OpName>(['describe', 'status', 'versions', 'source', 'exports', 'history', 'subscribe', 'health']);

@@ -165,7 +165,7 @@ const MAX_STAGE_RECORDS = 1000;
 
 function stagesOf(call: OpCall<OpName>): Map<string, StageRecord> {
   let m = stagesByAgent.get(call.ctx);
-  if (!m) stagesByAgent.set(call.ctx, (m = new Map()));
+  if (!m) stagesByAgent.set(call.ctx, (m = new Map<string, StageRecord>()));
   return m;
 }
 

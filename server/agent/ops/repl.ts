@@ -2,8 +2,8 @@
  * REPL and admin ops: eval, repl-open, repl-close (handed to the REPL service with the caller's role,
  * which restricts read/patch tokens to side-effect-free code) and audit-verify.
  */
-import { createHash } from 'node:crypto';
 import { LivepatchError } from '../../../shared/errors';
+import { sha256 } from '../../../shared/hash';
 import type { OpName } from '../../../shared/ops';
 import type { ReplCallContext, ReplService } from '../context';
 import { verifyAuditFile } from '../audit';
@@ -28,7 +28,7 @@ function callerOf(call: OpCall<OpName>): ReplCallContext {
 
 export const evalOp: Handler<'eval'> = (call) => {
   // Who ran what: the expression (cut) and its hash go into the audit record.
-  call.audit.hashes = { code: hashOf(call.args.code) };
+  call.audit.hashes = { code: sha256(call.args.code) };
   call.audit.detail = call.args.code.slice(0, MAX_AUDITED_CODE);
   const { code, session, timeoutMs } = call.args;
   call.audit.session = session ?? `default@${call.session.id}`;
@@ -43,7 +43,3 @@ export const replClose: Handler<'repl-close'> = (call) => {
 };
 
 export const auditVerify: Handler<'audit-verify'> = ({ ctx }) => verifyAuditFile(ctx.audit.path, ctx.audit.head);
-
-function hashOf(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
-}

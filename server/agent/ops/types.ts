@@ -7,12 +7,12 @@ import type { OpArgs, OpName, OpResults } from '../../../shared/ops';
 import type { RequestId } from '../../../shared/messages';
 import type { AuditEntry } from '../audit';
 import type { AgentContext } from '../context';
-import type { Session } from '../session';
+import type { ClientConnection } from '../client-connection';
 
 export interface OpCall<O extends OpName> {
   id: RequestId;
   args: OpArgs<O>;
-  session: Session;
+  session: ClientConnection;
   ctx: AgentContext;
   /** Extra fields for this op's audit record. */
   audit: Partial<AuditEntry>;

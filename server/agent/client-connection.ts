@@ -9,7 +9,7 @@ import type { AgentEvent, AgentMessage, RequestId } from '../../shared/messages'
 import { toWireError, type WireError } from '../../shared/errors';
 import type { Principal } from './auth';
 
-export class Session {
+export class ClientConnection {
   /** Opaque id, used to scope REPL sessions to their connection. */
   readonly id = randomBytes(8).toString('hex');
   readonly ws: WebSocket;
