@@ -61,7 +61,19 @@ export function generate(n: number): string {
   writeFileSync(join(root, 'package.json'), '{ "name": "bench-app", "private": true }\n');
   writeFileSync(
     join(root, 'tsconfig.json'),
-    JSON.stringify({ compilerOptions: { target: 'ES2022', module: 'commonjs', moduleResolution: 'node', rootDir: 'src', outDir: 'dist', strict: true, skipLibCheck: true, types: ['node'] }, include: ['src'] }),
+    JSON.stringify({
+      compilerOptions: {
+        target: 'ES2022',
+        module: 'commonjs',
+        moduleResolution: 'node',
+        rootDir: 'src',
+        outDir: 'dist',
+        strict: true,
+        skipLibCheck: true,
+        types: ['node'],
+      },
+      include: ['src'],
+    }),
   );
   for (let i = 0; i < n; i++) writeFileSync(join(root, 'src', `m${i}.ts`), moduleSource(i, 1));
   const all = Array.from({ length: n }, (_, i) => `import { f${i} } from './m${i}';`).join('\n');
@@ -99,8 +111,12 @@ const fmt = (n: number) => (Number.isFinite(n) ? n.toFixed(0).padStart(6) : '   
 async function main(): Promise<void> {
   console.log(`apply benchmark: node ${process.version}, ${WARM} warm applies per size`);
   console.log(`event-loop delay as max/p99; idle = ${IDLE_MS} ms with nothing happening (the machine's own noise)`);
-  console.log(`checker idle time ${CHECKER_IDLE_MS} ms; after idle / after restart: total wall time of the apply (check part in parentheses)`);
-  console.log('modules |   idle eld | cold: total  check  stage        eld | warm (median): total  check  stage  eld (worst) | after idle (check) | after restart (check)   (ms)');
+  console.log(
+    `checker idle time ${CHECKER_IDLE_MS} ms; after idle / after restart: total wall time of the apply (check part in parentheses)`,
+  );
+  console.log(
+    'modules |   idle eld | cold: total  check  stage        eld | warm (median): total  check  stage  eld (worst) | after idle (check) | after restart (check)   (ms)',
+  );
   for (const n of SIZES) {
     const root = generate(n);
     const pipelineOpts = { checker: { idleMs: CHECKER_IDLE_MS } };

@@ -82,7 +82,16 @@ function attacks(address: string): Attack[] {
       workers: 8,
       step: (w, n) =>
         ws(
-          (c) => c.send(JSON.stringify({ type: 'auth', protocol: PROTOCOL_VERSION, tokenId: randomBytes(4).toString('hex'), clientNonce: randomBytes(18).toString('base64url'), proof: randomBytes(32).toString('base64url') })),
+          (c) =>
+            c.send(
+              JSON.stringify({
+                type: 'auth',
+                protocol: PROTOCOL_VERSION,
+                tokenId: randomBytes(4).toString('hex'),
+                clientNonce: randomBytes(18).toString('base64url'),
+                proof: randomBytes(32).toString('base64url'),
+              }),
+            ),
           `127.0.2.${((w * 31 + n) % 254) + 1}`,
         ),
     },
@@ -146,7 +155,11 @@ async function runAttacker(index: number, address: string): Promise<void> {
   );
 }
 
-async function phase(name: string, index: number | undefined, ctx: { pid: number; address: string; token: string; httpPort: number }): Promise<Row> {
+async function phase(
+  name: string,
+  index: number | undefined,
+  ctx: { pid: number; address: string; token: string; httpPort: number },
+): Promise<Row> {
   const load = startLoad(ctx.httpPort, PATH, RATE);
   const deadline = performance.now() + SECONDS * 1000;
   let connections = 0;
@@ -164,7 +177,17 @@ async function phase(name: string, index: number | undefined, ctx: { pid: number
             else reject(new Error(`attacker ${name} exited with ${code}`));
           });
         });
-  const row: Row = { attack: name, connections: 0, logins: [], loginFailures: [], startRss: rssOf(ctx.pid), peakRss: 0, peakFds: 0, requests: 0, failed: 0 };
+  const row: Row = {
+    attack: name,
+    connections: 0,
+    logins: [],
+    loginFailures: [],
+    startRss: rssOf(ctx.pid),
+    peakRss: 0,
+    peakFds: 0,
+    requests: 0,
+    failed: 0,
+  };
   const sampler = setInterval(() => {
     row.peakRss = Math.max(row.peakRss, rssOf(ctx.pid));
     row.peakFds = Math.max(row.peakFds, fdsOf(ctx.pid));
@@ -197,7 +220,14 @@ async function main(): Promise<void> {
     const httpPort = await freePort();
     child = spawn(process.execPath, ['-r', 'livepatch/register', 'dist/main.js'], {
       cwd: copy.root,
-      env: { ...process.env, PORT: String(httpPort), LIVEPATCH_ROOT: copy.root, LIVEPATCH_TOKENS: tokensFile, LIVEPATCH_LISTEN: '127.0.0.1:0', LIVEPATCH_AUDIT: audit },
+      env: {
+        ...process.env,
+        PORT: String(httpPort),
+        LIVEPATCH_ROOT: copy.root,
+        LIVEPATCH_TOKENS: tokensFile,
+        LIVEPATCH_LISTEN: '127.0.0.1:0',
+        LIVEPATCH_AUDIT: audit,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const agentLine = waitForOutput(child, /livepatch: agent listening on (\S+)/);
@@ -205,7 +235,9 @@ async function main(): Promise<void> {
     const address = (await agentLine)[1]!;
     if (!address.startsWith('127.')) throw new Error(`refusing to attack a non-loopback address ${address}`);
     const ctx = { pid: child.pid!, address, token, httpPort };
-    console.log(`shop pid ${ctx.pid}, agent ${address}, ${SECONDS} s per attack, HTTP load ${RATE} req/s on ${PATH}, Node ${process.version}`);
+    console.log(
+      `shop pid ${ctx.pid}, agent ${address}, ${SECONDS} s per attack, HTTP load ${RATE} req/s on ${PATH}, Node ${process.version}`,
+    );
     const rows: Row[] = [await phase('none (baseline)', undefined, ctx)];
     for (const [i, a] of attacks(address).entries()) {
       if (ONLY && !ONLY.includes(a.id)) continue;
@@ -213,19 +245,25 @@ async function main(): Promise<void> {
       await sleep(3500); // let the agent's deadlines clear the previous attack's sockets
     }
     const mib = (b: number) => (b / 1048576).toFixed(0);
-    console.log('\n| Attack | Attacker connections | Operator logins ok | Login median / max (ms) | Host RSS before → peak (MiB) | Host peak fds | HTTP requests / failed |');
+    console.log(
+      '\n| Attack | Attacker connections | Operator logins ok | Login median / max (ms) | Host RSS before → peak (MiB) | Host peak fds | HTTP requests / failed |',
+    );
     console.log('|---|---|---|---|---|---|---|');
     for (const r of rows) {
       const ok = `${r.logins.length}/${r.logins.length + r.loginFailures.length}${r.loginFailures.length ? ` (${[...new Set(r.loginFailures)].join(', ')})` : ''}`;
       const times = r.logins.length ? `${median(r.logins).toFixed(0)} / ${Math.max(...r.logins).toFixed(0)}` : '—';
-      console.log(`| ${r.attack} | ${r.connections} | ${ok} | ${times} | ${mib(r.startRss)} → ${mib(r.peakRss)} | ${r.peakFds} | ${r.requests} / ${r.failed} |`);
+      console.log(
+        `| ${r.attack} | ${r.connections} | ${ok} | ${times} | ${mib(r.startRss)} → ${mib(r.peakRss)} | ${r.peakFds} | ${r.requests} / ${r.failed} |`,
+      );
     }
     const lines = readFileSync(audit, 'utf8').split('\n').filter(Boolean).length;
     console.log(`\naudit log: ${lines} records, ${(statSync(audit).size / 1024).toFixed(1)} KiB`);
     const failedHttp = rows.reduce((n, r) => n + r.failed, 0);
     const failedLogins = rows.reduce((n, r) => n + r.loginFailures.length, 0);
     const slow = rows.flatMap((r) => r.logins).filter((ms) => ms >= 2000).length;
-    console.log(`HTTP success rate: ${((1 - failedHttp / rows.reduce((n, r) => n + r.requests, 0)) * 100).toFixed(2)} %; operator logins failed: ${failedLogins}; logins ≥ 2 s: ${slow}`);
+    console.log(
+      `HTTP success rate: ${((1 - failedHttp / rows.reduce((n, r) => n + r.requests, 0)) * 100).toFixed(2)} %; operator logins failed: ${failedLogins}; logins ≥ 2 s: ${slow}`,
+    );
     if (failedHttp > 0 || failedLogins > 0 || slow > 0) process.exitCode = 1;
   } finally {
     if (child && child.exitCode === null) {

@@ -44,7 +44,13 @@ function transpile(source: string): string {
 function generate(root: string): void {
   mkdirSync(join(root, 'src'));
   mkdirSync(join(root, 'dist'));
-  writeFileSync(join(root, 'tsconfig.json'), JSON.stringify({ compilerOptions: { ...OPTIONS, target: 'ES2022', module: 'commonjs', rootDir: 'src', outDir: 'dist' }, include: ['src'] }));
+  writeFileSync(
+    join(root, 'tsconfig.json'),
+    JSON.stringify({
+      compilerOptions: { ...OPTIONS, target: 'ES2022', module: 'commonjs', rootDir: 'src', outDir: 'dist' },
+      include: ['src'],
+    }),
+  );
   const all = Array.from({ length: MODULES }, (_, i) => i);
   const main = all.map((i) => `export * as ${name(i)} from './${name(i)}';`).join('\n') + '\n';
   for (const i of all) {
@@ -61,7 +67,10 @@ async function main(): Promise<void> {
     generate(root);
     const engine = install({ root });
     // Loading the app makes its 50 modules live (generation 1).
-    const app = require(join(root, 'dist', 'main.js')) as Record<string, { f(x: number): number; Box: new (n: number) => { value(): number } }>;
+    const app = require(join(root, 'dist', 'main.js')) as Record<
+      string,
+      { f(x: number): number; Box: new (n: number) => { value(): number } }
+    >;
     const boxes = Array.from({ length: MODULES }, (_, i) => new app[name(i)]!.Box(i));
     let rev = 1;
     const changes = (count: number): StageChange[] => {
@@ -84,10 +93,14 @@ async function main(): Promise<void> {
         check += app[name(MODULES - 1)]!.f(1) + boxes[MODULES - 1]!.value();
       }
     }
-    console.log(`commit pause: ${COMMITS} commits each of a ${MODULES}-module and a 1-module patch set, project of ${MODULES} modules (checksum ${check})`);
+    console.log(
+      `commit pause: ${COMMITS} commits each of a ${MODULES}-module and a 1-module patch set, project of ${MODULES} modules (checksum ${check})`,
+    );
     for (const count of [MODULES, 1]) {
       const xs = timed[count]!;
-      console.log(`  ${String(count).padStart(2)} modules: median ${median(xs).toFixed(3)} ms   p95 ${percentile(xs, 95).toFixed(3)} ms   max ${Math.max(...xs).toFixed(3)} ms`);
+      console.log(
+        `  ${String(count).padStart(2)} modules: median ${median(xs).toFixed(3)} ms   p95 ${percentile(xs, 95).toFixed(3)} ms   max ${Math.max(...xs).toFixed(3)} ms`,
+      );
     }
     console.log(`  goal: median ≤ 1 ms for ${MODULES} modules → ${median(timed[MODULES]!) <= 1 ? 'met' : 'NOT met'}`);
   } finally {

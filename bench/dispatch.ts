@@ -19,7 +19,8 @@ const CALLS = Number(process.env['BENCH_CALLS'] ?? 20_000_000);
 const SOURCE = `export function add(a: number, b: number): number { return a + b; }
 export class Acc { total = 0; push(n: number): number { this.total += n; return this.total; } }
 `;
-const js = (src: string): string => ts.transpileModule(src, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 } }).outputText;
+const js = (src: string): string =>
+  ts.transpileModule(src, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 } }).outputText;
 
 // The same code, not live: the direct-call baseline.
 function addDirect(a: number, b: number): number {
@@ -39,10 +40,18 @@ type Loop<T> = (target: T, calls: number) => number;
 // shared call site megamorphic and skew each other.
 const fnLoop = (): Loop<Fn> =>
   // eslint-disable-next-line @typescript-eslint/no-implied-eval -- each target gets a loop of its own (own call-site feedback)
-  new Function('f', 'n', 'let x = 0; const t0 = process.hrtime.bigint(); for (let i = 0; i < n; i++) x = f(x, 1) & 0xffff; const ns = Number(process.hrtime.bigint() - t0) / n; if (x < 0) console.log(x); return ns;') as Loop<Fn>;
+  new Function(
+    'f',
+    'n',
+    'let x = 0; const t0 = process.hrtime.bigint(); for (let i = 0; i < n; i++) x = f(x, 1) & 0xffff; const ns = Number(process.hrtime.bigint() - t0) / n; if (x < 0) console.log(x); return ns;',
+  ) as Loop<Fn>;
 const methodLoop = (): Loop<{ push(n: number): number }> =>
   // eslint-disable-next-line @typescript-eslint/no-implied-eval -- as fnLoop
-  new Function('o', 'n', 'let x = 0; const t0 = process.hrtime.bigint(); for (let i = 0; i < n; i++) x ^= o.push(1); const ns = Number(process.hrtime.bigint() - t0) / n; if (x === 0.5) console.log(x); return ns;') as Loop<{ push(n: number): number }>;
+  new Function(
+    'o',
+    'n',
+    'let x = 0; const t0 = process.hrtime.bigint(); for (let i = 0; i < n; i++) x ^= o.push(1); const ns = Number(process.hrtime.bigint() - t0) / n; if (x === 0.5) console.log(x); return ns;',
+  ) as Loop<{ push(n: number): number }>;
 const loops = new Map<string, Loop<any>>();
 /** ns per call of `target` measured with the loop dedicated to `name`. */
 function time(name: string, kind: 'fn' | 'method', target: unknown): number {
@@ -119,7 +128,9 @@ async function main(): Promise<void> {
   const asyncAfter: number[] = [];
   for (let r = 0; r < ROUNDS; r++) asyncAfter.push(await asyncCost());
 
-  console.log(`dispatch: ${CALLS} calls per run, ${ROUNDS} runs, medians (Node ${process.version}, ${require('node:os').cpus().length} cores)`);
+  console.log(
+    `dispatch: ${CALLS} calls per run, ${ROUNDS} runs, medians (Node ${process.version}, ${require('node:os').cpus().length} cores)`,
+  );
   const base = { function: median(results.get('direct function')!), method: median(results.get('direct method')!) };
   for (const [name, xs] of results) {
     const m = median(xs);
@@ -130,7 +141,9 @@ async function main(): Promise<void> {
   const on = median(asyncOn);
   const after = median(asyncAfter);
   console.log(`async fn with 2 awaits, one generation (no ALS)   ${off.toFixed(0).padStart(7)} ns CPU`);
-  console.log(`async fn with 2 awaits, 2 generations live (ALS)  ${on.toFixed(0).padStart(7)} ns CPU   +${(on - off).toFixed(0)} ns (Node 20 async_hooks propagation)`);
+  console.log(
+    `async fn with 2 awaits, 2 generations live (ALS)  ${on.toFixed(0).padStart(7)} ns CPU   +${(on - off).toFixed(0)} ns (Node 20 async_hooks propagation)`,
+  );
   console.log(`async fn with 2 awaits, drained to one again      ${after.toFixed(0).padStart(7)} ns CPU   +${(after - off).toFixed(0)} ns`);
   rmSync(root, { recursive: true, force: true });
 }

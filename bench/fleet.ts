@@ -26,7 +26,11 @@ const ROLLOUTS = Number(process.env['BENCH_ROLLOUTS'] ?? 5);
 
 async function metrics(endpoint: string): Promise<Record<string, number>> {
   const text = await (await fetch(`http://${endpoint}/metrics`)).text();
-  const sum = (re: RegExp) => text.split('\n').filter((l) => re.test(l)).reduce((a, l) => a + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+  const sum = (re: RegExp) =>
+    text
+      .split('\n')
+      .filter((l) => re.test(l))
+      .reduce((a, l) => a + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
   return {
     requests: sum(/^grpc_server_handled_total\{/),
     puts: sum(/^etcd_mvcc_put_total /),
@@ -76,19 +80,28 @@ async function main(): Promise<void> {
     for (let r = 0; r < ROLLOUTS; r++) {
       const before = await metrics(endpoint);
       const t0 = performance.now();
-      const out = await applyThroughFleet(`etcd://${endpoint}/${name}`, { id: `bench-${r}`, files: { 'src/x.ts': `export const x = ${r};\n` } }, { deadlineMs: 120_000 });
+      const out = await applyThroughFleet(
+        `etcd://${endpoint}/${name}`,
+        { id: `bench-${r}`, files: { 'src/x.ts': `export const x = ${r};\n` } },
+        { deadlineMs: 120_000 },
+      );
       const ms = performance.now() - t0;
-      if (!out.ok || out.members.length !== MEMBERS) throw new Error(`rollout ${r} failed: ${JSON.stringify(out.error)} (${out.members.length} members)`);
+      if (!out.ok || out.members.length !== MEMBERS)
+        throw new Error(`rollout ${r} failed: ${JSON.stringify(out.error)} (${out.members.length} members)`);
       const after = await metrics(endpoint);
       const d = Object.fromEntries(Object.keys(after).map((k) => [k, after[k]! - before[k]!]));
       d['dbBytes'] = after['dbBytes']!;
       times.push(ms);
       loads.push(d);
-      console.log(`rollout ${r + 1}: apply → all ${MEMBERS} committed in ${ms.toFixed(0)} ms; etcd: ${d['requests']} gRPC requests, ${d['puts']} puts, ${d['txns']} txns, ${d['ranges']} ranges, ${d['watchEvents']} watch events delivered, ${(d['cpuSeconds']! * 1000).toFixed(0)} ms CPU, db in use ${(after['dbBytes']! / 1024).toFixed(0)} KiB`);
+      console.log(
+        `rollout ${r + 1}: apply → all ${MEMBERS} committed in ${ms.toFixed(0)} ms; etcd: ${d['requests']} gRPC requests, ${d['puts']} puts, ${d['txns']} txns, ${d['ranges']} ranges, ${d['watchEvents']} watch events delivered, ${(d['cpuSeconds']! * 1000).toFixed(0)} ms CPU, db in use ${(after['dbBytes']! / 1024).toFixed(0)} KiB`,
+      );
       await sleep(500);
     }
     const m = (k: string) => median(loads.map((l) => l[k]!));
-    console.log(`\nmedian of ${ROLLOUTS}: apply → all committed ${median(times).toFixed(0)} ms (min ${Math.min(...times).toFixed(0)}, max ${Math.max(...times).toFixed(0)}); per rollout etcd handled ${m('requests')} requests (${m('puts')} puts, ${m('txns')} txns, ${m('ranges')} ranges), delivered ${m('watchEvents')} watch events, used ${(m('cpuSeconds') * 1000).toFixed(0)} ms CPU${pid ? '' : ' (CPU of an etcd started elsewhere: its metrics)'}`);
+    console.log(
+      `\nmedian of ${ROLLOUTS}: apply → all committed ${median(times).toFixed(0)} ms (min ${Math.min(...times).toFixed(0)}, max ${Math.max(...times).toFixed(0)}); per rollout etcd handled ${m('requests')} requests (${m('puts')} puts, ${m('txns')} txns, ${m('ranges')} ranges), delivered ${m('watchEvents')} watch events, used ${(m('cpuSeconds') * 1000).toFixed(0)} ms CPU${pid ? '' : ' (CPU of an etcd started elsewhere: its metrics)'}`,
+    );
   } finally {
     await Promise.all(members.map((m) => m.close()));
     if (pid) {

@@ -53,7 +53,11 @@ async function atRest(pid: number, get: () => Promise<unknown>): Promise<number>
 
 /** Plain run: the app without livepatch. */
 async function plain(root: string, path: string): Promise<number> {
-  const child = spawn(process.execPath, ['dist/main.js'], { cwd: root, env: { ...process.env, PORT: '0' }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['dist/main.js'], {
+    cwd: root,
+    env: { ...process.env, PORT: '0' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   try {
     const port = await new Promise<number>((resolve, reject) => {
       let out = '';

@@ -28,15 +28,25 @@ export function rng(seed: number): () => number {
 function randomValue(r: () => number, depth = 0): unknown {
   const k = Math.floor(r() * (depth > 3 ? 5 : 8));
   switch (k) {
-    case 0: return null;
-    case 1: return r() < 0.5;
-    case 2: return [0, -1, 1e308, 2 ** 53 + 1, 0.5, -0][Math.floor(r() * 6)];
-    case 3: return ['', 'x', 'src/rates.ts', '\u0000', 'é'.repeat(10), '../../etc/passwd', 'lp_00000000_'][Math.floor(r() * 7)];
-    case 4: return 'y'.repeat(Math.floor(r() * 300));
-    case 5: return Array.from({ length: Math.floor(r() * 4) }, () => randomValue(r, depth + 1));
+    case 0:
+      return null;
+    case 1:
+      return r() < 0.5;
+    case 2:
+      return [0, -1, 1e308, 2 ** 53 + 1, 0.5, -0][Math.floor(r() * 6)];
+    case 3:
+      return ['', 'x', 'src/rates.ts', '\u0000', 'é'.repeat(10), '../../etc/passwd', 'lp_00000000_'][Math.floor(r() * 7)];
+    case 4:
+      return 'y'.repeat(Math.floor(r() * 300));
+    case 5:
+      return Array.from({ length: Math.floor(r() * 4) }, () => randomValue(r, depth + 1));
     default: {
       const o: Record<string, unknown> = {};
-      for (let i = Math.floor(r() * 4); i > 0; i--) o[['module', 'generation', 'patch', 'files', 'code', 'to', 'limit', 'stageId', 'a'][Math.floor(r() * 9)]!] = randomValue(r, depth + 1);
+      for (let i = Math.floor(r() * 4); i > 0; i--)
+        o[['module', 'generation', 'patch', 'files', 'code', 'to', 'limit', 'stageId', 'a'][Math.floor(r() * 9)]!] = randomValue(
+          r,
+          depth + 1,
+        );
       return o;
     }
   }
@@ -44,20 +54,39 @@ function randomValue(r: () => number, depth = 0): unknown {
 
 /** One malformed (or occasionally valid) frame; `big` allows frames up to ~1 MB. */
 export function fuzzFrame(r: () => number, id: number, big = true): string | Buffer {
-  const op = r() < 0.8 ? OP_NAMES[Math.floor(r() * OP_NAMES.length)]! : ['', 'x'.repeat(70), 'constructor', '__proto__', 'toString', 'hasOwnProperty'][Math.floor(r() * 6)]!;
+  const op =
+    r() < 0.8
+      ? OP_NAMES[Math.floor(r() * OP_NAMES.length)]!
+      : ['', 'x'.repeat(70), 'constructor', '__proto__', 'toString', 'hasOwnProperty'][Math.floor(r() * 6)]!;
   switch (Math.floor(r() * 12)) {
-    case 0: return Buffer.from(Array.from({ length: Math.floor(r() * 64) }, () => Math.floor(r() * 256)));
-    case 1: return Array.from({ length: Math.floor(r() * 64) }, () => String.fromCharCode(Math.floor(r() * 0xd7ff))).join('');
-    case 2: return JSON.stringify({ type: 'request', id, op, args: randomValue(r) }).slice(0, Math.floor(r() * 40));
-    case 3: return JSON.stringify(randomValue(r));
-    case 4: return JSON.stringify({ type: 'request', id: randomValue(r), op, args: {} });
-    case 5: return JSON.stringify({ type: 'request', id, op, args: randomValue(r) });
-    case 6: { const n = Math.floor(r() * (big ? 100_000 : 5000)) + 20; return '['.repeat(n) + ']'.repeat(r() < 0.5 ? n : 0); }
-    case 7: return `{"type":"request","id":${id},"op":"${op}","args":{"${['__proto__', 'constructor', 'prototype'][Math.floor(r() * 3)]}":{"polluted":true}}}`;
-    case 8: return JSON.stringify({ type: 'request', id, op: 'source', args: { module: 'src/rates.ts', generation: randomValue(r) } });
-    case 9: return JSON.stringify({ type: 'auth', protocol: 1, tokenId: '00000000', clientNonce: 'x'.repeat(20), proof: 'y'.repeat(43) });
-    case 10: return big && r() < 0.1 ? JSON.stringify({ type: 'request', id, op: 'status', args: { pad: 'z'.repeat(1_000_000) } }) : JSON.stringify({ type: 'request', id, op: 'status' });
-    default: return JSON.stringify({ type: 'request', id, op: ['status', 'describe', 'versions', 'history'][Math.floor(r() * 4)], args: {} });
+    case 0:
+      return Buffer.from(Array.from({ length: Math.floor(r() * 64) }, () => Math.floor(r() * 256)));
+    case 1:
+      return Array.from({ length: Math.floor(r() * 64) }, () => String.fromCharCode(Math.floor(r() * 0xd7ff))).join('');
+    case 2:
+      return JSON.stringify({ type: 'request', id, op, args: randomValue(r) }).slice(0, Math.floor(r() * 40));
+    case 3:
+      return JSON.stringify(randomValue(r));
+    case 4:
+      return JSON.stringify({ type: 'request', id: randomValue(r), op, args: {} });
+    case 5:
+      return JSON.stringify({ type: 'request', id, op, args: randomValue(r) });
+    case 6: {
+      const n = Math.floor(r() * (big ? 100_000 : 5000)) + 20;
+      return '['.repeat(n) + ']'.repeat(r() < 0.5 ? n : 0);
+    }
+    case 7:
+      return `{"type":"request","id":${id},"op":"${op}","args":{"${['__proto__', 'constructor', 'prototype'][Math.floor(r() * 3)]}":{"polluted":true}}}`;
+    case 8:
+      return JSON.stringify({ type: 'request', id, op: 'source', args: { module: 'src/rates.ts', generation: randomValue(r) } });
+    case 9:
+      return JSON.stringify({ type: 'auth', protocol: 1, tokenId: '00000000', clientNonce: 'x'.repeat(20), proof: 'y'.repeat(43) });
+    case 10:
+      return big && r() < 0.1
+        ? JSON.stringify({ type: 'request', id, op: 'status', args: { pad: 'z'.repeat(1_000_000) } })
+        : JSON.stringify({ type: 'request', id, op: 'status' });
+    default:
+      return JSON.stringify({ type: 'request', id, op: ['status', 'describe', 'versions', 'history'][Math.floor(r() * 4)], args: {} });
   }
 }
 
@@ -74,7 +103,13 @@ export interface FuzzStats {
  * Send `frames` fuzz frames to the agent at `address` as `token`, 100 at a time, each batch followed by
  * a `describe` that must be answered. One frame in 200 goes to a fresh, unauthenticated connection.
  */
-export async function runFuzz(address: string, token: string, frames: number, seed = 1, opts: { big?: boolean; onBatch?: (sent: number) => void } = {}): Promise<FuzzStats> {
+export async function runFuzz(
+  address: string,
+  token: string,
+  frames: number,
+  seed = 1,
+  opts: { big?: boolean; onBatch?: (sent: number) => void } = {},
+): Promise<FuzzStats> {
   const r = rng(seed);
   const stats: FuzzStats = { frames: 0, replies: 0, byCode: {}, closes: {}, problems: [] };
   const watch = (c: RawClient) => {
@@ -90,13 +125,14 @@ export async function runFuzz(address: string, token: string, frames: number, se
       stats.replies++;
       const code = m.ok ? 'ok' : String(m.error?.code);
       stats.byCode[code] = (stats.byCode[code] ?? 0) + 1;
-      if (!m.ok && (!(code in ERRORS) || m.error?.stack !== undefined)) stats.problems.push(`bad error reply: ${JSON.stringify(m).slice(0, 200)}`);
+      if (!m.ok && (!(code in ERRORS) || m.error?.stack !== undefined))
+        stats.problems.push(`bad error reply: ${JSON.stringify(m).slice(0, 200)}`);
     });
     void c.closed.then(({ code }) => (stats.closes[code] = (stats.closes[code] ?? 0) + 1));
   };
   let c = await openAuthed(address, token, { maxPayload: 64 * 1024 * 1024 });
   watch(c);
-  for (let sent = 0; sent < frames; ) {
+  for (let sent = 0; sent < frames;) {
     for (let i = 0; i < 100 && sent < frames; i++, sent++) {
       const frame = fuzzFrame(r, sent + 1, opts.big ?? true);
       stats.frames++;
@@ -116,9 +152,11 @@ export async function runFuzz(address: string, token: string, frames: number, se
     if (c.ws.readyState !== WebSocket.OPEN) continue;
     const syncId = `sync-${sent}`;
     c.send(JSON.stringify({ type: 'request', id: syncId, op: 'describe' }));
-    await c.next((m) => m.type === 'reply' && m.id === syncId, 15_000).catch((e: Error) => {
-      if (c.ws.readyState === WebSocket.OPEN) stats.problems.push(`no reply to ${syncId}: ${e.message.slice(0, 100)}`);
-    });
+    await c
+      .next((m) => m.type === 'reply' && m.id === syncId, 15_000)
+      .catch((e: Error) => {
+        if (c.ws.readyState === WebSocket.OPEN) stats.problems.push(`no reply to ${syncId}: ${e.message.slice(0, 100)}`);
+      });
     c.messages.splice(0); // the batch is accounted for in stats; keep memory flat
     opts.onBatch?.(sent);
   }
@@ -140,7 +178,10 @@ interface CannonInstance {
   stop(): void;
 }
 // autocannon ships no type declarations; this is the slice of its programmatic API used here.
-type Cannon = (opts: { url: string; connections: number; duration: number }, done: (err: unknown, r: CannonResult) => void) => CannonInstance;
+type Cannon = (
+  opts: { url: string; connections: number; duration: number },
+  done: (err: unknown, r: CannonResult) => void,
+) => CannonInstance;
 
 async function main(): Promise<void> {
   const autocannon = require('autocannon') as Cannon;
@@ -151,17 +192,25 @@ async function main(): Promise<void> {
   const project = createProject();
   const tokens = createTokens(project.root);
   const app = await startApp(project.root, {
-    env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_MAX_PAYLOAD: String(512 * 1024), LIVEPATCH_LOCKOUT: '1000000/60000/1000', LIVEPATCH_AUTH_FAIL_DELAY_MS: '0' },
+    env: {
+      LIVEPATCH_TOKENS: tokens.file,
+      LIVEPATCH_MAX_PAYLOAD: String(512 * 1024),
+      LIVEPATCH_LOCKOUT: '1000000/60000/1000',
+      LIVEPATCH_AUTH_FAIL_DELAY_MS: '0',
+    },
   });
   let exited = false;
   app.child.on('exit', () => (exited = true));
   try {
     let load: CannonResult | undefined;
     const loadDone = new Promise<void>((resolve) => {
-      const inst = autocannon({ url: `http://127.0.0.1:${app.httpPort}/quote?c=EUR&a=10`, connections: 10, duration: 3600 }, (_err, res) => {
-        load = res;
-        resolve();
-      });
+      const inst = autocannon(
+        { url: `http://127.0.0.1:${app.httpPort}/quote?c=EUR&a=10`, connections: 10, duration: 3600 },
+        (_err, res) => {
+          load = res;
+          resolve();
+        },
+      );
       stopLoad = () => inst.stop();
     });
     const started = Date.now();
@@ -186,7 +235,9 @@ async function main(): Promise<void> {
     console.log(`agent crashes      ${exited ? 1 : 0} (host exited: ${exited}); internal errors logged: ${internal}`);
     console.log(`prototype          ({}).polluted = ${polluted}`);
     console.log(`agent after        generation ${status.currentGeneration}, pid ${status.pid}`);
-    console.log(`app under load     served ${load?.requests.total ?? 0}, failed ${(load?.errors ?? 0) + (load?.timeouts ?? 0) + (load?.non2xx ?? 0)}`);
+    console.log(
+      `app under load     served ${load?.requests.total ?? 0}, failed ${(load?.errors ?? 0) + (load?.timeouts ?? 0) + (load?.non2xx ?? 0)}`,
+    );
     if (exited || stats.problems.length || internal || polluted !== 'undefined') process.exitCode = 1;
   } finally {
     await app.stop();

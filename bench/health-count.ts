@@ -43,6 +43,8 @@ const heap0 = process.memoryUsage().heapUsed;
 counted();
 const heap1 = process.memoryUsage().heapUsed;
 console.log(`health-count: ${ROUNDS} rounds x ${N} requests, Node ${process.version}`);
-console.log(`per request counted (2 clock reads + record): median ${median(perReq).toFixed(1)} ns   (rounds: ${perReq.map((x) => x.toFixed(1)).join(' ')})`);
+console.log(
+  `per request counted (2 clock reads + record): median ${median(perReq).toFixed(1)} ns   (rounds: ${perReq.map((x) => x.toFixed(1)).join(' ')})`,
+);
 console.log(`one performance.now() alone:                  median ${median(clock).toFixed(1)} ns`);
 console.log(`heap change over ${N} more counted requests: ${((heap1 - heap0) / 1024).toFixed(0)} KiB`);

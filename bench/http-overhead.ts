@@ -16,7 +16,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import * as ts from 'typescript';
 
-type Cannon = (opts: { url: string; connections: number; duration: number }) => Promise<{ requests: { average: number; total: number }; errors: number; non2xx: number }>;
+type Cannon = (opts: {
+  url: string;
+  connections: number;
+  duration: number;
+}) => Promise<{ requests: { average: number; total: number }; errors: number; non2xx: number }>;
 // autocannon ships no type declarations; this is the slice of its API used here.
 const autocannon: Cannon = require('autocannon');
 
@@ -137,7 +141,8 @@ async function main(): Promise<void> {
     await start(root, 'engine on, after a commit', ['livepatch/register', DRIVER]),
   ];
   const baseline = process.env['BENCH_BASELINE'];
-  if (baseline) sides.splice(2, 0, await start(root, 'engine on, baseline tree', [join(resolve(baseline), 'dist', 'server', 'register.js')]));
+  if (baseline)
+    sides.splice(2, 0, await start(root, 'engine on, baseline tree', [join(resolve(baseline), 'dist', 'server', 'register.js')]));
   if (process.env['BENCH_NOLIVE']) {
     // Diagnosis: engine installed but no module live (root elsewhere): isolates the per-request wrapper.
     sides.push(await start(root, 'engine on, no live modules', ['livepatch/register'], tmpdir()));
@@ -154,20 +159,29 @@ async function main(): Promise<void> {
         if (res.errors || res.non2xx) throw new Error(`${s.name}: ${res.errors} errors, ${res.non2xx} non-2xx`);
         s.rps.push(res.requests.average);
         if (cpu0 !== undefined && cpu1 !== undefined && res.requests.total > 0) s.cpuUs.push(((cpu1 - cpu0) * 1000) / res.requests.total);
-        console.log(`round ${r + 1} ${s.name.padEnd(26)} ${res.requests.average.toFixed(0)} req/s   ${s.cpuUs.at(-1)?.toFixed(1) ?? '?'} µs CPU/req`);
+        console.log(
+          `round ${r + 1} ${s.name.padEnd(26)} ${res.requests.average.toFixed(0)} req/s   ${s.cpuUs.at(-1)?.toFixed(1) ?? '?'} µs CPU/req`,
+        );
       }
     }
     const off = median(sides[0]!.rps);
-    console.log(`\nhttp-overhead: ${ROUNDS} alternating rounds x ${SECONDS}s, ${CONNECTIONS} connections, Node ${process.version}, ${require('node:os').cpus().length} cores`);
+    console.log(
+      `\nhttp-overhead: ${ROUNDS} alternating rounds x ${SECONDS}s, ${CONNECTIONS} connections, Node ${process.version}, ${require('node:os').cpus().length} cores`,
+    );
     // Per-round ratios pair each side with the 'off' run of the same round (adjacent in time), so load
     // drift on a shared machine cancels out better than in the ratio of medians.
     for (const s of sides) {
       const paired = median(s.rps.map((v, i) => v / sides[0]!.rps[i]!));
-      console.log(`${s.name.padEnd(26)} median ${median(s.rps).toFixed(0).padStart(6)} req/s   ratio of medians ${(median(s.rps) / off).toFixed(3)}   median per-round ratio ${paired.toFixed(3)}`);
+      console.log(
+        `${s.name.padEnd(26)} median ${median(s.rps).toFixed(0).padStart(6)} req/s   ratio of medians ${(median(s.rps) / off).toFixed(3)}   median per-round ratio ${paired.toFixed(3)}`,
+      );
     }
     if (sides.every((s) => s.cpuUs.length > 0)) {
       const offCpu = median(sides[0]!.cpuUs);
-      for (const s of sides) console.log(`${s.name.padEnd(26)} median ${median(s.cpuUs).toFixed(1).padStart(6)} µs CPU/req   throughput-equivalent ratio (off CPU / side CPU) ${(offCpu / median(s.cpuUs)).toFixed(3)}`);
+      for (const s of sides)
+        console.log(
+          `${s.name.padEnd(26)} median ${median(s.cpuUs).toFixed(1).padStart(6)} µs CPU/req   throughput-equivalent ratio (off CPU / side CPU) ${(offCpu / median(s.cpuUs)).toFixed(3)}`,
+        );
     }
     const base = sides.find((s) => s.name === 'engine on, baseline tree');
     const on = sides.find((s) => s.name === 'engine on');
@@ -175,7 +189,9 @@ async function main(): Promise<void> {
       // This tree's engine against the baseline's, paired by round (adjacent runs).
       const rps = median(on.rps.map((v, i) => v / base.rps[i]!));
       const cpu = on.cpuUs.length === base.cpuUs.length && on.cpuUs.length ? median(on.cpuUs.map((v, i) => v - base.cpuUs[i]!)) : NaN;
-      console.log(`engine on vs baseline tree: median per-round req/s ratio ${rps.toFixed(3)}, median per-round CPU difference ${cpu.toFixed(1)} µs/req`);
+      console.log(
+        `engine on vs baseline tree: median per-round req/s ratio ${rps.toFixed(3)}, median per-round CPU difference ${cpu.toFixed(1)} µs/req`,
+      );
     }
   } finally {
     for (const s of sides) s.child.kill('SIGTERM');

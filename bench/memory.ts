@@ -70,20 +70,28 @@ async function main(): Promise<void> {
       if (after === back) throw new Error(`cycle ${i}: the patch did not change the quote (${after})`);
       if (i === WARMUP) {
         base = heap();
-        console.log(`memory: baseline after ${WARMUP} warm-up cycles: heap ${(base.heap / MB).toFixed(1)} MB, rss ${(base.rss / MB).toFixed(1)} MB`);
+        console.log(
+          `memory: baseline after ${WARMUP} warm-up cycles: heap ${(base.heap / MB).toFixed(1)} MB, rss ${(base.rss / MB).toFixed(1)} MB`,
+        );
       } else if (i > WARMUP && (i - WARMUP) % 100 === 0) {
         const h = heap();
         const per = (performance.now() - t0) / i;
-        console.log(`  after ${String(i - WARMUP).padStart(4)} cycles: heap ${(h.heap / MB).toFixed(1)} MB (${sign((h.heap - base.heap) / MB)} MB)   rss ${(h.rss / MB).toFixed(1)} MB   ${per.toFixed(0)} ms/cycle`);
+        console.log(
+          `  after ${String(i - WARMUP).padStart(4)} cycles: heap ${(h.heap / MB).toFixed(1)} MB (${sign((h.heap - base.heap) / MB)} MB)   rss ${(h.rss / MB).toFixed(1)} MB   ${per.toFixed(0)} ms/cycle`,
+        );
       }
     }
     const end = heap();
     const growth = (end.heap - base.heap) / MB;
-    console.log(`heap growth after ${CYCLES} apply/rollback cycles: ${sign(growth)} MB (goal ≤ 10 MB → ${growth <= 10 ? 'met' : 'NOT met'})`);
+    console.log(
+      `heap growth after ${CYCLES} apply/rollback cycles: ${sign(growth)} MB (goal ≤ 10 MB → ${growth <= 10 ? 'met' : 'NOT met'})`,
+    );
     // What the engine retains by design (history and every version's source + JS, for rollback).
     const lastPatched = engine.getVersion('src/pricing.ts', engine.currentGeneration - 1);
     const perCycle = ((end.heap - base.heap) / CYCLES / 1024).toFixed(1);
-    console.log(`  generations: ${engine.currentGeneration} (live: ${engine.liveGenerations().length}), history entries: ${engine.history().length}, src/pricing.ts versions: ${lastPatched?.version ?? '?'}; ${perCycle} KB retained per cycle`);
+    console.log(
+      `  generations: ${engine.currentGeneration} (live: ${engine.liveGenerations().length}), history entries: ${engine.history().length}, src/pricing.ts versions: ${lastPatched?.version ?? '?'}; ${perCycle} KB retained per cycle`,
+    );
   } finally {
     console.log = log;
     await pipeline.close();

@@ -87,7 +87,9 @@ async function run(side: Side, seconds: number, record: boolean): Promise<void> 
   side.rps.push(r.requests.average);
   side.p99.push(r.latency.p99);
   side.failed += r.errors + r.timeouts + r.non2xx;
-  console.log(`  ${side.name.padEnd(22)} ${r.requests.average.toFixed(0).padStart(7)} req/s   p99 ${String(r.latency.p99).padStart(3)} ms   server CPU ${side.cpu[side.cpu.length - 1]!.toFixed(1)} µs/req`);
+  console.log(
+    `  ${side.name.padEnd(22)} ${r.requests.average.toFixed(0).padStart(7)} req/s   p99 ${String(r.latency.p99).padStart(3)} ms   server CPU ${side.cpu[side.cpu.length - 1]!.toFixed(1)} µs/req`,
+  );
 }
 
 async function main(): Promise<void> {
@@ -100,7 +102,11 @@ async function main(): Promise<void> {
     sides.push(await agentlessShop(shop.root, 'engine only, no agent', ['-r', 'livepatch/register']));
     sides.push(await agentShop(shop.root, 'agent + pinning', state, false));
     sides.push(await agentShop(shop.root, 'agent, after 1 patch', state, true));
-    console.log(`overhead: GET ${PATH}, ${CONNECTIONS} connections, ${ROUNDS} rounds × ${SECONDS} s per side, alternating (load average ${loadavg().map((x) => x.toFixed(1)).join(' ')})`);
+    console.log(
+      `overhead: GET ${PATH}, ${CONNECTIONS} connections, ${ROUNDS} rounds × ${SECONDS} s per side, alternating (load average ${loadavg()
+        .map((x) => x.toFixed(1))
+        .join(' ')})`,
+    );
     for (const s of sides) await run(s, 2, false); // warm-up (JIT, connection pools)
     for (let round = 0; round < ROUNDS; round++) {
       console.log(`round ${round + 1}`);
@@ -108,7 +114,11 @@ async function main(): Promise<void> {
       for (const s of order) await run(s, SECONDS, true);
     }
     const base = sides[0]!;
-    console.log(`\nmedians (load average at the end: ${loadavg().map((x) => x.toFixed(1)).join(' ')})`);
+    console.log(
+      `\nmedians (load average at the end: ${loadavg()
+        .map((x) => x.toFixed(1))
+        .join(' ')})`,
+    );
     for (const s of sides) {
       const rps = median(s.rps);
       const p99 = median(s.p99);
@@ -118,7 +128,9 @@ async function main(): Promise<void> {
       // CPU per request is far less sensitive to other load than req/s: its inverse ratio is the
       // throughput ratio a CPU-bound server would reach on an idle machine.
       const cpu = median(s.cpu);
-      console.log(`  ${s.name.padEnd(22)} ${rps.toFixed(0).padStart(7)} req/s (×${(rps / median(base.rps)).toFixed(3)}, paired ×${paired.toFixed(3)})   p99 ${p99} ms (×${(p99 / median(base.p99)).toFixed(2)})   CPU ${cpu.toFixed(1)} µs/req (throughput-equivalent ×${(median(base.cpu) / cpu).toFixed(3)})   failed ${s.failed}`);
+      console.log(
+        `  ${s.name.padEnd(22)} ${rps.toFixed(0).padStart(7)} req/s (×${(rps / median(base.rps)).toFixed(3)}, paired ×${paired.toFixed(3)})   p99 ${p99} ms (×${(p99 / median(base.p99)).toFixed(2)})   CPU ${cpu.toFixed(1)} µs/req (throughput-equivalent ×${(median(base.cpu) / cpu).toFixed(3)})   failed ${s.failed}`,
+      );
     }
   } finally {
     for (const s of sides) await s.stop();

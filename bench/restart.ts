@@ -82,9 +82,15 @@ const METHODS: Method[] = [
     name: 'livepatch restart',
     async run(root, port) {
       const tokens = createTokens(root);
-      const app = await startApp(root, { env: { PORT: String(port), LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_AUDIT: join(root, 'audit.jsonl') } });
+      const app = await startApp(root, {
+        env: { PORT: String(port), LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_AUDIT: join(root, 'audit.jsonl') },
+      });
       const client = await AgentClient.connect(app.agent!, { token: tokens.patch });
-      return { app, restart: async () => void (await client.request('restart', { deadlineMs: 5000 }, { timeoutMs: 0 })), close: () => client.close() };
+      return {
+        app,
+        restart: async () => void (await client.request('restart', { deadlineMs: 5000 }, { timeoutMs: 0 })),
+        close: () => client.close(),
+      };
     },
   },
   {
@@ -148,7 +154,9 @@ async function main(): Promise<void> {
   console.log(`rolling restarts: ${RESTARTS} per method, ${CONNECTIONS} keep-alive clients on /mix, 2 workers`);
   for (const m of METHODS) {
     const o = await measure(m);
-    console.log(`  ${o.name.padEnd(22)} requests ${String(o.requests).padStart(6)}   failed ${String(o.failed).padStart(5)}   p99 ${o.p99.toFixed(1).padStart(6)} ms   restart ${o.restart.toFixed(0).padStart(5)} ms (median)`);
+    console.log(
+      `  ${o.name.padEnd(22)} requests ${String(o.requests).padStart(6)}   failed ${String(o.failed).padStart(5)}   p99 ${o.p99.toFixed(1).padStart(6)} ms   restart ${o.restart.toFixed(0).padStart(5)} ms (median)`,
+    );
   }
 }
 

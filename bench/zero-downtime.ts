@@ -18,7 +18,17 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentClient } from '../client/connection';
-import { copyShop, freePort, median, percentile, samplePatch, startLoad, waitForOutput, type Sample, type ShopCopy } from '../examples/bench-kit';
+import {
+  copyShop,
+  freePort,
+  median,
+  percentile,
+  samplePatch,
+  startLoad,
+  waitForOutput,
+  type Sample,
+  type ShopCopy,
+} from '../examples/bench-kit';
 import { createDevToken } from '../examples/demo-app';
 
 const CHANGES = Number(process.env['BENCH_CHANGES'] ?? 5);
@@ -60,7 +70,12 @@ const METHODS: Method[] = [
     name: 'livepatch apply',
     async start(copy, port) {
       const { tokensFile, token } = createDevToken(copy.root);
-      const child = spawnShop(copy, ['-r', 'livepatch/register', 'dist/main.js'], { PORT: String(port), LIVEPATCH_TOKENS: tokensFile, LIVEPATCH_LISTEN: '127.0.0.1:0', LIVEPATCH_AUDIT: join(copy.root, 'audit.jsonl') });
+      const child = spawnShop(copy, ['-r', 'livepatch/register', 'dist/main.js'], {
+        PORT: String(port),
+        LIVEPATCH_TOKENS: tokensFile,
+        LIVEPATCH_LISTEN: '127.0.0.1:0',
+        LIVEPATCH_AUDIT: join(copy.root, 'audit.jsonl'),
+      });
       const agent = (await waitForOutput(child, /livepatch: agent listening on (\S+)/))[1]!;
       await waitForOutput(child, /app listening on/).catch(() => undefined);
       const client = await AgentClient.connect(agent, { token });
@@ -194,7 +209,9 @@ async function main(): Promise<void> {
   for (const m of METHODS.filter((x) => !only || x.name.includes(only))) {
     const o = await runMethod(m);
     outcomes.push(o);
-    console.log(`  ${o.name.padEnd(24)} requests ${String(o.requests).padStart(5)}   failed ${String(o.failed).padStart(4)}   p99 ${o.p99.toFixed(1).padStart(6)} ms   new code after ${median(o.firstNew).toFixed(0).padStart(5)} ms (median)   old code until ${median(o.lastOld).toFixed(0).padStart(5)} ms`);
+    console.log(
+      `  ${o.name.padEnd(24)} requests ${String(o.requests).padStart(5)}   failed ${String(o.failed).padStart(4)}   p99 ${o.p99.toFixed(1).padStart(6)} ms   new code after ${median(o.firstNew).toFixed(0).padStart(5)} ms (median)   old code until ${median(o.lastOld).toFixed(0).padStart(5)} ms`,
+    );
   }
   const lp = outcomes.find((o) => o.name.startsWith('livepatch'));
   if (lp) console.log(`goal: livepatch 0 failed requests → ${lp.failed === 0 ? 'met' : `NOT met (${lp.failed})`}`);

@@ -24,7 +24,9 @@ const posix = (p: string): string => p.split(sep).join('/');
 /** The commit `root` is checked out at, when it is a git work tree. */
 function gitHead(root: string): string | undefined {
   try {
-    const out = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }).toString().trim();
+    const out = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 })
+      .toString()
+      .trim();
     return /^[0-9a-f]{40,64}$/.test(out) ? out : undefined;
   } catch {
     return undefined;
@@ -38,23 +40,29 @@ export function writeManifest(root: string, opts: { project?: string; out?: stri
   try {
     parsed = loadTsconfig(abs, opts.project);
   } catch (e) {
-    throw new LivepatchError('LP_ERR_CLI_USAGE', `${(e as Error).message.replace(/; patching is disabled$/, '')}: run livepatch manifest in the project root, or pass --root DIR / --project FILE`);
+    throw new LivepatchError(
+      'LP_ERR_CLI_USAGE',
+      `${(e as Error).message.replace(/; patching is disabled$/, '')}: run livepatch manifest in the project root, or pass --root DIR / --project FILE`,
+    );
   }
   const modules: BuildManifest['modules'] = {};
   const notBuilt: string[] = [];
   const ignoreCase = !ts.sys.useCaseSensitiveFileNames;
   for (const f of parsed.fileNames.map((x) => resolve(x)).sort()) {
     const rel = relative(abs, f);
-    if (rel.startsWith('..') || rel.split(sep).includes('node_modules') || /\.d\.[cm]?ts$/.test(rel) || !/\.(ts|tsx|mts|cts)$/.test(rel)) continue;
+    if (rel.startsWith('..') || rel.split(sep).includes('node_modules') || /\.d\.[cm]?ts$/.test(rel) || !/\.(ts|tsx|mts|cts)$/.test(rel))
+      continue;
     const js = ts.getOutputFileNames(parsed, f, ignoreCase).find((o) => /\.[cm]?js$/.test(o));
     if (!js) continue;
     const jsRel = relative(abs, resolve(js));
-    if (jsRel.startsWith('..')) throw new LivepatchError('LP_ERR_CLI_USAGE', `${posix(rel)} compiles to ${js}, outside the project root ${abs}`);
+    if (jsRel.startsWith('..'))
+      throw new LivepatchError('LP_ERR_CLI_USAGE', `${posix(rel)} compiles to ${js}, outside the project root ${abs}`);
     const id = posix(rel);
     modules[id] = { hash: createHash('sha256').update(readFileSync(f, 'utf8')).digest('hex'), js: posix(jsRel) };
     if (!existsSync(js)) notBuilt.push(id);
   }
-  if (Object.keys(modules).length > MAX_MANIFEST_MODULES) throw new LivepatchError('LP_ERR_CLI_USAGE', `more than ${MAX_MANIFEST_MODULES} modules`);
+  if (Object.keys(modules).length > MAX_MANIFEST_MODULES)
+    throw new LivepatchError('LP_ERR_CLI_USAGE', `more than ${MAX_MANIFEST_MODULES} modules`);
   const dirOf = (p: string | undefined) => (p === undefined ? undefined : posix(relative(abs, resolve(p))) || undefined);
   const rootDir = dirOf(parsed.options.rootDir);
   const outDir = dirOf(parsed.options.outDir);
@@ -78,7 +86,10 @@ export function writeManifest(root: string, opts: { project?: string; out?: stri
     } catch {
       // Nothing was written.
     }
-    throw new LivepatchError('LP_ERR_CLI_USAGE', `cannot write ${file} (in ${dirname(file)}): ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    throw new LivepatchError(
+      'LP_ERR_CLI_USAGE',
+      `cannot write ${file} (in ${dirname(file)}): ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
+    );
   }
   return { file, manifest, notBuilt };
 }

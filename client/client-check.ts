@@ -45,7 +45,10 @@ export async function checkOnClient(client: AgentClient, patch: PatchSet, checko
   const tc = require('../shared/typecheck') as typeof import('../shared/typecheck');
   const root = resolve(checkout);
   if (!existsSync(join(root, 'tsconfig.json'))) {
-    throw new LivepatchError('LP_ERR_CLI_USAGE', `no tsconfig.json in ${root}: --check-here checks against a checkout of the deployed commit; pass --checkout DIR`);
+    throw new LivepatchError(
+      'LP_ERR_CLI_USAGE',
+      `no tsconfig.json in ${root}: --check-here checks against a checkout of the deployed commit; pass --checkout DIR`,
+    );
   }
   const started = Date.now();
   const versions = await client.request('versions', {});
@@ -72,7 +75,10 @@ export async function checkOnClient(client: AgentClient, patch: PatchSet, checko
   }
   if (conflicts.length > 0) {
     const first = conflicts[0]!;
-    const what = first.expected === null ? `${first.module} is not in the checkout` : `${first.module} differs (checkout ${first.expected.slice(0, 12)}, live ${first.actual?.slice(0, 12)})`;
+    const what =
+      first.expected === null
+        ? `${first.module} is not in the checkout`
+        : `${first.module} differs (checkout ${first.expected.slice(0, 12)}, live ${first.actual?.slice(0, 12)})`;
     throw new LivepatchError(
       'LP_ERR_PATCH_CONFLICT',
       `the checkout at ${root} does not match the live program (${conflicts.length} module(s)): ${what}; check out the deployed commit`,

@@ -58,7 +58,6 @@ interface Pending {
   timer?: NodeJS.Timeout;
 }
 
-
 /**
  * One authenticated connection to an agent. Emits `event` (AgentEvent) after `subscribe`, and
  * `close` ({ code, reason }) when the socket closes.
@@ -96,7 +95,10 @@ export class AgentClient extends EventEmitter {
   /** Connect to `target` (`host:port` or `unix:/path`) and authenticate. */
   static connect(targetText: string, opts: ConnectOptions): Promise<AgentClient> {
     const target = parseTarget(targetText);
-    if (!target) return Promise.reject(new LivepatchError('LP_ERR_PROTO_BAD_MESSAGE', `invalid agent address "${targetText}": use host:port or unix:/path`));
+    if (!target)
+      return Promise.reject(
+        new LivepatchError('LP_ERR_PROTO_BAD_MESSAGE', `invalid agent address "${targetText}": use host:port or unix:/path`),
+      );
     const token = parseToken(opts.token);
     if (!token) return Promise.reject(new LivepatchError('LP_ERR_AUTH_DENIED', 'the token is malformed (expected lp_<id>_<secret>)'));
     const timeoutMs = opts.timeoutMs ?? 10_000;
@@ -119,21 +121,45 @@ export class AgentClient extends EventEmitter {
         ws.terminate();
         reject(e);
       };
-      const timer = setTimeout(() => fail(new LivepatchError('LP_ERR_CONN_TIMEOUT', `timed out connecting to ${targetText} after ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () => fail(new LivepatchError('LP_ERR_CONN_TIMEOUT', `timed out connecting to ${targetText} after ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       ws.on('error', (err: NodeJS.ErrnoException) => {
         const code = err.code ?? '';
-        if (code === 'ECONNREFUSED' || code === 'ENOENT') fail(new LivepatchError('LP_ERR_CONN_REFUSED', `cannot connect to ${targetText}: nothing is listening there (is the app running with the agent enabled?)`));
-        else if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') fail(new LivepatchError('LP_ERR_CONN_REFUSED', `cannot resolve host in ${targetText}`));
-        else if (/Unexpected server response: 403/.test(err.message)) fail(new LivepatchError('LP_ERR_AUTH_ORIGIN', `the agent at ${targetText} refused the connection (HTTP 403: cross-origin connections are refused)`));
+        if (code === 'ECONNREFUSED' || code === 'ENOENT')
+          fail(
+            new LivepatchError(
+              'LP_ERR_CONN_REFUSED',
+              `cannot connect to ${targetText}: nothing is listening there (is the app running with the agent enabled?)`,
+            ),
+          );
+        else if (code === 'ENOTFOUND' || code === 'EAI_AGAIN')
+          fail(new LivepatchError('LP_ERR_CONN_REFUSED', `cannot resolve host in ${targetText}`));
+        else if (/Unexpected server response: 403/.test(err.message))
+          fail(
+            new LivepatchError(
+              'LP_ERR_AUTH_ORIGIN',
+              `the agent at ${targetText} refused the connection (HTTP 403: cross-origin connections are refused)`,
+            ),
+          );
         else fail(new LivepatchError('LP_ERR_CONN_REFUSED', `cannot connect to ${targetText}: ${err.message}`));
       });
       ws.on('close', (code, reason) => {
         const text = reason.toString();
-        if (code === CLOSE.AUTH_FAILED) fail(new LivepatchError('LP_ERR_AUTH_DENIED', `authentication failed at ${targetText}: ${text || 'unknown or wrong token'}`));
+        if (code === CLOSE.AUTH_FAILED)
+          fail(new LivepatchError('LP_ERR_AUTH_DENIED', `authentication failed at ${targetText}: ${text || 'unknown or wrong token'}`));
         else if (code === CLOSE.LOCKED_OUT) fail(new LivepatchError('LP_ERR_AUTH_LOCKED', text || undefined));
-        else if (code === CLOSE.PROTOCOL_VERSION) fail(new LivepatchError('LP_ERR_PROTO_VERSION', `the agent at ${targetText} speaks another protocol version: ${text}`));
+        else if (code === CLOSE.PROTOCOL_VERSION)
+          fail(new LivepatchError('LP_ERR_PROTO_VERSION', `the agent at ${targetText} speaks another protocol version: ${text}`));
         else if (code === CLOSE.TOO_MANY_CONNECTIONS) fail(new LivepatchError('LP_ERR_LIMIT_CONNECTIONS', text || undefined));
-        else fail(new LivepatchError('LP_ERR_CONN_CLOSED', `the agent at ${targetText} closed the connection during the handshake (${code}${text ? ': ' + text : ''})`));
+        else
+          fail(
+            new LivepatchError(
+              'LP_ERR_CONN_CLOSED',
+              `the agent at ${targetText} closed the connection during the handshake (${code}${text ? ': ' + text : ''})`,
+            ),
+          );
       });
       ws.on('message', (data, isBinary) => {
         if (isBinary) return fail(new LivepatchError('LP_ERR_PROTO_BAD_MESSAGE', 'binary frame from agent'));
@@ -141,13 +167,27 @@ export class AgentClient extends EventEmitter {
         if (!parsed.ok) return fail(new LivepatchError('LP_ERR_PROTO_BAD_MESSAGE', `bad frame from agent: ${parsed.reason}`));
         const msg = parsed.value as AgentMessage;
         if (!hello) {
-          if (msg.type !== 'hello') return fail(new LivepatchError('LP_ERR_PROTO_BAD_MESSAGE', 'the peer is not a livepatch agent (no hello)'));
+          if (msg.type !== 'hello')
+            return fail(new LivepatchError('LP_ERR_PROTO_BAD_MESSAGE', 'the peer is not a livepatch agent (no hello)'));
           hello = msg;
           if (!isCompatible(hello.protocol)) {
-            return fail(new LivepatchError('LP_ERR_PROTO_VERSION', `the agent at ${targetText} speaks protocol ${hello.protocol}, this client speaks ${PROTOCOL_VERSION}: upgrade the older side`));
+            return fail(
+              new LivepatchError(
+                'LP_ERR_PROTO_VERSION',
+                `the agent at ${targetText} speaks protocol ${hello.protocol}, this client speaks ${PROTOCOL_VERSION}: upgrade the older side`,
+              ),
+            );
           }
           const clientNonce = newNonce();
-          ws.send(JSON.stringify({ type: 'auth', protocol: PROTOCOL_VERSION, tokenId: token.id, clientNonce, proof: computeProof(token, hello.nonce, clientNonce) }));
+          ws.send(
+            JSON.stringify({
+              type: 'auth',
+              protocol: PROTOCOL_VERSION,
+              tokenId: token.id,
+              clientNonce,
+              proof: computeProof(token, hello.nonce, clientNonce),
+            }),
+          );
           return;
         }
         if (msg.type === 'welcome') {
@@ -232,7 +272,10 @@ export function resolveToken(tokenFile?: string, env: NodeJS.ProcessEnv = proces
     try {
       return readFileSync(tokenFile, 'utf8').trim();
     } catch (e) {
-      throw new LivepatchError('LP_ERR_AUTH_NO_TOKEN', `cannot read token file ${tokenFile}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+      throw new LivepatchError(
+        'LP_ERR_AUTH_NO_TOKEN',
+        `cannot read token file ${tokenFile}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
+      );
     }
   }
   const t = env['LIVEPATCH_TOKEN'];

@@ -3,15 +3,33 @@
  * Pure functions of the op results (strings in, strings out) so they are tested without an agent;
  * nothing decorative here: no colours, no boxes, so the output pastes cleanly into tickets and logs.
  */
-import { formatDiagnostic, formatSigner, LivepatchError, type CommitResult, type Diagnostic, type GenerationSummary, type LiveGeneration, type QuarantinedPatch, type StatusResult, type VersionsResult } from '../shared';
+import {
+  formatDiagnostic,
+  formatSigner,
+  LivepatchError,
+  type CommitResult,
+  type Diagnostic,
+  type GenerationSummary,
+  type LiveGeneration,
+  type QuarantinedPatch,
+  type StatusResult,
+  type VersionsResult,
+} from '../shared';
 
 /** Render rows as columns separated by two spaces; the last column is not padded. */
 export function table(header: string[], rows: string[][]): string {
   const all = [header, ...rows];
   const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
-  return all
-    .map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd())
-    .join('\n') + '\n';
+  return (
+    all
+      .map((r) =>
+        r
+          .map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!)))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
 }
 
 /** `3725` → `1h 02m 05s`; short forms for short spans. */
@@ -67,10 +85,19 @@ export function formatStatus(s: StatusResult): string {
     ['generation', String(s.currentGeneration)],
     ['live', live || 'none'],
     ['modules', `${s.modules} (${patched})`],
-    ['patching', (s.patching.enabled ? 'enabled' : `disabled: ${s.patching.reason ?? 'unknown reason'}`) + (s.patching.signaturesRequired ? ' (signed patch sets only)' : '') + (s.patching.enabled && s.patching.checks === 'client' ? ' (no sources here: patches checked on the client, --check-here)' : '')],
+    [
+      'patching',
+      (s.patching.enabled ? 'enabled' : `disabled: ${s.patching.reason ?? 'unknown reason'}`) +
+        (s.patching.signaturesRequired ? ' (signed patch sets only)' : '') +
+        (s.patching.enabled && s.patching.checks === 'client' ? ' (no sources here: patches checked on the client, --check-here)' : ''),
+    ],
     ['drift', s.drift.length ? `${s.drift.length} module(s) differ from the journal` : 'none'],
   ];
-  if (s.watch) rows.push(['watch', `generation ${s.watch.generation} against ${s.watch.previousGeneration} until ${formatTime(s.watch.until)} (by ${s.watch.who})`]);
+  if (s.watch)
+    rows.push([
+      'watch',
+      `generation ${s.watch.generation} against ${s.watch.previousGeneration} until ${formatTime(s.watch.until)} (by ${s.watch.who})`,
+    ]);
   if (s.notLive?.length) rows.push(['not live', `${s.notLive.length} file(s) loaded but not live (patches naming them are refused)`]);
   if (s.journal) {
     const j = s.journal;
@@ -78,21 +105,53 @@ export function formatStatus(s: StatusResult): string {
     if (j.unreadable.length) bits.push(`${j.unreadable.length} unreadable line(s), not replayed`);
     if (j.probation) bits.push(`${j.probation.patchId ?? `#${j.probation.seq}`} on probation until ${formatTime(j.probation.until)}`);
     rows.push(['journal', `${j.dir}: ${bits.join(', ')}`]);
-    rows.push(['quarantined', s.quarantined?.length ? `${s.quarantined.length} patch(es) not re-applied: livepatch quarantine HOST --reapply ID | --drop ID` : 'none']);
+    rows.push([
+      'quarantined',
+      s.quarantined?.length
+        ? `${s.quarantined.length} patch(es) not re-applied: livepatch quarantine HOST --reapply ID | --drop ID`
+        : 'none',
+    ]);
   }
   let out = rows.map(([k, v]) => `${k.padEnd(12)}${v}`).join('\n') + '\n';
   const health = formatHealth(s.liveGenerations);
   if (health) out += '\n' + health;
   if (s.drift.length) {
-    out += '\n' + table(['MODULE', 'PATCH', 'EXPECTED', 'ACTUAL'], s.drift.map((d) => [d.module, d.patchId ?? '-', shortHash(d.expectedHash), shortHash(d.actualHash)]));
+    out +=
+      '\n' +
+      table(
+        ['MODULE', 'PATCH', 'EXPECTED', 'ACTUAL'],
+        s.drift.map((d) => [d.module, d.patchId ?? '-', shortHash(d.expectedHash), shortHash(d.actualHash)]),
+      );
   }
-  if (s.notLive?.length) out += '\n' + table(['NOT LIVE', 'REASON'], s.notLive.map((n) => [n.module, n.reason]));
+  if (s.notLive?.length)
+    out +=
+      '\n' +
+      table(
+        ['NOT LIVE', 'REASON'],
+        s.notLive.map((n) => [n.module, n.reason]),
+      );
   if (s.journal?.unreadable.length) {
-    out += '\n' + table(['LINE', 'OFFSET', 'BYTES', 'UNREADABLE JOURNAL LINE'], s.journal.unreadable.map((u) => [String(u.line), String(u.offset), String(u.bytes), u.reason]));
+    out +=
+      '\n' +
+      table(
+        ['LINE', 'OFFSET', 'BYTES', 'UNREADABLE JOURNAL LINE'],
+        s.journal.unreadable.map((u) => [String(u.line), String(u.offset), String(u.bytes), u.reason]),
+      );
   }
   if (s.quarantined?.length) out += '\n' + formatQuarantined(s.quarantined);
   if (s.workers?.length) {
-    out += '\n' + table(['WORKER', 'PID', 'GENERATION', 'LIVE', 'LAGGING'], s.workers.map((w) => [String(w.id), String(w.pid), String(w.generation), w.liveGenerations.map((g) => String(g.generation)).join(','), w.lagging ? 'yes' : 'no']));
+    out +=
+      '\n' +
+      table(
+        ['WORKER', 'PID', 'GENERATION', 'LIVE', 'LAGGING'],
+        s.workers.map((w) => [
+          String(w.id),
+          String(w.pid),
+          String(w.generation),
+          w.liveGenerations.map((g) => String(g.generation)).join(','),
+          w.lagging ? 'yes' : 'no',
+        ]),
+      );
   }
   return out;
 }
@@ -106,10 +165,27 @@ export function formatHealth(live: readonly LiveGeneration[]): string {
     .sort((a, b) => b.generation - a.generation)
     .map((g) => {
       const h = g.health!;
-      return [`${g.generation}${g.current ? '*' : ''}`, String(h.requests), String(h.status['2xx']), String(h.status['3xx']), String(h.status['4xx']), String(h.status['5xx']), String(h.threw), String(h.destroyed), String(h.uncaught), String(h.rejections), ms(h.p50Ms), ms(h.p99Ms), `${(h.errorRate * 100).toFixed(2)} %`];
+      return [
+        `${g.generation}${g.current ? '*' : ''}`,
+        String(h.requests),
+        String(h.status['2xx']),
+        String(h.status['3xx']),
+        String(h.status['4xx']),
+        String(h.status['5xx']),
+        String(h.threw),
+        String(h.destroyed),
+        String(h.uncaught),
+        String(h.rejections),
+        ms(h.p50Ms),
+        ms(h.p99Ms),
+        `${(h.errorRate * 100).toFixed(2)} %`,
+      ];
     });
   if (!rows.length) return '';
-  return table(['GEN', 'REQUESTS', '2XX', '3XX', '4XX', '5XX', 'THREW', 'DESTROYED', 'UNCAUGHT', 'REJECTIONS', 'P50', 'P99', 'ERROR RATE'], rows);
+  return table(
+    ['GEN', 'REQUESTS', '2XX', '3XX', '4XX', '5XX', 'THREW', 'DESTROYED', 'UNCAUGHT', 'REJECTIONS', 'P50', 'P99', 'ERROR RATE'],
+    rows,
+  );
 }
 
 /** `livepatch versions` for humans: one row per live module. */
@@ -156,6 +232,8 @@ export function formatHistory(gens: readonly GenerationSummary[], quarantined: r
 /** One line for a commit or rollback result, e.g. `generation 3 (was 2): src/rates.ts v2`. */
 export function formatCommit(r: CommitResult): string {
   const changed = r.changed.map((c) => `${c.module} v${c.version}`).join(', ') || 'no modules changed';
-  const head = r.dryRun ? `dry run passed against generation ${r.previousGeneration}` : `generation ${r.generation} (was ${r.previousGeneration})`;
+  const head = r.dryRun
+    ? `dry run passed against generation ${r.previousGeneration}`
+    : `generation ${r.generation} (was ${r.previousGeneration})`;
   return `${head}: ${changed}`;
 }

@@ -116,8 +116,13 @@ export function readPatchArgs(args: string[], opts: PatchArgsOptions = {}): Patc
   }
   if (fromJson?.signature) {
     if (args.length > 1) throw usage('a signed patch set is sent as it was signed: give it as the only PATCH argument');
-    const changed = [opts.id !== undefined && '--id', opts.message !== undefined && '-m', opts.verifyFile !== undefined && '--verify'].filter(Boolean);
-    if (changed.length > 0) throw usage(`a signed patch set cannot be changed by ${changed.join(', ')}: that would void its signature (sign it again instead)`);
+    const changed = [
+      opts.id !== undefined && '--id',
+      opts.message !== undefined && '-m',
+      opts.verifyFile !== undefined && '--verify',
+    ].filter(Boolean);
+    if (changed.length > 0)
+      throw usage(`a signed patch set cannot be changed by ${changed.join(', ')}: that would void its signature (sign it again instead)`);
     return fromJson;
   }
   if (Object.keys(files).length > MAX_FILES) throw usage(`a patch set may name at most ${MAX_FILES} modules`);

@@ -86,7 +86,11 @@ export function copyShop(opts: { standIn?: boolean; esm?: boolean } = {}): ShopC
     writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: 'livepatch', version: '0.0.0-stand-in', main: 'index.js' }));
     writeFileSync(join(pkg, 'index.js'), "'use strict';\nexports.keep = (_key, init) => init();\nexports.pin = (fn) => fn();\n");
   }
-  const options = ts.parseJsonConfigFileContent(ts.readConfigFile(join(root, 'tsconfig.json'), ts.sys.readFile).config, ts.sys, root).options;
+  const options = ts.parseJsonConfigFileContent(
+    ts.readConfigFile(join(root, 'tsconfig.json'), ts.sys.readFile).config,
+    ts.sys,
+    root,
+  ).options;
   return {
     root,
     deploy(file, source) {
@@ -127,7 +131,13 @@ export interface Sample {
  * request's outcome is kept (bounded by the caller's duration × rate). Uses a keep-alive agent like a
  * real upstream proxy would.
  */
-export function startLoad(port: number, path: string, rate: number, maxInflight = 64, timeoutMs = 5000): { samples: Sample[]; stop(): Promise<Sample[]> } {
+export function startLoad(
+  port: number,
+  path: string,
+  rate: number,
+  maxInflight = 64,
+  timeoutMs = 5000,
+): { samples: Sample[]; stop(): Promise<Sample[]> } {
   const agent = new http.Agent({ keepAlive: true, maxSockets: maxInflight });
   const samples: Sample[] = [];
   let inflight = 0;

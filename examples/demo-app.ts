@@ -48,7 +48,9 @@ export function prepareShop(dir: string, opts: { esm?: boolean } = {}): string {
 function toEsm(root: string): void {
   const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as Record<string, unknown>;
   writeFileSync(join(root, 'package.json'), JSON.stringify({ ...pkg, type: 'module' }, null, 2));
-  const cfg = readFileSync(join(root, 'tsconfig.json'), 'utf8').replace('"module": "commonjs"', '"module": "NodeNext"').replace('"moduleResolution": "node"', '"moduleResolution": "NodeNext"');
+  const cfg = readFileSync(join(root, 'tsconfig.json'), 'utf8')
+    .replace('"module": "commonjs"', '"module": "NodeNext"')
+    .replace('"moduleResolution": "node"', '"moduleResolution": "NodeNext"');
   writeFileSync(join(root, 'tsconfig.json'), cfg);
   const walk = (d: string): void => {
     for (const e of readdirSync(d, { withFileTypes: true })) {
@@ -63,7 +65,9 @@ function toEsm(root: string): void {
 
 /** Relative import specifiers with the `.js` extension NodeNext requires. */
 export function esmImports(source: string): string {
-  return source.replace(/(from\s+['"])(\.{1,2}\/[^'"]+?)(['"])/g, (m, a: string, spec: string, b: string) => (/\.[cm]?js$/.test(spec) ? m : `${a}${spec}.js${b}`));
+  return source.replace(/(from\s+['"])(\.{1,2}\/[^'"]+?)(['"])/g, (m, a: string, spec: string, b: string) =>
+    /\.[cm]?js$/.test(spec) ? m : `${a}${spec}.js${b}`,
+  );
 }
 
 /** A development token with the admin role, in a tokens file under `dir`; the token is also saved to a 0600 file. */

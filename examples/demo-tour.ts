@@ -29,7 +29,12 @@ export async function runTour(o: TourOptions): Promise<void> {
   const { shop, print } = o;
   let n = 0;
   const step = (title: string) => print(`\n[${++n}] ${title}`);
-  const indent = (text: string) => text.trimEnd().split('\n').map((l) => `    ${l}`).join('\n');
+  const indent = (text: string) =>
+    text
+      .trimEnd()
+      .split('\n')
+      .map((l) => `    ${l}`)
+      .join('\n');
 
   const cli = async (args: string[], expectCode = 0): Promise<string> => {
     print(`$ livepatch ${args.map(shellQuote).join(' ')}`);
@@ -52,7 +57,8 @@ export async function runTour(o: TourOptions): Promise<void> {
 
   step('The live modules of the running shop (all at version 1, generation 1)');
   const before = await cli(['versions', shop.agent]);
-  if (!before.includes('src/pricing.ts') || !before.includes('src/discounts.ts')) throw new StepFailed('versions does not list src/pricing.ts and src/discounts.ts');
+  if (!before.includes('src/pricing.ts') || !before.includes('src/discounts.ts'))
+    throw new StepFailed('versions does not list src/pricing.ts and src/discounts.ts');
 
   step(`Current behaviour: a quote for ${ORDER}, and a cart opened now (a long-lived object)`);
   const q1 = await get(`/quote?items=${ORDER}`);
@@ -97,10 +103,19 @@ export async function runTour(o: TourOptions): Promise<void> {
 
   const reorder = join(shop.root, 'patches', 'reorder-report');
   step('Patch src/inventory.ts (a reorder status in the stock report): the stock the order took is kept (keep)');
-  await cli(['apply', shop.agent, relative(shop.root, reorder), '--root', relative(shop.root, reorder), '-m', 'inventory: reorder status in the stock report']);
+  await cli([
+    'apply',
+    shop.agent,
+    relative(shop.root, reorder),
+    '--root',
+    relative(shop.root, reorder),
+    '-m',
+    'inventory: reorder status in the stock report',
+  ]);
   const stock2 = await get('/stock');
   print(indent(`mug: ${JSON.stringify(stock2.mug)}`));
-  if (stock2.mug?.units !== stock1.mug) throw new StepFailed(`inventory state was not kept across the patch (${JSON.stringify(stock2.mug)}, expected ${stock1.mug} units)`);
+  if (stock2.mug?.units !== stock1.mug)
+    throw new StepFailed(`inventory state was not kept across the patch (${JSON.stringify(stock2.mug)}, expected ${stock1.mug} units)`);
   if (stock2.mug.status !== 'reorder') throw new StepFailed('the patched stock report has no reorder status');
 
   step('History: deploy, patch, rollback, patch');

@@ -26,8 +26,7 @@ if (!arch) fail(`no node-linux-* package for architecture ${process.arch}`);
 const pkg = `node-linux-${arch}`;
 
 const cacheRoot =
-  process.env.LIVEPATCH_NODE_CACHE ||
-  path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'livepatch-node');
+  process.env.LIVEPATCH_NODE_CACHE || path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'livepatch-node');
 const repoRoot = path.resolve(__dirname, '..');
 if (path.resolve(cacheRoot) === repoRoot || path.resolve(cacheRoot).startsWith(repoRoot + path.sep)) {
   fail(`cache folder ${cacheRoot} is inside the repository; choose one outside it`);
@@ -68,7 +67,11 @@ function resolveVersion() {
     out = npm(['view', `${pkg}@${want}`, 'version', '--json'], os.tmpdir());
   } catch {
     const cached = fs.existsSync(cacheRoot)
-      ? fs.readdirSync(cacheRoot).filter((v) => isStable(v) && matches(v)).sort(cmp).reverse()
+      ? fs
+          .readdirSync(cacheRoot)
+          .filter((v) => isStable(v) && matches(v))
+          .sort(cmp)
+          .reverse()
       : [];
     for (const v of cached) {
       if (cachedBinary(v)) {

@@ -68,7 +68,9 @@ function runSuite(label, cwd, env) {
 }
 
 function describe(r) {
-  const how = r.exited ? `exited on its own (code ${r.code ?? r.signal}) after ${r.seconds.toFixed(1)} s` : `did not exit within ${TIMEOUT_MS / 1000} s (killed)`;
+  const how = r.exited
+    ? `exited on its own (code ${r.code ?? r.signal}) after ${r.seconds.toFixed(1)} s`
+    : `did not exit within ${TIMEOUT_MS / 1000} s (killed)`;
   const sum = r.summary ? `${r.passing} passing, ${r.pending} pending, ${r.failing} failing` : 'no mocha summary';
   return `${r.label.padEnd(6)} ${sum}; ${how}`;
 }
@@ -91,7 +93,11 @@ async function main() {
     console.log(`peer: ${SUITE} copied to ${copy}; npm install ...`);
     const baseEnv = { ...process.env };
     for (const k of ['NODE_OPTIONS', 'LIVEPATCH_ROOT', 'LIVEPATCH_TOKENS', 'LIVEPATCH_LISTEN']) delete baseEnv[k];
-    const install = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: copy, env: baseEnv, stdio: 'inherit' });
+    const install = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], {
+      cwd: copy,
+      env: baseEnv,
+      stdio: 'inherit',
+    });
     if (install.status !== 0) {
       console.error(`peer: npm install failed (${install.status ?? install.signal})`);
       return 1;
@@ -100,7 +106,8 @@ async function main() {
     console.log(describe(plain));
     const live = await runSuite('live', copy, { ...baseEnv, NODE_OPTIONS: `-r ${REGISTER}`, LIVEPATCH_ROOT: copy });
     console.log(describe(live));
-    const same = plain.summary && live.summary && plain.passing === live.passing && plain.pending === live.pending && plain.failing === live.failing;
+    const same =
+      plain.summary && live.summary && plain.passing === live.passing && plain.pending === live.pending && plain.failing === live.failing;
     const ok = same && plain.exited && live.exited;
     if (!ok && live.failing > 0) {
       // The first failures of the live run, as mocha printed them, to show what broke.
@@ -111,7 +118,11 @@ async function main() {
     if (!same) why.push('counts differ');
     if (!plain.exited) why.push('the plain run did not exit');
     if (!live.exited) why.push('the live run did not exit');
-    console.log(ok ? `peer: ${SUITE}: live matches plain (${live.passing} passing, ${live.failing} failing), both exited` : `peer: ${SUITE}: live differs from plain: ${why.join(', ')} (plain ${plain.passing}/${plain.failing}, live ${live.passing}/${live.failing} passing/failing)`);
+    console.log(
+      ok
+        ? `peer: ${SUITE}: live matches plain (${live.passing} passing, ${live.failing} failing), both exited`
+        : `peer: ${SUITE}: live differs from plain: ${why.join(', ')} (plain ${plain.passing}/${plain.failing}, live ${live.passing}/${live.failing} passing/failing)`,
+    );
     return ok ? 0 : 1;
   } finally {
     rmSync(work, { recursive: true, force: true });

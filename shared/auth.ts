@@ -67,7 +67,9 @@ function xor(a: Buffer, b: Buffer): Buffer {
 /** Client side: the proof for one handshake. */
 export function computeProof(token: ParsedToken, serverNonce: string, clientNonce: string): string {
   const storedKey = storedKeyOf(token.secret);
-  const sig = createHmac('sha256', storedKey).update(authMessage(serverNonce, clientNonce, token.id)).digest();
+  const sig = createHmac('sha256', storedKey)
+    .update(authMessage(serverNonce, clientNonce, token.id))
+    .digest();
   return xor(clientKeyOf(token.secret), sig).toString('base64url');
 }
 
@@ -76,7 +78,9 @@ export function verifyProof(storedKeyHex: string, tokenId: string, serverNonce: 
   const storedKey = Buffer.from(storedKeyHex, 'hex');
   const proofBuf = Buffer.from(proof, 'base64url');
   if (storedKey.length !== 32 || proofBuf.length !== 32) return false;
-  const sig = createHmac('sha256', storedKey).update(authMessage(serverNonce, clientNonce, tokenId)).digest();
+  const sig = createHmac('sha256', storedKey)
+    .update(authMessage(serverNonce, clientNonce, tokenId))
+    .digest();
   const candidate = createHash('sha256').update(xor(proofBuf, sig)).digest();
   return timingSafeEqual(candidate, storedKey);
 }

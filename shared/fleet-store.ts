@@ -35,11 +35,15 @@ export function openFleet(address: FleetAddress, env: NodeJS.ProcessEnv = proces
   const ca = readFile(env, 'LIVEPATCH_FLEET_CA');
   const cert = readFile(env, 'LIVEPATCH_FLEET_CERT');
   const key = readFile(env, 'LIVEPATCH_FLEET_KEY');
-  if (Boolean(cert) !== Boolean(key)) throw new LivepatchError('LP_ERR_FLEET_URL', 'LIVEPATCH_FLEET_CERT and LIVEPATCH_FLEET_KEY go together');
+  if (Boolean(cert) !== Boolean(key))
+    throw new LivepatchError('LP_ERR_FLEET_URL', 'LIVEPATCH_FLEET_CERT and LIVEPATCH_FLEET_KEY go together');
   if (cert && !ca) throw new LivepatchError('LP_ERR_FLEET_URL', 'a client certificate needs TLS: set LIVEPATCH_FLEET_CA too');
   const user = env['LIVEPATCH_FLEET_USER']?.trim();
-  const password = readFile(env, 'LIVEPATCH_FLEET_PASSWORD_FILE')?.toString().replace(/\r?\n$/, '');
-  if (user && password === undefined) throw new LivepatchError('LP_ERR_FLEET_URL', 'LIVEPATCH_FLEET_USER needs LIVEPATCH_FLEET_PASSWORD_FILE');
+  const password = readFile(env, 'LIVEPATCH_FLEET_PASSWORD_FILE')
+    ?.toString()
+    .replace(/\r?\n$/, '');
+  if (user && password === undefined)
+    throw new LivepatchError('LP_ERR_FLEET_URL', 'LIVEPATCH_FLEET_USER needs LIVEPATCH_FLEET_PASSWORD_FILE');
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { Etcd3 } = require('etcd3') as typeof import('etcd3');
   const scheme = ca ? 'https' : 'http';
@@ -56,7 +60,11 @@ export function openFleet(address: FleetAddress, env: NodeJS.ProcessEnv = proces
 export function fleetError(err: unknown, what: string): LivepatchError {
   if (err instanceof LivepatchError) return err;
   const name = (err as Error)?.constructor?.name ?? '';
-  const msg = String((err as Error)?.message ?? err).split('\n')[0]!.replace(/\s*Resolution note:\s*$/, '').slice(0, 300);
-  if (/Permission|Authentication|InvalidAuth|UserNotFound|user name is empty|user name not found|auth token|auth: /i.test(name + ' ' + msg)) return new LivepatchError('LP_ERR_FLEET_DENIED', `${what}: etcd refused: ${msg}`);
+  const msg = String((err as Error)?.message ?? err)
+    .split('\n')[0]!
+    .replace(/\s*Resolution note:\s*$/, '')
+    .slice(0, 300);
+  if (/Permission|Authentication|InvalidAuth|UserNotFound|user name is empty|user name not found|auth token|auth: /i.test(name + ' ' + msg))
+    return new LivepatchError('LP_ERR_FLEET_DENIED', `${what}: etcd refused: ${msg}`);
   return new LivepatchError('LP_ERR_FLEET_UNREACHABLE', `${what}: ${msg}`);
 }

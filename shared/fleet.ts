@@ -40,10 +40,13 @@ export function isFleetUrl(s: string): boolean {
 /** `etcd://HOST:PORT[,HOST:PORT...]/NAME` → endpoints and prefix. Throws LP_ERR_FLEET_URL. */
 export function parseFleetUrl(s: string): FleetAddress {
   const m = /^etcd:\/\/([^/]+)\/([^/]+)$/i.exec(s.trim());
-  const bad = (why: string) => new LivepatchError('LP_ERR_FLEET_URL', `invalid fleet address "${s.slice(0, 200)}": ${why} (use etcd://HOST:PORT/NAME)`);
+  const bad = (why: string) =>
+    new LivepatchError('LP_ERR_FLEET_URL', `invalid fleet address "${s.slice(0, 200)}": ${why} (use etcd://HOST:PORT/NAME)`);
   if (!m) throw bad('expected one host list and one name');
   const endpoints = m[1]!.split(',').map((e) => e.trim());
-  for (const e of endpoints) if (!/^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(e) || Number(e.slice(e.lastIndexOf(':') + 1)) > 65535) throw bad(`"${e.slice(0, 100)}" is not host:port`);
+  for (const e of endpoints)
+    if (!/^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(e) || Number(e.slice(e.lastIndexOf(':') + 1)) > 65535)
+      throw bad(`"${e.slice(0, 100)}" is not host:port`);
   const name = m[2]!;
   if (!NAME_RE.test(name)) throw bad('the name is 1-63 letters, digits, dots, dashes or underscores');
   return { endpoints, name, prefix: `livepatch/fleets/${name}/` };
@@ -102,7 +105,8 @@ export interface VerdictRecord {
 export function rolloutWatch(r: Pick<RolloutRecord, 'watch' | 'watchScope'>): { args: WatchArgs; scope: 'canaries' | 'all' } | undefined {
   if (r.watch === undefined) return undefined;
   const args = watchArgsSchema.safeParse(r.watch);
-  if (!args.success || (r.watchScope !== 'canaries' && r.watchScope !== 'all')) throw new LivepatchError('LP_ERR_FLEET_RECORD', 'the rollout\'s watch arguments are malformed');
+  if (!args.success || (r.watchScope !== 'canaries' && r.watchScope !== 'all'))
+    throw new LivepatchError('LP_ERR_FLEET_RECORD', "the rollout's watch arguments are malformed");
   return { args: args.data, scope: r.watchScope };
 }
 
@@ -179,7 +183,10 @@ export function effectivePatches(entries: readonly LogEntry[], seq = entries.len
   const states: LogEntry[][] = [[]];
   for (const e of entries) {
     if (e.seq > seq) break;
-    states[e.seq] = e.kind === 'patch' ? [...(states[e.seq - 1] ?? []), e] : [...(states[e.kind === 'rollback' ? Math.max(0, Math.min(e.to, e.seq - 1)) : 0] ?? [])];
+    states[e.seq] =
+      e.kind === 'patch'
+        ? [...(states[e.seq - 1] ?? []), e]
+        : [...(states[e.kind === 'rollback' ? Math.max(0, Math.min(e.to, e.seq - 1)) : 0] ?? [])];
   }
   return states[Math.min(seq, states.length - 1)] ?? [];
 }

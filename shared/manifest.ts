@@ -53,18 +53,23 @@ export function isInsidePath(p: string): boolean {
 export function validateManifest(x: unknown): { manifest: BuildManifest } | { error: string } {
   if (!x || typeof x !== 'object' || Array.isArray(x)) return { error: 'not a JSON object' };
   const m = x as Record<string, unknown>;
-  if (m['format'] !== MANIFEST_FORMAT) return { error: `unknown format ${JSON.stringify(m['format'])?.slice(0, 60)} (expected ${MANIFEST_FORMAT})` };
+  if (m['format'] !== MANIFEST_FORMAT)
+    return { error: `unknown format ${JSON.stringify(m['format'])?.slice(0, 60)} (expected ${MANIFEST_FORMAT})` };
   if (typeof m['createdAt'] !== 'string') return { error: 'createdAt is missing' };
-  if (m['commit'] !== undefined && (typeof m['commit'] !== 'string' || !/^[0-9a-f]{7,64}$/.test(m['commit']))) return { error: 'commit is not a commit hash' };
-  for (const k of ['rootDir', 'outDir'] as const) if (m[k] !== undefined && !isInsidePath(m[k] as string)) return { error: `${k} is not a relative path inside the root` };
+  if (m['commit'] !== undefined && (typeof m['commit'] !== 'string' || !/^[0-9a-f]{7,64}$/.test(m['commit'])))
+    return { error: 'commit is not a commit hash' };
+  for (const k of ['rootDir', 'outDir'] as const)
+    if (m[k] !== undefined && !isInsidePath(m[k] as string)) return { error: `${k} is not a relative path inside the root` };
   const modules = m['modules'];
   if (!modules || typeof modules !== 'object' || Array.isArray(modules)) return { error: 'modules is not an object' };
   const ids = Object.keys(modules);
   if (ids.length > MAX_MANIFEST_MODULES) return { error: `more than ${MAX_MANIFEST_MODULES} modules` };
   for (const id of ids) {
     const e = (modules as Record<string, unknown>)[id] as Record<string, unknown> | undefined;
-    if (!isInsidePath(id) || !/\.(ts|tsx|mts|cts)$/.test(id)) return { error: `module id ${JSON.stringify(id).slice(0, 120)} is not a relative .ts path` };
-    if (!e || typeof e !== 'object' || typeof e['hash'] !== 'string' || !/^[0-9a-f]{64}$/.test(e['hash'])) return { error: `module ${id.slice(0, 120)}: hash is not sha256 hex` };
+    if (!isInsidePath(id) || !/\.(ts|tsx|mts|cts)$/.test(id))
+      return { error: `module id ${JSON.stringify(id).slice(0, 120)} is not a relative .ts path` };
+    if (!e || typeof e !== 'object' || typeof e['hash'] !== 'string' || !/^[0-9a-f]{64}$/.test(e['hash']))
+      return { error: `module ${id.slice(0, 120)}: hash is not sha256 hex` };
     if (!isInsidePath(e['js'] as string)) return { error: `module ${id.slice(0, 120)}: js is not a relative path inside the root` };
   }
   return { manifest: m as unknown as BuildManifest };

@@ -66,8 +66,7 @@ export interface WelcomeMessage {
 }
 
 export type ReplyMessage =
-  | { type: 'reply'; id: RequestId | null; ok: true; result: unknown }
-  | { type: 'reply'; id: RequestId | null; ok: false; error: WireError };
+  { type: 'reply'; id: RequestId | null; ok: true; result: unknown } | { type: 'reply'; id: RequestId | null; ok: false; error: WireError };
 
 export interface ProgressMessage {
   type: 'progress';
@@ -79,11 +78,29 @@ export interface ProgressMessage {
 }
 
 export type AgentEvent =
-  | { event: 'committed'; generation: number; previousGeneration: number; kind: 'patch' | 'rollback'; who: string; message?: string; changed: string[]; time: string }
+  | {
+      event: 'committed';
+      generation: number;
+      previousGeneration: number;
+      kind: 'patch' | 'rollback';
+      who: string;
+      message?: string;
+      changed: string[];
+      time: string;
+    }
   | { event: 'drained'; generation: number; time: string }
   | { event: 'released'; generation: number; time: string }
   | { event: 'worker'; pid: number; state: string; generation?: number; time: string }
-  | { event: 'watch'; generation: number; previousGeneration: number; verdict: 'started' | WatchResult['verdict']; reason?: string; figure?: string; revertGeneration?: number; time: string };
+  | {
+      event: 'watch';
+      generation: number;
+      previousGeneration: number;
+      verdict: 'started' | WatchResult['verdict'];
+      reason?: string;
+      figure?: string;
+      revertGeneration?: number;
+      time: string;
+    };
 
 export interface EventMessage {
   type: 'event';

@@ -33,7 +33,9 @@ export const patchSetSchema: z.ZodType<PatchSet> = z
       .object({
         js: z.record(moduleId, source).refine((f) => Object.keys(f).length <= 2000, { message: 'compiled.js names at most 2000 modules' }),
         verifyJs: source.optional(),
-        against: z.record(moduleId, z.string().regex(/^[0-9a-f]{64}$/)).refine((f) => Object.keys(f).length <= 100_000, { message: 'compiled.against names at most 100000 modules' }),
+        against: z
+          .record(moduleId, z.string().regex(/^[0-9a-f]{64}$/))
+          .refine((f) => Object.keys(f).length <= 100_000, { message: 'compiled.against names at most 100000 modules' }),
         typescript: z.string().max(100).optional(),
       })
       .strict()
@@ -68,23 +70,122 @@ export const SLOW_OP_TIMEOUT_MS = 600_000;
 
 export const OPS = {
   describe: { role: 'read', audited: false, slow: false, args: empty, doc: 'Protocol and agent version, and this catalogue.' },
-  status: { role: 'read', audited: false, slow: false, args: empty, doc: 'Pid, uptime, current and live generations with in-flight counts, modules, drift; with a journal: replay, unreadable lines, quarantined patches.' },
-  versions: { role: 'read', audited: false, slow: false, args: z.object({ generation: generation.optional() }).strict(), doc: 'One row per live module: version, generation that introduced it, hash, patched.' },
-  source: { role: 'read', audited: false, slow: false, args: z.object({ module: moduleId, generation: generation.optional() }).strict(), doc: 'TypeScript source of a module at a generation (default: current).' },
-  exports: { role: 'read', audited: false, slow: false, args: z.object({ module: moduleId }).strict(), doc: 'Names and kinds of a module\'s exports at the current generation.' },
-  history: { role: 'read', audited: false, slow: false, args: z.object({ limit: z.number().int().min(1).max(10000).optional() }).strict(), doc: 'Generations: who, when, message, modules changed; quarantined patches.' },
-  subscribe: { role: 'read', audited: false, slow: false, args: empty, doc: 'Receive events (commits, rollbacks, drains, watch verdicts) on this connection.' },
-  health: { role: 'read', audited: false, slow: false, args: empty, doc: 'Per live generation: requests, status classes, failures, uncaught exceptions, rejections, p50/p99; the watch in progress.' },
-  check: { role: 'patch', audited: true, slow: true, args: z.object({ patch: patchSetSchema }).strict(), doc: 'Type-check a patch set against the live program. Nothing is staged.' },
-  stage: { role: 'patch', audited: true, slow: true, args: z.object({ patch: patchSetSchema, ttlMs: z.number().int().min(1000).max(600000).optional() }).strict(), doc: 'Check, transpile, load and verify a patch set; hold it for commit (phase one). With trusted keys: signed sets only.' },
-  commit: { role: 'patch', audited: true, slow: true, args: z.object({ stageId, watch: watchArgsSchema.optional() }).strict(), doc: 'Commit a staged patch set atomically (phase two); with watch, then watch the new generation and revert it if a threshold is crossed.' },
+  status: {
+    role: 'read',
+    audited: false,
+    slow: false,
+    args: empty,
+    doc: 'Pid, uptime, current and live generations with in-flight counts, modules, drift; with a journal: replay, unreadable lines, quarantined patches.',
+  },
+  versions: {
+    role: 'read',
+    audited: false,
+    slow: false,
+    args: z.object({ generation: generation.optional() }).strict(),
+    doc: 'One row per live module: version, generation that introduced it, hash, patched.',
+  },
+  source: {
+    role: 'read',
+    audited: false,
+    slow: false,
+    args: z.object({ module: moduleId, generation: generation.optional() }).strict(),
+    doc: 'TypeScript source of a module at a generation (default: current).',
+  },
+  exports: {
+    role: 'read',
+    audited: false,
+    slow: false,
+    args: z.object({ module: moduleId }).strict(),
+    doc: "Names and kinds of a module's exports at the current generation.",
+  },
+  history: {
+    role: 'read',
+    audited: false,
+    slow: false,
+    args: z.object({ limit: z.number().int().min(1).max(10000).optional() }).strict(),
+    doc: 'Generations: who, when, message, modules changed; quarantined patches.',
+  },
+  subscribe: {
+    role: 'read',
+    audited: false,
+    slow: false,
+    args: empty,
+    doc: 'Receive events (commits, rollbacks, drains, watch verdicts) on this connection.',
+  },
+  health: {
+    role: 'read',
+    audited: false,
+    slow: false,
+    args: empty,
+    doc: 'Per live generation: requests, status classes, failures, uncaught exceptions, rejections, p50/p99; the watch in progress.',
+  },
+  check: {
+    role: 'patch',
+    audited: true,
+    slow: true,
+    args: z.object({ patch: patchSetSchema }).strict(),
+    doc: 'Type-check a patch set against the live program. Nothing is staged.',
+  },
+  stage: {
+    role: 'patch',
+    audited: true,
+    slow: true,
+    args: z.object({ patch: patchSetSchema, ttlMs: z.number().int().min(1000).max(600000).optional() }).strict(),
+    doc: 'Check, transpile, load and verify a patch set; hold it for commit (phase one). With trusted keys: signed sets only.',
+  },
+  commit: {
+    role: 'patch',
+    audited: true,
+    slow: true,
+    args: z.object({ stageId, watch: watchArgsSchema.optional() }).strict(),
+    doc: 'Commit a staged patch set atomically (phase two); with watch, then watch the new generation and revert it if a threshold is crossed.',
+  },
   abort: { role: 'patch', audited: true, slow: false, args: z.object({ stageId }).strict(), doc: 'Discard a staged patch set.' },
-  apply: { role: 'patch', audited: true, slow: true, args: z.object({ patch: patchSetSchema, dryRun: z.boolean().optional(), watch: watchArgsSchema.optional() }).strict(), doc: 'Check, stage and commit in one op (dryRun: stop before commit); with watch, then watch the new generation and revert it if a threshold is crossed. With trusted keys: signed sets only.' },
-  rollback: { role: 'patch', audited: true, slow: true, args: z.object({ to: generation.optional() }).strict(), doc: 'Atomically restore the module versions of an earlier generation (default: the previous one).' },
-  'audit-verify': { role: 'admin', audited: true, slow: false, args: empty, doc: 'Verify the audit log\'s hash chain.' },
-  eval: { role: 'read', audited: true, slow: true, args: z.object({ code: z.string().min(1).max(1024 * 1024), session: z.string().max(100).optional(), timeoutMs: z.number().int().min(1).max(60000).optional() }).strict(), doc: 'Evaluate TypeScript in the live process (read/patch: side-effect-free only).' },
-  'repl-open': { role: 'read', audited: true, slow: false, args: z.object({ generation: generation.optional() }).strict(), doc: 'Open a REPL session with its own declarations.' },
-  'repl-close': { role: 'read', audited: true, slow: false, args: z.object({ session: z.string().min(1).max(100) }).strict(), doc: 'Close a REPL session.' },
+  apply: {
+    role: 'patch',
+    audited: true,
+    slow: true,
+    args: z.object({ patch: patchSetSchema, dryRun: z.boolean().optional(), watch: watchArgsSchema.optional() }).strict(),
+    doc: 'Check, stage and commit in one op (dryRun: stop before commit); with watch, then watch the new generation and revert it if a threshold is crossed. With trusted keys: signed sets only.',
+  },
+  rollback: {
+    role: 'patch',
+    audited: true,
+    slow: true,
+    args: z.object({ to: generation.optional() }).strict(),
+    doc: 'Atomically restore the module versions of an earlier generation (default: the previous one).',
+  },
+  'audit-verify': { role: 'admin', audited: true, slow: false, args: empty, doc: "Verify the audit log's hash chain." },
+  eval: {
+    role: 'read',
+    audited: true,
+    slow: true,
+    args: z
+      .object({
+        code: z
+          .string()
+          .min(1)
+          .max(1024 * 1024),
+        session: z.string().max(100).optional(),
+        timeoutMs: z.number().int().min(1).max(60000).optional(),
+      })
+      .strict(),
+    doc: 'Evaluate TypeScript in the live process (read/patch: side-effect-free only).',
+  },
+  'repl-open': {
+    role: 'read',
+    audited: true,
+    slow: false,
+    args: z.object({ generation: generation.optional() }).strict(),
+    doc: 'Open a REPL session with its own declarations.',
+  },
+  'repl-close': {
+    role: 'read',
+    audited: true,
+    slow: false,
+    args: z.object({ session: z.string().min(1).max(100) }).strict(),
+    doc: 'Close a REPL session.',
+  },
   quarantine: {
     role: 'patch',
     audited: true,
@@ -93,7 +194,13 @@ export const OPS = {
     args: z.object({ drop: z.string().min(1).max(200).optional(), reapply: z.string().min(1).max(200).optional() }).strict(),
     doc: 'A patch quarantined after its host crashed: drop it (never replayed) or re-apply it (checked, staged, committed and journaled again). The list is in status.',
   },
-  restart: { role: 'patch', audited: true, slow: false, args: z.object({ deadlineMs: z.number().int().min(100).max(600000).optional() }).strict(), doc: 'Cluster primaries: replace the workers one by one (new one synced and listening, then the old one drained).' },
+  restart: {
+    role: 'patch',
+    audited: true,
+    slow: false,
+    args: z.object({ deadlineMs: z.number().int().min(100).max(600000).optional() }).strict(),
+    doc: 'Cluster primaries: replace the workers one by one (new one synced and listening, then the old one drained).',
+  },
 } as const satisfies Record<string, OpSpec>;
 
 export type OpName = keyof typeof OPS;

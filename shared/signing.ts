@@ -16,7 +16,15 @@
  * 32-byte public key (the line `livepatch keygen` prints and writes to `<dir>/livepatch-signing.pub`).
  * Blank lines and lines starting with `#` are ignored. NAME: letters, digits, `_ . @ -`, 1 to 100.
  */
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign as edSign, verify as edVerify, type KeyObject } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  sign as edSign,
+  verify as edVerify,
+  type KeyObject,
+} from 'node:crypto';
 import type { PatchSet, PatchSignature } from './patch';
 
 export const SIGNATURE_ALG = 'ed25519';

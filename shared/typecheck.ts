@@ -63,7 +63,13 @@ export const TYPESCRIPT_VERSION: string = ts.version;
 const MAX_STATE_BYTES = 64 * 1024 * 1024;
 
 /** Options of a project without a tsconfig (script checks only). */
-const DEFAULT_OPTIONS: ts.CompilerOptions = { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.CommonJS, strict: true, esModuleInterop: true, skipLibCheck: true };
+const DEFAULT_OPTIONS: ts.CompilerOptions = {
+  target: ts.ScriptTarget.ES2022,
+  module: ts.ModuleKind.CommonJS,
+  strict: true,
+  esModuleInterop: true,
+  skipLibCheck: true,
+};
 
 /** One script check: the script's SourceFile in the program and its own diagnostics (syntax first). */
 export interface ScriptCheckResult {
@@ -89,12 +95,16 @@ export function loadTsconfig(root: string, tsconfigPath?: string): ts.ParsedComm
   const file = resolve(root, tsconfigPath ?? 'tsconfig.json');
   if (!existsSync(file)) throw new LivepatchError('LP_ERR_PATCH_NO_SOURCES', `No tsconfig at ${file}; patching is disabled`);
   let fatal: string | undefined;
-  const parsed = ts.getParsedCommandLineOfConfigFile(file, {}, {
-    ...ts.sys,
-    onUnRecoverableConfigFileDiagnostic: (d) => {
-      fatal = ts.flattenDiagnosticMessageText(d.messageText, '\n');
+  const parsed = ts.getParsedCommandLineOfConfigFile(
+    file,
+    {},
+    {
+      ...ts.sys,
+      onUnRecoverableConfigFileDiagnostic: (d) => {
+        fatal = ts.flattenDiagnosticMessageText(d.messageText, '\n');
+      },
     },
-  });
+  );
   if (!parsed || fatal) throw new LivepatchError('LP_ERR_PATCH_NO_SOURCES', `Cannot read ${file}: ${fatal ?? 'unknown error'}`);
   return parsed;
 }
@@ -123,9 +133,28 @@ export function toDiagnostic(d: ts.Diagnostic, root: string): Diagnostic {
  */
 export function runtimeOptions(options: ts.CompilerOptions, esm = false): ts.CompilerOptions {
   const o: ts.CompilerOptions = { ...options, module: esm ? ts.ModuleKind.ESNext : ts.ModuleKind.CommonJS };
-  for (const k of ['declaration', 'declarationMap', 'sourceMap', 'composite', 'emitDeclarationOnly', 'noEmit', 'incremental', 'tsBuildInfoFile', 'outFile', 'out', 'rootDir', 'rootDirs', 'outDir'] as const) delete o[k];
+  for (const k of [
+    'declaration',
+    'declarationMap',
+    'sourceMap',
+    'composite',
+    'emitDeclarationOnly',
+    'noEmit',
+    'incremental',
+    'tsBuildInfoFile',
+    'outFile',
+    'out',
+    'rootDir',
+    'rootDirs',
+    'outDir',
+  ] as const)
+    delete o[k];
   o.inlineSourceMap = false;
-  if (o.moduleResolution === ts.ModuleResolutionKind.Node16 || o.moduleResolution === ts.ModuleResolutionKind.NodeNext || o.moduleResolution === ts.ModuleResolutionKind.Bundler) {
+  if (
+    o.moduleResolution === ts.ModuleResolutionKind.Node16 ||
+    o.moduleResolution === ts.ModuleResolutionKind.NodeNext ||
+    o.moduleResolution === ts.ModuleResolutionKind.Bundler
+  ) {
     o.moduleResolution = ts.ModuleResolutionKind.Node10;
   }
   return o;
@@ -163,7 +192,9 @@ export class ProgramChecker {
     this.root = resolve(root);
     this.tsconfigPath = resolve(this.root, tsconfigPath ?? 'tsconfig.json');
     this.configMissing = opts.allowMissingConfig === true && !existsSync(this.tsconfigPath);
-    const parsed: Pick<ts.ParsedCommandLine, 'options' | 'fileNames'> = this.configMissing ? { options: { ...DEFAULT_OPTIONS }, fileNames: [] } : loadTsconfig(this.root, this.tsconfigPath);
+    const parsed: Pick<ts.ParsedCommandLine, 'options' | 'fileNames'> = this.configMissing
+      ? { options: { ...DEFAULT_OPTIONS }, fileNames: [] }
+      : loadTsconfig(this.root, this.tsconfigPath);
     this.options = parsed.options;
     this.fileNames = parsed.fileNames.map((f) => resolve(f));
     // Declarations are emitted to a no-op writer only so the builder can compare declaration shapes.
@@ -182,7 +213,17 @@ export class ProgramChecker {
     this.stateFile = opts.stateFile !== undefined ? resolve(opts.stateFile) : undefined;
     // Script checks (REPL input) sit outside rootDir and emit nothing; the options that shape parsing and
     // binding stay the project's, so both programs share one set of parsed files.
-    const { rootDir: _r, outDir: _o, declaration: _d, declarationMap: _dm, composite: _c, incremental: _i, tsBuildInfoFile: _t, emitDeclarationOnly: _e, ...rest } = parsed.options;
+    const {
+      rootDir: _r,
+      outDir: _o,
+      declaration: _d,
+      declarationMap: _dm,
+      composite: _c,
+      incremental: _i,
+      tsBuildInfoFile: _t,
+      emitDeclarationOnly: _e,
+      ...rest
+    } = parsed.options;
     this.scriptOptions = { ...rest, noEmit: true, noUnusedLocals: false, noUnusedParameters: false };
     this.libDir = dirname(ts.getDefaultLibFilePath(this.checkOptions));
     this.host = this.createHost();
@@ -191,7 +232,8 @@ export class ProgramChecker {
   /** Type-check the whole program with `overlay` (absolute path → source) laid over the disk. */
   check(overlay: Map<string, string> | Record<string, string>, onProgress?: (p: CheckProgress) => void): ProgramCheckResult {
     const started = Date.now();
-    if (this.configMissing) throw new LivepatchError('LP_ERR_PATCH_NO_SOURCES', `No tsconfig at ${this.tsconfigPath}; patching is disabled`);
+    if (this.configMissing)
+      throw new LivepatchError('LP_ERR_PATCH_NO_SOURCES', `No tsconfig at ${this.tsconfigPath}; patching is disabled`);
     this.overlay = toOverlay(overlay);
     const rootNames = [...new Set([...this.fileNames, ...[...this.overlay.keys()].filter((f) => /\.(ts|tsx|mts|cts)$/.test(f))])];
     onProgress?.({ phase: 'program', done: 0, total: rootNames.length });
@@ -202,7 +244,12 @@ export class ProgramChecker {
     };
     let builder: ts.EmitAndSemanticDiagnosticsBuilderProgram;
     try {
-      builder = ts.createEmitAndSemanticDiagnosticsBuilderProgram(rootNames, this.checkOptions, this.host, this.builder ?? this.readState());
+      builder = ts.createEmitAndSemanticDiagnosticsBuilderProgram(
+        rootNames,
+        this.checkOptions,
+        this.host,
+        this.builder ?? this.readState(),
+      );
     } finally {
       this.onFileLoaded = undefined;
     }
@@ -314,7 +361,11 @@ export class ProgramChecker {
    */
   transpile(file: string, text: string): TranspileOutput {
     const fileName = isAbsolute(file) ? file : join(this.root, file);
-    const out = ts.transpileModule(text, { compilerOptions: runtimeOptions(this.options, isEsModuleFile(fileName)), fileName, reportDiagnostics: true });
+    const out = ts.transpileModule(text, {
+      compilerOptions: runtimeOptions(this.options, isEsModuleFile(fileName)),
+      fileName,
+      reportDiagnostics: true,
+    });
     // Only the file's own (syntax) diagnostics: option diagnostics belong to the whole-program check.
     const own = (out.diagnostics ?? []).filter((d) => d.file !== undefined);
     return { js: out.outputText, diagnostics: own.map((d) => toDiagnostic(d, this.root)) };
@@ -377,9 +428,13 @@ export class ProgramChecker {
 }
 
 function toOverlay(overlay: Map<string, string> | Record<string, string>): Map<string, string> {
-  return new Map(overlay instanceof Map ? [...overlay].map(([k, v]) => [resolve(k), v]) : Object.entries(overlay).map(([k, v]) => [resolve(k), v]));
+  return new Map(
+    overlay instanceof Map ? [...overlay].map(([k, v]) => [resolve(k), v]) : Object.entries(overlay).map(([k, v]) => [resolve(k), v]),
+  );
 }
 
 function sortDiagnostics(ds: Diagnostic[]): Diagnostic[] {
-  return ds.sort((a, b) => (a.file ?? '').localeCompare(b.file ?? '') || (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
+  return ds.sort(
+    (a, b) => (a.file ?? '').localeCompare(b.file ?? '') || (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0),
+  );
 }

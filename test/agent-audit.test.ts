@@ -44,10 +44,17 @@ describe('audit log chain', () => {
     assert.equal(recs[0].prev, '0'.repeat(64));
     assert.ok(recs.some((r) => r.op === 'auth' && r.outcome === 'LP_ERR_AUTH_DENIED' && r.remote === '127.0.0.1'));
     assert.ok(recs.some((r) => r.op === 'rollback' && r.who === 'reader' && r.outcome === 'LP_ERR_AUTH_FORBIDDEN'));
-    assert.ok(recs.some((r) => r.op === 'audit-verify' && r.outcome === 'ok'), 'an allowed audited op is recorded');
+    assert.ok(
+      recs.some((r) => r.op === 'audit-verify' && r.outcome === 'ok'),
+      'an allowed audited op is recorded',
+    );
     const quiet = OP_NAMES.filter((op) => !OPS[op].audited);
     assert.ok(quiet.includes('status') && quiet.includes('versions'));
-    assert.deepEqual(recs.filter((r) => quiet.includes(r.op)), [], 'allowed ops the catalogue marks unaudited are not recorded');
+    assert.deepEqual(
+      recs.filter((r) => quiet.includes(r.op)),
+      [],
+      'allowed ops the catalogue marks unaudited are not recorded',
+    );
     for (const r of recs) assert.match(r.time, /^\d{4}-\d\d-\d\dT/);
     const v = verifyAuditFile(a.auditFile);
     assert.deepEqual(v, { ok: true, records: recs.length });

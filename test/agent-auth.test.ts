@@ -15,12 +15,21 @@ function forged(token: string): string {
   return `lp_${parseToken(token)!.id}_${randomBytes(32).toString('base64url')}`;
 }
 
-const patch: PatchSet = { files: { 'src/rates.ts': "export const RATES_LABEL = 'hacked';\nexport function rate(c: string): number { return 0; }\nexport function tag(): string { return 'X'; }\n" } };
+const patch: PatchSet = {
+  files: {
+    'src/rates.ts':
+      "export const RATES_LABEL = 'hacked';\nexport function rate(c: string): number { return 0; }\nexport function tag(): string { return 'X'; }\n",
+  },
+};
 
 describe('agent authentication', () => {
   let a: AgentApp;
   before(async () => {
-    a = await bootAgentApp({ LIVEPATCH_HANDSHAKE_MS: '600', LIVEPATCH_LOCKOUT: '1000/60000/60000', LIVEPATCH_ALLOWED_ORIGINS: 'https://ops.example' });
+    a = await bootAgentApp({
+      LIVEPATCH_HANDSHAKE_MS: '600',
+      LIVEPATCH_LOCKOUT: '1000/60000/60000',
+      LIVEPATCH_ALLOWED_ORIGINS: 'https://ops.example',
+    });
   });
   after(async () => {
     await a?.stop();
@@ -50,7 +59,10 @@ describe('agent authentication', () => {
   });
 
   it('refuses a wrong secret for a real token id', async () => {
-    await assert.rejects(AgentClient.connect(a.address, { token: forged(a.tokens.admin) }), (e: LivepatchError) => e.code === 'LP_ERR_AUTH_DENIED');
+    await assert.rejects(
+      AgentClient.connect(a.address, { token: forged(a.tokens.admin) }),
+      (e: LivepatchError) => e.code === 'LP_ERR_AUTH_DENIED',
+    );
   });
 
   it('refuses a replayed auth frame on a new connection', async () => {
@@ -60,7 +72,10 @@ describe('agent authentication', () => {
     await c.next((m) => m.type === 'hello');
     c.send(first.authFrame!);
     assert.equal((await c.closed).code, CLOSE.AUTH_FAILED);
-    assert.equal(c.messages.some((m) => m.type === 'welcome'), false);
+    assert.equal(
+      c.messages.some((m) => m.type === 'welcome'),
+      false,
+    );
   });
 
   it('refuses a browser Origin with HTTP 403 and accepts an allowed one', async () => {
@@ -83,9 +98,18 @@ describe('agent authentication', () => {
       await assert.rejects(reader.request('commit', { stageId: 'x' }), forbidden);
       await assert.rejects(patcher.request('audit-verify', {}), forbidden);
       // eval is open to read tokens, but only for side-effect-free code.
-      await assert.rejects(reader.request('eval', { code: '(globalThis as any).pwned = 1' }), (e: LivepatchError) => e.code === 'LP_ERR_EVAL_SIDE_EFFECT');
-      await assert.rejects(patcher.request('eval', { code: 'process.exitCode = 3' }), (e: LivepatchError) => e.code === 'LP_ERR_EVAL_SIDE_EFFECT');
-      assert.equal((await admin.request('eval', { code: '(globalThis as any).pwned === undefined && process.exitCode === undefined' })).output, 'true');
+      await assert.rejects(
+        reader.request('eval', { code: '(globalThis as any).pwned = 1' }),
+        (e: LivepatchError) => e.code === 'LP_ERR_EVAL_SIDE_EFFECT',
+      );
+      await assert.rejects(
+        patcher.request('eval', { code: 'process.exitCode = 3' }),
+        (e: LivepatchError) => e.code === 'LP_ERR_EVAL_SIDE_EFFECT',
+      );
+      assert.equal(
+        (await admin.request('eval', { code: '(globalThis as any).pwned === undefined && process.exitCode === undefined' })).output,
+        'true',
+      );
       assert.deepEqual(await admin.request('versions', {}), before);
       assert.equal((await admin.request('status', {})).currentGeneration, 1);
       assert.deepEqual(await a.app.get('/label'), { label: 'rates-v1' });
@@ -95,7 +119,10 @@ describe('agent authentication', () => {
         ['reader:apply', 'reader:rollback', 'reader:stage', 'reader:commit', 'patcher:audit-verify'],
       );
       const evals = readAudit(a.auditFile).filter((r) => r.op === 'eval');
-      assert.deepEqual(evals.map((r) => `${r.who}:${r.outcome}`), ['reader:LP_ERR_EVAL_SIDE_EFFECT', 'patcher:LP_ERR_EVAL_SIDE_EFFECT', 'root:ok']);
+      assert.deepEqual(
+        evals.map((r) => `${r.who}:${r.outcome}`),
+        ['reader:LP_ERR_EVAL_SIDE_EFFECT', 'patcher:LP_ERR_EVAL_SIDE_EFFECT', 'root:ok'],
+      );
     } finally {
       admin.close();
       reader.close();
@@ -106,7 +133,8 @@ describe('agent authentication', () => {
   it('audits every failed handshake and the chain verifies', async () => {
     const records = readAudit(a.auditFile).filter((r) => r.op === 'auth');
     const outcomes = new Set(records.map((r) => r.outcome));
-    for (const o of ['ok', 'LP_ERR_AUTH_DENIED', 'LP_ERR_AUTH_REQUIRED']) assert.ok(outcomes.has(o), `audit has ${o}: ${[...outcomes].join(', ')}`);
+    for (const o of ['ok', 'LP_ERR_AUTH_DENIED', 'LP_ERR_AUTH_REQUIRED'])
+      assert.ok(outcomes.has(o), `audit has ${o}: ${[...outcomes].join(', ')}`);
     assert.ok(readAudit(a.auditFile).some((r) => r.op === 'connect' && r.outcome === 'LP_ERR_AUTH_ORIGIN'));
     const admin = await AgentClient.connect(a.address, { token: a.tokens.admin });
     assert.equal((await admin.request('audit-verify', {})).ok, true);
@@ -129,7 +157,10 @@ describe('agent lockout', () => {
 
   it('locks a token id out at an address after repeated wrong proofs, even with the right secret; other tokens still log in', async () => {
     for (let i = 0; i < 3; i++) {
-      await assert.rejects(AgentClient.connect(a.address, { token: forged(a.tokens.read) }), (e: LivepatchError) => e.code === 'LP_ERR_AUTH_DENIED');
+      await assert.rejects(
+        AgentClient.connect(a.address, { token: forged(a.tokens.read) }),
+        (e: LivepatchError) => e.code === 'LP_ERR_AUTH_DENIED',
+      );
     }
     await assert.rejects(AgentClient.connect(a.address, { token: a.tokens.read }), (e: LivepatchError) => e.code === 'LP_ERR_AUTH_LOCKED');
     await assert.rejects(AgentClient.connect(a.address, { token: a.tokens.read }), (e: LivepatchError) => e.code === 'LP_ERR_AUTH_LOCKED');

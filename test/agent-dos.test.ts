@@ -80,7 +80,7 @@ describe('peers without a token cannot lock operators out or take their slots', 
     await assertOperatorGetsIn(a);
   });
 
-  it('40 silent unauthenticated sockets do not take the operators\' connection slots', async () => {
+  it("40 silent unauthenticated sockets do not take the operators' connection slots", async () => {
     const held: RawClient[] = [];
     try {
       for (let i = 0; i < 40; i++) held.push(await openRaw(a.address));
@@ -96,7 +96,10 @@ describe('peers without a token cannot lock operators out or take their slots', 
 
   it('wrong proofs lock only that token id at that address', async () => {
     for (let i = 0; i < 5; i++) {
-      await assert.rejects(AgentClient.connect(a.address, { token: forged(a.tokens.read) }), (e: LivepatchError) => e.code === 'LP_ERR_AUTH_DENIED');
+      await assert.rejects(
+        AgentClient.connect(a.address, { token: forged(a.tokens.read) }),
+        (e: LivepatchError) => e.code === 'LP_ERR_AUTH_DENIED',
+      );
     }
     await assert.rejects(AgentClient.connect(a.address, { token: a.tokens.read }), (e: LivepatchError) => e.code === 'LP_ERR_AUTH_LOCKED');
     const cli = await cliStatus(a, a.tokens.read);
@@ -112,7 +115,11 @@ describe('peers without a token cannot lock operators out or take their slots', 
 describe('failed-handshake audit records are aggregated', () => {
   let a: AgentApp;
   before(async () => {
-    a = await bootAgentApp({ LIVEPATCH_AUDIT_AGGREGATE_MS: '1500', LIVEPATCH_LOCKOUT: '1000/60000/60000', LIVEPATCH_AUTH_FAIL_DELAY_MS: '0' });
+    a = await bootAgentApp({
+      LIVEPATCH_AUDIT_AGGREGATE_MS: '1500',
+      LIVEPATCH_LOCKOUT: '1000/60000/60000',
+      LIVEPATCH_AUTH_FAIL_DELAY_MS: '0',
+    });
   });
   after(async () => {
     await a?.stop();
@@ -122,14 +129,20 @@ describe('failed-handshake audit records are aggregated', () => {
 
   it('20 wrong proofs from one address: one record now, one with the count at the end of the interval', async () => {
     for (let i = 0; i < 20; i++) {
-      await assert.rejects(AgentClient.connect(a.address, { token: forged(a.tokens.read) }), (e: LivepatchError) => e.code === 'LP_ERR_AUTH_DENIED');
+      await assert.rejects(
+        AgentClient.connect(a.address, { token: forged(a.tokens.read) }),
+        (e: LivepatchError) => e.code === 'LP_ERR_AUTH_DENIED',
+      );
     }
     await sleep(2500);
     const denied = readAudit(a.auditFile).filter((r) => r.outcome === 'LP_ERR_AUTH_DENIED');
     assert.ok(denied.length >= 2 && denied.length <= 3, JSON.stringify(denied));
     assert.equal(total(denied), 20);
     assert.ok(denied.every((r) => r.remote === '127.0.0.1'));
-    assert.ok(denied.some((r) => r.count > 1 && /token id/.test(r.detail)), JSON.stringify(denied));
+    assert.ok(
+      denied.some((r) => r.count > 1 && /token id/.test(r.detail)),
+      JSON.stringify(denied),
+    );
   });
 
   it('junk from 100 rotating source addresses writes a bounded number of records', async () => {
@@ -143,7 +156,9 @@ describe('failed-handshake audit records are aggregated', () => {
     }
     await Promise.all(closes);
     await sleep(2500);
-    const recs = readAudit(a.auditFile).slice(before).filter((r) => r.op === 'auth');
+    const recs = readAudit(a.auditFile)
+      .slice(before)
+      .filter((r) => r.op === 'auth');
     assert.ok(recs.length <= 40, `${recs.length} audit records for 100 junk handshakes`);
     assert.equal(total(recs.filter((r) => r.outcome === 'LP_ERR_AUTH_REQUIRED')), 100);
     await assertOperatorGetsIn(a);
@@ -182,7 +197,11 @@ describe('half-sent upgrade requests (slowloris)', () => {
       await assertOperatorGetsIn(a);
       assert.deepEqual(await a.app.get('/health'), { ok: true });
       // Every half-sent request is closed by the agent within the upgrade timeout (default 3 s).
-      const all = await settle(Promise.all(closed).then(() => true), 6000, false);
+      const all = await settle(
+        Promise.all(closed).then(() => true),
+        6000,
+        false,
+      );
       assert.equal(all, true, `${sockets.filter((s) => !s.destroyed && !s.closed).length} half-sent requests still open after 6 s`);
     } finally {
       for (const s of sockets) s.destroy();
@@ -218,7 +237,10 @@ describe('frames before authentication', () => {
     assert.deepEqual(new Set(await flood(12)), new Set([CLOSE.TOO_BIG]));
     // Beyond it, the oldest are also closed to make room (4002, or cut while still sending).
     const codes = await flood(30);
-    assert.ok(codes.every((c) => c === CLOSE.TOO_BIG || c === CLOSE.AUTH_TIMEOUT || c === 1006), JSON.stringify(codes));
+    assert.ok(
+      codes.every((c) => c === CLOSE.TOO_BIG || c === CLOSE.AUTH_TIMEOUT || c === 1006),
+      JSON.stringify(codes),
+    );
     const grown = peakRss(pid) - peakBefore;
     assert.ok(grown < 48 * 1024 * 1024, `host peak RSS grew by ${Math.round(grown / 1048576)} MiB`);
     await assertOperatorGetsIn(a);
@@ -249,7 +271,12 @@ describe('stage ownership', () => {
     await a?.stop();
   });
 
-  const patch: PatchSet = { files: { 'src/rates.ts': "export const RATES_LABEL = 'owned';\nexport function rate(currency: string): number {\n  return currency === 'EUR' ? 1.1 : 1;\n}\nexport function tag(): string {\n  return 'A1';\n}\n" } };
+  const patch: PatchSet = {
+    files: {
+      'src/rates.ts':
+        "export const RATES_LABEL = 'owned';\nexport function rate(currency: string): number {\n  return currency === 'EUR' ? 1.1 : 1;\n}\nexport function tag(): string {\n  return 'A1';\n}\n",
+    },
+  };
 
   it('only the token that staged a patch can commit or abort it', async () => {
     const other = addToken(a.tokens.file, 'patcher2', 'patch').token;
@@ -267,7 +294,10 @@ describe('stage ownership', () => {
       assert.equal(r.generation, 2);
       assert.deepEqual(await a.app.get('/label'), { label: 'owned' });
       const denied = readAudit(a.auditFile).filter((x) => x.outcome === 'LP_ERR_AUTH_FORBIDDEN');
-      assert.deepEqual(denied.map((x) => `${x.who}:${x.op}:${x.stageId}`), [`patcher2:commit:${stageId}`, `patcher2:abort:${stageId}`, `root:commit:${stageId}`]);
+      assert.deepEqual(
+        denied.map((x) => `${x.who}:${x.op}:${x.stageId}`),
+        [`patcher2:commit:${stageId}`, `patcher2:abort:${stageId}`, `root:commit:${stageId}`],
+      );
     } finally {
       owner.close();
       admin.close();
@@ -302,7 +332,15 @@ describe('stolen tokens file', () => {
     const thief = await openRaw(a.address);
     const h2 = await thief.next((m) => m.type === 'hello');
     const cn = newNonce();
-    thief.send(JSON.stringify({ type: 'auth', protocol: PROTOCOL_VERSION, tokenId: id, clientNonce: cn, proof: xor(clientKey, hmac(storedKey, authMessage(h2.nonce, cn, id))).toString('base64url') }));
+    thief.send(
+      JSON.stringify({
+        type: 'auth',
+        protocol: PROTOCOL_VERSION,
+        tokenId: id,
+        clientNonce: cn,
+        proof: xor(clientKey, hmac(storedKey, authMessage(h2.nonce, cn, id))).toString('base64url'),
+      }),
+    );
     assert.deepEqual(await thief.next((m) => m.type === 'welcome'), { type: 'welcome', name: 'patcher', role: 'patch' });
     thief.close();
   });

@@ -16,7 +16,8 @@ import { createProject, createTokens, type Project, type Tokens } from './helper
 
 describe('agent options', () => {
   it('accepts loopback addresses and Unix sockets without TLS', () => {
-    for (const listen of ['127.0.0.1:0', '[::1]:0', 'localhost:0', 'unix:/tmp/x.sock']) assert.doesNotThrow(() => resolveOptions({ listen, tokensFile: 't.json' }), listen);
+    for (const listen of ['127.0.0.1:0', '[::1]:0', 'localhost:0', 'unix:/tmp/x.sock'])
+      assert.doesNotThrow(() => resolveOptions({ listen, tokensFile: 't.json' }), listen);
   });
   it('refuses other addresses without TLS unless insecure, and half a TLS pair', () => {
     assert.throws(() => resolveOptions({ listen: '10.1.2.3:9', tokensFile: 't.json' }), /refusing to listen on 10\.1\.2\.3:9 without TLS/);

@@ -14,7 +14,11 @@ import { bootAgentApp, type AgentApp } from './helpers/raw-client';
 describe('agent fuzzing', () => {
   let a: AgentApp;
   before(async () => {
-    a = await bootAgentApp({ LIVEPATCH_MAX_PAYLOAD: String(256 * 1024), LIVEPATCH_LOCKOUT: '1000000/60000/1000', LIVEPATCH_AUTH_FAIL_DELAY_MS: '0' });
+    a = await bootAgentApp({
+      LIVEPATCH_MAX_PAYLOAD: String(256 * 1024),
+      LIVEPATCH_LOCKOUT: '1000000/60000/1000',
+      LIVEPATCH_AUTH_FAIL_DELAY_MS: '0',
+    });
   });
   after(async () => {
     await a?.stop();
@@ -24,7 +28,8 @@ describe('agent fuzzing', () => {
     const stats = await runFuzz(a.address, a.tokens.read, 3000, 7, { big: false });
     assert.deepEqual(stats.problems, []);
     assert.ok(stats.replies >= 2000, `replies: ${stats.replies}`);
-    for (const code of ['LP_ERR_PROTO_BAD_JSON', 'LP_ERR_PROTO_BAD_MESSAGE', 'LP_ERR_OP_BAD_ARGS', 'ok']) assert.ok(stats.byCode[code]! > 0, `saw ${code}: ${JSON.stringify(stats.byCode)}`);
+    for (const code of ['LP_ERR_PROTO_BAD_JSON', 'LP_ERR_PROTO_BAD_MESSAGE', 'LP_ERR_OP_BAD_ARGS', 'ok'])
+      assert.ok(stats.byCode[code]! > 0, `saw ${code}: ${JSON.stringify(stats.byCode)}`);
     const documented = new Set([CLOSE.NORMAL, CLOSE.TOO_BIG, CLOSE.AUTH_FAILED].map(String));
     for (const key of Object.keys(stats.closes)) assert.ok(documented.has(key.replace('pre-auth ', '')), `close ${key}`);
   });
@@ -42,7 +47,11 @@ describe('agent fuzzing', () => {
     const admin = await AgentClient.connect(a.address, { token: a.tokens.admin });
     try {
       assert.equal((await admin.request('status', {})).currentGeneration, 1);
-      assert.equal((await admin.request('eval', { code: '({} as any).polluted === undefined && (Object.prototype as any).polluted === undefined' })).output, 'true');
+      assert.equal(
+        (await admin.request('eval', { code: '({} as any).polluted === undefined && (Object.prototype as any).polluted === undefined' }))
+          .output,
+        'true',
+      );
     } finally {
       admin.close();
     }

@@ -36,7 +36,12 @@ describe('agent limits', () => {
 
   it('refuses ops beyond the in-flight limit and reused in-flight ids, and answers every id exactly once', async () => {
     const c = await openAuthed(a.address, a.tokens.patch);
-    const patch = { files: { 'src/quote.ts': "import { rate } from './rates';\nexport function quote(c: string, a: number): number { return a * rate(c); }\nexport function tag(): string { return 'B2'; }\nexport class Counter { count = 0; hit(): number { return ++this.count; } label(): string { return 'v2'; } }\n" } };
+    const patch = {
+      files: {
+        'src/quote.ts':
+          "import { rate } from './rates';\nexport function quote(c: string, a: number): number { return a * rate(c); }\nexport function tag(): string { return 'B2'; }\nexport class Counter { count = 0; hit(): number { return ++this.count; } label(): string { return 'v2'; } }\n",
+      },
+    };
     for (let id = 1; id <= 6; id++) c.send(JSON.stringify({ type: 'request', id, op: 'check', args: { patch } }));
     // Reusing an id that is still in flight would give it two replies: it is refused under id null.
     c.send(JSON.stringify({ type: 'request', id: 1, op: 'status' }));
@@ -58,7 +63,10 @@ describe('agent limits', () => {
     await sleep(200); // let earlier tests' sockets finish closing on the agent
     const open: AgentClient[] = [];
     for (let i = 0; i < 3; i++) open.push(await AgentClient.connect(a.address, { token: a.tokens.read }));
-    await assert.rejects(AgentClient.connect(a.address, { token: a.tokens.read }), (e: LivepatchError) => e.code === 'LP_ERR_LIMIT_CONNECTIONS');
+    await assert.rejects(
+      AgentClient.connect(a.address, { token: a.tokens.read }),
+      (e: LivepatchError) => e.code === 'LP_ERR_LIMIT_CONNECTIONS',
+    );
     const closed = new Promise((r) => open[0]!.once('close', r));
     open[0]!.close();
     await closed;
@@ -100,7 +108,6 @@ describe('agent reply backlog', () => {
     assert.equal((await again.request('status', {})).pid, a.app.child.pid);
     again.close();
   });
-
 });
 
 describe('agent idle timeout and Unix socket', () => {
@@ -160,7 +167,10 @@ describe('agent bind rules', () => {
     const app = await startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_LISTEN: '0.0.0.0:0' }, waitAgent: false });
     try {
       for (let i = 0; i < 50 && !app.stderr().includes('agent not started'); i++) await sleep(100);
-      assert.match(app.stderr(), /livepatch: agent not started: refusing to listen on 0\.0\.0\.0:0 without TLS: .*clear text.*LIVEPATCH_INSECURE=1/);
+      assert.match(
+        app.stderr(),
+        /livepatch: agent not started: refusing to listen on 0\.0\.0\.0:0 without TLS: .*clear text.*LIVEPATCH_INSECURE=1/,
+      );
       assert.doesNotMatch(app.stderr(), /agent listening/);
       assert.deepEqual(await app.get('/health'), { ok: true });
     } finally {
@@ -185,7 +195,29 @@ describe('agent bind rules', () => {
     const dir = mkdtempSync(join(tmpdir(), 'lp-tls-'));
     const cert = join(dir, 'cert.pem');
     const key = join(dir, 'key.pem');
-    const gen = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1'], { encoding: 'utf8' });
+    const gen = spawnSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      { encoding: 'utf8' },
+    );
     assert.equal(gen.status, 0, gen.stderr);
     const a = await bootAgentApp({ LIVEPATCH_LISTEN: '0.0.0.0:0', LIVEPATCH_TLS_CERT: cert, LIVEPATCH_TLS_KEY: key });
     try {
@@ -193,7 +225,9 @@ describe('agent bind rules', () => {
       const c = await AgentClient.connect(target, { token: a.tokens.read, tls: true, ca: readFileSync(cert) });
       assert.equal((await c.request('status', {})).pid, a.app.child.pid);
       c.close();
-      await assert.rejects(AgentClient.connect(target, { token: a.tokens.read, timeoutMs: 3000 }), (e: LivepatchError) => e.code.startsWith('LP_ERR_CONN'));
+      await assert.rejects(AgentClient.connect(target, { token: a.tokens.read, timeoutMs: 3000 }), (e: LivepatchError) =>
+        e.code.startsWith('LP_ERR_CONN'),
+      );
     } finally {
       await a.stop();
       rmSync(dir, { recursive: true, force: true });

@@ -12,7 +12,9 @@ import { bootAgentApp, readAudit, type AgentApp } from './helpers/raw-client';
 function ratesPatch(label: string): PatchSet {
   return {
     message: `label ${label}`,
-    files: { 'src/rates.ts': `export const RATES_LABEL = '${label}';\nexport function rate(currency: string): number {\n  return currency === 'EUR' ? 1.1 : 1;\n}\nexport function tag(): string {\n  return 'A1';\n}\n` },
+    files: {
+      'src/rates.ts': `export const RATES_LABEL = '${label}';\nexport function rate(currency: string): number {\n  return currency === 'EUR' ? 1.1 : 1;\n}\nexport function tag(): string {\n  return 'A1';\n}\n`,
+    },
   };
 }
 
@@ -47,7 +49,9 @@ describe('agent patch ops', () => {
     // Generation 1 had nothing in flight: it drains and is released right away.
     for (let i = 0; i < 100 && !events.some((e) => e.event === 'released'); i++) await new Promise((res) => setTimeout(res, 20));
     assert.deepEqual(
-      events.filter((e) => e.event === 'drained' || e.event === 'released').map((e) => `${e.event}:${'generation' in e ? e.generation : ''}`),
+      events
+        .filter((e) => e.event === 'drained' || e.event === 'released')
+        .map((e) => `${e.event}:${'generation' in e ? e.generation : ''}`),
       ['drained:1', 'released:1'],
     );
     const h = await p1.request('history', { limit: 1 });
@@ -58,7 +62,10 @@ describe('agent patch ops', () => {
     const s1 = await p1.request('stage', { patch: ratesPatch('from-one') });
     const s2 = await p2.request('stage', { patch: ratesPatch('from-two') });
     assert.equal(s1.baseGeneration, s2.baseGeneration);
-    const results = await Promise.allSettled([p1.request('commit', { stageId: s1.stageId }), p2.request('commit', { stageId: s2.stageId })]);
+    const results = await Promise.allSettled([
+      p1.request('commit', { stageId: s1.stageId }),
+      p2.request('commit', { stageId: s2.stageId }),
+    ]);
     const won = results.filter((x) => x.status === 'fulfilled');
     const lost = results.filter((x): x is PromiseRejectedResult => x.status === 'rejected');
     assert.equal(won.length, 1, JSON.stringify(results.map((x) => x.status)));
@@ -83,10 +90,17 @@ describe('agent patch ops', () => {
 
   it('audits patch ops with who, patch hashes, stage ids and outcomes', () => {
     const recs = readAudit(a.auditFile).filter((r) => ['apply', 'stage', 'commit', 'abort', 'rollback'].includes(r.op));
-    assert.deepEqual(
-      recs.map((r) => `${r.op}:${r.outcome}`).sort(),
-      ['abort:ok', 'apply:ok', 'commit:LP_ERR_PATCH_CONFLICT', 'commit:LP_ERR_PATCH_STAGE_UNKNOWN', 'commit:ok', 'rollback:ok', 'stage:ok', 'stage:ok', 'stage:ok'],
-    );
+    assert.deepEqual(recs.map((r) => `${r.op}:${r.outcome}`).sort(), [
+      'abort:ok',
+      'apply:ok',
+      'commit:LP_ERR_PATCH_CONFLICT',
+      'commit:LP_ERR_PATCH_STAGE_UNKNOWN',
+      'commit:ok',
+      'rollback:ok',
+      'stage:ok',
+      'stage:ok',
+      'stage:ok',
+    ]);
     const apply = recs.find((r) => r.op === 'apply');
     assert.match(apply.hashes['src/rates.ts'], /^[0-9a-f]{64}$/);
     assert.equal(apply.generation, 2);

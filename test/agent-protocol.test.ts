@@ -19,7 +19,8 @@ describe('docs/protocol.md', () => {
     assert.equal(extractOpTable(doc), renderOpTable());
   });
   it('documents every close code', () => {
-    for (const [name, code] of Object.entries(CLOSE)) assert.match(doc, new RegExp(`\\| ${code} \\| ${name} \\|`), `close code ${name} (${code})`);
+    for (const [name, code] of Object.entries(CLOSE))
+      assert.match(doc, new RegExp(`\\| ${code} \\| ${name} \\|`), `close code ${name} (${code})`);
   });
 });
 
@@ -47,7 +48,10 @@ describe('agent protocol', () => {
   it('describe returns the whole catalogue from shared/ops.ts', async () => {
     const d = await client.request('describe', {});
     assert.equal(d.protocol, PROTOCOL_VERSION);
-    assert.deepEqual(d.ops, OP_NAMES.map((name) => ({ name, role: OPS[name].role, doc: OPS[name].doc })));
+    assert.deepEqual(
+      d.ops,
+      OP_NAMES.map((name) => ({ name, role: OPS[name].role, doc: OPS[name].doc })),
+    );
   });
 
   it('status reports the host process and its live generation', async () => {
@@ -62,12 +66,18 @@ describe('agent protocol', () => {
 
   it('versions, source and exports describe live modules', async () => {
     const v = await client.request('versions', {});
-    assert.ok(v.some((r) => r.module === 'src/rates.ts' && r.version === 1 && !r.patched), JSON.stringify(v));
+    assert.ok(
+      v.some((r) => r.module === 'src/rates.ts' && r.version === 1 && !r.patched),
+      JSON.stringify(v),
+    );
     const src = await client.request('source', { module: 'src/rates.ts' });
     assert.match(src.source, /rates-v1/);
     const ex = await client.request('exports', { module: 'src/rates.ts' });
     assert.deepEqual(ex.exports.map((e) => e.name).sort(), ['RATES_LABEL', 'rate', 'tag']);
-    await assert.rejects(client.request('source', { module: 'src/nope.ts' }), (e: LivepatchError) => e.code === 'LP_ERR_PATCH_UNKNOWN_MODULE');
+    await assert.rejects(
+      client.request('source', { module: 'src/nope.ts' }),
+      (e: LivepatchError) => e.code === 'LP_ERR_PATCH_UNKNOWN_MODULE',
+    );
   });
 
   it('answers a frame that is not JSON with id null and LP_ERR_PROTO_BAD_JSON', async () => {
@@ -82,7 +92,10 @@ describe('agent protocol', () => {
     raw.send(JSON.stringify({ type: 'request', id: { x: 1 }, op: 'status' }));
     const r = await raw.next((m) => m.type === 'reply' && m.id === null);
     assert.equal(r.error.code, 'LP_ERR_PROTO_BAD_MESSAGE');
-    assert.ok(r.error.details.issues.some((i: any) => i.path === 'id'), JSON.stringify(r.error));
+    assert.ok(
+      r.error.details.issues.some((i: any) => i.path === 'id'),
+      JSON.stringify(r.error),
+    );
   });
 
   it('refuses __proto__ keys without polluting anything', async () => {

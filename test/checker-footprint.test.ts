@@ -48,45 +48,51 @@ async function settledRss(pid: number): Promise<number> {
   return low;
 }
 
-test('host RSS returns to within 15 MB of at rest after the idle time; the checker is a process that goes away', { skip: !linux && 'needs /proc' }, async () => {
-  const project = createProject('pipeline');
-  const quoteTs = readFileSync(join(project.root, 'src', 'quote.ts'), 'utf8');
-  let app: PipelineApp | undefined;
-  try {
-    app = await startPipelineApp(project.root, { checker: { idleMs: 3000 } });
-    const pid = app.child.pid!;
-    await app.op('ready');
-    for (let i = 0; i < 20; i++) await app.get('/quote?c=EUR&a=10');
-    const atRest = await settledRss(pid);
-    assert.deepEqual(children(pid), [], 'no checker before the first check');
+test(
+  'host RSS returns to within 15 MB of at rest after the idle time; the checker is a process that goes away',
+  { skip: !linux && 'needs /proc' },
+  async () => {
+    const project = createProject('pipeline');
+    const quoteTs = readFileSync(join(project.root, 'src', 'quote.ts'), 'utf8');
+    let app: PipelineApp | undefined;
+    try {
+      app = await startPipelineApp(project.root, { checker: { idleMs: 3000 } });
+      const pid = app.child.pid!;
+      await app.op('ready');
+      for (let i = 0; i < 20; i++) await app.get('/quote?c=EUR&a=10');
+      const atRest = await settledRss(pid);
+      assert.deepEqual(children(pid), [], 'no checker before the first check');
 
-    const r = await app.op('apply', { patch: { files: { 'src/quote.ts': quoteTs.replace('amount * rate(currency) * 100', 'amount * rate(currency) * 100 + 0') } } });
-    assert.equal(r.ok, true, JSON.stringify(r.error));
-    const kids = children(pid);
-    assert.equal(kids.length, 1, 'the checker runs as one child process');
-    const checkerRss = rss(kids[0]!);
-    const hostAfter = rss(pid);
-    // The program lives in the checker, not in the host.
-    assert.ok(checkerRss > 40 * MB, `checker RSS ${(checkerRss / MB).toFixed(0)} MB holds the program`);
-    assert.ok(hostAfter - atRest < 40 * MB, `host grew ${((hostAfter - atRest) / MB).toFixed(1)} MB during the check`);
+      const r = await app.op('apply', {
+        patch: { files: { 'src/quote.ts': quoteTs.replace('amount * rate(currency) * 100', 'amount * rate(currency) * 100 + 0') } },
+      });
+      assert.equal(r.ok, true, JSON.stringify(r.error));
+      const kids = children(pid);
+      assert.equal(kids.length, 1, 'the checker runs as one child process');
+      const checkerRss = rss(kids[0]!);
+      const hostAfter = rss(pid);
+      // The program lives in the checker, not in the host.
+      assert.ok(checkerRss > 40 * MB, `checker RSS ${(checkerRss / MB).toFixed(0)} MB holds the program`);
+      assert.ok(hostAfter - atRest < 40 * MB, `host grew ${((hostAfter - atRest) / MB).toFixed(1)} MB during the check`);
 
-    // After the idle time the checker exits and the host is back near its resting figure.
-    const deadline = Date.now() + 3000 + 10_000;
-    while (children(pid).length > 0 && Date.now() < deadline) await sleep(200);
-    assert.deepEqual(children(pid), [], 'the checker stopped after the idle time');
-    const after = await settledRss(pid);
-    assert.ok(after - atRest <= 15 * MB, `host RSS ${(after / MB).toFixed(1)} MB vs ${(atRest / MB).toFixed(1)} MB at rest`);
-    assert.deepEqual(await app.get('/quote?c=EUR&a=10'), { total: 11 });
+      // After the idle time the checker exits and the host is back near its resting figure.
+      const deadline = Date.now() + 3000 + 10_000;
+      while (children(pid).length > 0 && Date.now() < deadline) await sleep(200);
+      assert.deepEqual(children(pid), [], 'the checker stopped after the idle time');
+      const after = await settledRss(pid);
+      assert.ok(after - atRest <= 15 * MB, `host RSS ${(after / MB).toFixed(1)} MB vs ${(atRest / MB).toFixed(1)} MB at rest`);
+      assert.deepEqual(await app.get('/quote?c=EUR&a=10'), { total: 11 });
 
-    // The next check starts a new checker, and it still works.
-    const again = await app.op('check', { patch: { files: { 'src/quote.ts': quoteTs } } });
-    assert.equal(again.ok, true, JSON.stringify(again.error));
-    assert.equal(again.result.ok, true);
-  } finally {
-    await app?.stop();
-    project.cleanup();
-  }
-});
+      // The next check starts a new checker, and it still works.
+      const again = await app.op('check', { patch: { files: { 'src/quote.ts': quoteTs } } });
+      assert.equal(again.ok, true, JSON.stringify(again.error));
+      assert.equal(again.result.ok, true);
+    } finally {
+      await app?.stop();
+      project.cleanup();
+    }
+  },
+);
 
 test('the checker heap cap holds: a check past it fails with a clear message and the host keeps serving', async () => {
   const project = createProject('pipeline');
@@ -124,14 +130,20 @@ test('the pipeline and the REPL share one type-check process, which sees patched
     const checker = children(pid)[0];
 
     // A patch adds a parameter: the pipeline checks it in the same process.
-    const patched = ratesTs.replace('export function rate(currency: string): number {\n  return currency === \'EUR\' ? 1.1 : 1;', 'export function rate(currency: string, boost = 0): number {\n  return (currency === \'EUR\' ? 1.1 : 1) + boost;');
+    const patched = ratesTs.replace(
+      "export function rate(currency: string): number {\n  return currency === 'EUR' ? 1.1 : 1;",
+      "export function rate(currency: string, boost = 0): number {\n  return (currency === 'EUR' ? 1.1 : 1) + boost;",
+    );
     assert.notEqual(patched, ratesTs);
     await client.request('apply', { patch: { files: { 'src/rates.ts': patched } } });
     assert.deepEqual(children(pid), [checker], 'the pipeline used the same checker process');
 
     // The REPL's next check sees the patched signature (the overlay), and a wrong call is still refused.
     assert.equal((await repl.eval("mod('src/rates.ts').rate('EUR', 1)")).output, '2.1');
-    await assert.rejects(repl.eval("mod('src/rates.ts').rate('EUR', 'x')"), (e: Error & { code?: string }) => e.code === 'LP_ERR_EVAL_TYPE');
+    await assert.rejects(
+      repl.eval("mod('src/rates.ts').rate('EUR', 'x')"),
+      (e: Error & { code?: string }) => e.code === 'LP_ERR_EVAL_TYPE',
+    );
     assert.deepEqual(children(pid), [checker], 'still one checker process');
   } finally {
     client?.close();
@@ -140,42 +152,57 @@ test('the pipeline and the REPL share one type-check process, which sees patched
   }
 });
 
-test('the checker persists its incremental state: after the idle exit and after a restart, only changed files are checked', { skip: !linux && 'needs /proc' }, async () => {
-  const project = createProject('pipeline');
-  const quoteTs = readFileSync(join(project.root, 'src', 'quote.ts'), 'utf8');
-  const stateDir = join(project.root, 'checker-state');
-  const body = (n: number) => ({ patch: { files: { 'src/quote.ts': quoteTs.replace("return 'B1';", `return 'B${n}';`) } } });
-  let app: PipelineApp | undefined;
-  try {
-    app = await startPipelineApp(project.root, { checker: { idleMs: 1000, stateDir } });
-    const first = await app.op('check', body(2));
-    assert.equal(first.ok, true, JSON.stringify(first.error));
-    const all = first.result.checkedFiles as number;
-    assert.ok(all >= 4, `the first check builds the whole program (${all} files)`);
-    // The checker answers first and writes its state right after: wait for the file.
-    const stateFiles = (): string[] => (existsSync(stateDir) ? (readdirSync(stateDir) as string[]) : []).filter((f) => /^checker-[0-9a-f]{12}\.tsbuildinfo$/.test(f));
-    for (const until = Date.now() + 10_000; stateFiles().length === 0 && Date.now() < until; ) await sleep(50);
-    assert.equal(stateFiles().length, 1, `state written: ${stateFiles().join(', ')}`);
+test(
+  'the checker persists its incremental state: after the idle exit and after a restart, only changed files are checked',
+  { skip: !linux && 'needs /proc' },
+  async () => {
+    const project = createProject('pipeline');
+    const quoteTs = readFileSync(join(project.root, 'src', 'quote.ts'), 'utf8');
+    const stateDir = join(project.root, 'checker-state');
+    const body = (n: number) => ({ patch: { files: { 'src/quote.ts': quoteTs.replace("return 'B1';", `return 'B${n}';`) } } });
+    let app: PipelineApp | undefined;
+    try {
+      app = await startPipelineApp(project.root, { checker: { idleMs: 1000, stateDir } });
+      const first = await app.op('check', body(2));
+      assert.equal(first.ok, true, JSON.stringify(first.error));
+      const all = first.result.checkedFiles as number;
+      assert.ok(all >= 4, `the first check builds the whole program (${all} files)`);
+      // The checker answers first and writes its state right after: wait for the file.
+      const stateFiles = (): string[] =>
+        (existsSync(stateDir) ? (readdirSync(stateDir) as string[]) : []).filter((f) => /^checker-[0-9a-f]{12}\.tsbuildinfo$/.test(f));
+      for (const until = Date.now() + 10_000; stateFiles().length === 0 && Date.now() < until;) await sleep(50);
+      assert.equal(stateFiles().length, 1, `state written: ${stateFiles().join(', ')}`);
 
-    const pid = app.child.pid!;
-    const deadline = Date.now() + 15_000;
-    while (children(pid).length > 0 && Date.now() < deadline) await sleep(100);
-    assert.deepEqual(children(pid), [], 'the checker exited for idleness');
-    const afterIdle = await app.op('check', body(3));
-    assert.equal(afterIdle.result.ok, true);
-    assert.ok(afterIdle.result.checkedFiles < all, `after idle: ${afterIdle.result.checkedFiles} of ${all} files checked`);
+      const pid = app.child.pid!;
+      const deadline = Date.now() + 15_000;
+      while (children(pid).length > 0 && Date.now() < deadline) await sleep(100);
+      assert.deepEqual(children(pid), [], 'the checker exited for idleness');
+      const afterIdle = await app.op('check', body(3));
+      assert.equal(afterIdle.result.ok, true);
+      assert.ok(afterIdle.result.checkedFiles < all, `after idle: ${afterIdle.result.checkedFiles} of ${all} files checked`);
 
-    await app.stop();
-    app = await startPipelineApp(project.root, { checker: { idleMs: 1000, stateDir } });
-    const afterRestart = await app.op('check', body(4));
-    assert.equal(afterRestart.result.ok, true);
-    assert.ok(afterRestart.result.checkedFiles < all, `after restart: ${afterRestart.result.checkedFiles} of ${all} files checked`);
-    // The reused state still finds a type error the change causes elsewhere.
-    const bad = await app.op('check', { patch: { files: { 'src/rates.ts': "export const RATES_LABEL = 'x';\nexport function rate(currency: number): number { return currency; }\nexport function tag(): string { return 'A'; }\n" } } });
-    assert.equal(bad.result.ok, false);
-    assert.ok(bad.result.diagnostics.some((d: { file?: string }) => d.file === 'src/quote.ts'), JSON.stringify(bad.result.diagnostics));
-  } finally {
-    await app?.stop();
-    project.cleanup();
-  }
-});
+      await app.stop();
+      app = await startPipelineApp(project.root, { checker: { idleMs: 1000, stateDir } });
+      const afterRestart = await app.op('check', body(4));
+      assert.equal(afterRestart.result.ok, true);
+      assert.ok(afterRestart.result.checkedFiles < all, `after restart: ${afterRestart.result.checkedFiles} of ${all} files checked`);
+      // The reused state still finds a type error the change causes elsewhere.
+      const bad = await app.op('check', {
+        patch: {
+          files: {
+            'src/rates.ts':
+              "export const RATES_LABEL = 'x';\nexport function rate(currency: number): number { return currency; }\nexport function tag(): string { return 'A'; }\n",
+          },
+        },
+      });
+      assert.equal(bad.result.ok, false);
+      assert.ok(
+        bad.result.diagnostics.some((d: { file?: string }) => d.file === 'src/quote.ts'),
+        JSON.stringify(bad.result.diagnostics),
+      );
+    } finally {
+      await app?.stop();
+      project.cleanup();
+    }
+  },
+);

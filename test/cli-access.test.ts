@@ -27,7 +27,8 @@ export function tag(): string {
 `;
 
 /** Run the CLI in the project dir with a token of `role`. */
-const cli = (args: string[], role: 'read' | 'patch' | 'admin' = 'admin') => runCli(args, { cwd: project.root, env: { LIVEPATCH_TOKEN: tokens[role] } });
+const cli = (args: string[], role: 'read' | 'patch' | 'admin' = 'admin') =>
+  runCli(args, { cwd: project.root, env: { LIVEPATCH_TOKEN: tokens[role] } });
 
 before(async () => {
   project = createProject();
@@ -42,21 +43,33 @@ after(async () => {
   project?.cleanup();
 });
 
-test('progress for a slow op appears on a terminal\'s stderr and never in a pipe', { skip: spawnSync('script', ['--version']).status === 0 ? false : 'script(1) is not installed' }, async () => {
-  // The verify hook waits 1.5 s, so the op outlasts the one-second threshold for progress lines.
-  project.write('verify-slow.ts', 'export async function settle(): Promise<void> {\n  await new Promise((r) => setTimeout(r, 1500));\n}\n');
-  const args = ['apply', agent, 'patch/src/rates.ts', '--root', 'patch', '--verify', 'verify-slow.ts', '--dry-run'];
-  const piped = await cli(args, 'patch');
-  assert.equal(piped.code, 0, piped.stderr);
-  assert.equal(piped.stderr, '', 'nothing decorative when stderr is not a terminal');
-  // script(1) runs the CLI on a real pseudo-terminal.
-  const line = [CLI, ...args].map((a) => `'${a}'`).join(' ');
-  const tty = spawnSync('script', ['-qfec', `${process.execPath} ${line}`, '/dev/null'], { cwd: project.root, env: { ...process.env, LIVEPATCH_TOKEN: tokens.patch }, encoding: 'utf8', timeout: 60_000 });
-  assert.equal(tty.status, 0, tty.stdout);
-  assert.ok(tty.stdout.includes(`\r\x1b[2Klivepatch: ${agent}: `), JSON.stringify(tty.stdout));
-  // eslint-disable-next-line no-control-regex -- the terminal's erase-line sequence is what is checked
-  assert.match(tty.stdout, /\r\x1b\[2K.*dry-run +dry run passed/s, 'the progress line is cleared before the result');
-});
+test(
+  "progress for a slow op appears on a terminal's stderr and never in a pipe",
+  { skip: spawnSync('script', ['--version']).status === 0 ? false : 'script(1) is not installed' },
+  async () => {
+    // The verify hook waits 1.5 s, so the op outlasts the one-second threshold for progress lines.
+    project.write(
+      'verify-slow.ts',
+      'export async function settle(): Promise<void> {\n  await new Promise((r) => setTimeout(r, 1500));\n}\n',
+    );
+    const args = ['apply', agent, 'patch/src/rates.ts', '--root', 'patch', '--verify', 'verify-slow.ts', '--dry-run'];
+    const piped = await cli(args, 'patch');
+    assert.equal(piped.code, 0, piped.stderr);
+    assert.equal(piped.stderr, '', 'nothing decorative when stderr is not a terminal');
+    // script(1) runs the CLI on a real pseudo-terminal.
+    const line = [CLI, ...args].map((a) => `'${a}'`).join(' ');
+    const tty = spawnSync('script', ['-qfec', `${process.execPath} ${line}`, '/dev/null'], {
+      cwd: project.root,
+      env: { ...process.env, LIVEPATCH_TOKEN: tokens.patch },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    assert.equal(tty.status, 0, tty.stdout);
+    assert.ok(tty.stdout.includes(`\r\x1b[2Klivepatch: ${agent}: `), JSON.stringify(tty.stdout));
+    // eslint-disable-next-line no-control-regex -- the terminal's erase-line sequence is what is checked
+    assert.match(tty.stdout, /\r\x1b\[2K.*dry-run +dry run passed/s, 'the progress line is cleared before the result');
+  },
+);
 
 test('permission and authentication failures exit 3; a read token cannot patch', async () => {
   const a = await cli(['apply', agent, 'patch/src/rates.ts', '--root', 'patch', '--json'], 'read');
@@ -81,7 +94,7 @@ test('token files: a token created by the CLI is accepted by the running agent',
   assert.equal(s.code, 0, s.stderr);
 });
 
-test('a patch set over the agent\'s frame limit is a usage error (2) and the agent keeps serving', async () => {
+test("a patch set over the agent's frame limit is a usage error (2) and the agent keeps serving", async () => {
   project.write('big/src/rates.ts', `export const big = '${'a'.repeat(9 * 1024 * 1024)}';\n`);
   const r = await cli(['apply', agent, 'big/src/rates.ts', '--root', 'big', '--json'], 'patch');
   assert.equal(r.code, 2, r.stderr);
@@ -104,29 +117,33 @@ test('eval and repl run through the CLI against the live process (read token)', 
   assert.match(r.stdout, /\b42\b/);
 });
 
-test('attach opens the terminal UI on a real pty, connected with the token\'s name and role, and q quits (exit 0)', { skip: spawnSync('script', ['--version']).status === 0 ? false : 'script(1) is not installed' }, async () => {
-  const child = spawn('script', ['-qfec', `stty cols 120 rows 40; '${process.execPath}' '${CLI}' attach ${agent}`, '/dev/null'], {
-    cwd: project.root,
-    env: { ...process.env, LIVEPATCH_TOKEN: tokens.read, TERM: 'xterm' },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let screen = '';
-  let quitSent = false;
-  child.stdout!.on('data', (d: Buffer) => {
-    screen += d.toString();
-    // Quit once the UI shows it is connected (then the agent answered the handshake as this token).
-    if (!quitSent && /● connected/.test(screen)) {
-      quitSent = true;
-      child.stdin!.write('q');
-    }
-  });
-  const killer = setTimeout(() => child.kill('SIGKILL'), 45_000);
-  const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
-  clearTimeout(killer);
-  assert.ok(quitSent, `the UI never showed "connected":\n${screen.slice(0, 2000)}`);
-  assert.equal(code, 0);
-  assert.match(screen, /reader \(read\)/);
-});
+test(
+  "attach opens the terminal UI on a real pty, connected with the token's name and role, and q quits (exit 0)",
+  { skip: spawnSync('script', ['--version']).status === 0 ? false : 'script(1) is not installed' },
+  async () => {
+    const child = spawn('script', ['-qfec', `stty cols 120 rows 40; '${process.execPath}' '${CLI}' attach ${agent}`, '/dev/null'], {
+      cwd: project.root,
+      env: { ...process.env, LIVEPATCH_TOKEN: tokens.read, TERM: 'xterm' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let screen = '';
+    let quitSent = false;
+    child.stdout!.on('data', (d: Buffer) => {
+      screen += d.toString();
+      // Quit once the UI shows it is connected (then the agent answered the handshake as this token).
+      if (!quitSent && /● connected/.test(screen)) {
+        quitSent = true;
+        child.stdin!.write('q');
+      }
+    });
+    const killer = setTimeout(() => child.kill('SIGKILL'), 45_000);
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    clearTimeout(killer);
+    assert.ok(quitSent, `the UI never showed "connected":\n${screen.slice(0, 2000)}`);
+    assert.equal(code, 0);
+    assert.match(screen, /reader \(read\)/);
+  },
+);
 
 test('when the agent is gone, commands exit 4 with a one-line error', async () => {
   await app.stop();

@@ -47,7 +47,8 @@ export class Counter {
 `;
 
 /** Run the CLI in the project dir with a token of `role`. */
-const cli = (args: string[], role: 'read' | 'patch' | 'admin' = 'admin') => runCli(args, { cwd: project.root, env: { LIVEPATCH_TOKEN: tokens[role] } });
+const cli = (args: string[], role: 'read' | 'patch' | 'admin' = 'admin') =>
+  runCli(args, { cwd: project.root, env: { LIVEPATCH_TOKEN: tokens[role] } });
 
 before(async () => {
   project = createProject();
@@ -94,7 +95,10 @@ test('show prints the live source; diff prints a unified diff against it', async
   assert.match(d.stdout, /^-export const RATES_LABEL = 'rates-v1';$/m);
   assert.match(d.stdout, /^\+export const RATES_LABEL = 'rates-v2';$/m);
   const dj = JSON.parse((await cli(['diff', agent, 'patch/src/rates.ts', '--root', 'patch', '--json'], 'read')).stdout);
-  assert.deepEqual(dj.map((m: { module: string; isNew: boolean; changed: boolean }) => [m.module, m.isNew, m.changed]), [['src/rates.ts', false, true]]);
+  assert.deepEqual(
+    dj.map((m: { module: string; isNew: boolean; changed: boolean }) => [m.module, m.isNew, m.changed]),
+    [['src/rates.ts', false, true]],
+  );
   assert.match(dj[0].diff, /^--- a\/src\/rates\.ts/);
   const missing = await cli(['show', agent, 'src/nope.ts', '--json'], 'read');
   assert.equal(missing.code, 1, missing.stderr);
@@ -112,14 +116,20 @@ test('a patch with type errors is rejected (exit 1) in tsc form, with diagnostic
   assert.equal(j.committed, false);
   assert.equal(j.error.code, 'LP_ERR_PATCH_TYPE');
   assert.equal(typeof j.error.retryable, 'boolean');
-  assert.ok(j.diagnostics.some((d: { file: string; code: number }) => d.file === 'src/quote.ts' && d.code === 2554), a.stdout);
+  assert.ok(
+    j.diagnostics.some((d: { file: string; code: number }) => d.file === 'src/quote.ts' && d.code === 2554),
+    a.stdout,
+  );
   assert.match(a.stderr, /src\/quote\.ts\(4,\d+\): error TS2554/);
   const s = JSON.parse((await cli(['status', agent, '--json'])).stdout);
   assert.equal(s.currentGeneration, 1);
 });
 
 test('a verify hook that throws vetoes the patch (exit 1); a dry run passes and commits nothing', async () => {
-  project.write('verify-eur.ts', "import { rate } from './src/rates';\nexport function eurRate(): void {\n  if (rate('EUR') !== 1.5) throw new Error('EUR rate is ' + rate('EUR'));\n}\n");
+  project.write(
+    'verify-eur.ts',
+    "import { rate } from './src/rates';\nexport function eurRate(): void {\n  if (rate('EUR') !== 1.5) throw new Error('EUR rate is ' + rate('EUR'));\n}\n",
+  );
   const r = await cli(['apply', agent, 'patch/src/rates.ts', '--root', 'patch', '--verify', 'verify-eur.ts', '--json'], 'patch');
   assert.equal(r.code, 1, r.stderr);
   const j = JSON.parse(r.stdout);
@@ -149,14 +159,20 @@ test('check passes and apply commits a good patch (exit 0); the app serves the n
   assert.equal(j.hosts[0].result.generation, 2);
   assert.deepEqual((await app.get('/label')).label, 'rates-v2');
   const v = JSON.parse((await cli(['versions', agent, '--json'], 'read')).stdout);
-  assert.deepEqual(v.find((r: { module: string }) => r.module === 'src/rates.ts'), { module: 'src/rates.ts', version: 2, generation: 2, hash: sha256(RATES_V2), patched: true });
+  assert.deepEqual(
+    v.find((r: { module: string }) => r.module === 'src/rates.ts'),
+    { module: 'src/rates.ts', version: 2, generation: 2, hash: sha256(RATES_V2), patched: true },
+  );
   const old = await cli(['show', agent, 'src/rates.ts', '--generation', '1'], 'read');
   assert.match(old.stdout, /rates-v1/);
 });
 
 test('conflicts exit 5: a stale base hash, and a patch id that was already applied', async () => {
   const stale = join(project.root, 'stale.json');
-  writeFileSync(stale, JSON.stringify({ files: { 'src/rates.ts': RATES_V2.replace('1.2', '1.3') }, base: { 'src/rates.ts': sha256('something else') } }));
+  writeFileSync(
+    stale,
+    JSON.stringify({ files: { 'src/rates.ts': RATES_V2.replace('1.2', '1.3') }, base: { 'src/rates.ts': sha256('something else') } }),
+  );
   const c = await cli(['apply', agent, stale, '--json'], 'patch');
   assert.equal(c.code, 5, c.stderr);
   assert.equal(JSON.parse(c.stdout).error.code, 'LP_ERR_PATCH_CONFLICT');

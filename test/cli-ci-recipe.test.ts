@@ -40,7 +40,8 @@ function ciRecipe(): string {
 test('the README CI recipe patches the fleet from a hotfix commit, completes an interrupted rollout, is a no-op on re-run, and fails the build on rejection', async () => {
   const { a, b, tokens } = fleet;
   const repo = a.project;
-  const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=ci', '-c', 'user.email=ci@example.invalid', ...args], { cwd: repo.root, encoding: 'utf8' });
+  const git = (...args: string[]) =>
+    execFileSync('git', ['-c', 'user.name=ci', '-c', 'user.email=ci@example.invalid', ...args], { cwd: repo.root, encoding: 'utf8' });
   repo.write('.gitignore', 'node_modules\ndist\nfix\nboth\n*.json\n');
   git('init', '-q');
   git('add', '.');
@@ -53,7 +54,13 @@ test('the README CI recipe patches the fleet from a hotfix commit, completes an 
       cwd: repo.root,
       encoding: 'utf8',
       timeout: 120_000,
-      env: { ...process.env, LIVEPATCH_TOKEN: tokens.patch, FLEET: `${a.app.agent},${b.app.agent}`, GITHUB_SHA: sha, npm_config_offline: 'true' },
+      env: {
+        ...process.env,
+        LIVEPATCH_TOKEN: tokens.patch,
+        FLEET: `${a.app.agent},${b.app.agent}`,
+        GITHUB_SHA: sha,
+        npm_config_offline: 'true',
+      },
     });
 
   repo.write('src/quote.ts', BOTH_PATCH.replace("'B2'", "'B3'"));

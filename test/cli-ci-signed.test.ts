@@ -50,7 +50,11 @@ before(async () => {
   writeFileSync(join(keysDir, 'trusted-keys'), k.stdout);
   projects = [createProject(), createProject()];
   tokens = createTokens(keysDir);
-  apps = await Promise.all(projects.map((p) => startApp(p.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_TRUSTED_KEYS: join(keysDir, 'trusted-keys') } })));
+  apps = await Promise.all(
+    projects.map((p) =>
+      startApp(p.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_TRUSTED_KEYS: join(keysDir, 'trusted-keys') } }),
+    ),
+  );
 });
 
 after(async () => {
@@ -62,7 +66,8 @@ after(async () => {
 test('the README signed CI recipe: unsigned push refused, signed set committed on the fleet with its signer, re-run converges', async () => {
   const repo = projects[0]!;
   const fleet = apps.map((a) => a.agent!).join(',');
-  const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=ci', '-c', 'user.email=ci@example.invalid', ...args], { cwd: repo.root, encoding: 'utf8' });
+  const git = (...args: string[]) =>
+    execFileSync('git', ['-c', 'user.name=ci', '-c', 'user.email=ci@example.invalid', ...args], { cwd: repo.root, encoding: 'utf8' });
   repo.write('.gitignore', 'node_modules\ndist\n*.json\n');
   git('init', '-q');
   git('add', '.');
@@ -76,15 +81,25 @@ test('the README signed CI recipe: unsigned push refused, signed set committed o
   const sha = git('rev-parse', 'HEAD').trim();
   const runnerTemp = mkdtempSync(join(tmpdir(), 'lp-runner-'));
   const sh = (script: string, env: Record<string, string>) =>
-    spawnSync('bash', ['-euo', 'pipefail', '-c', script], { cwd: repo.root, encoding: 'utf8', timeout: 120_000, env: { ...process.env, npm_config_offline: 'true', GITHUB_SHA: sha, RUNNER_TEMP: runnerTemp, ...env } });
+    spawnSync('bash', ['-euo', 'pipefail', '-c', script], {
+      cwd: repo.root,
+      encoding: 'utf8',
+      timeout: 120_000,
+      env: { ...process.env, npm_config_offline: 'true', GITHUB_SHA: sha, RUNNER_TEMP: runnerTemp, ...env },
+    });
   try {
     // The patch token alone: refused everywhere, nothing committed.
-    const unsigned = await runCli(['apply', fleet, 'src/quote.ts', '--id', sha], { cwd: repo.root, env: { LIVEPATCH_TOKEN: tokens.patch } });
+    const unsigned = await runCli(['apply', fleet, 'src/quote.ts', '--id', sha], {
+      cwd: repo.root,
+      env: { LIVEPATCH_TOKEN: tokens.patch },
+    });
     assert.equal(unsigned.code, 1, unsigned.stderr);
     assert.match(unsigned.stderr, /accepts only signed patch sets/);
     for (const a of apps) assert.equal(await tag(a), 'B1');
 
-    const signJob = sh(recipeBlock('LIVEPATCH_SIGNING_KEY:'), { LIVEPATCH_SIGNING_KEY: readFileSync(join(keysDir, 'livepatch-signing.key'), 'utf8') });
+    const signJob = sh(recipeBlock('LIVEPATCH_SIGNING_KEY:'), {
+      LIVEPATCH_SIGNING_KEY: readFileSync(join(keysDir, 'livepatch-signing.key'), 'utf8'),
+    });
     assert.equal(signJob.status, 0, signJob.stdout + signJob.stderr);
     const set = JSON.parse(readFileSync(join(repo.root, 'patch-set.json'), 'utf8'));
     assert.equal(set.id, sha);

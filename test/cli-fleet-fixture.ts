@@ -41,7 +41,10 @@ export class Counter {
 // Written against host A's rates.ts: rate(currency) with one argument.
 export const QUOTE_PATCH = QUOTE_B.replace('rate(currency, 0)', 'rate(currency)').replace("'B1'", "'B2'");
 // Type-checks against both signatures: the cast is valid for rate(currency) and rate(currency, day).
-export const BOTH_PATCH = QUOTE_B.replace('rate(currency, 0)', '(rate as (c: string, day?: number) => number)(currency, 0)').replace("'B1'", "'B2'");
+export const BOTH_PATCH = QUOTE_B.replace('rate(currency, 0)', '(rate as (c: string, day?: number) => number)(currency, 0)').replace(
+  "'B1'",
+  "'B2'",
+);
 
 /** One host: its project copy and its running app. */
 export interface Host {

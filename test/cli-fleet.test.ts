@@ -30,8 +30,13 @@ after(async () => {
 
 /** The ops the agent's audit log records for `stageId`, in order (outcome 'ok' only). */
 function auditOps(h: Host, stageId: string): string[] {
-  const lines = readFileSync(join(h.project.root, '.livepatch', 'audit.jsonl'), 'utf8').trim().split('\n');
-  return lines.map((l) => JSON.parse(l)).filter((r) => r.stageId === stageId && r.outcome === 'ok').map((r) => r.op);
+  const lines = readFileSync(join(h.project.root, '.livepatch', 'audit.jsonl'), 'utf8')
+    .trim()
+    .split('\n');
+  return lines
+    .map((l) => JSON.parse(l))
+    .filter((r) => r.stageId === stageId && r.outcome === 'ok')
+    .map((r) => r.op);
 }
 
 async function generation(agent: string): Promise<number> {
@@ -40,12 +45,21 @@ async function generation(agent: string): Promise<number> {
 }
 
 test('one agent rejects the patch: neither commits, the staged set is aborted on the other, exit 1', async () => {
-  const r = await runCli(['apply', `${a.app.agent},${b.app.agent}`, 'fix/src/quote.ts', '--root', 'fix', '--json'], { cwd: a.project.root, env: env() });
+  const r = await runCli(['apply', `${a.app.agent},${b.app.agent}`, 'fix/src/quote.ts', '--root', 'fix', '--json'], {
+    cwd: a.project.root,
+    env: env(),
+  });
   assert.equal(r.code, 1, r.stderr);
   const j = JSON.parse(r.stdout);
   assert.equal(j.ok, false);
   assert.equal(j.committed, false);
-  assert.deepEqual(j.hosts.map((h: { target: string; state: string }) => [h.target, h.state]), [[a.app.agent, 'aborted'], [b.app.agent, 'rejected']]);
+  assert.deepEqual(
+    j.hosts.map((h: { target: string; state: string }) => [h.target, h.state]),
+    [
+      [a.app.agent, 'aborted'],
+      [b.app.agent, 'rejected'],
+    ],
+  );
   assert.equal(j.hosts[1].error.code, 'LP_ERR_PATCH_TYPE');
   assert.equal(j.error.code, 'LP_ERR_PATCH_TYPE');
   assert.ok(j.diagnostics.some((d: { file: string; code: number }) => d.file === 'src/quote.ts' && d.code === 2554));
@@ -69,14 +83,19 @@ test('an unreachable agent stops the operation before anything is staged: exit 4
 
 test('Ctrl-C while staging waits for the stages, aborts them on every agent, and exits 130', async () => {
   // The verify hook marks that staging reached it on that agent, then holds the stage for 3 s.
-  const verify = "import { writeFileSync } from 'node:fs';\nimport { join } from 'node:path';\nexport async function slowly(): Promise<void> {\n  writeFileSync(join(process.cwd(), 'verify-started'), '');\n  await new Promise((r) => setTimeout(r, 3000));\n}\n";
+  const verify =
+    "import { writeFileSync } from 'node:fs';\nimport { join } from 'node:path';\nexport async function slowly(): Promise<void> {\n  writeFileSync(join(process.cwd(), 'verify-started'), '');\n  await new Promise((r) => setTimeout(r, 3000));\n}\n";
   a.project.write('slow-verify.ts', verify);
   a.project.write('both/src/quote.ts', BOTH_PATCH);
-  const child = spawn(process.execPath, [CLI, 'apply', `${a.agent},${b.agent}`, 'both/src/quote.ts', '--root', 'both', '--verify', 'slow-verify.ts', '--json'], {
-    cwd: a.project.root,
-    env: { ...process.env, ...env() },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [CLI, 'apply', `${a.agent},${b.agent}`, 'both/src/quote.ts', '--root', 'both', '--verify', 'slow-verify.ts', '--json'],
+    {
+      cwd: a.project.root,
+      env: { ...process.env, ...env() },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -84,13 +103,19 @@ test('Ctrl-C while staging waits for the stages, aborts them on every agent, and
   const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
   const markers = [a, b].map((h) => join(h.project.root, 'verify-started'));
   for (let i = 0; i < 600 && !markers.every((m) => existsSync(m)); i++) await new Promise((r) => setTimeout(r, 100));
-  assert.ok(markers.every((m) => existsSync(m)), `staging never reached the verify hook on both agents\n${stderr}`);
+  assert.ok(
+    markers.every((m) => existsSync(m)),
+    `staging never reached the verify hook on both agents\n${stderr}`,
+  );
   child.kill('SIGINT');
   const code = await exited;
   assert.equal(code, 130, stderr);
   assert.match(stderr, /interrupted: waiting for the agents still staging/);
   const j = JSON.parse(stdout);
-  assert.deepEqual(j.hosts.map((h: { state: string }) => h.state), ['aborted', 'aborted']);
+  assert.deepEqual(
+    j.hosts.map((h: { state: string }) => h.state),
+    ['aborted', 'aborted'],
+  );
   for (const [i, h] of [a, b].entries()) {
     assert.deepEqual(auditOps(h, j.hosts[i].stage.stageId), ['stage', 'abort']);
     assert.equal(await generation(h.agent), 1);
@@ -99,7 +124,10 @@ test('Ctrl-C while staging waits for the stages, aborts them on every agent, and
 
 test('every agent stages: both commit, exit 0, one row per agent', async () => {
   a.project.write('both/src/quote.ts', BOTH_PATCH);
-  const r = await runCli(['apply', `${a.app.agent},${b.app.agent}`, 'both/src/quote.ts', '--root', 'both', '-m', 'tag B2'], { cwd: a.project.root, env: env() });
+  const r = await runCli(['apply', `${a.app.agent},${b.app.agent}`, 'both/src/quote.ts', '--root', 'both', '-m', 'tag B2'], {
+    cwd: a.project.root,
+    env: env(),
+  });
   assert.equal(r.code, 0, r.stderr);
   for (const h of [a, b]) {
     assert.match(r.stdout, new RegExp(`^${h.app.agent} +committed +generation 2 \\(was 1\\): src/quote\\.ts v2$`, 'm'));

@@ -32,7 +32,21 @@ after(() => {
 test('--help lists the commands and the exit codes and exits 0; no command is a usage error (2)', async () => {
   const h = await runCli(['--help']);
   assert.equal(h.code, 0);
-  for (const cmd of ['status', 'versions', 'show', 'diff', 'check', 'apply', 'rollback', 'history', 'token', 'eval', 'repl', 'attach', 'audit']) {
+  for (const cmd of [
+    'status',
+    'versions',
+    'show',
+    'diff',
+    'check',
+    'apply',
+    'rollback',
+    'history',
+    'token',
+    'eval',
+    'repl',
+    'attach',
+    'audit',
+  ]) {
     assert.match(h.stdout, new RegExp(`^  ${cmd} `, 'm'), cmd);
   }
   assert.match(h.stdout, /^ {2}5 {2}conflict/m);
@@ -64,7 +78,10 @@ test('token create prints the token and nothing else on stdout, writes a 0600 fi
   assert.match(r.stdout, /^lp_[0-9a-f]{8}_[A-Za-z0-9_-]{43}\n$/);
   assert.match(r.stderr, /shown only this once/);
   const entries = readTokensFile(file).tokens;
-  assert.deepEqual(entries.map((t) => [t.name, t.role]), [['alice', 'patch']]);
+  assert.deepEqual(
+    entries.map((t) => [t.name, t.role]),
+    [['alice', 'patch']],
+  );
   assert.equal(entries[0]!.id, r.stdout.slice(3, 11));
   assert.ok(!readFileSync(file, 'utf8').includes(r.stdout.trim()), 'the secret is not stored');
   assert.equal(statSync(file).mode & 0o777, 0o600);
@@ -83,7 +100,9 @@ test('a secret is never taken from argv, and a missing token is an auth error (3
   assert.match(t.stderr, /unknown option '--token'/);
   const none = await runCli(['status', '127.0.0.1:1', '--json'], { env: { LIVEPATCH_TOKEN: undefined } });
   assert.equal(none.code, 3);
-  assert.deepEqual(JSON.parse(none.stdout), { error: { code: 'LP_ERR_AUTH_NO_TOKEN', message: 'No token: set LIVEPATCH_TOKEN or pass --token-file', retryable: false } });
+  assert.deepEqual(JSON.parse(none.stdout), {
+    error: { code: 'LP_ERR_AUTH_NO_TOKEN', message: 'No token: set LIVEPATCH_TOKEN or pass --token-file', retryable: false },
+  });
 });
 
 test('nothing listening, or a bad address: one-line errors, exit 4 and 2', async () => {
@@ -91,7 +110,10 @@ test('nothing listening, or a bad address: one-line errors, exit 4 and 2', async
   const r = await runCli(['versions', '127.0.0.1:1'], { env });
   assert.equal(r.code, 4);
   assert.equal(r.stdout, '');
-  assert.match(r.stderr, /^livepatch: cannot connect to 127\.0\.0\.1:1: nothing is listening there \(is the app running with the agent enabled\?\)\n$/);
+  assert.match(
+    r.stderr,
+    /^livepatch: cannot connect to 127\.0\.0\.1:1: nothing is listening there \(is the app running with the agent enabled\?\)\n$/,
+  );
   const u = await runCli(['status', `unix:${join(dir, 'nope.sock')}`, '--json'], { env });
   assert.equal(u.code, 4);
   assert.equal(JSON.parse(u.stdout).error.retryable, true);
@@ -116,14 +138,19 @@ test('a wrong host or an agent of another protocol version: one line saying what
     return s;
   };
   const otherSrv = wsHost(other, (ws) => ws.send('{"type":"chat","text":"hi"}'));
-  const futureSrv = wsHost(future, (ws) => ws.send(JSON.stringify({ type: 'hello', protocol: 99, agentVersion: '9.0.0', auth: 'scram-sha256', nonce: 'n'.repeat(32) })));
+  const futureSrv = wsHost(future, (ws) =>
+    ws.send(JSON.stringify({ type: 'hello', protocol: 99, agentVersion: '9.0.0', auth: 'scram-sha256', nonce: 'n'.repeat(32) })),
+  );
   const servers = [web, otherSrv, futureSrv];
   await Promise.all(servers.map((s) => new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()))));
   const addr = (s: typeof web) => `127.0.0.1:${(s.address() as AddressInfo).port}`;
   try {
     const w = await runCli(['status', addr(web)], { env });
     assert.equal(w.code, 4);
-    assert.equal(w.stderr, `livepatch: ${addr(web)} is not a livepatch agent (it answered HTTP 200): use the address the agent printed at start ("livepatch: agent listening on HOST:PORT"), not the app's own port\n`);
+    assert.equal(
+      w.stderr,
+      `livepatch: ${addr(web)} is not a livepatch agent (it answered HTTP 200): use the address the agent printed at start ("livepatch: agent listening on HOST:PORT"), not the app's own port\n`,
+    );
     const o = await runCli(['status', addr(otherSrv), '--json'], { env });
     assert.equal(o.code, 4);
     assert.match(JSON.parse(o.stdout).error.message, /is not a livepatch agent \(it did not greet like one\)/);
@@ -142,7 +169,9 @@ test('--timeout bounds a handshake that never completes: exit 4', async () => {
   await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
   const target = `127.0.0.1:${(silent.address() as AddressInfo).port}`;
   try {
-    const r = await runCli(['status', target, '--timeout', '300', '--json'], { env: { LIVEPATCH_TOKEN: 'lp_00000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' } });
+    const r = await runCli(['status', target, '--timeout', '300', '--json'], {
+      env: { LIVEPATCH_TOKEN: 'lp_00000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' },
+    });
     assert.equal(r.code, 4, r.stderr);
     assert.equal(JSON.parse(r.stdout).error.code, 'LP_ERR_CONN_TIMEOUT');
     const bad = await runCli(['status', target, '--timeout', 'soon']);
@@ -164,7 +193,9 @@ test('offline check type-checks against the local project: ok exits 0, a type er
   const j = JSON.parse(bad.stdout);
   assert.equal(j.ok, false);
   assert.equal(j.error.code, 'LP_ERR_PATCH_TYPE');
-  assert.ok(j.diagnostics.some((d: { file: string; line: number; code: number }) => d.file === 'src/quote.ts' && d.line === 4 && d.code === 2554));
+  assert.ok(
+    j.diagnostics.some((d: { file: string; line: number; code: number }) => d.file === 'src/quote.ts' && d.line === 4 && d.code === 2554),
+  );
   writeFileSync(join(dir, 'loose.ts'), 'export const x = 1;\n');
   const noConfig = await runCli(['check', 'loose.ts'], { cwd: dir });
   assert.equal(noConfig.code, 2);
@@ -175,8 +206,15 @@ test('offline check type-checks against the local project: ok exits 0, a type er
 });
 
 test('eval, repl and attach are wired to their entry points', async () => {
-  for (const args of [['eval', '127.0.0.1:1', '1 + 1'], ['repl', '127.0.0.1:1'], ['attach', '127.0.0.1:1']]) {
-    const r = await runCli(args, { env: { LIVEPATCH_TOKEN: 'lp_00000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' }, timeoutMs: 20_000 });
+  for (const args of [
+    ['eval', '127.0.0.1:1', '1 + 1'],
+    ['repl', '127.0.0.1:1'],
+    ['attach', '127.0.0.1:1'],
+  ]) {
+    const r = await runCli(args, {
+      env: { LIVEPATCH_TOKEN: 'lp_00000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' },
+      timeoutMs: 20_000,
+    });
     // The entry point ran and could not connect.
     assert.equal(r.code, 4, `${args[0]}: ${r.code} ${r.stderr}`);
   }

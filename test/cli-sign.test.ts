@@ -33,12 +33,18 @@ let ciKeyId: string;
 let rogueKeyId: string;
 const auditFile = () => join(project.root, 'audit.jsonl');
 
-const cli = (args: string[], token: string | undefined = tokens.patch) => runCli(args, { cwd: project.root, env: { LIVEPATCH_TOKEN: token } });
+const cli = (args: string[], token: string | undefined = tokens.patch) =>
+  runCli(args, { cwd: project.root, env: { LIVEPATCH_TOKEN: token } });
 const label = async () => ((await app.get('/label')) as { label: string }).label;
 const generation = async () => JSON.parse((await cli(['status', agent, '--json'], tokens.read)).stdout).currentGeneration as number;
 const boot = async () => {
   app = await startApp(project.root, {
-    env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_AUDIT: auditFile(), LIVEPATCH_JOURNAL: join(project.root, 'journal'), LIVEPATCH_TRUSTED_KEYS: join(project.root, 'trusted-keys') },
+    env: {
+      LIVEPATCH_TOKENS: tokens.file,
+      LIVEPATCH_AUDIT: auditFile(),
+      LIVEPATCH_JOURNAL: join(project.root, 'journal'),
+      LIVEPATCH_TRUSTED_KEYS: join(project.root, 'trusted-keys'),
+    },
   });
   agent = app.agent!;
 };
@@ -47,7 +53,10 @@ before(async () => {
   project = createProject();
   tokens = createTokens(project.root);
   project.write('patch/src/rates.ts', RATES_V2);
-  for (const [dir, name] of [['keys-ci', 'ci-release'], ['keys-rogue', 'rogue']] as const) {
+  for (const [dir, name] of [
+    ['keys-ci', 'ci-release'],
+    ['keys-rogue', 'rogue'],
+  ] as const) {
     const r = await runCli(['keygen', '--out', dir, '--name', name, '--json'], { cwd: project.root });
     assert.equal(r.code, 0, r.stderr);
     const k = JSON.parse(r.stdout);
@@ -55,7 +64,10 @@ before(async () => {
     else rogueKeyId = k.keyId;
   }
   // Only the CI key is trusted; a comment and a blank line are allowed.
-  writeFileSync(join(project.root, 'trusted-keys'), `# keys that may sign patch sets\n\n${readFileSync(join(project.root, 'keys-ci', 'livepatch-signing.pub'), 'utf8')}`);
+  writeFileSync(
+    join(project.root, 'trusted-keys'),
+    `# keys that may sign patch sets\n\n${readFileSync(join(project.root, 'keys-ci', 'livepatch-signing.pub'), 'utf8')}`,
+  );
   await boot();
 });
 
@@ -91,7 +103,25 @@ test('unsigned, tampered and unknown-key sets are refused with their codes and n
   assert.equal(JSON.parse(unsigned.stdout).error.code, 'LP_ERR_PATCH_UNSIGNED');
   assert.match(unsigned.stderr, /accepts only signed patch sets/);
 
-  const signed = await cli(['sign', 'patch/src/rates.ts', '--root', 'patch', '--key', 'keys-ci/livepatch-signing.key', '--id', 'rates-v2', '-m', 'EUR 1.2', '--base-dir', '.', '--out', 'set.json'], undefined);
+  const signed = await cli(
+    [
+      'sign',
+      'patch/src/rates.ts',
+      '--root',
+      'patch',
+      '--key',
+      'keys-ci/livepatch-signing.key',
+      '--id',
+      'rates-v2',
+      '-m',
+      'EUR 1.2',
+      '--base-dir',
+      '.',
+      '--out',
+      'set.json',
+    ],
+    undefined,
+  );
   assert.equal(signed.code, 0, signed.stderr);
   assert.match(signed.stdout, new RegExp(`set\\.json: 1 module\\(s\\) signed with key ${ciKeyId}`));
   const set = JSON.parse(readFileSync(join(project.root, 'set.json'), 'utf8'));
@@ -112,7 +142,10 @@ test('unsigned, tampered and unknown-key sets are refused with their codes and n
   assert.match(bad.stderr, /does not match the patch set/);
 
   // Signed by a key the agent does not trust.
-  const rogue = await cli(['sign', 'patch/src/rates.ts', '--root', 'patch', '--key', 'keys-rogue/livepatch-signing.key', '-m', 'rogue', '--out', 'rogue.json'], undefined);
+  const rogue = await cli(
+    ['sign', 'patch/src/rates.ts', '--root', 'patch', '--key', 'keys-rogue/livepatch-signing.key', '-m', 'rogue', '--out', 'rogue.json'],
+    undefined,
+  );
   assert.equal(rogue.code, 0, rogue.stderr);
   const unknown = await cli(['apply', agent, 'rogue.json', '--json']);
   assert.equal(unknown.code, 1, unknown.stderr);
@@ -167,7 +200,10 @@ test('a set signed by the trusted key is applied; history and audit name the sig
   const g2 = h.find((g: any) => g.generation === 2);
   assert.deepEqual(g2.signer, { keyId: ciKeyId, name: 'ci-release' });
   assert.equal(g2.message, 'EUR 1.2');
-  assert.match((await cli(['history', agent], tokens.read)).stdout, new RegExp(`^2 +patch .* patcher +ci-release \\(${ciKeyId}\\) +current`, 'm'));
+  assert.match(
+    (await cli(['history', agent], tokens.read)).stdout,
+    new RegExp(`^2 +patch .* patcher +ci-release \\(${ciKeyId}\\) +current`, 'm'),
+  );
   const rec = readAudit(auditFile()).filter((a) => a.op === 'apply' && a.outcome === 'ok');
   assert.equal(rec.length, 1);
   assert.deepEqual(rec[0].signer, { keyId: ciKeyId, name: 'ci-release' });
@@ -200,7 +236,10 @@ test('after a restart the journal replays the signed set and history still names
 test('an agent whose trusted-keys file is malformed does not start: it never falls back to unsigned patches', async () => {
   writeFileSync(join(project.root, 'bad-keys'), 'ci ed25519:not-a-key\n');
   await assert.rejects(
-    startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_TRUSTED_KEYS: join(project.root, 'bad-keys') }, timeoutMs: 8000 }),
+    startApp(project.root, {
+      env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_TRUSTED_KEYS: join(project.root, 'bad-keys') },
+      timeoutMs: 8000,
+    }),
     /agent not started: trusted keys .*line 1/,
   );
 });

@@ -24,7 +24,29 @@ before(async () => {
   tokens = createTokens(project.root);
   cert = join(project.root, 'agent-cert.pem');
   const key = join(project.root, 'agent-key.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
   app = await startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_TLS_CERT: cert, LIVEPATCH_TLS_KEY: key } });
 });
 
@@ -47,7 +69,10 @@ test('an untrusted certificate, a missing --tls and an unreadable CA file say wh
   const untrusted = await cli(['status', app.agent!, '--tls', '--json']);
   assert.equal(untrusted.code, 4);
   assert.equal(JSON.parse(untrusted.stdout).error.code, 'LP_ERR_CONN_REFUSED');
-  assert.match(untrusted.stderr, /^livepatch: cannot connect to 127\.0\.0\.1:\d+: .+: the agent's certificate is not trusted; pass --ca FILE with its certificate or CA\n$/);
+  assert.match(
+    untrusted.stderr,
+    /^livepatch: cannot connect to 127\.0\.0\.1:\d+: .+: the agent's certificate is not trusted; pass --ca FILE with its certificate or CA\n$/,
+  );
   const plain = await cli(['status', app.agent!]);
   assert.equal(plain.code, 4);
   assert.match(plain.stderr, /\(if the agent serves TLS, add --tls\)\n$/);

@@ -50,7 +50,10 @@ test('single .ts files use the root for their ids and files outside the root are
     const set = readPatchArgs([join(root, 'src/sub/b.ts')], { root });
     assert.deepEqual(Object.keys(set.files), ['src/sub/b.ts']);
     assert.equal(moduleIdOf(join(root, 'src'), join(root, 'src/sub/b.ts')), 'sub/b.ts');
-    assert.throws(() => readPatchArgs([join(root, 'src/a.ts')], { root: join(root, 'src/sub') }), (e: LivepatchError) => e.code === 'LP_ERR_CLI_USAGE' && /outside the project root/.test(e.message));
+    assert.throws(
+      () => readPatchArgs([join(root, 'src/a.ts')], { root: join(root, 'src/sub') }),
+      (e: LivepatchError) => e.code === 'LP_ERR_CLI_USAGE' && /outside the project root/.test(e.message),
+    );
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
@@ -60,9 +63,24 @@ test('a .json patch set keeps its id, message, base and verify; flags override i
   const root = tempTree();
   try {
     const base = { 'src/a.ts': 'a'.repeat(64) };
-    writeFileSync(join(root, 'p.json'), JSON.stringify({ id: 'j1', message: 'from json', files: { 'src/a.ts': 'export const a = 3;\n' }, base, verify: 'export function ok() {}\n' }));
+    writeFileSync(
+      join(root, 'p.json'),
+      JSON.stringify({
+        id: 'j1',
+        message: 'from json',
+        files: { 'src/a.ts': 'export const a = 3;\n' },
+        base,
+        verify: 'export function ok() {}\n',
+      }),
+    );
     const set = readPatchArgs([join(root, 'p.json')], { root });
-    assert.deepEqual(set, { id: 'j1', message: 'from json', files: { 'src/a.ts': 'export const a = 3;\n' }, base, verify: 'export function ok() {}\n' });
+    assert.deepEqual(set, {
+      id: 'j1',
+      message: 'from json',
+      files: { 'src/a.ts': 'export const a = 3;\n' },
+      base,
+      verify: 'export function ok() {}\n',
+    });
     const over = readPatchArgs([join(root, 'p.json')], { root, id: 'j2', message: 'flag' });
     assert.equal(over.id, 'j2');
     assert.equal(over.message, 'flag');
@@ -75,7 +93,10 @@ test('bad PATCH arguments are usage errors (exit 2) with a readable message', ()
   const root = tempTree();
   try {
     const bad = (args: string[], re: RegExp) =>
-      assert.throws(() => readPatchArgs(args, { root }), (e: LivepatchError) => e.code === 'LP_ERR_CLI_USAGE' && exitCodeFor(e.code) === 2 && re.test(e.message));
+      assert.throws(
+        () => readPatchArgs(args, { root }),
+        (e: LivepatchError) => e.code === 'LP_ERR_CLI_USAGE' && exitCodeFor(e.code) === 2 && re.test(e.message),
+      );
     bad([join(root, 'missing.ts')], /no such file/);
     bad([join(root, 'src/readme.md')], /not a \.ts file/);
     bad([], /no PATCH/);
@@ -106,7 +127,13 @@ test('every registry code maps to one of the documented exit codes, and unknown 
 });
 
 test('tables align columns and leave no trailing spaces', () => {
-  const t = table(['A', 'LONGER'], [['xxxx', 'y'], ['z', '']]);
+  const t = table(
+    ['A', 'LONGER'],
+    [
+      ['xxxx', 'y'],
+      ['z', ''],
+    ],
+  );
   assert.equal(t, 'A     LONGER\nxxxx  y\nz\n');
   assert.equal(formatUptime(5), '5s');
   assert.equal(formatUptime(65), '1m 05s');
@@ -126,9 +153,21 @@ test('versions, status and history render as readable tables', () => {
     '',
   ]);
   const s: StatusResult = {
-    protocol: 1, agentVersion: '0.1.0', pid: 42, uptimeSec: 61, node: 'v20.0.0', root: '/app', currentGeneration: 3,
-    liveGenerations: [{ generation: 2, inflight: 1, current: false }, { generation: 3, inflight: 0, current: true }],
-    modules: 4, patchedModules: ['src/rates.ts'], patching: { enabled: true }, drift: [],
+    protocol: 1,
+    agentVersion: '0.1.0',
+    pid: 42,
+    uptimeSec: 61,
+    node: 'v20.0.0',
+    root: '/app',
+    currentGeneration: 3,
+    liveGenerations: [
+      { generation: 2, inflight: 1, current: false },
+      { generation: 3, inflight: 0, current: true },
+    ],
+    modules: 4,
+    patchedModules: ['src/rates.ts'],
+    patching: { enabled: true },
+    drift: [],
   };
   const out = formatStatus(s);
   assert.match(out, /^generation {2}3$/m);
@@ -137,7 +176,17 @@ test('versions, status and history render as readable tables', () => {
   assert.match(out, /^drift {7}none$/m);
   const h = formatHistory([
     { generation: 1, kind: 'deploy', time: '2026-11-27T01:00:00.000Z', changed: [], live: false, current: false, inflight: 0 },
-    { generation: 2, kind: 'patch', time: '2026-11-27T01:05:00.000Z', who: 'ci', message: 'fix rates', changed: ['src/rates.ts'], live: true, current: true, inflight: 0 },
+    {
+      generation: 2,
+      kind: 'patch',
+      time: '2026-11-27T01:05:00.000Z',
+      who: 'ci',
+      message: 'fix rates',
+      changed: ['src/rates.ts'],
+      live: true,
+      current: true,
+      inflight: 0,
+    },
   ]);
   const lines = h.split('\n');
   assert.match(lines[1]!, /^2 +patch +2026-11-27 01:05:00Z +ci +current +src\/rates\.ts +fix rates$/);
@@ -146,7 +195,10 @@ test('versions, status and history render as readable tables', () => {
 
 test('agent lists, the optional check target and unified diffs', () => {
   assert.deepEqual(parseTargets('127.0.0.1:1,unix:/tmp/a.sock'), ['127.0.0.1:1', 'unix:/tmp/a.sock']);
-  assert.throws(() => parseTargets('127.0.0.1:1,,x'), (e: LivepatchError) => e.code === 'LP_ERR_CLI_USAGE');
+  assert.throws(
+    () => parseTargets('127.0.0.1:1,,x'),
+    (e: LivepatchError) => e.code === 'LP_ERR_CLI_USAGE',
+  );
   assert.throws(() => parseTargets('h:1,h:1'), /twice/);
   assert.deepEqual(splitTarget(['127.0.0.1:9', 'src']), { target: '127.0.0.1:9', paths: ['src'] });
   assert.deepEqual(splitTarget(['src/a.ts', 'src/b.ts']), { paths: ['src/a.ts', 'src/b.ts'] });

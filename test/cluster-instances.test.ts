@@ -37,7 +37,12 @@ let base: number;
 
 before(async () => {
   base = await freeBase();
-  c = await bootCluster(2, { PM2_LIKE: '1', LIVEPATCH_LISTEN: `127.0.0.1:${base}+`, LIVEPATCH_AUDIT: '$ROOT/audit-{instance}.jsonl', LIVEPATCH_JOURNAL: '$ROOT/journal-{instance}' });
+  c = await bootCluster(2, {
+    PM2_LIKE: '1',
+    LIVEPATCH_LISTEN: `127.0.0.1:${base}+`,
+    LIVEPATCH_AUDIT: '$ROOT/audit-{instance}.jsonl',
+    LIVEPATCH_JOURNAL: '$ROOT/journal-{instance}',
+  });
   for (let i = 0; i < 200 && (c.app.stderr().match(/agent listening on/g)?.length ?? 0) < 2; i++) await sleep(25);
 });
 
@@ -47,8 +52,16 @@ after(async () => {
 
 test('per-instance patterns: HOST:PORT+, {instance}, NODE_APP_INSTANCE then pm_id', () => {
   assert.equal(instanceEnv({ LIVEPATCH_LISTEN: '127.0.0.1:12400+', NODE_APP_INSTANCE: '3' })['LIVEPATCH_LISTEN'], '127.0.0.1:12403');
-  const e = instanceEnv({ LIVEPATCH_LISTEN: 'unix:/run/lp-{instance}.sock', LIVEPATCH_AUDIT: '/log/a-{instance}.jsonl', LIVEPATCH_JOURNAL: '/j/{instance}', pm_id: '7' });
-  assert.deepEqual([e['LIVEPATCH_LISTEN'], e['LIVEPATCH_AUDIT'], e['LIVEPATCH_JOURNAL']], ['unix:/run/lp-7.sock', '/log/a-7.jsonl', '/j/7']);
+  const e = instanceEnv({
+    LIVEPATCH_LISTEN: 'unix:/run/lp-{instance}.sock',
+    LIVEPATCH_AUDIT: '/log/a-{instance}.jsonl',
+    LIVEPATCH_JOURNAL: '/j/{instance}',
+    pm_id: '7',
+  });
+  assert.deepEqual(
+    [e['LIVEPATCH_LISTEN'], e['LIVEPATCH_AUDIT'], e['LIVEPATCH_JOURNAL']],
+    ['unix:/run/lp-7.sock', '/log/a-7.jsonl', '/j/7'],
+  );
   const plain = { LIVEPATCH_LISTEN: '127.0.0.1:12345', NODE_APP_INSTANCE: '2' };
   assert.equal(instanceEnv(plain), plain, 'no pattern: unchanged');
   assert.equal(hasInstancePattern('127.0.0.1:12345'), false);
@@ -65,7 +78,11 @@ test('a cluster started without tokens serves at once: workers do not wait for a
   const plain = await bootCluster(2, { LIVEPATCH_TOKENS: undefined }, false);
   try {
     const seen = await Promise.all(Array.from({ length: 4 }, () => get(new http.Agent(), plain.app.httpPort, '/mix')));
-    assert.deepEqual(seen.map((x) => x.a), ['A1', 'A1', 'A1', 'A1'], JSON.stringify(seen));
+    assert.deepEqual(
+      seen.map((x) => x.a),
+      ['A1', 'A1', 'A1', 'A1'],
+      JSON.stringify(seen),
+    );
     assert.match(plain.app.stderr(), /LIVEPATCH_TOKENS is not set/);
   } finally {
     await plain.stop();
@@ -76,7 +93,11 @@ test('a cluster whose agent cannot start still serves at once: the workers are a
   const bad = await bootCluster(2, { LIVEPATCH_MAX_PAYLOAD: 'lots' }, false);
   try {
     const seen = await Promise.all(Array.from({ length: 4 }, () => get(new http.Agent(), bad.app.httpPort, '/mix')));
-    assert.deepEqual(seen.map((x) => x.a), ['A1', 'A1', 'A1', 'A1'], JSON.stringify(seen));
+    assert.deepEqual(
+      seen.map((x) => x.a),
+      ['A1', 'A1', 'A1', 'A1'],
+      JSON.stringify(seen),
+    );
     assert.match(bad.app.stderr(), /agent not started: invalid LIVEPATCH_MAX_PAYLOAD/);
   } finally {
     await bad.stop();
@@ -101,7 +122,10 @@ test('livepatch apply h1,h2 patches every instance', async () => {
   assert.equal(new Set(seen.map((x) => x.pid)).size, 2, 'both instances answered');
   // Each instance keeps its own audit chain and journal (a shared file would interleave two chains).
   for (const n of [0, 1]) {
-    assert.ok(readAudit(join(c.project.root, `audit-${n}.jsonl`)).some((a) => a.op === 'commit' && a.outcome === 'ok'), `audit of instance ${n}`);
+    assert.ok(
+      readAudit(join(c.project.root, `audit-${n}.jsonl`)).some((a) => a.op === 'commit' && a.outcome === 'ok'),
+      `audit of instance ${n}`,
+    );
     assert.ok(existsSync(join(c.project.root, `journal-${n}`)), `journal of instance ${n}`);
   }
 });

@@ -13,7 +13,12 @@ import { get, pairPatch } from './cluster-fixture';
 
 const project = createProject('cluster');
 const tokens = createTokens(project.root);
-const env = { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_JOURNAL: join(project.root, 'journal'), LIVEPATCH_AUDIT: join(project.root, 'audit.jsonl'), WORKERS: '2' };
+const env = {
+  LIVEPATCH_TOKENS: tokens.file,
+  LIVEPATCH_JOURNAL: join(project.root, 'journal'),
+  LIVEPATCH_AUDIT: join(project.root, 'audit.jsonl'),
+  WORKERS: '2',
+};
 let app: AppProcess | undefined;
 
 after(async () => {
@@ -35,10 +40,19 @@ test('a committed patch survives a restart of the whole cluster', async () => {
   client = await AgentClient.connect(app.agent!, { token: tokens.patch });
   const s = await client.request('status', {});
   assert.equal(s.currentGeneration, 2);
-  assert.deepEqual(s.workers?.map((w) => w.generation), [2, 2]);
+  assert.deepEqual(
+    s.workers?.map((w) => w.generation),
+    [2, 2],
+  );
   assert.deepEqual(s.drift, []);
   const h = await client.request('history', {});
-  assert.deepEqual(h.generations.map((g) => [g.generation, g.kind, g.patchId ?? '']), [[1, 'deploy', ''], [2, 'patch', 'journaled']]);
+  assert.deepEqual(
+    h.generations.map((g) => [g.generation, g.kind, g.patchId ?? '']),
+    [
+      [1, 'deploy', ''],
+      [2, 'patch', 'journaled'],
+    ],
+  );
   // The replayed patch id counts as applied.
   const dup = await client.request('apply', { patch: pairPatch('A7', 'B7', 'journaled') }).catch((e: { code: string }) => e.code);
   assert.equal(dup, 'LP_ERR_PATCH_DUPLICATE');

@@ -43,7 +43,11 @@ test(`${RESTARTS} rolling restarts under keep-alive load: zero failed requests, 
   } finally {
     results = await l.stop();
   }
-  assert.deepEqual(results.filter((x) => x.error), [], 'no failed request');
+  assert.deepEqual(
+    results.filter((x) => x.error),
+    [],
+    'no failed request',
+  );
   assert.ok(results.length > 100, `load ran (${results.length} responses)`);
   assert.deepEqual([...new Set(results.map((x) => `${x.a}/${x.b}`))], ['A2/B2'], 'every response from the patched generation');
   assert.ok(new Set(results.map((x) => x.pid)).size >= 2 * RESTARTS, 'responses came from the replacements');

@@ -51,7 +51,13 @@ describe('cluster mode (node cluster, agent in the primary)', () => {
     await sleep(200);
     const results = await l.stop();
     assert.equal(r.generation, 2);
-    assert.deepEqual(r.workers?.map((w) => [w.outcome, w.generation]), [['committed', 2], ['committed', 2]]);
+    assert.deepEqual(
+      r.workers?.map((w) => [w.outcome, w.generation]),
+      [
+        ['committed', 2],
+        ['committed', 2],
+      ],
+    );
     const errors = results.filter((x) => x.error);
     assert.deepEqual(errors, []);
     const mixed = results.filter((x) => !((x.a === 'A1' && x.b === 'B1') || (x.a === 'A2' && x.b === 'B2')));
@@ -61,7 +67,13 @@ describe('cluster mode (node cluster, agent in the primary)', () => {
     assert.deepEqual([...new Set(afterApply.map((x) => `${x.a}/${x.b}`))], ['A2/B2']);
     assert.equal(new Set(afterApply.map((x) => x.worker)).size, 2, 'both workers answered');
     const s = await client.request('status', {});
-    assert.deepEqual(s.workers?.map((w) => [w.generation, w.lagging]), [[2, false], [2, false]]);
+    assert.deepEqual(
+      s.workers?.map((w) => [w.generation, w.lagging]),
+      [
+        [2, false],
+        [2, false],
+      ],
+    );
     const applied = () => readAudit(c.auditFile).find((a) => a.op === 'apply' && a.patchId === 'pair-2');
     for (let i = 0; i < 100 && !applied(); i++) await sleep(20);
     assert.match(applied()?.detail, /worker 1 \(pid \d+\) committed g2, worker 2 \(pid \d+\) committed g2/);
@@ -69,15 +81,23 @@ describe('cluster mode (node cluster, agent in the primary)', () => {
 
   it('a patch that fails to stage in one worker commits nowhere', async () => {
     const top = `import cluster from 'node:cluster';\nconst refuse = (): void => {\n  if (cluster.worker?.id === 2) throw new Error('only worker 2 refuses');\n};\nexport const checked = refuse();\n`;
-    const err = await client.request('apply', { patch: { files: { 'src/rates.ts': ratesSource('A3', top), 'src/quote.ts': quoteSource('B3') } } }).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const err = await client
+      .request('apply', { patch: { files: { 'src/rates.ts': ratesSource('A3', top), 'src/quote.ts': quoteSource('B3') } } })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     assert.ok(err instanceof LivepatchError, String(err));
     assert.equal(err.code, 'LP_ERR_PATCH_LOAD');
     assert.match(err.message, /worker 2 .*only worker 2 refuses/);
     const outcomes = (err.details as { workers: { id: number; outcome: string }[] }).workers;
-    assert.deepEqual(outcomes.map((w) => [w.id, w.outcome]), [[1, 'discarded'], [2, 'failed']]);
+    assert.deepEqual(
+      outcomes.map((w) => [w.id, w.outcome]),
+      [
+        [1, 'discarded'],
+        [2, 'failed'],
+      ],
+    );
     // The audit record is written just after the reply.
     const refused = () => readAudit(c.auditFile).find((a) => a.op === 'apply' && a.outcome === 'LP_ERR_PATCH_LOAD');
     for (let i = 0; i < 100 && !refused(); i++) await sleep(20);
@@ -86,7 +106,10 @@ describe('cluster mode (node cluster, agent in the primary)', () => {
     assert.deepEqual([...new Set(seen.map((x) => `${x.a}/${x.b}`))], ['A2/B2']);
     const s = await client.request('status', {});
     assert.equal(s.currentGeneration, 2);
-    assert.deepEqual(s.workers?.map((w) => w.generation), [2, 2]);
+    assert.deepEqual(
+      s.workers?.map((w) => w.generation),
+      [2, 2],
+    );
   });
 
   it('a killed worker is respawned at the current generation from its first request', async () => {
@@ -115,19 +138,33 @@ describe('cluster mode (node cluster, agent in the primary)', () => {
     const byFresh = results.filter((x) => x.pid === fresh.pid);
     assert.ok(byFresh.length > 0, 'the new worker served');
     assert.deepEqual([...new Set(byFresh.map((x) => `${x.a}/${x.b}`))], ['A2/B2'], 'never the deployed code');
-    assert.deepEqual(results.filter((x) => x.error), [], 'the old worker was killed before the load started');
+    assert.deepEqual(
+      results.filter((x) => x.error),
+      [],
+      'the old worker was killed before the load started',
+    );
   });
 
   it('rollback fans out to every worker', async () => {
     const r = await client.request('rollback', {});
     assert.equal(r.generation, 3);
-    assert.deepEqual(r.workers?.map((w) => w.generation), [3, 3]);
+    assert.deepEqual(
+      r.workers?.map((w) => w.generation),
+      [3, 3],
+    );
     const seen = await Promise.all(Array.from({ length: 20 }, () => get(new http.Agent(), c.app.httpPort, '/mix')));
     assert.deepEqual([...new Set(seen.map((x) => `${x.a}/${x.b}`))], ['A1/B1']);
     const v = await client.request('versions', {});
-    assert.deepEqual(v.filter((x) => x.patched), [], 'back to the deployed versions');
+    assert.deepEqual(
+      v.filter((x) => x.patched),
+      [],
+      'back to the deployed versions',
+    );
     const h = await client.request('history', {});
-    assert.deepEqual(h.generations.map((g) => g.kind), ['deploy', 'patch', 'rollback']);
+    assert.deepEqual(
+      h.generations.map((g) => g.kind),
+      ['deploy', 'patch', 'rollback'],
+    );
   });
 
   it('a worker that dies while staging fails the patch everywhere; its replacement is in step', async () => {
@@ -149,7 +186,13 @@ describe('cluster mode (node cluster, agent in the primary)', () => {
       s = await client.request('status', {});
     }
     assert.equal(s.currentGeneration, 3);
-    assert.deepEqual(s.workers?.map((w) => [w.generation, w.lagging]), [[3, false], [3, false]]);
+    assert.deepEqual(
+      s.workers?.map((w) => [w.generation, w.lagging]),
+      [
+        [3, false],
+        [3, false],
+      ],
+    );
     const seen = await Promise.all(Array.from({ length: 20 }, () => get(new http.Agent(), c.app.httpPort, '/mix')));
     assert.deepEqual([...new Set(seen.map((x) => x.a))], ['A1']);
   });
@@ -159,13 +202,24 @@ describe('cluster mode (node cluster, agent in the primary)', () => {
     const before = (await client.request('status', {})).workers!;
     process.kill(before[0]!.pid, 'SIGKILL');
     let s = await client.request('status', {});
-    for (let i = 0; i < 200 && !(s.workers?.length === 2 && !s.workers.some((w) => w.pid === before[0]!.pid) && s.workers.every((w) => w.generation === 3)); i++) {
+    for (
+      let i = 0;
+      i < 200 &&
+      !(s.workers?.length === 2 && !s.workers.some((w) => w.pid === before[0]!.pid) && s.workers.every((w) => w.generation === 3));
+      i++
+    ) {
       await sleep(25);
       s = await client.request('status', {});
     }
     const r = await client.request('commit', { stageId: staged.stageId });
     assert.equal(r.generation, 4);
-    assert.deepEqual(r.workers?.map((w) => [w.outcome, w.generation]), [['committed', 4], ['committed', 4]]);
+    assert.deepEqual(
+      r.workers?.map((w) => [w.outcome, w.generation]),
+      [
+        ['committed', 4],
+        ['committed', 4],
+      ],
+    );
     const seen = await Promise.all(Array.from({ length: 20 }, () => get(new http.Agent(), c.app.httpPort, '/mix')));
     assert.deepEqual([...new Set(seen.map((x) => `${x.a}/${x.b}`))], ['A6/B6']);
     assert.equal(new Set(seen.map((x) => x.pid)).size, 2);

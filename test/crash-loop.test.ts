@@ -19,7 +19,9 @@ const quoteTs = readFileSync(join(project.root, 'src', 'quote.ts'), 'utf8');
 const withTag = (t: string, extra = '') => ({ 'src/quote.ts': quoteTs.replace("return 'B1'", `return '${t}'`) + extra });
 // Thrown from a timer that the patched function arms when a request calls it, well after the commit
 // has been journaled and reported (a top-level timer would be refused at stage: LP_ERR_PATCH_EFFECT).
-const withBoom = () => ({ 'src/quote.ts': quoteTs.replace("return 'B1'", "setTimeout(() => {\n    throw new Error('patch boom');\n  }, 1500);\n  return 'BOOM'") });
+const withBoom = () => ({
+  'src/quote.ts': quoteTs.replace("return 'B1'", "setTimeout(() => {\n    throw new Error('patch boom');\n  }, 1500);\n  return 'BOOM'"),
+});
 const running = new Set<AppProcess>();
 test.after(async () => {
   for (const a of running) await a.stop();
@@ -27,7 +29,9 @@ test.after(async () => {
 });
 
 async function start(journalDir: string, audit: string, env: Record<string, string> = {}): Promise<AppProcess> {
-  const a = await startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_JOURNAL: journalDir, LIVEPATCH_AUDIT: audit, ...env } });
+  const a = await startApp(project.root, {
+    env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_JOURNAL: journalDir, LIVEPATCH_AUDIT: audit, ...env },
+  });
   running.add(a);
   // startApp rejects its (settled) promise when the child exits; exits are expected here.
   a.child.on('exit', () => running.delete(a));
@@ -60,7 +64,11 @@ async function status(app: AppProcess): Promise<StatusResult> {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const auditRecords = (file: string) => readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+const auditRecords = (file: string) =>
+  readFileSync(file, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 
 test('a patch whose timer throws kills the host once: the restart quarantines it, serves the previous generation, and it can be re-applied or dropped', async () => {
   const journalDir = join(project.root, '.journal-boom');
@@ -89,7 +97,10 @@ test('a patch whose timer throws kills the host once: the restart quarantines it
   assert.match(hist.stdout, /QUARANTINED[\s\S]*\nboom\s.*src\/quote\.ts\s+the host exited with code 1/);
   const list = await cli(['quarantine', again.agent!, '--json'], tokens.read);
   assert.equal(list.code, 0, list.stderr);
-  assert.deepEqual((JSON.parse(list.stdout) as QuarantinedPatch[]).map((p) => p.patchId), ['boom']);
+  assert.deepEqual(
+    (JSON.parse(list.stdout) as QuarantinedPatch[]).map((p) => p.patchId),
+    ['boom'],
+  );
   const rec = auditRecords(audit).find((r) => r.op === 'quarantine' && r.outcome === 'LP_ERR_PATCH_QUARANTINED');
   assert.equal(rec?.patchId, 'boom', 'the quarantine is in the audit log');
 
@@ -114,13 +125,20 @@ test('a patch whose timer throws kills the host once: the restart quarantines it
   await sleep(2500);
   assert.equal(third.child.exitCode, null, `the host is still up\n${third.stderr()}`);
   assert.deepEqual(await third.get('/tag'), { tag: 'G1' });
-  assert.deepEqual((await status(third)).quarantined?.map((p) => p.patchId), ['boom']);
+  assert.deepEqual(
+    (await status(third)).quarantined?.map((p) => p.patchId),
+    ['boom'],
+  );
 
   const drop = await cli(['quarantine', third.agent!, '--drop', 'boom'], tokens.patch);
   assert.equal(drop.code, 0, drop.stderr);
   assert.match(drop.stdout, /dropped boom/);
   assert.deepEqual((await status(third)).quarantined, []);
-  assert.ok(auditRecords(audit).some((r) => r.op === 'quarantine' && r.outcome === 'ok' && r.patchId === 'boom' && /dropped/.test(String(r.detail))));
+  assert.ok(
+    auditRecords(audit).some(
+      (r) => r.op === 'quarantine' && r.outcome === 'ok' && r.patchId === 'boom' && /dropped/.test(String(r.detail)),
+    ),
+  );
   await third.stop();
 
   const fourth = await start(journalDir, audit);
@@ -148,7 +166,10 @@ test('a host killed without a trace right after a patch gets one more start; a s
   const third = await start(journalDir, audit);
   assert.deepEqual(await third.get('/tag'), { tag: 'B1' });
   const q = (await status(third)).quarantined ?? [];
-  assert.deepEqual(q.map((p) => p.patchId), ['k1']);
+  assert.deepEqual(
+    q.map((p) => p.patchId),
+    ['k1'],
+  );
   assert.match(q[0]!.reason, /twice within 60 s/);
   await third.stop();
 });
@@ -168,7 +189,15 @@ test('LIVEPATCH_REPLAY=off starts with no journaled patch applied, and says so',
   assert.match((await cli(['status', off.agent!], tokens.read)).stdout, /NOT replayed \(LIVEPATCH_REPLAY=off\)/);
   assert.match(off.stderr(), /journal replay is off \(LIVEPATCH_REPLAY=off\)/);
   // New patches are journaled after the old ones; a normal start replays them all.
-  assert.equal((await apply(off, { id: 'off-2', files: { 'src/rates.ts': readFileSync(join(project.root, 'src', 'rates.ts'), 'utf8').replace('1.1', '1.3') } })).code, 0);
+  assert.equal(
+    (
+      await apply(off, {
+        id: 'off-2',
+        files: { 'src/rates.ts': readFileSync(join(project.root, 'src', 'rates.ts'), 'utf8').replace('1.1', '1.3') },
+      })
+    ).code,
+    0,
+  );
   await off.stop();
 
   const on = await start(journalDir, audit);

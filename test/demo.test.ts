@@ -42,21 +42,25 @@ function assertShopStopped(out: string): void {
   assert.throws(() => process.kill(Number(m[1]), 0), /ESRCH/, 'the shop process is gone');
 }
 
-test('the scripted demo tour applies the sample patch, shows the new prices, checks out, rolls back, keeps inventory across a patch and exits 0', { timeout: 120_000 }, async () => {
-  const { code, out } = await runDemo({});
-  assert.equal(code, 0, out);
-  // 12 mugs at 12.00: 5 % basket discount, tax on the undiscounted subtotal → 165.60; patched: 10 %
-  // bulk + 5 % basket, tax after discounts → 146.88; rolled back → 165.60 again.
-  assert.match(out, /total 165\.60 -> 146\.88/, out);
-  assert.match(out, /bulk-10 -14\.40/, out);
-  assert.match(out, /still holds 12 mugs; its total is now 146\.88/, out);
-  assert.match(out, /order #1: total 146\.88, payment ch_[\w-]+; mugs in stock 500 -> 488/, out);
-  assert.match(out, /mug: \{"units":488,"status":"reorder"\}/, 'inventory kept its state across its own patch');
-  const afterRollback = out.slice(out.indexOf('Behaviour after the rollback'));
-  assert.match(afterRollback, /total 165\.60/, out);
-  assert.match(out, /every step passed/, out);
-  assertShopStopped(out);
-});
+test(
+  'the scripted demo tour applies the sample patch, shows the new prices, checks out, rolls back, keeps inventory across a patch and exits 0',
+  { timeout: 120_000 },
+  async () => {
+    const { code, out } = await runDemo({});
+    assert.equal(code, 0, out);
+    // 12 mugs at 12.00: 5 % basket discount, tax on the undiscounted subtotal → 165.60; patched: 10 %
+    // bulk + 5 % basket, tax after discounts → 146.88; rolled back → 165.60 again.
+    assert.match(out, /total 165\.60 -> 146\.88/, out);
+    assert.match(out, /bulk-10 -14\.40/, out);
+    assert.match(out, /still holds 12 mugs; its total is now 146\.88/, out);
+    assert.match(out, /order #1: total 146\.88, payment ch_[\w-]+; mugs in stock 500 -> 488/, out);
+    assert.match(out, /mug: \{"units":488,"status":"reorder"\}/, 'inventory kept its state across its own patch');
+    const afterRollback = out.slice(out.indexOf('Behaviour after the rollback'));
+    assert.match(afterRollback, /total 165\.60/, out);
+    assert.match(out, /every step passed/, out);
+    assertShopStopped(out);
+  },
+);
 
 test('a tour whose patch does not type-check fails with a non-zero exit and still stops the shop', { timeout: 120_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'lp-demo-bad-'));
@@ -64,7 +68,13 @@ test('a tour whose patch does not type-check fails with a non-zero exit and stil
     cpSync(join(REPO, 'examples', 'shop', 'patches', 'bulk-discount'), dir, { recursive: true });
     const file = join(dir, 'src', 'pricing.ts');
     // quote() now returns a string where every caller expects a Quote: the checker must refuse it.
-    writeFileSync(file, readFileSync(file, 'utf8').replace('export function quote(lines: readonly OrderLine[]): Quote {', 'export function quote(lines: readonly OrderLine[]): string {\n  return "broken";\n}\nexport function unused(lines: readonly OrderLine[]): Quote {'));
+    writeFileSync(
+      file,
+      readFileSync(file, 'utf8').replace(
+        'export function quote(lines: readonly OrderLine[]): Quote {',
+        'export function quote(lines: readonly OrderLine[]): string {\n  return "broken";\n}\nexport function unused(lines: readonly OrderLine[]): Quote {',
+      ),
+    );
     const { code, out } = await runDemo({ LIVEPATCH_DEMO_PATCH: dir });
     assert.notEqual(code, 0, out);
     assert.match(out, /demo failed: livepatch apply exited 1/, out);

@@ -65,11 +65,21 @@ test('a two-module commit under 3000 requests (100 concurrent) never mixes versi
   await Promise.all(Array.from({ length: 100 }, worker));
   await committed;
   assert.equal(results.length, total);
-  assert.deepEqual(results.filter((r) => r.a.slice(1) !== r.b.slice(1)), [], 'responses mixing versions');
+  assert.deepEqual(
+    results.filter((r) => r.a.slice(1) !== r.b.slice(1)),
+    [],
+    'responses mixing versions',
+  );
   const later = results.filter((r) => r.i >= commitAt);
   assert.ok(commitAt > 0 && later.length > 0);
-  assert.ok(later.every((r) => r.a === 'A2' && r.b === 'B2'), 'requests started after the commit use the new versions');
-  assert.ok(results.some((r) => r.a === 'A1'), 'some requests ran on generation 1');
+  assert.ok(
+    later.every((r) => r.a === 'A2' && r.b === 'B2'),
+    'requests started after the commit use the new versions',
+  );
+  assert.ok(
+    results.some((r) => r.a === 'A1'),
+    'some requests ran on generation 1',
+  );
   assert.deepEqual((await app.ok('state')).history[1].changed, ['src/quote.ts', 'src/rates.ts']);
 });
 
@@ -115,10 +125,15 @@ test('a changed exported value is refused before anything runs: importers hold t
 });
 
 test('a new version with top-level await is refused before anything runs, with the reason', async () => {
-  const r = await app.call('apply', { changes: changes({ 'src/main.ts': `${src('src/main.ts')}\nexport function extra(): number {\n  return 1;\n}\n` }) });
+  const r = await app.call('apply', {
+    changes: changes({ 'src/main.ts': `${src('src/main.ts')}\nexport function extra(): number {\n  return 1;\n}\n` }),
+  });
   assert.equal(r.ok, false);
   assert.equal(r.error?.code, 'LP_ERR_PATCH_UNREACHABLE');
-  assert.match(r.error!.message, /src\/main\.ts: error LP_ERR_PATCH_UNREACHABLE: top-level await is not supported in a new version of an ES module/);
+  assert.match(
+    r.error!.message,
+    /src\/main\.ts: error LP_ERR_PATCH_UNREACHABLE: top-level await is not supported in a new version of an ES module/,
+  );
 });
 
 test('a request in flight across a commit finishes on its generation, which is then released', async () => {
@@ -126,14 +141,22 @@ test('a request in flight across a commit finishes on its generation, which is t
   // Long enough to still be in flight when the commit lands, even on a loaded machine.
   const slow = app.get('/slow?ms=2500');
   await new Promise((r) => setTimeout(r, 100));
-  await app.ok('apply', { changes: changes({ 'src/rates.ts': src('src/rates.ts').replace("'A1'", "'A9'"), 'src/quote.ts': src('src/quote.ts').replace("'B1'", "'B9'") }) });
+  await app.ok('apply', {
+    changes: changes({
+      'src/rates.ts': src('src/rates.ts').replace("'A1'", "'A9'"),
+      'src/quote.ts': src('src/quote.ts').replace("'B1'", "'B9'"),
+    }),
+  });
   assert.equal((await app.ok('state')).live[0].inflight, 1);
   assert.deepEqual(await app.get('/mix'), { a: 'A9', b: 'B9' });
   const r = await slow;
   assert.notEqual(r.a, 'A9');
   assert.notEqual(r.b, 'B9');
   const end = await app.ok('state');
-  assert.deepEqual(end.live.map((l: any) => l.generation), [gen + 1]);
+  assert.deepEqual(
+    end.live.map((l: any) => l.generation),
+    [gen + 1],
+  );
   assert.equal(end.multi, false);
 });
 
@@ -159,7 +182,9 @@ test('after many commits and drains, released generations of ES modules are coll
   for (let i = 0; i < commits; i++) {
     await app.ok('apply', {
       changes: changes({
-        'src/rates.ts': src('src/rates.ts').replace("'A1'", `'G${i}'`) + `\nconst ballast = new Array(100000).fill(${i});\nexport function weight(): number {\n  return ballast.length;\n}\n`,
+        'src/rates.ts':
+          src('src/rates.ts').replace("'A1'", `'G${i}'`) +
+          `\nconst ballast = new Array(100000).fill(${i});\nexport function weight(): number {\n  return ballast.length;\n}\n`,
         'src/quote.ts': src('src/quote.ts').replace('`v1:', `\`G${i}:`),
       }),
     });

@@ -33,18 +33,28 @@ test('the ES modules are live; a patch is checked, applied and replayed after a 
     assert.doesNotMatch(app.stderr(), /not live/);
     const v = await cli(['versions', app.agent!, '--json'], tokens.read);
     assert.equal(v.code, 0, v.stderr);
-    assert.deepEqual(JSON.parse(v.stdout).map((m: { module: string }) => m.module), ['src/greet.ts', 'src/main.ts']);
+    assert.deepEqual(
+      JSON.parse(v.stdout).map((m: { module: string }) => m.module),
+      ['src/greet.ts', 'src/main.ts'],
+    );
 
     project.write('patch/src/greet.ts', 'export function greet(who: string): string {\n  return `hi ${who}`;\n}\n');
     const bad = 'export function greet(who: number): string {\n  return `hi ${who}`;\n}\n';
     project.write('bad/src/greet.ts', bad);
     const typeError = await cli(['check', app.agent!, 'bad/src/greet.ts', '--root', 'bad'], tokens.patch);
     assert.equal(typeError.code, 1, typeError.stdout + typeError.stderr);
-    assert.match(typeError.stdout + typeError.stderr, /src\/main\.ts\(\d+,\d+\): error TS2345/, 'the importer is checked against the new signature');
+    assert.match(
+      typeError.stdout + typeError.stderr,
+      /src\/main\.ts\(\d+,\d+\): error TS2345/,
+      'the importer is checked against the new signature',
+    );
 
     const r = await cli(['apply', app.agent!, 'patch/src/greet.ts', '--root', 'patch', '-m', 'greet shorter', '--json'], tokens.patch);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout).hosts[0].result.changed.map((c: { module: string; version: number }) => [c.module, c.version]), [['src/greet.ts', 2]]);
+    assert.deepEqual(
+      JSON.parse(r.stdout).hosts[0].result.changed.map((c: { module: string; version: number }) => [c.module, c.version]),
+      [['src/greet.ts', 2]],
+    );
     assert.equal(await answer(app), 'hi esm');
   } finally {
     await app.stop();
@@ -67,25 +77,44 @@ test('a file that is not live is reported at start and in status, and a patch na
   const app = await startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_MAX_MODULE_BYTES: String(limit) } });
   try {
     assert.equal(await answer(app), 'hello esm', 'the app runs unchanged');
-    assert.match(app.stderr(), new RegExp(`livepatch: 1 file not live \\(larger than LIVEPATCH_MAX_MODULE_BYTES, ${limit} bytes\\): src/main\\.ts\\n`));
+    assert.match(
+      app.stderr(),
+      new RegExp(`livepatch: 1 file not live \\(larger than LIVEPATCH_MAX_MODULE_BYTES, ${limit} bytes\\): src/main\\.ts\\n`),
+    );
     const s = await cli(['status', app.agent!, '--json'], tokens.read);
     assert.equal(s.code, 0, s.stderr);
     const status = JSON.parse(s.stdout) as { notLive?: { module: string; reason: string }[] };
-    assert.deepEqual(status.notLive?.map((n) => n.module), ['src/main.ts']);
+    assert.deepEqual(
+      status.notLive?.map((n) => n.module),
+      ['src/main.ts'],
+    );
     assert.match(status.notLive![0]!.reason, /more than LIVEPATCH_MAX_MODULE_BYTES/);
 
-    project.write('main-patch/src/main.ts', readFileSync(join(project.root, 'src/main.ts'), 'utf8').replace("greet('esm')", "greet('there')"));
+    project.write(
+      'main-patch/src/main.ts',
+      readFileSync(join(project.root, 'src/main.ts'), 'utf8').replace("greet('esm')", "greet('there')"),
+    );
     const check = await cli(['check', app.agent!, 'main-patch/src/main.ts', '--root', 'main-patch'], tokens.patch);
     assert.equal(check.code, 1, check.stdout + check.stderr);
-    assert.match(check.stdout + check.stderr, /src\/main\.ts: error LP_ERR_PATCH_NOT_LIVE: src\/main\.ts is loaded by the app but is not a live module/);
+    assert.match(
+      check.stdout + check.stderr,
+      /src\/main\.ts: error LP_ERR_PATCH_NOT_LIVE: src\/main\.ts is loaded by the app but is not a live module/,
+    );
     for (const dry of [true, false]) {
-      const r = await cli(['apply', app.agent!, 'main-patch/src/main.ts', '--root', 'main-patch', '--json', ...(dry ? ['--dry-run'] : [])], tokens.patch);
+      const r = await cli(
+        ['apply', app.agent!, 'main-patch/src/main.ts', '--root', 'main-patch', '--json', ...(dry ? ['--dry-run'] : [])],
+        tokens.patch,
+      );
       assert.equal(r.code, 1, r.stdout + r.stderr);
       assert.equal(JSON.parse(r.stdout).error.code, 'LP_ERR_PATCH_NOT_LIVE');
     }
     assert.equal(await answer(app), 'hello esm', 'still the deployed code');
     const v = await cli(['versions', app.agent!, '--json'], tokens.read);
-    assert.deepEqual(JSON.parse(v.stdout).map((m: { module: string }) => m.module), ['src/greet.ts'], 'no module was created');
+    assert.deepEqual(
+      JSON.parse(v.stdout).map((m: { module: string }) => m.module),
+      ['src/greet.ts'],
+      'no module was created',
+    );
   } finally {
     await app.stop();
   }

@@ -44,9 +44,15 @@ export const version = 1;
 
 before(() => {
   root = mkdtempSync(join(tmpdir(), 'lp-engine-facade-'));
-  write('tsconfig.json', '{ // comments are fine\n "compilerOptions": { "rootDir": "src", "outDir": "dist", /* x */ "module": "commonjs", }, }');
+  write(
+    'tsconfig.json',
+    '{ // comments are fine\n "compilerOptions": { "rootDir": "src", "outDir": "dist", /* x */ "module": "commonjs", }, }',
+  );
   writeModule('shape', SHAPE_V1);
-  writeModule('sub', `import { Shape } from './shape';\nexport class Square extends Shape { area(): number { return this.n * this.n; } }\n`);
+  writeModule(
+    'sub',
+    `import { Shape } from './shape';\nexport class Square extends Shape { area(): number { return this.n * this.n; } }\n`,
+  );
   write('dist/plain.js', "module.exports = function plain(x) { return 'p1:' + x; };\nmodule.exports.extra = 5;\n");
   write('lib/mapped.js', "exports.where = () => 'mapped';\n//# sourceMappingURL=mapped.js.map\n");
   write('lib/mapped.js.map', JSON.stringify({ version: 3, sources: ['../ts/mapped.ts'], mappings: '' }));
@@ -74,7 +80,12 @@ test('class facades: statics, accessors, subclasses and instanceof across a patc
   assert.equal(a.double, 6);
   assert.equal(sq.area(), 16);
   assert.equal(m.default('x'), 'hello x');
-  await apply({ 'src/shape.ts': SHAPE_V1.replace("'v1:'", "'v2:'").replace('this.n * 2', 'this.n * 20').replace("'hello '", "'hi '").replace('version = 1', 'version = 2') });
+  await apply({
+    'src/shape.ts': SHAPE_V1.replace("'v1:'", "'v2:'")
+      .replace('this.n * 2', 'this.n * 20')
+      .replace("'hello '", "'hi '")
+      .replace('version = 1', 'version = 2'),
+  });
   assert.equal(a.describe(), 'v2:3', 'existing instance, new method');
   assert.equal(a.double, 60, 'accessor dispatches to the new version');
   assert.equal(sq.describe(), 'v2:4', 'subclass instance inherits the new method');
@@ -109,7 +120,11 @@ test('pin keeps work on its generation across awaits while a commit happens', as
   });
   await apply({ 'src/shape.ts': SHAPE_V1.replace('version = 1', 'version = 3') });
   assert.equal(engine.liveGenerations().length, 2);
-  assert.equal(engine.pin(() => m.version), 3, 'new pinned work sees the new generation');
+  assert.equal(
+    engine.pin(() => m.version),
+    3,
+    'new pinned work sees the new generation',
+  );
   // Work without a store (started while one generation was live, or never pinned) belongs to the
   // generation that was current when the patch began, until that generation drains.
   assert.equal(m.version, 2);
@@ -122,29 +137,52 @@ test('pin keeps work on its generation across awaits while a commit happens', as
 test('https requests are counted in flight and pinned like http ones', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'lp-engine-tls-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' });
+  const r = spawnSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      join(dir, 'k.pem'),
+      '-out',
+      join(dir, 'c.pem'),
+      '-days',
+      '1',
+      '-subj',
+      '/CN=localhost',
+    ],
+    { stdio: 'ignore' },
+  );
   if (r.status !== 0) return t.skip('openssl not available');
   const m = require(join(root, 'dist/shape.js'));
   let release!: () => void;
   const gate = new Promise<void>((res) => (release = res));
   const seen: number[] = [];
-  // eslint-disable-next-line @typescript-eslint/no-misused-promises -- an async request handler is what the engine must pin
-  const server = https.createServer({ key: readFileSync(join(dir, 'k.pem')), cert: readFileSync(join(dir, 'c.pem')) }, async (_req, res) => {
-    seen.push(m.version);
-    await gate;
-    seen.push(m.version);
-    res.end('ok');
-  });
+  const server = https.createServer(
+    { key: readFileSync(join(dir, 'k.pem')), cert: readFileSync(join(dir, 'c.pem')) },
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- an async request handler is what the engine must pin
+    async (_req, res) => {
+      seen.push(m.version);
+      await gate;
+      seen.push(m.version);
+      res.end('ok');
+    },
+  );
   await new Promise<void>((res) => server.listen(0, '127.0.0.1', () => res()));
   t.after(() => server.close());
   const port = (server.address() as { port: number }).port;
   const before = m.version;
   const done = new Promise<string>((res, rej) => {
-    https.get({ host: '127.0.0.1', port, rejectUnauthorized: false, agent: false }, (resp) => {
-      let body = '';
-      resp.on('data', (d) => (body += d));
-      resp.on('end', () => res(body));
-    }).on('error', rej);
+    https
+      .get({ host: '127.0.0.1', port, rejectUnauthorized: false, agent: false }, (resp) => {
+        let body = '';
+        resp.on('data', (d) => (body += d));
+        resp.on('end', () => res(body));
+      })
+      .on('error', rej);
   });
   while (seen.length === 0) await new Promise((res) => setTimeout(res, 10));
   assert.equal(engine.liveGenerations().find((g) => g.current)?.inflight, 1);
@@ -152,7 +190,10 @@ test('https requests are counted in flight and pinned like http ones', async (t)
   release();
   assert.equal(await done, 'ok');
   assert.deepEqual(seen, [before, before], 'the request kept its generation across the commit');
-  assert.equal(engine.pin(() => m.version), 4);
+  assert.equal(
+    engine.pin(() => m.version),
+    4,
+  );
 });
 
 test('install is idempotent', () => {

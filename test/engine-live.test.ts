@@ -30,11 +30,14 @@ test('deployed modules are live with ids of their TypeScript sources, version 1'
   const q = s.versions.find((v: any) => v.module === 'src/quote.ts');
   assert.equal(q.version, 1);
   assert.equal(q.patched, false);
-  assert.deepEqual([...s.exports].sort((x: any, y: any) => x.name.localeCompare(y.name)), [
-    { name: 'Counter', kind: 'class' },
-    { name: 'quote', kind: 'function' },
-    { name: 'tag', kind: 'function' },
-  ]);
+  assert.deepEqual(
+    [...s.exports].sort((x: any, y: any) => x.name.localeCompare(y.name)),
+    [
+      { name: 'Counter', kind: 'class' },
+      { name: 'quote', kind: 'function' },
+      { name: 'tag', kind: 'function' },
+    ],
+  );
   assert.equal(s.multi, false);
 });
 
@@ -64,8 +67,14 @@ test('a commit under 3000 requests (100 concurrent) never mixes versions; later 
   assert.deepEqual(mixed, [], 'responses mixing versions');
   const after = results.filter((r) => r.i >= commitAt);
   assert.ok(commitAt > 0 && after.length > 0);
-  assert.ok(after.every((r) => r.a === 'A2' && r.b === 'B2'), 'requests started after the commit use the new versions');
-  assert.ok(results.some((r) => r.a === 'A1'), 'some requests ran on generation 1');
+  assert.ok(
+    after.every((r) => r.a === 'A2' && r.b === 'B2'),
+    'requests started after the commit use the new versions',
+  );
+  assert.ok(
+    results.some((r) => r.a === 'A1'),
+    'some requests ran on generation 1',
+  );
   const s = await app.ok('state');
   assert.equal(s.current, 2);
   assert.deepEqual(s.history[1].changed, ['src/quote.ts', 'src/rates.ts']);
@@ -109,9 +118,17 @@ test('a request in flight across a commit finishes on its generation, which is t
   // Long enough to still be in flight when the commit lands, even on a loaded machine.
   const slow = app.get('/slow?ms=2500');
   await new Promise((r) => setTimeout(r, 100));
-  await app.ok('apply', { changes: changes({ 'src/rates.ts': src('src/rates.ts').replace("'A1'", "'A9'"), 'src/quote.ts': src('src/quote.ts').replace("'B1'", "'B9'") }) });
+  await app.ok('apply', {
+    changes: changes({
+      'src/rates.ts': src('src/rates.ts').replace("'A1'", "'A9'"),
+      'src/quote.ts': src('src/quote.ts').replace("'B1'", "'B9'"),
+    }),
+  });
   const mid = await app.ok('state');
-  assert.deepEqual(mid.live.map((l: any) => l.generation), [gen, gen + 1]);
+  assert.deepEqual(
+    mid.live.map((l: any) => l.generation),
+    [gen, gen + 1],
+  );
   assert.equal(mid.live[0].inflight, 1);
   assert.equal(mid.multi, true);
   assert.deepEqual(await app.get('/mix'), { a: 'A9', b: 'B9' }, 'a request arriving during the drain gets the new generation');
@@ -120,7 +137,10 @@ test('a request in flight across a commit finishes on its generation, which is t
   assert.notEqual(r.b, 'B9');
   assert.deepEqual(await app.get('/mix'), { a: 'A9', b: 'B9' });
   const end = await app.ok('state');
-  assert.deepEqual(end.live.map((l: any) => l.generation), [gen + 1]);
+  assert.deepEqual(
+    end.live.map((l: any) => l.generation),
+    [gen + 1],
+  );
   assert.equal(end.multi, false, 'single generation again: no AsyncLocalStorage lookups');
 });
 
@@ -139,5 +159,9 @@ test('a request whose client goes away stops counting as in flight', async () =>
     if (live.length === 1) break;
     await new Promise((r) => setTimeout(r, 20));
   }
-  assert.deepEqual(live.map((l) => l.generation), [gen + 1], 'released without waiting for the handler');
+  assert.deepEqual(
+    live.map((l) => l.generation),
+    [gen + 1],
+    'released without waiting for the handler',
+  );
 });

@@ -14,7 +14,10 @@ let project: Project;
 let app: EngineApp;
 const src = (rel: string): string => readFileSync(join(project.root, rel), 'utf8');
 const rates = (label: string): ReturnType<typeof changes> =>
-  changes({ 'src/rates.ts': src('src/rates.ts').replace("'rates-v1'", `'${label}'`) + `\nexport const ballast = new Array(200000).fill('${label}');\n` });
+  changes({
+    'src/rates.ts':
+      src('src/rates.ts').replace("'rates-v1'", `'${label}'`) + `\nexport const ballast = new Array(200000).fill('${label}');\n`,
+  });
 
 before(async () => {
   project = createProject('engine');
@@ -41,7 +44,10 @@ test('rollback restores the previous generation, then any named one, with the sa
   await app.ok('rollback', { to: 1 });
   assert.deepEqual(await app.get('/label'), { label: 'rates-v1' });
   const s = await app.ok('state');
-  assert.deepEqual(s.versions.find((v: any) => v.module === 'src/rates.ts'), v1);
+  assert.deepEqual(
+    s.versions.find((v: any) => v.module === 'src/rates.ts'),
+    v1,
+  );
   const last = s.history[s.history.length - 1];
   assert.equal(last.kind, 'rollback');
   assert.equal(last.rollbackTo, 1);
@@ -60,7 +66,10 @@ test('re-applying a source a module already had is that version again, not a new
   const r2 = (await app.ok('state')).versions.find((v: any) => v.module === 'src/rates.ts');
   assert.equal(r2.version, r1.version + 1);
   await app.ok('apply', { changes: rates('R1') });
-  assert.deepEqual((await app.ok('state')).versions.find((v: any) => v.module === 'src/rates.ts'), r1);
+  assert.deepEqual(
+    (await app.ok('state')).versions.find((v: any) => v.module === 'src/rates.ts'),
+    r1,
+  );
   assert.deepEqual(await app.get('/label'), { label: 'R1' });
 });
 
@@ -79,7 +88,9 @@ test('after many commits and drains, old generations are collected', async () =>
   const commits = 25;
   const quote = src('src/quote.ts');
   for (let i = 0; i < commits; i++) {
-    const counter = changes({ 'src/quote.ts': quote.replace('`v1:', `\`G${i}:`) + `\nexport const ballast = new Array(100000).fill(${i});\n` });
+    const counter = changes({
+      'src/quote.ts': quote.replace('`v1:', `\`G${i}:`) + `\nexport const ballast = new Array(100000).fill(${i});\n`,
+    });
     await app.ok('apply', { changes: [...rates(`G${i}`), ...counter] });
     await app.get('/label');
     assert.match((await app.get('/counter')).label, new RegExp(`^G${i}:`));

@@ -55,22 +55,54 @@ test('a syntax error is LP_ERR_PATCH_SYNTAX naming the module', async () => {
 });
 
 test('top-level throw, endless loop, rejected/stuck exported promise and kind change are refused', async () => {
-  assert.match(await rejected({ 'src/rates.ts': ratesWith("throw new Error('boom at load');", 'A7') }, 'LP_ERR_PATCH_LOAD'), /src\/rates\.ts: boom at load/);
-  assert.match(await rejected({ 'src/rates.ts': ratesWith('const spin = (() => { while (true) {} })();', 'A7') }, 'LP_ERR_PATCH_TIMEOUT', { loadTimeoutMs: 300 }), /src\/rates\.ts/);
-  assert.match(await rejected({ 'src/rates.ts': ratesWith("export const ready = Promise.reject(new Error('no db'));", 'A7') }, 'LP_ERR_PATCH_LOAD'), /ready.*no db/);
-  assert.match(await rejected({ 'src/rates.ts': ratesWith('export const ready = new Promise(() => {});', 'A7') }, 'LP_ERR_PATCH_TIMEOUT', { loadTimeoutMs: 200 }), /ready/);
+  assert.match(
+    await rejected({ 'src/rates.ts': ratesWith("throw new Error('boom at load');", 'A7') }, 'LP_ERR_PATCH_LOAD'),
+    /src\/rates\.ts: boom at load/,
+  );
+  assert.match(
+    await rejected({ 'src/rates.ts': ratesWith('const spin = (() => { while (true) {} })();', 'A7') }, 'LP_ERR_PATCH_TIMEOUT', {
+      loadTimeoutMs: 300,
+    }),
+    /src\/rates\.ts/,
+  );
+  assert.match(
+    await rejected({ 'src/rates.ts': ratesWith("export const ready = Promise.reject(new Error('no db'));", 'A7') }, 'LP_ERR_PATCH_LOAD'),
+    /ready.*no db/,
+  );
+  assert.match(
+    await rejected({ 'src/rates.ts': ratesWith('export const ready = new Promise(() => {});', 'A7') }, 'LP_ERR_PATCH_TIMEOUT', {
+      loadTimeoutMs: 200,
+    }),
+    /ready/,
+  );
   const kind = src('src/rates.ts').replace(/export function tag\(\)[^}]*}/, "export const tag = 'A7';");
   assert.match(await rejected({ 'src/rates.ts': kind }, 'LP_ERR_PATCH_EXPORT_KIND'), /"tag" changed from function to value/);
   // A module that fails after another one loaded fine: neither is committed.
-  assert.match(await rejected({ 'src/quote.ts': src('src/quote.ts').replace("'B1'", "'B7'"), 'src/rates.ts': ratesWith('throw new Error("late");', 'A7') }, 'LP_ERR_PATCH_LOAD'), /late/);
+  assert.match(
+    await rejected(
+      { 'src/quote.ts': src('src/quote.ts').replace("'B1'", "'B7'"), 'src/rates.ts': ratesWith('throw new Error("late");', 'A7') },
+      'LP_ERR_PATCH_LOAD',
+    ),
+    /late/,
+  );
 });
 
 test('verify runs pinned to the staged generation; a veto, throw or hang refuses the patch', async () => {
-  const verifyOk = transpile('__verify__.ts', "import { tag } from './src/rates';\nexport function newTag() { if (tag() !== 'A5') throw new Error('saw ' + tag()); }");
+  const verifyOk = transpile(
+    '__verify__.ts',
+    "import { tag } from './src/rates';\nexport function newTag() { if (tag() !== 'A5') throw new Error('saw ' + tag()); }",
+  );
   const stuck = transpile('__verify__.ts', 'export function spin() { while (true) {} }');
   const never = transpile('__verify__.ts', 'export function wait() { return new Promise(() => {}); }');
-  for (const [js, re] of [[verifyOk, /newTag.*saw A6/], [stuck, /spin/], [never, /wait/]] as const) {
-    const r = await app.call('apply', { changes: changes({ 'src/rates.ts': ratesWith('', 'A6') }), opts: { verifyJs: js, verifyTimeoutMs: 200 } });
+  for (const [js, re] of [
+    [verifyOk, /newTag.*saw A6/],
+    [stuck, /spin/],
+    [never, /wait/],
+  ] as const) {
+    const r = await app.call('apply', {
+      changes: changes({ 'src/rates.ts': ratesWith('', 'A6') }),
+      opts: { verifyJs: js, verifyTimeoutMs: 200 },
+    });
     assert.equal(r.error?.code, 'LP_ERR_PATCH_VERIFY');
     assert.match(r.error!.message, re);
   }
@@ -85,12 +117,14 @@ test('kept state survives a new version; a shape change migrates at commit; a fa
   const same = src('src/state.ts').replace('store.n += 1;', 'store.n += 10;');
   await app.ok('apply', { changes: changes({ 'src/state.ts': same }) });
   assert.equal((await app.get('/hits')).hits, h1 + 10);
-  const bad = "import { keep } from 'livepatch';\nconst s = keep('store', () => ({ count: 0 }), { shape: 2, migrate: () => { throw new Error('cannot convert'); } });\nexport function hits(): number { return ++s.count; }";
+  const bad =
+    "import { keep } from 'livepatch';\nconst s = keep('store', () => ({ count: 0 }), { shape: 2, migrate: () => { throw new Error('cannot convert'); } });\nexport function hits(): number { return ++s.count; }";
   const r = await app.call('apply', { changes: changes({ 'src/state.ts': bad }) });
   assert.equal(r.error?.code, 'LP_ERR_PATCH_MIGRATE');
   assert.match(r.error!.message, /src\/state\.ts.*store.*cannot convert/);
   assert.equal((await app.get('/hits')).hits, h1 + 20, 'live value untouched');
-  const good = "import { keep } from 'livepatch';\nconst s = keep('store', () => ({ count: 0 }), { shape: 2, migrate: (p: any) => ({ count: p.n * 100 }) });\nexport function hits(): number { return ++s.count; }";
+  const good =
+    "import { keep } from 'livepatch';\nconst s = keep('store', () => ({ count: 0 }), { shape: 2, migrate: (p: any) => ({ count: p.n * 100 }) });\nexport function hits(): number { return ++s.count; }";
   await app.ok('apply', { changes: changes({ 'src/state.ts': good }) });
   assert.equal((await app.get('/hits')).hits, (h1 + 20) * 100 + 1);
   const outside = await app.call('keep-outside');
@@ -100,8 +134,10 @@ test('kept state survives a new version; a shape change migrates at commit; a fa
 
 test('a patch can add a module; a later patch of it reaches its importers', async () => {
   const extra = (v: string): string => `export function extraTag(): string { return '${v}'; }`;
-  const rates = src('src/rates.ts').replace("import", 'import').replace("return 'A1';", 'return extraTag();');
-  await app.ok('apply', { changes: changes({ 'src/extra/index.ts': extra('X1'), 'src/rates.ts': `import { extraTag } from './extra';\n${rates}` }) });
+  const rates = src('src/rates.ts').replace('import', 'import').replace("return 'A1';", 'return extraTag();');
+  await app.ok('apply', {
+    changes: changes({ 'src/extra/index.ts': extra('X1'), 'src/rates.ts': `import { extraTag } from './extra';\n${rates}` }),
+  });
   assert.equal((await app.get('/mix')).a, 'X1');
   const s = await app.ok('state');
   assert.ok(s.modules.includes('src/extra/index.ts'));

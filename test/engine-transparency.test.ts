@@ -24,7 +24,13 @@ let engine: Engine;
 const js = (id: string, source: string): string =>
   ts.transpileModule(source, {
     fileName: id,
-    compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.CommonJS, esModuleInterop: true, experimentalDecorators: true, emitDecoratorMetadata: true },
+    compilerOptions: {
+      target: ts.ScriptTarget.ES2022,
+      module: ts.ModuleKind.CommonJS,
+      esModuleInterop: true,
+      experimentalDecorators: true,
+      emitDecoratorMetadata: true,
+    },
   }).outputText;
 const write = (rel: string, text: string): void => {
   mkdirSync(dirname(join(root, rel)), { recursive: true });
@@ -122,7 +128,7 @@ test('before any patch, importers get exactly what the module made', () => {
   const acc = load('accessors');
   assert.equal(typeof Object.getOwnPropertyDescriptor(acc, 'value')?.get, 'function', 'accessor export stays an accessor');
   assert.equal(acc.value, 'impl1');
-  assert.equal(acc.self(), acc, "a module sees of its own exports what importers see");
+  assert.equal(acc.self(), acc, 'a module sees of its own exports what importers see');
 
   const { Svc, Dep } = load('decorated');
   assert.equal(Reflect.getMetadata('service', Svc), true, 'class decorator metadata');
@@ -180,12 +186,20 @@ test('changes a commit could not reach are refused before anything runs, naming 
   assert.equal(routes['/x']!(), 'inline1', 'nothing changed');
 
   load('server');
-  const route = await refused('server', "const http = require('node:http');\nexports.start = function start() { return 'start1'; };\nhttp.createServer().on('request', () => {});\n", true);
+  const route = await refused(
+    'server',
+    "const http = require('node:http');\nexports.start = function start() { return 'start1'; };\nhttp.createServer().on('request', () => {});\n",
+    true,
+  );
   assert.equal(route.code, 'LP_ERR_PATCH_UNREACHABLE', 'a new top-level statement');
 
   const dec = await refused('decorated', DECORATED.replace("@Route('/hello')", "@Route('/hi')"));
   assert.equal(dec.code, 'LP_ERR_PATCH_UNREACHABLE', 'changed decorators');
-  assert.equal(engine.verdict!([{ id: 'src/plugin.ts', js: js('src/plugin.ts', PLUGIN.replace("'inline1'", "'x'")) }])[0]?.lpCode, 'LP_ERR_PATCH_UNREACHABLE', 'check gives the same verdict');
+  assert.equal(
+    engine.verdict!([{ id: 'src/plugin.ts', js: js('src/plugin.ts', PLUGIN.replace("'inline1'", "'x'")) }])[0]?.lpCode,
+    'LP_ERR_PATCH_UNREACHABLE',
+    'check gives the same verdict',
+  );
 });
 
 test('a stage whose code starts timers, replaces globals, listens or exits is refused and leaves nothing behind', async () => {
@@ -208,7 +222,9 @@ test('a stage whose code starts timers, replaces globals, listens or exits is re
   assert.equal(globalThis.setTimeout, setTimeoutBefore, "Node's own setTimeout again once no stage exists");
   assert.equal(load('server').start(), 'start1');
   // A discarded stage (a dry run) undoes what its verify hook started.
-  const staged = await engine.stage([{ id: 'src/server.ts', source: base, js: base.replace('start1', 'start2') }], { verifyJs: "exports.v = () => { setInterval(() => {}, 1000); };" });
+  const staged = await engine.stage([{ id: 'src/server.ts', source: base, js: base.replace('start1', 'start2') }], {
+    verifyJs: 'exports.v = () => { setInterval(() => {}, 1000); };',
+  });
   engine.discard(staged);
   assert.equal(process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length, timersBefore, 'verify hook interval cleared');
   assert.equal(load('server').start(), 'start1');

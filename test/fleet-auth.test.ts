@@ -28,14 +28,43 @@ let project: Project;
 let app: AppProcess | undefined;
 
 const ca = () => join(dir, 'etcd-cert.pem');
-const creds = (user: string) => ({ LIVEPATCH_FLEET_CA: ca(), LIVEPATCH_FLEET_USER: user, LIVEPATCH_FLEET_PASSWORD_FILE: join(dir, `${user}.pw`) });
+const creds = (user: string) => ({
+  LIVEPATCH_FLEET_CA: ca(),
+  LIVEPATCH_FLEET_USER: user,
+  LIVEPATCH_FLEET_PASSWORD_FILE: join(dir, `${user}.pw`),
+});
 
 before(async () => {
   if (skip) return;
   dir = mkdtempSync(join(tmpdir(), 'lp-etcd-auth-'));
   const key = join(dir, 'etcd-key.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', ca(), '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
-  endpoint = execFileSync('bash', [join(REPO, 'scripts', 'start-etcd.sh'), join(dir, 'etcd')], { encoding: 'utf8', env: { ...process.env, ETCD_CERT: ca(), ETCD_KEY: key } }).trim();
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      ca(),
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
+  endpoint = execFileSync('bash', [join(REPO, 'scripts', 'start-etcd.sh'), join(dir, 'etcd')], {
+    encoding: 'utf8',
+    env: { ...process.env, ETCD_CERT: ca(), ETCD_KEY: key },
+  }).trim();
   const root = new Etcd3({ hosts: `https://${endpoint}`, credentials: { rootCertificate: readFileSync(ca()) } });
   try {
     for (const u of ['root', 'agent', 'alice']) writeFileSync(join(dir, `${u}.pw`), `${u}-secret\n`, { mode: 0o600 });
@@ -43,7 +72,8 @@ before(async () => {
     await root.user('root').addRole('root');
     const agent = await root.role('shop-agent').create();
     await agent.grant({ permission: 'Read', range: Range.prefix(P) });
-    for (const k of ['members/', 'acks/', 'decision/', 'watch/']) await agent.grant({ permission: 'Readwrite', range: Range.prefix(P + k) });
+    for (const k of ['members/', 'acks/', 'decision/', 'watch/'])
+      await agent.grant({ permission: 'Readwrite', range: Range.prefix(P + k) });
     const patch = await root.role('shop-patch').create();
     await patch.grant({ permission: 'Readwrite', range: Range.prefix(P) });
     await (await root.user('agent').create('agent-secret')).addRole('shop-agent');
@@ -55,7 +85,14 @@ before(async () => {
   project = createProject();
   const tokens = createTokens(project.root);
   project.write('fix/src/quote.ts', QUOTE_PATCH);
-  app = await startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_FLEET: `etcd://${endpoint}/${NAME}`, LIVEPATCH_FLEET_LEASE_TTL: '2', ...creds('agent') } });
+  app = await startApp(project.root, {
+    env: {
+      LIVEPATCH_TOKENS: tokens.file,
+      LIVEPATCH_FLEET: `etcd://${endpoint}/${NAME}`,
+      LIVEPATCH_FLEET_LEASE_TTL: '2',
+      ...creds('agent'),
+    },
+  });
 });
 
 after(async () => {
@@ -84,7 +121,9 @@ test('etcd over TLS with roles: agents register but cannot propose, no credentia
   const s = await waitMember();
   assert.equal(s.members[0].address, app!.agent);
   const url = `etcd://${endpoint}/${NAME}`;
-  const plain = await runCli(['status', url, '--json'], { env: { LIVEPATCH_FLEET_USER: 'alice', LIVEPATCH_FLEET_PASSWORD_FILE: join(dir, 'alice.pw') } });
+  const plain = await runCli(['status', url, '--json'], {
+    env: { LIVEPATCH_FLEET_USER: 'alice', LIVEPATCH_FLEET_PASSWORD_FILE: join(dir, 'alice.pw') },
+  });
   assert.equal(plain.code, 4, 'without LIVEPATCH_FLEET_CA the CLI speaks plain gRPC to a TLS port: no connection');
   assert.equal(JSON.parse(plain.stdout).error.code, 'LP_ERR_FLEET_UNREACHABLE');
   const anon = await runCli(['status', url, '--json'], { env: { LIVEPATCH_FLEET_CA: ca() } });
@@ -93,7 +132,11 @@ test('etcd over TLS with roles: agents register but cannot propose, no credentia
   const asAgent = await runCli(['apply', url, 'fix/src/quote.ts', '--root', 'fix', '--json'], { cwd: project.root, env: creds('agent') });
   assert.equal(asAgent.code, 3, asAgent.stdout + asAgent.stderr);
   assert.equal(JSON.parse(asAgent.stdout).error.code, 'LP_ERR_FLEET_DENIED');
-  const asAlice = await runCli(['apply', url, 'fix/src/quote.ts', '--root', 'fix', '--deadline', '180000', '--json'], { cwd: project.root, env: creds('alice'), timeoutMs: 200_000 });
+  const asAlice = await runCli(['apply', url, 'fix/src/quote.ts', '--root', 'fix', '--deadline', '180000', '--json'], {
+    cwd: project.root,
+    env: creds('alice'),
+    timeoutMs: 200_000,
+  });
   assert.equal(asAlice.code, 0, asAlice.stdout + asAlice.stderr);
   assert.equal(JSON.parse(asAlice.stdout).members[0].state, 'committed');
   assert.equal((await app!.get('/mix')).b, 'B2');
@@ -103,7 +146,10 @@ test('with roles, an agent writes its canary watch verdict under watch/ and the 
   await waitMember();
   project!.write('fix3/src/quote.ts', QUOTE_PATCH.replace("'B2'", "'B3'"));
   const url = `etcd://${endpoint}/${NAME}`;
-  const r = await runCli(['apply', url, 'fix3/src/quote.ts', '--root', 'fix3', '--canary', '1', '--watch', '2s', '--deadline', '90000', '--json'], { cwd: project!.root, env: creds('alice'), timeoutMs: 200_000 });
+  const r = await runCli(
+    ['apply', url, 'fix3/src/quote.ts', '--root', 'fix3', '--canary', '1', '--watch', '2s', '--deadline', '90000', '--json'],
+    { cwd: project!.root, env: creds('alice'), timeoutMs: 200_000 },
+  );
   assert.equal(r.code, 0, r.stdout + r.stderr);
   const j = JSON.parse(r.stdout);
   assert.equal(j.members[0].canary, true);

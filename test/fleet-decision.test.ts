@@ -20,7 +20,13 @@ const NAME = uniqueFleet('dec');
 const members: FleetMember[] = [];
 
 function join(sim: StandIn): FleetMember {
-  const m = new FleetMember({ address: parseFleetUrl(`etcd://${requireEtcd()}/${NAME}`), engine: sim.engine, pipeline: sim.pipeline, leaseTtlSec: 2, log: () => undefined });
+  const m = new FleetMember({
+    address: parseFleetUrl(`etcd://${requireEtcd()}/${NAME}`),
+    engine: sim.engine,
+    pipeline: sim.pipeline,
+    leaseTtlSec: 2,
+    log: () => undefined,
+  });
   m.setAddress(`sim:${members.length}`);
   members.push(m);
   return m;
@@ -43,7 +49,10 @@ after(async () => {
   await Promise.all(members.map((m) => m.close()));
   if (ETCD) {
     const c = rawEtcd();
-    await c.delete().prefix(`livepatch/fleets/${NAME}/`).catch(() => undefined);
+    await c
+      .delete()
+      .prefix(`livepatch/fleets/${NAME}/`)
+      .catch(() => undefined);
     c.close();
   }
 });
@@ -61,7 +70,11 @@ test('a member joining between "all staged" and the decision does not abort the 
   await until(async () => (await memberCount()) === 2);
   const late = standIn();
   const notes: string[] = [];
-  const running = applyThroughFleet(`etcd://${ETCD}/${NAME}`, { id: 'p1', files: { 'src/x.ts': 'export const x = 1;\n' } }, { env: { ...process.env, LIVEPATCH_FLEET_DECIDE_DELAY_MS: '1500' }, note: (l) => notes.push(l) });
+  const running = applyThroughFleet(
+    `etcd://${ETCD}/${NAME}`,
+    { id: 'p1', files: { 'src/x.ts': 'export const x = 1;\n' } },
+    { env: { ...process.env, LIVEPATCH_FLEET_DECIDE_DELAY_MS: '1500' }, note: (l) => notes.push(l) },
+  );
   await until(async () => notes.some((n) => /all 2 member\(s\) staged/.test(n)));
   join(late); // stages the open rollout and acks while the CLI waits to decide
   const out = await running;
@@ -78,9 +91,24 @@ test('a client that dies after its canaries committed: at the deadline a member 
   try {
     const ids = (await c.getAll().prefix(`${P}members/`).keys()).map((k) => k.slice(`${P}members/`.length)).sort();
     assert.equal(ids.length, 3);
-    const acks = async () => Object.fromEntries(Object.entries(await c.getAll().prefix(`${P}acks/dead-1/`).strings()).map(([k, v]) => [k.slice(`${P}acks/dead-1/`.length), JSON.parse(v).state]));
+    const acks = async () =>
+      Object.fromEntries(
+        Object.entries(await c.getAll().prefix(`${P}acks/dead-1/`).strings()).map(([k, v]) => [
+          k.slice(`${P}acks/dead-1/`.length),
+          JSON.parse(v).state,
+        ]),
+      );
     // What a client writes before it dies: the proposal, then (all staged) the canary record; never a decision.
-    await c.put(`${P}rollouts/dead-1`).value(JSON.stringify({ id: 'dead-1', patch: { id: 'p2', files: { 'src/x.ts': 'export const x = 2;\n' } }, baseSeq: 1, deadline: Date.now() + 3000, by: 'test', createdAt: new Date().toISOString() }));
+    await c.put(`${P}rollouts/dead-1`).value(
+      JSON.stringify({
+        id: 'dead-1',
+        patch: { id: 'p2', files: { 'src/x.ts': 'export const x = 2;\n' } },
+        baseSeq: 1,
+        deadline: Date.now() + 3000,
+        by: 'test',
+        createdAt: new Date().toISOString(),
+      }),
+    );
     await until(async () => Object.values(await acks()).filter((s) => s === 'staged').length === 3);
     await c.put(`${P}canary/dead-1`).value(JSON.stringify({ members: [ids[0]] }));
     await until(async () => (await acks())[ids[0]!] === 'committed');

@@ -81,20 +81,29 @@ before(async () => {
 after(async () => {
   for (const a of apps) await a.stop();
   if (etcd) {
-    await etcd.delete().prefix(PREFIX).catch(() => undefined);
+    await etcd
+      .delete()
+      .prefix(PREFIX)
+      .catch(() => undefined);
     etcd.close();
   }
   project?.cleanup();
 });
 
 test('a fleet apply through etcd commits on all three members', { skip }, async () => {
-  const r = await runCli(['apply', url(), 'fix/src/quote.ts', '--root', 'fix', '--id', 'fix-b2', '--deadline', '180000', '--json'], { ...SLOW, cwd: project.root });
+  const r = await runCli(['apply', url(), 'fix/src/quote.ts', '--root', 'fix', '--id', 'fix-b2', '--deadline', '180000', '--json'], {
+    ...SLOW,
+    cwd: project.root,
+  });
   assert.equal(r.code, 0, r.stderr + r.stdout);
   const j = JSON.parse(r.stdout);
   assert.equal(j.ok, true);
   assert.equal(j.committed, true);
   assert.equal(j.generation, 1);
-  assert.deepEqual(j.members.map((m: { state: string }) => m.state), ['committed', 'committed', 'committed']);
+  assert.deepEqual(
+    j.members.map((m: { state: string }) => m.state),
+    ['committed', 'committed', 'committed'],
+  );
   for (const a of apps) assert.equal(await tagOf(a), 'B2');
   const s = await status();
   assert.equal(s.generation, 1);
@@ -134,7 +143,10 @@ test('killing the client between stage and commit: nothing commits, the deadline
   assert.equal(await etcd.get(`${PREFIX}head`).string(), '1', 'the fleet generation did not move');
   assert.deepEqual(await Promise.all(apps.map(generationOf)), gens, 'no member committed');
   // Each agent's audit log (one file here: the apps share a project root) records the stage and the abort.
-  const audit = readFileSync(join(project.root, '.livepatch', 'audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const audit = readFileSync(join(project.root, '.livepatch', 'audit.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   const ops = (op: string) => audit.filter((r) => r.op === op && r.detail === `rollout ${rid}` && r.outcome === 'ok').length;
   assert.equal(ops('fleet-stage'), 4);
   assert.equal(ops('fleet-abort'), 4);
@@ -162,7 +174,10 @@ test('an agent whose stage fails (another build) fails the whole apply with noth
       assert.ok(flagged[0].flags.some((f: string) => f.startsWith('hashes: src/quote.ts')));
       const gens = await Promise.all(apps.map(generationOf));
 
-      const r = await runCli(['apply', url(), 'fix3/src/quote.ts', '--root', 'fix3', '--deadline', '180000', '--json'], { ...SLOW, cwd: project.root });
+      const r = await runCli(['apply', url(), 'fix3/src/quote.ts', '--root', 'fix3', '--deadline', '180000', '--json'], {
+        ...SLOW,
+        cwd: project.root,
+      });
       assert.equal(r.code, 1, r.stderr + r.stdout);
       const j = JSON.parse(r.stdout);
       assert.equal(j.committed, false);
@@ -203,7 +218,23 @@ fetch('http://127.0.0.1:' + ports[agent] + '/mix').then((r) => r.json()).then((j
 }, () => process.exit(2));
 `,
   );
-  const r = await runCli(['apply', url(), 'fix3/src/quote.ts', '--root', 'fix3', '--canary', '1', '--deadline', '180000', '--canary-check', `"${process.execPath}" "${check}"`, '--json'], { ...SLOW, cwd: project.root });
+  const r = await runCli(
+    [
+      'apply',
+      url(),
+      'fix3/src/quote.ts',
+      '--root',
+      'fix3',
+      '--canary',
+      '1',
+      '--deadline',
+      '180000',
+      '--canary-check',
+      `"${process.execPath}" "${check}"`,
+      '--json',
+    ],
+    { ...SLOW, cwd: project.root },
+  );
   assert.equal(r.code, 1, r.stderr + r.stdout);
   const j = JSON.parse(r.stdout);
   assert.equal(j.error.code, 'LP_ERR_FLEET_CANARY_FAILED');
@@ -228,7 +259,23 @@ fetch('http://127.0.0.1:' + ports[agent] + '/mix').then((r) => r.json()).then((j
 });
 
 test('a passing canary commits everywhere; fleet rollback and history work through the store', { skip }, async () => {
-  const r = await runCli(['apply', url(), 'fix4/src/quote.ts', '--root', 'fix4', '--canary', '50%', '--deadline', '180000', '--canary-check', `"${process.execPath}" -e "process.exit(0)"`, '--json'], { ...SLOW, cwd: project.root });
+  const r = await runCli(
+    [
+      'apply',
+      url(),
+      'fix4/src/quote.ts',
+      '--root',
+      'fix4',
+      '--canary',
+      '50%',
+      '--deadline',
+      '180000',
+      '--canary-check',
+      `"${process.execPath}" -e "process.exit(0)"`,
+      '--json',
+    ],
+    { ...SLOW, cwd: project.root },
+  );
   assert.equal(r.code, 0, r.stderr + r.stdout);
   const j = JSON.parse(r.stdout);
   assert.equal(j.canaries.length, 2);
@@ -241,5 +288,12 @@ test('a passing canary commits everywhere; fleet rollback and history work throu
   await waitFor('status clean', async () => (await status()).ok === true);
   const h = await runCli(['history', url(), '--json']);
   assert.equal(h.code, 0, h.stderr);
-  assert.deepEqual(JSON.parse(h.stdout).entries.map((e: { seq: number; kind: string }) => [e.seq, e.kind]), [[3, 'rollback'], [2, 'patch'], [1, 'patch']]);
+  assert.deepEqual(
+    JSON.parse(h.stdout).entries.map((e: { seq: number; kind: string }) => [e.seq, e.kind]),
+    [
+      [3, 'rollback'],
+      [2, 'patch'],
+      [1, 'patch'],
+    ],
+  );
 });

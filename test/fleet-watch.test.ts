@@ -91,7 +91,10 @@ before(async () => {
   tokens = createTokens(project.root);
   project.write('bad/src/routes.ts', BAD);
   project.write('good/src/routes.ts', GOOD);
-  for (let i = 0; i < 3; i++) apps.push(await startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_FLEET: url(), LIVEPATCH_FLEET_LEASE_TTL: '2' } }));
+  for (let i = 0; i < 3; i++)
+    apps.push(
+      await startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_FLEET: url(), LIVEPATCH_FLEET_LEASE_TTL: '2' } }),
+    );
   await waitFor('three members', async () => (await etcd.getAll().prefix(`${PREFIX}members/`).keys()).length === 3);
   for (const a of apps) loops.push(loop(a), loop(a));
   // Each agent's previous generation needs requests in the window before a commit.
@@ -103,7 +106,10 @@ after(async () => {
   await Promise.all(loops);
   for (const a of apps) await a.stop();
   if (etcd) {
-    await etcd.delete().prefix(PREFIX).catch(() => undefined);
+    await etcd
+      .delete()
+      .prefix(PREFIX)
+      .catch(() => undefined);
     etcd.close();
   }
   project?.cleanup();
@@ -111,7 +117,10 @@ after(async () => {
 
 test('a canary of 1 whose watch sees the route throw rolls itself back; the others never commit (exit 6)', { skip }, async () => {
   const gens = await Promise.all(apps.map(generationOf));
-  const r = await runCli(['apply', url(), 'bad/src/routes.ts', '--root', 'bad', '--canary', '1', '--deadline', '180000', '--watch', '20s', ...JUDGE, '--json'], { ...SLOW, cwd: project.root });
+  const r = await runCli(
+    ['apply', url(), 'bad/src/routes.ts', '--root', 'bad', '--canary', '1', '--deadline', '180000', '--watch', '20s', ...JUDGE, '--json'],
+    { ...SLOW, cwd: project.root },
+  );
   assert.equal(r.code, 6, r.stderr + r.stdout);
   const j = JSON.parse(r.stdout);
   assert.equal(j.ok, false);
@@ -133,7 +142,10 @@ test('a canary of 1 whose watch sees the route throw rolls itself back; the othe
   assert.equal(v.canary, true);
   await waitFor('the others aborted', async () => (await ackStates(j.rollout)).filter((s) => s === 'aborted').length === 2);
   // The agent's own watch judged and reverted (its audit record, as for `apply HOST:PORT --watch`).
-  const audit = readFileSync(join(project.root, '.livepatch', 'audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const audit = readFileSync(join(project.root, '.livepatch', 'audit.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   const watched = audit.filter((x) => x.op === 'watch');
   assert.equal(watched.length, 1);
   assert.equal(watched[0].outcome, 'reverted');
@@ -150,7 +162,11 @@ test('a canary of 1 whose watch sees the route throw rolls itself back; the othe
 
 test('the client killed during the canary watch: the canary still rolls itself back and aborts the rest', { skip }, async () => {
   const gens = await Promise.all(apps.map(generationOf));
-  const child = spawn(process.execPath, [CLI, 'apply', url(), 'bad/src/routes.ts', '--root', 'bad', '--canary', '1', '--deadline', '180000', '--watch', '20s', ...JUDGE], { cwd: project.root, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [CLI, 'apply', url(), 'bad/src/routes.ts', '--root', 'bad', '--canary', '1', '--deadline', '180000', '--watch', '20s', ...JUDGE],
+    { cwd: project.root, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let err = '';
   child.stderr.on('data', (b: Buffer) => (err += b.toString()));
   await waitFor('the canaries watching', async () => /the canaries watch their new generation/.test(err), 120_000);
@@ -163,23 +179,26 @@ test('the client killed during the canary watch: the canary still rolls itself b
     return s.length === 3 && s.join() === 'aborted,aborted,rolled-back';
   });
   const now = await Promise.all(apps.map(generationOf));
-  assert.deepEqual(
-    now.map((g, i) => g - gens[i]!).sort(),
-    [0, 0, 2],
-  );
+  assert.deepEqual(now.map((g, i) => g - gens[i]!).sort(), [0, 0, 2]);
   for (const a of apps) assert.equal(await priceOf(a), 10);
   assert.equal(await etcd.get(`${PREFIX}head`).string(), null);
 });
 
 test('a good patch under the same canary watch commits everywhere (exit 0)', { skip }, async () => {
-  const r = await runCli(['apply', url(), 'good/src/routes.ts', '--root', 'good', '--canary', '1', '--deadline', '180000', '--watch', '5s', ...JUDGE, '--json'], { ...SLOW, cwd: project.root });
+  const r = await runCli(
+    ['apply', url(), 'good/src/routes.ts', '--root', 'good', '--canary', '1', '--deadline', '180000', '--watch', '5s', ...JUDGE, '--json'],
+    { ...SLOW, cwd: project.root },
+  );
   assert.equal(r.code, 0, r.stderr + r.stdout);
   const j = JSON.parse(r.stdout);
   assert.equal(j.ok, true);
   assert.equal(j.committed, true);
   assert.equal(j.generation, 1);
   assert.equal(j.reverted, undefined);
-  assert.deepEqual(j.members.map((m: { state: string }) => m.state), ['committed', 'committed', 'committed']);
+  assert.deepEqual(
+    j.members.map((m: { state: string }) => m.state),
+    ['committed', 'committed', 'committed'],
+  );
   const canary = j.members.find((m: { canary?: boolean }) => m.canary);
   assert.equal(canary.watch.verdict, 'kept');
   assert.equal(j.members.filter((m: { watch?: unknown }) => m.watch).length, 1, 'only the canary watched');
@@ -187,7 +206,10 @@ test('a good patch under the same canary watch commits everywhere (exit 0)', { s
 });
 
 test('--watch without --canary: every member watches; a revert on one rolls the whole fleet back (exit 6)', { skip }, async () => {
-  const r = await runCli(['apply', url(), 'bad/src/routes.ts', '--root', 'bad', '--deadline', '180000', '--watch', '20s', ...JUDGE, '--json'], { ...SLOW, cwd: project.root });
+  const r = await runCli(
+    ['apply', url(), 'bad/src/routes.ts', '--root', 'bad', '--deadline', '180000', '--watch', '20s', ...JUDGE, '--json'],
+    { ...SLOW, cwd: project.root },
+  );
   assert.equal(r.code, 6, r.stderr + r.stdout);
   const j = JSON.parse(r.stdout);
   assert.equal(j.ok, false);
@@ -197,12 +219,22 @@ test('--watch without --canary: every member watches; a revert on one rolls the 
   assert.match(j.reverted.reason, /^errorRate /);
   assert.ok(j.members.some((m: { address: string }) => m.address === j.reverted.target));
   assert.equal(j.members.length, 3);
-  assert.ok(j.members.every((m: { watch?: unknown }) => m.watch), JSON.stringify(j.members));
+  assert.ok(
+    j.members.every((m: { watch?: unknown }) => m.watch),
+    JSON.stringify(j.members),
+  );
   assert.equal(await etcd.get(`${PREFIX}head`).string(), '3');
   await waitFor('every member back on the good patch', async () => (await Promise.all(apps.map(priceOf))).every((p) => p === 15));
   const h = await runCli(['history', url(), '--json']);
   const entries = JSON.parse(h.stdout).entries;
-  assert.deepEqual(entries.map((e: { seq: number; kind: string }) => [e.seq, e.kind]), [[3, 'rollback'], [2, 'patch'], [1, 'patch']]);
+  assert.deepEqual(
+    entries.map((e: { seq: number; kind: string }) => [e.seq, e.kind]),
+    [
+      [3, 'rollback'],
+      [2, 'patch'],
+      [1, 'patch'],
+    ],
+  );
   assert.equal(entries[0].to, 1);
   assert.match(entries[0].message, /^reverted by the watch on /);
   await waitFor('status clean', async () => {
@@ -211,11 +243,18 @@ test('--watch without --canary: every member watches; a revert on one rolls the 
   });
 });
 
-test('--canary with --watch: a --deadline shorter than the watch plus 10 s is a usage error (exit 2), nothing proposed', { skip }, async () => {
-  const before = (await etcd.getAll().prefix(`${PREFIX}rollouts/`).keys()).length;
-  const r = await runCli(['apply', url(), 'good/src/routes.ts', '--root', 'good', '--canary', '1', '--watch', '20s', '--deadline', '25000', '--json'], { cwd: project.root });
-  assert.equal(r.code, 2, r.stderr + r.stdout);
-  assert.equal(JSON.parse(r.stdout).error.code, 'LP_ERR_CLI_USAGE');
-  assert.match(r.stderr, /--deadline 25000 is too short/);
-  assert.equal((await etcd.getAll().prefix(`${PREFIX}rollouts/`).keys()).length, before);
-});
+test(
+  '--canary with --watch: a --deadline shorter than the watch plus 10 s is a usage error (exit 2), nothing proposed',
+  { skip },
+  async () => {
+    const before = (await etcd.getAll().prefix(`${PREFIX}rollouts/`).keys()).length;
+    const r = await runCli(
+      ['apply', url(), 'good/src/routes.ts', '--root', 'good', '--canary', '1', '--watch', '20s', '--deadline', '25000', '--json'],
+      { cwd: project.root },
+    );
+    assert.equal(r.code, 2, r.stderr + r.stdout);
+    assert.equal(JSON.parse(r.stdout).error.code, 'LP_ERR_CLI_USAGE');
+    assert.match(r.stderr, /--deadline 25000 is too short/);
+    assert.equal((await etcd.getAll().prefix(`${PREFIX}rollouts/`).keys()).length, before);
+  },
+);

@@ -55,18 +55,29 @@ for (const [major, pkg] of [
 
     it('answers every route the same under the agent as under plain node, before any patch', async () => {
       const expected = await plainAnswers(project, 'dist/server.js', ROUTES, HOLD);
-      assert.deepEqual(expected.find(([k]) => k === 'GET /')![1], { status: 200, type: 'text/html', body: 'Hello World!' }, 'the plain app itself works');
+      assert.deepEqual(
+        expected.find(([k]) => k === 'GET /')![1],
+        { status: 200, type: 'text/html', body: 'Hello World!' },
+        'the plain app itself works',
+      );
       live = await startLive(project, 'dist/server.js', await freePort());
       assert.deepEqual(await exercise(live.port, ROUTES, HOLD), expected);
     });
 
     it('a router handler patch (a named top-level handler) commits and the next request sees it', async () => {
-      project.write('patch/src/greetings.ts', edit(source('src/greetings.ts'), '`Goodbye, ${req.params.name}.`', '`Farewell, ${req.params.name}.`'));
+      project.write(
+        'patch/src/greetings.ts',
+        edit(source('src/greetings.ts'), '`Goodbye, ${req.params.name}.`', '`Farewell, ${req.params.name}.`'),
+      );
       const r = await live.apply(['patch/src/greetings.ts']);
       assert.equal(r.code, 0, describeRun(r));
       assert.equal(r.json.committed, true, describeRun(r));
       assert.deepEqual(json(await request(live.port, '/greetings/bye/ann')), { status: 410, body: { farewell: 'Farewell, ann.' } });
-      assert.deepEqual(json(await request(live.port, '/greetings/ann')), { status: 200, body: { greeting: 'Hello, ann!' } }, 'other routes unchanged');
+      assert.deepEqual(
+        json(await request(live.port, '/greetings/ann')),
+        { status: 200, body: { greeting: 'Hello, ann!' } },
+        'other routes unchanged',
+      );
     });
 
     it('a service patch commits; a request in flight during the commit finishes with the old answer', async () => {
@@ -78,16 +89,28 @@ for (const [major, pkg] of [
       assert.equal(r.code, 0, describeRun(r));
       assert.deepEqual(json(await request(live.port, '/greetings/ann')), { status: 200, body: { greeting: 'Hi, ann!' } });
       assert.deepEqual(json(await request(live.port, HOLD.release, { method: 'POST' })), { status: 200, body: { released: 1 } });
-      assert.deepEqual(json(await slow), { status: 200, body: { greeting: 'Hello, bo!' } }, 'the in-flight request keeps the code it started with');
-      assert.deepEqual(json(await request(live.port, '/greetings/bye/ann')), { status: 410, body: { farewell: 'Farewell, ann.' } }, 'the earlier patch still holds');
+      assert.deepEqual(
+        json(await slow),
+        { status: 200, body: { greeting: 'Hello, bo!' } },
+        'the in-flight request keeps the code it started with',
+      );
+      assert.deepEqual(
+        json(await request(live.port, '/greetings/bye/ann')),
+        { status: 410, body: { farewell: 'Farewell, ann.' } },
+        'the earlier patch still holds',
+      );
     });
 
     if (major === 'express4') {
       it('an entry-module patch (top-level listen) is refused with LP_ERR_PATCH_EFFECT, dry run too; the process keeps serving its port', async () => {
-        const listening = async () => (await live.evaluate("process.getActiveResourcesInfo().filter((r) => r === 'TCPServerWrap').length")).output;
+        const listening = async () =>
+          (await live.evaluate("process.getActiveResourcesInfo().filter((r) => r === 'TCPServerWrap').length")).output;
         const servers = await listening();
         const pid = live.app.child.pid;
-        project.write('patch/src/server.ts', edit(source('src/server.ts'), "res.send('Hello World!')", "res.send('Hello, patched world!')"));
+        project.write(
+          'patch/src/server.ts',
+          edit(source('src/server.ts'), "res.send('Hello World!')", "res.send('Hello, patched world!')"),
+        );
         for (const extra of [['--dry-run'], []]) {
           const r = await live.apply(['patch/src/server.ts'], extra);
           const what = `apply ${extra.join(' ')}: ${describeRun(r)}`;

@@ -48,7 +48,11 @@ describe('fastify: route plugins and an fp() decorator', () => {
 
   it('answers every route the same under the agent as under plain node, before any patch', async () => {
     const expected = await plainAnswers(project, 'dist/server.js', ROUTES, HOLD);
-    assert.deepEqual(json(expected.find(([k]) => k === 'GET /shout/hey')![1]), { status: 200, body: { text: 'HEY!' } }, 'the plain app itself works');
+    assert.deepEqual(
+      json(expected.find(([k]) => k === 'GET /shout/hey')![1]),
+      { status: 200, body: { text: 'HEY!' } },
+      'the plain app itself works',
+    );
     live = await startLive(project, 'dist/server.js', await freePort());
     assert.deepEqual(await exercise(live.port, ROUTES, HOLD), expected);
   });
@@ -61,7 +65,8 @@ describe('fastify: route plugins and an fp() decorator', () => {
     project.write('patch/src/routes/greet.ts', edit(source('src/routes/greet.ts'), "{ greeting: 'hello' }", "{ greeting: 'hi there' }"));
     const r = await live.apply(['patch/src/routes/greet.ts']);
     const greet = json(await request(live.port, '/greet'));
-    if (r.code === 0) assert.deepEqual(greet.body, { greeting: 'hi there' }, `reported committed, yet the old answer is served: ${describeRun(r)}`);
+    if (r.code === 0)
+      assert.deepEqual(greet.body, { greeting: 'hi there' }, `reported committed, yet the old answer is served: ${describeRun(r)}`);
     assert.equal(r.code, 1, describeRun(r));
     assert.equal(errorCode(r), 'LP_ERR_PATCH_UNREACHABLE', describeRun(r));
     // A tsc-style line names the module and the line of the unreachable code (the handler, inside routes()).
@@ -84,8 +89,16 @@ describe('fastify: route plugins and an fp() decorator', () => {
     assert.equal(r.json.committed, true, describeRun(r));
     assert.deepEqual(json(await request(live.port, '/items')), { status: 200, body: { items: ['apple', 'pear', 'plum'], source: 'v2' } });
     assert.deepEqual(json(await request(live.port, HOLD.release, { method: 'POST' })), { status: 200, body: { released: 1 } });
-    assert.deepEqual(json(await slow), { status: 200, body: { items: ['apple', 'pear'] } }, 'the in-flight request keeps the code it started with');
+    assert.deepEqual(
+      json(await slow),
+      { status: 200, body: { items: ['apple', 'pear'] } },
+      'the in-flight request keeps the code it started with',
+    );
     const [after] = await heldAndReleased(live.port, HOLD);
-    assert.deepEqual(json(after!), { status: 200, body: { items: ['apple', 'pear', 'plum'] } }, 'a request started after the commit runs the new code');
+    assert.deepEqual(
+      json(after!),
+      { status: 200, body: { items: ['apple', 'pear', 'plum'] } },
+      'a request started after the commit runs the new code',
+    );
   });
 });

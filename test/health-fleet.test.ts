@@ -31,7 +31,10 @@ const env = () => ({ LIVEPATCH_TOKEN: tokens.patch });
 
 async function loop(app: AppProcess): Promise<void> {
   while (!stopLoad) {
-    await fetch(`http://127.0.0.1:${app.httpPort}/price?n=5`).then((r) => r.text(), () => undefined);
+    await fetch(`http://127.0.0.1:${app.httpPort}/price?n=5`).then(
+      (r) => r.text(),
+      () => undefined,
+    );
     await sleep(2);
   }
 }
@@ -57,13 +60,22 @@ after(async () => {
 });
 
 test("a revert by one agent's watch reverts every agent: exit 6, both hosts reverted", async () => {
-  const r = await runCli(['apply', `${a.agent},${b.agent}`, 'bad/src/routes.ts', '--root', 'bad', '--watch', '30s', '--min-requests', '10', '--json'], { cwd: pa.root, env: env(), timeoutMs: 90_000 });
+  const r = await runCli(
+    ['apply', `${a.agent},${b.agent}`, 'bad/src/routes.ts', '--root', 'bad', '--watch', '30s', '--min-requests', '10', '--json'],
+    { cwd: pa.root, env: env(), timeoutMs: 90_000 },
+  );
   assert.equal(r.code, 6, r.stderr);
   const j = JSON.parse(r.stdout);
   assert.equal(j.ok, false);
   assert.equal(j.reverted.target, a.agent);
   assert.match(j.reverted.reason, /^errorRate /);
-  assert.deepEqual(j.hosts.map((h: { target: string; state: string; exitCode: number }) => [h.target, h.state, h.exitCode]), [[a.agent, 'reverted', 6], [b.agent, 'reverted', 6]]);
+  assert.deepEqual(
+    j.hosts.map((h: { target: string; state: string; exitCode: number }) => [h.target, h.state, h.exitCode]),
+    [
+      [a.agent, 'reverted', 6],
+      [b.agent, 'reverted', 6],
+    ],
+  );
   assert.equal(j.hosts[0].result.watch.verdict, 'reverted');
   assert.equal(j.hosts[1].result.watch.verdict, 'superseded', "B's watch ended when the CLI rolled B back");
   assert.ok(j.hosts[1].result.watch.durationMs < 30_000);
@@ -76,7 +88,13 @@ test("a revert by one agent's watch reverts every agent: exit 6, both hosts reve
     assert.equal(s.currentGeneration, 3);
   }
   const watchB = readAudit(join(pb.root, 'audit.jsonl')).filter((x) => x.op === 'watch');
-  assert.deepEqual(watchB.map((x) => x.outcome), ['superseded']);
+  assert.deepEqual(
+    watchB.map((x) => x.outcome),
+    ['superseded'],
+  );
   const watchA = readAudit(join(pa.root, 'audit.jsonl')).filter((x) => x.op === 'watch');
-  assert.deepEqual(watchA.map((x) => [x.outcome, x.figure]), [['reverted', 'errorRate']]);
+  assert.deepEqual(
+    watchA.map((x) => [x.outcome, x.figure]),
+    [['reverted', 'errorRate']],
+  );
 });

@@ -51,7 +51,10 @@ test('an uncaught exception from a timer is counted against the generation whose
   // A request that stays in flight keeps generation 1 live after the patch.
   const holding = fetch(`http://127.0.0.1:${a.app.httpPort}/hold`).then((r) => r.json());
   await get('/arm?name=old'); // a timer set up under generation 1 (storeless: one generation live)
-  const r = await runCli(['apply', a.address, 'v2/src/routes.ts', '--root', 'v2', '--json'], { cwd: a.project.root, env: { LIVEPATCH_TOKEN: a.tokens.patch } });
+  const r = await runCli(['apply', a.address, 'v2/src/routes.ts', '--root', 'v2', '--json'], {
+    cwd: a.project.root,
+    env: { LIVEPATCH_TOKEN: a.tokens.patch },
+  });
   assert.equal(r.code, 0, r.stderr);
   assert.equal(JSON.parse(r.stdout).hosts[0].result.generation, 2);
   await get('/arm?name=new'); // a timer set up by a request pinned to generation 2

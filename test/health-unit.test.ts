@@ -5,7 +5,18 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { H_DESTROYED, H_HIST, H_REQUESTS, H_STATUS, H_THREW, newHealth, nowUs, quantileMs, recordRequest, summarizeHealth } from '../server/engine/health';
+import {
+  H_DESTROYED,
+  H_HIST,
+  H_REQUESTS,
+  H_STATUS,
+  H_THREW,
+  newHealth,
+  nowUs,
+  quantileMs,
+  recordRequest,
+  summarizeHealth,
+} from '../server/engine/health';
 import { judge } from '../server/agent/watch';
 import { watchFrom } from '../client/cli/commands/apply';
 import { parseDuration, type GenerationHealth, type WatchFigures } from '../shared';
@@ -42,9 +53,25 @@ test('quantiles come from the bucket holding the q-th request (upper edge, ~19 %
 });
 
 function g(requests: number, errors: number, p99Ms?: number): GenerationHealth {
-  return { requests, status: { '2xx': requests - errors, '3xx': 0, '4xx': 0, '5xx': errors }, threw: 0, destroyed: 0, uncaught: 0, rejections: 0, errors, errorRate: requests ? errors / requests : 0, ...(p99Ms !== undefined ? { p99Ms } : {}) };
+  return {
+    requests,
+    status: { '2xx': requests - errors, '3xx': 0, '4xx': 0, '5xx': errors },
+    threw: 0,
+    destroyed: 0,
+    uncaught: 0,
+    rejections: 0,
+    errors,
+    errorRate: requests ? errors / requests : 0,
+    ...(p99Ms !== undefined ? { p99Ms } : {}),
+  };
 }
-const figs = (current: GenerationHealth, previous: GenerationHealth): WatchFigures => ({ generation: 2, previousGeneration: 1, current, previous, limits: { maxErrorRate: 0.01, maxP99Ratio: 2, minRequests: 20 } });
+const figs = (current: GenerationHealth, previous: GenerationHealth): WatchFigures => ({
+  generation: 2,
+  previousGeneration: 1,
+  current,
+  previous,
+  limits: { maxErrorRate: 0.01, maxP99Ratio: 2, minRequests: 20 },
+});
 
 test('the verdict: error rate over the previous one plus the limit, p99 over the ratio (floor 1 ms, 100 requests), nothing before min-requests', () => {
   assert.equal(judge(figs(g(19, 19), g(100, 0))), undefined, 'too few requests to judge');
@@ -68,8 +95,24 @@ test('--watch DURATION and its thresholds', () => {
   assert.equal(parseDuration('soon'), undefined);
   assert.equal(watchFrom({}), undefined);
   assert.deepEqual(watchFrom({ watch: '30s' }), { durationMs: 30_000 });
-  assert.deepEqual(watchFrom({ watch: '1m', maxErrorRate: '0.05', maxP99Ratio: '1.5', minRequests: '200' }), { durationMs: 60_000, maxErrorRate: 0.05, maxP99Ratio: 1.5, minRequests: 200 });
-  for (const bad of [{ watch: '0.5s' }, { watch: '11m' }, { maxP99Ratio: '2' }, { watch: '5s', maxErrorRate: '-1' }, { watch: '5s', maxP99Ratio: '0.5' }, { watch: '5s', minRequests: '2.5' }]) {
-    assert.throws(() => watchFrom(bad), (e: { code?: string }) => e.code === 'LP_ERR_CLI_USAGE', JSON.stringify(bad));
+  assert.deepEqual(watchFrom({ watch: '1m', maxErrorRate: '0.05', maxP99Ratio: '1.5', minRequests: '200' }), {
+    durationMs: 60_000,
+    maxErrorRate: 0.05,
+    maxP99Ratio: 1.5,
+    minRequests: 200,
+  });
+  for (const bad of [
+    { watch: '0.5s' },
+    { watch: '11m' },
+    { maxP99Ratio: '2' },
+    { watch: '5s', maxErrorRate: '-1' },
+    { watch: '5s', maxP99Ratio: '0.5' },
+    { watch: '5s', minRequests: '2.5' },
+  ]) {
+    assert.throws(
+      () => watchFrom(bad),
+      (e: { code?: string }) => e.code === 'LP_ERR_CLI_USAGE',
+      JSON.stringify(bad),
+    );
   }
 });

@@ -33,7 +33,8 @@ export function boom(): void {
 }
 `;
 
-const cli = (args: string[], role: 'read' | 'patch' = 'patch') => runCli(args, { cwd: a.project.root, env: { LIVEPATCH_TOKEN: a.tokens[role] }, timeoutMs: 90_000 });
+const cli = (args: string[], role: 'read' | 'patch' = 'patch') =>
+  runCli(args, { cwd: a.project.root, env: { LIVEPATCH_TOKEN: a.tokens[role] }, timeoutMs: 90_000 });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function loop(): Promise<void> {
@@ -66,7 +67,20 @@ after(async () => {
 });
 
 test('a patch that makes the route throw is reverted by the watch within the window: exit 6, reverted {reason, figures}, audited with the figure', async () => {
-  const r = await cli(['apply', a.address, 'bad/src/routes.ts', '--root', 'bad', '-m', 'bad feed', '--watch', '20s', '--min-requests', '10', '--json']);
+  const r = await cli([
+    'apply',
+    a.address,
+    'bad/src/routes.ts',
+    '--root',
+    'bad',
+    '-m',
+    'bad feed',
+    '--watch',
+    '20s',
+    '--min-requests',
+    '10',
+    '--json',
+  ]);
   assert.equal(r.code, 6, r.stderr);
   const out = JSON.parse(r.stdout);
   assert.equal(out.ok, false);
@@ -142,16 +156,23 @@ test('a good patch under the same watch stays: exit 0, verdict kept; status show
   const cur = s.liveGenerations.find((g: { current: boolean }) => g.current);
   assert.ok(cur.health.requests > 0 && cur.health.status['2xx'] > 0, JSON.stringify(cur.health));
   const rec = readAudit(a.auditFile).filter((x) => x.op === 'watch');
-  assert.deepEqual(rec.map((x) => x.outcome), ['reverted', 'kept']);
+  assert.deepEqual(
+    rec.map((x) => x.outcome),
+    ['reverted', 'kept'],
+  );
 });
 
 test('the watch runs in the agent: with the CLI killed mid-watch, the bad patch is still reverted and audited', async () => {
   // Enough requests needed before judging that the CLI can be killed first.
-  const child = spawn(process.execPath, [CLI, 'apply', a.address, 'bad/src/routes.ts', '--root', 'bad', '--watch', '30s', '--min-requests', '300', '--json'], {
-    cwd: a.project.root,
-    env: { ...process.env, LIVEPATCH_TOKEN: a.tokens.patch },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [CLI, 'apply', a.address, 'bad/src/routes.ts', '--root', 'bad', '--watch', '30s', '--min-requests', '300', '--json'],
+    {
+      cwd: a.project.root,
+      env: { ...process.env, LIVEPATCH_TOKEN: a.tokens.patch },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -159,7 +180,7 @@ test('the watch runs in the agent: with the CLI killed mid-watch, the bad patch 
   const exited = new Promise((r) => child.once('exit', (c) => r((end.code = c))));
   // Bounded by time, not by polls: each poll runs the CLI, which is slow on a loaded machine.
   let watching = false;
-  for (const until = Date.now() + 120_000; !watching && end.code === null && Date.now() < until; ) {
+  for (const until = Date.now() + 120_000; !watching && end.code === null && Date.now() < until;) {
     const st = JSON.parse((await cli(['status', a.address, '--json'], 'read')).stdout);
     watching = st.watch?.generation === 5;
     if (!watching) await sleep(25);
@@ -168,7 +189,7 @@ test('the watch runs in the agent: with the CLI killed mid-watch, the bad patch 
   child.kill('SIGKILL');
   await exited;
   let s: any;
-  for (const until = Date.now() + 120_000; Date.now() < until; ) {
+  for (const until = Date.now() + 120_000; Date.now() < until;) {
     s = JSON.parse((await cli(['status', a.address, '--json'], 'read')).stdout);
     if (s.currentGeneration === 6) break;
     await sleep(50);
@@ -178,7 +199,14 @@ test('the watch runs in the agent: with the CLI killed mid-watch, the bad patch 
   const res = await fetch(`http://127.0.0.1:${a.app.httpPort}/price?n=5`);
   assert.deepEqual(await res.json(), { price: 15 }, 'back on the good patch of generation 4');
   const rec = readAudit(a.auditFile).filter((x) => x.op === 'watch');
-  assert.deepEqual(rec.map((x) => [x.outcome, x.generation, x.figure]), [['reverted', 2, 'errorRate'], ['kept', 4, undefined], ['reverted', 5, 'errorRate']]);
+  assert.deepEqual(
+    rec.map((x) => [x.outcome, x.generation, x.figure]),
+    [
+      ['reverted', 2, 'errorRate'],
+      ['kept', 4, undefined],
+      ['reverted', 5, 'errorRate'],
+    ],
+  );
 });
 
 test('--watch usage errors exit 2 before anything is sent', async () => {

@@ -75,7 +75,8 @@ function buildImage(root: string): string {
   mkdirSync(join(lp, 'dist'), { recursive: true });
   cpSync(join(REPO, 'package.json'), join(lp, 'package.json'));
   for (const d of ['server', 'shared']) cpSync(join(REPO, 'dist', d), join(lp, 'dist', d), { recursive: true });
-  for (const dep of ['ws', 'zod', 'acorn']) cpSync(join(REPO, 'node_modules', dep), join(dir, 'node_modules', dep), { recursive: true, dereference: true });
+  for (const dep of ['ws', 'zod', 'acorn'])
+    cpSync(join(REPO, 'node_modules', dep), join(dir, 'node_modules', dep), { recursive: true, dereference: true });
   return dir;
 }
 
@@ -110,16 +111,22 @@ test('the image holds no sources, no tsconfig and no compiler; the manifest maps
   assert.equal(existsSync(join(image, 'node_modules', 'typescript')), false);
   const manifest = JSON.parse(readFileSync(join(image, 'livepatch.manifest.json'), 'utf8'));
   assert.equal(manifest.format, 'livepatch-manifest/1');
-  assert.deepEqual(manifest.modules['src/rates.ts'], { hash: sha256(readFileSync(join(project.root, 'src', 'rates.ts'), 'utf8')), js: 'dist/rates.js' });
+  assert.deepEqual(manifest.modules['src/rates.ts'], {
+    hash: sha256(readFileSync(join(project.root, 'src', 'rates.ts'), 'utf8')),
+    js: 'dist/rates.js',
+  });
 
   const s = await cli(['status', agent, '--json']);
   assert.equal(s.code, 0, s.stderr);
   const status = JSON.parse(s.stdout);
   assert.deepEqual(status.patching, { enabled: true, checks: 'client' });
-  assert.match((await cli(['status', agent])).stdout, /^patching +enabled \(no sources here: patches checked on the client, --check-here\)$/m);
+  assert.match(
+    (await cli(['status', agent])).stdout,
+    /^patching +enabled \(no sources here: patches checked on the client, --check-here\)$/m,
+  );
   const v = JSON.parse((await cli(['versions', agent, '--json'])).stdout);
   const rates = v.find((r: { module: string }) => r.module === 'src/rates.ts');
-  assert.equal(rates?.hash, manifest.modules['src/rates.ts'].hash, 'the live hash is the manifest\'s source hash');
+  assert.equal(rates?.hash, manifest.modules['src/rates.ts'].hash, "the live hash is the manifest's source hash");
 });
 
 test('without --check-here the host says it cannot check, and nothing changes', async () => {
@@ -176,7 +183,9 @@ test('a set whose overlay hashes do not match what the host runs is refused with
     const live: { module: string; hash: string }[] = (await rawRequest(c, 1, 'versions', {})).result;
     const against = Object.fromEntries(live.filter((v) => v.module !== 'src/rates.ts').map((v) => [v.module, v.hash]));
     const files = { 'src/rates.ts': RATES_V2.replace('rates-v2', 'rates-v3') };
-    const js = { 'src/rates.ts': "exports.RATES_LABEL = 'rates-v3'; exports.rate = () => 1; exports.fee = () => 0; exports.tag = () => 'A3';\n" };
+    const js = {
+      'src/rates.ts': "exports.RATES_LABEL = 'rates-v3'; exports.rate = () => 1; exports.fee = () => 0; exports.tag = () => 'A3';\n",
+    };
     // One module checked against a text the host does not run.
     const stale = { ...against, 'src/server.ts': sha256('something else') };
     const a = await rawRequest(c, 2, 'apply', { patch: { files, compiled: { js, against: stale } } });
@@ -186,7 +195,11 @@ test('a set whose overlay hashes do not match what the host runs is refused with
     const { ['src/quote.ts']: _q, ...partial } = against;
     const b = await rawRequest(c, 3, 'check', { patch: { files, compiled: { js, against: partial } } });
     assert.equal(b.error?.code, 'LP_ERR_PATCH_CONFLICT', JSON.stringify(b));
-    assert.deepEqual(b.error.details.conflicts[0], { module: 'src/quote.ts', expected: null, actual: live.find((v) => v.module === 'src/quote.ts')!.hash });
+    assert.deepEqual(b.error.details.conflicts[0], {
+      module: 'src/quote.ts',
+      expected: null,
+      actual: live.find((v) => v.module === 'src/quote.ts')!.hash,
+    });
     // The same set with the right hashes passes the host's part of the check.
     const ok = await rawRequest(c, 4, 'check', { patch: { files, compiled: { js, against } } });
     assert.equal(ok.result?.ok, true, JSON.stringify(ok));
@@ -233,7 +246,10 @@ test('an ES module app in an image: the client sends ES module syntax, and the p
     esmApp = await startApp(esmImage, { env: { LIVEPATCH_TOKENS: t.file } });
     const text = async () => (await fetch(`http://127.0.0.1:${esmApp!.httpPort}/`)).text();
     assert.equal(await text(), 'hello esm');
-    const r = await runCli(['apply', esmApp.agent!, 'patch/src/greet.ts', '--root', 'patch', '--check-here', '--json'], { cwd: esm.root, env: { LIVEPATCH_TOKEN: t.patch } });
+    const r = await runCli(['apply', esmApp.agent!, 'patch/src/greet.ts', '--root', 'patch', '--check-here', '--json'], {
+      cwd: esm.root,
+      env: { LIVEPATCH_TOKEN: t.patch },
+    });
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.equal(await text(), 'hi esm');
     const src = await runCli(['show', esmApp.agent!, 'src/greet.ts'], { cwd: esm.root, env: { LIVEPATCH_TOKEN: t.read } });

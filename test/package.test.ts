@@ -43,14 +43,18 @@ test('the npm pack tarball installs into another project and patches it there', 
   const tokens = createTokens(root);
   app = await startApp(root, { env: { LIVEPATCH_TOKENS: tokens.file } });
   const bin = join(root, 'node_modules', '.bin', 'livepatch');
-  const run = (args: string[], token: string) => spawnSync(bin, args, { cwd: root, encoding: 'utf8', env: { ...process.env, LIVEPATCH_TOKEN: token }, timeout: 120_000 });
+  const run = (args: string[], token: string) =>
+    spawnSync(bin, args, { cwd: root, encoding: 'utf8', env: { ...process.env, LIVEPATCH_TOKEN: token }, timeout: 120_000 });
 
   const versions = run(['versions', app.agent!, '--json'], tokens.read);
   assert.equal(versions.status, 0, versions.stderr);
   const rows = JSON.parse(versions.stdout) as { module: string; version: number }[];
   assert.deepEqual(rows.find((r) => r.module === 'src/rates.ts')?.version, 1);
 
-  writeFileSync(join(root, 'src', 'rates.ts'), readFileSync(join(root, 'src', 'rates.ts'), 'utf8').replace("'rates-v1'", "'rates-installed'"));
+  writeFileSync(
+    join(root, 'src', 'rates.ts'),
+    readFileSync(join(root, 'src', 'rates.ts'), 'utf8').replace("'rates-v1'", "'rates-installed'"),
+  );
   const applied = run(['apply', app.agent!, 'src/rates.ts', '-m', 'from the installed package'], tokens.patch);
   assert.equal(applied.status, 0, applied.stderr);
   assert.deepEqual(await app.get('/label'), { label: 'rates-installed' });

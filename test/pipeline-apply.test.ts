@@ -37,15 +37,23 @@ test('a patch can add a new module and use it from a patched one', async () => {
       message: 'fees',
       files: {
         'src/fees.ts': 'export function fee(amount: number): number {\n  return amount > 100 ? 1 : 2;\n}\n',
-        'src/quote.ts': quoteTs.replace("import { rate } from './rates';", "import { rate } from './rates';\nimport { fee } from './fees';").replace('amount * rate(currency) * 100', '(amount * rate(currency) + fee(amount)) * 100'),
+        'src/quote.ts': quoteTs
+          .replace("import { rate } from './rates';", "import { rate } from './rates';\nimport { fee } from './fees';")
+          .replace('amount * rate(currency) * 100', '(amount * rate(currency) + fee(amount)) * 100'),
       },
     },
   });
   assert.equal(r.result.generation, 2);
   assert.deepEqual(r.result.changed.map((c: { module: string }) => c.module).sort(), ['src/fees.ts', 'src/quote.ts']);
   assert.deepEqual(await app.get('/quote?c=EUR&a=10'), { total: 13 });
-  assert.ok(r.progress.some((p) => p.step === 'check' && /starting the type checker/.test(p.message)), 'cold start announced');
-  assert.ok(r.progress.some((p) => p.step === 'check' && p.fraction !== undefined), 'check progress has a fraction');
+  assert.ok(
+    r.progress.some((p) => p.step === 'check' && /starting the type checker/.test(p.message)),
+    'cold start announced',
+  );
+  assert.ok(
+    r.progress.some((p) => p.step === 'check' && p.fraction !== undefined),
+    'check progress has a fraction',
+  );
   assert.deepEqual([...new Set(r.progress.map((p) => p.step))], ['check', 'load', 'commit'], 'steps in order');
 });
 
@@ -116,7 +124,10 @@ test('a set staged on an older generation conflicts at commit', async () => {
 
 test('only one patch at a time: a concurrent apply is refused as busy', async () => {
   const files = (t: string) => ({ 'src/quote.ts': quoteTs.replace("return 'B1'", `return '${t}'`) });
-  const [x, y] = await Promise.all([app.op('apply', { patch: { files: files('B6') } }), app.op('apply', { patch: { files: files('B7') } })]);
+  const [x, y] = await Promise.all([
+    app.op('apply', { patch: { files: files('B6') } }),
+    app.op('apply', { patch: { files: files('B7') } }),
+  ]);
   assert.deepEqual([x.ok, y.ok].sort(), [false, true]);
   assert.equal((x.ok ? y : x).error!.code, 'LP_ERR_PATCH_BUSY');
 });

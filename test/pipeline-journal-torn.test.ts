@@ -17,7 +17,9 @@ import { createProject, createTokens, runCli, startApp, type AppProcess } from '
 const project = createProject('pipeline');
 const tokens = createTokens(project.root);
 const quoteTs = readFileSync(join(project.root, 'src', 'quote.ts'), 'utf8');
-const withTag = (t: string, pad = 0) => ({ 'src/quote.ts': quoteTs.replace("return 'B1'", `return '${t}'`) + (pad ? `// ${'x'.repeat(pad)}\n` : '') });
+const withTag = (t: string, pad = 0) => ({
+  'src/quote.ts': quoteTs.replace("return 'B1'", `return '${t}'`) + (pad ? `// ${'x'.repeat(pad)}\n` : ''),
+});
 const running = new Set<AppProcess>();
 test.after(async () => {
   for (const a of running) await a.stop();
@@ -35,10 +37,12 @@ function tryMountTmpfs(dir: string, size: string): boolean {
 }
 
 function start(journalDir: string, audit: string): Promise<AppProcess> {
-  return startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_JOURNAL: journalDir, LIVEPATCH_AUDIT: audit } }).then((a) => {
-    running.add(a);
-    return a;
-  });
+  return startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_JOURNAL: journalDir, LIVEPATCH_AUDIT: audit } }).then(
+    (a) => {
+      running.add(a);
+      return a;
+    },
+  );
 }
 
 async function stop(a: AppProcess): Promise<void> {
@@ -83,38 +87,42 @@ test.after(() => {
   rmSync(mountDir, { recursive: true, force: true });
 });
 
-test('disk full: the apply is refused; after space returns the next apply is committed and survives a restart', { skip: mounted ? false : 'needs root to mount a tmpfs' }, async () => {
-  const audit = join(project.root, 'audit-torn.jsonl');
-  const app = await start(mountDir, audit);
-  const first = await apply(app, { id: 'before-full', files: withTag('T1') });
-  assert.equal(first.code, 0, first.stderr);
+test(
+  'disk full: the apply is refused; after space returns the next apply is committed and survives a restart',
+  { skip: mounted ? false : 'needs root to mount a tmpfs' },
+  async () => {
+    const audit = join(project.root, 'audit-torn.jsonl');
+    const app = await start(mountDir, audit);
+    const first = await apply(app, { id: 'before-full', files: withTag('T1') });
+    assert.equal(first.code, 0, first.stderr);
 
-  const filler = fill(mountDir);
-  // Larger than what is left in the journal's last page: the write starts, then hits ENOSPC.
-  const full = await apply(app, { id: 'while-full', files: withTag('T2', 12_000) });
-  assert.equal(full.code, 1, 'refused');
-  assert.equal(full.out.error.code, 'LP_ERR_INTERNAL');
-  assert.match(full.out.error.message, /journal could not be written; the change was undone/);
-  assert.deepEqual(await app.get('/tag'), { tag: 'T1' }, 'nothing of the refused patch is live');
-  assert.ok(readFileSync(join(mountDir, 'journal.jsonl'), 'utf8').endsWith('\n'), 'no fragment of the failed write is left behind');
+    const filler = fill(mountDir);
+    // Larger than what is left in the journal's last page: the write starts, then hits ENOSPC.
+    const full = await apply(app, { id: 'while-full', files: withTag('T2', 12_000) });
+    assert.equal(full.code, 1, 'refused');
+    assert.equal(full.out.error.code, 'LP_ERR_INTERNAL');
+    assert.match(full.out.error.message, /journal could not be written; the change was undone/);
+    assert.deepEqual(await app.get('/tag'), { tag: 'T1' }, 'nothing of the refused patch is live');
+    assert.ok(readFileSync(join(mountDir, 'journal.jsonl'), 'utf8').endsWith('\n'), 'no fragment of the failed write is left behind');
 
-  rmSync(filler);
-  const after = await apply(app, { id: 'after-full', files: withTag('T3') });
-  assert.equal(after.code, 0, after.stderr);
-  assert.deepEqual(await app.get('/tag'), { tag: 'T3' });
-  await stop(app);
+    rmSync(filler);
+    const after = await apply(app, { id: 'after-full', files: withTag('T3') });
+    assert.equal(after.code, 0, after.stderr);
+    assert.deepEqual(await app.get('/tag'), { tag: 'T3' });
+    await stop(app);
 
-  const again = await start(mountDir, audit);
-  assert.deepEqual(await again.get('/tag'), { tag: 'T3' }, 'the patch committed after the failed write is replayed');
-  const s = await status(again);
-  assert.deepEqual(s.journal?.unreadable, []);
-  assert.deepEqual(s.quarantined, []);
-  const h = await runCli(['history', again.agent!, '--json'], { cwd: project.root, env: { LIVEPATCH_TOKEN: tokens.read } });
-  assert.deepEqual((JSON.parse(h.stdout) as { patchId?: string }[]).map((g) => g.patchId).filter(Boolean), ['before-full', 'after-full']);
-  const dup = await apply(again, { id: 'while-full', files: withTag('T2') });
-  assert.equal(dup.code, 0, 'the refused id was never committed, so it may be sent again');
-  await stop(again);
-});
+    const again = await start(mountDir, audit);
+    assert.deepEqual(await again.get('/tag'), { tag: 'T3' }, 'the patch committed after the failed write is replayed');
+    const s = await status(again);
+    assert.deepEqual(s.journal?.unreadable, []);
+    assert.deepEqual(s.quarantined, []);
+    const h = await runCli(['history', again.agent!, '--json'], { cwd: project.root, env: { LIVEPATCH_TOKEN: tokens.read } });
+    assert.deepEqual((JSON.parse(h.stdout) as { patchId?: string }[]).map((g) => g.patchId).filter(Boolean), ['before-full', 'after-full']);
+    const dup = await apply(again, { id: 'while-full', files: withTag('T2') });
+    assert.equal(dup.code, 0, 'the refused id was never committed, so it may be sent again');
+    await stop(again);
+  },
+);
 
 test('a damaged journal line is reported on stderr, in status and in the audit log, and the records after it are replayed', async () => {
   const journalDir = join(project.root, '.journal-damaged');
@@ -137,10 +145,16 @@ test('a damaged journal line is reported on stderr, in status and in the audit l
   assert.match(again.stderr(), /journal .*journal\.jsonl: line 2 \(offset \d+, \d+ bytes\) not replayed: checksum mismatch/);
   const s = await status(again);
   assert.equal(s.journal?.unreadable.length, 1);
-  assert.deepEqual({ line: s.journal!.unreadable[0]!.line, reason: s.journal!.unreadable[0]!.reason }, { line: 2, reason: 'checksum mismatch' });
+  assert.deepEqual(
+    { line: s.journal!.unreadable[0]!.line, reason: s.journal!.unreadable[0]!.reason },
+    { line: 2, reason: 'checksum mismatch' },
+  );
   const human = await runCli(['status', again.agent!], { cwd: project.root, env: { LIVEPATCH_TOKEN: tokens.read } });
   assert.match(human.stdout, /journal .*1 unreadable line/);
-  const records = readFileSync(audit, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const records = readFileSync(audit, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   const rec = records.find((r) => r.op === 'journal-replay' && r.outcome === 'LP_ERR_JOURNAL_UNREADABLE');
   assert.ok(rec, 'audited');
   assert.match(rec.detail, /line 2 .*checksum mismatch/);

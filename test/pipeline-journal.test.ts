@@ -28,12 +28,26 @@ test('records append with increasing seq and are read back after a reopen', asyn
   const j = new Journal(join(dir, 'j1'));
   assert.deepEqual(j.read(), { records: [], problems: [], tornBytes: 0 });
   const a = await j.append(patch(1));
-  const b = await j.append({ kind: 'rollback', time: new Date().toISOString(), who: 'tester', generation: 3, previousGeneration: 2, to: 1, toSeq: 0 });
+  const b = await j.append({
+    kind: 'rollback',
+    time: new Date().toISOString(),
+    who: 'tester',
+    generation: 3,
+    previousGeneration: 2,
+    to: 1,
+    toSeq: 0,
+  });
   assert.equal(a.seq, 1);
   assert.equal(b.seq, 2);
   const again = new Journal(join(dir, 'j1'));
   const recs = again.read().records;
-  assert.deepEqual(recs.map((r) => [r.seq, r.kind]), [[1, 'patch'], [2, 'rollback']]);
+  assert.deepEqual(
+    recs.map((r) => [r.seq, r.kind]),
+    [
+      [1, 'patch'],
+      [2, 'rollback'],
+    ],
+  );
   assert.equal((await again.append(patch(3))).seq, 3, 'seq continues after a reopen');
   assert.equal(statSync(again.file).mode & 0o077, 0, 'journal is not readable by others');
 });
@@ -45,7 +59,10 @@ test('a torn last line is reported, cut off before the next append, and the next
   appendFileSync(j.file, '{"len":900,"sha256":"00","record":{"v":2,"seq":2,"kind":"patch","fil');
   const reopened = new Journal(join(dir, 'j2'));
   const first = reopened.read();
-  assert.deepEqual(first.records.map((r) => r.seq), [1]);
+  assert.deepEqual(
+    first.records.map((r) => r.seq),
+    [1],
+  );
   assert.equal(first.problems.length, 1);
   assert.match(first.problems[0]!.reason, /incomplete last line/);
   await reopened.append(patch(2));
@@ -53,7 +70,13 @@ test('a torn last line is reported, cut off before the next append, and the next
   assert.doesNotMatch(text, /"fil\{/, 'the fragment is gone');
   assert.equal(text.split('\n').filter(Boolean).length, 2);
   const after = new Journal(join(dir, 'j2')).read();
-  assert.deepEqual(after.records.map((r) => [r.seq, (r as { patchId?: string }).patchId]), [[1, 'p1'], [2, 'p2']]);
+  assert.deepEqual(
+    after.records.map((r) => [r.seq, (r as { patchId?: string }).patchId]),
+    [
+      [1, 'p1'],
+      [2, 'p2'],
+    ],
+  );
   assert.deepEqual(after.problems, []);
 });
 
@@ -68,7 +91,10 @@ test('a damaged line in the middle is reported with its line and offset; later r
   lines[1] = lines[1]!.replace('export const n = 2', 'export const n = 7');
   writeFileSync(j.file, lines.join('\n'));
   const r = new Journal(join(dir, 'j3')).read();
-  assert.deepEqual(r.records.map((x) => x.seq), [1, 3]);
+  assert.deepEqual(
+    r.records.map((x) => x.seq),
+    [1, 3],
+  );
   assert.equal(r.problems.length, 1);
   assert.equal(r.problems[0]!.line, 2);
   assert.equal(r.problems[0]!.offset, lines[0]!.length + 1);
@@ -83,9 +109,20 @@ test('the first format (bare v1 lines) is still read, including a record appende
   writeFileSync(join(d, 'journal.jsonl'), `${v1(1)}\n{"v":1,"seq":2,"kind":"patch","fi${v1(2)}\n`);
   const j = new Journal(d);
   const r = j.read();
-  assert.deepEqual(r.records.map((x) => [x.seq, (x as { patchId?: string }).patchId]), [[1, 'p1'], [2, 'p2']], 'the record after the fragment is recovered');
+  assert.deepEqual(
+    r.records.map((x) => [x.seq, (x as { patchId?: string }).patchId]),
+    [
+      [1, 'p1'],
+      [2, 'p2'],
+    ],
+    'the record after the fragment is recovered',
+  );
   assert.equal(r.problems.length, 1);
   assert.match(r.problems[0]!.reason, /torn fragment before record #2/);
   assert.equal((await j.append(patch(3))).seq, 3);
-  assert.deepEqual(new Journal(d).read().records.map((x) => x.seq), [1, 2, 3], 'old and new formats mix in one file');
+  assert.deepEqual(
+    new Journal(d).read().records.map((x) => x.seq),
+    [1, 2, 3],
+    'old and new formats mix in one file',
+  );
 });

@@ -40,7 +40,10 @@ test('a type error in an untouched dependent is caught and names the caller', as
   const err = await refused('LP_ERR_PATCH_TYPE', { 'src/rates.ts': changed });
   const diags = (err.details as { diagnostics: Diagnostic[] }).diagnostics;
   const lines = diags.map(formatDiagnostic);
-  assert.ok(lines.some((l) => /^src\/quote\.ts\(\d+,\d+\): error TS2554: /.test(l)), lines.join('\n'));
+  assert.ok(
+    lines.some((l) => /^src\/quote\.ts\(\d+,\d+\): error TS2554: /.test(l)),
+    lines.join('\n'),
+  );
   assert.match(err.message, /src\/quote\.ts/);
   const check = await app.op('check', { patch: { files: { 'src/rates.ts': changed } } });
   assert.equal(check.ok, true);
@@ -66,7 +69,9 @@ test('a module that throws while loading aborts the whole set', async () => {
 });
 
 test('a module whose exported init promise rejects aborts the set and the host survives', async () => {
-  const failing = ratesTs.replace('1.1', '1.6') + "\nexport const ready: Promise<void> = new Promise((_, reject) => setTimeout(() => reject(new Error('init failed')), 10));\n";
+  const failing =
+    ratesTs.replace('1.1', '1.6') +
+    "\nexport const ready: Promise<void> = new Promise((_, reject) => setTimeout(() => reject(new Error('init failed')), 10));\n";
   const err = await refused('LP_ERR_PATCH_LOAD', { 'src/rates.ts': failing });
   assert.match(err.message, /init failed/);
   assert.equal(app.child.exitCode, null, 'the host is still running');
@@ -89,13 +94,20 @@ test('a verify hook that throws vetoes the commit', async () => {
   const err = await refused(
     'LP_ERR_PATCH_VERIFY',
     { 'src/rates.ts': ratesTs.replace('1.1', '1.5') },
-    { verify: "import { quote } from './src/quote';\nexport function euroQuote(): void {\n  if (quote('EUR', 10) !== 11) throw new Error('EUR quote changed: ' + quote('EUR', 10));\n}\n" },
+    {
+      verify:
+        "import { quote } from './src/quote';\nexport function euroQuote(): void {\n  if (quote('EUR', 10) !== 11) throw new Error('EUR quote changed: ' + quote('EUR', 10));\n}\n",
+    },
   );
   assert.match(err.message, /EUR quote changed: 15/);
 });
 
 test('a base that no longer matches the live source is a conflict and nothing is staged', async () => {
-  const err = await refused('LP_ERR_PATCH_CONFLICT', { 'src/rates.ts': ratesTs.replace('1.1', '1.2') }, { base: { 'src/rates.ts': '0'.repeat(64) } });
+  const err = await refused(
+    'LP_ERR_PATCH_CONFLICT',
+    { 'src/rates.ts': ratesTs.replace('1.1', '1.2') },
+    { base: { 'src/rates.ts': '0'.repeat(64) } },
+  );
   assert.equal((err.details as { conflicts: { module: string }[] }).conflicts[0]!.module, 'src/rates.ts');
 });
 

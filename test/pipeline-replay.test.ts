@@ -39,8 +39,14 @@ test('committed patches and rollbacks are journaled and replayed before serving'
     await app.stop();
   }
   // Each line is a framed record: {len, sha256, record}.
-  const lines = readFileSync(join(journalDir, 'journal.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).record);
-  assert.deepEqual(lines.map((l) => l.kind), ['patch', 'patch', 'patch', 'rollback']);
+  const lines = readFileSync(join(journalDir, 'journal.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l).record);
+  assert.deepEqual(
+    lines.map((l) => l.kind),
+    ['patch', 'patch', 'patch', 'rollback'],
+  );
   assert.equal(lines[0].files[0].base, sha(ratesTs), 'records the base of each module');
 
   const again = await startPipelineApp(project.root, { journalDir });
@@ -69,7 +75,9 @@ test('after a redeploy, a journaled patch whose base changed is not applied and 
     const r = await runCli(['status', app.agent!, '--json'], { cwd: project.root, env: { LIVEPATCH_TOKEN: tokens.read } });
     assert.equal(r.code, 0, r.stderr);
     const status = JSON.parse(r.stdout) as StatusResult;
-    assert.deepEqual(status.drift, [{ module: 'src/rates.ts', patchId: 'eur-1.2', generation: 2, expectedHash: sha(ratesTs), actualHash: sha(redeployed) }]);
+    assert.deepEqual(status.drift, [
+      { module: 'src/rates.ts', patchId: 'eur-1.2', generation: 2, expectedHash: sha(ratesTs), actualHash: sha(redeployed) },
+    ]);
     assert.equal(status.patching.enabled, true);
   } finally {
     await app.stop();

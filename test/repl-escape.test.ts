@@ -93,7 +93,14 @@ async function boot(): Promise<void> {
   };
   // The first evaluation starts the type checker (seconds on a busy machine): wait longer than rawRequest does.
   const id = ++seq;
-  clients.admin.send(JSON.stringify({ type: 'request', id, op: 'eval', args: { code: `require('node:vm').runInThisContext(${JSON.stringify(appObjects(markers))})` } }));
+  clients.admin.send(
+    JSON.stringify({
+      type: 'request',
+      id,
+      op: 'eval',
+      args: { code: `require('node:vm').runInThisContext(${JSON.stringify(appObjects(markers))})` },
+    }),
+  );
   const setup = await clients.admin.next((m) => m.type === 'reply' && m.id === id, 60_000);
   assert.equal(setup.ok, true, JSON.stringify(setup));
   assert.equal(setup.result.output, "'installed'");
@@ -147,7 +154,8 @@ const attempts: Attempt[] = [
   },
   {
     name: 'thrown object with message and name getters',
-    code: () => `class X {\n  get message(): string { return ${evil('message')}; }\n  get name(): string { return ${evil('name')}; }\n}\nthrow new X()`,
+    code: () =>
+      `class X {\n  get message(): string { return ${evil('message')}; }\n  get name(): string { return ${evil('name')}; }\n}\nthrow new X()`,
     outcomes: ['LP_ERR_EVAL_THROWN'],
     message: 'X {}',
   },
@@ -170,12 +178,14 @@ const attempts: Attempt[] = [
   },
   {
     name: 'Symbol.toPrimitive, toString and valueOf on a result',
-    code: () => `class P {\n  [Symbol.toPrimitive](): string { return ${evil('toprimitive')}; }\n  toString(): string { return ${evil('tostring')}; }\n  valueOf(): string { return ${evil('valueof')}; }\n}\n[new P()]`,
+    code: () =>
+      `class P {\n  [Symbol.toPrimitive](): string { return ${evil('toprimitive')}; }\n  toString(): string { return ${evil('tostring')}; }\n  valueOf(): string { return ${evil('valueof')}; }\n}\n[new P()]`,
     output: '[ P {} ]',
   },
   {
     name: 'Symbol.toPrimitive and toString on a thrown value',
-    code: () => `class P {\n  [Symbol.toPrimitive](): string { return ${evil('toprimitive-thrown')}; }\n  toString(): string { return ${evil('tostring-thrown')}; }\n}\nthrow new P()`,
+    code: () =>
+      `class P {\n  [Symbol.toPrimitive](): string { return ${evil('toprimitive-thrown')}; }\n  toString(): string { return ${evil('tostring-thrown')}; }\n}\nthrow new P()`,
     outcomes: ['LP_ERR_EVAL_THROWN'],
     message: 'P {}',
   },
@@ -187,7 +197,8 @@ const attempts: Attempt[] = [
   },
   {
     name: 'inspect.custom nested and thrown',
-    code: () => `class I {\n  [Symbol.for('nodejs.util.inspect.custom')](): string { return ${evil('inspect-custom-thrown')}; }\n}\nthrow { inner: new I() }`,
+    code: () =>
+      `class I {\n  [Symbol.for('nodejs.util.inspect.custom')](): string { return ${evil('inspect-custom-thrown')}; }\n}\nthrow { inner: new I() }`,
     outcomes: ['LP_ERR_EVAL_SIDE_EFFECT'],
   },
   {
@@ -221,12 +232,12 @@ const attempts: Attempt[] = [
     output: '{ e: [TypeError: lp-escape], list: [ [RangeError: lp-escape] ] }',
   },
   {
-    name: "an app error with message/name getters, returned",
+    name: 'an app error with message/name getters, returned',
     code: () => `${APP}.error`,
     output: '[AppError]',
   },
   {
-    name: "an app error with message/name getters, thrown",
+    name: 'an app error with message/name getters, thrown',
     code: () => `throw ${APP}.error`,
     outcomes: ['LP_ERR_EVAL_THROWN'],
     message: '[AppError]',
@@ -247,19 +258,19 @@ const attempts: Attempt[] = [
     outcomes: ['LP_ERR_EVAL_SIDE_EFFECT'],
   },
   {
-    name: "an app Proxy as the result",
+    name: 'an app Proxy as the result',
     code: () => `${APP}.proxy`,
     // Its traps would write a file: V8 refuses them when the renderer reaches them.
     outcomes: ['LP_ERR_EVAL_SIDE_EFFECT'],
   },
   {
-    name: "an app Proxy nested in the result",
+    name: 'an app Proxy nested in the result',
     code: () => `({ p: ${APP}.proxy })`,
     // Its traps would write a file: V8 refuses them when the renderer reaches them.
     outcomes: ['LP_ERR_EVAL_SIDE_EFFECT'],
   },
   {
-    name: "an app Proxy thrown",
+    name: 'an app Proxy thrown',
     code: () => `throw ${APP}.proxy`,
     outcomes: ['LP_ERR_EVAL_SIDE_EFFECT'],
   },
@@ -289,12 +300,12 @@ const attempts: Attempt[] = [
     output: '{ a: { b: G {} } }',
   },
   {
-    name: "an app object with a getter on a nested property",
+    name: 'an app object with a getter on a nested property',
     code: () => `${APP}.nested`,
     output: '{ a: { b: { c: [Getter] } } }',
   },
   {
-    name: "an app object with a Symbol.toStringTag getter",
+    name: 'an app object with a Symbol.toStringTag getter',
     code: () => `${APP}.tagged`,
     output: '{ [Symbol(Symbol.toStringTag)]: [Getter] }',
   },
@@ -359,13 +370,17 @@ async function attempt(role: 'read' | 'patch', t: Attempt): Promise<void> {
 
 describe('read-only evaluation runs no caller code outside the side-effect check', () => {
   for (const t of attempts) it(`read: ${t.name}`, () => attempt('read', t));
-  for (const t of attempts.filter((x) => /toStringTag getter on|message and name|inspect.custom, toJSON.*returned|app Proxy thrown|message\/name getters, returned/.test(x.name))) {
+  for (const t of attempts.filter((x) =>
+    /toStringTag getter on|message and name|inspect.custom, toJSON.*returned|app Proxy thrown|message\/name getters, returned/.test(x.name),
+  )) {
     it(`patch: ${t.name}`, () => attempt('patch', t));
   }
 
   it('admin evaluation is unchanged: full eval, rendered with util.inspect', async () => {
     await ensureHost();
-    const reply = await rawRequest(clients!.admin, ++seq, 'eval', { code: "class I {\n  [Symbol.for('nodejs.util.inspect.custom')](): string { return 'custom'; }\n}\n[new I(), new Map([[1, 'a']])]" });
+    const reply = await rawRequest(clients!.admin, ++seq, 'eval', {
+      code: "class I {\n  [Symbol.for('nodejs.util.inspect.custom')](): string { return 'custom'; }\n}\n[new I(), new Map([[1, 'a']])]",
+    });
     assert.equal(reply.ok, true, JSON.stringify(reply));
     assert.equal(reply.result.output, "[ custom, Map(1) { 1 => 'a' } ]");
   });

@@ -68,7 +68,10 @@ describe('REPL through the agent', () => {
     const e = await failure(r.eval("process.env.LP_REPL_MARK = 'ran';\nconst n: number = mod('src/rates.ts').rate(42);"));
     assert.equal(e.code, 'LP_ERR_EVAL_TYPE');
     const diags = (e.details as { diagnostics: Diagnostic[] }).diagnostics;
-    assert.ok(diags.some((d) => d.code === 2345 && d.line === 2), JSON.stringify(diags));
+    assert.ok(
+      diags.some((d) => d.code === 2345 && d.line === 2),
+      JSON.stringify(diags),
+    );
     assert.equal((await r.eval('String(process.env.LP_REPL_MARK)')).output, "'undefined'");
     const unknownModule = await failure(r.eval("mod('src/nope.ts')"));
     assert.equal(unknownModule.code, 'LP_ERR_EVAL_TYPE');
@@ -93,7 +96,7 @@ describe('REPL through the agent', () => {
     await a.eval('const mine = 1;');
     const e = await failure(b.eval('mine'));
     assert.equal(e.code, 'LP_ERR_EVAL_TYPE');
-    assert.ok(((e.details as { diagnostics: Diagnostic[] }).diagnostics).some((d) => d.code === 2304));
+    assert.ok((e.details as { diagnostics: Diagnostic[] }).diagnostics.some((d) => d.code === 2304));
     const stolen = await failure(b.client.request('eval', { code: '1', session: a.session! }));
     assert.equal(stolen.code, 'LP_ERR_EVAL_SESSION');
   });
@@ -141,8 +144,16 @@ describe('REPL through the agent', () => {
   it('lets a read token evaluate pure expressions and refuses side effects', async () => {
     const r = await session(tokens.read);
     assert.equal((await r.eval("mod('src/rates.ts').rate('EUR')")).output, '1.1');
-    assert.equal((await r.eval("import * as rates from './src/rates';\n[rates.RATES_LABEL, rates.rate('USD')]")).output, "[ 'rates-v1', 1 ]");
-    for (const code of ['process.exit(1)', "process.env.LP_READ = 'x'", "console.log('leak')", "import * as fs from 'node:fs';\nfs.readdirSync('/')"]) {
+    assert.equal(
+      (await r.eval("import * as rates from './src/rates';\n[rates.RATES_LABEL, rates.rate('USD')]")).output,
+      "[ 'rates-v1', 1 ]",
+    );
+    for (const code of [
+      'process.exit(1)',
+      "process.env.LP_READ = 'x'",
+      "console.log('leak')",
+      "import * as fs from 'node:fs';\nfs.readdirSync('/')",
+    ]) {
       const e = await failure(r.eval(code));
       assert.equal(e.code, 'LP_ERR_EVAL_SIDE_EFFECT', code);
     }
@@ -181,7 +192,10 @@ describe('REPL through the agent', () => {
     assert.equal((await failure(pinned.eval("mod('src/rates.ts').fee()"))).code, 'LP_ERR_EVAL_TYPE');
     assert.ok((await patcher.request('status', {})).liveGenerations.some((g) => g.generation === before));
     await pinned.close();
-    assert.ok(!(await patcher.request('status', {})).liveGenerations.some((g) => g.generation === before), 'closing the session lets the old generation go');
+    assert.ok(
+      !(await patcher.request('status', {})).liveGenerations.some((g) => g.generation === before),
+      'closing the session lets the old generation go',
+    );
     assert.equal((await reader.eval("mod('src/rates.ts').tag()")).output, "'A2'");
     const e = await failure(r.eval("const f: string = mod('src/rates.ts').fee();"));
     assert.equal(e.code, 'LP_ERR_EVAL_TYPE');
@@ -194,15 +208,32 @@ describe('REPL through the agent', () => {
     await failure(r.eval('process.exit(2) // audited'));
     const file = join(project.root, '.livepatch', 'audit.jsonl');
     const read = () =>
-      readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { op: string; who: string; outcome: string; hashes?: { code?: string } }).filter((x) => x.op === 'eval') as { op: string; who: string; outcome: string; session?: string; detail?: string; hashes?: { code?: string } }[];
+      readFileSync(file, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { op: string; who: string; outcome: string; hashes?: { code?: string } })
+        .filter((x) => x.op === 'eval') as {
+        op: string;
+        who: string;
+        outcome: string;
+        session?: string;
+        detail?: string;
+        hashes?: { code?: string };
+      }[];
     // The agent appends the record as the reply goes out: give the last one a moment to land.
     let evals = read();
     for (let i = 0; i < 20 && !evals.some((x) => x.hashes?.code === hash('process.exit(2) // audited')); i++) {
       await new Promise((res) => setTimeout(res, 100));
       evals = read();
     }
-    assert.ok(evals.some((x) => x.who === 'reader' && x.outcome === 'ok' && x.hashes?.code === hash(code)), JSON.stringify(evals.slice(-3)));
-    assert.ok(evals.some((x) => x.outcome === 'LP_ERR_EVAL_SIDE_EFFECT' && x.hashes?.code === hash('process.exit(2) // audited')), JSON.stringify(evals.slice(-3)));
+    assert.ok(
+      evals.some((x) => x.who === 'reader' && x.outcome === 'ok' && x.hashes?.code === hash(code)),
+      JSON.stringify(evals.slice(-3)),
+    );
+    assert.ok(
+      evals.some((x) => x.outcome === 'LP_ERR_EVAL_SIDE_EFFECT' && x.hashes?.code === hash('process.exit(2) // audited')),
+      JSON.stringify(evals.slice(-3)),
+    );
     // The record names the expression itself and the session it ran in.
     const ok = evals.find((x) => x.hashes?.code === hash(code))!;
     assert.equal(ok.detail, code);

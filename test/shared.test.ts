@@ -2,7 +2,19 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ERROR_CODES, ERRORS, parseFrame, parseTarget, parseToken, generateToken, computeProof, verifyProof, newNonce, roleAllows, formatDiagnostic } from '../shared';
+import {
+  ERROR_CODES,
+  ERRORS,
+  parseFrame,
+  parseTarget,
+  parseToken,
+  generateToken,
+  computeProof,
+  verifyProof,
+  newNonce,
+  roleAllows,
+  formatDiagnostic,
+} from '../shared';
 import { REPO } from './helpers/project';
 
 test('parseFrame refuses deep nesting and prototype keys, accepts plain JSON', () => {
@@ -11,7 +23,9 @@ test('parseFrame refuses deep nesting and prototype keys, accepts plain JSON', (
   assert.equal(parseFrame('{"a":{"constructor":{"prototype":1}}}').ok, false);
   assert.equal(parseFrame('not json').ok, false);
   // The agent picks its error code from the kind (LP_ERR_PROTO_BAD_JSON for not-json only).
-  const kinds = [parseFrame('not json'), parseFrame('['.repeat(100) + ']'.repeat(100)), parseFrame('{"__proto__":{}}')].map((r) => (r.ok ? 'ok' : r.kind));
+  const kinds = [parseFrame('not json'), parseFrame('['.repeat(100) + ']'.repeat(100)), parseFrame('{"__proto__":{}}')].map((r) =>
+    r.ok ? 'ok' : r.kind,
+  );
   assert.deepEqual(kinds, ['not-json', 'too-deep', 'forbidden-key']);
   const ok = parseFrame('{"type":"request","id":1,"op":"status","args":{"s":"[[[[{{{"}}');
   assert.deepEqual(ok, { ok: true, value: { type: 'request', id: 1, op: 'status', args: { s: '[[[[{{{' } } });
@@ -46,7 +60,14 @@ test('targets parse host:port, [v6]:port and unix paths', () => {
 
 test('diagnostics render in tsc form', () => {
   assert.equal(
-    formatDiagnostic({ file: 'src/quote.ts', line: 12, column: 5, code: 2554, category: 'error', message: 'Expected 2 arguments, but got 1.' }),
+    formatDiagnostic({
+      file: 'src/quote.ts',
+      line: 12,
+      column: 5,
+      code: 2554,
+      category: 'error',
+      message: 'Expected 2 arguments, but got 1.',
+    }),
     'src/quote.ts(12,5): error TS2554: Expected 2 arguments, but got 1.',
   );
 });

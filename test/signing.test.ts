@@ -4,7 +4,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatPublicKey, generateSigningKey, loadPrivateKey, parseTrustedKeys, signPatchSet, verifyPatchSet, type PatchSet } from '../shared';
+import {
+  formatPublicKey,
+  generateSigningKey,
+  loadPrivateKey,
+  parseTrustedKeys,
+  signPatchSet,
+  verifyPatchSet,
+  type PatchSet,
+} from '../shared';
 
 const key = generateSigningKey();
 const trusted = parseTrustedKeys(`ci ${formatPublicKey(key.publicRaw)}\n`);
@@ -19,7 +27,14 @@ const signed = signPatchSet(set, loadPrivateKey(key.privatePem));
 
 test('a signed set verifies, whatever the order of its keys; the signer is the trusted name and key id', () => {
   assert.deepEqual(verifyPatchSet(signed, trusted), { ok: true, signer: { keyId: key.keyId, name: 'ci' } });
-  const reordered: PatchSet = { signature: signed.signature!, verify: set.verify!, base: set.base!, files: { 'src/a.ts': set.files['src/a.ts']!, 'src/b.ts': set.files['src/b.ts']! }, message: 'm', id: 'p-1' };
+  const reordered: PatchSet = {
+    signature: signed.signature!,
+    verify: set.verify!,
+    base: set.base!,
+    files: { 'src/a.ts': set.files['src/a.ts']!, 'src/b.ts': set.files['src/b.ts']! },
+    message: 'm',
+    id: 'p-1',
+  };
   assert.equal(verifyPatchSet(reordered, trusted).ok, true);
 });
 
@@ -50,10 +65,19 @@ test('changing any field voids the signature; no signature and an unknown key ar
 test('the trusted-keys parser: comments and blank lines; bad lines, duplicate keys and names refused', () => {
   const k2 = generateSigningKey();
   const ok = parseTrustedKeys(`# fleet\n\nci ${formatPublicKey(key.publicRaw)}\r\nops@example ${formatPublicKey(k2.publicRaw)}\n`);
-  assert.deepEqual([...ok.values()].map((k) => [k.name, k.keyId]), [['ci', key.keyId], ['ops@example', k2.keyId]]);
+  assert.deepEqual(
+    [...ok.values()].map((k) => [k.name, k.keyId]),
+    [
+      ['ci', key.keyId],
+      ['ops@example', k2.keyId],
+    ],
+  );
   assert.throws(() => parseTrustedKeys('ci ed25519:short\n'), /line 1/);
   assert.throws(() => parseTrustedKeys(`bad/name ${formatPublicKey(key.publicRaw)}\n`), /line 1: key name/);
-  assert.throws(() => parseTrustedKeys(`a ${formatPublicKey(key.publicRaw)}\nb ${formatPublicKey(key.publicRaw)}\n`), /line 2: the same key/);
+  assert.throws(
+    () => parseTrustedKeys(`a ${formatPublicKey(key.publicRaw)}\nb ${formatPublicKey(key.publicRaw)}\n`),
+    /line 2: the same key/,
+  );
   assert.throws(() => parseTrustedKeys(`a ${formatPublicKey(key.publicRaw)}\na ${formatPublicKey(k2.publicRaw)}\n`), /line 2: the name a/);
   assert.throws(() => loadPrivateKey('not a key'), /not a PEM private key/);
 });

@@ -45,11 +45,41 @@ function harness(role: 'read' | 'patch') {
   const calls: string[] = [];
   const store = new Store(initialState('h:1'), () => {});
   store.dispatch({ type: 'connected', name: 'n', role });
-  const status = { protocol: 1, agentVersion: '0', pid: 1, uptimeSec: 1, node: 'v20', root: '/', currentGeneration: 2, liveGenerations: [], modules: 1, patchedModules: [], patching: { enabled: true }, drift: [] };
-  const gen = (generation: number) => ({ generation, kind: 'patch' as const, time: '2026-01-01T00:00:00Z', changed: [], live: false, current: false, inflight: 0 });
-  store.dispatch({ type: 'snapshot', status, versions: [{ module: 'src/a.ts', version: 1, generation: 1, hash: 'h', patched: false }], history: [gen(1), gen(2)] });
+  const status = {
+    protocol: 1,
+    agentVersion: '0',
+    pid: 1,
+    uptimeSec: 1,
+    node: 'v20',
+    root: '/',
+    currentGeneration: 2,
+    liveGenerations: [],
+    modules: 1,
+    patchedModules: [],
+    patching: { enabled: true },
+    drift: [],
+  };
+  const gen = (generation: number) => ({
+    generation,
+    kind: 'patch' as const,
+    time: '2026-01-01T00:00:00Z',
+    changed: [],
+    live: false,
+    current: false,
+    inflight: 0,
+  });
+  store.dispatch({
+    type: 'snapshot',
+    status,
+    versions: [{ module: 'src/a.ts', version: 1, generation: 1, hash: 'h', patched: false }],
+    history: [gen(1), gen(2)],
+  });
   // Effects talk to the agent; here they only record what the controller asked for.
-  const effects = { rollback: async (to: number) => void calls.push(`rollback ${to}`), check: async () => void calls.push('check'), refresh: async () => void calls.push('refresh') } as unknown as Effects;
+  const effects = {
+    rollback: async (to: number) => void calls.push(`rollback ${to}`),
+    check: async () => void calls.push('check'),
+    refresh: async () => void calls.push('refresh'),
+  } as unknown as Effects;
   const c = new Controller({ store, effects, pageSize: () => 10, edit: async (m) => void calls.push(`edit ${m}`) });
   return { store, c, calls };
 }
@@ -95,7 +125,10 @@ test('while the filter has the keyboard, letters are text, not commands', () => 
 
 test('the source colouring marks keywords, strings and comments, escapes braces, carries block comments', () => {
   const [a, b, c] = highlight("export const x = { s: 'a' }; // hi\n/* one\ntwo */ return 1;");
-  assert.equal(a, "{cyan-fg}export{/cyan-fg} {cyan-fg}const{/cyan-fg} x = {open} s: {green-fg}'a'{/green-fg} {close}; {gray-fg}// hi{/gray-fg}");
+  assert.equal(
+    a,
+    "{cyan-fg}export{/cyan-fg} {cyan-fg}const{/cyan-fg} x = {open} s: {green-fg}'a'{/green-fg} {close}; {gray-fg}// hi{/gray-fg}",
+  );
   assert.equal(b, '{gray-fg}/* one{/gray-fg}');
   assert.equal(c, '{gray-fg}two */{/gray-fg} {cyan-fg}return{/cyan-fg} {yellow-fg}1{/yellow-fg};');
 });

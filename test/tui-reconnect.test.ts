@@ -53,7 +53,11 @@ test('attach as admin: the REPL pane evaluates; a dropped agent is shown stale a
   app = await startApp(project.root, { env });
   screen = await term.waitFor((s) => s.includes('● connected') && !s.includes('stale'), 30_000);
   assert.match(screen, /src\/rates\.ts v1/);
-  assert.match(screen, /disconnected: [\s\S]*connected to 127\.0\.0\.1:\d+ as root \(admin\)/, 'the log shows the drop, then the reconnect');
+  assert.match(
+    screen,
+    /disconnected: [\s\S]*connected to 127\.0\.0\.1:\d+ as root \(admin\)/,
+    'the log shows the drop, then the reconnect',
+  );
 
   term.press('q');
   assert.equal(await term.waitExit(), 0);

@@ -10,13 +10,43 @@ import { mainLines } from '../client/tui/content';
 import { draftPatch, rollbackTargets, visibleModules } from '../client/tui/selectors';
 import { statusText } from '../client/tui/views/panes';
 
-const mod = (module: string, version = 1, patched = false): ModuleVersionInfo => ({ module, version, generation: 1, hash: `${module}-h${version}`.padEnd(8, '0'), patched });
-const status = (current: number): StatusResult => ({
-  protocol: 1, agentVersion: '0', pid: 1, uptimeSec: 1, node: 'v20', root: '/', currentGeneration: current,
-  liveGenerations: [{ generation: current, inflight: 0, current: true }], modules: 3, patchedModules: [], patching: { enabled: true }, drift: [],
+const mod = (module: string, version = 1, patched = false): ModuleVersionInfo => ({
+  module,
+  version,
+  generation: 1,
+  hash: `${module}-h${version}`.padEnd(8, '0'),
+  patched,
 });
-const gen = (generation: number, kind: GenerationSummary['kind'] = 'patch'): GenerationSummary => ({ generation, kind, time: '2026-01-01T00:00:00.000Z', changed: [], live: false, current: false, inflight: 0 });
-const src = (module: string, source: string, version = 1): SourceResult => ({ module, version, generation: 1, hash: `${module}-h${version}`.padEnd(8, '0'), source });
+const status = (current: number): StatusResult => ({
+  protocol: 1,
+  agentVersion: '0',
+  pid: 1,
+  uptimeSec: 1,
+  node: 'v20',
+  root: '/',
+  currentGeneration: current,
+  liveGenerations: [{ generation: current, inflight: 0, current: true }],
+  modules: 3,
+  patchedModules: [],
+  patching: { enabled: true },
+  drift: [],
+});
+const gen = (generation: number, kind: GenerationSummary['kind'] = 'patch'): GenerationSummary => ({
+  generation,
+  kind,
+  time: '2026-01-01T00:00:00.000Z',
+  changed: [],
+  live: false,
+  current: false,
+  inflight: 0,
+});
+const src = (module: string, source: string, version = 1): SourceResult => ({
+  module,
+  version,
+  generation: 1,
+  hash: `${module}-h${version}`.padEnd(8, '0'),
+  source,
+});
 
 function run(s: TuiState, ...actions: Action[]): TuiState {
   return actions.reduce(reduce, s);
@@ -26,7 +56,12 @@ function connected(role: 'read' | 'patch' | 'admin' = 'patch'): TuiState {
   return run(
     initialState('127.0.0.1:9'),
     { type: 'connected', name: 'alice', role },
-    { type: 'snapshot', status: status(2), versions: [mod('src/a.ts'), mod('src/b.ts', 2, true), mod('src/lib/c.ts')], history: [gen(1, 'deploy'), gen(2)] },
+    {
+      type: 'snapshot',
+      status: status(2),
+      versions: [mod('src/a.ts'), mod('src/b.ts', 2, true), mod('src/lib/c.ts')],
+      history: [gen(1, 'deploy'), gen(2)],
+    },
   );
 }
 
@@ -49,7 +84,10 @@ test('moving in the modules pane changes the selection and stops at the ends', (
 
 test('the filter narrows the modules and keeps the selection on a visible one', () => {
   let s = run(connected(), { type: 'filterStart' }, ...'lib'.split('').map((key) => ({ type: 'filterKey' as const, key })));
-  assert.deepEqual(visibleModules(s).map((m) => m.module), ['src/lib/c.ts']);
+  assert.deepEqual(
+    visibleModules(s).map((m) => m.module),
+    ['src/lib/c.ts'],
+  );
   assert.equal(s.selected, 'src/lib/c.ts');
   assert.equal(s.filtering, true);
   s = run(s, { type: 'filterKey', key: 'backspace' }, { type: 'filterKey', key: 'enter' });
@@ -93,7 +131,11 @@ test('an edit joins the draft; editing back to the live text leaves it', () => {
 
 test('the source tab shows the draft text with line numbers, the diff tab shows the change', () => {
   const live = src('src/a.ts', 'export const a = 1;\n');
-  const s = run(connected(), { type: 'source', result: live }, { type: 'draftSet', module: 'src/a.ts', text: 'export const a = 2;\n', live });
+  const s = run(
+    connected(),
+    { type: 'source', result: live },
+    { type: 'draftSet', module: 'src/a.ts', text: 'export const a = 2;\n', live },
+  );
   const source = mainLines(s).join('\n');
   assert.match(source, /1 │.*= .*2/);
   const diff = mainLines(run(s, { type: 'tab', tab: 'diff' })).join('\n');
@@ -104,8 +146,19 @@ test('the source tab shows the draft text with line numbers, the diff tab shows 
 test('failed checks list diagnostics; jumping selects the module, the source tab and the line', () => {
   const live = src('src/b.ts', Array.from({ length: 30 }, (_, i) => `const v${i} = ${i};`).join('\n'), 2);
   let s = run(connected(), { type: 'draftSet', module: 'src/b.ts', text: live.source + '\nconst z: string = 1;', live });
-  const diagnostic = { file: 'src/b.ts', line: 31, column: 7, code: 2322, category: 'error' as const, message: "Type 'number' is not assignable to type 'string'." };
-  s = run(s, { type: 'tab', tab: 'history' }, { type: 'checked', result: { ok: false, diagnostics: [diagnostic], checkedFiles: 3, durationMs: 5 } });
+  const diagnostic = {
+    file: 'src/b.ts',
+    line: 31,
+    column: 7,
+    code: 2322,
+    category: 'error' as const,
+    message: "Type 'number' is not assignable to type 'string'.",
+  };
+  s = run(
+    s,
+    { type: 'tab', tab: 'history' },
+    { type: 'checked', result: { ok: false, diagnostics: [diagnostic], checkedFiles: 3, durationMs: 5 } },
+  );
   assert.deepEqual(s.popup, { kind: 'diagnostics', choice: 0 });
   s = run(s, { type: 'jump', diagnostic });
   assert.equal(s.popup, undefined);
@@ -129,7 +182,11 @@ test('a draft edited from a version someone else has since replaced is flagged i
 test('a successful apply clears the draft and reports the new generation', () => {
   const live = src('src/a.ts', 'a');
   let s = run(connected(), { type: 'draftSet', module: 'src/a.ts', text: 'b', live });
-  s = run(s, { type: 'applied', kind: 'patch', result: { generation: 3, previousGeneration: 2, changed: [{ module: 'src/a.ts', version: 2, hash: 'h' }] } });
+  s = run(s, {
+    type: 'applied',
+    kind: 'patch',
+    result: { generation: 3, previousGeneration: 2, changed: [{ module: 'src/a.ts', version: 2, hash: 'h' }] },
+  });
   assert.deepEqual(s.draft, {});
   assert.equal(s.popup?.kind, 'message');
   assert.match((s.popup as { lines: string[] }).lines.join('\n'), /Generation 3 is live/);
@@ -137,12 +194,21 @@ test('a successful apply clears the draft and reports the new generation', () =>
 
 test('signed-only agents: status says so; the file name is edited like text; writing keeps the draft and says how to sign', () => {
   const signedStatus = { ...status(2), patching: { enabled: true, signaturesRequired: true } };
-  let s = run(connected(), { type: 'status', status: signedStatus }, { type: 'draftSet', module: 'src/a.ts', text: 'b', live: src('src/a.ts', 'a') });
+  let s = run(
+    connected(),
+    { type: 'status', status: signedStatus },
+    { type: 'draftSet', module: 'src/a.ts', text: 'b', live: src('src/a.ts', 'a') },
+  );
   assert.equal(signaturesRequired(s), true);
   assert.equal(signaturesRequired(connected()), false);
   assert.match(statusText(s), /signed sets only/);
   assert.doesNotMatch(statusText(connected()), /signed sets only/);
-  s = run(s, { type: 'popup', popup: { kind: 'signed-only', path: DRAFT_FILE } }, { type: 'popupKey', key: 'backspace' }, { type: 'popupKey', key: 'X' });
+  s = run(
+    s,
+    { type: 'popup', popup: { kind: 'signed-only', path: DRAFT_FILE } },
+    { type: 'popupKey', key: 'backspace' },
+    { type: 'popupKey', key: 'X' },
+  );
   assert.deepEqual(s.popup, { kind: 'signed-only', path: 'livepatch-draft.jsoX' });
   const ok = run(s, { type: 'exported', path: 'd.json', modules: ['src/a.ts'] });
   assert.equal(ok.popup?.kind, 'message');
@@ -154,8 +220,16 @@ test('signed-only agents: status says so; the file name is edited like text; wri
 });
 
 test('rollback targets exclude the current generation, newest first', () => {
-  const s = run(connected(), { type: 'snapshot', status: status(3), versions: [mod('src/a.ts')], history: [gen(1, 'deploy'), gen(2), gen(3)] });
-  assert.deepEqual(rollbackTargets(s).map((g) => g.generation), [2, 1]);
+  const s = run(connected(), {
+    type: 'snapshot',
+    status: status(3),
+    versions: [mod('src/a.ts')],
+    history: [gen(1, 'deploy'), gen(2), gen(3)],
+  });
+  assert.deepEqual(
+    rollbackTargets(s).map((g) => g.generation),
+    [2, 1],
+  );
   const p = run(s, { type: 'popup', popup: { kind: 'rollback', choice: 0 } }, { type: 'popupMove', delta: 5 });
   assert.deepEqual(p.popup, { kind: 'rollback', choice: 1 });
 });
@@ -168,12 +242,28 @@ test('a dropped connection marks the state stale and logs the drop once per reas
   assert.equal(s.conn, 'disconnected');
   assert.equal(s.log.filter((l) => l.kind === 'error').length, 1);
   assert.equal(s.modules.length, 3, 'the last state is kept');
-  s = run(s, { type: 'connected', name: 'alice', role: 'patch' }, { type: 'snapshot', status: status(2), versions: [mod('src/a.ts')], history: [] });
+  s = run(
+    s,
+    { type: 'connected', name: 'alice', role: 'patch' },
+    { type: 'snapshot', status: status(2), versions: [mod('src/a.ts')], history: [] },
+  );
   assert.equal(s.stale, false);
 });
 
 test('events from anyone go to the log', () => {
-  const s = run(connected(), { type: 'event', event: { event: 'committed', generation: 3, previousGeneration: 2, kind: 'patch', who: 'bob', message: 'fix', changed: ['src/a.ts'], time: '2026-01-01T10:11:12.000Z' } });
+  const s = run(connected(), {
+    type: 'event',
+    event: {
+      event: 'committed',
+      generation: 3,
+      previousGeneration: 2,
+      kind: 'patch',
+      who: 'bob',
+      message: 'fix',
+      changed: ['src/a.ts'],
+      time: '2026-01-01T10:11:12.000Z',
+    },
+  });
   assert.equal(s.log.at(-1)!.text, '10:11:12 patch → gen 3 by bob: fix [src/a.ts]');
 });
 
@@ -184,14 +274,33 @@ test('the REPL prompt edits, submits once and shows output', () => {
   assert.equal(s.repl.lines.length, 1);
   assert.equal(s.repl.pending, true);
   s = run(s, { type: 'replOutput', lines: ['2'], error: false });
-  assert.deepEqual(s.repl.lines.map((l) => l.text), ['> 1 + 1', '2']);
+  assert.deepEqual(
+    s.repl.lines.map((l) => l.text),
+    ['> 1 + 1', '2'],
+  );
   assert.equal(s.repl.pending, false);
 });
 
 test('quarantined patches and unreadable journal lines show in the status bar and the History tab', () => {
-  const q = { seq: 4, patchId: 'boom', who: 'alice', committedAt: '2026-01-01T00:00:00.000Z', quarantinedAt: '2026-01-01T00:01:00.000Z', reason: 'the host exited with code 1 1.5 s after the patch was applied', modules: ['src/a.ts'] };
-  const st: StatusResult = { ...status(2), quarantined: [q], journal: { dir: '/j', replay: true, records: 5, unreadable: [{ line: 2, offset: 10, bytes: 20, reason: 'checksum mismatch' }] } };
-  let s = run(connected(), { type: 'snapshot', status: st, versions: [mod('src/a.ts')], history: [gen(1, 'deploy'), gen(2)] }, { type: 'tab', tab: 'history' });
+  const q = {
+    seq: 4,
+    patchId: 'boom',
+    who: 'alice',
+    committedAt: '2026-01-01T00:00:00.000Z',
+    quarantinedAt: '2026-01-01T00:01:00.000Z',
+    reason: 'the host exited with code 1 1.5 s after the patch was applied',
+    modules: ['src/a.ts'],
+  };
+  const st: StatusResult = {
+    ...status(2),
+    quarantined: [q],
+    journal: { dir: '/j', replay: true, records: 5, unreadable: [{ line: 2, offset: 10, bytes: 20, reason: 'checksum mismatch' }] },
+  };
+  let s = run(
+    connected(),
+    { type: 'snapshot', status: st, versions: [mod('src/a.ts')], history: [gen(1, 'deploy'), gen(2)] },
+    { type: 'tab', tab: 'history' },
+  );
   assert.match(statusText(s), /quarantined: 1/);
   assert.match(statusText(s), /journal: 1 unreadable/);
   const lines = mainLines(s).join('\n');

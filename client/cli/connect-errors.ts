@@ -14,11 +14,17 @@ export function explainConnectError(target: string, tls: boolean, e: unknown): u
   if (e.code === 'LP_ERR_CONN_REFUSED' && http) {
     return new LivepatchError('LP_ERR_CONN_REFUSED', `${target} is not a livepatch agent (it answered HTTP ${http[1]}): ${AGENT_HINT}`);
   }
-  if (e.code === 'LP_ERR_PROTO_BAD_MESSAGE' && /not a livepatch agent|bad frame from agent|unexpected \w+ during the handshake/.test(e.message)) {
+  if (
+    e.code === 'LP_ERR_PROTO_BAD_MESSAGE' &&
+    /not a livepatch agent|bad frame from agent|unexpected \w+ during the handshake/.test(e.message)
+  ) {
     return new LivepatchError('LP_ERR_CONN_REFUSED', `${target} is not a livepatch agent (it did not greet like one): ${AGENT_HINT}`);
   }
   if (e.code === 'LP_ERR_CONN_REFUSED' && tls && /certificate|self.signed|unable to verify/i.test(e.message)) {
-    return new LivepatchError('LP_ERR_CONN_REFUSED', `${e.message}: the agent's certificate is not trusted; pass --ca FILE with its certificate or CA`);
+    return new LivepatchError(
+      'LP_ERR_CONN_REFUSED',
+      `${e.message}: the agent's certificate is not trusted; pass --ca FILE with its certificate or CA`,
+    );
   }
   if (e.code === 'LP_ERR_CONN_REFUSED' && !tls && /socket hang up|ECONNRESET/.test(e.message)) {
     return new LivepatchError('LP_ERR_CONN_REFUSED', `${e.message} (if the agent serves TLS, add --tls)`);

@@ -12,7 +12,18 @@ import { createHash } from 'node:crypto';
 import { userInfo } from 'node:os';
 import type { IKeyValue, Namespace } from 'etcd3';
 import { LivepatchError, type PatchSet, type WatchArgs, type WatchFigures } from '../../shared';
-import { effectivePatches, fleetKeys, MAX_FLEET_PATCH_BYTES, parseFleetUrl, parseRecord, type AckRecord, type LogEntry, type MemberRecord, type RolloutRecord, type VerdictRecord } from '../../shared/fleet';
+import {
+  effectivePatches,
+  fleetKeys,
+  MAX_FLEET_PATCH_BYTES,
+  parseFleetUrl,
+  parseRecord,
+  type AckRecord,
+  type LogEntry,
+  type MemberRecord,
+  type RolloutRecord,
+  type VerdictRecord,
+} from '../../shared/fleet';
 import { fleetError, openFleet, type FleetConnection } from '../../shared/fleet-store';
 
 /** Default time from proposal to decision before the rollout is aborted (ms). */
@@ -26,7 +37,8 @@ export type CanarySpec = { count: number } | { percent: number };
 export function parseCanary(s: string): CanarySpec {
   const m = /^(\d{1,6})(%?)$/.exec(s.trim());
   const n = m ? Number(m[1]) : NaN;
-  if (!m || n < 1 || (m[2] && n > 100)) throw new LivepatchError('LP_ERR_CLI_USAGE', `invalid --canary "${s}": expected N (members) or P% (1-100)`);
+  if (!m || n < 1 || (m[2] && n > 100))
+    throw new LivepatchError('LP_ERR_CLI_USAGE', `invalid --canary "${s}": expected N (members) or P% (1-100)`);
   return m[2] ? { percent: n } : { count: n };
 }
 
@@ -147,7 +159,11 @@ export async function canaryVerdict(ctx: CanaryContext): Promise<CanaryVerdict> 
 }
 
 /** Wait for every canary's watch verdict (or the first that is not `kept`), until the deadline. */
-async function canaryWatchVerdict(ctx: CanaryContext, read: () => Promise<Map<string, VerdictRecord>>, stop: { done: boolean }): Promise<CanaryVerdict> {
+async function canaryWatchVerdict(
+  ctx: CanaryContext,
+  read: () => Promise<Map<string, VerdictRecord>>,
+  stop: { done: boolean },
+): Promise<CanaryVerdict> {
   for (;;) {
     if (stop.done) return { ok: false, reason: 'stopped' };
     const verdicts = await read();
@@ -156,10 +172,16 @@ async function canaryWatchVerdict(ctx: CanaryContext, read: () => Promise<Map<st
       if (!v || v.verdict === 'kept') continue;
       const who = c.address || c.id;
       const reason = `the watch on canary ${who}: ${v.verdict}${v.reason ? ` (${v.reason})` : ''}`;
-      return { ok: false, reason, ...(v.verdict === 'reverted' ? { reverted: { reason: v.reason ?? 'a threshold was crossed', ...(v.figures ? { figures: v.figures } : {}), target: who } } : {}) };
+      return {
+        ok: false,
+        reason,
+        ...(v.verdict === 'reverted'
+          ? { reverted: { reason: v.reason ?? 'a threshold was crossed', ...(v.figures ? { figures: v.figures } : {}), target: who } }
+          : {}),
+      };
     }
     if (ctx.canaries.every((c) => verdicts.get(c.id)?.verdict === 'kept')) return { ok: true };
-    if (Date.now() >= ctx.deadline) return { ok: false, reason: 'the canaries\' watch verdicts did not come before the deadline' };
+    if (Date.now() >= ctx.deadline) return { ok: false, reason: "the canaries' watch verdicts did not come before the deadline" };
     await sleep(POLL_MS * 2);
   }
 }
@@ -196,7 +218,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function readMembers(ns: Namespace): Promise<MemberRecord[]> {
   const res = await ns.getAll().prefix(fleetKeys.members).exec();
-  return (res.kvs as IKeyValue[]).map((kv) => parseRecord<MemberRecord>(kv.value)).filter((m): m is MemberRecord => !!m && typeof m.id === 'string');
+  return (res.kvs as IKeyValue[])
+    .map((kv) => parseRecord<MemberRecord>(kv.value))
+    .filter((m): m is MemberRecord => !!m && typeof m.id === 'string');
 }
 
 async function readAcks(ns: Namespace, rid: string): Promise<{ revision: number; acks: Map<string, AckRecord> }> {
@@ -223,7 +247,14 @@ async function readVerdicts(ns: Namespace, rid: string): Promise<Map<string, Ver
 async function canaryVerdicts(ns: Namespace, rid: string, canaries: string[]): Promise<Map<string, VerdictRecord>> {
   const [verdicts, members] = await Promise.all([readVerdicts(ns, rid), readMembers(ns)]);
   const alive = new Set(members.map((m) => m.id));
-  for (const id of canaries) if (!verdicts.has(id) && !alive.has(id)) verdicts.set(id, { verdict: 'failed', reason: 'the canary left the fleet during its watch', canary: true, time: new Date().toISOString() });
+  for (const id of canaries)
+    if (!verdicts.has(id) && !alive.has(id))
+      verdicts.set(id, {
+        verdict: 'failed',
+        reason: 'the canary left the fleet during its watch',
+        canary: true,
+        time: new Date().toISOString(),
+      });
   return verdicts;
 }
 
@@ -234,7 +265,10 @@ async function readHead(ns: Namespace): Promise<number> {
 
 export async function readLog(ns: Namespace): Promise<LogEntry[]> {
   const res = await ns.getAll().prefix(fleetKeys.log).exec();
-  return (res.kvs as IKeyValue[]).map((kv) => parseRecord<LogEntry>(kv.value, MAX_FLEET_PATCH_BYTES * 2)).filter((e): e is LogEntry => !!e && Number.isSafeInteger(e.seq)).sort((a, b) => a.seq - b.seq);
+  return (res.kvs as IKeyValue[])
+    .map((kv) => parseRecord<LogEntry>(kv.value, MAX_FLEET_PATCH_BYTES * 2))
+    .filter((e): e is LogEntry => !!e && Number.isSafeInteger(e.seq))
+    .sort((a, b) => a.seq - b.seq);
 }
 
 /** The key right after every key starting with `prefix` (etcd's range end for a prefix). */
@@ -267,7 +301,16 @@ async function abortRollout(ns: Namespace, rid: string): Promise<string> {
   return r.responses[0]?.response_range?.kvs?.[0]?.value?.toString() ?? 'abort';
 }
 
-function fail(code: 'LP_ERR_FLEET_STAGE_FAILED' | 'LP_ERR_FLEET_DEADLINE' | 'LP_ERR_FLEET_CONFLICT' | 'LP_ERR_FLEET_CANARY_FAILED' | 'LP_ERR_FLEET_NO_MEMBERS' | 'LP_ERR_WATCH_REVERTED', message: string) {
+function fail(
+  code:
+    | 'LP_ERR_FLEET_STAGE_FAILED'
+    | 'LP_ERR_FLEET_DEADLINE'
+    | 'LP_ERR_FLEET_CONFLICT'
+    | 'LP_ERR_FLEET_CANARY_FAILED'
+    | 'LP_ERR_FLEET_NO_MEMBERS'
+    | 'LP_ERR_WATCH_REVERTED',
+  message: string,
+) {
   return { code, message };
 }
 
@@ -279,7 +322,11 @@ export async function applyThroughFleet(url: string, patch: PatchSet, opts: Flee
   const rid = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
   const stored = { ...patch, id: patch.id ?? `fleet-${rid}` } as RolloutRecord['patch'];
   const body = JSON.stringify(stored);
-  if (Buffer.byteLength(body) > MAX_FLEET_PATCH_BYTES) throw new LivepatchError('LP_ERR_CLI_USAGE', `the patch set is ${Buffer.byteLength(body)} bytes; a fleet stores at most ${MAX_FLEET_PATCH_BYTES}`);
+  if (Buffer.byteLength(body) > MAX_FLEET_PATCH_BYTES)
+    throw new LivepatchError(
+      'LP_ERR_CLI_USAGE',
+      `the patch set is ${Buffer.byteLength(body)} bytes; a fleet stores at most ${MAX_FLEET_PATCH_BYTES}`,
+    );
   const conn = openFleet(address, env);
   try {
     return await runRollout(conn, rid, stored, opts, env, note);
@@ -290,11 +337,21 @@ export async function applyThroughFleet(url: string, patch: PatchSet, opts: Flee
   }
 }
 
-async function runRollout(conn: FleetConnection, rid: string, patch: RolloutRecord['patch'], opts: FleetApplyOptions, env: NodeJS.ProcessEnv, note: (l: string) => void): Promise<FleetApplyOutcome> {
+async function runRollout(
+  conn: FleetConnection,
+  rid: string,
+  patch: RolloutRecord['patch'],
+  opts: FleetApplyOptions,
+  env: NodeJS.ProcessEnv,
+  note: (l: string) => void,
+): Promise<FleetApplyOutcome> {
   const { ns, address } = conn;
   const baseSeq = await readHead(ns);
   const initial = await readMembers(ns);
-  const out = (o: Partial<FleetApplyOutcome> & Pick<FleetApplyOutcome, 'ok' | 'committed' | 'decision'>, members: FleetMemberOutcome[]): FleetApplyOutcome => ({
+  const out = (
+    o: Partial<FleetApplyOutcome> & Pick<FleetApplyOutcome, 'ok' | 'committed' | 'decision'>,
+    members: FleetMemberOutcome[],
+  ): FleetApplyOutcome => ({
     fleet: address.name,
     rollout: rid,
     patchId: patch.id,
@@ -302,10 +359,33 @@ async function runRollout(conn: FleetConnection, rid: string, patch: RolloutReco
     members,
     ...o,
   });
-  if (initial.length === 0) return out({ ok: false, committed: false, decision: 'none', error: fail('LP_ERR_FLEET_NO_MEMBERS', `fleet ${address.name} has no live members: nothing could check the patch (start an agent with LIVEPATCH_FLEET=${'etcd://'}.../${address.name})`) }, []);
+  if (initial.length === 0)
+    return out(
+      {
+        ok: false,
+        committed: false,
+        decision: 'none',
+        error: fail(
+          'LP_ERR_FLEET_NO_MEMBERS',
+          `fleet ${address.name} has no live members: nothing could check the patch (start an agent with LIVEPATCH_FLEET=${'etcd://'}.../${address.name})`,
+        ),
+      },
+      [],
+    );
   const deadline = Date.now() + (opts.deadlineMs ?? DEFAULT_DEADLINE_MS);
-  const rollout: RolloutRecord = { id: rid, patch, baseSeq, deadline, by: opts.by ?? safeUser(), createdAt: new Date().toISOString(), ...(opts.watch ? { watch: opts.watch, watchScope: opts.canary ? 'canaries' : 'all' } : {}) };
-  await ns.if(fleetKeys.rollout(rid), 'Create', '==', 0).then(ns.put(fleetKeys.rollout(rid)).value(JSON.stringify(rollout))).commit();
+  const rollout: RolloutRecord = {
+    id: rid,
+    patch,
+    baseSeq,
+    deadline,
+    by: opts.by ?? safeUser(),
+    createdAt: new Date().toISOString(),
+    ...(opts.watch ? { watch: opts.watch, watchScope: opts.canary ? 'canaries' : 'all' } : {}),
+  };
+  await ns
+    .if(fleetKeys.rollout(rid), 'Create', '==', 0)
+    .then(ns.put(fleetKeys.rollout(rid)).value(JSON.stringify(rollout)))
+    .commit();
   note(`rollout ${rid}: proposed to ${initial.length} member(s) at fleet generation ${baseSeq}; waiting for them to stage`);
   const byId = new Map(initial.map((m) => [m.id, m]));
   let verdicts = new Map<string, VerdictRecord>();
@@ -313,7 +393,14 @@ async function runRollout(conn: FleetConnection, rid: string, patch: RolloutReco
     [...ids].map((id) => {
       const a = acks.get(id);
       const v = verdicts.get(id);
-      return { id, address: byId.get(id)?.address ?? '', state: a?.state ?? 'no-answer', ...(canaries?.has(id) ? { canary: true } : {}), ...(a?.error ? { error: a.error } : {}), ...(v ? { watch: { verdict: v.verdict, ...(v.reason ? { reason: v.reason } : {}) } } : {}) };
+      return {
+        id,
+        address: byId.get(id)?.address ?? '',
+        state: a?.state ?? 'no-answer',
+        ...(canaries?.has(id) ? { canary: true } : {}),
+        ...(a?.error ? { error: a.error } : {}),
+        ...(v ? { watch: { verdict: v.verdict, ...(v.reason ? { reason: v.reason } : {}) } } : {}),
+      };
     });
 
   // Phase one: every live member of the initial set acks staged; any member's `failed` ack fails the rollout.
@@ -332,18 +419,54 @@ async function runRollout(conn: FleetConnection, rid: string, patch: RolloutReco
       if (failed.length > 0) {
         const d = await abortRollout(ns, rid);
         const first = acks.get(failed[0]!)!;
-        return out({ ok: false, committed: false, decision: d === 'abort' ? 'abort' : 'commit', error: fail('LP_ERR_FLEET_STAGE_FAILED', `${failed.length} member(s) could not stage the patch (${byId.get(failed[0]!)?.address || failed[0]}: ${first.error?.code ?? ''} ${first.error?.message ?? ''}); nothing was committed`) }, view(acks, everyone()));
+        return out(
+          {
+            ok: false,
+            committed: false,
+            decision: d === 'abort' ? 'abort' : 'commit',
+            error: fail(
+              'LP_ERR_FLEET_STAGE_FAILED',
+              `${failed.length} member(s) could not stage the patch (${byId.get(failed[0]!)?.address || failed[0]}: ${first.error?.code ?? ''} ${first.error?.message ?? ''}); nothing was committed`,
+            ),
+          },
+          view(acks, everyone()),
+        );
       }
       const decision = await ns.get(fleetKeys.decision(rid)).string();
-      if (decision === 'abort') return out({ ok: false, committed: false, decision: 'abort', error: fail('LP_ERR_FLEET_DEADLINE', 'the rollout was aborted before it was decided (deadline passed); nothing was committed') }, view(acks, everyone()));
+      if (decision === 'abort')
+        return out(
+          {
+            ok: false,
+            committed: false,
+            decision: 'abort',
+            error: fail('LP_ERR_FLEET_DEADLINE', 'the rollout was aborted before it was decided (deadline passed); nothing was committed'),
+          },
+          view(acks, everyone()),
+        );
       if (required.length > 0 && required.every((id) => acks.get(id)?.state === 'staged')) return undefined;
       if (required.length === 0) {
         await abortRollout(ns, rid);
-        return out({ ok: false, committed: false, decision: 'abort', error: fail('LP_ERR_FLEET_NO_MEMBERS', 'every member left before staging; nothing was committed') }, []);
+        return out(
+          {
+            ok: false,
+            committed: false,
+            decision: 'abort',
+            error: fail('LP_ERR_FLEET_NO_MEMBERS', 'every member left before staging; nothing was committed'),
+          },
+          [],
+        );
       }
       if (Date.now() >= deadline) {
         await abortRollout(ns, rid);
-        return out({ ok: false, committed: false, decision: 'abort', error: fail('LP_ERR_FLEET_DEADLINE', `not every member staged before the deadline; nothing was committed`) }, view(acks, everyone()));
+        return out(
+          {
+            ok: false,
+            committed: false,
+            decision: 'abort',
+            error: fail('LP_ERR_FLEET_DEADLINE', `not every member staged before the deadline; nothing was committed`),
+          },
+          view(acks, everyone()),
+        );
       }
       await sleep(POLL_MS);
     }
@@ -357,16 +480,44 @@ async function runRollout(conn: FleetConnection, rid: string, patch: RolloutReco
   const decisionKey = fleetKeys.decision(rid);
   const seq = baseSeq + 1;
   const entry = (): LogEntry => ({ seq, kind: 'patch', rollout: rid, patch, by: rollout.by, time: new Date().toISOString() });
-  const commitOps = () => [ns.put(fleetKeys.logEntry(seq)).value(JSON.stringify(entry())), ns.put(fleetKeys.head).value(String(seq)), ns.put(decisionKey).value('commit')];
+  const commitOps = () => [
+    ns.put(fleetKeys.logEntry(seq)).value(JSON.stringify(entry())),
+    ns.put(fleetKeys.head).value(String(seq)),
+    ns.put(decisionKey).value('commit'),
+  ];
   const lost = async (): Promise<FleetApplyOutcome> => {
     const d = await abortRollout(ns, rid);
     const head = await readHead(ns);
-    if (d === 'abort' && Date.now() >= deadline) return out({ ok: false, committed: false, decision: 'abort', error: fail('LP_ERR_FLEET_DEADLINE', 'the deadline passed before the decision; nothing was committed') }, view(acks, required));
-    return out({ ok: false, committed: false, decision: d === 'commit' ? 'commit' : 'abort', generation: head, error: fail('LP_ERR_FLEET_CONFLICT', head !== baseSeq ? `the fleet moved to generation ${head} while this rollout was staged; aborted (re-run against the new generation)` : 'the rollout was decided by someone else') }, view(acks, required));
+    if (d === 'abort' && Date.now() >= deadline)
+      return out(
+        {
+          ok: false,
+          committed: false,
+          decision: 'abort',
+          error: fail('LP_ERR_FLEET_DEADLINE', 'the deadline passed before the decision; nothing was committed'),
+        },
+        view(acks, required),
+      );
+    return out(
+      {
+        ok: false,
+        committed: false,
+        decision: d === 'commit' ? 'commit' : 'abort',
+        generation: head,
+        error: fail(
+          'LP_ERR_FLEET_CONFLICT',
+          head !== baseSeq
+            ? `the fleet moved to generation ${head} while this rollout was staged; aborted (re-run against the new generation)`
+            : 'the rollout was decided by someone else',
+        ),
+      },
+      view(acks, required),
+    );
   };
 
   /** The decision transaction failed: was it only an ack that changed (a member joined or left)? Then read again. */
-  const onlyAcksMoved = async (): Promise<boolean> => Date.now() < deadline && (await ns.get(decisionKey).string()) === null && (await readHead(ns)) === baseSeq;
+  const onlyAcksMoved = async (): Promise<boolean> =>
+    Date.now() < deadline && (await ns.get(decisionKey).string()) === null && (await readHead(ns)) === baseSeq;
 
   let canaries: string[] | undefined;
   if (opts.canary) {
@@ -421,10 +572,27 @@ async function runRollout(conn: FleetConnection, rid: string, patch: RolloutReco
       if (opts.watch) verdicts = await readVerdicts(ns, rid);
       const error = verdict.reverted
         ? fail('LP_ERR_WATCH_REVERTED', `canary failed: ${verdict.reason}; the canary's watch rolled it back and the rest never committed`)
-        : fail('LP_ERR_FLEET_CANARY_FAILED', `canary failed: ${verdict.reason}; the canaries were rolled back and the rest never committed`);
-      return out({ ok: false, committed: false, decision: d === 'commit' ? 'commit' : 'abort', canaries, ...(verdict.reverted ? { reverted: verdict.reverted } : {}), error }, view(acks, required, canarySet));
+        : fail(
+            'LP_ERR_FLEET_CANARY_FAILED',
+            `canary failed: ${verdict.reason}; the canaries were rolled back and the rest never committed`,
+          );
+      return out(
+        {
+          ok: false,
+          committed: false,
+          decision: d === 'commit' ? 'commit' : 'abort',
+          canaries,
+          ...(verdict.reverted ? { reverted: verdict.reverted } : {}),
+          error,
+        },
+        view(acks, required, canarySet),
+      );
     }
-    const r2 = await headIs(ns, baseSeq).and(decisionKey, 'Create', '==', 0).and(fleetKeys.canary(rid), 'Create', '>', 0).then(...commitOps()).commit();
+    const r2 = await headIs(ns, baseSeq)
+      .and(decisionKey, 'Create', '==', 0)
+      .and(fleetKeys.canary(rid), 'Create', '>', 0)
+      .then(...commitOps())
+      .commit();
     if (!r2.succeeded) return lost();
   } else {
     for (;;) {
@@ -451,7 +619,20 @@ async function runRollout(conn: FleetConnection, rid: string, patch: RolloutReco
     verdicts = reverted.verdicts;
     ({ acks } = await readAcks(ns, rid));
     if (reverted.reverted) {
-      return out({ ok: false, committed: true, decision: 'commit', generation: reverted.generation, reverted: reverted.reverted, error: fail('LP_ERR_WATCH_REVERTED', `committed as fleet generation ${seq}, then reverted: the watch on ${reverted.reverted.target} crossed a threshold (${reverted.reverted.reason}); the fleet was rolled back as generation ${reverted.generation}`) }, view(acks, required));
+      return out(
+        {
+          ok: false,
+          committed: true,
+          decision: 'commit',
+          generation: reverted.generation,
+          reverted: reverted.reverted,
+          error: fail(
+            'LP_ERR_WATCH_REVERTED',
+            `committed as fleet generation ${seq}, then reverted: the watch on ${reverted.reverted.target} crossed a threshold (${reverted.reverted.reason}); the fleet was rolled back as generation ${reverted.generation}`,
+          ),
+        },
+        view(acks, required),
+      );
     }
   } else if (opts.watch) verdicts = await readVerdicts(ns, rid);
   const members = view(acks, required, canaries ? new Set(canaries) : undefined);
@@ -463,7 +644,17 @@ async function runRollout(conn: FleetConnection, rid: string, patch: RolloutReco
       decision: 'commit',
       generation: seq,
       ...(canaries ? { canaries } : {}),
-      ...(bad.length ? { error: { code: bad[0]!.error?.code ?? 'LP_ERR_FLEET_CONFLICT', message: `committed to the fleet, but ${bad.length} member(s) did not report a commit (${bad.map((m) => `${m.address || m.id}: ${m.state}`).join(', ').slice(0, 400)})` } } : {}),
+      ...(bad.length
+        ? {
+            error: {
+              code: bad[0]!.error?.code ?? 'LP_ERR_FLEET_CONFLICT',
+              message: `committed to the fleet, but ${bad.length} member(s) did not report a commit (${bad
+                .map((m) => `${m.address || m.id}: ${m.state}`)
+                .join(', ')
+                .slice(0, 400)})`,
+            },
+          }
+        : {}),
     },
     members,
   );
@@ -503,10 +694,23 @@ async function watchEveryMember(
   const v = verdicts.get(trip)!;
   const target = byId.get(trip)?.address || trip;
   const reverted: FleetReverted = { reason: v.reason ?? 'a threshold was crossed', ...(v.figures ? { figures: v.figures } : {}), target };
-  const entry: LogEntry = { seq: seq + 1, kind: 'rollback', to: baseSeq, by, time: new Date().toISOString(), message: `reverted by the watch on ${target}: ${reverted.reason}`.slice(0, 2000) };
-  const r = await headIs(ns, seq).then(ns.put(fleetKeys.logEntry(seq + 1)).value(JSON.stringify(entry)), ns.put(fleetKeys.head).value(String(seq + 1))).commit();
+  const entry: LogEntry = {
+    seq: seq + 1,
+    kind: 'rollback',
+    to: baseSeq,
+    by,
+    time: new Date().toISOString(),
+    message: `reverted by the watch on ${target}: ${reverted.reason}`.slice(0, 2000),
+  };
+  const r = await headIs(ns, seq)
+    .then(ns.put(fleetKeys.logEntry(seq + 1)).value(JSON.stringify(entry)), ns.put(fleetKeys.head).value(String(seq + 1)))
+    .commit();
   const generation = r.succeeded ? seq + 1 : await readHead(ns);
-  note(r.succeeded ? `rollout ${rid}: the watch on ${target} reverted the patch; the fleet rolls back as generation ${seq + 1}` : `rollout ${rid}: the watch on ${target} reverted the patch, but the fleet moved to generation ${generation}: no fleet rollback was written`);
+  note(
+    r.succeeded
+      ? `rollout ${rid}: the watch on ${target} reverted the patch; the fleet rolls back as generation ${seq + 1}`
+      : `rollout ${rid}: the watch on ${target} reverted the patch, but the fleet moved to generation ${generation}: no fleet rollback was written`,
+  );
   const wait = Date.now() + 30_000;
   for (;;) {
     const members = (await readMembers(ns)).filter((m) => watched.includes(m.id));
@@ -548,14 +752,18 @@ export async function fleetStatus(url: string, env: NodeJS.ProcessEnv = process.
   try {
     const [head, log, members] = await Promise.all([readHead(conn.ns), readLog(conn.ns), readMembers(conn.ns)]);
     const expected: Record<string, string> = {};
-    for (const e of effectivePatches(log)) if (e.kind === 'patch') for (const [m, src] of Object.entries(e.patch.files)) expected[m] = createHash('sha256').update(src).digest('hex');
+    for (const e of effectivePatches(log))
+      if (e.kind === 'patch')
+        for (const [m, src] of Object.entries(e.patch.files)) expected[m] = createHash('sha256').update(src).digest('hex');
     const out = members
       .sort((a, b) => a.id.localeCompare(b.id))
       .map((m) => {
         const flags: string[] = [];
         if (m.state === 'diverged') flags.push('diverged');
         if (m.fleetGeneration !== head) flags.push('generation');
-        const differ = Object.entries(expected).filter(([mod, h]) => m.hashes?.[mod] !== h).map(([mod]) => mod);
+        const differ = Object.entries(expected)
+          .filter(([mod, h]) => m.hashes?.[mod] !== h)
+          .map(([mod]) => mod);
         if (differ.length && m.state !== 'joining') flags.push(`hashes: ${differ.join(',')}`);
         return { ...m, flags };
       });
@@ -568,7 +776,10 @@ export async function fleetStatus(url: string, env: NodeJS.ProcessEnv = process.
 }
 
 /** The fleet's log, oldest first (`livepatch history etcd://...`). */
-export async function fleetHistory(url: string, env: NodeJS.ProcessEnv = process.env): Promise<{ fleet: string; generation: number; entries: LogEntry[] }> {
+export async function fleetHistory(
+  url: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ fleet: string; generation: number; entries: LogEntry[] }> {
   const address = parseFleetUrl(url);
   const conn = openFleet(address, env);
   try {
@@ -585,7 +796,11 @@ export async function fleetHistory(url: string, env: NodeJS.ProcessEnv = process
  * Roll the fleet back to fleet generation `to` (default: the state before the newest entry in effect):
  * one log entry, appended only if the fleet generation did not move; members carry it out.
  */
-export async function fleetRollback(url: string, to: number | undefined, env: NodeJS.ProcessEnv = process.env): Promise<{ fleet: string; generation: number; to: number }> {
+export async function fleetRollback(
+  url: string,
+  to: number | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ fleet: string; generation: number; to: number }> {
   const address = parseFleetUrl(url);
   const conn = openFleet(address, env);
   try {
@@ -594,11 +809,20 @@ export async function fleetRollback(url: string, to: number | undefined, env: No
     const log = await readLog(ns);
     const live = effectivePatches(log);
     const target = to ?? (live.length >= 2 ? live[live.length - 2]!.seq : 0);
-    if (head === 0 || target >= head || target < 0) throw new LivepatchError('LP_ERR_ROLLBACK_TARGET', head === 0 ? `fleet ${address.name} has nothing to roll back` : `fleet generation ${target} is not before the current one (${head})`);
+    if (head === 0 || target >= head || target < 0)
+      throw new LivepatchError(
+        'LP_ERR_ROLLBACK_TARGET',
+        head === 0
+          ? `fleet ${address.name} has nothing to roll back`
+          : `fleet generation ${target} is not before the current one (${head})`,
+      );
     const seq = head + 1;
     const entry: LogEntry = { seq, kind: 'rollback', to: target, by: safeUser(), time: new Date().toISOString() };
-    const r = await headIs(ns, head).then(ns.put(fleetKeys.logEntry(seq)).value(JSON.stringify(entry)), ns.put(fleetKeys.head).value(String(seq))).commit();
-    if (!r.succeeded) throw new LivepatchError('LP_ERR_FLEET_CONFLICT', 'the fleet generation moved during the rollback; nothing was written');
+    const r = await headIs(ns, head)
+      .then(ns.put(fleetKeys.logEntry(seq)).value(JSON.stringify(entry)), ns.put(fleetKeys.head).value(String(seq)))
+      .commit();
+    if (!r.succeeded)
+      throw new LivepatchError('LP_ERR_FLEET_CONFLICT', 'the fleet generation moved during the rollback; nothing was written');
     return { fleet: address.name, generation: seq, to: target };
   } catch (err) {
     throw fleetError(err, `fleet ${address.name}`);
@@ -606,4 +830,3 @@ export async function fleetRollback(url: string, to: number | undefined, env: No
     conn.close();
   }
 }
-

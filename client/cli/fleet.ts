@@ -7,7 +7,19 @@
  * already committed this patch id counts as done, so re-running an interrupted rollout converges.
  */
 import type { AgentClient } from '../connection';
-import { EXIT, LivepatchError, type CommitResult, type Diagnostic, type ExitCode, type PatchSet, type StageResult, type WatchArgs, type WatchFigures, type WatchResult, type WireError } from '../../shared';
+import {
+  EXIT,
+  LivepatchError,
+  type CommitResult,
+  type Diagnostic,
+  type ExitCode,
+  type PatchSet,
+  type StageResult,
+  type WatchArgs,
+  type WatchFigures,
+  type WatchResult,
+  type WireError,
+} from '../../shared';
 import { asLivepatchError, diagnosticsOf, note, wireOf } from './output';
 import { progressReporter } from './progress';
 
@@ -15,7 +27,8 @@ import { progressReporter } from './progress';
 export const STAGE_TTL_MS = 600_000;
 
 /** What happened on one host. */
-export type HostState = 'committed' | 'already-applied' | 'dry-run' | 'aborted' | 'rejected' | 'unreachable' | 'skipped' | 'commit-failed' | 'reverted';
+export type HostState =
+  'committed' | 'already-applied' | 'dry-run' | 'aborted' | 'rejected' | 'unreachable' | 'skipped' | 'commit-failed' | 'reverted';
 
 /** How to apply. */
 export interface FleetOptions {
@@ -67,9 +80,20 @@ function failed(target: string, state: HostState, err: unknown): HostOutcome {
 function finishOutcome(hosts: HostOutcome[], dryRun: boolean): FleetOutcome {
   const ok = hosts.every((h) => h.ok);
   const firstBad = hosts.find((h) => !h.ok && h.error);
-  const outcome: FleetOutcome = { ok, committed: hosts.some((h) => h.state === 'committed' || h.state === 'reverted'), dryRun, hosts, exitCode: ok ? EXIT.OK : (firstBad?.exitCode ?? EXIT.REJECTED) };
+  const outcome: FleetOutcome = {
+    ok,
+    committed: hosts.some((h) => h.state === 'committed' || h.state === 'reverted'),
+    dryRun,
+    hosts,
+    exitCode: ok ? EXIT.OK : (firstBad?.exitCode ?? EXIT.REJECTED),
+  };
   const trip = hosts.find((h) => h.result?.watch?.verdict === 'reverted' || h.result?.watch?.verdict === 'revert-failed');
-  if (trip) outcome.reverted = { reason: trip.result!.watch!.reason ?? 'a threshold was crossed', figures: trip.result!.watch!.figures, ...(hosts.length > 1 ? { target: trip.target } : {}) };
+  if (trip)
+    outcome.reverted = {
+      reason: trip.result!.watch!.reason ?? 'a threshold was crossed',
+      figures: trip.result!.watch!.figures,
+      ...(hosts.length > 1 ? { target: trip.target } : {}),
+    };
   return outcome;
 }
 
@@ -77,11 +101,17 @@ function finishOutcome(hosts: HostOutcome[], dryRun: boolean): FleetOutcome {
 function watched(target: string, result: CommitResult): HostOutcome {
   const w: WatchResult | undefined = result.watch;
   if (w?.verdict === 'reverted') {
-    const e = new LivepatchError('LP_ERR_WATCH_REVERTED', `committed generation ${result.generation}, then the watch reverted it (generation ${w.revertGeneration ?? '?'}): ${w.reason ?? 'a threshold was crossed'}`);
+    const e = new LivepatchError(
+      'LP_ERR_WATCH_REVERTED',
+      `committed generation ${result.generation}, then the watch reverted it (generation ${w.revertGeneration ?? '?'}): ${w.reason ?? 'a threshold was crossed'}`,
+    );
     return { target, state: 'reverted', ok: false, exitCode: e.exitCode, result, error: wireOf(e) };
   }
   if (w?.verdict === 'revert-failed') {
-    const e = new LivepatchError('LP_ERR_INTERNAL', `committed generation ${result.generation}; the watch found it bad but could not revert it: ${w.reason ?? ''} (run livepatch rollback)`);
+    const e = new LivepatchError(
+      'LP_ERR_INTERNAL',
+      `committed generation ${result.generation}; the watch found it bad but could not revert it: ${w.reason ?? ''} (run livepatch rollback)`,
+    );
     return { target, state: 'committed', ok: false, exitCode: e.exitCode, result, error: wireOf(e) };
   }
   return { target, state: 'committed', ok: true, exitCode: EXIT.OK, result };
@@ -92,7 +122,10 @@ function replyTimeout(opts: FleetOptions): { timeoutMs?: number } {
   return opts.watch ? { timeoutMs: 600_000 + opts.watch.durationMs } : {};
 }
 
-async function withProgress<T>(target: string, run: (onProgress: ReturnType<typeof progressReporter>['onProgress']) => Promise<T>): Promise<T> {
+async function withProgress<T>(
+  target: string,
+  run: (onProgress: ReturnType<typeof progressReporter>['onProgress']) => Promise<T>,
+): Promise<T> {
   const p = progressReporter(target);
   try {
     return await run(p.onProgress);
@@ -137,7 +170,14 @@ function alreadyApplied(target: string, err: unknown, opts: FleetOptions): HostO
  * staged on, once that agent has committed (its `watch` progress says so), so its own watch ends as
  * superseded. `reverts()` resolves with those rollbacks (undefined when none was needed).
  */
-function commitEverywhere(hosts: HostOutcome[], live: AgentClient[], opts: FleetOptions): { commits: Promise<CommitResult | undefined>[]; reverts(): Promise<{ trip: number; results: (PromiseSettledResult<CommitResult | undefined> | undefined)[] } | undefined> } {
+function commitEverywhere(
+  hosts: HostOutcome[],
+  live: AgentClient[],
+  opts: FleetOptions,
+): {
+  commits: Promise<CommitResult | undefined>[];
+  reverts(): Promise<{ trip: number; results: (PromiseSettledResult<CommitResult | undefined> | undefined)[] } | undefined>;
+} {
   const committed: Promise<boolean>[] = [];
   const settle: ((v: boolean) => void)[] = [];
   for (let i = 0; i < hosts.length; i++) committed.push(new Promise<boolean>((r) => settle.push(r)));
@@ -180,7 +220,12 @@ function commitEverywhere(hosts: HostOutcome[], live: AgentClient[], opts: Fleet
  * Apply `patch` to every target. `connect` opens an authenticated client (connection errors are
  * reported per host). Connections are closed before returning.
  */
-export async function applyToFleet(targets: string[], patch: PatchSet, opts: FleetOptions, connect: (target: string) => Promise<AgentClient>): Promise<FleetOutcome> {
+export async function applyToFleet(
+  targets: string[],
+  patch: PatchSet,
+  opts: FleetOptions,
+  connect: (target: string) => Promise<AgentClient>,
+): Promise<FleetOutcome> {
   const dryRun = opts.dryRun === true;
   const conns = await Promise.allSettled(targets.map((t) => connect(t)));
   const clients = conns.map((c) => (c.status === 'fulfilled' ? c.value : undefined));
@@ -198,8 +243,13 @@ export async function applyToFleet(targets: string[], patch: PatchSet, opts: Fle
       const target = targets[0]!;
       try {
         const watch = opts.watch && !dryRun ? { watch: opts.watch } : {};
-        const result = await withProgress(target, (onProgress) => live[0]!.request('apply', { patch, ...(dryRun ? { dryRun: true } : {}), ...watch }, { onProgress, ...replyTimeout(opts) }));
-        return finishOutcome([dryRun ? { target, state: 'dry-run', ok: true, exitCode: EXIT.OK, result } : watched(target, result)], dryRun);
+        const result = await withProgress(target, (onProgress) =>
+          live[0]!.request('apply', { patch, ...(dryRun ? { dryRun: true } : {}), ...watch }, { onProgress, ...replyTimeout(opts) }),
+        );
+        return finishOutcome(
+          [dryRun ? { target, state: 'dry-run', ok: true, exitCode: EXIT.OK, result } : watched(target, result)],
+          dryRun,
+        );
       } catch (err) {
         return finishOutcome([alreadyApplied(target, err, opts) ?? failed(target, 'rejected', err)], dryRun);
       }
@@ -210,19 +260,29 @@ export async function applyToFleet(targets: string[], patch: PatchSet, opts: Fle
     const guard = interruptGuard();
     let staged: PromiseSettledResult<StageResult>[];
     try {
-      staged = await Promise.allSettled(live.map((c, i) => withProgress(targets[i]!, (onProgress) => c.request('stage', { patch, ttlMs: STAGE_TTL_MS }, { onProgress }))));
+      staged = await Promise.allSettled(
+        live.map((c, i) => withProgress(targets[i]!, (onProgress) => c.request('stage', { patch, ttlMs: STAGE_TTL_MS }, { onProgress }))),
+      );
     } finally {
       guard.release();
     }
     const hosts: HostOutcome[] = staged.map((s, i) =>
       s.status === 'fulfilled'
-        ? { target: targets[i]!, state: dryRun ? 'dry-run' : 'aborted', ok: dryRun, exitCode: EXIT.OK, stage: { stageId: s.value.stageId, baseGeneration: s.value.baseGeneration, modules: s.value.modules } }
+        ? {
+            target: targets[i]!,
+            state: dryRun ? 'dry-run' : 'aborted',
+            ok: dryRun,
+            exitCode: EXIT.OK,
+            stage: { stageId: s.value.stageId, baseGeneration: s.value.baseGeneration, modules: s.value.modules },
+          }
         : (alreadyApplied(targets[i]!, s.reason, opts) ?? failed(targets[i]!, 'rejected', s.reason)),
     );
     const allStaged = hosts.every((h) => h.stage || h.state === 'already-applied');
     if (!allStaged || dryRun || guard.interrupted) {
       // Release what was staged; an abort that fails only means the stage will expire on its own.
-      await Promise.allSettled(hosts.map((h, i) => (h.stage ? live[i]!.request('abort', { stageId: h.stage.stageId }) : Promise.resolve())));
+      await Promise.allSettled(
+        hosts.map((h, i) => (h.stage ? live[i]!.request('abort', { stageId: h.stage.stageId }) : Promise.resolve())),
+      );
       const outcome = finishOutcome(hosts, dryRun);
       return guard.interrupted ? { ...outcome, ok: false, exitCode: EXIT_INTERRUPTED } : outcome;
     }
@@ -240,7 +300,12 @@ export async function applyToFleet(targets: string[], patch: PatchSet, opts: Fle
       const why = `reverted with the fleet: the watch on ${hosts[reverts.trip]!.target} crossed a threshold`;
       if (rev.status === 'rejected') {
         const e = asLivepatchError(rev.reason);
-        return { ...own, ok: false, exitCode: e.exitCode, error: wireOf(new LivepatchError(e.code, `${why}, but the rollback here failed: ${e.message} (run livepatch rollback)`)) };
+        return {
+          ...own,
+          ok: false,
+          exitCode: e.exitCode,
+          error: wireOf(new LivepatchError(e.code, `${why}, but the rollback here failed: ${e.message} (run livepatch rollback)`)),
+        };
       }
       if (!rev.value) return own;
       const e = new LivepatchError('LP_ERR_WATCH_REVERTED', `${why} (generation ${rev.value.generation})`);

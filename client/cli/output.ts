@@ -41,7 +41,10 @@ export { diagnosticsOf };
 export function asLivepatchError(err: unknown): LivepatchError {
   if (err instanceof LivepatchError) {
     if (err.code === 'LP_ERR_CONN_CLOSED' && /\(1009\b/.test(err.message)) {
-      return new LivepatchError('LP_ERR_LIMIT_FRAME', 'the request is larger than the agent accepts in one message (it closed the connection with 1009): split the patch set, or raise the agent\'s maxPayload');
+      return new LivepatchError(
+        'LP_ERR_LIMIT_FRAME',
+        "the request is larger than the agent accepts in one message (it closed the connection with 1009): split the patch set, or raise the agent's maxPayload",
+      );
     }
     return err;
   }
@@ -75,4 +78,3 @@ export async function runCommand(json: boolean, body: () => Promise<number>): Pr
     return reportError(err, json);
   }
 }
-

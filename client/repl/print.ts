@@ -18,13 +18,16 @@ export function formatResult(r: EvalResult): string {
   return out;
 }
 
-
 /** A failure as the REPL shows it. */
 export function formatEvalError(err: unknown): string {
   if (!(err instanceof LivepatchError)) return `error: ${err instanceof Error ? err.message : String(err)}\n`;
   switch (err.code) {
     case 'LP_ERR_EVAL_TYPE':
-      return diagnosticsOf(err).map((d) => formatDiagnostic(d) + '\n').join('') || `${err.message}\n`;
+      return (
+        diagnosticsOf(err)
+          .map((d) => formatDiagnostic(d) + '\n')
+          .join('') || `${err.message}\n`
+      );
     case 'LP_ERR_EVAL_THROWN': {
       const consoleLines = (err.details as { console?: EvalResult['console'] } | undefined)?.console;
       return (consoleLines ? formatConsole({ console: consoleLines }) : '') + `Uncaught ${err.message}\n`;

@@ -2,7 +2,18 @@
  * Everything that can change the TUI's view state, as plain data. Key handlers, agent replies and
  * connection changes all become one of these and go through `reduce()` (state.ts).
  */
-import type { AgentEvent, CheckResult, CommitResult, Diagnostic, ExportsResult, GenerationSummary, ModuleVersionInfo, Role, SourceResult, StatusResult } from '../../shared';
+import type {
+  AgentEvent,
+  CheckResult,
+  CommitResult,
+  Diagnostic,
+  ExportsResult,
+  GenerationSummary,
+  ModuleVersionInfo,
+  Role,
+  SourceResult,
+  StatusResult,
+} from '../../shared';
 
 export type Tab = 'source' | 'exports' | 'history' | 'diff';
 export const TABS: readonly Tab[] = ['source', 'exports', 'history', 'diff'];

@@ -68,7 +68,13 @@ export class TuiApp {
     const controller = new Controller({
       store: this.store,
       effects: this.effects,
-      pageSize: () => Math.max(1, innerHeight(this.store.state.focus === 'modules' ? layout.modules : this.store.state.focus === 'events' ? layout.log : layout.main) - 1),
+      pageSize: () =>
+        Math.max(
+          1,
+          innerHeight(
+            this.store.state.focus === 'modules' ? layout.modules : this.store.state.focus === 'events' ? layout.log : layout.main,
+          ) - 1,
+        ),
       edit: (m) => this.#edit(m),
     });
     layout.screen.on('keypress', (ch: string | undefined, key: { full?: string; name?: string } | undefined) => {

@@ -48,7 +48,9 @@ function diffLines(s: TuiState): string[] {
   for (const m of mods) {
     const d = s.draft[m]!;
     if (outdated.has(m)) {
-      out.push(`{yellow-fg}${esc(m)} is now v${outdated.get(m)} live (edited from v${d.baseVersion}): applying will be refused as a conflict; x discards the draft{/yellow-fg}`);
+      out.push(
+        `{yellow-fg}${esc(m)} is now v${outdated.get(m)} live (edited from v${d.baseVersion}): applying will be refused as a conflict; x discards the draft{/yellow-fg}`,
+      );
     }
     const patch = createTwoFilesPatch(m, m, d.baseText, d.text, `live v${d.baseVersion}`, 'draft', { context: 3 });
     for (const line of patch.split('\n').slice(1)) {
@@ -73,14 +75,20 @@ export function mainLines(s: TuiState): string[] {
       return sourceLines(s);
     case 'exports':
       return exportLines(s);
-    case 'history':
-    {
+    case 'history': {
       // The same tables as `livepatch history`.
       const q = s.status?.quarantined ?? [];
       const quarantined = q.length
-        ? ['', '{red-fg}quarantined (not re-applied at start; livepatch quarantine HOST --reapply ID | --drop ID):{/red-fg}', ...tableLines(formatQuarantined(q)).map((l) => `{red-fg}${esc(l)}{/red-fg}`)]
+        ? [
+            '',
+            '{red-fg}quarantined (not re-applied at start; livepatch quarantine HOST --reapply ID | --drop ID):{/red-fg}',
+            ...tableLines(formatQuarantined(q)).map((l) => `{red-fg}${esc(l)}{/red-fg}`),
+          ]
         : [];
-      return [...(s.history.length ? tableLines(formatHistory(s.history)).map(esc) : ['{gray-fg}no history yet{/gray-fg}']), ...quarantined];
+      return [
+        ...(s.history.length ? tableLines(formatHistory(s.history)).map(esc) : ['{gray-fg}no history yet{/gray-fg}']),
+        ...quarantined,
+      ];
     }
     case 'diff':
       return diffLines(s);

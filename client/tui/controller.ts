@@ -31,7 +31,8 @@ export class Controller {
     const s = () => this.#d.store.state;
     this.#handlers = {
       help: go({ type: 'popup', popup: { kind: 'help', scroll: 0 } }),
-      quit: () => (draftModules(s()).length ? this.#dispatch({ type: 'popup', popup: { kind: 'confirm-quit' } }) : this.#dispatch({ type: 'quit' })),
+      quit: () =>
+        draftModules(s()).length ? this.#dispatch({ type: 'popup', popup: { kind: 'confirm-quit' } }) : this.#dispatch({ type: 'quit' }),
       focus: go({ type: 'focus', delta: 1 }),
       focusBack: go({ type: 'focus', delta: -1 }),
       up: go({ type: 'move', delta: -1, page: 0 }),
@@ -48,7 +49,9 @@ export class Controller {
       tabDiff: go({ type: 'tab', tab: 'diff' }),
       refresh: () => void this.#d.effects.refresh(),
       problems: () =>
-        s().diagnostics.length ? this.#dispatch({ type: 'popup', popup: { kind: 'diagnostics', choice: 0 } }) : this.#notice('no diagnostics: press c to check the draft'),
+        s().diagnostics.length
+          ? this.#dispatch({ type: 'popup', popup: { kind: 'diagnostics', choice: 0 } })
+          : this.#notice('no diagnostics: press c to check the draft'),
       edit: () => {
         const m = s().selected;
         if (!m) return this.#notice('select a module first');
@@ -58,10 +61,16 @@ export class Controller {
       apply: () => {
         if (!draftModules(s()).length) return this.#notice('the draft is empty: press e to edit a module first');
         // An agent with trusted keys refuses unsigned sets: offer the file to sign instead of a doomed apply.
-        this.#dispatch({ type: 'popup', popup: signaturesRequired(s()) ? { kind: 'signed-only', path: DRAFT_FILE } : { kind: 'apply', message: '' } });
+        this.#dispatch({
+          type: 'popup',
+          popup: signaturesRequired(s()) ? { kind: 'signed-only', path: DRAFT_FILE } : { kind: 'apply', message: '' },
+        });
       },
       rollback: () => this.#dispatch({ type: 'popup', popup: { kind: 'rollback', choice: 0 } }),
-      discard: () => (draftModules(s()).length ? this.#dispatch({ type: 'popup', popup: { kind: 'confirm-discard' } }) : this.#notice('the draft is empty')),
+      discard: () =>
+        draftModules(s()).length
+          ? this.#dispatch({ type: 'popup', popup: { kind: 'confirm-discard' } })
+          : this.#notice('the draft is empty'),
     };
   }
 

@@ -21,7 +21,6 @@ function errorOf(e: unknown): LivepatchError {
   return e instanceof LivepatchError ? e : new LivepatchError('LP_ERR_INTERNAL', e instanceof Error ? e.message : String(e));
 }
 
-
 /** Agent operations bound to one store and link. */
 export class Effects {
   #store: StoreLike;
@@ -47,7 +46,11 @@ export class Effects {
   async refresh(): Promise<void> {
     try {
       const c = this.#link.client();
-      const [status, versions, history] = await Promise.all([c.request('status', {}), c.request('versions', {}), c.request('history', { limit: 200 })]);
+      const [status, versions, history] = await Promise.all([
+        c.request('status', {}),
+        c.request('versions', {}),
+        c.request('history', { limit: 200 }),
+      ]);
       this.#store.dispatch({ type: 'snapshot', status, versions, history: history.generations });
     } catch (e) {
       if (this.#link.connected) this.#store.dispatch({ type: 'notice', text: `refresh failed: ${errorOf(e).message}` });
@@ -94,8 +97,12 @@ export class Effects {
 
   async check(): Promise<void> {
     const s = this.#store.state;
-    if (draftModules(s).length === 0) return this.#store.dispatch({ type: 'notice', text: 'the draft is empty: press e to edit a module first' });
-    this.#store.dispatch({ type: 'popup', popup: { kind: 'busy', title: 'Checking', message: `type-checking ${draftModules(s).join(', ')}…` } });
+    if (draftModules(s).length === 0)
+      return this.#store.dispatch({ type: 'notice', text: 'the draft is empty: press e to edit a module first' });
+    this.#store.dispatch({
+      type: 'popup',
+      popup: { kind: 'busy', title: 'Checking', message: `type-checking ${draftModules(s).join(', ')}…` },
+    });
     try {
       const result = await this.#link.client().request('check', { patch: draftPatch(s) }, { onProgress: this.#progress('Checking') });
       this.#store.dispatch({ type: 'checked', result });
@@ -108,7 +115,9 @@ export class Effects {
     const s = this.#store.state;
     this.#store.dispatch({ type: 'popup', popup: { kind: 'busy', title: 'Applying', message: `checking ${draftModules(s).join(', ')}…` } });
     try {
-      const result = await this.#link.client().request('apply', { patch: draftPatch(s, message.trim() || undefined) }, { onProgress: this.#progress('Applying') });
+      const result = await this.#link
+        .client()
+        .request('apply', { patch: draftPatch(s, message.trim() || undefined) }, { onProgress: this.#progress('Applying') });
       this.#store.dispatch({ type: 'applied', result, kind: 'patch' });
     } catch (e) {
       this.#fail('Patch rejected', e);
@@ -161,7 +170,10 @@ export class Effects {
         this.#repl = repl;
       }
       const r = await this.#repl.eval(code);
-      const lines = [...r.console.map((l) => `${l.level === 'log' ? '' : `[${l.level}] `}${l.text}`), r.output + (r.truncated ? ' …(truncated)' : '')];
+      const lines = [
+        ...r.console.map((l) => `${l.level === 'log' ? '' : `[${l.level}] `}${l.text}`),
+        r.output + (r.truncated ? ' …(truncated)' : ''),
+      ];
       this.#store.dispatch({ type: 'replOutput', lines: lines.flatMap((l) => l.split('\n')), error: false });
     } catch (e) {
       const err = errorOf(e);

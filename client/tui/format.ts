@@ -41,7 +41,9 @@ export function liveGenerations(live: LiveGeneration[]): string {
     .sort((a, b) => b.generation - a.generation)
     .map((g) => {
       const h = g.health;
-      const health = h ? `; ${h.requests} req, ${(h.errorRate * 100).toFixed(2)}% err${h.uncaught + h.rejections ? `, ${h.uncaught + h.rejections} uncaught` : ''}${h.p99Ms !== undefined ? `, p99 ${h.p99Ms}ms` : ''}` : '';
+      const health = h
+        ? `; ${h.requests} req, ${(h.errorRate * 100).toFixed(2)}% err${h.uncaught + h.rejections ? `, ${h.uncaught + h.rejections} uncaught` : ''}${h.p99Ms !== undefined ? `, p99 ${h.p99Ms}ms` : ''}`
+        : '';
       return `g${g.generation}${g.current ? '*' : ''}(${g.inflight}${health})`;
     })
     .join(' ');

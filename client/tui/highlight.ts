@@ -5,9 +5,11 @@
  */
 
 const KEYWORDS = new Set(
-  ('abstract as async await break case catch class const continue declare default delete do else enum export extends false finally for ' +
+  (
+    'abstract as async await break case catch class const continue declare default delete do else enum export extends false finally for ' +
     'from function get if implements import in instanceof interface let new null of private protected public readonly return set static ' +
-    'super switch this throw true try type typeof undefined var void while yield').split(' '),
+    'super switch this throw true try type typeof undefined var void while yield'
+  ).split(' '),
 );
 
 /** Escape blessed tag braces in user text. */

@@ -37,8 +37,16 @@ export function createLayout(title: string, withRepl: boolean): Layout {
   const repl = pane(screen, { bottom: 1, left: '50%', right: 0, height: LOG_HEIGHT, label: ' REPL ', hidden: !withRepl });
   const hint = blessed.box({ parent: screen, bottom: 0, left: 0, width: '100%', height: 1, tags: true });
   const popup = blessed.box({
-    parent: screen, top: 'center', left: 'center', width: '70%', height: '60%', tags: true, hidden: true,
-    border: { type: 'line' }, style: { border: { fg: 'yellow' }, bg: 'black' }, wrap: true,
+    parent: screen,
+    top: 'center',
+    left: 'center',
+    width: '70%',
+    height: '60%',
+    tags: true,
+    hidden: true,
+    border: { type: 'line' },
+    style: { border: { fg: 'yellow' }, bg: 'black' },
+    wrap: true,
   });
   return { screen, status, modules, main, log, repl, hint, popup };
 }

@@ -77,9 +77,25 @@ const REPL_MAX = 1000;
 
 export function initialState(host: string): TuiState {
   return {
-    host, conn: 'connecting', attempt: 0, stale: false, modules: [], history: [], filter: '', filtering: false,
-    tab: 'source', focus: 'modules', scroll: 0, sources: {}, exports: {}, draft: {}, diagnostics: [], log: [], logScroll: 0,
-    repl: { input: '', lines: [], pending: false }, quit: false,
+    host,
+    conn: 'connecting',
+    attempt: 0,
+    stale: false,
+    modules: [],
+    history: [],
+    filter: '',
+    filtering: false,
+    tab: 'source',
+    focus: 'modules',
+    scroll: 0,
+    sources: {},
+    exports: {},
+    draft: {},
+    diagnostics: [],
+    log: [],
+    logScroll: 0,
+    repl: { input: '', lines: [], pending: false },
+    quit: false,
   };
 }
 
@@ -106,7 +122,10 @@ function move(s: TuiState, delta: number): TuiState {
   if (s.focus === 'modules') {
     const vis = visibleModules(s);
     if (vis.length === 0) return s;
-    const i = Math.max(0, vis.findIndex((m) => m.module === s.selected));
+    const i = Math.max(
+      0,
+      vis.findIndex((m) => m.module === s.selected),
+    );
     const next = vis[Math.max(0, Math.min(vis.length - 1, i + delta))]!;
     return next.module === s.selected ? s : { ...s, selected: next.module, scroll: 0, mark: undefined };
   }
@@ -142,7 +161,10 @@ export function reduce(s: TuiState, a: Action): TuiState {
     case 'connecting':
       return { ...s, conn: 'connecting', attempt: a.attempt };
     case 'connected':
-      return pushLog({ ...s, conn: 'connected', name: a.name, role: a.role, attempt: 0, connMessage: undefined, connReason: undefined }, { text: `connected to ${s.host} as ${a.name} (${a.role})`, kind: 'info' });
+      return pushLog(
+        { ...s, conn: 'connected', name: a.name, role: a.role, attempt: 0, connMessage: undefined, connReason: undefined },
+        { text: `connected to ${s.host} as ${a.name} (${a.role})`, kind: 'info' },
+      );
     case 'disconnected': {
       const text = `disconnected: ${a.reason}; reconnecting in ${Math.ceil(a.retryInMs / 1000)} s`;
       // Log a drop once, and each retry only when its reason changes, so a long outage is one line.
@@ -165,7 +187,9 @@ export function reduce(s: TuiState, a: Action): TuiState {
     case 'exports':
       return { ...s, exports: { ...s.exports, [a.result.module]: a.result } };
     case 'event':
-      return a.event.event === 'committed' ? pushLog(s, { text: eventLine(a.event), kind: a.event.kind }) : pushLog(s, { text: eventLine(a.event), kind: 'info' });
+      return a.event.event === 'committed'
+        ? pushLog(s, { text: eventLine(a.event), kind: a.event.kind })
+        : pushLog(s, { text: eventLine(a.event), kind: 'info' });
     case 'log':
       return pushLog(s, { text: a.text, kind: 'info' });
     case 'move':
@@ -195,24 +219,45 @@ export function reduce(s: TuiState, a: Action): TuiState {
       if (a.text === a.live.source) delete draft[a.module];
       else draft[a.module] = { text: a.text, baseText: a.live.source, baseHash: a.live.hash, baseVersion: a.live.version };
       const n = Object.keys(draft).length;
-      return { ...s, draft, diagnostics: [], notice: n ? `draft: ${n} module${n > 1 ? 's' : ''} changed (c check, a apply, x discard)` : 'no change' };
+      return {
+        ...s,
+        draft,
+        diagnostics: [],
+        notice: n ? `draft: ${n} module${n > 1 ? 's' : ''} changed (c check, a apply, x discard)` : 'no change',
+      };
     }
     case 'draftDiscard':
       return { ...s, draft: {}, diagnostics: [], mark: undefined, popup: undefined, notice: 'draft discarded' };
     case 'checked': {
       const d = a.result.diagnostics;
       if (a.result.ok && d.length === 0) {
-        return { ...s, diagnostics: [], popup: { kind: 'message', title: 'Check passed', lines: [`${a.result.checkedFiles} files type-checked in ${a.result.durationMs} ms: no problems.`], error: false } };
+        return {
+          ...s,
+          diagnostics: [],
+          popup: {
+            kind: 'message',
+            title: 'Check passed',
+            lines: [`${a.result.checkedFiles} files type-checked in ${a.result.durationMs} ms: no problems.`],
+            error: false,
+          },
+        };
       }
       return { ...s, diagnostics: d, popup: { kind: 'diagnostics', choice: 0 } };
     }
     case 'rejected':
-      if (a.diagnostics.length) return { ...s, diagnostics: a.diagnostics, popup: { kind: 'diagnostics', choice: 0 }, notice: `${a.title}: ${a.message}` };
+      if (a.diagnostics.length)
+        return { ...s, diagnostics: a.diagnostics, popup: { kind: 'diagnostics', choice: 0 }, notice: `${a.title}: ${a.message}` };
       return { ...s, popup: { kind: 'message', title: a.title, lines: [a.message], error: true } };
     case 'applied': {
       const r = a.result;
-      const lines = [`Generation ${r.generation} is live (was ${r.previousGeneration}).`, ...r.changed.map((c) => `  ${c.module} → v${c.version}`)];
-      const next = { ...s, popup: { kind: 'message' as const, title: a.kind === 'patch' ? 'Patch applied' : 'Rolled back', lines, error: false } };
+      const lines = [
+        `Generation ${r.generation} is live (was ${r.previousGeneration}).`,
+        ...r.changed.map((c) => `  ${c.module} → v${c.version}`),
+      ];
+      const next = {
+        ...s,
+        popup: { kind: 'message' as const, title: a.kind === 'patch' ? 'Patch applied' : 'Rolled back', lines, error: false },
+      };
       return a.kind === 'patch' ? { ...next, draft: {}, diagnostics: [], mark: undefined, notice: undefined } : next;
     }
     case 'popup':
@@ -232,13 +277,24 @@ export function reduce(s: TuiState, a: Action): TuiState {
         `  livepatch apply ${s.host} signed.json`,
         'The draft stays here until you discard it (x).',
       ];
-      return pushLog({ ...s, popup: { kind: 'message', title: 'Draft written for signing', lines, error: false } }, { text: `draft written to ${a.path} for signing`, kind: 'info' });
+      return pushLog(
+        { ...s, popup: { kind: 'message', title: 'Draft written for signing', lines, error: false } },
+        { text: `draft written to ${a.path} for signing`, kind: 'info' },
+      );
     }
     case 'jump': {
       const d = a.diagnostic;
       if (!d.file) return { ...s, popup: undefined };
       const line = d.line ?? 1;
-      const next: TuiState = { ...s, popup: undefined, filter: '', selected: d.file, tab: 'source', focus: 'main', mark: { module: d.file, line } };
+      const next: TuiState = {
+        ...s,
+        popup: undefined,
+        filter: '',
+        selected: d.file,
+        tab: 'source',
+        focus: 'main',
+        mark: { module: d.file, line },
+      };
       return { ...next, scroll: Math.max(0, line - 6) };
     }
     case 'notice':
@@ -248,7 +304,10 @@ export function reduce(s: TuiState, a: Action): TuiState {
     case 'replSubmit': {
       const code = s.repl.input.trim();
       if (!code || s.repl.pending) return s;
-      return { ...s, repl: { input: '', pending: true, lines: [...s.repl.lines, { text: `> ${code}`, kind: 'in' as const }].slice(-REPL_MAX) } };
+      return {
+        ...s,
+        repl: { input: '', pending: true, lines: [...s.repl.lines, { text: `> ${code}`, kind: 'in' as const }].slice(-REPL_MAX) },
+      };
     }
     case 'replOutput': {
       const add = a.lines.map((text) => ({ text, kind: a.error ? ('err' as const) : ('out' as const) }));

@@ -61,7 +61,10 @@ function lastLine(path: string): string | undefined {
     for (;;) {
       const buf = Buffer.alloc(len);
       readSync(fd, buf, 0, len, size - len);
-      const lines = buf.toString('utf8').split('\n').filter((l) => l.length > 0);
+      const lines = buf
+        .toString('utf8')
+        .split('\n')
+        .filter((l) => l.length > 0);
       // A complete last line needs a newline before it, unless we read from the start of the file.
       if (lines.length >= 2 || len === size) return lines[lines.length - 1];
       len = Math.min(size, len * 4);
@@ -114,7 +117,9 @@ export function verifyAuditFile(path: string, expectedHead?: string): AuditVerif
     text = readFileSync(path, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-      return expectedHead && expectedHead !== GENESIS ? { ok: false, records: 0, brokenAt: 1, reason: 'the audit log is missing' } : { ok: true, records: 0 };
+      return expectedHead && expectedHead !== GENESIS
+        ? { ok: false, records: 0, brokenAt: 1, reason: 'the audit log is missing' }
+        : { ok: true, records: 0 };
     }
     return { ok: false, records: 0, reason: `cannot read the audit log: ${(e as NodeJS.ErrnoException).code ?? String(e)}` };
   }
@@ -130,12 +135,22 @@ export function verifyAuditFile(path: string, expectedHead?: string): AuditVerif
       return { ok: false, records: i, brokenAt: i + 1, reason: `line ${i + 1} is not valid JSON` };
     }
     if (typeof rec !== 'object' || rec === null || rec.prev !== prev) {
-      return { ok: false, records: i, brokenAt: i + 1, reason: `line ${i + 1} does not chain to line ${i} (edited, inserted or deleted record)` };
+      return {
+        ok: false,
+        records: i,
+        brokenAt: i + 1,
+        reason: `line ${i + 1} does not chain to line ${i} (edited, inserted or deleted record)`,
+      };
     }
     prev = sha256(line);
   }
   if (expectedHead !== undefined && prev !== expectedHead) {
-    return { ok: false, records: lines.length, brokenAt: lines.length, reason: 'the last record is not the last one the agent wrote (truncated or edited tail)' };
+    return {
+      ok: false,
+      records: lines.length,
+      brokenAt: lines.length,
+      reason: 'the last record is not the last one the agent wrote (truncated or edited tail)',
+    };
   }
   return { ok: true, records: lines.length };
 }
@@ -210,7 +225,15 @@ export class RefusalAudit {
   }
 
   #open(key: string, r: Refusal, overflow: boolean): Bucket {
-    const b: Bucket = { op: r.op, outcome: r.outcome, remote: r.remote, count: 0, detail: r.detail, tokenIds: new Set(), timer: undefined as unknown as NodeJS.Timeout };
+    const b: Bucket = {
+      op: r.op,
+      outcome: r.outcome,
+      remote: r.remote,
+      count: 0,
+      detail: r.detail,
+      tokenIds: new Set(),
+      timer: undefined as unknown as NodeJS.Timeout,
+    };
     if (overflow) b.addresses = new Set();
     const tick = () => {
       if (b.count === 0) {
@@ -231,7 +254,14 @@ export class RefusalAudit {
     const secs = Math.round(this.#intervalMs / 100) / 10;
     const ids = b.tokenIds.size ? `; token ids ${[...b.tokenIds].join(', ')}` : '';
     const from = b.addresses ? ` from ${b.addresses.size} addresses beyond the first ${this.#maxBuckets}` : '';
-    this.#log.append({ who: '-', remote: b.remote, op: b.op, outcome: b.outcome, count: b.count, detail: `${b.count} in the last ${secs} s${from}; last: ${b.detail}${ids}` });
+    this.#log.append({
+      who: '-',
+      remote: b.remote,
+      op: b.op,
+      outcome: b.outcome,
+      count: b.count,
+      detail: `${b.count} in the last ${secs} s${from}; last: ${b.detail}${ids}`,
+    });
     b.count = 0;
     b.tokenIds.clear();
     b.addresses?.clear();

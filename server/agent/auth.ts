@@ -127,9 +127,7 @@ export class Lockout {
 
 /** A first frame that is a well-formed `auth` message of our protocol version, or why it is not. */
 export type AuthParse =
-  | { ok: true; msg: AuthMessage }
-  | { ok: false; reason: 'junk'; message: string }
-  | { ok: false; reason: 'protocol'; message: string };
+  { ok: true; msg: AuthMessage } | { ok: false; reason: 'junk'; message: string } | { ok: false; reason: 'protocol'; message: string };
 
 const DUMMY_KEY = randomBytes(32).toString('hex');
 
@@ -140,7 +138,8 @@ export function parseAuthFrame(text: string | null): AuthParse {
   if (!parsed.ok) return { ok: false, reason: 'junk', message: `bad auth message: ${parsed.reason}` };
   const msg = authMessageSchema.safeParse(parsed.value);
   if (!msg.success) return { ok: false, reason: 'junk', message: 'expected an auth message' };
-  if (msg.data.protocol !== PROTOCOL_VERSION) return { ok: false, reason: 'protocol', message: `agent speaks protocol ${PROTOCOL_VERSION}, client sent ${msg.data.protocol}` };
+  if (msg.data.protocol !== PROTOCOL_VERSION)
+    return { ok: false, reason: 'protocol', message: `agent speaks protocol ${PROTOCOL_VERSION}, client sent ${msg.data.protocol}` };
   return { ok: true, msg: msg.data };
 }
 

@@ -92,7 +92,9 @@ export function acceptConnection(ctx: AgentContext, ws: WebSocket, remote: strin
 
   if (!setFrameLimit(ws, Math.min(ctx.opts.maxPreAuthPayload, ctx.opts.maxPayload)) && !warnedFrameLimit) {
     warnedFrameLimit = true;
-    process.stderr.write('livepatch: warning: this version of ws does not allow a per-socket frame limit; the pre-authentication limit is not applied\n');
+    process.stderr.write(
+      'livepatch: warning: this version of ws does not allow a per-socket frame limit; the pre-authentication limit is not applied\n',
+    );
   }
 
   // The unauthenticated budget is full: the oldest unauthenticated socket makes room. An operator's
@@ -100,7 +102,12 @@ export function acceptConnection(ctx: AgentContext, ws: WebSocket, remote: strin
   if (ctx.unauthenticated.size > ctx.opts.maxUnauthenticated) {
     const oldest = ctx.unauthenticated.values().next().value as ClientConnection;
     ctx.unauthenticated.delete(oldest);
-    ctx.refusals.note({ remote: oldest.remote, op: 'auth', outcome: 'LP_ERR_AUTH_REQUIRED', detail: 'closed unauthenticated to make room for a new connection' });
+    ctx.refusals.note({
+      remote: oldest.remote,
+      op: 'auth',
+      outcome: 'LP_ERR_AUTH_REQUIRED',
+      detail: 'closed unauthenticated to make room for a new connection',
+    });
     oldest.close(CLOSE.AUTH_TIMEOUT, 'too many unauthenticated connections; closed to make room', PRE_AUTH_GRACE_MS);
   }
 
@@ -145,7 +152,13 @@ export function acceptConnection(ctx: AgentContext, ws: WebSocket, remote: strin
       const { tokenId } = parsed.msg;
       const locked = ctx.lockout.lockedFor(tokenId, remote);
       if (locked > 0) {
-        refuse('LP_ERR_AUTH_LOCKED', `token id ${tokenId} refused while locked out at this address`, CLOSE.LOCKED_OUT, `too many failed attempts for this token from ${remote}; try again in ${Math.ceil(locked / 1000)} s`, tokenId);
+        refuse(
+          'LP_ERR_AUTH_LOCKED',
+          `token id ${tokenId} refused while locked out at this address`,
+          CLOSE.LOCKED_OUT,
+          `too many failed attempts for this token from ${remote}; try again in ${Math.ceil(locked / 1000)} s`,
+          tokenId,
+        );
         return;
       }
       const principal = verifyAuth(parsed.msg, nonce, ctx.tokens);
@@ -154,14 +167,25 @@ export function acceptConnection(ctx: AgentContext, ws: WebSocket, remote: strin
         clearTimeout(timer);
         ctx.unauthenticated.delete(session);
         const lockedNow = ctx.lockout.fail(tokenId, remote);
-        ctx.refusals.note({ remote, op: 'auth', outcome: 'LP_ERR_AUTH_DENIED', detail: `unknown or wrong token (token id ${tokenId})${lockedNow ? '; token id locked out at this address' : ''}`, tokenId });
+        ctx.refusals.note({
+          remote,
+          op: 'auth',
+          outcome: 'LP_ERR_AUTH_DENIED',
+          detail: `unknown or wrong token (token id ${tokenId})${lockedNow ? '; token id locked out at this address' : ''}`,
+          tokenId,
+        });
         // The delay slows guessing; the lockout stops it.
         setTimeout(() => session.close(CLOSE.AUTH_FAILED, 'unknown or wrong token', PRE_AUTH_GRACE_MS), ctx.opts.authFailDelayMs).unref();
         return;
       }
       ctx.lockout.succeed(tokenId, remote);
       if (authenticatedCount(ctx) >= ctx.opts.maxConnections) {
-        refuse('LP_ERR_LIMIT_CONNECTIONS', `token ${principal.name}: connection limit reached`, CLOSE.TOO_MANY_CONNECTIONS, `the agent accepts at most ${ctx.opts.maxConnections} connections`);
+        refuse(
+          'LP_ERR_LIMIT_CONNECTIONS',
+          `token ${principal.name}: connection limit reached`,
+          CLOSE.TOO_MANY_CONNECTIONS,
+          `the agent accepts at most ${ctx.opts.maxConnections} connections`,
+        );
         return;
       }
       clearTimeout(timer);

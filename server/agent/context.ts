@@ -61,7 +61,13 @@ export function createPipelineFor(engine: Engine, opts: ResolvedOptions): { pipe
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const mod = require('../pipeline') as typeof import('../pipeline');
-    const pipeline = mod.createPipeline({ engine, root: opts.root, ...journalOptions(opts), checker: checkerOptions(opts), ...(opts.checks ? { checks: opts.checks } : {}) });
+    const pipeline = mod.createPipeline({
+      engine,
+      root: opts.root,
+      ...journalOptions(opts),
+      checker: checkerOptions(opts),
+      ...(opts.checks ? { checks: opts.checks } : {}),
+    });
     return { pipeline, ...(pipeline.patching.enabled ? {} : { reason: pipeline.patching.reason ?? 'patching is disabled' }) };
   } catch (e) {
     process.stderr.write(`livepatch: patching disabled: ${(e as Error).message}\n`);
@@ -70,7 +76,11 @@ export function createPipelineFor(engine: Engine, opts: ResolvedOptions): { pipe
 }
 
 /** A lazy REPL factory bound to `engine`; `dispose` stops the service if it was created. */
-export function lazyRepl(engine: Engine, root: string, checker?: { maxMb: number; idleMs: number; stateDir?: string | false }): { get: () => ReplService; created: () => boolean; dispose: () => Promise<void> } {
+export function lazyRepl(
+  engine: Engine,
+  root: string,
+  checker?: { maxMb: number; idleMs: number; stateDir?: string | false },
+): { get: () => ReplService; created: () => boolean; dispose: () => Promise<void> } {
   let service: ReplService | undefined;
   return {
     get() {
@@ -91,10 +101,18 @@ export function lazyRepl(engine: Engine, root: string, checker?: { maxMb: number
 /** The journal settings of the pipeline options (directory, replay, crash-loop window). */
 export function journalOptions(opts: ResolvedOptions): { journalDir?: string; replay?: boolean; crashWindowMs?: number } {
   if (!opts.journalDir) return {};
-  return { journalDir: opts.journalDir, replay: opts.replay, ...(opts.crashWindowMs !== undefined ? { crashWindowMs: opts.crashWindowMs } : {}) };
+  return {
+    journalDir: opts.journalDir,
+    replay: opts.replay,
+    ...(opts.crashWindowMs !== undefined ? { crashWindowMs: opts.crashWindowMs } : {}),
+  };
 }
 
 /** The type-check service's limits from the agent options. */
 export function checkerOptions(opts: ResolvedOptions): { maxMb: number; idleMs: number; stateDir?: string | false } {
-  return { maxMb: opts.checkerMaxMb, idleMs: opts.checkerIdleMs, ...(opts.checkerCacheDir !== undefined ? { stateDir: opts.checkerCacheDir } : {}) };
+  return {
+    maxMb: opts.checkerMaxMb,
+    idleMs: opts.checkerIdleMs,
+    ...(opts.checkerCacheDir !== undefined ? { stateDir: opts.checkerCacheDir } : {}),
+  };
 }

@@ -26,17 +26,26 @@ export function dispatchFrame(ctx: AgentContext, session: ClientConnection, text
   }
   const req = requestMessageSchema.safeParse(parsed.value);
   if (!req.success) {
-    session.replyError(null, new LivepatchError('LP_ERR_PROTO_BAD_MESSAGE', 'expected {type:"request", id, op, args}', { issues: issuesOf(req.error) }));
+    session.replyError(
+      null,
+      new LivepatchError('LP_ERR_PROTO_BAD_MESSAGE', 'expected {type:"request", id, op, args}', { issues: issuesOf(req.error) }),
+    );
     return;
   }
   const { id, op, args } = req.data;
   if (session.inflight.has(id)) {
     // Replying under this id would give it two replies; the duplicate is answered with id null.
-    session.replyError(null, new LivepatchError('LP_ERR_PROTO_BAD_MESSAGE', `request id ${JSON.stringify(id)} is already in flight`, { id }));
+    session.replyError(
+      null,
+      new LivepatchError('LP_ERR_PROTO_BAD_MESSAGE', `request id ${JSON.stringify(id)} is already in flight`, { id }),
+    );
     return;
   }
   if (session.inflight.size >= ctx.opts.maxInflight) {
-    session.replyError(id, new LivepatchError('LP_ERR_LIMIT_INFLIGHT', `at most ${ctx.opts.maxInflight} ops may be in flight per connection`));
+    session.replyError(
+      id,
+      new LivepatchError('LP_ERR_LIMIT_INFLIGHT', `at most ${ctx.opts.maxInflight} ops may be in flight per connection`),
+    );
     return;
   }
   if (!isOpName(op)) {
@@ -50,8 +59,17 @@ export function dispatchFrame(ctx: AgentContext, session: ClientConnection, text
   }
   const principal = session.principal!;
   if (!roleAllows(principal.role, OPS[op].role)) {
-    ctx.audit.append({ who: principal.name, remote: session.remote, op, outcome: 'LP_ERR_AUTH_FORBIDDEN', detail: `role ${principal.role} < ${OPS[op].role}` });
-    session.replyError(id, new LivepatchError('LP_ERR_AUTH_FORBIDDEN', `${op} needs the ${OPS[op].role} role; token "${principal.name}" has ${principal.role}`));
+    ctx.audit.append({
+      who: principal.name,
+      remote: session.remote,
+      op,
+      outcome: 'LP_ERR_AUTH_FORBIDDEN',
+      detail: `role ${principal.role} < ${OPS[op].role}`,
+    });
+    session.replyError(
+      id,
+      new LivepatchError('LP_ERR_AUTH_FORBIDDEN', `${op} needs the ${OPS[op].role} role; token "${principal.name}" has ${principal.role}`),
+    );
     return;
   }
   void run(ctx, session, id, op, argsParsed.data);

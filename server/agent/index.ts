@@ -33,15 +33,28 @@ export interface Agent {
 function engineFor(root: string): Engine {
   const engine = getEngine();
   if (engine) return engine;
-  process.stderr.write('livepatch: warning: the engine was installed by startAgent; modules loaded before it are not live (use node -r livepatch/register)\n');
+  process.stderr.write(
+    'livepatch: warning: the engine was installed by startAgent; modules loaded before it are not live (use node -r livepatch/register)\n',
+  );
   return install({ root });
 }
 
 /** Join the fleet (server/fleet, loaded only here) and hold requests until the join is over. */
-function joinFleet(engine: Engine, pipeline: Pipeline, fleet: NonNullable<ResolvedOptions['fleet']>, audit: AuditLog): FleetMember | undefined {
+function joinFleet(
+  engine: Engine,
+  pipeline: Pipeline,
+  fleet: NonNullable<ResolvedOptions['fleet']>,
+  audit: AuditLog,
+): FleetMember | undefined {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { startFleetMember } = require('../fleet/member') as typeof import('../fleet/member');
-  const member = startFleetMember({ address: fleet.address, engine, pipeline, leaseTtlSec: fleet.leaseTtlSec, audit: (e) => audit.append(e) });
+  const member = startFleetMember({
+    address: fleet.address,
+    engine,
+    pipeline,
+    leaseTtlSec: fleet.leaseTtlSec,
+    audit: (e) => audit.append(e),
+  });
   if (member) engine.holdRequests(member.joined, fleet.joinMs);
   return member;
 }
@@ -57,7 +70,10 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   // Start patched: the fleet's committed patch sets are applied before the app serves (requests are
   // held, as for journal replay). Registered now, synchronously, before the app's modules run.
   const fleet = opts.fleet && pipeline ? joinFleet(engine, pipeline, opts.fleet, audit) : undefined;
-  if (opts.fleet && !pipeline) process.stderr.write(`livepatch: fleet ${opts.fleet.address.name} not joined: patching is unavailable here (${reason ?? 'no pipeline'})\n`);
+  if (opts.fleet && !pipeline)
+    process.stderr.write(
+      `livepatch: fleet ${opts.fleet.address.name} not joined: patching is unavailable here (${reason ?? 'no pipeline'})\n`,
+    );
   const repl = lazyRepl(engine, opts.root, checkerOptions(opts));
   const ctx: AgentContext = {
     opts,
@@ -97,7 +113,15 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   // What journal replay found or decided (unreadable lines, quarantined patches) goes in the audit log too.
   pipeline?.startupEvents?.().then(
     (events) => {
-      for (const e of events) audit.append({ who: 'livepatch', remote: '-', op: e.op, outcome: e.outcome, ...(e.patchId !== undefined ? { patchId: e.patchId } : {}), detail: e.detail });
+      for (const e of events)
+        audit.append({
+          who: 'livepatch',
+          remote: '-',
+          op: e.op,
+          outcome: e.outcome,
+          ...(e.patchId !== undefined ? { patchId: e.patchId } : {}),
+          detail: e.detail,
+        });
     },
     () => undefined,
   );

@@ -29,7 +29,9 @@ export interface Listener {
 
 function refuse(socket: Duplex, status: string, body: string): void {
   try {
-    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    socket.end(
+      `HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
   } catch {
     socket.destroy();
   }
@@ -61,7 +63,13 @@ function clearStaleSocket(path: string): Promise<void> {
 export async function listen(ctx: AgentContext, onSocket: (ws: WebSocket, req: IncomingMessage) => void): Promise<Listener> {
   const { opts } = ctx;
   const server: Server = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }) : createHttpServer();
-  const wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayload, maxFragments: opts.maxFragments, perMessageDeflate: false, clientTracking: false });
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: opts.maxPayload,
+    maxFragments: opts.maxFragments,
+    perMessageDeflate: false,
+    clientTracking: false,
+  });
   server.maxConnections = hardConnectionCap(opts);
 
   // TCP connections whose upgrade request is not complete yet, oldest first, with their deadlines.
@@ -124,7 +132,14 @@ export async function listen(ctx: AgentContext, onSocket: (ws: WebSocket, req: I
   if (t.kind === 'unix') await clearStaleSocket(t.path);
   await new Promise<void>((resolve, reject) => {
     const onError = (e: NodeJS.ErrnoException) => {
-      const why = e.code === 'EADDRINUSE' ? 'the address is in use' : e.code === 'EACCES' ? 'permission denied' : e.code === 'EADDRNOTAVAIL' ? 'no such local address' : (e.code ?? e.message);
+      const why =
+        e.code === 'EADDRINUSE'
+          ? 'the address is in use'
+          : e.code === 'EACCES'
+            ? 'permission denied'
+            : e.code === 'EADDRNOTAVAIL'
+              ? 'no such local address'
+              : (e.code ?? e.message);
       reject(new Error(`cannot listen on ${formatTarget(t)}: ${why}`));
     };
     server.once('error', onError);
@@ -158,7 +173,10 @@ export async function listen(ctx: AgentContext, onSocket: (ws: WebSocket, req: I
   idle?.unref();
 
   const addr = server.address();
-  const address = t.kind === 'unix' ? `unix:${t.path}` : formatTarget({ kind: 'tcp', host: t.host, port: typeof addr === 'object' && addr ? addr.port : t.port });
+  const address =
+    t.kind === 'unix'
+      ? `unix:${t.path}`
+      : formatTarget({ kind: 'tcp', host: t.host, port: typeof addr === 'object' && addr ? addr.port : t.port });
   return {
     address,
     close: () =>

@@ -170,7 +170,10 @@ export function readTrustedKeys(path: string): Map<string, TrustedKey> {
     if (statSync(path).size > MAX_TRUSTED_KEYS_BYTES) throw new Error(`larger than ${MAX_TRUSTED_KEYS_BYTES} bytes`);
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new Error(`cannot read trusted keys ${path} (LIVEPATCH_TRUSTED_KEYS): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+    throw new Error(
+      `cannot read trusted keys ${path} (LIVEPATCH_TRUSTED_KEYS): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      { cause: e },
+    );
   }
   try {
     const keys = parseTrustedKeys(text);
@@ -183,7 +186,8 @@ export function readTrustedKeys(path: string): Map<string, TrustedKey> {
 
 function positiveInt(name: string, v: number | undefined, dflt: number, allowZero = false): number {
   if (v === undefined) return dflt;
-  if (!Number.isInteger(v) || v < (allowZero ? 0 : 1)) throw new Error(`invalid ${name}: ${v} (expected a ${allowZero ? 'non-negative' : 'positive'} integer)`);
+  if (!Number.isInteger(v) || v < (allowZero ? 0 : 1))
+    throw new Error(`invalid ${name}: ${v} (expected a ${allowZero ? 'non-negative' : 'positive'} integer)`);
   return v;
 }
 
@@ -193,7 +197,8 @@ export function resolveOptions(o: AgentOptions): ResolvedOptions {
   const target = parseTarget(listen);
   if (!target) throw new Error(`invalid listen address "${listen}": use host:port or unix:/path/to.sock`);
   if (!o.tokensFile) throw new Error('no tokens file: set LIVEPATCH_TOKENS (there is no unauthenticated mode)');
-  if (Boolean(o.tlsCertFile) !== Boolean(o.tlsKeyFile)) throw new Error('TLS needs both a certificate and a key (LIVEPATCH_TLS_CERT and LIVEPATCH_TLS_KEY)');
+  if (Boolean(o.tlsCertFile) !== Boolean(o.tlsKeyFile))
+    throw new Error('TLS needs both a certificate and a key (LIVEPATCH_TLS_CERT and LIVEPATCH_TLS_KEY)');
   let tls: ResolvedOptions['tls'];
   if (o.tlsCertFile && o.tlsKeyFile) {
     try {
@@ -218,7 +223,11 @@ export function resolveOptions(o: AgentOptions): ResolvedOptions {
   let fleet: ResolvedOptions['fleet'];
   if (o.fleet) {
     try {
-      fleet = { address: parseFleetUrl(o.fleet), leaseTtlSec: positiveInt('fleetLeaseTtlSec', o.fleetLeaseTtlSec, 10), joinMs: positiveInt('fleetJoinMs', o.fleetJoinMs, 30_000) };
+      fleet = {
+        address: parseFleetUrl(o.fleet),
+        leaseTtlSec: positiveInt('fleetLeaseTtlSec', o.fleetLeaseTtlSec, 10),
+        joinMs: positiveInt('fleetJoinMs', o.fleetJoinMs, 30_000),
+      };
     } catch (e) {
       throw new Error((e as Error).message, { cause: e });
     }
@@ -310,7 +319,11 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptio
   set('fleetJoinMs', envInt(env, 'LIVEPATCH_FLEET_JOIN_MS'));
   if (env['LIVEPATCH_INSECURE'] === '1' || env['LIVEPATCH_INSECURE'] === 'true') o.insecure = true;
   const origins = str('LIVEPATCH_ALLOWED_ORIGINS');
-  if (origins) o.allowedOrigins = origins.split(',').map((s) => s.trim()).filter(Boolean);
+  if (origins)
+    o.allowedOrigins = origins
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
   set('maxPayload', envInt(env, 'LIVEPATCH_MAX_PAYLOAD'));
   set('maxPreAuthPayload', envInt(env, 'LIVEPATCH_MAX_PREAUTH_PAYLOAD'));
   set('maxFragments', envInt(env, 'LIVEPATCH_MAX_FRAGMENTS'));

@@ -12,7 +12,15 @@
  * Fewer requests than that by the end of the window: kept (nothing to judge).
  */
 import { LivepatchError } from '../../shared/errors';
-import { WATCH_DEFAULTS, WATCH_P99_FLOOR_MS, WATCH_P99_MIN_REQUESTS, type WatchArgs, type WatchFigures, type WatchResult, type WatchStatus } from '../../shared/health';
+import {
+  WATCH_DEFAULTS,
+  WATCH_P99_FLOOR_MS,
+  WATCH_P99_MIN_REQUESTS,
+  type WatchArgs,
+  type WatchFigures,
+  type WatchResult,
+  type WatchStatus,
+} from '../../shared/health';
 import type { CommitResult } from '../../shared/ops';
 import { summarizeHealth } from '../engine/health';
 import type { AgentContext } from './context';
@@ -59,7 +67,10 @@ export class Watcher {
   async run(args: WatchArgs, commit: CommitResult, who: string, onProgress?: (message: string) => void): Promise<WatchResult> {
     const { engine } = this.ctx;
     if (!engine.healthOf || !engine.healthOf(commit.generation)) {
-      throw new LivepatchError('LP_ERR_OP_BAD_ARGS', 'this agent does not count per-generation health (cluster primaries do not), so it cannot watch a commit');
+      throw new LivepatchError(
+        'LP_ERR_OP_BAD_ARGS',
+        'this agent does not count per-generation health (cluster primaries do not), so it cannot watch a commit',
+      );
     }
     const limits = {
       maxErrorRate: args.maxErrorRate ?? WATCH_DEFAULTS.maxErrorRate,
@@ -83,7 +94,14 @@ export class Watcher {
     }
     let wake = (): void => undefined;
     const active: Active = {
-      status: { generation: commit.generation, previousGeneration: commit.previousGeneration, who, since: new Date(started).toISOString(), until: new Date(started + args.durationMs).toISOString(), limits },
+      status: {
+        generation: commit.generation,
+        previousGeneration: commit.previousGeneration,
+        who,
+        since: new Date(started).toISOString(),
+        until: new Date(started + args.durationMs).toISOString(),
+        limits,
+      },
       superseded: false,
       stopped: false,
       wake: () => wake(),
@@ -97,12 +115,19 @@ export class Watcher {
     };
     engine.on('commit', onCommit);
     this.event(commit, 'started');
-    onProgress?.(`watching generation ${commit.generation} for ${Math.round(args.durationMs / 1000)} s against generation ${commit.previousGeneration}`);
+    onProgress?.(
+      `watching generation ${commit.generation} for ${Math.round(args.durationMs / 1000)} s against generation ${commit.previousGeneration}`,
+    );
     try {
       for (;;) {
         if (active.stopped) return this.finish(active, who, { verdict: 'stopped', figures: figures(), durationMs: Date.now() - started });
         if (active.superseded || engine.currentGeneration !== commit.generation) {
-          return this.finish(active, who, { verdict: 'superseded', reason: `generation ${engine.currentGeneration} was committed during the watch`, figures: figures(), durationMs: Date.now() - started });
+          return this.finish(active, who, {
+            verdict: 'superseded',
+            reason: `generation ${engine.currentGeneration} was committed during the watch`,
+            figures: figures(),
+            durationMs: Date.now() - started,
+          });
         }
         const f = figures();
         const crossed = judge(f);
@@ -111,7 +136,10 @@ export class Watcher {
           return await this.revert(active, who, commit, f, crossed, started);
         }
         if (Date.now() - started >= args.durationMs) {
-          const reason = f.current.requests < limits.minRequests ? `only ${f.current.requests} request(s) in the window (min ${limits.minRequests}): nothing to judge` : undefined;
+          const reason =
+            f.current.requests < limits.minRequests
+              ? `only ${f.current.requests} request(s) in the window (min ${limits.minRequests}): nothing to judge`
+              : undefined;
           return this.finish(active, who, { verdict: 'kept', ...(reason ? { reason } : {}), figures: f, durationMs: Date.now() - started });
         }
         await new Promise<void>((resolve) => {
@@ -128,23 +156,48 @@ export class Watcher {
     }
   }
 
-  private async revert(active: Active, who: string, commit: CommitResult, f: WatchFigures, crossed: { figure: 'errorRate' | 'p99'; reason: string }, started: number): Promise<WatchResult> {
+  private async revert(
+    active: Active,
+    who: string,
+    commit: CommitResult,
+    f: WatchFigures,
+    crossed: { figure: 'errorRate' | 'p99'; reason: string },
+    started: number,
+  ): Promise<WatchResult> {
     const pipeline = this.ctx.pipeline;
     const deadline = Date.now() + REVERT_RETRY_MS;
     for (;;) {
       if (this.ctx.engine.currentGeneration !== commit.generation) {
-        return this.finish(active, who, { verdict: 'superseded', reason: `generation ${this.ctx.engine.currentGeneration} was committed before the revert`, figures: f, durationMs: Date.now() - started });
+        return this.finish(active, who, {
+          verdict: 'superseded',
+          reason: `generation ${this.ctx.engine.currentGeneration} was committed before the revert`,
+          figures: f,
+          durationMs: Date.now() - started,
+        });
       }
       try {
         if (!pipeline) throw new LivepatchError('LP_ERR_PATCH_NO_SOURCES', 'patching is disabled here');
         const r = await pipeline.rollback(commit.previousGeneration, { who: `${who} (watch)` });
         this.ctx.commits.set(r.generation, { who: `${who} (watch)`, message: `reverted by the watch: ${crossed.reason}` });
-        return this.finish(active, who, { verdict: 'reverted', reason: crossed.reason, figure: crossed.figure, figures: f, revertGeneration: r.generation, durationMs: Date.now() - started });
+        return this.finish(active, who, {
+          verdict: 'reverted',
+          reason: crossed.reason,
+          figure: crossed.figure,
+          figures: f,
+          revertGeneration: r.generation,
+          durationMs: Date.now() - started,
+        });
       } catch (e) {
         const busy = e instanceof LivepatchError && e.code === 'LP_ERR_PATCH_BUSY';
         if (!busy || Date.now() > deadline) {
           const why = e instanceof LivepatchError ? `${e.code}: ${e.message}` : String(e);
-          return this.finish(active, who, { verdict: 'revert-failed', reason: `${crossed.reason}; the revert failed (${why})`, figure: crossed.figure, figures: f, durationMs: Date.now() - started });
+          return this.finish(active, who, {
+            verdict: 'revert-failed',
+            reason: `${crossed.reason}; the revert failed (${why})`,
+            figure: crossed.figure,
+            figures: f,
+            durationMs: Date.now() - started,
+          });
         }
         await new Promise((r) => setTimeout(r, 200));
       }
@@ -172,7 +225,11 @@ export class Watcher {
     return result;
   }
 
-  private event(c: { generation: number; previousGeneration: number }, verdict: WatchResult['verdict'] | 'started', result?: WatchResult): void {
+  private event(
+    c: { generation: number; previousGeneration: number },
+    verdict: WatchResult['verdict'] | 'started',
+    result?: WatchResult,
+  ): void {
     broadcast(this.ctx, {
       event: 'watch',
       generation: c.generation,
@@ -192,14 +249,20 @@ export function judge(f: WatchFigures): { figure: 'errorRate' | 'p99'; reason: s
   if (c.requests < limits.minRequests) return undefined;
   const errLimit = p.errorRate + limits.maxErrorRate;
   if (c.errorRate > errLimit) {
-    return { figure: 'errorRate', reason: `errorRate ${fmt(c.errorRate)} > ${fmt(errLimit)} (previous ${fmt(p.errorRate)} + max-error-rate ${limits.maxErrorRate}; ${c.errors} error(s) in ${c.requests} request(s))` };
+    return {
+      figure: 'errorRate',
+      reason: `errorRate ${fmt(c.errorRate)} > ${fmt(errLimit)} (previous ${fmt(p.errorRate)} + max-error-rate ${limits.maxErrorRate}; ${c.errors} error(s) in ${c.requests} request(s))`,
+    };
   }
   // A 99th percentile needs 100 requests to mean anything (one slow first call would be it otherwise).
   const p99Needs = Math.max(limits.minRequests, WATCH_P99_MIN_REQUESTS);
   if (c.requests >= p99Needs && p.requests >= p99Needs && p.p99Ms !== undefined && c.p99Ms !== undefined) {
     const p99Limit = Math.max(p.p99Ms, WATCH_P99_FLOOR_MS) * limits.maxP99Ratio;
     if (c.p99Ms > p99Limit) {
-      return { figure: 'p99', reason: `p99 ${fmt(c.p99Ms, ' ms')} > ${fmt(p99Limit, ' ms')} (previous ${fmt(p.p99Ms, ' ms')} × max-p99-ratio ${limits.maxP99Ratio})` };
+      return {
+        figure: 'p99',
+        reason: `p99 ${fmt(c.p99Ms, ' ms')} > ${fmt(p99Limit, ' ms')} (previous ${fmt(p.p99Ms, ' ms')} × max-p99-ratio ${limits.maxP99Ratio})`,
+      };
     }
   }
   return undefined;

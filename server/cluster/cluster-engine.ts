@@ -103,15 +103,23 @@ export class ClusterEngine extends EventEmitter implements Engine {
   async stage(changes: StageChange[], opts: StageOptions = {}): Promise<Staged> {
     const tx = `c${process.pid}-${++this.txSeq}`;
     const participants = this.members.list();
-    const timeout = (opts.loadTimeoutMs ?? 2000) * Math.max(1, changes.length) + (opts.verifyJs ? (opts.verifyTimeoutMs ?? 5000) : 0) + STAGE_SLACK_MS;
-    const results = await Promise.allSettled(participants.map((m) => this.members.request(m, { type: 'stage', tx, changes, opts }, timeout)));
+    const timeout =
+      (opts.loadTimeoutMs ?? 2000) * Math.max(1, changes.length) + (opts.verifyJs ? (opts.verifyTimeoutMs ?? 5000) : 0) + STAGE_SLACK_MS;
+    const results = await Promise.allSettled(
+      participants.map((m) => this.members.request(m, { type: 'stage', tx, changes, opts }, timeout)),
+    );
     const failed = results.findIndex((r) => r.status === 'rejected');
     if (failed >= 0) {
       const outcomes: WorkerOutcome[] = participants.map((m, i) => {
         const r = results[i]!;
         if (r.status === 'fulfilled') return { id: m.id, pid: m.pid, outcome: 'discarded' };
         const err = r.reason as LivepatchError;
-        return { id: m.id, pid: m.pid, outcome: (err.details as { exited?: boolean } | undefined)?.exited ? 'exited' : 'failed', error: `${err.code}: ${err.message}` };
+        return {
+          id: m.id,
+          pid: m.pid,
+          outcome: (err.details as { exited?: boolean } | undefined)?.exited ? 'exited' : 'failed',
+          error: `${err.code}: ${err.message}`,
+        };
       });
       // Every worker still alive is told to discard, including one that only timed out (its stage may
       // still finish; the discard is queued behind it).
@@ -131,7 +139,12 @@ export class ClusterEngine extends EventEmitter implements Engine {
     // The first worker's version numbers are the truth (its engine decides when a version is reused).
     const first = results[0]?.status === 'fulfilled' ? results[0].value.versions : undefined;
     const records = this.model.plan(changes, first);
-    const staged: Staged = { stageId: tx, baseGeneration: this.model.current, changes: records, newModules: records.filter((r) => !this.model.getVersion(r.id)).map((r) => r.id) };
+    const staged: Staged = {
+      stageId: tx,
+      baseGeneration: this.model.current,
+      changes: records,
+      newModules: records.filter((r) => !this.model.getVersion(r.id)).map((r) => r.id),
+    };
     this.txs.set(tx, { staged, changes, opts, participants });
     return staged;
   }
@@ -140,7 +153,8 @@ export class ClusterEngine extends EventEmitter implements Engine {
     const tx = this.txs.get(staged.stageId);
     if (!tx) return;
     this.txs.delete(staged.stageId);
-    for (const m of tx.participants) this.members.request(m, { type: 'discard', tx: staged.stageId }, COMMAND_TIMEOUT_MS).catch(() => undefined);
+    for (const m of tx.participants)
+      this.members.request(m, { type: 'discard', tx: staged.stageId }, COMMAND_TIMEOUT_MS).catch(() => undefined);
   }
 
   commit(staged: Staged, meta: CommitMeta = {}): CommitResult {
@@ -178,7 +192,14 @@ export class ClusterEngine extends EventEmitter implements Engine {
   /** Status rows: each worker's own generation, flagged when it differs from the cluster's. */
   async workerRows(): Promise<WorkerRow[]> {
     const members = this.members.list();
-    const states = await Promise.all(members.map((m) => this.members.request(m, { type: 'status' }, 5000).then((r) => r.state, () => m.state)));
+    const states = await Promise.all(
+      members.map((m) =>
+        this.members.request(m, { type: 'status' }, 5000).then(
+          (r) => r.state,
+          () => m.state,
+        ),
+      ),
+    );
     return members.map((m, i) => {
       const s: WorkerState | undefined = states[i];
       const generation = s?.generation ?? 0;
@@ -217,7 +238,8 @@ export class ClusterEngine extends EventEmitter implements Engine {
         this.syncOf(m.id).resolve(r.state?.generation ?? this.model.current);
       },
       (err: LivepatchError) => {
-        if (!(err.details as { exited?: boolean } | undefined)?.exited) this.evict(m, `could not reach the current generation: ${err.code}: ${err.message}`);
+        if (!(err.details as { exited?: boolean } | undefined)?.exited)
+          this.evict(m, `could not reach the current generation: ${err.code}: ${err.message}`);
       },
     );
   }

@@ -31,7 +31,13 @@ function startPrimary(env: NodeJS.ProcessEnv): void {
     const engine = new ClusterEngine(getEngine()?.root ?? resolve(env['LIVEPATCH_ROOT'] || process.cwd()));
     const options = optionsFromEnv(env);
     const opts = resolveOptions(options);
-    const inner = createPipeline({ engine, root: opts.root, ...journalOptions(opts), checker: checkerOptions(opts), ...(opts.checks ? { checks: opts.checks } : {}) });
+    const inner = createPipeline({
+      engine,
+      root: opts.root,
+      ...journalOptions(opts),
+      checker: checkerOptions(opts),
+      ...(opts.checks ? { checks: opts.checks } : {}),
+    });
     startAgent({ ...options, engine, pipeline: clusterPipeline(inner, engine) }).catch((e: unknown) => {
       process.stderr.write(`livepatch: agent not started: ${(e as Error)?.message ?? String(e)}\n`);
       inner.close().catch(() => undefined);

@@ -42,7 +42,7 @@ export class Members {
       if (!p) return;
       try {
         if (p.type === 'hello') {
-          const m: Member = { worker, id: worker.id, pid: typeof p.pid === 'number' ? p.pid : worker.process.pid ?? 0 };
+          const m: Member = { worker, id: worker.id, pid: typeof p.pid === 'number' ? p.pid : (worker.process.pid ?? 0) };
           this.members.set(worker.id, m);
           this.pending.set(worker.id, new Map());
           onHello(m);
@@ -81,12 +81,17 @@ export class Members {
   /** Send a command; rejects with the worker's error, on its exit, or after `timeoutMs`. */
   request(m: Member, command: Command, timeoutMs: number): Promise<Reply> {
     const waiting = this.pending.get(m.id);
-    if (!waiting || !this.has(m)) return Promise.reject(new LivepatchError('LP_ERR_INTERNAL', `worker ${m.id} exited`, { worker: m.id, exited: true }));
+    if (!waiting || !this.has(m))
+      return Promise.reject(new LivepatchError('LP_ERR_INTERNAL', `worker ${m.id} exited`, { worker: m.id, exited: true }));
     const seq = ++this.seq;
     return new Promise<Reply>((resolve, reject) => {
       const timer = setTimeout(() => {
         waiting.delete(seq);
-        reject(new LivepatchError('LP_ERR_PATCH_TIMEOUT', `worker ${m.id} (pid ${m.pid}) did not answer ${command.type} in ${timeoutMs} ms`, { worker: m.id }));
+        reject(
+          new LivepatchError('LP_ERR_PATCH_TIMEOUT', `worker ${m.id} (pid ${m.pid}) did not answer ${command.type} in ${timeoutMs} ms`, {
+            worker: m.id,
+          }),
+        );
       }, timeoutMs);
       waiting.set(seq, { resolve, reject, timer });
       const unreachable = (e: Error): void => {
@@ -114,7 +119,8 @@ export class Members {
     if (!entry) return;
     waiting!.delete(p.seq);
     clearTimeout(entry.timer);
-    if (p.ok) entry.resolve({ state: p.state, ...(p.stageId ? { stageId: p.stageId } : {}), ...(p.versions ? { versions: p.versions } : {}) });
+    if (p.ok)
+      entry.resolve({ state: p.state, ...(p.stageId ? { stageId: p.stageId } : {}), ...(p.versions ? { versions: p.versions } : {}) });
     else entry.reject(LivepatchError.fromWire(p.error));
   }
 }

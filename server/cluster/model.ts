@@ -22,7 +22,6 @@ interface Gen {
   summary: Summary;
 }
 
-
 /** See the file header. */
 export class ClusterModel {
   private readonly gens: Gen[] = [];
@@ -60,7 +59,8 @@ export class ClusterModel {
     const rows: ModuleVersionInfo[] = [];
     for (const id of [...ids].sort()) {
       const r = this.getVersion(id, g.n);
-      if (r) rows.push({ module: id, version: r.version, generation: r.generation, hash: r.hash, patched: r.version > 1 || r.generation > 1 });
+      if (r)
+        rows.push({ module: id, version: r.version, generation: r.generation, hash: r.hash, patched: r.version > 1 || r.generation > 1 });
     }
     return rows;
   }
@@ -83,7 +83,15 @@ export class ClusterModel {
       if (reuse) return reuse;
       const version = want ?? Math.max(0, ...had.map((r) => r.version)) + 1;
       const file = join(this.root, ...c.id.split('/'));
-      return { id: c.id, version, generation, hash: sha256(c.source), source: c.source, sourceFile: file, runtimeFile: file.replace(/\.ts$/, '.js') };
+      return {
+        id: c.id,
+        version,
+        generation,
+        hash: sha256(c.source),
+        source: c.source,
+        sourceFile: file,
+        runtimeFile: file.replace(/\.ts$/, '.js'),
+      };
     });
   }
 
@@ -97,15 +105,26 @@ export class ClusterModel {
       if (!list.includes(r) && r !== this.deployed(r.id)) this.records.set(r.id, [...list, r]);
     }
     const n = prev.n + 1;
-    this.gens.push({ n, overrides, summary: { generation: n, kind: 'patch', time: new Date().toISOString(), ...metaOf(meta), changed: records.map((r) => r.id).sort() } });
-    return { generation: n, previousGeneration: prev.n, changed: records.map((r) => ({ module: r.id, version: r.version, hash: r.hash })), ...(meta.patchId !== undefined ? { patchId: meta.patchId } : {}) };
+    this.gens.push({
+      n,
+      overrides,
+      summary: { generation: n, kind: 'patch', time: new Date().toISOString(), ...metaOf(meta), changed: records.map((r) => r.id).sort() },
+    });
+    return {
+      generation: n,
+      previousGeneration: prev.n,
+      changed: records.map((r) => ({ module: r.id, version: r.version, hash: r.hash })),
+      ...(meta.patchId !== undefined ? { patchId: meta.patchId } : {}),
+    };
   }
 
   /** The rollback target for `to` (default: the previous generation); throws like the engine does. */
   rollbackTarget(to?: number): number {
     const target = to ?? this.current - 1;
     if (!Number.isInteger(target) || target < 1 || target >= this.current) {
-      throw new LivepatchError('LP_ERR_ROLLBACK_TARGET', `no generation ${String(target)} to roll back to (current is ${this.current})`, { to: target });
+      throw new LivepatchError('LP_ERR_ROLLBACK_TARGET', `no generation ${String(target)} to roll back to (current is ${this.current})`, {
+        to: target,
+      });
     }
     return target;
   }
@@ -124,7 +143,18 @@ export class ClusterModel {
       if (prev.overrides.get(id) !== back) changed.push(back);
     }
     const n = prev.n + 1;
-    this.gens.push({ n, overrides, summary: { generation: n, kind: 'rollback', time: new Date().toISOString(), ...metaOf(meta), changed: changed.map((r) => r.id).sort(), rollbackTo: target } });
+    this.gens.push({
+      n,
+      overrides,
+      summary: {
+        generation: n,
+        kind: 'rollback',
+        time: new Date().toISOString(),
+        ...metaOf(meta),
+        changed: changed.map((r) => r.id).sort(),
+        rollbackTo: target,
+      },
+    });
     return { generation: n, previousGeneration: prev.n, changed: changed.map((r) => ({ module: r.id, version: r.version, hash: r.hash })) };
   }
 

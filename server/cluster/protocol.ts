@@ -9,8 +9,7 @@ import type { CommitMeta, StageChange, StageOptions } from '../engine/types';
 
 /** One committed cluster operation; the chain of them brings a new worker to the current generation. */
 export type ChainOp =
-  | { kind: 'patch'; changes: StageChange[]; opts: StageOptions; meta: CommitMeta }
-  | { kind: 'rollback'; to: number; meta: CommitMeta };
+  { kind: 'patch'; changes: StageChange[]; opts: StageOptions; meta: CommitMeta } | { kind: 'rollback'; to: number; meta: CommitMeta };
 
 /** Commands the primary sends; a worker runs them one at a time, in order. */
 export type Command =

@@ -46,17 +46,28 @@ function forkReady(host: RestartHost, timeoutMs: number): Promise<{ id: number; 
       listening = true;
       check();
     };
-    const onExit = (): void => finish(new LivepatchError('LP_ERR_CLUSTER_WORKER', `the new worker ${w.id} exited before it was ready; the old workers keep serving`));
+    const onExit = (): void =>
+      finish(
+        new LivepatchError('LP_ERR_CLUSTER_WORKER', `the new worker ${w.id} exited before it was ready; the old workers keep serving`),
+      );
     const timer = setTimeout(() => {
       w.process.kill('SIGKILL');
-      finish(new LivepatchError('LP_ERR_CLUSTER_WORKER', `the new worker ${w.id} did not listen and sync in ${timeoutMs} ms; it was stopped, the old workers keep serving`));
+      finish(
+        new LivepatchError(
+          'LP_ERR_CLUSTER_WORKER',
+          `the new worker ${w.id} did not listen and sync in ${timeoutMs} ms; it was stopped, the old workers keep serving`,
+        ),
+      );
     }, timeoutMs);
     cluster.on('listening', onListening);
     w.on('exit', onExit);
-    host.whenSynced(w.id).then((g) => {
-      generation = g;
-      check();
-    }, () => undefined);
+    host.whenSynced(w.id).then(
+      (g) => {
+        generation = g;
+        check();
+      },
+      () => undefined,
+    );
   });
 }
 
@@ -93,7 +104,10 @@ export async function rollingRestart(host: RestartHost, opts: RestartOptions): P
     if (!host.members.has(m)) continue;
     opts.onProgress?.(`starting a replacement for worker ${m.id} (pid ${m.pid})`, i / old.length);
     const fresh = await forkReady(host, opts.readyTimeoutMs ?? 30_000);
-    opts.onProgress?.(`worker ${fresh.id} (pid ${fresh.pid}) serves generation ${fresh.generation}; draining worker ${m.id}`, (i + 0.5) / old.length);
+    opts.onProgress?.(
+      `worker ${fresh.id} (pid ${fresh.pid}) serves generation ${fresh.generation}; draining worker ${m.id}`,
+      (i + 0.5) / old.length,
+    );
     const ended = await stopGracefully(host, m, opts.deadlineMs);
     replaced.push({ old: { id: m.id, pid: m.pid }, new: fresh, ended });
   }

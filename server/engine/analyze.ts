@@ -97,16 +97,39 @@ export interface Analysis {
 
 /** Callee method names that register a handler which outlives the call (routes, hooks, plugins). */
 const REGISTER_VERBS = new Set([
-  'get', 'post', 'put', 'patch', 'delete', 'del', 'head', 'options', 'all', 'route', 'use', 'param',
-  'register', 'addHook', 'decorate', 'decorateRequest', 'decorateReply', 'setErrorHandler', 'setNotFoundHandler',
-  'addContentTypeParser', 'setReplySerializer', 'setValidatorCompiler', 'setSerializerCompiler', 'after', 'onClose',
+  'get',
+  'post',
+  'put',
+  'patch',
+  'delete',
+  'del',
+  'head',
+  'options',
+  'all',
+  'route',
+  'use',
+  'param',
+  'register',
+  'addHook',
+  'decorate',
+  'decorateRequest',
+  'decorateReply',
+  'setErrorHandler',
+  'setNotFoundHandler',
+  'addContentTypeParser',
+  'setReplySerializer',
+  'setValidatorCompiler',
+  'setSerializerCompiler',
+  'after',
+  'onClose',
 ]);
 const PROCESS_LISTEN = new Set(['on', 'once', 'addListener', 'prependListener', 'prependOnceListener']);
 const TIMERS = new Set(['setInterval', 'setTimeout', 'setImmediate']);
 
 type AnyNode = Node & Record<string, any>;
 
-const isFn = (n: AnyNode | null | undefined): boolean => !!n && (n.type === 'FunctionExpression' || n.type === 'ArrowFunctionExpression' || n.type === 'FunctionDeclaration');
+const isFn = (n: AnyNode | null | undefined): boolean =>
+  !!n && (n.type === 'FunctionExpression' || n.type === 'ArrowFunctionExpression' || n.type === 'FunctionDeclaration');
 const isLoop = (n: AnyNode): boolean => /^(For|ForIn|ForOf|While|DoWhile)Statement$/.test(n.type);
 
 /** Child nodes of `n` in source order. */
@@ -165,7 +188,13 @@ export function keyName(key: AnyNode, computed: boolean): string | undefined {
     return undefined;
   }
   if (key.type === 'Literal' && (typeof key.value === 'string' || typeof key.value === 'number')) return String(key.value);
-  if (key.type === 'MemberExpression' && !key.computed && key.object.type === 'Identifier' && key.object.name === 'Symbol' && key.property.type === 'Identifier') {
+  if (
+    key.type === 'MemberExpression' &&
+    !key.computed &&
+    key.object.type === 'Identifier' &&
+    key.object.name === 'Symbol' &&
+    key.property.type === 'Identifier'
+  ) {
     return `@@${key.property.name}`;
   }
   return undefined;
@@ -192,11 +221,17 @@ export function analyze(source: string, esm = false): Analysis {
     const walk = (n: AnyNode): void => {
       if (n.type === 'CallExpression' || n.type === 'NewExpression') {
         const c = n.callee as AnyNode;
-        const hasFnArg = n.arguments.some((a: AnyNode) => isFn(a) || (a.type === 'ObjectExpression' && a.properties.some((p: AnyNode) => isFn(p.value) || p.method)));
+        const hasFnArg = n.arguments.some(
+          (a: AnyNode) => isFn(a) || (a.type === 'ObjectExpression' && a.properties.some((p: AnyNode) => isFn(p.value) || p.method)),
+        );
         let reg = false;
         if (hasFnArg && c.type === 'MemberExpression' && !c.computed && c.property.type === 'Identifier') {
           const obj = c.object as AnyNode;
-          if (REGISTER_VERBS.has(c.property.name) && (obj.type === 'Identifier' || obj.type === 'ThisExpression' || obj.type === 'MemberExpression')) reg = true;
+          if (
+            REGISTER_VERBS.has(c.property.name) &&
+            (obj.type === 'Identifier' || obj.type === 'ThisExpression' || obj.type === 'MemberExpression')
+          )
+            reg = true;
           if (PROCESS_LISTEN.has(c.property.name) && obj.type === 'Identifier' && obj.name === 'process') reg = true;
         }
         if (hasFnArg && c.type === 'Identifier' && c.name === 'setInterval') reg = true;
@@ -208,11 +243,20 @@ export function analyze(source: string, esm = false): Analysis {
     return out;
   };
 
-  const addPoint = (fn: AnyNode, key: string, kind: PointKind, name: string, unforwardable?: string, outer: AnyNode = fn, inferredName?: string): Point => {
+  const addPoint = (
+    fn: AnyNode,
+    key: string,
+    kind: PointKind,
+    name: string,
+    unforwardable?: string,
+    outer: AnyNode = fn,
+    inferredName?: string,
+  ): Point => {
     let why = unforwardable;
     if (!why && fn.generator) why = 'it is a generator function';
     const body = fn.body as AnyNode | undefined;
-    if (!why && kind === 'arrow' && body?.type === 'BlockStatement' && body.body[0]?.directive === 'use strict') why = "it has its own 'use strict' directive";
+    if (!why && kind === 'arrow' && body?.type === 'BlockStatement' && body.body[0]?.directive === 'use strict')
+      why = "it has its own 'use strict' directive";
     const p: Point = {
       key,
       kind,
@@ -236,7 +280,13 @@ export function analyze(source: string, esm = false): Analysis {
 
   const visitClass = (cls: AnyNode, label: string, infer?: string): void => {
     const name = cls.id?.name ?? infer ?? '';
-    const classKey = uniq(cls.type === 'ClassDeclaration' && cls.id ? `class ${cls.id.name}` : label.startsWith('var ') ? `class ${label.slice(4)}` : `class(${label})`);
+    const classKey = uniq(
+      cls.type === 'ClassDeclaration' && cls.id
+        ? `class ${cls.id.name}`
+        : label.startsWith('var ')
+          ? `class ${label.slice(4)}`
+          : `class(${label})`,
+    );
     const members = cls.body.body as AnyNode[];
     const privateNames = members.some((m) => m.key?.type === 'PrivateIdentifier');
     const why = privateNames ? 'its class has #private members, which instances of older versions do not carry' : undefined;
@@ -259,10 +309,14 @@ export function analyze(source: string, esm = false): Analysis {
         const k = keyName(m.key, m.computed);
         const isPrivate = m.key.type === 'PrivateIdentifier';
         const kind: PointKind = m.kind === 'constructor' ? 'constructor' : m.kind === 'get' ? 'get' : m.kind === 'set' ? 'set' : 'method';
-        const mk = m.kind === 'constructor' ? `${classKey}#constructor` : `${classKey}${m.static ? '.' : '#'}${m.kind === 'get' || m.kind === 'set' ? `${m.kind} ` : ''}${k ?? `[${squash(text(m.key), 40)}]`}`;
+        const mk =
+          m.kind === 'constructor'
+            ? `${classKey}#constructor`
+            : `${classKey}${m.static ? '.' : '#'}${m.kind === 'get' || m.kind === 'set' ? `${m.kind} ` : ''}${k ?? `[${squash(text(m.key), 40)}]`}`;
         const un = why ?? (k === undefined ? 'its name is a computed key' : isPrivate ? 'it is a #private method' : undefined);
         const p = addPoint(m.value, uniq(mk), kind, `${name || classKey}.${k ?? '[computed]'}`, un, m);
-        if (!un && kind !== 'constructor') container.members.push({ keyExpr: keyExpr(k!), pointKey: p.key, kind: kind as 'method' | 'get' | 'set', isStatic: !!m.static });
+        if (!un && kind !== 'constructor')
+          container.members.push({ keyExpr: keyExpr(k!), pointKey: p.key, kind: kind as 'method' | 'get' | 'set', isStatic: !!m.static });
       }
       // Field initialisers and static blocks are part of the class's skeleton (see reach.ts).
     }
@@ -281,10 +335,24 @@ export function analyze(source: string, esm = false): Analysis {
       if ((p.method || p.kind === 'get' || p.kind === 'set') && !inFn && !inLoop) {
         const kind: PointKind = p.kind === 'get' ? 'get' : p.kind === 'set' ? 'set' : 'method';
         const un = k === undefined ? 'its name is a computed key' : undefined;
-        const pt = addPoint(p.value, uniq(`${label}/{${kind === 'method' ? '' : `${kind} `}${k ?? squash(text(p.key), 40)}}`), kind, k ?? '[computed]', un, p);
-        if (!un) container.members.push({ keyExpr: keyExpr(k!), pointKey: pt.key, kind: kind as 'method' | 'get' | 'set', isStatic: false });
+        const pt = addPoint(
+          p.value,
+          uniq(`${label}/{${kind === 'method' ? '' : `${kind} `}${k ?? squash(text(p.key), 40)}}`),
+          kind,
+          k ?? '[computed]',
+          un,
+          p,
+        );
+        if (!un)
+          container.members.push({ keyExpr: keyExpr(k!), pointKey: pt.key, kind: kind as 'method' | 'get' | 'set', isStatic: false });
       } else {
-        visit(p.value, `${label}/${k ?? `[${squash(text(p.key), 40)}]`}`, inFn, inLoop, !p.computed && k !== undefined && !k.startsWith('@@') ? k : undefined);
+        visit(
+          p.value,
+          `${label}/${k ?? `[${squash(text(p.key), 40)}]`}`,
+          inFn,
+          inLoop,
+          !p.computed && k !== undefined && !k.startsWith('@@') ? k : undefined,
+        );
       }
     }
     if (container.members.length > 0) containers.push(container);
@@ -313,7 +381,8 @@ export function analyze(source: string, esm = false): Analysis {
           if (n.superClass) visit(n.superClass, label, inFn, inLoop);
           visitClass(n, n.type === 'ClassDeclaration' && n.id ? `class ${n.id.name}` : label, infer);
           // Field initialisers run per instance / once per class: walk them as code inside a function.
-          for (const m of n.body.body as AnyNode[]) if (m.type !== 'MethodDefinition') for (const c of children(m)) visit(c, label, true, inLoop);
+          for (const m of n.body.body as AnyNode[])
+            if (m.type !== 'MethodDefinition') for (const c of children(m)) visit(c, label, true, inLoop);
           return;
         }
         for (const c of children(n)) visit(c, label, true, inLoop);
@@ -326,16 +395,30 @@ export function analyze(source: string, esm = false): Analysis {
         return;
       case 'VariableDeclarator':
         visit(n.id, label, inFn, inLoop);
-        visit(n.init, n.id.type === 'Identifier' ? `var ${n.id.name}` : `var ${squash(text(n.id), 40)}`, inFn, inLoop, n.id.type === 'Identifier' ? n.id.name : undefined);
+        visit(
+          n.init,
+          n.id.type === 'Identifier' ? `var ${n.id.name}` : `var ${squash(text(n.id), 40)}`,
+          inFn,
+          inLoop,
+          n.id.type === 'Identifier' ? n.id.name : undefined,
+        );
         return;
       case 'AssignmentExpression':
         visit(n.left, label, inFn, inLoop);
-        visit(n.right, `set ${squash(text(n.left), 60)}`, inFn, inLoop, n.left.type === 'Identifier' && n.operator === '=' ? n.left.name : undefined);
+        visit(
+          n.right,
+          `set ${squash(text(n.left), 60)}`,
+          inFn,
+          inLoop,
+          n.left.type === 'Identifier' && n.operator === '=' ? n.left.name : undefined,
+        );
         return;
       case 'CallExpression':
       case 'NewExpression': {
         if (top) recordEffect(n);
-        const lits = n.arguments.filter((a: AnyNode) => a.type === 'Literal' && typeof a.value === 'string').map((a: AnyNode) => JSON.stringify(a.value));
+        const lits = n.arguments
+          .filter((a: AnyNode) => a.type === 'Literal' && typeof a.value === 'string')
+          .map((a: AnyNode) => JSON.stringify(a.value));
         const callLabel = `${n.type === 'NewExpression' ? 'new' : 'call'} ${squash(text(n.callee), 60)}(${lits.join(',')})`;
         visit(n.callee, label, inFn, inLoop);
         n.arguments.forEach((a: AnyNode, i: number) => visit(a, `${callLabel}#${i}`, inFn, inLoop));
@@ -343,7 +426,8 @@ export function analyze(source: string, esm = false): Analysis {
       }
       default: {
         const loop = inLoop || isLoop(n);
-        for (const c of children(n)) visit(c, n.type === 'Program' || /Statement$|Declaration$|Block/.test(n.type) ? label : `${label}>${n.type}`, inFn, loop);
+        for (const c of children(n))
+          visit(c, n.type === 'Program' || /Statement$|Declaration$|Block/.test(n.type) ? label : `${label}>${n.type}`, inFn, loop);
       }
     }
   };
@@ -355,9 +439,15 @@ export function analyze(source: string, esm = false): Analysis {
     else if (c.type === 'MemberExpression' && !c.computed && c.property.type === 'Identifier') {
       const prop = c.property.name as string;
       const obj = c.object as AnyNode;
-      if (obj.type === 'Identifier' && obj.name === 'process' && (PROCESS_LISTEN.has(prop) || prop === 'exit' || prop === 'abort' || prop === 'kill')) what = `process.${prop}()`;
+      if (
+        obj.type === 'Identifier' &&
+        obj.name === 'process' &&
+        (PROCESS_LISTEN.has(prop) || prop === 'exit' || prop === 'abort' || prop === 'kill')
+      )
+        what = `process.${prop}()`;
       else if (prop === 'listen') what = `${squash(text(c), 60)}()`;
-      else if (obj.type === 'Identifier' && (obj.name === 'timers' || obj.name === 'globalThis') && TIMERS.has(prop)) what = `${obj.name}.${prop}()`;
+      else if (obj.type === 'Identifier' && (obj.name === 'timers' || obj.name === 'globalThis') && TIMERS.has(prop))
+        what = `${obj.name}.${prop}()`;
     }
     if (what) effects.push({ ...at(n.start), what });
   };
@@ -386,7 +476,9 @@ export function analyze(source: string, esm = false): Analysis {
 export function blank(source: string, node: Node, points: readonly Point[]): string {
   let out = '';
   let pos = node.start;
-  const inside = points.filter((p) => p.kind !== 'class' && p.outer[0] >= node.start && p.outer[1] <= node.end).sort((a, b) => a.outer[0] - b.outer[0]);
+  const inside = points
+    .filter((p) => p.kind !== 'class' && p.outer[0] >= node.start && p.outer[1] <= node.end)
+    .sort((a, b) => a.outer[0] - b.outer[0]);
   for (const p of inside) {
     if (p.outer[0] < pos) continue;
     out += source.slice(pos, p.outer[0]);

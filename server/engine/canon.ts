@@ -53,7 +53,8 @@ export interface CanonPlan {
   readonly perGen: string[];
 }
 
-const slotOf = (v: unknown): number | undefined => (v !== null && (typeof v === 'object' || typeof v === 'function') ? registered.get(v) : undefined);
+const slotOf = (v: unknown): number | undefined =>
+  v !== null && (typeof v === 'object' || typeof v === 'function') ? registered.get(v) : undefined;
 
 /** Whether the canonical object's names are the module's to keep in step (not a framework's object). */
 function ownsNames(canon: unknown): boolean {
@@ -178,7 +179,8 @@ function joinFamily(fam: Family, C: AppFunction): void {
     value(this: AppFunction, x: unknown): boolean {
       if (fnHasInstance.call(this, x)) return true;
       if (!fam.classes.has(this) || x === null || (typeof x !== 'object' && typeof x !== 'function')) return false;
-      for (let p = Object.getPrototypeOf(x) as object | null; p; p = Object.getPrototypeOf(p) as object | null) if (fam.protos.has(p)) return true;
+      for (let p = Object.getPrototypeOf(x) as object | null; p; p = Object.getPrototypeOf(p) as object | null)
+        if (fam.protos.has(p)) return true;
       return false;
     },
   });
@@ -202,13 +204,31 @@ function stub(ctl: VersionCtl, slot: number, key: string | symbol, kind: 'm' | '
     };
   }
   return kind === 'g'
-    ? { configurable: true, enumerable: false, get(this: unknown) { return call(this, []); } }
-    : { configurable: true, enumerable: false, set(this: unknown, v: unknown) { call(this, [v]); } };
+    ? {
+        configurable: true,
+        enumerable: false,
+        get(this: unknown) {
+          return call(this, []);
+        },
+      }
+    : {
+        configurable: true,
+        enumerable: false,
+        set(this: unknown, v: unknown) {
+          call(this, [v]);
+        },
+      };
 }
 
 function isConstructorLike(fn: AppFunction): boolean {
   const d = Object.getOwnPropertyDescriptor(fn, 'prototype');
-  return !!d && 'value' in d && d.value !== null && typeof d.value === 'object' && Object.getOwnPropertyNames(d.value).some((k) => k !== 'constructor');
+  return (
+    !!d &&
+    'value' in d &&
+    d.value !== null &&
+    typeof d.value === 'object' &&
+    Object.getOwnPropertyNames(d.value).some((k) => k !== 'constructor')
+  );
 }
 
 /**
@@ -223,7 +243,12 @@ function shareStatics(canonC: AppFunction, C: AppFunction): void {
     if (!('value' in d) || typeof d.value === 'function' || !d.configurable) continue;
     if (!Object.prototype.hasOwnProperty.call(canonC, key)) continue;
     const target = canonC as unknown as Record<string | symbol, unknown>;
-    Object.defineProperty(C, key, { configurable: true, enumerable: d.enumerable, get: () => target[key], set: (v: unknown) => void (target[key] = v) });
+    Object.defineProperty(C, key, {
+      configurable: true,
+      enumerable: d.enumerable,
+      get: () => target[key],
+      set: (v: unknown) => void (target[key] = v),
+    });
   }
 }
 

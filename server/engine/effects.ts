@@ -85,67 +85,90 @@ function install(): void {
   };
   for (const target of [globalThis, timers]) {
     for (const name of ['setTimeout', 'setInterval', 'setImmediate']) {
-      wrapOn(target, name, (orig) =>
-        function (this: unknown, ...args: unknown[]): unknown {
-          const log = current();
-          if (!log) return orig.apply(this, args) as unknown;
-          // One-shot timers are marked when they fire: a timer that already ran left nothing behind.
-          let fired = false;
-          const cb = args[0];
-          if (name !== 'setInterval' && typeof cb === 'function') {
-            args[0] = function (this: unknown, ...a: unknown[]): unknown {
-              fired = true;
-              return cb.apply(this, a) as unknown;
-            };
-          }
-          const t = orig.apply(this, args) as unknown;
-          log.add(`${name}()`, () => clear[name]!(t), () => !fired);
-          return t;
-        },
+      wrapOn(
+        target,
+        name,
+        (orig) =>
+          function (this: unknown, ...args: unknown[]): unknown {
+            const log = current();
+            if (!log) return orig.apply(this, args) as unknown;
+            // One-shot timers are marked when they fire: a timer that already ran left nothing behind.
+            let fired = false;
+            const cb = args[0];
+            if (name !== 'setInterval' && typeof cb === 'function') {
+              args[0] = function (this: unknown, ...a: unknown[]): unknown {
+                fired = true;
+                return cb.apply(this, a) as unknown;
+              };
+            }
+            const t = orig.apply(this, args) as unknown;
+            log.add(
+              `${name}()`,
+              () => clear[name]!(t),
+              () => !fired,
+            );
+            return t;
+          },
       );
     }
   }
   for (const name of ['on', 'addListener', 'once', 'prependListener', 'prependOnceListener']) {
-    wrapOn(process, name, (orig) =>
-      function (this: NodeJS.Process, event: string | symbol, listener: (...a: unknown[]) => void): unknown {
-        // eslint-disable-next-line prefer-rest-params
-        const r = orig.apply(this, arguments) as unknown;
-        current()?.add(`process.${name}(${JSON.stringify(String(event))})`, () => process.removeListener(event, listener));
-        return r;
-      },
+    wrapOn(
+      process,
+      name,
+      (orig) =>
+        function (this: NodeJS.Process, event: string | symbol, listener: (...a: unknown[]) => void): unknown {
+          // eslint-disable-next-line prefer-rest-params
+          const r = orig.apply(this, arguments) as unknown;
+          current()?.add(`process.${name}(${JSON.stringify(String(event))})`, () => process.removeListener(event, listener));
+          return r;
+        },
     );
   }
   for (const name of ['exit', 'abort', 'reallyExit']) {
-    wrapOn(process, name, (orig) =>
-      function (this: unknown): unknown {
+    wrapOn(
+      process,
+      name,
+      (orig) =>
+        function (this: unknown): unknown {
+          const log = current();
+          if (log) {
+            log.add(`process.${name}()`, () => undefined);
+            throw new LivepatchError('LP_ERR_PATCH_EFFECT', `staged code called process.${name}(); the host keeps running`);
+          }
+          // eslint-disable-next-line prefer-rest-params
+          return orig.apply(this, arguments) as unknown;
+        },
+    );
+  }
+  wrapOn(
+    process,
+    'kill',
+    (orig) =>
+      function (this: unknown, pid: number): unknown {
         const log = current();
-        if (log) {
-          log.add(`process.${name}()`, () => undefined);
-          throw new LivepatchError('LP_ERR_PATCH_EFFECT', `staged code called process.${name}(); the host keeps running`);
+        if (log && Number(pid) === process.pid) {
+          log.add('process.kill(process.pid)', () => undefined);
+          throw new LivepatchError('LP_ERR_PATCH_EFFECT', 'staged code tried to kill its own process; the host keeps running');
         }
         // eslint-disable-next-line prefer-rest-params
         return orig.apply(this, arguments) as unknown;
       },
-    );
-  }
-  wrapOn(process, 'kill', (orig) =>
-    function (this: unknown, pid: number): unknown {
-      const log = current();
-      if (log && Number(pid) === process.pid) {
-        log.add('process.kill(process.pid)', () => undefined);
-        throw new LivepatchError('LP_ERR_PATCH_EFFECT', 'staged code tried to kill its own process; the host keeps running');
-      }
-      // eslint-disable-next-line prefer-rest-params
-      return orig.apply(this, arguments) as unknown;
-    },
   );
-  wrapOn(net.Server.prototype, 'listen', (orig) =>
-    function (this: net.Server): unknown {
-      // eslint-disable-next-line prefer-rest-params
-      const r = orig.apply(this, arguments) as unknown;
-      current()?.add('listen()', () => this.close(), () => this.listening);
-      return r;
-    },
+  wrapOn(
+    net.Server.prototype,
+    'listen',
+    (orig) =>
+      function (this: net.Server): unknown {
+        // eslint-disable-next-line prefer-rest-params
+        const r = orig.apply(this, arguments) as unknown;
+        current()?.add(
+          'listen()',
+          () => this.close(),
+          () => this.listening,
+        );
+        return r;
+      },
   );
 }
 
@@ -178,7 +201,12 @@ export function snapshotGlobals(): Map<string | symbol, PropertyDescriptor> {
 }
 
 const sameDescriptor = (a: PropertyDescriptor, b: PropertyDescriptor): boolean =>
-  Object.is(a.value, b.value) && a.get === b.get && a.set === b.set && a.writable === b.writable && a.enumerable === b.enumerable && a.configurable === b.configurable;
+  Object.is(a.value, b.value) &&
+  a.get === b.get &&
+  a.set === b.set &&
+  a.writable === b.writable &&
+  a.enumerable === b.enumerable &&
+  a.configurable === b.configurable;
 
 /** Record the global changes since `before` in `log`, each undone by restoring what was there. */
 export function recordGlobalChanges(log: EffectLog, before: Map<string | symbol, PropertyDescriptor>): void {

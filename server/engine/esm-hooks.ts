@@ -79,7 +79,11 @@ function transform(url: string, r: LoadResult): LoadResult {
   }
   if (!mapper?.inScope(file)) return r;
   if (r.format === 'module-typescript') {
-    tell(file, "TypeScript run by Node's own type stripping; compile it with tsc (or run it with ts-node) to make it live", "TypeScript run by Node's type stripping");
+    tell(
+      file,
+      "TypeScript run by Node's own type stripping; compile it with tsc (or run it with ts-node) to make it live",
+      "TypeScript run by Node's type stripping",
+    );
     return r;
   }
   const text = typeof r.source === 'string' ? r.source : Buffer.from(r.source as ArrayBuffer).toString('utf8');

@@ -22,7 +22,6 @@ interface Pending {
   readonly file: string;
 }
 
-
 /**
  * Register the hooks and the cell handlers for `engine`. Node ≥ 22.15 runs the hooks in this thread
  * (`module.registerHooks`). Older Node runs them on a loader thread of their own (`module.register`),

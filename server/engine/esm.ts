@@ -162,7 +162,8 @@ export function evalText(a: Analysis, slotOf: (key: string) => number): string {
         for (const sp of s.specifiers) {
           const local = sp.local.name;
           if (sp.type === 'ImportNamespaceSpecifier') head.push(`const ${local} = ${v};`);
-          else head.push(`const ${local} = ${v}[${JSON.stringify(sp.type === 'ImportDefaultSpecifier' ? 'default' : nameOf(sp.imported))}];`);
+          else
+            head.push(`const ${local} = ${v}[${JSON.stringify(sp.type === 'ImportDefaultSpecifier' ? 'default' : nameOf(sp.imported))}];`);
         }
       }
     } else if (s.type === 'ExportNamedDeclaration' && s.declaration) {
@@ -175,7 +176,9 @@ export function evalText(a: Analysis, slotOf: (key: string) => number): string {
       if (s.type === 'ExportAllDeclaration') {
         if (s.exported) getters.push(`get ${JSON.stringify(nameOf(s.exported))}() { return ${v}; }`);
         else stars.push(v);
-      } else for (const sp of s.specifiers) getters.push(`get ${JSON.stringify(nameOf(sp.exported))}() { return ${v}[${JSON.stringify(nameOf(sp.local))}]; }`);
+      } else
+        for (const sp of s.specifiers)
+          getters.push(`get ${JSON.stringify(nameOf(sp.exported))}() { return ${v}[${JSON.stringify(nameOf(sp.local))}]; }`);
     } else if (s.type === 'ExportDefaultDeclaration') {
       const d = s.declaration;
       const named = (d.type === 'FunctionDeclaration' || d.type === 'ClassDeclaration') && d.id;

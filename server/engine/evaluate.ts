@@ -68,7 +68,11 @@ function compile(input: EvalInput): vm.Script {
   } catch (e) {
     const line = /:(\d+)\n/.exec(String((e as Error)?.stack ?? ''))?.[1];
     const where = line ? `${input.id}(${line})` : input.id;
-    throw new LivepatchError('LP_ERR_PATCH_SYNTAX', `${where}: ${oneLine(e)}`, { module: input.id, line: line ? Number(line) : undefined, message: oneLine(e) });
+    throw new LivepatchError('LP_ERR_PATCH_SYNTAX', `${where}: ${oneLine(e)}`, {
+      module: input.id,
+      line: line ? Number(line) : undefined,
+      message: oneLine(e),
+    });
   }
 }
 
@@ -87,10 +91,17 @@ export function evaluateModule(input: EvalInput): unknown {
 
 /** What an `import` of a CommonJS value gives: `default` is `module.exports`, its names are named exports. */
 function namespaceOf(value: unknown): object {
-  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === null && (value as Record<symbol, unknown>)[Symbol.toStringTag] === 'Module') return value;
+  if (
+    value !== null &&
+    typeof value === 'object' &&
+    Object.getPrototypeOf(value) === null &&
+    (value as Record<symbol, unknown>)[Symbol.toStringTag] === 'Module'
+  )
+    return value;
   const ns = Object.create(null) as Record<string, unknown>;
   if (value !== null && (typeof value === 'object' || typeof value === 'function')) {
-    for (const k of Object.keys(value)) if (k !== 'default') Object.defineProperty(ns, k, { enumerable: true, get: () => (value as Record<string, unknown>)[k] });
+    for (const k of Object.keys(value))
+      if (k !== 'default') Object.defineProperty(ns, k, { enumerable: true, get: () => (value as Record<string, unknown>)[k] });
   }
   ns['default'] = value;
   return ns;

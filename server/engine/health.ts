@@ -43,7 +43,12 @@ function bucketOf(us: number): number {
 }
 
 /** Count one request that ended: `threw` when its handler threw synchronously. */
-export function recordRequest(h: Health, res: { statusCode?: number; writableFinished?: boolean } | undefined, t0: number, threw: boolean): void {
+export function recordRequest(
+  h: Health,
+  res: { statusCode?: number; writableFinished?: boolean } | undefined,
+  t0: number,
+  threw: boolean,
+): void {
   const us = (nowUs() - t0) >>> 0;
   h[H_REQUESTS]!++;
   if (threw) h[H_THREW]!++;

@@ -20,47 +20,59 @@ const HOOKED = Symbol.for('livepatch.engine.compileHooked');
 
 /** Install the compile hook for `engine` (once per process). */
 export function installCompileHook(engine: LiveEngine): void {
-  wrapCompile(HOOKED, (original) => function (this: NodeJS.Module, content: string, filename: string): unknown {
-    let loc: ReturnType<LiveEngine['mapper']['locate']> | undefined;
-    try {
-      // ES modules that `require()` loads (Node ≥ 22) are the ES module hooks' (esm-hooks.ts).
-      if (engine.mapper.inScope(filename) && !engine.mapper.isEsModule(filename)) loc = engine.mapper.locate(filename, content);
-    } catch {
-      loc = undefined;
-    }
-    if (!loc || engine.modules.has(loc.id)) return original.call(this, content, filename);
-    const skip = notInstrumented(content);
-    if (skip) {
-      engine.markNotLive(loc.id, skip.reason, skip.kind);
-      return original.call(this, content, filename);
-    }
-    let prepared: ReturnType<LiveEngine['prepareDeployed']>;
-    let code: string;
-    try {
-      prepared = engine.prepareDeployed(loc, this);
-      code = instrument(analyze(content), slotFn(prepared.mod));
-    } catch (e) {
-      engine.markNotLive(loc.id, `its JavaScript could not be analysed (${(e as Error)?.message ?? String(e)})`, 'JavaScript the analyser could not parse');
-      return original.call(this, content, filename);
-    }
-    state.evalStack.push({ id: loc.id });
-    state.nextCtl = prepared.ctl;
-    let result: unknown;
-    try {
-      result = original.call(this, code, filename);
-    } catch (e) {
-      if (state.nextCtl === prepared.ctl) {
-        // The instrumented text never started: compile the module as it was, not live.
-        state.nextCtl = undefined;
-        engine.markNotLive(loc.id, `its instrumented JavaScript did not compile (${(e as Error)?.message ?? String(e)})`, 'instrumented JavaScript did not compile');
-        return original.call(this, content, filename);
-      }
-      throw e;
-    } finally {
-      if (state.nextCtl === prepared.ctl) state.nextCtl = undefined;
-      state.evalStack.pop();
-    }
-    engine.adoptDeployed(this, loc, content, prepared);
-    return result;
-  });
+  wrapCompile(
+    HOOKED,
+    (original) =>
+      function (this: NodeJS.Module, content: string, filename: string): unknown {
+        let loc: ReturnType<LiveEngine['mapper']['locate']> | undefined;
+        try {
+          // ES modules that `require()` loads (Node ≥ 22) are the ES module hooks' (esm-hooks.ts).
+          if (engine.mapper.inScope(filename) && !engine.mapper.isEsModule(filename)) loc = engine.mapper.locate(filename, content);
+        } catch {
+          loc = undefined;
+        }
+        if (!loc || engine.modules.has(loc.id)) return original.call(this, content, filename);
+        const skip = notInstrumented(content);
+        if (skip) {
+          engine.markNotLive(loc.id, skip.reason, skip.kind);
+          return original.call(this, content, filename);
+        }
+        let prepared: ReturnType<LiveEngine['prepareDeployed']>;
+        let code: string;
+        try {
+          prepared = engine.prepareDeployed(loc, this);
+          code = instrument(analyze(content), slotFn(prepared.mod));
+        } catch (e) {
+          engine.markNotLive(
+            loc.id,
+            `its JavaScript could not be analysed (${(e as Error)?.message ?? String(e)})`,
+            'JavaScript the analyser could not parse',
+          );
+          return original.call(this, content, filename);
+        }
+        state.evalStack.push({ id: loc.id });
+        state.nextCtl = prepared.ctl;
+        let result: unknown;
+        try {
+          result = original.call(this, code, filename);
+        } catch (e) {
+          if (state.nextCtl === prepared.ctl) {
+            // The instrumented text never started: compile the module as it was, not live.
+            state.nextCtl = undefined;
+            engine.markNotLive(
+              loc.id,
+              `its instrumented JavaScript did not compile (${(e as Error)?.message ?? String(e)})`,
+              'instrumented JavaScript did not compile',
+            );
+            return original.call(this, content, filename);
+          }
+          throw e;
+        } finally {
+          if (state.nextCtl === prepared.ctl) state.nextCtl = undefined;
+          state.evalStack.pop();
+        }
+        engine.adoptDeployed(this, loc, content, prepared);
+        return result;
+      },
+  );
 }

@@ -27,7 +27,11 @@ export interface InstallOptions {
 /** Install the engine (idempotent: a second call returns the engine already installed). */
 export function install(opts: InstallOptions = {}): Engine {
   if (state.engine) return state.engine as Engine;
-  const engine = new LiveEngine(new ModuleMapper(resolve(opts.root ?? process.env['LIVEPATCH_ROOT'] ?? process.cwd()), { warn: (m) => process.stderr.write(`livepatch: ${m}\n`) }));
+  const engine = new LiveEngine(
+    new ModuleMapper(resolve(opts.root ?? process.env['LIVEPATCH_ROOT'] ?? process.cwd()), {
+      warn: (m) => process.stderr.write(`livepatch: ${m}\n`),
+    }),
+  );
   state.engine = engine;
   installCtlGlobal(Symbol.for(CTL_GLOBAL));
   installCompileHook(engine);

@@ -27,7 +27,10 @@ export function maxModuleBytes(): number {
 export function notInstrumented(text: string): { kind: string; reason: string } | undefined {
   const max = maxModuleBytes();
   if (text.length <= max) return undefined;
-  return { kind: `larger than LIVEPATCH_MAX_MODULE_BYTES, ${max} bytes`, reason: `its JavaScript is ${text.length} bytes, more than LIVEPATCH_MAX_MODULE_BYTES (${max}): bundles and generated code are not made live` };
+  return {
+    kind: `larger than LIVEPATCH_MAX_MODULE_BYTES, ${max} bytes`,
+    reason: `its JavaScript is ${text.length} bytes, more than LIVEPATCH_MAX_MODULE_BYTES (${max}): bundles and generated code are not made live`,
+  };
 }
 
 /** The global through which a module version's code finds its control cell. */
@@ -105,7 +108,10 @@ export function instrument(a: Analysis, slotOf: (key: string) => number, opts: I
   const edits: Edit[] = [...(opts.edits ?? [])];
   const insert = (at: number, text: string): void => void edits.push({ start: at, end: at, text });
 
-  insert(a.preambleAt, `${a.preambleAt > 0 ? ';' : ''}${opts.preamble ?? `var __lp$c = globalThis[Symbol.for(${JSON.stringify(CTL_GLOBAL)})](), __lp$r;`}`);
+  insert(
+    a.preambleAt,
+    `${a.preambleAt > 0 ? ';' : ''}${opts.preamble ?? `var __lp$c = globalThis[Symbol.for(${JSON.stringify(CTL_GLOBAL)})](), __lp$r;`}`,
+  );
 
   for (const p of a.points) {
     if (p.unforwardable || p.kind === 'class') continue;
@@ -163,7 +169,7 @@ export function instrument(a: Analysis, slotOf: (key: string) => number, opts: I
 
 /** Apply non-overlapping edits; insertions at a position go before a replacement starting there. */
 function apply(src: string, edits: Edit[]): string {
-  edits.sort((x, y) => x.start - y.start || (x.end - x.start) - (y.end - y.start));
+  edits.sort((x, y) => x.start - y.start || x.end - x.start - (y.end - y.start));
   let out = '';
   let pos = 0;
   for (const e of edits) {

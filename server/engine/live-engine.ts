@@ -30,7 +30,6 @@ import type { Diagnostic } from '../../shared/patch';
 import type { CommitMeta, Engine, StageChange, StageOptions, Staged, VersionRecord } from './types';
 import { sha256 } from '../../shared/hash';
 
-
 /** The live module engine (see file header). */
 export class LiveEngine extends EventEmitter implements Engine, StageHost {
   readonly root: string;
@@ -48,7 +47,16 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
   constructor(readonly mapper: ModuleMapper) {
     super();
     this.root = mapper.root;
-    const g1: Generation = { n: 1, versions: new Map(), exports: new Map(), ctl: new Map(), inflight: 0, released: false, health: newHealth(), summary: { generation: 1, kind: 'deploy', time: new Date().toISOString(), changed: [] } };
+    const g1: Generation = {
+      n: 1,
+      versions: new Map(),
+      exports: new Map(),
+      ctl: new Map(),
+      inflight: 0,
+      released: false,
+      health: newHealth(),
+      summary: { generation: 1, kind: 'deploy', time: new Date().toISOString(), changed: [] },
+    };
     this.gens.push(g1);
     this.live.add(g1);
     this.current = g1;
@@ -199,7 +207,15 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     }
     // Without the source, the build manifest's hash of it (what a client checks against), else the JS's.
     const hash = source ? sha256(source) : (this.mapper.manifestHash(mod.id) ?? sha256(js));
-    const record: VersionRecord = { id: mod.id, version: 1, generation: 1, hash, source, sourceFile: mod.sourceFile, runtimeFile: mod.runtimeFile };
+    const record: VersionRecord = {
+      id: mod.id,
+      version: 1,
+      generation: 1,
+      hash,
+      source,
+      sourceFile: mod.sourceFile,
+      runtimeFile: mod.runtimeFile,
+    };
     mod.versions.push({ record, js });
     mod.canon = exports;
     mod.canonCtl = ctl;
@@ -259,7 +275,14 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     return q.history(this.gens, this.live, this.current);
   }
   liveGenerations(): LiveGeneration[] {
-    return [...this.live].sort((a, b) => a.n - b.n).map((g) => ({ generation: g.n, inflight: g.inflight, current: g === this.current, ...(g.health ? { health: summarizeHealth(g.health) } : {}) }));
+    return [...this.live]
+      .sort((a, b) => a.n - b.n)
+      .map((g) => ({
+        generation: g.n,
+        inflight: g.inflight,
+        current: g === this.current,
+        ...(g.health ? { health: summarizeHealth(g.health) } : {}),
+      }));
   }
   /** The raw health counters of a live generation (default current); undefined once released. */
   healthOf(generation?: number): Health | undefined {
@@ -295,13 +318,24 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     if (!s) throw new LivepatchError('LP_ERR_PATCH_STAGE_UNKNOWN');
     if (s.staged.baseGeneration !== this.current.n) {
       this.discard(staged);
-      throw new LivepatchError('LP_ERR_PATCH_CONFLICT', `staged on generation ${s.staged.baseGeneration}, current is ${this.current.n}`, { baseGeneration: s.staged.baseGeneration, currentGeneration: this.current.n });
+      throw new LivepatchError('LP_ERR_PATCH_CONFLICT', `staged on generation ${s.staged.baseGeneration}, current is ${this.current.n}`, {
+        baseGeneration: s.staged.baseGeneration,
+        currentGeneration: this.current.n,
+      });
     }
     // From here to the end: one synchronous step, no await, nothing observable half-done.
     this.staged.delete(staged.stageId);
     const prev = this.current;
     const gen = s.gen;
-    Object.assign(gen.summary, { time: new Date().toISOString(), who: meta.who, message: meta.message, patchId: meta.patchId, ...(meta.signer ? { signer: { ...meta.signer } } : {}), ...(meta.checkedBy ? { checkedBy: meta.checkedBy } : {}), changed: [...s.entries.keys()].sort() });
+    Object.assign(gen.summary, {
+      time: new Date().toISOString(),
+      who: meta.who,
+      message: meta.message,
+      patchId: meta.patchId,
+      ...(meta.signer ? { signer: { ...meta.signer } } : {}),
+      ...(meta.checkedBy ? { checkedBy: meta.checkedBy } : {}),
+      changed: [...s.entries.keys()].sort(),
+    });
     for (const [id, mod] of s.newMods) {
       this.modules.set(id, mod);
       if (!mod.esm) registerInRequireCache(mod);
@@ -328,7 +362,11 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     this.current = gen;
     state.staging = Math.max(0, state.staging - 1);
     this.recomputeMulti();
-    const result: CommitResult = { generation: gen.n, previousGeneration: prev.n, changed: [...s.entries.values()].map((e) => ({ module: e.record.id, version: e.record.version, hash: e.record.hash })) };
+    const result: CommitResult = {
+      generation: gen.n,
+      previousGeneration: prev.n,
+      changed: [...s.entries.values()].map((e) => ({ module: e.record.id, version: e.record.version, hash: e.record.hash })),
+    };
     if (meta.patchId !== undefined) result.patchId = meta.patchId;
     // Listeners hear of the commit before the previous generation's drain that it may cause.
     this.notify('commit', q.summarize(gen, this.live, this.current));
@@ -339,7 +377,12 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
   async rollback(to?: number, meta: CommitMeta = {}): Promise<CommitResult> {
     const target = to ?? this.current.n - 1;
     const targetGen = Number.isInteger(target) && target >= 1 && target < this.current.n ? this.gens[target - 1] : undefined;
-    if (!targetGen) throw new LivepatchError('LP_ERR_ROLLBACK_TARGET', `no generation ${String(to ?? target)} to roll back to (current is ${this.current.n})`, { to: to ?? target });
+    if (!targetGen)
+      throw new LivepatchError(
+        'LP_ERR_ROLLBACK_TARGET',
+        `no generation ${String(to ?? target)} to roll back to (current is ${this.current.n})`,
+        { to: to ?? target },
+      );
     const items = [];
     for (const [id, entry] of targetGen.versions) {
       if (this.current.versions.get(id) === entry) continue;

@@ -42,10 +42,16 @@ export function parseJsonc(text: string): unknown {
 function readCompilerOptions(file: string, depth = 0): { rootDir?: string; outDir?: string } {
   if (depth > 4 || !existsSync(file)) return {};
   try {
-    const cfg = (parseJsonc(readFileSync(file, 'utf8')) ?? {}) as { compilerOptions?: { rootDir?: unknown; outDir?: unknown }; extends?: unknown };
+    const cfg = (parseJsonc(readFileSync(file, 'utf8')) ?? {}) as {
+      compilerOptions?: { rootDir?: unknown; outDir?: unknown };
+      extends?: unknown;
+    };
     const dir = dirname(file);
     const own = cfg.compilerOptions ?? {};
-    const inherited = typeof cfg.extends === 'string' && cfg.extends.startsWith('.') ? readCompilerOptions(resolve(dir, cfg.extends.endsWith('.json') ? cfg.extends : `${cfg.extends}.json`), depth + 1) : {};
+    const inherited =
+      typeof cfg.extends === 'string' && cfg.extends.startsWith('.')
+        ? readCompilerOptions(resolve(dir, cfg.extends.endsWith('.json') ? cfg.extends : `${cfg.extends}.json`), depth + 1)
+        : {};
     return {
       rootDir: typeof own.rootDir === 'string' ? resolve(dir, own.rootDir) : inherited.rootDir,
       outDir: typeof own.outDir === 'string' ? resolve(dir, own.outDir) : inherited.outDir,
@@ -110,7 +116,8 @@ export class ModuleMapper {
     if (this.outDir && filename.startsWith(this.outDir + sep)) {
       const rel = relative(this.outDir, filename).replace(/\.[cm]?js$/, '');
       const dirs = this.rootDir ? [this.rootDir] : [this.root, join(this.root, 'src')];
-      for (const d of dirs) for (const ext of ['.ts', '.tsx', '.cts', '.mts']) if (existsSync(join(d, rel + ext))) return this.located(join(d, rel + ext));
+      for (const d of dirs)
+        for (const ext of ['.ts', '.tsx', '.cts', '.mts']) if (existsSync(join(d, rel + ext))) return this.located(join(d, rel + ext));
       if (this.rootDir) return this.located(join(this.rootDir, `${rel}.ts`));
     }
     const fromMap = this.fromSourceMap(filename, content);

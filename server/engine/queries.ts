@@ -11,7 +11,13 @@ import type { Generation, LiveModule } from './state';
 export function listVersions(g: Generation | undefined): ModuleVersionInfo[] {
   if (!g) return [];
   return [...g.versions.values()]
-    .map((e) => ({ module: e.record.id, version: e.record.version, generation: e.record.generation, hash: e.record.hash, patched: e.record.version > 1 || e.record.generation > 1 }))
+    .map((e) => ({
+      module: e.record.id,
+      version: e.record.version,
+      generation: e.record.generation,
+      hash: e.record.hash,
+      patched: e.record.version > 1 || e.record.generation > 1,
+    }))
     .sort((a, b) => (a.module < b.module ? -1 : a.module > b.module ? 1 : 0));
 }
 
@@ -23,7 +29,13 @@ export function exportsOf(mod: LiveModule | undefined, id: string): ExportsResul
 
 /** The summary of one generation with its live/current/in-flight state filled in. */
 export function summarize(g: Generation, live: ReadonlySet<Generation>, current: Generation): GenerationSummary {
-  const out: GenerationSummary = { ...g.summary, changed: [...g.summary.changed], live: live.has(g), current: g === current, inflight: live.has(g) ? g.inflight : 0 };
+  const out: GenerationSummary = {
+    ...g.summary,
+    changed: [...g.summary.changed],
+    live: live.has(g),
+    current: g === current,
+    inflight: live.has(g) ? g.inflight : 0,
+  };
   for (const k of Object.keys(out) as (keyof GenerationSummary)[]) if (out[k] === undefined) delete out[k];
   return out;
 }

@@ -65,15 +65,31 @@ function pure(n: N | null | undefined): boolean {
     case 'CallExpression': {
       // keep() is the documented hand-over of top-level state: the new version gets the kept value.
       const callee = n.callee.type === 'SequenceExpression' ? n.callee.expressions[n.callee.expressions.length - 1] : n.callee;
-      if ((callee.type === 'Identifier' && callee.name === 'keep') || (callee.type === 'MemberExpression' && !callee.computed && callee.property.name === 'keep')) return true;
+      if (
+        (callee.type === 'Identifier' && callee.name === 'keep') ||
+        (callee.type === 'MemberExpression' && !callee.computed && callee.property.name === 'keep')
+      )
+        return true;
       const c = n.callee;
-      const name = c.type === 'Identifier' ? c.name : c.type === 'MemberExpression' && !c.computed ? `${c.object.type === 'Identifier' ? c.object.name : '?'}.${c.property.name}` : '';
+      const name =
+        c.type === 'Identifier'
+          ? c.name
+          : c.type === 'MemberExpression' && !c.computed
+            ? `${c.object.type === 'Identifier' ? c.object.name : '?'}.${c.property.name}`
+            : '';
       // require(), tsc's import helpers, and a few builtins that only build values.
-      if (/^(require|__importDefault|__importStar|__createBinding|Symbol|Symbol\.for|Object\.freeze|String|Number|Boolean|BigInt)$/.test(name)) return n.arguments.every(pure);
+      if (
+        /^(require|__importDefault|__importStar|__createBinding|Symbol|Symbol\.for|Object\.freeze|String|Number|Boolean|BigInt)$/.test(name)
+      )
+        return n.arguments.every(pure);
       return false;
     }
     case 'NewExpression':
-      return n.callee.type === 'Identifier' && /^(Map|Set|WeakMap|WeakSet|Date|RegExp|Error|TypeError|RangeError|URL|Array|Object)$/.test(n.callee.name) && n.arguments.every(pure);
+      return (
+        n.callee.type === 'Identifier' &&
+        /^(Map|Set|WeakMap|WeakSet|Date|RegExp|Error|TypeError|RangeError|URL|Array|Object)$/.test(n.callee.name) &&
+        n.arguments.every(pure)
+      );
     default:
       return false;
   }
@@ -83,7 +99,13 @@ function isExportTarget(n: N): boolean {
   if (n.type !== 'MemberExpression') return false;
   const o = n.object;
   if (o.type === 'Identifier' && (o.name === 'exports' || o.name === 'module')) return true;
-  return o.type === 'MemberExpression' && o.object.type === 'Identifier' && o.object.name === 'module' && !o.computed && o.property.name === 'exports';
+  return (
+    o.type === 'MemberExpression' &&
+    o.object.type === 'Identifier' &&
+    o.object.name === 'module' &&
+    !o.computed &&
+    o.property.name === 'exports'
+  );
 }
 
 const DECORATE = /\b__(decorate|metadata|param|esDecorate|runInitializers)\(/;
@@ -92,12 +114,20 @@ const ESM_VALUE = (name: string): string =>
   `export ${name} changed value: modules that import it hold a binding to the running version's value, which a patch cannot rebind (only exported functions and classes reach importers). Return the value from a function, or restart`;
 
 /** Why a top-level statement that differs between the versions cannot be reached, or undefined if it can. */
-function statementProblem(s: TopStatement, source: string, own: readonly TopStatement[], other: readonly TopStatement[], otherSource: string, exported?: ReadonlySet<string>): string | undefined {
+function statementProblem(
+  s: TopStatement,
+  source: string,
+  own: readonly TopStatement[],
+  other: readonly TopStatement[],
+  otherSource: string,
+  exported?: ReadonlySet<string>,
+): string | undefined {
   let n = s.node as N;
   const text = source.slice(n.start, n.end);
   // ES modules: imports bind the new version's own scope; export lists cannot reach importers, which
   // linked to the running version's names; `export` before a declaration is the declaration.
-  if (n.type === 'ImportDeclaration' || n.type === 'ExportAllDeclaration' || (n.type === 'ExportNamedDeclaration' && !n.declaration)) return undefined;
+  if (n.type === 'ImportDeclaration' || n.type === 'ExportAllDeclaration' || (n.type === 'ExportNamedDeclaration' && !n.declaration))
+    return undefined;
   if (n.type === 'ExportDefaultDeclaration') {
     if (/^(Function|Class|ArrowFunction)(Declaration|Expression)$/.test(n.declaration.type)) return undefined;
     return ESM_VALUE('default');
@@ -108,7 +138,11 @@ function statementProblem(s: TopStatement, source: string, own: readonly TopStat
       const name = d.id.type === 'Identifier' ? d.id.name : undefined;
       if (name === undefined || !exported.has(name) || /^(Function|ArrowFunction|Class)Expression$/.test(d.init?.type ?? '')) continue;
       const twin = findDeclarator(other, name);
-      if (twin === undefined || otherSource.slice(twin.start, twin.end).replace(/\s+/g, '') !== source.slice(d.start, d.end).replace(/\s+/g, '')) return ESM_VALUE(name);
+      if (
+        twin === undefined ||
+        otherSource.slice(twin.start, twin.end).replace(/\s+/g, '') !== source.slice(d.start, d.end).replace(/\s+/g, '')
+      )
+        return ESM_VALUE(name);
     }
   }
   if (DECORATE.test(text)) {
@@ -129,7 +163,9 @@ function statementProblem(s: TopStatement, source: string, own: readonly TopStat
       for (const d of n.declarations as N[]) {
         const name = d.id.type === 'Identifier' ? d.id.name : undefined;
         const twin = name === undefined ? undefined : findDeclarator(other, name);
-        const same = twin !== undefined && otherSource.slice(twin.start, twin.end).replace(/\s+/g, '') === source.slice(d.start, d.end).replace(/\s+/g, '');
+        const same =
+          twin !== undefined &&
+          otherSource.slice(twin.start, twin.end).replace(/\s+/g, '') === source.slice(d.start, d.end).replace(/\s+/g, '');
         if (same) continue;
         if (d.init?.type === 'ClassExpression') {
           if (!twin) continue;
@@ -140,7 +176,8 @@ function statementProblem(s: TopStatement, source: string, own: readonly TopStat
         if ((!pure(d.init) || (twin?.init && !pure(twin.init))) && name !== undefined && usedAtTopLevel(name, s, [...own, ...other])) {
           return `${name} is computed by code that ran once when the module loaded (${squash(source.slice(d.start, d.end))}) and other top-level code uses what it made; the running app keeps that. Compute it inside a function, or keep it with keep(), or restart`;
         }
-        if (name === undefined && !pure(d.init)) return `a destructured top-level binding is computed by code that ran once when the module loaded (${squash(source.slice(d.start, d.end))}); restart to change it`;
+        if (name === undefined && !pure(d.init))
+          return `a destructured top-level binding is computed by code that ran once when the module loaded (${squash(source.slice(d.start, d.end))}); restart to change it`;
       }
       return undefined;
     }
@@ -164,13 +201,21 @@ function statementProblem(s: TopStatement, source: string, own: readonly TopStat
 }
 
 function isWholeExports(n: N): boolean {
-  return n.type === 'MemberExpression' && !n.computed && n.object.type === 'Identifier' && n.object.name === 'module' && n.property.name === 'exports';
+  return (
+    n.type === 'MemberExpression' &&
+    !n.computed &&
+    n.object.type === 'Identifier' &&
+    n.object.name === 'module' &&
+    n.property.name === 'exports'
+  );
 }
 
 /** Whether top-level code other than `self` and export bookkeeping (`exports.x = name`) uses `name`. */
 function usedAtTopLevel(name: string, self: TopStatement, stmts: readonly TopStatement[]): boolean {
   const re = new RegExp(`(^|[^\\w$.])${name.replace(/\$/g, '\\$')}(?![\\w$])`);
-  const declares = (t: TopStatement): boolean => (t.node as N).type === 'VariableDeclaration' && (t.node as N).declarations.some((d: N) => d.id.type === 'Identifier' && d.id.name === name);
+  const declares = (t: TopStatement): boolean =>
+    (t.node as N).type === 'VariableDeclaration' &&
+    (t.node as N).declarations.some((d: N) => d.id.type === 'Identifier' && d.id.name === name);
   const code = (t: TopStatement): string => t.text.replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`(?:[^`\\]|\\.)*`/g, '""');
   return stmts.some((t) => t !== self && !declares(t) && !/^(module\.)?exports\.[\w$]+ = [\w$]+;?$/.test(t.text) && re.test(code(t)));
 }
@@ -205,7 +250,8 @@ function onlyIn(a: readonly TopStatement[], b: readonly TopStatement[]): TopStat
 
 function pointProblem(was: Point, now: Point): string | undefined {
   const why = now.unforwardable ?? was.unforwardable;
-  if (why) return `${now.name} changed, but ${why}: calls made through the running version cannot be forwarded to the new code; restart to change it`;
+  if (why)
+    return `${now.name} changed, but ${why}: calls made through the running version cannot be forwarded to the new code; restart to change it`;
   const reg = now.registers[0] ?? was.registers[0];
   if (reg) {
     return `${now.name}() registers handlers when it runs (${reg.callee}()); it already ran, so the handlers it registered are the running version's and the new code inside it would never be reached. Move the changed handler into a top-level function and patch that, or restart`;
@@ -224,7 +270,9 @@ export function reachProblems(was: Analysis, now: Analysis): ReachProblem[] {
     if (why) out.push({ line: p.line, column: p.column, message: why, name: p.name });
   }
   // ES modules: exported names whose bindings importers hold.
-  const exported = now.esm ? new Set([...exportedLocals(now.program as N).values(), ...exportedLocals(was.program as N).values()]) : undefined;
+  const exported = now.esm
+    ? new Set([...exportedLocals(now.program as N).values(), ...exportedLocals(was.program as N).values()])
+    : undefined;
   for (const s of onlyIn(now.statements, was.statements)) {
     const why = statementProblem(s, now.source, now.statements, was.statements, was.source, exported);
     if (why) out.push({ line: s.line, column: s.column, message: why });

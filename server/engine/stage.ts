@@ -65,7 +65,6 @@ export interface StagedState {
   readonly effects: EffectLog;
 }
 
-
 /** Slot numbering of a module's dispatch points (the same key keeps its slot across versions). */
 export function slotFn(mod: { slots: Map<string, number> }): (key: string) => number {
   return (key) => {
@@ -100,7 +99,9 @@ function sourceLine(js: string, source: string | undefined, line: number, name?:
   };
   if (jsLine.length > 3) ts.forEach((t, i) => t.trim() === jsLine && near(i));
   if (best === undefined && name && /^[\w$]+$/.test(name)) {
-    const re = new RegExp(`(function\\s*\\*?\\s*|\\b(const|let|var|class)\\s+|^\\s*(async\\s+|static\\s+|get\\s+|set\\s+|public\\s+|private\\s+|protected\\s+)*)${name.replace(/\$/g, '\\$')}\\b`);
+    const re = new RegExp(
+      `(function\\s*\\*?\\s*|\\b(const|let|var|class)\\s+|^\\s*(async\\s+|static\\s+|get\\s+|set\\s+|public\\s+|private\\s+|protected\\s+)*)${name.replace(/\$/g, '\\$')}\\b`,
+    );
     ts.forEach((t, i) => re.test(t) && near(i));
   }
   return best ?? line;
@@ -117,14 +118,26 @@ export function staticVerdict(
   for (const i of items) {
     const reason = host.notLive.get(i.id);
     if (reason !== undefined && !host.modules.has(i.id)) {
-      out.push({ file: i.id, code: 0, lpCode: 'LP_ERR_PATCH_NOT_LIVE', category: 'error', message: `${i.id} is loaded by the app but is not a live module (${reason}); it cannot be patched` });
+      out.push({
+        file: i.id,
+        code: 0,
+        lpCode: 'LP_ERR_PATCH_NOT_LIVE',
+        category: 'error',
+        message: `${i.id} is loaded by the app but is not a live module (${reason}); it cannot be patched`,
+      });
       continue;
     }
     const entry = cur.versions.get(i.id);
     const esm = isEsm(host, i.id);
     if (!entry && esm && existsSync(host.mapper.runtimeFileOf(i.id))) {
       // Not a new module: an ES module the app has not imported yet; a later import would load the file.
-      out.push({ file: i.id, code: 0, lpCode: 'LP_ERR_PATCH_NOT_LIVE', category: 'error', message: `${i.id} is an ES module livepatch has not seen load (not loaded yet, or loaded by require() on a Node without module.registerHooks); a later import would load its file, not this patch` });
+      out.push({
+        file: i.id,
+        code: 0,
+        lpCode: 'LP_ERR_PATCH_NOT_LIVE',
+        category: 'error',
+        message: `${i.id} is an ES module livepatch has not seen load (not loaded yet, or loaded by require() on a Node without module.registerHooks); a later import would load its file, not this patch`,
+      });
       continue;
     }
     let now: Analysis;
@@ -145,7 +158,15 @@ export function staticVerdict(
       }
       for (const p of was ? reachProblems(was, now) : []) {
         const line = sourceLine(i.js, i.source, p.line, p.name);
-        out.push({ file: i.id, line, column: line === p.line ? p.column : 1, code: 0, lpCode: 'LP_ERR_PATCH_UNREACHABLE', category: 'error', message: p.message });
+        out.push({
+          file: i.id,
+          line,
+          column: line === p.line ? p.column : 1,
+          code: 0,
+          lpCode: 'LP_ERR_PATCH_UNREACHABLE',
+          category: 'error',
+          message: p.message,
+        });
       }
     }
     for (const p of effectProblems(now)) {
@@ -153,7 +174,15 @@ export function staticVerdict(
       // A changed statement that is itself the effect is reported once, as the effect.
       const dup = out.findIndex((d) => d.file === i.id && d.line === line && d.lpCode === 'LP_ERR_PATCH_UNREACHABLE');
       if (dup >= 0) out.splice(dup, 1);
-      out.push({ file: i.id, line, column: line === p.line ? p.column : 1, code: 0, lpCode: 'LP_ERR_PATCH_EFFECT', category: 'error', message: p.message });
+      out.push({
+        file: i.id,
+        line,
+        column: line === p.line ? p.column : 1,
+        code: 0,
+        lpCode: 'LP_ERR_PATCH_EFFECT',
+        category: 'error',
+        message: p.message,
+      });
     }
   }
   return out;
@@ -167,7 +196,9 @@ export function verdictError(diagnostics: Diagnostic[]): LivepatchError {
       ? 'LP_ERR_PATCH_UNREACHABLE'
       : 'LP_ERR_PATCH_EFFECT';
   const n = diagnostics.length;
-  return new LivepatchError(code, `${n} problem${n === 1 ? '' : 's'}; first: ${formatDiagnostic(diagnostics[0]!)}`, { diagnostics: diagnostics.slice(0, 100) });
+  return new LivepatchError(code, `${n} problem${n === 1 ? '' : 's'}; first: ${formatDiagnostic(diagnostics[0]!)}`, {
+    diagnostics: diagnostics.slice(0, 100),
+  });
 }
 
 /** Whether module `id` is (or, new, would be) an ES module. */
@@ -177,12 +208,28 @@ function isEsm(host: StageHost, id: string): boolean {
 }
 
 /** Evaluate `items` into a staged generation (see file header). Throws a LivepatchError on failure. */
-export async function stageItems(host: StageHost, items: StageItem[], opts: StageOptions, kind: 'patch' | 'rollback'): Promise<StagedState> {
+export async function stageItems(
+  host: StageHost,
+  items: StageItem[],
+  opts: StageOptions,
+  kind: 'patch' | 'rollback',
+): Promise<StagedState> {
   const base = host.currentGen();
   for (const i of items) {
     // Ids are POSIX paths relative to the root; anything else would place a module outside the project.
-    if (typeof i.id !== 'string' || i.id === '' || i.id.startsWith('/') || /^[A-Za-z]:/.test(i.id) || i.id.split('/').some((p) => p === '..' || p === '.' || p === '') || i.id.includes('\\')) {
-      throw new LivepatchError('LP_ERR_PATCH_UNKNOWN_MODULE', `${String(i.id)} is not a module id (a POSIX path relative to the project root)`, { module: String(i.id) });
+    if (
+      typeof i.id !== 'string' ||
+      i.id === '' ||
+      i.id.startsWith('/') ||
+      /^[A-Za-z]:/.test(i.id) ||
+      i.id.split('/').some((p) => p === '..' || p === '.' || p === '') ||
+      i.id.includes('\\')
+    ) {
+      throw new LivepatchError(
+        'LP_ERR_PATCH_UNKNOWN_MODULE',
+        `${String(i.id)} is not a module id (a POSIX path relative to the project root)`,
+        { module: String(i.id) },
+      );
     }
   }
   const analyses = new Map<string, Analysis>();
@@ -190,7 +237,16 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
     const verdict = staticVerdict(host, items, analyses);
     if (verdict.length > 0) throw verdictError(verdict);
   }
-  const gen: Generation = { n: base.n + 1, versions: new Map(base.versions), exports: new Map(base.exports), ctl: new Map(base.ctl), inflight: 0, released: false, health: newHealth(), summary: { generation: base.n + 1, kind, time: '', changed: [] } };
+  const gen: Generation = {
+    n: base.n + 1,
+    versions: new Map(base.versions),
+    exports: new Map(base.exports),
+    ctl: new Map(base.ctl),
+    inflight: 0,
+    released: false,
+    health: newHealth(),
+    summary: { generation: base.n + 1, kind, time: '', changed: [] },
+  };
   const s: StagedState = {
     // Unguessable: a stage id is a capability to commit or abort that stage.
     staged: { stageId: `stage-${randomBytes(16).toString('hex')}`, baseGeneration: base.n, changes: [], newModules: [] },
@@ -256,7 +312,16 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
       s.pending.set(id, pending);
       const before = snapshotGlobals();
       try {
-        const input = { id, version: record.version, js: '', runtimeFile: mod.runtimeFile, timeoutMs: loadTimeoutMs, resolveLive, ctx: { id, pending }, ctl };
+        const input = {
+          id,
+          version: record.version,
+          js: '',
+          runtimeFile: mod.runtimeFile,
+          timeoutMs: loadTimeoutMs,
+          resolveLive,
+          ctx: { id, pending },
+          ctl,
+        };
         if (mod.esm) {
           try {
             input.js = evalText(analysis, slotFn(mod));
@@ -314,7 +379,9 @@ export async function stageItems(host: StageHost, items: StageItem[], opts: Stag
  * started, except one-shot timers, which may still fire while exported promises settle.
  */
 function refuseLasting(log: EffectLog, id?: string): void {
-  const e = log.lasting().find((x) => (id === undefined ? true : x.module === id && x.what !== 'setTimeout()' && x.what !== 'setImmediate()'));
+  const e = log
+    .lasting()
+    .find((x) => (id === undefined ? true : x.module === id && x.what !== 'setTimeout()' && x.what !== 'setImmediate()'));
   if (!e) return;
   const where = e.module ?? id ?? 'staged code';
   const message = `${where}: top-level code ${e.what.startsWith('globalThis') ? `changed a global (${e.what})` : `called ${e.what}`} while loading; a new version must not start anything a second time in the running process. Wrap it in keep('…', () => …), or move it to a module you do not patch`;
@@ -327,12 +394,20 @@ async function awaitExportedPromises(id: string, exports: unknown, timeoutMs: nu
     const d = Object.getOwnPropertyDescriptor(exports, name);
     const v: unknown = d && 'value' in d ? d.value : undefined;
     if (!(v instanceof Promise)) continue;
-    const timeout = (): Error => new LivepatchError('LP_ERR_PATCH_TIMEOUT', `${id}: exported promise "${name}" did not settle within ${timeoutMs} ms`, { module: id, export: name });
+    const timeout = (): Error =>
+      new LivepatchError('LP_ERR_PATCH_TIMEOUT', `${id}: exported promise "${name}" did not settle within ${timeoutMs} ms`, {
+        module: id,
+        export: name,
+      });
     try {
       await withTimeout(v, timeoutMs, timeout);
     } catch (e) {
       if (e instanceof LivepatchError) throw e;
-      throw new LivepatchError('LP_ERR_PATCH_LOAD', `${id}: exported promise "${name}" rejected: ${oneLine(e)}`, { module: id, export: name, message: oneLine(e) });
+      throw new LivepatchError('LP_ERR_PATCH_LOAD', `${id}: exported promise "${name}" rejected: ${oneLine(e)}`, {
+        module: id,
+        export: name,
+        message: oneLine(e),
+      });
     }
   }
 }

@@ -134,7 +134,16 @@ export interface SharedState {
 const KEY = Symbol.for('livepatch.engine.state');
 
 function create(): SharedState {
-  return { als: new AsyncLocalStorage<Generation>(), multi: false, staging: 0, legacy: undefined, evalStack: [], kept: new Map(), engine: undefined, nextCtl: undefined };
+  return {
+    als: new AsyncLocalStorage<Generation>(),
+    multi: false,
+    staging: 0,
+    legacy: undefined,
+    evalStack: [],
+    kept: new Map(),
+    engine: undefined,
+    nextCtl: undefined,
+  };
 }
 
 /** The process-wide engine state. */

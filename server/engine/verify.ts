@@ -36,7 +36,17 @@ export async function runVerify(
   const runtimeFile = join(host.mapper.root, '__verify__.js');
   let hooks: unknown;
   try {
-    hooks = state.als.run(gen, () => evaluateModule({ id: VERIFY_ID, version: 1, js, runtimeFile, timeoutMs: loadTimeoutMs, resolveLive, ctx: { id: VERIFY_ID, pending: new Map() } }));
+    hooks = state.als.run(gen, () =>
+      evaluateModule({
+        id: VERIFY_ID,
+        version: 1,
+        js,
+        runtimeFile,
+        timeoutMs: loadTimeoutMs,
+        resolveLive,
+        ctx: { id: VERIFY_ID, pending: new Map() },
+      }),
+    );
   } catch (e) {
     throw veto('(module)', e instanceof LivepatchError ? e.message : oneLine(e));
   }

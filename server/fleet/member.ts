@@ -25,7 +25,21 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { IKeyValue, Lease, Watcher } from 'etcd3';
 import { LivepatchError } from '../../shared/errors';
-import { checkStoredPatch, effectivePatches, fleetKeys, MAX_FLEET_PATCH_BYTES, parseRecord, rolloutWatch, type AckRecord, type AckState, type FleetAddress, type LogEntry, type MemberRecord, type RolloutRecord, type VerdictRecord } from '../../shared/fleet';
+import {
+  checkStoredPatch,
+  effectivePatches,
+  fleetKeys,
+  MAX_FLEET_PATCH_BYTES,
+  parseRecord,
+  rolloutWatch,
+  type AckRecord,
+  type AckState,
+  type FleetAddress,
+  type LogEntry,
+  type MemberRecord,
+  type RolloutRecord,
+  type VerdictRecord,
+} from '../../shared/fleet';
 import type { WatchResult } from '../../shared/health';
 import type { CommitResult } from '../../shared/ops';
 import type { Watcher as HealthWatcher } from '../agent/watch';
@@ -93,7 +107,9 @@ export class FleetMember {
   constructor(private readonly opts: FleetMemberOptions) {
     this.log = opts.log ?? ((l) => process.stderr.write(`livepatch: fleet ${opts.address.name}: ${l}\n`));
     this.ttl = opts.leaseTtlSec ?? 10;
-    this.id = `${hostname().replace(/[^A-Za-z0-9.-]/g, '-').slice(0, 40)}-${process.pid}-${randomBytes(3).toString('hex')}`;
+    this.id = `${hostname()
+      .replace(/[^A-Za-z0-9.-]/g, '-')
+      .slice(0, 40)}-${process.pid}-${randomBytes(3).toString('hex')}`;
     this.conn = openFleet(opts.address, opts.env);
     this.joined = this.join();
   }
@@ -126,7 +142,13 @@ export class FleetMember {
   /** One audit record (`fleet-join`, `fleet-stage`, `fleet-commit`, `fleet-abort`, `fleet-rollback`, `fleet-deadline`). */
   private audit(op: string, by: string, outcome: string, extra: { patchId?: string; generation?: number; detail?: string } = {}): void {
     try {
-      this.opts.audit?.({ who: `fleet:${this.opts.address.name}:${by}`.slice(0, 200), remote: 'etcd', op: `fleet-${op}`, outcome, ...extra });
+      this.opts.audit?.({
+        who: `fleet:${this.opts.address.name}:${by}`.slice(0, 200),
+        remote: 'etcd',
+        op: `fleet-${op}`,
+        outcome,
+        ...extra,
+      });
     } catch {
       // The audit log reports its own write failures.
     }
@@ -146,14 +168,21 @@ export class FleetMember {
         const res = await this.ns.getAll().exec();
         snapshot = { revision: String(res.header?.revision ?? '0'), kvs: res.kvs as IKeyValue[] };
       } catch (err) {
-        if (failures++ === 0) this.log(`cannot read the fleet (${fleetError(err, 'join').message}); serving the deployed code until it answers, retrying every ${this.opts.retryMs ?? 2000} ms`);
+        if (failures++ === 0)
+          this.log(
+            `cannot read the fleet (${fleetError(err, 'join').message}); serving the deployed code until it answers, retrying every ${this.opts.retryMs ?? 2000} ms`,
+          );
         await new Promise((r) => setTimeout(r, this.opts.retryMs ?? 2000).unref());
       }
     }
     if (!snapshot) return;
     this.baseGen = this.opts.engine.currentGeneration;
     const byKey = new Map(snapshot.kvs.map((kv) => [kv.key.toString(), kv.value]));
-    this.entries = [...byKey.entries()].filter(([k]) => k.startsWith(fleetKeys.log)).map(([, v]) => parseRecord<LogEntry>(v, MAX_FLEET_PATCH_BYTES * 2)).filter((e): e is LogEntry => !!e && Number.isSafeInteger(e.seq)).sort((a, b) => a.seq - b.seq);
+    this.entries = [...byKey.entries()]
+      .filter(([k]) => k.startsWith(fleetKeys.log))
+      .map(([, v]) => parseRecord<LogEntry>(v, MAX_FLEET_PATCH_BYTES * 2))
+      .filter((e): e is LogEntry => !!e && Number.isSafeInteger(e.seq))
+      .sort((a, b) => a.seq - b.seq);
     await this.startPatched();
     // Registration and following happen after the hold is released; errors are retried by the lease handler.
     this.follow(snapshot.revision, byKey).catch((err) => this.log(`cannot follow the fleet: ${(err as Error)?.message ?? err}`));
@@ -170,16 +199,23 @@ export class FleetMember {
         this.stack.push({ seq: e.seq, gen });
       }
       this.state = 'ok';
-      this.audit('join', 'livepatch', 'ok', { generation: this.opts.engine.currentGeneration, detail: `fleet generation ${this.fleetGeneration}: ${target.length} patch set(s) applied` });
+      this.audit('join', 'livepatch', 'ok', {
+        generation: this.opts.engine.currentGeneration,
+        detail: `fleet generation ${this.fleetGeneration}: ${target.length} patch set(s) applied`,
+      });
       if (target.length) this.log(`joined at fleet generation ${this.fleetGeneration}: ${target.length} patch set(s) applied`);
     } catch (err) {
       const e = err instanceof LivepatchError ? err : new LivepatchError('LP_ERR_INTERNAL', String((err as Error)?.message ?? err));
       this.state = 'diverged';
       this.error = { code: 'LP_ERR_FLEET_JOIN', message: `${e.code}: ${e.message}`.slice(0, 2000) };
       this.audit('join', 'livepatch', 'LP_ERR_FLEET_JOIN', { detail: this.error.message });
-      this.log(`LP_ERR_FLEET_JOIN: the fleet's patches do not apply here (${e.code}: ${e.message.slice(0, 500)}); serving the deployed code, flagged diverged`);
+      this.log(
+        `LP_ERR_FLEET_JOIN: the fleet's patches do not apply here (${e.code}: ${e.message.slice(0, 500)}); serving the deployed code, flagged diverged`,
+      );
       if (this.opts.engine.currentGeneration !== this.baseGen) {
-        await this.opts.pipeline.rollback(this.baseGen, { who: `fleet:${this.opts.address.name}` }).catch((re) => this.log(`could not undo the partial join: ${(re as Error)?.message}`));
+        await this.opts.pipeline
+          .rollback(this.baseGen, { who: `fleet:${this.opts.address.name}` })
+          .catch((re) => this.log(`could not undo the partial join: ${(re as Error)?.message}`));
       }
       this.stack = [];
     }
@@ -234,7 +270,8 @@ export class FleetMember {
         } catch (err) {
           lease.removeAllListeners();
           lease.release();
-          if (failures++ === 0) this.log(`cannot register (${fleetError(err, 'register').message}); retrying every ${this.opts.retryMs ?? 2000} ms`);
+          if (failures++ === 0)
+            this.log(`cannot register (${fleetError(err, 'register').message}); retrying every ${this.opts.retryMs ?? 2000} ms`);
           await new Promise((r) => setTimeout(r, this.opts.retryMs ?? 2000).unref());
           continue;
         }
@@ -283,12 +320,25 @@ export class FleetMember {
 
   private async publish(): Promise<void> {
     if (!this.lease || this.closed) return;
-    await this.lease.put(fleetKeys.member(this.id)).value(JSON.stringify(this.record())).catch((err: unknown) => this.log(`cannot update the member record: ${(err as Error)?.message}`));
+    await this.lease
+      .put(fleetKeys.member(this.id))
+      .value(JSON.stringify(this.record()))
+      .catch((err: unknown) => this.log(`cannot update the member record: ${(err as Error)?.message}`));
   }
 
   private async ack(rid: string, state: AckState, err?: unknown): Promise<void> {
-    const e = err === undefined ? undefined : err instanceof LivepatchError ? err : new LivepatchError('LP_ERR_INTERNAL', String((err as Error)?.message ?? err));
-    const rec: AckRecord = { state, generation: this.opts.engine.currentGeneration, ...(e ? { error: { code: e.code, message: e.message.slice(0, 2000) } } : {}), time: new Date().toISOString() };
+    const e =
+      err === undefined
+        ? undefined
+        : err instanceof LivepatchError
+          ? err
+          : new LivepatchError('LP_ERR_INTERNAL', String((err as Error)?.message ?? err));
+    const rec: AckRecord = {
+      state,
+      generation: this.opts.engine.currentGeneration,
+      ...(e ? { error: { code: e.code, message: e.message.slice(0, 2000) } } : {}),
+      time: new Date().toISOString(),
+    };
     // Acks live under the member's lease too: a member that dies stops counting.
     const put = this.lease ? this.lease.put(fleetKeys.ack(rid, this.id)) : this.ns.put(fleetKeys.ack(rid, this.id));
     await put.value(JSON.stringify(rec)).catch((x: unknown) => this.log(`cannot ack rollout ${rid}: ${(x as Error)?.message}`));
@@ -339,7 +389,10 @@ export class FleetMember {
       const patch = checkStoredPatch(rollout.patch) as PatchSet;
       // A rollout to be watched is refused up front by a member that cannot watch (any member may be a canary).
       if (rolloutWatch(rollout) && !(this.healthWatcher && this.opts.engine.healthOf?.())) {
-        throw new LivepatchError('LP_ERR_OP_BAD_ARGS', 'this agent does not count per-generation health (a cluster primary does not), so it cannot watch the rollout (--watch)');
+        throw new LivepatchError(
+          'LP_ERR_OP_BAD_ARGS',
+          'this agent does not count per-generation health (a cluster primary does not), so it cannot watch the rollout (--watch)',
+        );
       }
       const res = await this.opts.pipeline.stage(patch, this.ctx(rollout.by), Math.min(left + STAGE_GRACE_MS, MAX_STAGE_TTL_MS));
       if (this.decided.has(rid) && !this.entries.some((e) => e.kind === 'patch' && e.rollout === rid)) {
@@ -353,7 +406,10 @@ export class FleetMember {
       this.audit('stage', rollout.by, 'ok', { patchId: patch.id as string, detail: `rollout ${rid}` });
       await this.ack(rid, 'staged');
     } catch (err) {
-      this.audit('stage', rollout.by, err instanceof LivepatchError ? err.code : 'LP_ERR_INTERNAL', { patchId: String(rollout.patch?.id ?? '').slice(0, 200), detail: `rollout ${rid}` });
+      this.audit('stage', rollout.by, err instanceof LivepatchError ? err.code : 'LP_ERR_INTERNAL', {
+        patchId: String(rollout.patch?.id ?? '').slice(0, 200),
+        detail: `rollout ${rid}`,
+      });
       this.log(`rollout ${rid}: stage failed: ${(err as Error)?.message?.slice(0, 300)}`);
       await this.ack(rid, 'failed', err);
     }
@@ -383,7 +439,11 @@ export class FleetMember {
       const res = await this.opts.pipeline.commit(s.stageId, this.ctx(s.rollout.by));
       this.staged.delete(rid);
       this.canaries.set(rid, { previous, gen: res.generation });
-      this.audit('commit', s.rollout.by, 'ok', { patchId: s.rollout.patch.id, generation: this.opts.engine.currentGeneration, detail: `rollout ${rid} (canary)` });
+      this.audit('commit', s.rollout.by, 'ok', {
+        patchId: s.rollout.patch.id,
+        generation: this.opts.engine.currentGeneration,
+        detail: `rollout ${rid} (canary)`,
+      });
       await this.ack(rid, 'committed');
       const w = this.watchOf(s.rollout);
       if (w) this.startWatch(rid, s.rollout, w, res, true);
@@ -415,7 +475,10 @@ export class FleetMember {
       if (revertedByWatch()) return;
       try {
         if (!(await this.rollbackUnlessBusy(c.previous, this.ctx('canary-abort'), revertedByWatch))) return;
-        this.audit('rollback', 'canary-abort', 'ok', { generation: this.opts.engine.currentGeneration, detail: `rollout ${rid}: canary rolled back to generation ${c.previous}` });
+        this.audit('rollback', 'canary-abort', 'ok', {
+          generation: this.opts.engine.currentGeneration,
+          detail: `rollout ${rid}: canary rolled back to generation ${c.previous}`,
+        });
         await this.ack(rid, 'rolled-back');
       } catch (err) {
         this.log(`rollout ${rid}: canary rollback failed: ${(err as Error)?.message}`);
@@ -434,7 +497,10 @@ export class FleetMember {
       this.log(`cannot read the fleet log: ${(err as Error)?.message}`);
       return;
     }
-    const all = (res.kvs as IKeyValue[]).map((kv) => parseRecord<LogEntry>(kv.value, MAX_FLEET_PATCH_BYTES * 2)).filter((e): e is LogEntry => !!e && Number.isSafeInteger(e.seq)).sort((a, b) => a.seq - b.seq);
+    const all = (res.kvs as IKeyValue[])
+      .map((kv) => parseRecord<LogEntry>(kv.value, MAX_FLEET_PATCH_BYTES * 2))
+      .filter((e): e is LogEntry => !!e && Number.isSafeInteger(e.seq))
+      .sort((a, b) => a.seq - b.seq);
     for (const e of all) {
       if (e.seq <= this.fleetGeneration) continue;
       this.entries = all.filter((x) => x.seq <= e.seq);
@@ -515,20 +581,39 @@ export class FleetMember {
    * Watch the generation `commit` made for rollout `rid`, outside the step queue (a watch lasts its whole
    * window; aborts and log entries must not wait for it). The verdict is handled as a queued step.
    */
-  private startWatch(rid: string, rollout: RolloutRecord, w: NonNullable<ReturnType<typeof rolloutWatch>>, commit: CommitResult, canary: boolean, seq?: number): void {
+  private startWatch(
+    rid: string,
+    rollout: RolloutRecord,
+    w: NonNullable<ReturnType<typeof rolloutWatch>>,
+    commit: CommitResult,
+    canary: boolean,
+    seq?: number,
+  ): void {
     const watcher = this.healthWatcher;
     this.watching.add(rid);
-    const done = (result: WatchResult | { verdict: 'failed'; reason: string }) => this.enqueue(() => this.onVerdict(rid, result, canary, seq));
+    const done = (result: WatchResult | { verdict: 'failed'; reason: string }) =>
+      this.enqueue(() => this.onVerdict(rid, result, canary, seq));
     if (!watcher) {
       done({ verdict: 'failed', reason: 'this agent has no health watch' });
       return;
     }
-    this.log(`rollout ${rid}: watching generation ${commit.generation} for ${Math.round(w.args.durationMs / 1000)} s${canary ? ' (canary)' : ''}`);
-    watcher.run(w.args, commit, `fleet:${this.opts.address.name}:${rollout.by}`.slice(0, 200)).then(done, (err: unknown) => done({ verdict: 'failed', reason: `the watch could not run: ${(err as Error)?.message ?? err}`.slice(0, 500) }));
+    this.log(
+      `rollout ${rid}: watching generation ${commit.generation} for ${Math.round(w.args.durationMs / 1000)} s${canary ? ' (canary)' : ''}`,
+    );
+    watcher
+      .run(w.args, commit, `fleet:${this.opts.address.name}:${rollout.by}`.slice(0, 200))
+      .then(done, (err: unknown) =>
+        done({ verdict: 'failed', reason: `the watch could not run: ${(err as Error)?.message ?? err}`.slice(0, 500) }),
+      );
   }
 
   /** Publish a watch verdict; a canary that cannot vouch for the patch aborts the rollout itself. */
-  private async onVerdict(rid: string, result: WatchResult | { verdict: 'failed'; reason: string }, canary: boolean, seq?: number): Promise<void> {
+  private async onVerdict(
+    rid: string,
+    result: WatchResult | { verdict: 'failed'; reason: string },
+    canary: boolean,
+    seq?: number,
+  ): Promise<void> {
     this.watching.delete(rid);
     const r = result as Partial<WatchResult> & { verdict: VerdictRecord['verdict'] };
     const rec: VerdictRecord = {
@@ -542,7 +627,9 @@ export class FleetMember {
     };
     this.log(`rollout ${rid}: watch verdict ${rec.verdict}${rec.reason ? ` (${rec.reason.slice(0, 300)})` : ''}`);
     const put = this.lease ? this.lease.put(fleetKeys.verdict(rid, this.id)) : this.ns.put(fleetKeys.verdict(rid, this.id));
-    await put.value(JSON.stringify(rec)).catch((x: unknown) => this.log(`cannot write the watch verdict of rollout ${rid}: ${(x as Error)?.message}`));
+    await put
+      .value(JSON.stringify(rec))
+      .catch((x: unknown) => this.log(`cannot write the watch verdict of rollout ${rid}: ${(x as Error)?.message}`));
     if (r.verdict === 'reverted') {
       if (canary) this.canaries.delete(rid);
       else {
@@ -578,7 +665,10 @@ export class FleetMember {
       if (entry?.kind !== 'patch') continue;
       this.stack.push({ seq, gen: await this.applyPatch(entry.patch, entry.by) });
     }
-    this.audit('rollback', e.by, 'ok', { generation: this.opts.engine.currentGeneration, detail: `fleet generation ${e.seq}: back to fleet generation ${e.to}` });
+    this.audit('rollback', e.by, 'ok', {
+      generation: this.opts.engine.currentGeneration,
+      detail: `fleet generation ${e.seq}: back to fleet generation ${e.to}`,
+    });
   }
 }
 

@@ -49,7 +49,8 @@ function serviceEnv(data: CheckerWorkerData): NodeJS.ProcessEnv {
   delete env['LIVEPATCH_TOKENS'];
   // Node ≥ 22.1 caches the compiled code of what the service loads (TypeScript itself is most of a
   // cold start) next to the checker's state; older Node ignores the variable.
-  if (data.stateFile !== undefined && env['NODE_COMPILE_CACHE'] === undefined) env['NODE_COMPILE_CACHE'] = join(dirname(data.stateFile), 'compile-cache');
+  if (data.stateFile !== undefined && env['NODE_COMPILE_CACHE'] === undefined)
+    env['NODE_COMPILE_CACHE'] = join(dirname(data.stateFile), 'compile-cache');
   return env;
 }
 
@@ -98,14 +99,19 @@ export class CheckerClient {
     return r.diagnostics;
   }
 
-  private send(req: Omit<CheckerRequest, 'id'> | Omit<Extract<ServiceRequest, { kind: 'repl' }>, 'id'>, onProgress?: (p: CheckProgress) => void): Promise<Exclude<CheckerResponse, { type: 'progress' | 'error' }>> {
+  private send(
+    req: Omit<CheckerRequest, 'id'> | Omit<Extract<ServiceRequest, { kind: 'repl' }>, 'id'>,
+    onProgress?: (p: CheckProgress) => void,
+  ): Promise<Exclude<CheckerResponse, { type: 'progress' | 'error' }>> {
     if (this.closed) return Promise.reject(new LivepatchError('LP_ERR_INTERNAL', 'The checker is closed'));
     const id = this.nextId++;
     let child: ChildProcess;
     try {
       child = this.ensureChild();
     } catch (err) {
-      return Promise.reject(new LivepatchError('LP_ERR_INTERNAL', `The type checker could not start: ${(err as Error)?.message ?? String(err)}`));
+      return Promise.reject(
+        new LivepatchError('LP_ERR_INTERNAL', `The type checker could not start: ${(err as Error)?.message ?? String(err)}`),
+      );
     }
     if (this.idleTimer) clearTimeout(this.idleTimer);
     const timeoutMs = this.limits.timeoutMs;

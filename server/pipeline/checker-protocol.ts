@@ -38,7 +38,14 @@ export type ServiceRequest = CheckerRequest | ReplServiceRequest;
 export type CheckerResponse =
   | { id: number; type: 'progress'; progress: CheckProgress }
   | { id: number; type: 'repl'; diagnostics: Diagnostic[] }
-  | { id: number; type: 'result'; check: ProgramCheckResult; js: Record<string, string>; verifyJs?: string; transpileDiagnostics: Diagnostic[] }
+  | {
+      id: number;
+      type: 'result';
+      check: ProgramCheckResult;
+      js: Record<string, string>;
+      verifyJs?: string;
+      transpileDiagnostics: Diagnostic[];
+    }
   | { id: number; type: 'error'; code: ErrorCode; message: string };
 
 /** A successful response: the check, the JS of the requested modules and of the verify module. */

@@ -34,7 +34,11 @@ function post(msg: CheckerResponse): void {
 
 /** The one checker of this service, shared by the pipeline's and the REPL's requests. */
 function getChecker(): ProgramChecker {
-  checker ??= new ProgramChecker(data.root, data.tsconfig, { assumeDirectOnly: data.assumeDirectOnly, allowMissingConfig: true, stateFile: data.stateFile });
+  checker ??= new ProgramChecker(data.root, data.tsconfig, {
+    assumeDirectOnly: data.assumeDirectOnly,
+    allowMissingConfig: true,
+    stateFile: data.stateFile,
+  });
   return checker;
 }
 
@@ -43,7 +47,12 @@ function handle(msg: ServiceRequest): void {
     try {
       post({ id: msg.id, type: 'repl', diagnostics: checkReplInput(getChecker(), msg) });
     } catch (err) {
-      post({ id: msg.id, type: 'error', code: 'LP_ERR_INTERNAL', message: `the REPL type checker failed: ${(err as Error)?.message ?? String(err)}` });
+      post({
+        id: msg.id,
+        type: 'error',
+        code: 'LP_ERR_INTERNAL',
+        message: `the REPL type checker failed: ${(err as Error)?.message ?? String(err)}`,
+      });
     }
     return;
   }
@@ -81,7 +90,10 @@ function handleProgram(req: CheckerRequest): void {
     // After the answer: the next cold start (after idle or a host restart) begins from this state.
     c.saveState();
   } catch (err) {
-    const e = err instanceof LivepatchError ? err : new LivepatchError('LP_ERR_INTERNAL', `checker failed: ${(err as Error)?.message ?? String(err)}`);
+    const e =
+      err instanceof LivepatchError
+        ? err
+        : new LivepatchError('LP_ERR_INTERNAL', `checker failed: ${(err as Error)?.message ?? String(err)}`);
     post({ id: req.id, type: 'error', code: e.code, message: e.message });
   }
 }

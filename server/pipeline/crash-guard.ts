@@ -80,7 +80,15 @@ export class CrashGuard {
       this.disarm();
       return true;
     }
-    const p: Probation = { v: 1, seq, ...(patchId !== undefined ? { patchId } : {}), pid: process.pid, since: new Date().toISOString(), windowMs: this.windowMs, strikes };
+    const p: Probation = {
+      v: 1,
+      seq,
+      ...(patchId !== undefined ? { patchId } : {}),
+      pid: process.pid,
+      since: new Date().toISOString(),
+      windowMs: this.windowMs,
+      strikes,
+    };
     try {
       writeDurably(this.file, p);
     } catch (err) {
@@ -128,7 +136,10 @@ export class CrashGuard {
         unlinkSync(this.file);
         return;
       }
-      writeDurably(this.file, { ...p, crash: { exitCode: code, ...(this.lastError ? { error: this.lastError } : {}), at: new Date().toISOString() } });
+      writeDurably(this.file, {
+        ...p,
+        crash: { exitCode: code, ...(this.lastError ? { error: this.lastError } : {}), at: new Date().toISOString() },
+      });
     } catch {
       // The host is exiting; a marker left as it was still counts as one strike.
     }

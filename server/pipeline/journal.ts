@@ -125,7 +125,8 @@ function decodeLine(line: Buffer): { rec: JournalRecord } | { error: string } {
   if (head) {
     const len = Number(head[1]);
     const start = head[0].length;
-    if (line.length !== start + len + 1 || line[line.length - 1] !== 0x7d /* } */) return { error: `framed record of ${len} bytes is incomplete or has trailing bytes` };
+    if (line.length !== start + len + 1 || line[line.length - 1] !== 0x7d /* } */)
+      return { error: `framed record of ${len} bytes is incomplete or has trailing bytes` };
     const body = line.subarray(start, start + len);
     if (sha256(body) !== head[2]) return { error: 'checksum mismatch' };
     return checkRecord(body.toString('utf8'), JOURNAL_VERSION);
@@ -181,7 +182,12 @@ export function parseJournal(buf: Buffer): JournalContents {
         const s = salvage(line);
         if (s) {
           records.push(s.rec);
-          problems.push({ line: lineNo, offset, bytes: s.at, reason: `torn fragment before record #${s.rec.seq} (the record was recovered)` });
+          problems.push({
+            line: lineNo,
+            offset,
+            bytes: s.at,
+            reason: `torn fragment before record #${s.rec.seq} (the record was recovered)`,
+          });
         } else {
           problems.push({ line: lineNo, offset, bytes: line.length, reason: d.error });
         }
@@ -191,7 +197,12 @@ export function parseJournal(buf: Buffer): JournalContents {
   }
   const tornBytes = buf.length - offset;
   if (tornBytes > 0) {
-    problems.push({ line: lineNo + 1, offset, bytes: tornBytes, reason: 'incomplete last line: a write that never completed (no commit reported it as done); cut off before the next append' });
+    problems.push({
+      line: lineNo + 1,
+      offset,
+      bytes: tornBytes,
+      reason: 'incomplete last line: a write that never completed (no commit reported it as done); cut off before the next append',
+    });
   }
   return { records, problems, tornBytes };
 }
@@ -223,7 +234,11 @@ export class Journal {
     const created = !existsSync(this.file);
     const full = { v: JOURNAL_VERSION, seq: this.seq + 1, ...rec } as JournalRecord;
     const body = Buffer.from(JSON.stringify(full), 'utf8');
-    const line = Buffer.concat([Buffer.from(`{"len":${body.length},"sha256":"${sha256(body)}","record":`, 'latin1'), body, Buffer.from('}\n', 'latin1')]);
+    const line = Buffer.concat([
+      Buffer.from(`{"len":${body.length},"sha256":"${sha256(body)}","record":`, 'latin1'),
+      body,
+      Buffer.from('}\n', 'latin1'),
+    ]);
     const fh = await open(this.file, 'a+', 0o600);
     try {
       const start = await cutTornTail(fh, this.cutTo);

@@ -22,7 +22,10 @@ export function progress(ctx: OpContext, p: Progress): void {
 
 /** The program's diagnostics plus transpile-only ones not already in it. */
 export function allDiagnostics(r: CheckerResult): Diagnostic[] {
-  return [...r.check.diagnostics, ...r.transpileDiagnostics.filter((d) => !r.check.diagnostics.some((c) => c.file === d.file && c.code === d.code && c.line === d.line))];
+  return [
+    ...r.check.diagnostics,
+    ...r.transpileDiagnostics.filter((d) => !r.check.diagnostics.some((c) => c.file === d.file && c.code === d.code && c.line === d.line)),
+  ];
 }
 
 /** Whether any diagnostic is an error (warnings and suggestions do not refuse a patch). */

@@ -32,12 +32,18 @@ export function validateIds(patch: PatchSet): void {
       !/^[A-Za-z]:/.test(id) &&
       segs.every((s) => s !== '' && s !== '.' && s !== '..') &&
       !segs.includes('node_modules');
-    if (!ok) throw new LivepatchError('LP_ERR_PATCH_UNKNOWN_MODULE', `Not a module id (a relative .ts path inside the project): ${JSON.stringify(id).slice(0, 200)}`, { module: id.slice(0, 1024) });
+    if (!ok)
+      throw new LivepatchError(
+        'LP_ERR_PATCH_UNKNOWN_MODULE',
+        `Not a module id (a relative .ts path inside the project): ${JSON.stringify(id).slice(0, 200)}`,
+        { module: id.slice(0, 1024) },
+      );
     const text = patch.files[id];
     if (typeof text !== 'string') throw new LivepatchError('LP_ERR_OP_BAD_ARGS', `Source of ${id} is not a string`);
     bytes += text.length;
   }
-  if (bytes > MAX_PATCH_BYTES) throw new LivepatchError('LP_ERR_OP_BAD_ARGS', `The patch set is too large (${bytes} characters, limit ${MAX_PATCH_BYTES})`);
+  if (bytes > MAX_PATCH_BYTES)
+    throw new LivepatchError('LP_ERR_OP_BAD_ARGS', `The patch set is too large (${bytes} characters, limit ${MAX_PATCH_BYTES})`);
 }
 
 /** Throws LP_ERR_PATCH_CONFLICT when a declared base hash no longer matches the live module. */
@@ -85,7 +91,10 @@ export function checkClientCompiled(engine: Engine, patch: PatchSet, manifestHas
   const missing = ids.filter((id) => typeof c.js[id] !== 'string');
   const extra = Object.keys(c.js).filter((id) => !Object.prototype.hasOwnProperty.call(patch.files, id));
   if (missing.length > 0 || extra.length > 0) {
-    const what = missing.length > 0 ? `no JavaScript for ${missing.slice(0, 5).join(', ')}` : `JavaScript for modules the patch does not change: ${extra.slice(0, 5).join(', ')}`;
+    const what =
+      missing.length > 0
+        ? `no JavaScript for ${missing.slice(0, 5).join(', ')}`
+        : `JavaScript for modules the patch does not change: ${extra.slice(0, 5).join(', ')}`;
     throw new LivepatchError('LP_ERR_OP_BAD_ARGS', `compiled does not match the patch set: ${what}`.slice(0, 1000));
   }
   if ((patch.verify === undefined) !== (c.verifyJs === undefined)) {
@@ -98,7 +107,8 @@ export function checkClientCompiled(engine: Engine, patch: PatchSet, manifestHas
     if (actual !== undefined && actual !== claimed) conflicts.push({ module: id, expected: claimed, actual });
   }
   for (const id of engine.moduleIds()) {
-    if (!TS_ID.test(id) || Object.prototype.hasOwnProperty.call(patch.files, id) || Object.prototype.hasOwnProperty.call(c.against, id)) continue;
+    if (!TS_ID.test(id) || Object.prototype.hasOwnProperty.call(patch.files, id) || Object.prototype.hasOwnProperty.call(c.against, id))
+      continue;
     conflicts.push({ module: id, expected: null, actual: engine.getVersion(id)?.hash ?? null });
   }
   if (conflicts.length > 0) {
@@ -108,7 +118,11 @@ export function checkClientCompiled(engine: Engine, patch: PatchSet, manifestHas
       first.expected === null
         ? `the client did not check against live module ${first.module}`
         : `the client checked against ${first.module} ${first.expected.slice(0, 12)}, this host runs ${first.actual?.slice(0, 12) ?? 'nothing'}`;
-    throw new LivepatchError('LP_ERR_PATCH_CONFLICT', `The client's check does not match the live program (${conflicts.length} module(s)): ${why}`.slice(0, 2000), { conflicts: conflicts.slice(0, 100) });
+    throw new LivepatchError(
+      'LP_ERR_PATCH_CONFLICT',
+      `The client's check does not match the live program (${conflicts.length} module(s)): ${why}`.slice(0, 2000),
+      { conflicts: conflicts.slice(0, 100) },
+    );
   }
   return c;
 }

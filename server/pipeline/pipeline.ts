@@ -15,7 +15,15 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LivepatchError } from '../../shared/errors';
-import type { CheckResult, CommitResult, DriftEntry, JournalStatus, QuarantinedPatch, QuarantineResult, StageResult } from '../../shared/ops';
+import type {
+  CheckResult,
+  CommitResult,
+  DriftEntry,
+  JournalStatus,
+  QuarantinedPatch,
+  QuarantineResult,
+  StageResult,
+} from '../../shared/ops';
 import type { PatchSet } from '../../shared/patch';
 import { isInsidePath, readManifest, type BuildManifest } from '../../shared/manifest';
 import { isEsModuleFile } from '../../shared/module-format';
@@ -126,7 +134,11 @@ export class PatchPipeline implements Pipeline {
     if (!isInsidePath(id) || !/\.(ts|tsx|mts|cts)$/.test(id) || id.split('/').includes('node_modules')) return undefined;
     const listed = Object.prototype.hasOwnProperty.call(this.manifest?.modules ?? {}, id) ? this.manifest!.modules[id]!.hash : undefined;
     if (listed !== undefined) return listed;
-    if (++budget.reads > MAX_DISK_VERIFY) throw new LivepatchError('LP_ERR_OP_BAD_ARGS', `compiled.against names more than ${MAX_DISK_VERIFY} modules that are neither live nor in a build manifest`);
+    if (++budget.reads > MAX_DISK_VERIFY)
+      throw new LivepatchError(
+        'LP_ERR_OP_BAD_ARGS',
+        `compiled.against names more than ${MAX_DISK_VERIFY} modules that are neither live nor in a build manifest`,
+      );
     // Only plain module paths inside the root are ever read (never a file a client names elsewhere).
     const file = pathOfId(this.root, id);
     try {
@@ -167,10 +179,22 @@ export class PatchPipeline implements Pipeline {
         diagnostics.push(...this.engine.verdict(Object.entries(patch.files).map(([id, source]) => ({ id, js: r.js[id] ?? '', source }))));
       } catch (err) {
         if (!(err instanceof LivepatchError) || err.code !== 'LP_ERR_PATCH_SYNTAX') throw err;
-        diagnostics.push({ file: (err.details as { module?: string } | undefined)?.module, code: 0, lpCode: err.code, category: 'error', message: err.message });
+        diagnostics.push({
+          file: (err.details as { module?: string } | undefined)?.module,
+          code: 0,
+          lpCode: err.code,
+          category: 'error',
+          message: err.message,
+        });
       }
     }
-    return { ok: !hasError(diagnostics), diagnostics: diagnostics.slice(0, MAX_DIAGNOSTICS), checkedFiles: r.check.checked, durationMs: Date.now() - started, checkedBy: byClient ? 'client' : 'host' };
+    return {
+      ok: !hasError(diagnostics),
+      diagnostics: diagnostics.slice(0, MAX_DIAGNOSTICS),
+      checkedFiles: r.check.checked,
+      durationMs: Date.now() - started,
+      checkedBy: byClient ? 'client' : 'host',
+    };
   }
 
   async stage(patch: PatchSet, ctx: OpContext, ttlMs?: number): Promise<StageResult> {
@@ -205,7 +229,15 @@ export class PatchPipeline implements Pipeline {
       replay: this.opts.replay !== false,
       records: this.journalInfo.records,
       unreadable: this.journalInfo.unreadable.map((u) => ({ ...u })),
-      ...(p ? { probation: { seq: p.seq, ...(p.patchId !== undefined ? { patchId: p.patchId } : {}), until: new Date(Date.parse(p.since) + p.windowMs).toISOString() } } : {}),
+      ...(p
+        ? {
+            probation: {
+              seq: p.seq,
+              ...(p.patchId !== undefined ? { patchId: p.patchId } : {}),
+              until: new Date(Date.parse(p.since) + p.windowMs).toISOString(),
+            },
+          }
+        : {}),
     };
   }
 
@@ -215,7 +247,8 @@ export class PatchPipeline implements Pipeline {
   }
 
   async quarantine(args: { drop?: string; reapply?: string }, ctx: OpContext): Promise<QuarantineResult> {
-    if ((args.drop === undefined) === (args.reapply === undefined)) throw new LivepatchError('LP_ERR_OP_BAD_ARGS', 'Give exactly one of drop and reapply');
+    if ((args.drop === undefined) === (args.reapply === undefined))
+      throw new LivepatchError('LP_ERR_OP_BAD_ARGS', 'Give exactly one of drop and reapply');
     return this.exclusive(async () => {
       const name = (args.drop ?? args.reapply)!;
       const entry = this.findQuarantined(name);
@@ -235,7 +268,13 @@ export class PatchPipeline implements Pipeline {
       };
       const timings: Record<string, number> = {};
       // Code this agent accepted before (like a rollback): it keeps the signer it was committed with.
-      const { entry: staged } = await this.stageLocked(patch, { ...ctx, ...(rec.signer ? { signer: rec.signer } : {}) }, timings, undefined, rec.seq);
+      const { entry: staged } = await this.stageLocked(
+        patch,
+        { ...ctx, ...(rec.signer ? { signer: rec.signer } : {}) },
+        timings,
+        undefined,
+        rec.seq,
+      );
       const commit = await this.commitLocked(staged.staged.stageId, ctx, timings, rec.seq);
       this.quarantinedBySeq.delete(rec.seq);
       return { patch: entry.info, action: 'reapplied', commit, quarantined: this.quarantined() };
@@ -244,7 +283,10 @@ export class PatchPipeline implements Pipeline {
 
   abort(stageId: string, _ctx: OpContext): void {
     if (!this.staged.discard(stageId)) {
-      throw new LivepatchError('LP_ERR_PATCH_STAGE_UNKNOWN', `No staged patch ${JSON.stringify(stageId).slice(0, 120)} (expired, committed or aborted)`);
+      throw new LivepatchError(
+        'LP_ERR_PATCH_STAGE_UNKNOWN',
+        `No staged patch ${JSON.stringify(stageId).slice(0, 120)} (expired, committed or aborted)`,
+      );
     }
   }
 
@@ -256,7 +298,15 @@ export class PatchPipeline implements Pipeline {
       if (dryRun) {
         this.staged.discard(s.stageId);
         const gen = this.engine.currentGeneration;
-        return { generation: gen, previousGeneration: gen, changed: s.changes.map((v) => ({ module: v.id, version: v.version, hash: v.hash })), patchId: patch.id, dryRun: true, timings, checkedBy: entry.checkedBy ?? 'host' };
+        return {
+          generation: gen,
+          previousGeneration: gen,
+          changed: s.changes.map((v) => ({ module: v.id, version: v.version, hash: v.hash })),
+          patchId: patch.id,
+          dryRun: true,
+          timings,
+          checkedBy: entry.checkedBy ?? 'host',
+        };
       }
       return this.commitLocked(s.stageId, ctx, timings);
     });
@@ -264,7 +314,10 @@ export class PatchPipeline implements Pipeline {
 
   async rollback(to: number | undefined, ctx: OpContext): Promise<CommitResult> {
     return this.exclusive(async () => {
-      progress(ctx, { step: 'rollback', message: to === undefined ? 'rolling back to the previous generation' : `rolling back to generation ${to}` });
+      progress(ctx, {
+        step: 'rollback',
+        message: to === undefined ? 'rolling back to the previous generation' : `rolling back to generation ${to}`,
+      });
       const started = Date.now();
       const res = await this.engine.rollback(to, { who: ctx.who, message: to === undefined ? 'rollback' : `rollback to generation ${to}` });
       const target = this.engine.history().find((g) => g.generation === res.generation)?.rollbackTo ?? to ?? res.previousGeneration - 1;
@@ -273,7 +326,15 @@ export class PatchPipeline implements Pipeline {
         // Generation 1 is the deploy (seq 0); a target no record produced is journaled as unknown (-1): replay skips it.
         const toSeq = this.seqOfGeneration.get(target) ?? (target === 1 ? 0 : -1);
         await this.journalOrUndo(res, () =>
-          this.journal!.append({ kind: 'rollback', time: new Date().toISOString(), who: ctx.who, generation: res.generation, previousGeneration: res.previousGeneration, to: target, toSeq }),
+          this.journal!.append({
+            kind: 'rollback',
+            time: new Date().toISOString(),
+            who: ctx.who,
+            generation: res.generation,
+            previousGeneration: res.previousGeneration,
+            to: target,
+            toSeq,
+          }),
         );
       }
       return { ...res, timings: { ...res.timings, total: Date.now() - started } };
@@ -312,10 +373,15 @@ export class PatchPipeline implements Pipeline {
     const log = (line: string) => process.stderr.write(`livepatch: ${line}\n`);
     const { records, problems } = journal.read();
     this.journalInfo = { records: records.length, unreadable: problems };
-    for (const p of problems) log(`journal ${journal.file}: line ${p.line} (offset ${p.offset}, ${p.bytes} bytes) not replayed: ${p.reason}`);
+    for (const p of problems)
+      log(`journal ${journal.file}: line ${p.line} (offset ${p.offset}, ${p.bytes} bytes) not replayed: ${p.reason}`);
     if (problems.length > 0) {
       const detail = problems.map((p) => `line ${p.line} (offset ${p.offset}, ${p.bytes} bytes): ${p.reason}`).join('; ');
-      this.events.push({ op: 'journal-replay', outcome: 'LP_ERR_JOURNAL_UNREADABLE', detail: `${problems.length} unreadable line(s) in ${journal.file}: ${detail}`.slice(0, 4000) });
+      this.events.push({
+        op: 'journal-replay',
+        outcome: 'LP_ERR_JOURNAL_UNREADABLE',
+        detail: `${problems.length} unreadable line(s) in ${journal.file}: ${detail}`.slice(0, 4000),
+      });
     }
     const { patches, dropped } = this.loadQuarantine(records);
     const carry = await this.settleProbation(journal, patches, dropped, this.guard?.previous());
@@ -392,7 +458,9 @@ export class PatchPipeline implements Pipeline {
     const name = rec.patchId ?? `#${rec.seq}`;
     const windowS = Math.round(prev.windowMs / 1000);
     if (!prev.crash && prev.strikes < 1) {
-      process.stderr.write(`livepatch: the previous run ended without exiting (killed by a signal?) within ${windowS} s of applying patch ${name}; it is re-applied, and quarantined if this happens again\n`);
+      process.stderr.write(
+        `livepatch: the previous run ended without exiting (killed by a signal?) within ${windowS} s of applying patch ${name}; it is re-applied, and quarantined if this happens again\n`,
+      );
       return { seq: rec.seq, strikes: prev.strikes + 1 };
     }
     const after = prev.crash ? Math.max(0, Date.parse(prev.crash.at) - Date.parse(prev.since)) : undefined;
@@ -401,13 +469,22 @@ export class PatchPipeline implements Pipeline {
       : `the host ended without exiting (killed by a signal?) twice within ${windowS} s of applying the patch`;
     const time = new Date().toISOString();
     this.quarantinedBySeq.set(rec.seq, { rec, info: quarantineInfo(rec, time, reason) });
-    process.stderr.write(`livepatch: patch ${name} quarantined, not re-applied: ${reason}. Re-apply or drop it with: livepatch quarantine HOST --reapply ${name} | --drop ${name}\n`);
-    this.events.push({ op: 'quarantine', outcome: 'LP_ERR_PATCH_QUARANTINED', ...(rec.patchId !== undefined ? { patchId: rec.patchId } : {}), detail: `patch ${name} (journal record #${rec.seq}) quarantined: ${reason}` });
+    process.stderr.write(
+      `livepatch: patch ${name} quarantined, not re-applied: ${reason}. Re-apply or drop it with: livepatch quarantine HOST --reapply ${name} | --drop ${name}\n`,
+    );
+    this.events.push({
+      op: 'quarantine',
+      outcome: 'LP_ERR_PATCH_QUARANTINED',
+      ...(rec.patchId !== undefined ? { patchId: rec.patchId } : {}),
+      detail: `patch ${name} (journal record #${rec.seq}) quarantined: ${reason}`,
+    });
     try {
       await journal.append({ kind: 'quarantine', time, who: 'livepatch', target: rec.seq, reason });
       return undefined;
     } catch (err) {
-      process.stderr.write(`livepatch: cannot journal the quarantine (${(err as Error)?.message}); it holds for this run only, and the next start decides again\n`);
+      process.stderr.write(
+        `livepatch: cannot journal the quarantine (${(err as Error)?.message}); it holds for this run only, and the next start decides again\n`,
+      );
       return 'keep';
     }
   }
@@ -431,7 +508,10 @@ export class PatchPipeline implements Pipeline {
     const hit = bySeq ? all.find((q) => q.rec.seq === Number(bySeq[1])) : all.find((q) => q.rec.patchId === name);
     if (!hit) {
       const listed = all.map((q) => q.rec.patchId ?? `#${q.rec.seq}`).join(', ') || 'none';
-      throw new LivepatchError('LP_ERR_QUARANTINE_UNKNOWN', `No quarantined patch ${JSON.stringify(name).slice(0, 200)} (quarantined: ${listed.slice(0, 1000)})`);
+      throw new LivepatchError(
+        'LP_ERR_QUARANTINE_UNKNOWN',
+        `No quarantined patch ${JSON.stringify(name).slice(0, 200)} (quarantined: ${listed.slice(0, 1000)})`,
+      );
     }
     return hit;
   }
@@ -460,10 +540,17 @@ export class PatchPipeline implements Pipeline {
     if (patch.id === undefined) return;
     const q = [...this.quarantinedBySeq.values()].find((e) => e.rec.patchId === patch.id);
     if (q && q.rec.seq !== reapplies) {
-      throw new LivepatchError('LP_ERR_PATCH_QUARANTINED', `Patch ${JSON.stringify(patch.id).slice(0, 200)} is quarantined (${q.info.reason}): re-apply it with livepatch quarantine HOST --reapply, or drop it first`, { patchId: patch.id });
+      throw new LivepatchError(
+        'LP_ERR_PATCH_QUARANTINED',
+        `Patch ${JSON.stringify(patch.id).slice(0, 200)} is quarantined (${q.info.reason}): re-apply it with livepatch quarantine HOST --reapply, or drop it first`,
+        { patchId: patch.id },
+      );
     }
     // appliedIds holds the ids committed by this process and those replayed from the journal.
-    if (this.appliedIds.has(patch.id)) throw new LivepatchError('LP_ERR_PATCH_DUPLICATE', `Patch ${JSON.stringify(patch.id).slice(0, 200)} was already applied`, { patchId: patch.id });
+    if (this.appliedIds.has(patch.id))
+      throw new LivepatchError('LP_ERR_PATCH_DUPLICATE', `Patch ${JSON.stringify(patch.id).slice(0, 200)} was already applied`, {
+        patchId: patch.id,
+      });
   }
 
   /** Run `fn` holding the single patch lock; LP_ERR_PATCH_BUSY if it is taken. */
@@ -510,9 +597,15 @@ export class PatchPipeline implements Pipeline {
     const diagnostics = allDiagnostics(r);
     const syntax = [...r.check.syntactic, ...r.transpileDiagnostics.filter((d) => d.category === 'error')];
     if (syntax.length > 0) throw rejection('LP_ERR_PATCH_SYNTAX', 'syntax error', syntax);
-    if (hasError(diagnostics)) throw rejection('LP_ERR_PATCH_TYPE', 'type error', diagnostics.filter((d) => d.category === 'error'));
+    if (hasError(diagnostics))
+      throw rejection(
+        'LP_ERR_PATCH_TYPE',
+        'type error',
+        diagnostics.filter((d) => d.category === 'error'),
+      );
     // The lock keeps other patches out, but a rollback through the engine directly could have moved on.
-    if (this.engine.currentGeneration !== baseGeneration) throw new LivepatchError('LP_ERR_PATCH_CONFLICT', 'The live program changed while the patch was being checked');
+    if (this.engine.currentGeneration !== baseGeneration)
+      throw new LivepatchError('LP_ERR_PATCH_CONFLICT', 'The live program changed while the patch was being checked');
     checkBases(this.engine, patch);
 
     const files: JournalFile[] = Object.entries(patch.files).map(([module, source]) => ({
@@ -526,7 +619,11 @@ export class PatchPipeline implements Pipeline {
     t = Date.now();
     const staged = await this.engine.stage(
       files.map((f) => ({ id: f.module, source: f.source, js: f.js })),
-      { loadTimeoutMs: this.opts.loadTimeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS, verifyJs: r.verifyJs, verifyTimeoutMs: this.opts.verifyTimeoutMs },
+      {
+        loadTimeoutMs: this.opts.loadTimeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS,
+        verifyJs: r.verifyJs,
+        verifyTimeoutMs: this.opts.verifyTimeoutMs,
+      },
     );
     timings.stage = Date.now() - t;
     if (patch.verify !== undefined) progress(ctx, { step: 'verify', message: 'verify hooks passed' });
@@ -548,7 +645,13 @@ export class PatchPipeline implements Pipeline {
     let t = Date.now();
     let res: CommitResult;
     try {
-      res = this.engine.commit(entry.staged, { who: ctx.who, message: entry.patch.message, patchId: entry.patch.id, ...(entry.signer ? { signer: entry.signer } : {}), ...(entry.checkedBy ? { checkedBy: entry.checkedBy } : {}) });
+      res = this.engine.commit(entry.staged, {
+        who: ctx.who,
+        message: entry.patch.message,
+        patchId: entry.patch.id,
+        ...(entry.signer ? { signer: entry.signer } : {}),
+        ...(entry.checkedBy ? { checkedBy: entry.checkedBy } : {}),
+      });
     } catch (err) {
       this.engine.discard(entry.staged);
       throw err;
@@ -579,7 +682,12 @@ export class PatchPipeline implements Pipeline {
     }
     // Only now: a commit undone because its journal write failed may be sent again.
     if (entry.patch.id !== undefined) this.appliedIds.add(entry.patch.id);
-    return { ...res, patchId: entry.patch.id, timings: { ...res.timings, ...timings }, ...(entry.checkedBy ? { checkedBy: entry.checkedBy } : {}) };
+    return {
+      ...res,
+      patchId: entry.patch.id,
+      timings: { ...res.timings, ...timings },
+      ...(entry.checkedBy ? { checkedBy: entry.checkedBy } : {}),
+    };
   }
 
   /**

@@ -48,11 +48,14 @@ export async function replayJournal(engine: Engine, records: JournalRecord[], op
     if (rec.kind !== 'patch' && rec.kind !== 'rollback') continue;
     if (rec.kind === 'patch' && opts.quarantined?.has(rec.seq)) {
       out.skipped++;
-      log(`journal replay: record #${rec.seq}${rec.patchId ? ` (${rec.patchId})` : ''} not applied: quarantined (livepatch quarantine HOST --reapply or --drop)`);
+      log(
+        `journal replay: record #${rec.seq}${rec.patchId ? ` (${rec.patchId})` : ''} not applied: quarantined (livepatch quarantine HOST --reapply or --drop)`,
+      );
       continue;
     }
     try {
-      const generation = rec.kind === 'patch' ? await replayPatch(engine, rec, out, opts.loadTimeoutMs) : await replayRollback(engine, rec, genOfSeq, log);
+      const generation =
+        rec.kind === 'patch' ? await replayPatch(engine, rec, out, opts.loadTimeoutMs) : await replayRollback(engine, rec, genOfSeq, log);
       if (generation === undefined) {
         out.skipped++;
         continue;
@@ -63,10 +66,13 @@ export async function replayJournal(engine: Engine, records: JournalRecord[], op
     } catch (err) {
       out.skipped++;
       const code = err instanceof LivepatchError ? err.code : 'LP_ERR_INTERNAL';
-      log(`journal replay: record #${rec.seq} (${rec.kind}${rec.kind === 'patch' && rec.patchId ? ` ${rec.patchId}` : ''}) not applied: ${code} ${(err as Error)?.message ?? ''}`);
+      log(
+        `journal replay: record #${rec.seq} (${rec.kind}${rec.kind === 'patch' && rec.patchId ? ` ${rec.patchId}` : ''}) not applied: ${code} ${(err as Error)?.message ?? ''}`,
+      );
     }
   }
-  if (records.some((r) => r.kind === 'patch' || r.kind === 'rollback')) log(`journal replay: ${out.applied} applied, ${out.skipped} skipped, ${out.drift.length} drifted module(s)`);
+  if (records.some((r) => r.kind === 'patch' || r.kind === 'rollback'))
+    log(`journal replay: ${out.applied} applied, ${out.skipped} skipped, ${out.drift.length} drifted module(s)`);
   return out;
 }
 
@@ -80,12 +86,23 @@ async function untilLive(engine: Engine, ids: ReadonlySet<string>, ms: number): 
   while (!loaded() && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
 }
 
-async function replayPatch(engine: Engine, rec: PatchRecord, out: ReplayOutcome, loadTimeoutMs: number | undefined): Promise<number | undefined> {
+async function replayPatch(
+  engine: Engine,
+  rec: PatchRecord,
+  out: ReplayOutcome,
+  loadTimeoutMs: number | undefined,
+): Promise<number | undefined> {
   const drifted: DriftEntry[] = [];
   for (const f of rec.files) {
     const actual = engine.getVersion(f.module)?.hash ?? null;
     if (actual !== f.base) {
-      drifted.push({ module: f.module, patchId: rec.patchId ?? `#${rec.seq}`, generation: rec.generation, expectedHash: f.base ?? '', actualHash: actual ?? '' });
+      drifted.push({
+        module: f.module,
+        patchId: rec.patchId ?? `#${rec.seq}`,
+        generation: rec.generation,
+        expectedHash: f.base ?? '',
+        actualHash: actual ?? '',
+      });
     }
   }
   if (drifted.length > 0) {
@@ -97,7 +114,12 @@ async function replayPatch(engine: Engine, rec: PatchRecord, out: ReplayOutcome,
     { loadTimeoutMs },
   );
   try {
-    const res = engine.commit(staged, { who: 'journal-replay', message: rec.message, patchId: rec.patchId, ...(rec.signer ? { signer: rec.signer } : {}) });
+    const res = engine.commit(staged, {
+      who: 'journal-replay',
+      message: rec.message,
+      patchId: rec.patchId,
+      ...(rec.signer ? { signer: rec.signer } : {}),
+    });
     if (rec.patchId) out.patchIds.push(rec.patchId);
     return res.generation;
   } catch (err) {
@@ -106,7 +128,12 @@ async function replayPatch(engine: Engine, rec: PatchRecord, out: ReplayOutcome,
   }
 }
 
-async function replayRollback(engine: Engine, rec: RollbackRecord, genOfSeq: Map<number, number>, log: (l: string) => void): Promise<number | undefined> {
+async function replayRollback(
+  engine: Engine,
+  rec: RollbackRecord,
+  genOfSeq: Map<number, number>,
+  log: (l: string) => void,
+): Promise<number | undefined> {
   const target = genOfSeq.get(rec.toSeq);
   if (target === undefined) {
     log(`journal replay: rollback #${rec.seq} skipped: its target (record #${rec.toSeq}) was not re-applied`);

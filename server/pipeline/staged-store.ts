@@ -40,7 +40,11 @@ export class StagedStore {
   /** Remove and return the entry; throws LP_ERR_PATCH_STAGE_UNKNOWN when expired or unknown. */
   take(stageId: string): StagedEntry {
     const e = this.entries.get(stageId);
-    if (!e) throw new LivepatchError('LP_ERR_PATCH_STAGE_UNKNOWN', `No staged patch ${JSON.stringify(stageId).slice(0, 120)} (expired, committed or aborted)`);
+    if (!e)
+      throw new LivepatchError(
+        'LP_ERR_PATCH_STAGE_UNKNOWN',
+        `No staged patch ${JSON.stringify(stageId).slice(0, 120)} (expired, committed or aborted)`,
+      );
     this.entries.delete(stageId);
     clearTimeout(e.timer);
     return e;

@@ -3,7 +3,15 @@
  * Every method that fails throws a LivepatchError with a registry code and leaves the generation
  * unchanged. Type errors throw LP_ERR_PATCH_TYPE with `details: { diagnostics: Diagnostic[] }`.
  */
-import type { CheckResult, CommitResult, DriftEntry, JournalStatus, QuarantinedPatch, QuarantineResult, StageResult } from '../../shared/ops';
+import type {
+  CheckResult,
+  CommitResult,
+  DriftEntry,
+  JournalStatus,
+  QuarantinedPatch,
+  QuarantineResult,
+  StageResult,
+} from '../../shared/ops';
 import type { PatchSet } from '../../shared/patch';
 import type { Engine } from '../engine/types';
 import type { CheckerLimits } from './checker-client';

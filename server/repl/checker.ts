@@ -31,11 +31,16 @@ export class ReplChecker {
     this.#lease ??= acquireChecker({ root, tsconfig: join(root, 'tsconfig.json') }, this.limits);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new LivepatchError('LP_ERR_INTERNAL', 'the REPL type checker did not answer in time')), CHECK_TIMEOUT_MS);
+      timer = setTimeout(
+        () => reject(new LivepatchError('LP_ERR_INTERNAL', 'the REPL type checker did not answer in time')),
+        CHECK_TIMEOUT_MS,
+      );
       timer.unref();
     });
     const run = this.#lease.client.checkRepl(req).catch((e: unknown) => {
-      throw e instanceof LivepatchError && /out of memory/.test(e.message) ? e : new LivepatchError('LP_ERR_INTERNAL', 'the REPL type checker failed');
+      throw e instanceof LivepatchError && /out of memory/.test(e.message)
+        ? e
+        : new LivepatchError('LP_ERR_INTERNAL', 'the REPL type checker failed');
     });
     return Promise.race([run, timeout]).finally(() => clearTimeout(timer));
   }

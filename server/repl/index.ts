@@ -138,7 +138,17 @@ export function createReplService(opts: ReplServiceOptions): ReplService {
         if (s.generation !== undefined && !isLive(s.generation)) {
           throw new LivepatchError('LP_ERR_EVAL_SESSION', `generation ${s.generation} is no longer live; open a new session`);
         }
-        const result = await s.enqueue(() => runInput({ session: s, code: args.code, role: ctx.role, timeoutMs: args.timeoutMs ?? defaultTimeout, modules, checker, engine: opts.engine }));
+        const result = await s.enqueue(() =>
+          runInput({
+            session: s,
+            code: args.code,
+            role: ctx.role,
+            timeoutMs: args.timeoutMs ?? defaultTimeout,
+            modules,
+            checker,
+            engine: opts.engine,
+          }),
+        );
         outcome = 'ok';
         return result;
       } catch (e) {

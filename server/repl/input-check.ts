@@ -24,7 +24,12 @@ const CATEGORY: Record<ts.DiagnosticCategory, DiagnosticCategory> = {
 };
 
 function toDiagnostic(d: ts.Diagnostic, file: ts.SourceFile, inputStart: number, inputLine: number): Diagnostic {
-  const out: Diagnostic = { file: '<repl>', code: d.code, category: CATEGORY[d.category], message: ts.flattenDiagnosticMessageText(d.messageText, '\n') };
+  const out: Diagnostic = {
+    file: '<repl>',
+    code: d.code,
+    category: CATEGORY[d.category],
+    message: ts.flattenDiagnosticMessageText(d.messageText, '\n'),
+  };
   if (d.start !== undefined) {
     const pos = file.getLineAndCharacterOfPosition(Math.max(d.start, inputStart));
     out.line = pos.line - inputLine + 1;

@@ -165,14 +165,18 @@ export function evaluatePure(js: string, modules: Record<string, unknown>, timeo
       silent: true,
     });
     if (err || !res) {
-      if (err && /terminated/i.test(err.message)) throw new LivepatchError('LP_ERR_EVAL_TIMEOUT', `evaluation was interrupted after ${timeoutMs} ms`);
+      if (err && /terminated/i.test(err.message))
+        throw new LivepatchError('LP_ERR_EVAL_TIMEOUT', `evaluation was interrupted after ${timeoutMs} ms`);
       throw new LivepatchError('LP_ERR_INTERNAL', 'the side-effect-free evaluator failed');
     }
     if (res.exceptionDetails) {
       // Whatever the input throws is caught by the wrapper: what arrives here comes from V8 itself.
       const ex = res.exceptionDetails.exception ?? res.result;
       if (ex.className === 'EvalError' && /side-effect/i.test(ex.description ?? '')) {
-        throw new LivepatchError('LP_ERR_EVAL_SIDE_EFFECT', 'the expression may have side effects (assignment, I/O or an impure call); only admins may run it');
+        throw new LivepatchError(
+          'LP_ERR_EVAL_SIDE_EFFECT',
+          'the expression may have side effects (assignment, I/O or an impure call); only admins may run it',
+        );
       }
       // A compile error (e.g. `await` outside async code): render V8's error under the check too.
       return { thrown: true, text: renderRemote(s, ex), truncated: false };

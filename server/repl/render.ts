@@ -56,7 +56,10 @@ export class CapturedConsole {
 
   /** The object installed as `console` in the session. */
   makeConsole(): Record<string, (...args: unknown[]) => void> {
-    const rec = (level: Level) => (...args: unknown[]) => this.#record(level, args);
+    const rec =
+      (level: Level) =>
+      (...args: unknown[]) =>
+        this.#record(level, args);
     const c = { log: rec('log'), info: rec('info'), warn: rec('warn'), error: rec('error'), debug: rec('debug'), trace: rec('debug') };
     return { ...c, dir: (v: unknown) => this.#record('log', [inspect(v, { depth: 4 })]), table: rec('log') };
   }

@@ -46,7 +46,9 @@ async function typeCheck(r: RunInput, input: string): Promise<void> {
   const errors = diagnostics.filter((d) => d.category === 'error');
   if (errors.length) {
     const more = errors.length > 1 ? ` (and ${errors.length - 1} more)` : '';
-    throw new LivepatchError('LP_ERR_EVAL_TYPE', `the input does not type-check, nothing ran: TS${errors[0]!.code}${more}`, { diagnostics });
+    throw new LivepatchError('LP_ERR_EVAL_TYPE', `the input does not type-check, nothing ran: TS${errors[0]!.code}${more}`, {
+      diagnostics,
+    });
   }
 }
 
@@ -55,8 +57,17 @@ export function warmUp(checker: ReplChecker, modules: LiveModules): void {
   const prelude = modules.prelude();
   const file = join(modules.root, '__livepatch_repl_warmup.ts');
   checker
-    .check({ root: modules.root, file, inputStart: 0, inputEnd: 0, files: { [join(modules.root, PRELUDE_NAME)]: { text: prelude, version: 'warm' }, [file]: { text: 'export {};\n', version: '1' } } })
-    .then(() => checker.drop(file), () => undefined);
+    .check({
+      root: modules.root,
+      file,
+      inputStart: 0,
+      inputEnd: 0,
+      files: { [join(modules.root, PRELUDE_NAME)]: { text: prelude, version: 'warm' }, [file]: { text: 'export {};\n', version: '1' } },
+    })
+    .then(
+      () => checker.drop(file),
+      () => undefined,
+    );
 }
 
 /** Evaluate one input in its session; resolves to the rendered result. */
@@ -99,7 +110,10 @@ export async function runInput(r: RunInput): Promise<EvalResult> {
       } catch (e) {
         if (e instanceof LivepatchError && e.code === 'LP_ERR_EVAL_SIDE_EFFECT' && engine.liveGenerations().length > 1) {
           // Facades consult AsyncLocalStorage while several generations are live, which V8 counts as a side effect.
-          throw new LivepatchError('LP_ERR_EVAL_SIDE_EFFECT', `${e.message} (while several generations are live, calls into live modules count as side effects: retry when old generations have drained)`);
+          throw new LivepatchError(
+            'LP_ERR_EVAL_SIDE_EFFECT',
+            `${e.message} (while several generations are live, calls into live modules count as side effects: retry when old generations have drained)`,
+          );
         }
         throw e;
       }
@@ -116,5 +130,10 @@ export async function runInput(r: RunInput): Promise<EvalResult> {
   if (admin) session.remember(input);
   const out = pure ? limit(pure.text) : render(value);
   if (pure?.truncated) out.truncated = true;
-  return { output: out.text, console: consoleOut, truncated: out.truncated || consoleCut, durationMs: Math.round((performance.now() - started) * 10) / 10 };
+  return {
+    output: out.text,
+    console: consoleOut,
+    truncated: out.truncated || consoleCut,
+    durationMs: Math.round((performance.now() - started) * 10) / 10,
+  };
 }

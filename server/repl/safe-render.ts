@@ -59,7 +59,6 @@ const WeakSetProto = WeakSet.prototype;
 const DateProto = Date.prototype;
 const RegExpProto = RegExp.prototype;
 
-
 interface Ctx {
   seen: object[];
   /** Characters emitted so far (an estimate that only ever grows). */
@@ -334,8 +333,10 @@ function walk(v: unknown, ctx: Ctx, depth: number, indent: string): string {
       }
       return join(`${name || 'Set'}(${sSize.v as number}) {`, parts.concat(props(o, ctx, depth, indent, noSkip)), '}', indent);
     }
-    if (inChain(WeakMapProto) && tryCall(weakMapHas as (this: unknown) => unknown, o, {})) return `${name || 'WeakMap'} { <items unknown> }`;
-    if (inChain(WeakSetProto) && tryCall(weakSetHas as (this: unknown) => unknown, o, {})) return `${name || 'WeakSet'} { <items unknown> }`;
+    if (inChain(WeakMapProto) && tryCall(weakMapHas as (this: unknown) => unknown, o, {}))
+      return `${name || 'WeakMap'} { <items unknown> }`;
+    if (inChain(WeakSetProto) && tryCall(weakSetHas as (this: unknown) => unknown, o, {}))
+      return `${name || 'WeakSet'} { <items unknown> }`;
 
     if (isView(o)) {
       const len = tryCall(typedLength, o);
@@ -368,7 +369,8 @@ function walk(v: unknown, ctx: Ctx, depth: number, indent: string): string {
           parts.push(`<${holes} empty item${holes > 1 ? 's' : ''}>`);
           holes = 0;
         }
-        const item = 'value' in d ? walk(d.value, ctx, depth + 1, indent + '  ') : d.get ? (d.set ? '[Getter/Setter]' : '[Getter]') : '[Setter]';
+        const item =
+          'value' in d ? walk(d.value, ctx, depth + 1, indent + '  ') : d.get ? (d.set ? '[Getter/Setter]' : '[Getter]') : '[Setter]';
         charge(ctx, item.length);
         parts.push(item);
       }
@@ -413,7 +415,12 @@ export function safeRender(value: unknown, thrown: boolean): string {
   const kind = thrown ? 'T' : 'V';
   try {
     let text: string;
-    if (thrown && value !== null && (typeof value === 'object' || typeof value === 'function') && typeof dataProp(value as object, 'message') === 'string') {
+    if (
+      thrown &&
+      value !== null &&
+      (typeof value === 'object' || typeof value === 'function') &&
+      typeof dataProp(value as object, 'message') === 'string'
+    ) {
       const n = dataProp(value as object, 'name');
       text = (typeof n === 'string' && n ? n : 'Error') + ': ' + (dataProp(value as object, 'message') as string);
     } else {

@@ -41,7 +41,11 @@ export function rewriteImports(code: string, moduleExpr: (spec: string) => strin
     let repl: string | undefined;
     if (ts.isImportDeclaration(st) && ts.isStringLiteral(st.moduleSpecifier)) {
       repl = importToConst(st, moduleExpr(st.moduleSpecifier.text), `__lp_import${++importCount}`);
-    } else if (ts.isImportEqualsDeclaration(st) && ts.isExternalModuleReference(st.moduleReference) && ts.isStringLiteral(st.moduleReference.expression)) {
+    } else if (
+      ts.isImportEqualsDeclaration(st) &&
+      ts.isExternalModuleReference(st.moduleReference) &&
+      ts.isStringLiteral(st.moduleReference.expression)
+    ) {
       repl = st.isTypeOnly ? '' : `const ${st.name.text} = ${moduleExpr(st.moduleReference.expression.text)};`;
     }
     if (repl === undefined) continue;
@@ -60,7 +64,9 @@ function importToConst(st: ts.ImportDeclaration, expr: string, tmp: string): str
   const nb = clause.namedBindings;
   if (nb && ts.isNamespaceImport(nb)) parts.push(`const ${nb.name.text} = ${tmp};`);
   if (nb && ts.isNamedImports(nb)) {
-    const names = nb.elements.filter((e) => !e.isTypeOnly).map((e) => (e.propertyName ? `${e.propertyName.text}: ${e.name.text}` : e.name.text));
+    const names = nb.elements
+      .filter((e) => !e.isTypeOnly)
+      .map((e) => (e.propertyName ? `${e.propertyName.text}: ${e.name.text}` : e.name.text));
     if (names.length) parts.push(`const { ${names.join(', ')} } = ${tmp};`);
   }
   return parts.join(' ');
@@ -81,7 +87,8 @@ export function wrapTopLevelAwait(js: string): string | null {
     try {
       const dir = dirname(require.resolve('ts-node/package.json'));
       // eslint-disable-next-line @typescript-eslint/no-require-imports -- a file inside ts-node, found at run time
-      awaitTransform = (require(join(dir, 'dist-raw', 'node-internal-repl-await.js')) as { processTopLevelAwait: AwaitTransform }).processTopLevelAwait;
+      awaitTransform = (require(join(dir, 'dist-raw', 'node-internal-repl-await.js')) as { processTopLevelAwait: AwaitTransform })
+        .processTopLevelAwait;
     } catch {
       awaitTransform = null;
     }

@@ -16,9 +16,27 @@ export type Pin = <T>(fn: () => T) => T;
 
 /** Host globals an admin session can use; everything else comes from the fresh context. */
 const SHARED_GLOBALS = [
-  'process', 'Buffer', 'URL', 'URLSearchParams', 'TextEncoder', 'TextDecoder', 'AbortController', 'AbortSignal',
-  'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'setImmediate', 'clearImmediate',
-  'queueMicrotask', 'structuredClone', 'fetch', 'performance', 'EventTarget', 'Event', 'crypto',
+  'process',
+  'Buffer',
+  'URL',
+  'URLSearchParams',
+  'TextEncoder',
+  'TextDecoder',
+  'AbortController',
+  'AbortSignal',
+  'setTimeout',
+  'clearTimeout',
+  'setInterval',
+  'clearInterval',
+  'setImmediate',
+  'clearImmediate',
+  'queueMicrotask',
+  'structuredClone',
+  'fetch',
+  'performance',
+  'EventTarget',
+  'Event',
+  'crypto',
 ] as const;
 
 /** A vm context with a captured console, `mod(id)` and a `require` that maps live modules to their facades. */
@@ -85,7 +103,10 @@ export class VmSession {
 /** `value` awaited, or LP_ERR_EVAL_TIMEOUT after `ms`; a rejection becomes an EvalThrew. */
 function settleWithin(value: unknown, ms: number, timeoutMs: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new LivepatchError('LP_ERR_EVAL_TIMEOUT', `evaluation did not settle within ${timeoutMs} ms`)), ms);
+    const timer = setTimeout(
+      () => reject(new LivepatchError('LP_ERR_EVAL_TIMEOUT', `evaluation did not settle within ${timeoutMs} ms`)),
+      ms,
+    );
     Promise.resolve(value).then(
       (v) => {
         clearTimeout(timer);

@@ -16,7 +16,10 @@ export interface EngineApp {
   /** GET a path on the app and parse JSON. */
   get(path: string): Promise<any>;
   /** Send an op to the driver; resolves with its reply `{ ok, result | error }`. */
-  call(op: string, args?: Record<string, unknown>): Promise<{ ok: boolean; result?: any; error?: { code?: string; message: string; details?: any } }>;
+  call(
+    op: string,
+    args?: Record<string, unknown>,
+  ): Promise<{ ok: boolean; result?: any; error?: { code?: string; message: string; details?: any } }>;
   /** Like call, but rejects unless ok. */
   ok(op: string, args?: Record<string, unknown>): Promise<any>;
   stop(): Promise<void>;
@@ -31,7 +34,12 @@ export function changes(files: Record<string, string>, opts: { esm?: boolean } =
 export function transpile(id: string, source: string, esm = false): string {
   return ts.transpileModule(source, {
     fileName: id,
-    compilerOptions: { target: ts.ScriptTarget.ES2022, module: esm ? ts.ModuleKind.ESNext : ts.ModuleKind.CommonJS, esModuleInterop: true, strict: true },
+    compilerOptions: {
+      target: ts.ScriptTarget.ES2022,
+      module: esm ? ts.ModuleKind.ESNext : ts.ModuleKind.CommonJS,
+      esModuleInterop: true,
+      strict: true,
+    },
   }).outputText;
 }
 
@@ -48,7 +56,11 @@ export function startEngineApp(root: string, opts: EngineAppOptions = {}): Promi
   const env: NodeJS.ProcessEnv = { ...process.env, LIVEPATCH_ROOT: root, LIVEPATCH_TOKENS: undefined, ...opts.env };
   for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
   const pre = [...(opts.before ?? []), 'livepatch/register', DRIVER].flatMap((p) => ['-r', p]);
-  const child = spawn(process.execPath, [...(opts.execArgv ?? []), ...pre, opts.entry ?? 'dist/main.js'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  const child = spawn(process.execPath, [...(opts.execArgv ?? []), ...pre, opts.entry ?? 'dist/main.js'], {
+    cwd: root,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  });
   let out = '';
   let err = '';
   let seq = 0;

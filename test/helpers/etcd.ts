@@ -9,7 +9,8 @@ import { Etcd3 } from 'etcd3';
 export const ETCD = process.env['LIVEPATCH_TEST_ETCD']?.trim() || undefined;
 
 /** `skip` value for node:test: a reason when there is no etcd and we are not under CI. */
-export const skipWithoutEtcd: string | false = !ETCD && !process.env['CI'] ? 'no etcd configured: set LIVEPATCH_TEST_ETCD=HOST:PORT (docs/fleet.md) to run the fleet tests' : false;
+export const skipWithoutEtcd: string | false =
+  !ETCD && !process.env['CI'] ? 'no etcd configured: set LIVEPATCH_TEST_ETCD=HOST:PORT (docs/fleet.md) to run the fleet tests' : false;
 
 /** Throws when the fleet tests must run but cannot (CI without LIVEPATCH_TEST_ETCD). */
 export function requireEtcd(): string {

@@ -13,12 +13,16 @@ import { createProject, createTokens, FIXTURES, REPO, runCli, startApp, type App
 
 /** Compile the project at `root` with its tsconfig.json; throws with tsc-style diagnostics on any error. */
 export function tscBuild(root: string): void {
-  const cfg = ts.getParsedCommandLineOfConfigFile(join(root, 'tsconfig.json'), {}, {
-    ...ts.sys,
-    onUnRecoverableConfigFileDiagnostic: (d) => {
-      throw new Error(ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+  const cfg = ts.getParsedCommandLineOfConfigFile(
+    join(root, 'tsconfig.json'),
+    {},
+    {
+      ...ts.sys,
+      onUnRecoverableConfigFileDiagnostic: (d) => {
+        throw new Error(ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+      },
     },
-  });
+  );
   if (!cfg) throw new Error(`no tsconfig in ${root}`);
   const program = ts.createProgram({ rootNames: cfg.fileNames, options: cfg.options });
   const emitted = program.emit();
@@ -213,7 +217,11 @@ export interface Step {
  * Every step in order, then a held request and its release; each reply labelled `METHOD path`. A held
  * request that cannot be held is recorded as status 0 with the reason, so runs compare as a whole.
  */
-export async function exercise(port: number, steps: Step[], hold: { slow: string; held: string; release: string }): Promise<Array<[string, Reply]>> {
+export async function exercise(
+  port: number,
+  steps: Step[],
+  hold: { slow: string; held: string; release: string },
+): Promise<Array<[string, Reply]>> {
   const out: Array<[string, Reply]> = [];
   for (const s of steps) out.push([`${s.method ?? 'GET'} ${s.path}`, await request(port, s.path, s)]);
   try {
@@ -226,7 +234,12 @@ export async function exercise(port: number, steps: Step[], hold: { slow: string
 }
 
 /** What the app answers to `steps` (and a held request) under plain node, without livepatch. */
-export async function plainAnswers(project: Project, entry: string, steps: Step[], hold: { slow: string; held: string; release: string }): Promise<Array<[string, Reply]>> {
+export async function plainAnswers(
+  project: Project,
+  entry: string,
+  steps: Step[],
+  hold: { slow: string; held: string; release: string },
+): Promise<Array<[string, Reply]>> {
   const plain = await startPlain(project.root, entry, await freePort());
   try {
     return await exercise(plain.port, steps, hold);

@@ -24,7 +24,11 @@ export function startPipelineApp(root: string, pipelineOpts: Record<string, unkn
   const env: NodeJS.ProcessEnv = { ...process.env, LIVEPATCH_ROOT: root, LP_PIPELINE_OPTS: JSON.stringify(pipelineOpts) };
   delete env.LIVEPATCH_TOKENS;
   const driver = join(__dirname, 'pipeline-driver.js');
-  const child = spawn(process.execPath, ['-r', 'livepatch/register', '-r', driver, 'dist/main.js'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  const child = spawn(process.execPath, ['-r', 'livepatch/register', '-r', driver, 'dist/main.js'], {
+    cwd: root,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  });
   let out = '';
   let err = '';
   let next = 1;
@@ -41,7 +45,11 @@ export function startPipelineApp(root: string, pipelineOpts: Record<string, unkn
   child.on('exit', (code, signal) => {
     for (const [id, w] of waiting) {
       waiting.delete(id);
-      w.resolve({ ok: false, error: { code: 'LP_ERR_CONN_CLOSED', message: `app exited (${code ?? signal})`, retryable: false }, progress: w.progress });
+      w.resolve({
+        ok: false,
+        error: { code: 'LP_ERR_CONN_CLOSED', message: `app exited (${code ?? signal})`, retryable: false },
+        progress: w.progress,
+      });
     }
   });
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));

@@ -16,7 +16,11 @@ const { getEngine } = require('../../server/engine') as { getEngine: () => Engin
 const engine = getEngine();
 if (!engine) throw new Error('pipeline-driver: the engine is not installed (preload livepatch/register first)');
 const opts = JSON.parse(process.env.LP_PIPELINE_OPTS ?? '{}') as Record<string, unknown>;
-const pipeline: ReadyPipeline = createPipeline({ ...opts, engine, root: typeof opts.root === 'string' ? opts.root : (process.env.LIVEPATCH_ROOT ?? process.cwd()) });
+const pipeline: ReadyPipeline = createPipeline({
+  ...opts,
+  engine,
+  root: typeof opts.root === 'string' ? opts.root : (process.env.LIVEPATCH_ROOT ?? process.cwd()),
+});
 let eld: IntervalHistogram | undefined;
 
 interface Msg {

@@ -60,12 +60,16 @@ function walk(dir: string, out: string[] = []): string[] {
 }
 
 export function buildProject(root: string): void {
-  const cfg = ts.getParsedCommandLineOfConfigFile(join(root, 'tsconfig.json'), {}, {
-    ...ts.sys,
-    onUnRecoverableConfigFileDiagnostic: (d) => {
-      throw new Error(ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+  const cfg = ts.getParsedCommandLineOfConfigFile(
+    join(root, 'tsconfig.json'),
+    {},
+    {
+      ...ts.sys,
+      onUnRecoverableConfigFileDiagnostic: (d) => {
+        throw new Error(ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+      },
     },
-  });
+  );
   if (!cfg) throw new Error('no tsconfig');
   const rootDir = cfg.options.rootDir ?? root;
   const outDir = cfg.options.outDir ?? root;
@@ -73,7 +77,9 @@ export function buildProject(root: string): void {
     // transpileModule cannot tell a NodeNext file's format: give it the one Node will load it as.
     const compilerOptions = isEsModuleFile(file) ? { ...cfg.options, module: ts.ModuleKind.ESNext } : cfg.options;
     const out = ts.transpileModule(require('node:fs').readFileSync(file, 'utf8'), { compilerOptions, fileName: file });
-    const target = join(outDir, relative(rootDir, file)).replace(/\.ts$/, '.js').replace(/\.([cm])ts$/, '.$1js');
+    const target = join(outDir, relative(rootDir, file))
+      .replace(/\.ts$/, '.js')
+      .replace(/\.([cm])ts$/, '.$1js');
     mkdirSync(dirname(target), { recursive: true });
     writeFileSync(target, out.outputText);
   }
@@ -185,7 +191,10 @@ export function startApp(root: string, opts: StartOptions = {}): Promise<AppProc
 }
 
 /** Run the built CLI; resolves with exit code and output (never rejects on non-zero exit). */
-export function runCli(args: string[], opts: { env?: Record<string, string | undefined>; cwd?: string; input?: string; timeoutMs?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+export function runCli(
+  args: string[],
+  opts: { env?: Record<string, string | undefined>; cwd?: string; input?: string; timeoutMs?: number } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env };
   for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
   return new Promise((resolveRun, reject) => {

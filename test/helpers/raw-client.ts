@@ -34,7 +34,12 @@ export interface RawOptions {
 
 /** Open a socket to `address` (`host:port`). Rejects on HTTP refusal (e.g. 403) with the error. */
 export function openRaw(address: string, opts: RawOptions = {}): Promise<RawClient> {
-  const ws = new WebSocket(`ws://${address}/livepatch`, { headers: opts.headers ?? {}, maxPayload: opts.maxPayload ?? 256 * 1024 * 1024, autoPong: opts.autoPong ?? true, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
+  const ws = new WebSocket(`ws://${address}/livepatch`, {
+    headers: opts.headers ?? {},
+    maxPayload: opts.maxPayload ?? 256 * 1024 * 1024,
+    autoPong: opts.autoPong ?? true,
+    ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
+  });
   const messages: any[] = [];
   const waiters: { pred: (m: any) => boolean; resolve: (m: any) => void }[] = [];
   // Messages already returned by next(): each is handed out once.
@@ -54,7 +59,9 @@ export function openRaw(address: string, opts: RawOptions = {}): Promise<RawClie
       }
     }
   });
-  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+    ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+  );
   const client: RawClient = {
     ws,
     messages,
@@ -66,7 +73,10 @@ export function openRaw(address: string, opts: RawOptions = {}): Promise<RawClie
         return Promise.resolve(found);
       }
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no matching message within ${timeoutMs} ms; got ${JSON.stringify(messages).slice(0, 500)}`)), timeoutMs);
+        const timer = setTimeout(
+          () => reject(new Error(`no matching message within ${timeoutMs} ms; got ${JSON.stringify(messages).slice(0, 500)}`)),
+          timeoutMs,
+        );
         const w = {
           pred,
           resolve: (m: any) => {
@@ -105,7 +115,13 @@ export async function openAuthed(address: string, token: string, opts: RawOption
   const hello = await c.next((m) => m.type === 'hello');
   const parsed = parseToken(token)!;
   const clientNonce = newNonce();
-  c.authFrame = JSON.stringify({ type: 'auth', protocol: PROTOCOL_VERSION, tokenId: parsed.id, clientNonce, proof: computeProof(parsed, hello.nonce, clientNonce) });
+  c.authFrame = JSON.stringify({
+    type: 'auth',
+    protocol: PROTOCOL_VERSION,
+    tokenId: parsed.id,
+    clientNonce,
+    proof: computeProof(parsed, hello.nonce, clientNonce),
+  });
   c.send(c.authFrame);
   await c.next((m) => m.type === 'welcome');
   return c;
@@ -132,13 +148,19 @@ export interface AgentApp {
  * Start a fixture (default: basic) with the agent, one token per role and an audit log in the project;
  * `env` adds or overrides settings, and `$ROOT` in a value stands for the project root.
  */
-export async function bootAgentApp(env: Record<string, string | undefined> = {}, opts: { fixture?: string; waitAgent?: boolean } = {}): Promise<AgentApp> {
+export async function bootAgentApp(
+  env: Record<string, string | undefined> = {},
+  opts: { fixture?: string; waitAgent?: boolean } = {},
+): Promise<AgentApp> {
   const project = createProject(opts.fixture);
   const tokens = createTokens(project.root);
   const auditFile = join(project.root, 'audit.jsonl');
   const withRoot = Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v?.split('$ROOT').join(project.root)]));
   try {
-    const app = await startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_AUDIT: auditFile, ...withRoot }, ...(opts.waitAgent !== undefined ? { waitAgent: opts.waitAgent } : {}) });
+    const app = await startApp(project.root, {
+      env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_AUDIT: auditFile, ...withRoot },
+      ...(opts.waitAgent !== undefined ? { waitAgent: opts.waitAgent } : {}),
+    });
     return {
       project,
       tokens,

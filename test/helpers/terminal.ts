@@ -42,10 +42,23 @@ export class Terminal {
     // remain-on-exit is set in the same tmux invocation so even a command that exits at once
     // leaves its pane (and exit status) behind.
     t.#tmux([
-      'new-session', '-d', '-s', t.session, '-x', String(opts.cols ?? 120), '-y', String(opts.rows ?? 40),
-      ...(opts.cwd ? ['-c', opts.cwd] : []), ...envArgs,
+      'new-session',
+      '-d',
+      '-s',
+      t.session,
+      '-x',
+      String(opts.cols ?? 120),
+      '-y',
+      String(opts.rows ?? 40),
+      ...(opts.cwd ? ['-c', opts.cwd] : []),
+      ...envArgs,
       `${argv.map(shellQuote).join(' ')}; echo $? > ${shellQuote(t.#statusFile)}`,
-      ';', 'set-option', '-t', t.session, 'remain-on-exit', 'on',
+      ';',
+      'set-option',
+      '-t',
+      t.session,
+      'remain-on-exit',
+      'on',
     ]);
     return t;
   }
@@ -86,11 +99,12 @@ export class Terminal {
 
   /**
    * Poll the screen until `want` (substring, RegExp or predicate) matches a settled screen (the same
- * on two captures); resolves with it.
+   * on two captures); resolves with it.
    * Rejects with the last screen so a failing test shows what was there.
    */
   async waitFor(want: string | RegExp | ((screen: string) => boolean), timeoutMs = 20_000): Promise<string> {
-    const test = typeof want === 'function' ? want : typeof want === 'string' ? (s: string) => s.includes(want) : (s: string) => want.test(s);
+    const test =
+      typeof want === 'function' ? want : typeof want === 'string' ? (s: string) => s.includes(want) : (s: string) => want.test(s);
     const deadline = Date.now() + timeoutMs;
     let last: string;
     for (;;) {

@@ -9,11 +9,11 @@ import { note, printJson, runCommand, wireOf } from '../output';
 
 /** Register `audit verify` on `program`. */
 export function registerAudit(program: Command, finish: Finish): void {
-  const audit = program.command('audit').description('the agent\'s audit log');
+  const audit = program.command('audit').description("the agent's audit log");
   addCommonOptions(
     audit
       .command('verify')
-      .description('verify the hash chain of the agent\'s audit log')
+      .description("verify the hash chain of the agent's audit log")
       .argument('<target>', 'agent address: host:port or unix:/path'),
   ).action(async (target: string, o: Record<string, unknown>) => {
     const opts = commonFrom(o);
@@ -25,7 +25,10 @@ export function registerAudit(program: Command, finish: Finish): void {
           else process.stdout.write(`audit log intact: ${r.records} record(s)\n`);
           return 0;
         }
-        const err = new LivepatchError('LP_ERR_AUDIT_BROKEN', `audit log chain broken${r.brokenAt !== undefined ? ` at line ${r.brokenAt}` : ''}${r.reason ? `: ${r.reason}` : ''}`);
+        const err = new LivepatchError(
+          'LP_ERR_AUDIT_BROKEN',
+          `audit log chain broken${r.brokenAt !== undefined ? ` at line ${r.brokenAt}` : ''}${r.reason ? `: ${r.reason}` : ''}`,
+        );
         note(err.message);
         if (opts.json) printJson({ ...r, error: wireOf(err) });
         return err.exitCode;

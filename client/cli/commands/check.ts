@@ -32,7 +32,10 @@ export function checkOffline(patch: PatchSet, root: string): CheckResult {
   const mod = require('../../../shared/typecheck') as typeof import('../../../shared/typecheck');
   const abs = resolve(root);
   if (!existsSync(join(abs, 'tsconfig.json'))) {
-    throw new LivepatchError('LP_ERR_CLI_USAGE', `no tsconfig.json in ${abs}: run offline check in the project root, pass --root DIR, or give HOST:PORT to check against a live agent`);
+    throw new LivepatchError(
+      'LP_ERR_CLI_USAGE',
+      `no tsconfig.json in ${abs}: run offline check in the project root, pass --root DIR, or give HOST:PORT to check against a live agent`,
+    );
   }
   const checker = new mod.ProgramChecker(abs);
   const overlay: Record<string, string> = {};
@@ -52,48 +55,63 @@ export function registerCheck(program: Command, finish: Finish): void {
         .argument('<args...>', '[HOST:PORT] then .ts files, directories, or a .json patch set'),
     ),
   )
-    .option('--check-here', 'type-check on this machine against the live program (checkout at --checkout, live patches fetched and verified by hash)')
+    .option(
+      '--check-here',
+      'type-check on this machine against the live program (checkout at --checkout, live patches fetched and verified by hash)',
+    )
     .option('--checkout <dir>', 'with --check-here: the checkout of the deployed commit (default: current directory)')
     .action(async (words: string[], o: Record<string, unknown>) => {
-    const opts = commonFrom(o);
-    finish(
-      await runCommand(Boolean(opts.json), async () => {
-        const { target, paths } = splitTarget(words);
-        const patch = patchFrom(paths, o);
-        let result: CheckResult;
-        const here = o['checkHere'] === true;
-        if (here && target === undefined) throw new LivepatchError('LP_ERR_CLI_USAGE', '--check-here checks against a live agent: give HOST:PORT (without one, check is offline already)');
-        if (target === undefined) {
-          result = checkOffline(patch, typeof o['root'] === 'string' ? o['root'] : process.cwd());
-        } else if (here) {
-          result = await withAgent(target, opts, async (c) => {
-            const mine = await checkOnClient(c, patch, typeof o['checkout'] === 'string' ? o['checkout'] : process.cwd());
-            if (!mine.result.ok || !mine.patch) return mine.result;
-            // The agent verifies what the check was made against and gives its verdict on the JavaScript.
-            const theirs = await c.request('check', { patch: mine.patch });
-            return { ...theirs, diagnostics: [...mine.result.diagnostics.filter((d) => d.category !== 'error'), ...theirs.diagnostics], checkedFiles: Math.max(mine.result.checkedFiles, theirs.checkedFiles), durationMs: mine.result.durationMs + theirs.durationMs };
-          });
-        } else {
-          const progress = progressReporter(target);
-          try {
-            result = await withAgent(target, opts, (c) => c.request('check', { patch }, { onProgress: progress.onProgress }));
-          } finally {
-            progress.done();
+      const opts = commonFrom(o);
+      finish(
+        await runCommand(Boolean(opts.json), async () => {
+          const { target, paths } = splitTarget(words);
+          const patch = patchFrom(paths, o);
+          let result: CheckResult;
+          const here = o['checkHere'] === true;
+          if (here && target === undefined)
+            throw new LivepatchError(
+              'LP_ERR_CLI_USAGE',
+              '--check-here checks against a live agent: give HOST:PORT (without one, check is offline already)',
+            );
+          if (target === undefined) {
+            result = checkOffline(patch, typeof o['root'] === 'string' ? o['root'] : process.cwd());
+          } else if (here) {
+            result = await withAgent(target, opts, async (c) => {
+              const mine = await checkOnClient(c, patch, typeof o['checkout'] === 'string' ? o['checkout'] : process.cwd());
+              if (!mine.result.ok || !mine.patch) return mine.result;
+              // The agent verifies what the check was made against and gives its verdict on the JavaScript.
+              const theirs = await c.request('check', { patch: mine.patch });
+              return {
+                ...theirs,
+                diagnostics: [...mine.result.diagnostics.filter((d) => d.category !== 'error'), ...theirs.diagnostics],
+                checkedFiles: Math.max(mine.result.checkedFiles, theirs.checkedFiles),
+                durationMs: mine.result.durationMs + theirs.durationMs,
+              };
+            });
+          } else {
+            const progress = progressReporter(target);
+            try {
+              result = await withAgent(target, opts, (c) => c.request('check', { patch }, { onProgress: progress.onProgress }));
+            } finally {
+              progress.done();
+            }
           }
-        }
-        const errors = result.diagnostics.filter((d) => d.category === 'error').length;
-        process.stderr.write(formatDiagnostics(result.diagnostics));
-        const where = target ?? 'the local project';
-        if (result.ok) {
-          if (opts.json) printJson(result);
-          else process.stdout.write(`ok: the patch type-checks against ${where} (${result.checkedFiles} files checked${result.checkedBy === 'client' ? ' on this machine' : ''} in ${Math.round(result.durationMs)} ms)\n`);
-          return 0;
-        }
-        const err = new LivepatchError('LP_ERR_PATCH_TYPE', `the patch does not type-check against ${where}: ${errors} error(s)`);
-        note(err.message);
-        if (opts.json) printJson({ ...result, error: wireOf(err) });
-        return err.exitCode;
-      }),
-    );
-  });
+          const errors = result.diagnostics.filter((d) => d.category === 'error').length;
+          process.stderr.write(formatDiagnostics(result.diagnostics));
+          const where = target ?? 'the local project';
+          if (result.ok) {
+            if (opts.json) printJson(result);
+            else
+              process.stdout.write(
+                `ok: the patch type-checks against ${where} (${result.checkedFiles} files checked${result.checkedBy === 'client' ? ' on this machine' : ''} in ${Math.round(result.durationMs)} ms)\n`,
+              );
+            return 0;
+          }
+          const err = new LivepatchError('LP_ERR_PATCH_TYPE', `the patch does not type-check against ${where}: ${errors} error(s)`);
+          note(err.message);
+          if (opts.json) printJson({ ...result, error: wireOf(err) });
+          return err.exitCode;
+        }),
+      );
+    });
 }

@@ -19,7 +19,15 @@ export interface ModuleDiff {
 /** Unified diff text for one module (`a/` is live, `b/` is the patch), empty when identical. */
 export function unifiedDiff(module: string, live: string | undefined, next: string): string {
   if (live === next) return '';
-  const text = createTwoFilesPatch(live === undefined ? '/dev/null' : `a/${module}`, `b/${module}`, live ?? '', next, undefined, undefined, { context: 3 });
+  const text = createTwoFilesPatch(
+    live === undefined ? '/dev/null' : `a/${module}`,
+    `b/${module}`,
+    live ?? '',
+    next,
+    undefined,
+    undefined,
+    { context: 3 },
+  );
   // jsdiff opens with a row of '=' (its stand-in for an Index: header); git and patch(1) don't need it.
   return text.replace(/^=+\n/, '');
 }

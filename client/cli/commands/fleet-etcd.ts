@@ -26,7 +26,11 @@ function parseDeadline(v: unknown): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
   // A member holds its staged set for at most 10 minutes (the stage op's limit), deadline included.
-  if (typeof v !== 'string' || !/^\d+$/.test(v) || n < 1000 || n > MAX_DEADLINE_MS) throw new LivepatchError('LP_ERR_CLI_USAGE', `invalid --deadline "${typeof v === 'string' ? v : typeof v}": expected milliseconds between 1000 and ${MAX_DEADLINE_MS}`);
+  if (typeof v !== 'string' || !/^\d+$/.test(v) || n < 1000 || n > MAX_DEADLINE_MS)
+    throw new LivepatchError(
+      'LP_ERR_CLI_USAGE',
+      `invalid --deadline "${typeof v === 'string' ? v : typeof v}": expected milliseconds between 1000 and ${MAX_DEADLINE_MS}`,
+    );
   return n;
 }
 
@@ -39,10 +43,19 @@ const WATCH_DEADLINE_MARGIN_MS = 60_000;
  * deadline defaults to the watch window plus 60 s, and a --deadline shorter than the window plus 10 s is
  * refused.
  */
-export async function applyFleetCommand(url: string, paths: string[], o: Record<string, unknown>, watchOf: () => WatchArgs | undefined = () => undefined): Promise<number> {
+export async function applyFleetCommand(
+  url: string,
+  paths: string[],
+  o: Record<string, unknown>,
+  watchOf: () => WatchArgs | undefined = () => undefined,
+): Promise<number> {
   const json = o['json'] === true;
   return runCommand(json, async () => {
-    if (o['dryRun'] === true || o['skipApplied'] === true) throw new LivepatchError('LP_ERR_CLI_USAGE', '--dry-run and --skip-applied are for agent addresses; a fleet apply is all-or-nothing by itself');
+    if (o['dryRun'] === true || o['skipApplied'] === true)
+      throw new LivepatchError(
+        'LP_ERR_CLI_USAGE',
+        '--dry-run and --skip-applied are for agent addresses; a fleet apply is all-or-nothing by itself',
+      );
     parseFleetUrl(url);
     const { applyThroughFleet, parseCanary } = lib();
     const canary = typeof o['canary'] === 'string' ? parseCanary(o['canary']) : undefined;
@@ -51,7 +64,11 @@ export async function applyFleetCommand(url: string, paths: string[], o: Record<
     let deadlineMs = parseDeadline(o['deadline']);
     if (watch && canary) {
       if (deadlineMs === undefined) deadlineMs = Math.min(MAX_DEADLINE_MS, watch.durationMs + WATCH_DEADLINE_MARGIN_MS);
-      else if (deadlineMs < watch.durationMs + 10_000) throw new LivepatchError('LP_ERR_CLI_USAGE', `--deadline ${deadlineMs} is too short for --canary with --watch ${watch.durationMs} ms: the canaries' watch happens before the decision (give at least the watch plus 10000 ms)`);
+      else if (deadlineMs < watch.durationMs + 10_000)
+        throw new LivepatchError(
+          'LP_ERR_CLI_USAGE',
+          `--deadline ${deadlineMs} is too short for --canary with --watch ${watch.durationMs} ms: the canaries' watch happens before the decision (give at least the watch plus 10000 ms)`,
+        );
     }
     const patch = patchFrom(paths, o);
     const outcome = await applyThroughFleet(url, patch, {
@@ -63,14 +80,20 @@ export async function applyFleetCommand(url: string, paths: string[], o: Record<
     });
     if (outcome.error) note(`${outcome.error.code}: ${outcome.error.message}`);
     if (outcome.reverted) note(`the watch reverted the patch (tripped on ${outcome.reverted.target}): ${outcome.reverted.reason}`);
-    for (const m of outcome.members) if (m.error && m.state !== 'committed') note(`${m.address || m.id}: ${m.error.code} ${m.error.message}`);
+    for (const m of outcome.members)
+      if (m.error && m.state !== 'committed') note(`${m.address || m.id}: ${m.error.code} ${m.error.message}`);
     if (json) printJson(outcome);
     else {
       const withWatch = outcome.members.some((m) => m.watch);
       process.stdout.write(
         table(
           ['MEMBER', 'AGENT', 'STATE', ...(withWatch ? ['WATCH'] : [])],
-          outcome.members.map((m) => [m.id + (m.canary ? ' (canary)' : ''), m.address, m.state, ...(withWatch ? [m.watch?.verdict ?? '-'] : [])]),
+          outcome.members.map((m) => [
+            m.id + (m.canary ? ' (canary)' : ''),
+            m.address,
+            m.state,
+            ...(withWatch ? [m.watch?.verdict ?? '-'] : []),
+          ]),
         ),
       );
       process.stdout.write(
@@ -92,7 +115,21 @@ export async function fleetStatusCommand(url: string, json: boolean): Promise<nu
     if (json) printJson(s);
     else {
       process.stdout.write(`fleet ${s.fleet}: generation ${s.generation}, ${s.members.length} member(s)${s.ok ? '' : ', some differ'}\n`);
-      process.stdout.write(table(['MEMBER', 'AGENT', 'HOST', 'PID', 'GEN', 'FLEET GEN', 'STATE', 'FLAGS'], s.members.map((m) => [m.id, m.address, m.host, String(m.pid), String(m.generation), String(m.fleetGeneration), m.state, m.flags.join('; ') || '-'])));
+      process.stdout.write(
+        table(
+          ['MEMBER', 'AGENT', 'HOST', 'PID', 'GEN', 'FLEET GEN', 'STATE', 'FLAGS'],
+          s.members.map((m) => [
+            m.id,
+            m.address,
+            m.host,
+            String(m.pid),
+            String(m.generation),
+            String(m.fleetGeneration),
+            m.state,
+            m.flags.join('; ') || '-',
+          ]),
+        ),
+      );
       for (const m of s.members) if (m.error) note(`${m.id}: ${m.error.code} ${m.error.message}`);
     }
     return EXIT.OK;
@@ -109,7 +146,15 @@ export async function fleetHistoryCommand(url: string, json: boolean, limit: num
       process.stdout.write(
         table(
           ['GEN', 'KIND', 'WHEN', 'WHO', 'DETAIL'],
-          entries.map((e) => [String(e.seq), e.kind, e.time, e.by, e.kind === 'patch' ? `${e.patch.id}${typeof e.patch.message === 'string' ? `: ${e.patch.message}` : ''} (${Object.keys(e.patch.files).join(', ')})` : `to fleet generation ${e.to}`]),
+          entries.map((e) => [
+            String(e.seq),
+            e.kind,
+            e.time,
+            e.by,
+            e.kind === 'patch'
+              ? `${e.patch.id}${typeof e.patch.message === 'string' ? `: ${e.patch.message}` : ''} (${Object.keys(e.patch.files).join(', ')})`
+              : `to fleet generation ${e.to}`,
+          ]),
         ),
       );
     return EXIT.OK;
@@ -121,7 +166,10 @@ export async function fleetRollbackCommand(url: string, json: boolean, to: numbe
   return runCommand(json, async () => {
     const r = await lib().fleetRollback(url, to);
     if (json) printJson(r);
-    else process.stdout.write(`fleet ${r.fleet}: rolled back to fleet generation ${r.to} as generation ${r.generation}; the members carry it out\n`);
+    else
+      process.stdout.write(
+        `fleet ${r.fleet}: rolled back to fleet generation ${r.to} as generation ${r.generation}; the members carry it out\n`,
+      );
     return EXIT.OK;
   });
 }

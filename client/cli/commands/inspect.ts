@@ -61,7 +61,9 @@ export function registerInspect(program: Command, finish: Finish): void {
     const generation = o['generation'] as number | undefined;
     finish(
       await runCommand(Boolean(opts.json), async () => {
-        const s = await withAgent(target, opts, (c) => c.request('source', { module, ...(generation !== undefined ? { generation } : {}) }));
+        const s = await withAgent(target, opts, (c) =>
+          c.request('source', { module, ...(generation !== undefined ? { generation } : {}) }),
+        );
         if (opts.json) printJson(s);
         else process.stdout.write(s.source);
         return 0;

@@ -20,7 +20,7 @@ export function registerRestart(program: Command, finish: Finish): void {
   addCommonOptions(
     program
       .command('restart')
-      .description('rolling restart of a cluster primary\'s workers, keeping the current generation')
+      .description("rolling restart of a cluster primary's workers, keeping the current generation")
       .argument('<target>', 'agent address of the cluster primary: host:port or unix:/path')
       .option('--deadline <ms>', 'how long an old worker may drain before it is killed (default 10000)', parseDeadline),
   ).action(async (target: string, o: Record<string, unknown>) => {
@@ -37,7 +37,9 @@ export function registerRestart(program: Command, finish: Finish): void {
           if (opts.json) printJson(r);
           else {
             for (const x of r.replaced) {
-              process.stdout.write(`worker ${x.old.id} (pid ${x.old.pid}) → worker ${x.new.id} (pid ${x.new.pid}) at generation ${x.new.generation}; old one ${x.ended}\n`);
+              process.stdout.write(
+                `worker ${x.old.id} (pid ${x.old.pid}) → worker ${x.new.id} (pid ${x.new.pid}) at generation ${x.new.generation}; old one ${x.ended}\n`,
+              );
             }
             process.stdout.write(`restarted ${r.replaced.length} worker(s) in ${r.durationMs} ms, generation ${r.generation}\n`);
           }

@@ -12,7 +12,15 @@
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { KEY_NAME_RE, LivepatchError, formatPublicKey, generateSigningKey, loadPrivateKey, signPatchSet, type PatchSet } from '../../../shared';
+import {
+  KEY_NAME_RE,
+  LivepatchError,
+  formatPublicKey,
+  generateSigningKey,
+  loadPrivateKey,
+  signPatchSet,
+  type PatchSet,
+} from '../../../shared';
 import { readPatchArgs } from '../../patch-files';
 import { type Finish } from '../options';
 import { note, printJson, runCommand } from '../output';
@@ -86,9 +94,12 @@ export function registerSign(program: Command, finish: Finish): void {
           const line = `${o.name} ${formatPublicKey(k.publicRaw)}`;
           writeNew(priv, k.privatePem, 0o600);
           writeNew(pub, line + '\n', 0o644);
-          if (o.json) printJson({ keyId: k.keyId, name: o.name, publicKey: formatPublicKey(k.publicRaw), privateKeyFile: priv, publicKeyFile: pub });
+          if (o.json)
+            printJson({ keyId: k.keyId, name: o.name, publicKey: formatPublicKey(k.publicRaw), privateKeyFile: priv, publicKeyFile: pub });
           else process.stdout.write(line + '\n');
-          note(`key ${k.keyId}: private key in ${priv} (keep it in the CI secret store only), public key line in ${pub}: add it to the agent's LIVEPATCH_TRUSTED_KEYS file`);
+          note(
+            `key ${k.keyId}: private key in ${priv} (keep it in the CI secret store only), public key line in ${pub}: add it to the agent's LIVEPATCH_TRUSTED_KEYS file`,
+          );
           return 0;
         }),
       );
@@ -104,7 +115,10 @@ export function registerSign(program: Command, finish: Finish): void {
     .option('--id <id>', 'patch id (an id already committed is refused, so retries are safe)')
     .option('--root <dir>', 'project root that module ids are relative to (default: current directory)')
     .option('--verify <file>', 'TypeScript verify module run against the staged generation before commit')
-    .option('--base-dir <dir>', 'root of the deployed sources: record the hash of each module PATCH replaces there, so a live module changed since is a conflict')
+    .option(
+      '--base-dir <dir>',
+      'root of the deployed sources: record the hash of each module PATCH replaces there, so a live module changed since is a conflict',
+    )
     .option('--json', 'print only JSON on stdout (errors too)')
     .action(async (paths: string[], o: Record<string, unknown>) => {
       const str = (k: string) => (typeof o[k] === 'string' ? (o[k] as string) : undefined);
@@ -147,7 +161,14 @@ export function registerSign(program: Command, finish: Finish): void {
           }
           const modules = Object.keys(signed.files).sort();
           const keyId = signed.signature!.keyId;
-          if (o['json'] === true) printJson({ out, keyId, modules, ...(signed.id !== undefined ? { id: signed.id } : {}), bases: Object.keys(signed.base ?? {}).length });
+          if (o['json'] === true)
+            printJson({
+              out,
+              keyId,
+              modules,
+              ...(signed.id !== undefined ? { id: signed.id } : {}),
+              bases: Object.keys(signed.base ?? {}).length,
+            });
           else process.stdout.write(`${out}: ${modules.length} module(s) signed with key ${keyId}\n`);
           return 0;
         }),

@@ -17,9 +17,11 @@ const TAB_TITLES: Record<Tab, string> = { source: 'Source', exports: 'Exports', 
 
 export function statusText(s: TuiState): string {
   const conn =
-    s.conn === 'connected' ? '{green-fg}● connected{/green-fg}'
-    : s.conn === 'connecting' ? `{yellow-fg}◌ connecting${s.attempt ? ` (attempt ${s.attempt})` : ''}{/yellow-fg}`
-    : '{red-fg}{bold}✖ DISCONNECTED{/bold}{/red-fg}';
+    s.conn === 'connected'
+      ? '{green-fg}● connected{/green-fg}'
+      : s.conn === 'connecting'
+        ? `{yellow-fg}◌ connecting${s.attempt ? ` (attempt ${s.attempt})` : ''}{/yellow-fg}`
+        : '{red-fg}{bold}✖ DISCONNECTED{/bold}{/red-fg}';
   const parts = [
     ` {bold}livepatch{/bold} ${esc(s.host)}`,
     `${esc(s.name ?? '?')} (${s.role ?? '?'})`,
@@ -28,7 +30,8 @@ export function statusText(s: TuiState): string {
     conn + (s.stale ? ' {red-fg}[stale]{/red-fg}' : ''),
   ];
   if (s.status?.watch) parts.push(`{yellow-fg}watching g${s.status.watch.generation} until ${clock(s.status.watch.until)}{/yellow-fg}`);
-  if (s.status && !s.status.patching.enabled) parts.push(`{red-fg}patching disabled${s.status.patching.reason ? `: ${esc(s.status.patching.reason)}` : ''}{/red-fg}`);
+  if (s.status && !s.status.patching.enabled)
+    parts.push(`{red-fg}patching disabled${s.status.patching.reason ? `: ${esc(s.status.patching.reason)}` : ''}{/red-fg}`);
   if (s.status?.drift.length) parts.push(`{red-fg}drift: ${s.status.drift.length}{/red-fg}`);
   if (s.status?.quarantined?.length) parts.push(`{red-fg}quarantined: ${s.status.quarantined.length}{/red-fg}`);
   if (s.status?.journal?.unreadable.length) parts.push(`{red-fg}journal: ${s.status.journal.unreadable.length} unreadable{/red-fg}`);
@@ -77,7 +80,9 @@ export function logView(s: TuiState, height: number): string[] {
 export function replView(s: TuiState, height: number): string[] {
   const colour = { in: 'cyan', out: 'white', err: 'red' } as const;
   const lines = s.repl.lines.map((l) => `{${colour[l.kind]}-fg}${esc(l.text)}{/${colour[l.kind]}-fg}`);
-  const prompt = s.repl.pending ? '{gray-fg}… evaluating{/gray-fg}' : `{cyan-fg}>{/cyan-fg} ${esc(s.repl.input)}${s.focus === 'repl' ? '_' : ''}`;
+  const prompt = s.repl.pending
+    ? '{gray-fg}… evaluating{/gray-fg}'
+    : `{cyan-fg}>{/cyan-fg} ${esc(s.repl.input)}${s.focus === 'repl' ? '_' : ''}`;
   return [...lines.slice(-(height - 1)), prompt];
 }
 
@@ -85,9 +90,16 @@ export function replView(s: TuiState, height: number): string[] {
 export function hintText(s: TuiState): string {
   if (s.notice) return ` ${esc(s.notice)}`;
   if (s.conn !== 'connected' && s.connMessage) return ` {red-fg}${esc(s.connMessage)}{/red-fg}`;
-  const show = (KEYMAP as readonly KeyBinding[]).filter((b) => b.scope === 'global' && ['help', 'quit', 'filter', 'edit', 'check', 'apply', 'rollback', 'discard'].includes(b.id) && offered(b, s.role));
+  const show = (KEYMAP as readonly KeyBinding[]).filter(
+    (b) =>
+      b.scope === 'global' &&
+      ['help', 'quit', 'filter', 'edit', 'check', 'apply', 'rollback', 'discard'].includes(b.id) &&
+      offered(b, s.role),
+  );
   const tail = s.role === 'read' ? '  {gray-fg}(read-only token: patching not offered){/gray-fg}' : '';
-  return ' ' + show.map((b) => `{bold}${esc(b.keys[0]!)}{/bold} ${b.id}`).join('  ') + '  {bold}[ ]{/bold} tabs  {bold}tab{/bold} focus' + tail;
+  return (
+    ' ' + show.map((b) => `{bold}${esc(b.keys[0]!)}{/bold} ${b.id}`).join('  ') + '  {bold}[ ]{/bold} tabs  {bold}tab{/bold} focus' + tail
+  );
 }
 
 function border(box: { style: unknown }, focused: boolean): void {

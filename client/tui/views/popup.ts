@@ -37,7 +37,13 @@ export function popupView(s: TuiState): PopupView | undefined {
   if (!p) return undefined;
   switch (p.kind) {
     case 'help':
-      return { title: ' Keys (escape closes) ', lines: helpLines(s), top: p.scroll, footer: ['{gray-fg}↑↓ scroll{/gray-fg}'], colour: 'cyan' };
+      return {
+        title: ' Keys (escape closes) ',
+        lines: helpLines(s),
+        top: p.scroll,
+        footer: ['{gray-fg}↑↓ scroll{/gray-fg}'],
+        colour: 'cyan',
+      };
     case 'apply':
       return {
         title: ' Apply the draft? ',
@@ -75,7 +81,11 @@ export function popupView(s: TuiState): PopupView | undefined {
     case 'rollback': {
       const targets = rollbackTargets(s);
       const lines = targets.length
-        ? choiceLines(targets, p.choice, (g) => `gen ${g.generation}  ${g.kind}  ${clock(g.time)}  ${g.who ?? '-'}${g.message ? `  "${g.message}"` : ''}`)
+        ? choiceLines(
+            targets,
+            p.choice,
+            (g) => `gen ${g.generation}  ${g.kind}  ${clock(g.time)}  ${g.who ?? '-'}${g.message ? `  "${g.message}"` : ''}`,
+          )
         : ['{gray-fg}no earlier generation to roll back to{/gray-fg}'];
       return {
         title: ` Roll back from gen ${s.status?.currentGeneration ?? '?'} to… `,
@@ -86,11 +96,36 @@ export function popupView(s: TuiState): PopupView | undefined {
       };
     }
     case 'confirm-rollback':
-      return { title: ' Confirm rollback ', colour: 'red', lines: [`Roll back to generation ${p.to}?`, 'Requests in flight finish on their generation.', '', '{bold}y{/bold}/{bold}enter{/bold} roll back   {bold}n{/bold}/{bold}escape{/bold} cancel'] };
+      return {
+        title: ' Confirm rollback ',
+        colour: 'red',
+        lines: [
+          `Roll back to generation ${p.to}?`,
+          'Requests in flight finish on their generation.',
+          '',
+          '{bold}y{/bold}/{bold}enter{/bold} roll back   {bold}n{/bold}/{bold}escape{/bold} cancel',
+        ],
+      };
     case 'confirm-quit':
-      return { title: ' Quit? ', colour: 'red', lines: [`The draft (${draftModules(s).join(', ')}) is not applied and will be lost.`, '', '{bold}y{/bold} quit   {bold}n{/bold}/{bold}escape{/bold} stay'] };
+      return {
+        title: ' Quit? ',
+        colour: 'red',
+        lines: [
+          `The draft (${draftModules(s).join(', ')}) is not applied and will be lost.`,
+          '',
+          '{bold}y{/bold} quit   {bold}n{/bold}/{bold}escape{/bold} stay',
+        ],
+      };
     case 'confirm-discard':
-      return { title: ' Discard the draft? ', colour: 'red', lines: [`Discard the edits to ${draftModules(s).join(', ')}?`, '', '{bold}y{/bold} discard   {bold}n{/bold}/{bold}escape{/bold} keep'] };
+      return {
+        title: ' Discard the draft? ',
+        colour: 'red',
+        lines: [
+          `Discard the edits to ${draftModules(s).join(', ')}?`,
+          '',
+          '{bold}y{/bold} discard   {bold}n{/bold}/{bold}escape{/bold} keep',
+        ],
+      };
     case 'diagnostics':
       return {
         title: ` ${s.diagnostics.length} problem${s.diagnostics.length === 1 ? '' : 's'} `,
@@ -102,7 +137,11 @@ export function popupView(s: TuiState): PopupView | undefined {
     case 'busy':
       return { title: ` ${esc(p.title)} `, colour: 'yellow', lines: [esc(p.message)] };
     case 'message':
-      return { title: ` ${esc(p.title)} `, colour: p.error ? 'red' : 'green', lines: [...p.lines.map(esc), '', '{bold}enter{/bold}/{bold}escape{/bold} close'] };
+      return {
+        title: ` ${esc(p.title)} `,
+        colour: p.error ? 'red' : 'green',
+        lines: [...p.lines.map(esc), '', '{bold}enter{/bold}/{bold}escape{/bold} close'],
+      };
   }
 }
 

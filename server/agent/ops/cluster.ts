@@ -13,12 +13,18 @@ const DEFAULT_DEADLINE_MS = 10_000;
 
 export const restart: Handler<'restart'> = async (call) => {
   const engine = call.ctx.engine as unknown as Restartable;
-  if (typeof engine.restartWorkers !== 'function') throw new LivepatchError('LP_ERR_CLUSTER_NONE', 'This agent runs in a single process, not a cluster primary: there are no workers to restart');
+  if (typeof engine.restartWorkers !== 'function')
+    throw new LivepatchError(
+      'LP_ERR_CLUSTER_NONE',
+      'This agent runs in a single process, not a cluster primary: there are no workers to restart',
+    );
   const r = await engine.restartWorkers.call(engine, {
     deadlineMs: call.args.deadlineMs ?? DEFAULT_DEADLINE_MS,
     onProgress: (message, fraction) => call.session.progress(call.id, 'restart', message, fraction),
   });
   call.audit.generation = r.generation;
-  call.audit.detail = r.replaced.map((x) => `worker ${x.old.id} (pid ${x.old.pid}) → ${x.new.id} (pid ${x.new.pid}) g${x.new.generation}, old ${x.ended}`).join(', ');
+  call.audit.detail = r.replaced
+    .map((x) => `worker ${x.old.id} (pid ${x.old.pid}) → ${x.new.id} (pid ${x.new.pid}) g${x.new.generation}, old ${x.ended}`)
+    .join(', ');
   return r;
 };

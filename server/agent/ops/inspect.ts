@@ -34,7 +34,10 @@ export const status: Handler<'status'> = async ({ ctx }) => {
     currentGeneration: engine.currentGeneration,
     liveGenerations: engine.liveGenerations(),
     modules: engine.moduleIds().length,
-    patchedModules: engine.listVersions().filter((v) => v.patched).map((v) => v.module),
+    patchedModules: engine
+      .listVersions()
+      .filter((v) => v.patched)
+      .map((v) => v.module),
     patching,
     drift: pipeline ? pipeline.drift() : [],
   };
@@ -71,7 +74,7 @@ export const history: Handler<'history'> = ({ ctx, args }) => {
   const all = ctx.engine.history().map((g) => {
     const meta = ctx.commits.get(g.generation);
     if (!meta) return g;
-    return { ...g, who: g.who ?? meta.who, ...(g.message ?? meta.message ? { message: g.message ?? meta.message } : {}) };
+    return { ...g, who: g.who ?? meta.who, ...((g.message ?? meta.message) ? { message: g.message ?? meta.message } : {}) };
   });
   const quarantined = ctx.pipeline?.journalStatus?.() ? ctx.pipeline.quarantined?.() : undefined;
   return { generations: args.limit ? all.slice(-args.limit) : all, ...(quarantined ? { quarantined } : {}) };

@@ -42,7 +42,10 @@ function requireSignature(call: OpCall<OpName>, patch: PatchSet): Signer | undef
   } catch (e) {
     process.stderr.write(`livepatch: ${(e as Error).message}\n`);
     call.audit.detail = 'the trusted keys file cannot be read';
-    throw new LivepatchError('LP_ERR_PATCH_BAD_SIGNATURE', 'The agent cannot read its trusted keys; no patch set is accepted until it can (see the agent\'s stderr)');
+    throw new LivepatchError(
+      'LP_ERR_PATCH_BAD_SIGNATURE',
+      "The agent cannot read its trusted keys; no patch set is accepted until it can (see the agent's stderr)",
+    );
   }
   const verdict = verifyPatchSet(patch, keys);
   if (verdict.ok) {
@@ -50,21 +53,35 @@ function requireSignature(call: OpCall<OpName>, patch: PatchSet): Signer | undef
     // A host that cannot check would run the client's JavaScript, which no signature covers.
     if (patch.compiled && call.ctx.pipeline?.patching.checks === 'client') {
       call.audit.detail = 'client-compiled JavaScript is not covered by the signature';
-      throw new LivepatchError('LP_ERR_PATCH_BAD_SIGNATURE', 'This agent requires signed patch sets and has no TypeScript sources: the JavaScript of a client-checked set is not covered by its signature, so it is refused');
+      throw new LivepatchError(
+        'LP_ERR_PATCH_BAD_SIGNATURE',
+        'This agent requires signed patch sets and has no TypeScript sources: the JavaScript of a client-checked set is not covered by its signature, so it is refused',
+      );
     }
     return verdict.signer;
   }
   if (verdict.reason === 'unsigned') {
     call.audit.detail = 'unsigned patch set';
-    throw new LivepatchError('LP_ERR_PATCH_UNSIGNED', 'This agent accepts only signed patch sets (livepatch sign); this one has no signature');
+    throw new LivepatchError(
+      'LP_ERR_PATCH_UNSIGNED',
+      'This agent accepts only signed patch sets (livepatch sign); this one has no signature',
+    );
   }
   call.audit.signer = { keyId: verdict.keyId };
   if (verdict.reason === 'unknown-key') {
     call.audit.detail = 'signed by a key that is not trusted';
-    throw new LivepatchError('LP_ERR_PATCH_BAD_SIGNATURE', `The patch set is signed by key ${verdict.keyId}, which this agent does not trust`, { keyId: verdict.keyId });
+    throw new LivepatchError(
+      'LP_ERR_PATCH_BAD_SIGNATURE',
+      `The patch set is signed by key ${verdict.keyId}, which this agent does not trust`,
+      { keyId: verdict.keyId },
+    );
   }
   call.audit.detail = 'the signature does not match the patch set';
-  throw new LivepatchError('LP_ERR_PATCH_BAD_SIGNATURE', `The signature (key ${verdict.keyId}) does not match the patch set: it was changed after signing, or signed by another key`, { keyId: verdict.keyId });
+  throw new LivepatchError(
+    'LP_ERR_PATCH_BAD_SIGNATURE',
+    `The signature (key ${verdict.keyId}) does not match the patch set: it was changed after signing, or signed by another key`,
+    { keyId: verdict.keyId },
+  );
 }
 
 function opContext(call: OpCall<OpName>, signer?: Signer): OpContext {
@@ -86,7 +103,9 @@ type WorkerRow = NonNullable<CommitResult['workers']>[number];
 
 /** Cluster mode: what each worker did, for the audit record. */
 function describeWorkers(workers: readonly WorkerRow[]): string {
-  return workers.map((w) => `worker ${w.id} (pid ${w.pid}) ${w.outcome}${w.generation !== undefined ? ` g${w.generation}` : ''}`).join(', ');
+  return workers
+    .map((w) => `worker ${w.id} (pid ${w.pid}) ${w.outcome}${w.generation !== undefined ? ` g${w.generation}` : ''}`)
+    .join(', ');
 }
 
 /** Cluster mode: a patch refused by a worker carries each worker's outcome; keep it in the audit record. */
@@ -111,7 +130,10 @@ function recordCommit(call: OpCall<OpName>, result: CommitResult, message?: stri
 function watcherOf(call: OpCall<OpName>): Watcher {
   const w = call.ctx.watcher;
   if (!w || !call.ctx.engine.healthOf?.()) {
-    throw new LivepatchError('LP_ERR_OP_BAD_ARGS', 'this agent does not count per-generation health (a cluster primary does not), so it cannot watch a commit');
+    throw new LivepatchError(
+      'LP_ERR_OP_BAD_ARGS',
+      'this agent does not count per-generation health (a cluster primary does not), so it cannot watch a commit',
+    );
   }
   return w;
 }
@@ -176,7 +198,11 @@ function stagesOf(call: OpCall<OpName>): Map<string, StageRecord> {
  */
 function checkOwner(call: OpCall<'commit' | 'abort'>, op: 'commit' | 'abort'): StageRecord {
   const rec = stagesOf(call).get(call.args.stageId);
-  if (!rec) throw new LivepatchError('LP_ERR_PATCH_STAGE_UNKNOWN', `No staged patch ${JSON.stringify(call.args.stageId).slice(0, 120)} (expired, committed or aborted)`);
+  if (!rec)
+    throw new LivepatchError(
+      'LP_ERR_PATCH_STAGE_UNKNOWN',
+      `No staged patch ${JSON.stringify(call.args.stageId).slice(0, 120)} (expired, committed or aborted)`,
+    );
   if (rec.tokenId !== call.session.principal?.tokenId) {
     call.audit.detail = 'stage owned by another token';
     throw new LivepatchError('LP_ERR_AUTH_FORBIDDEN', `only the token that staged ${call.args.stageId.slice(0, 100)} may ${op} it`);
@@ -206,7 +232,12 @@ export const stage: Handler<'stage'> = async (call) => {
       /* already gone */
     }
   }
-  stages.set(result.stageId, { tokenId: call.session.principal!.tokenId, ...(patch.message ? { message: patch.message } : {}), ...(signer ? { signer } : {}), expiresAt: Number.isFinite(expiresAt) ? expiresAt : now + 600_000 });
+  stages.set(result.stageId, {
+    tokenId: call.session.principal!.tokenId,
+    ...(patch.message ? { message: patch.message } : {}),
+    ...(signer ? { signer } : {}),
+    expiresAt: Number.isFinite(expiresAt) ? expiresAt : now + 600_000,
+  });
   return result;
 };
 

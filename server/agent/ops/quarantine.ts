@@ -11,7 +11,8 @@ export const quarantine: Handler<'quarantine'> = async (call) => {
   if (!pipeline) throw new LivepatchError('LP_ERR_PATCH_NO_SOURCES', `patching is disabled here: ${patchingReason ?? 'no pipeline'}`);
   if (!pipeline.quarantine) throw new LivepatchError('LP_ERR_QUARANTINE_UNKNOWN', 'This agent has no journal: nothing is quarantined');
   const { drop, reapply } = call.args;
-  if ((drop === undefined) === (reapply === undefined)) throw new LivepatchError('LP_ERR_OP_BAD_ARGS', 'Give exactly one of drop and reapply');
+  if ((drop === undefined) === (reapply === undefined))
+    throw new LivepatchError('LP_ERR_OP_BAD_ARGS', 'Give exactly one of drop and reapply');
   call.audit.detail = drop !== undefined ? `drop ${drop}` : `reapply ${reapply}`;
   const session = call.session;
   const result = await pipeline.quarantine(call.args, {
@@ -21,8 +22,15 @@ export const quarantine: Handler<'quarantine'> = async (call) => {
   if (result.patch.patchId) call.audit.patchId = result.patch.patchId;
   if (result.commit) {
     call.audit.generation = result.commit.generation;
-    call.ctx.commits.set(result.commit.generation, { who: session.who, ...(result.patch.message ? { message: result.patch.message } : {}) });
+    call.ctx.commits.set(result.commit.generation, {
+      who: session.who,
+      ...(result.patch.message ? { message: result.patch.message } : {}),
+    });
   }
-  call.audit.detail = `${result.action} quarantined patch ${result.patch.patchId ?? `#${result.patch.seq}`} (journal record #${result.patch.seq}): ${result.patch.modules.join(', ')}`.slice(0, 2000);
+  call.audit.detail =
+    `${result.action} quarantined patch ${result.patch.patchId ?? `#${result.patch.seq}`} (journal record #${result.patch.seq}): ${result.patch.modules.join(', ')}`.slice(
+      0,
+      2000,
+    );
   return result;
 };

@@ -32,7 +32,10 @@ export const evalOp: Handler<'eval'> = (call) => {
   call.audit.detail = call.args.code.slice(0, MAX_AUDITED_CODE);
   const { code, session, timeoutMs } = call.args;
   call.audit.session = session ?? `default@${call.session.id}`;
-  return replOf(call).eval({ code, ...(session !== undefined ? { session } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}) }, callerOf(call));
+  return replOf(call).eval(
+    { code, ...(session !== undefined ? { session } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}) },
+    callerOf(call),
+  );
 };
 
 export const replOpen: Handler<'repl-open'> = (call) => ({ session: replOf(call).open(callerOf(call), call.args.generation) });
