@@ -5,7 +5,6 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +12,7 @@ import { AgentClient } from '../client/connection';
 import { CLOSE, LivepatchError } from '../shared';
 import { createProject, createTokens, startApp } from './helpers/project';
 import { bootAgentApp, openAuthed, rawRequest, type AgentApp } from './helpers/raw-client';
+import { selfSignedCert } from './helpers/tls';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -195,30 +195,7 @@ describe('agent bind rules', () => {
     const dir = mkdtempSync(join(tmpdir(), 'lp-tls-'));
     const cert = join(dir, 'cert.pem');
     const key = join(dir, 'key.pem');
-    const gen = spawnSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-        '-days',
-        '1',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-      ],
-      { encoding: 'utf8' },
-    );
-    assert.equal(gen.status, 0, gen.stderr);
+    selfSignedCert(key, cert, 'localhost');
     const a = await bootAgentApp({ LIVEPATCH_LISTEN: '0.0.0.0:0', LIVEPATCH_TLS_CERT: cert, LIVEPATCH_TLS_KEY: key });
     try {
       const target = a.address.replace('0.0.0.0', '127.0.0.1');

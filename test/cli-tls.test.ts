@@ -5,9 +5,10 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { createProject, createTokens, runCli, startApp, type AppProcess, type Project, type Tokens } from './helpers/project';
+import { selfSignedCert } from './helpers/tls';
 
 // The certificate is made with the system's openssl; without it there is nothing to test here.
 const HAVE_OPENSSL = spawnSync('openssl', ['version']).status === 0;
@@ -24,29 +25,7 @@ before(async () => {
   tokens = createTokens(project.root);
   cert = join(project.root, 'agent-cert.pem');
   const key = join(project.root, 'agent-key.pem');
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ],
-    { stdio: 'ignore' },
-  );
+  selfSignedCert(key, cert);
   app = await startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_TLS_CERT: cert, LIVEPATCH_TLS_KEY: key } });
 });
 

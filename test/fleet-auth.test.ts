@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { Etcd3, Range } from 'etcd3';
 import { createProject, createTokens, REPO, runCli, startApp, type AppProcess, type Project } from './helpers/project';
 import { skipWithoutEtcd } from './helpers/etcd';
+import { selfSignedCert } from './helpers/tls';
 import { QUOTE_PATCH } from './cli-fleet-fixture';
 
 const skip = skipWithoutEtcd;
@@ -38,29 +39,7 @@ before(async () => {
   if (skip) return;
   dir = mkdtempSync(join(tmpdir(), 'lp-etcd-auth-'));
   const key = join(dir, 'etcd-key.pem');
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      ca(),
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ],
-    { stdio: 'ignore' },
-  );
+  selfSignedCert(key, ca());
   endpoint = execFileSync('bash', [join(REPO, 'scripts', 'start-etcd.sh'), join(dir, 'etcd')], {
     encoding: 'utf8',
     env: { ...process.env, ETCD_CERT: ca(), ETCD_KEY: key },
