@@ -14,7 +14,7 @@ import { EventEmitter } from 'node:events';
 import { LivepatchError, toWireError } from '../../shared/errors';
 import type { CommitResult, ExportsResult, LiveGeneration, RestartResult } from '../../shared/ops';
 import type { GenerationSummary, ModuleVersionInfo } from '../../shared/patch';
-import type { CommitMeta, Engine, StageChange, StageOptions, Staged, VersionRecord } from '../engine/types';
+import type { ClusterCapability, CommitMeta, Engine, StageChange, StageOptions, Staged, VersionRecord } from '../engine/types';
 import { Members, type Member } from './members';
 import { rollingRestart, type RestartOptions } from './restart';
 import { ClusterModel } from './model';
@@ -43,7 +43,11 @@ interface Tx {
 }
 
 /** See the file header. */
-export class ClusterEngine extends EventEmitter implements Engine {
+export class ClusterEngine extends EventEmitter implements Engine, ClusterCapability {
+  /** This engine is a cluster primary's: the agent reaches the workers through it. */
+  get cluster(): ClusterCapability {
+    return this;
+  }
   readonly model: ClusterModel;
   readonly members: Members;
   /** Per worker id: resolves with its generation once it has greeted and synced (rolling restart waits on it). */

@@ -6,7 +6,7 @@
  * or journals: the pipeline gives it transpiled CommonJS and it evaluates, stages and commits.
  */
 import type { EventEmitter } from 'node:events';
-import type { CommitResult, ExportsResult, LiveGeneration } from '../../shared/ops';
+import type { CommitResult, ExportsResult, LiveGeneration, RestartResult, StatusResult } from '../../shared/ops';
 import type { Diagnostic, GenerationSummary, ModuleVersionInfo } from '../../shared/patch';
 
 /** One version of one live module. Source and JS are kept for every version (rollback, history). */
@@ -65,10 +65,23 @@ export interface CommitMeta {
 }
 
 /**
+ * What only a cluster primary's engine can do (server/cluster): it runs no app code itself, its workers
+ * do. The agent checks `engine.cluster` and answers LP_ERR_CLUSTER_NONE where there is none.
+ */
+export interface ClusterCapability {
+  /** Rolling restart of every worker, one at a time. */
+  restartWorkers(opts: { deadlineMs: number; onProgress?: (message: string, fraction: number) => void }): Promise<RestartResult>;
+  /** Status rows: each worker's own generation, flagged when it differs from the cluster's. */
+  workerRows(): Promise<NonNullable<StatusResult['workers']>>;
+}
+
+/**
  * Events: 'commit' (GenerationSummary), 'drained' (generation number: its in-flight count reached 0
  * while it was not current), 'released' (generation number: its code was dropped).
  */
 export interface Engine extends EventEmitter {
+  /** Present on a cluster primary's engine only: what its workers can be asked to do. */
+  readonly cluster?: ClusterCapability;
   readonly root: string;
   readonly currentGeneration: number;
   /** Live module ids, sorted. */

@@ -1,24 +1,21 @@
 /**
  * Cluster ops: `restart` (rolling restart of a cluster primary's workers). The agent knows clusters
- * only through the engine it was given: the primary's ClusterEngine (server/cluster) has
- * `restartWorkers`; any other engine answers LP_ERR_CLUSTER_NONE.
+ * only through the engine's declared capability (`engine.cluster`, server/engine/types.ts): a
+ * primary's ClusterEngine (server/cluster) has it; any other engine answers LP_ERR_CLUSTER_NONE.
  */
 import { LivepatchError } from '../../../shared/errors';
-import type { RestartResult } from '../../../shared/ops';
 import type { Handler } from './types';
-
-type Restartable = { restartWorkers?: (o: { deadlineMs: number; onProgress?: (m: string, f: number) => void }) => Promise<RestartResult> };
 
 const DEFAULT_DEADLINE_MS = 10_000;
 
 export const restart: Handler<'restart'> = async (call) => {
-  const engine = call.ctx.engine as unknown as Restartable;
-  if (typeof engine.restartWorkers !== 'function')
+  const cluster = call.ctx.engine.cluster;
+  if (!cluster)
     throw new LivepatchError(
       'LP_ERR_CLUSTER_NONE',
       'This agent runs in a single process, not a cluster primary: there are no workers to restart',
     );
-  const r = await engine.restartWorkers.call(engine, {
+  const r = await cluster.restartWorkers({
     deadlineMs: call.args.deadlineMs ?? DEFAULT_DEADLINE_MS,
     onProgress: (message, fraction) => call.session.progress(call.id, 'restart', message, fraction),
   });

@@ -51,8 +51,7 @@ export const status: Handler<'status'> = async ({ ctx }) => {
     result.quarantined = pipeline!.quarantined?.() ?? [];
   }
   // Cluster mode (server/cluster): the primary's engine also reports each worker's own state.
-  const rows = (engine as { workerRows?: () => Promise<StatusResult['workers']> }).workerRows;
-  if (typeof rows === 'function') result.workers = await rows.call(engine);
+  if (engine.cluster) result.workers = await engine.cluster.workerRows();
   return result;
 };
 
