@@ -11,7 +11,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { LivepatchError } from '../../shared/errors';
 import type { CheckProgress } from '../../shared/typecheck';
 import type { Diagnostic } from '../../shared/patch';
@@ -47,10 +47,6 @@ function serviceEnv(data: CheckerWorkerData): NodeJS.ProcessEnv {
   // NODE_OPTIONS may hold `-r livepatch/register`; the host's own heap settings do not apply either.
   delete env['NODE_OPTIONS'];
   delete env['LIVEPATCH_TOKENS'];
-  // Node ≥ 22.1 caches the compiled code of what the service loads (TypeScript itself is most of a
-  // cold start) next to the checker's state; older Node ignores the variable.
-  if (data.stateFile !== undefined && env['NODE_COMPILE_CACHE'] === undefined)
-    env['NODE_COMPILE_CACHE'] = join(dirname(data.stateFile), 'compile-cache');
   return env;
 }
 
