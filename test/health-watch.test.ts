@@ -122,10 +122,26 @@ test('a patch that makes the route throw is reverted by the watch within the win
 });
 
 test('a good patch under the same watch stays: exit 0, verdict kept; status shows the watch while it runs', async () => {
-  const applying = cli(['apply', a.address, 'good/src/routes.ts', '--root', 'good', '--watch', '8s', '--min-requests', '10', '--json']);
+  // Judged on the error rate only: a p99 ratio over a few seconds is noise on a shared CI machine.
+  const applying = cli([
+    'apply',
+    a.address,
+    'good/src/routes.ts',
+    '--root',
+    'good',
+    '--watch',
+    '8s',
+    '--min-requests',
+    '10',
+    '--max-p99-ratio',
+    '1000',
+    '--json',
+  ]);
+  let settled = false;
+  void applying.then(() => (settled = true));
   let during: any;
   let human: { stdout: string } | undefined;
-  for (let i = 0; i < 200 && !during; i++) {
+  while (!during && !settled) {
     const [j, hu] = await Promise.all([cli(['status', a.address, '--json'], 'read'), cli(['status', a.address], 'read')]);
     const s = JSON.parse(j.stdout);
     if (s.watch && /^watch /m.test(hu.stdout)) {
@@ -133,7 +149,7 @@ test('a good patch under the same watch stays: exit 0, verdict kept; status show
       human = hu;
     } else await sleep(50);
   }
-  assert.ok(during, 'status showed the watch in progress');
+  assert.ok(during, `status showed the watch in progress (the apply ended first: ${settled ? (await applying).stdout : ''})`);
   assert.equal(during.watch.generation, 4);
   assert.equal(during.watch.previousGeneration, 3);
   assert.equal(during.watch.who, 'patcher');
