@@ -56,17 +56,27 @@ export function installEsm(engine: LiveEngine, entry: string | undefined): 'in-t
     report(resolve(entry), 'an ES module, and this Node has no module customization hooks', 'ES modules on a Node without module hooks');
     return how;
   } else return how;
+  // These run inside the app's own module evaluation: a failure of ours must never fail the app's
+  // import, so each is contained (the module then loads and runs, not live, and is reported).
+  const failed = (file: string, e: unknown): void =>
+    report(file, `livepatch could not make it live (${(e as Error)?.message ?? String(e)})`, 'ES modules livepatch failed to adopt');
   state.esm = {
     prepare(req: EsmCtlRequest): VersionCtl {
-      const file = fileURLToPath(req.url);
-      const loc = engine.mapper.locate(file, readText(file));
-      const mod = newLiveModule(loc.id, loc.sourceFile, file);
-      mod.esm = true;
-      const slot = slotFn(mod);
-      for (const k of req.keys) slot(k);
-      const ctl = new VersionCtl(mod);
-      pending.set(ctl, { mod, ns: req.ns, file });
-      return ctl;
+      let file = '';
+      try {
+        file = fileURLToPath(req.url);
+        const loc = engine.mapper.locate(file, readText(file));
+        const mod = newLiveModule(loc.id, loc.sourceFile, file);
+        mod.esm = true;
+        const slot = slotFn(mod);
+        for (const k of req.keys) slot(k);
+        const ctl = new VersionCtl(mod);
+        pending.set(ctl, { mod, ns: req.ns, file });
+        return ctl;
+      } catch (e) {
+        failed(file, e);
+        return new VersionCtl(newLiveModule('', file, file));
+      }
     },
     begin(ctl: VersionCtl): void {
       if (pending.has(ctl)) state.evalStack.push({ id: ctl.mod.id });
@@ -77,7 +87,11 @@ export function installEsm(engine: LiveEngine, entry: string | undefined): 'in-t
       pending.delete(ctl);
       const top = state.evalStack[state.evalStack.length - 1];
       if (top?.id === p.mod.id && top.pending === undefined) state.evalStack.pop();
-      engine.adopt(p.mod, ctl, p.ns, readText(p.file));
+      try {
+        engine.adopt(p.mod, ctl, p.ns, readText(p.file));
+      } catch (e) {
+        failed(p.file, e);
+      }
     },
   };
   return how;
