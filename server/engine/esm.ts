@@ -19,7 +19,7 @@
  * an object with the same `url`, `filename` and `dirname`, and the body returns an exports object
  * whose getters read the version's own bindings.
  */
-import { analyze, type Analysis } from './analyze';
+import { analyze, children, type Analysis } from './analyze';
 import { CTL_GLOBAL, instrument, type Edit } from './instrument';
 
 /**
@@ -122,11 +122,7 @@ export function unsupported(program: N): string | undefined {
     if (n.type === 'ImportExpression') why = 'dynamic import()';
     else if (!inFn && (n.type === 'AwaitExpression' || (n.type === 'ForOfStatement' && n.await))) why = 'top-level await';
     const fn = inFn || /Function/.test(n.type) || n.type === 'StaticBlock' || n.type === 'PropertyDefinition';
-    for (const k of Object.keys(n)) {
-      const v = n[k];
-      if (Array.isArray(v)) for (const c of v) walk(c, fn);
-      else if (v && typeof v === 'object' && typeof v.type === 'string') walk(v, fn);
-    }
+    for (const c of children(n as Parameters<typeof children>[0])) walk(c, fn);
   };
   walk(program, false);
   return why;
@@ -192,11 +188,7 @@ export function evalText(a: Analysis, slotOf: (key: string) => number): string {
       edits.push({ start: node.start, end: node.end, text: '__lp$meta' });
       return;
     }
-    for (const k of Object.keys(node)) {
-      const v = node[k];
-      if (Array.isArray(v)) for (const c of v) meta(c);
-      else if (v && typeof v === 'object' && typeof v.type === 'string') meta(v);
-    }
+    for (const c of children(node as Parameters<typeof children>[0])) meta(c);
   };
   meta(program);
   return instrument(a, slotOf, {
