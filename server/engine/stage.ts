@@ -284,7 +284,7 @@ export async function stageItems(
     const isNew = !mod;
     if (!mod) {
       s.newMods.set(id, (mod = newLiveModule(id, host.mapper.sourceFileOf(id), host.mapper.runtimeFileOf(id))));
-      if (host.mapper.isEsModule(mod.runtimeFile)) mod.esm = true;
+      if (isEsm(host, id)) mod.esm = true;
     }
     const record: VersionRecord = item.reuse?.record ?? {
       id,
