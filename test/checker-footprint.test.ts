@@ -206,3 +206,56 @@ test(
     }
   },
 );
+
+/** Persisted checker state files under `root` (its state folder is `.livepatch` or the journal's). */
+function stateFiles(root: string): string[] {
+  const out: string[] = [];
+  for (const dir of [root, ...readdirSync(root).map((d) => join(root, d))]) {
+    try {
+      out.push(...readdirSync(dir).filter((f) => /^checker-.*\.tsbuildinfo$/.test(f)));
+    } catch {
+      // Not a folder.
+    }
+  }
+  return out;
+}
+
+test(
+  'LIVEPATCH_CHECKER_WARMUP=1 starts the checker after start without a patch, persists its state, and it still stops when idle',
+  { skip: !linux && 'needs /proc' },
+  async () => {
+    const project = createProject();
+    const tokens = createTokens(project.root);
+    let app: AppProcess | undefined;
+    try {
+      app = await startApp(project.root, {
+        env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_CHECKER_WARMUP: '1', LIVEPATCH_CHECKER_IDLE_MS: '2000' },
+      });
+      const pid = app.child.pid!;
+      let deadline = Date.now() + 30_000;
+      while (stateFiles(project.root).length === 0 && Date.now() < deadline) await sleep(100);
+      assert.equal(stateFiles(project.root).length, 1, 'the warm-up check wrote the checker state, with no patch sent');
+      deadline = Date.now() + 2000 + 15_000;
+      while (children(pid).length > 0 && Date.now() < deadline) await sleep(200);
+      assert.deepEqual(children(pid), [], 'the warmed checker stopped after its idle time');
+    } finally {
+      await app?.stop();
+      project.cleanup();
+    }
+  },
+);
+
+test('without LIVEPATCH_CHECKER_WARMUP no checker starts until a check is asked for', { skip: !linux && 'needs /proc' }, async () => {
+  const project = createProject();
+  const tokens = createTokens(project.root);
+  let app: AppProcess | undefined;
+  try {
+    app = await startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file } });
+    await sleep(3000);
+    assert.deepEqual(children(app.child.pid!), []);
+    assert.deepEqual(stateFiles(project.root), []);
+  } finally {
+    await app?.stop();
+    project.cleanup();
+  }
+});

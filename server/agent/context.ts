@@ -109,10 +109,11 @@ export function journalOptions(opts: ResolvedOptions): { journalDir?: string; re
 }
 
 /** The type-check service's limits from the agent options. */
-export function checkerOptions(opts: ResolvedOptions): { maxMb: number; idleMs: number; stateDir?: string | false } {
+export function checkerOptions(opts: ResolvedOptions): { maxMb: number; idleMs: number; stateDir?: string | false; warmup: boolean } {
   return {
     maxMb: opts.checkerMaxMb,
     idleMs: opts.checkerIdleMs,
+    warmup: opts.checkerWarmup,
     ...(opts.checkerCacheDir !== undefined ? { stateDir: opts.checkerCacheDir } : {}),
   };
 }

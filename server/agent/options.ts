@@ -92,6 +92,12 @@ export interface AgentOptions {
   checkerIdleMs?: number;
   /** Directory of the checker's persisted incremental state, or false for none (default: the journal dir, else `<root>/.livepatch`; LIVEPATCH_CHECKER_CACHE, `off` = none). */
   checkerCacheDir?: string | false;
+  /**
+   * Start the type-check service in the background once the agent is up (after journal replay), at the
+   * service's lower priority, so the first apply finds a warm program (default off; LIVEPATCH_CHECKER_WARMUP=1).
+   * The service still stops after `checkerIdleMs` without a check.
+   */
+  checkerWarmup?: boolean;
   /** Join this fleet: `etcd://HOST:PORT[,HOST:PORT]/NAME` (docs/fleet.md; TLS and etcd auth from LIVEPATCH_FLEET_*). */
   fleet?: string;
   /** Fleet member lease TTL in seconds (default 10). */
@@ -138,6 +144,7 @@ export interface ResolvedOptions {
   checkerMaxMb: number;
   checkerIdleMs: number;
   checkerCacheDir?: string | false;
+  checkerWarmup: boolean;
   fleet?: { address: FleetAddress; leaseTtlSec: number; joinMs: number };
   checks?: 'auto' | 'client';
 }
@@ -265,6 +272,7 @@ export function resolveOptions(o: AgentOptions): ResolvedOptions {
     },
     checkerMaxMb: positiveInt('checkerMaxMb', o.checkerMaxMb, DEFAULTS.checkerMaxMb),
     checkerIdleMs: positiveInt('checkerIdleMs', o.checkerIdleMs, DEFAULTS.checkerIdleMs),
+    checkerWarmup: o.checkerWarmup === true,
     ...(o.checkerCacheDir !== undefined ? { checkerCacheDir: o.checkerCacheDir === false ? false : resolve(root, o.checkerCacheDir) } : {}),
     ...(o.checks !== undefined ? { checks: checksOption(o.checks) } : {}),
   };
@@ -289,8 +297,8 @@ function envInt(env: NodeJS.ProcessEnv, name: string): number | undefined {
  * _MAX_PENDING_UPGRADES, _UPGRADE_MS, _MAX_INFLIGHT, _MAX_BUFFERED, _HANDSHAKE_MS, _HEARTBEAT_MS, _IDLE_MS,
  * _AUTH_FAIL_DELAY_MS, _AUDIT_AGGREGATE_MS, _LOCKOUT=`failures/windowMs/lockMs`, _ALLOWED_ORIGINS comma-separated); the journal's
  * LIVEPATCH_REPLAY=off and LIVEPATCH_CRASH_WINDOW_MS; LIVEPATCH_TRUSTED_KEYS (signed patch sets only);
- * the type checker's LIVEPATCH_CHECKER_MAX_MB, LIVEPATCH_CHECKER_IDLE_MS and LIVEPATCH_CHECKER_CACHE
- * (a directory, or `off`); the fleet's LIVEPATCH_FLEET, _FLEET_LEASE_TTL (s) and _FLEET_JOIN_MS;
+ * the type checker's LIVEPATCH_CHECKER_MAX_MB, LIVEPATCH_CHECKER_IDLE_MS, LIVEPATCH_CHECKER_CACHE
+ * (a directory, or `off`) and LIVEPATCH_CHECKER_WARMUP (`1`: start it in the background); the fleet's LIVEPATCH_FLEET, _FLEET_LEASE_TTL (s) and _FLEET_JOIN_MS;
  * LIVEPATCH_CHECKS (`auto` or `client`: where patches are type-checked).
  */
 export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptions {
@@ -342,6 +350,12 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptio
   set('checkerIdleMs', envInt(env, 'LIVEPATCH_CHECKER_IDLE_MS'));
   const cache = str('LIVEPATCH_CHECKER_CACHE');
   if (cache !== undefined) o.checkerCacheDir = /^(off|0|false|no|none)$/i.test(cache) ? false : cache;
+  const warmup = str('LIVEPATCH_CHECKER_WARMUP');
+  if (warmup !== undefined) {
+    if (!/^(1|on|true|yes|0|off|false|no)$/i.test(warmup))
+      throw new Error(`invalid LIVEPATCH_CHECKER_WARMUP="${warmup}": expected 1/on or 0/off`);
+    o.checkerWarmup = /^(1|on|true|yes)$/i.test(warmup);
+  }
   const checks = str('LIVEPATCH_CHECKS');
   if (checks !== undefined) {
     if (checks !== 'auto' && checks !== 'client') throw new Error(`invalid LIVEPATCH_CHECKS="${checks}": expected auto or client`);

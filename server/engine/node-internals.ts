@@ -20,6 +20,7 @@ interface ModuleStatics {
   _nodeModulePaths(from: string): string[];
   registerHooks?: RegisterHooks;
   register?: Register;
+  flushCompileCache?: () => void;
 }
 
 const statics = Module as unknown as ModuleStatics;
@@ -54,4 +55,12 @@ export function registerHooksFn(): RegisterHooks | undefined {
 /** `module.register` (off-thread loader hooks), when this Node has it. */
 export function registerFn(): Register | undefined {
   return typeof statics.register === 'function' ? statics.register.bind(Module) : undefined;
+}
+
+/**
+ * `module.flushCompileCache` (Node ≥ 22.10): write the compile cache (NODE_COMPILE_CACHE) now rather
+ * than at exit. No-op where Node has no compile cache.
+ */
+export function flushCompileCache(): void {
+  if (typeof statics.flushCompileCache === 'function') statics.flushCompileCache.call(Module);
 }

@@ -10,9 +10,9 @@
  * `timeoutMs` kills the service (so a stuck check cannot hold the patch lock forever).
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { LivepatchError } from '../../shared/errors';
+import { sha256 } from '../../shared/hash';
 import type { CheckProgress } from '../../shared/typecheck';
 import type { Diagnostic } from '../../shared/patch';
 import type { CheckRequest as ReplCheckRequest } from '../repl/check-protocol';
@@ -47,6 +47,10 @@ function serviceEnv(data: CheckerWorkerData): NodeJS.ProcessEnv {
   // NODE_OPTIONS may hold `-r livepatch/register`; the host's own heap settings do not apply either.
   delete env['NODE_OPTIONS'];
   delete env['LIVEPATCH_TOKENS'];
+  // Node's compile cache (Node ≥ 22.1; older Nodes ignore the variable) next to the persisted state:
+  // a cold start then loads the compiler from V8's code cache (≈ 0.3–0.5 s less). An operator's own
+  // NODE_COMPILE_CACHE is kept.
+  if (data.stateFile && !env['NODE_COMPILE_CACHE']) env['NODE_COMPILE_CACHE'] = join(dirname(data.stateFile), 'compile-cache');
   return env;
 }
 
@@ -230,7 +234,7 @@ export class CheckerClient {
 
 /** The state file of `tsconfig`'s checker in `dir` (one per tsconfig, so projects sharing a directory do not collide). */
 export function checkerStateFile(dir: string, tsconfig: string): string {
-  return join(dir, `checker-${createHash('sha256').update(tsconfig).digest('hex').slice(0, 12)}.tsbuildinfo`);
+  return join(dir, `checker-${sha256(tsconfig).slice(0, 12)}.tsbuildinfo`);
 }
 
 /** The one service per project in this process, shared by the pipeline and the REPL. */

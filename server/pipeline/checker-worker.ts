@@ -12,6 +12,7 @@
  */
 import { setPriority } from 'node:os';
 import { LivepatchError } from '../../shared/errors';
+import { flushCompileCache } from '../engine/node-internals';
 import { ProgramChecker } from '../../shared/typecheck';
 import { checkReplInput } from '../repl/input-check';
 import type { CheckerRequest, CheckerResponse, CheckerWorkerData, ServiceRequest } from './checker-protocol';
@@ -87,8 +88,11 @@ function handleProgram(req: CheckerRequest): void {
       transpileDiagnostics.push(...out.diagnostics);
     }
     post({ id: req.id, type: 'result', check, js, verifyJs, transpileDiagnostics });
-    // After the answer: the next cold start (after idle or a host restart) begins from this state.
+    // After the answer: the next cold start (after idle or a host restart) begins from this state,
+    // and loads the compiler from the code cache written now (not at exit, when the host may be
+    // removing the folder).
     c.saveState();
+    flushCompileCache();
   } catch (err) {
     const e =
       err instanceof LivepatchError

@@ -85,6 +85,22 @@ export class PatchPipeline implements Pipeline {
     this.guard = opts.journalDir ? new CrashGuard(opts.journalDir, opts.crashWindowMs ?? DEFAULT_CRASH_WINDOW_MS) : undefined;
     this.manifest = readManifest(this.root);
     this.ready = this.startReplay();
+    if (opts.checker?.warmup) void this.ready.then(() => this.warmUp());
+  }
+
+  /**
+   * Build the program in the type-check service ahead of the first patch (LIVEPATCH_CHECKER_WARMUP):
+   * the check of the live program as it is, whose answer is dropped. It also writes the checker's
+   * persisted state, so a later cold start begins from it. Skipped when this host does not check.
+   */
+  private warmUp(): void {
+    if (this.closed || this.patching.checks !== 'host') return;
+    this.checker.run({ overlay: [...liveOverlay(this.engine, this.root)], transpile: [] }).then(
+      () => undefined,
+      (err: unknown) => {
+        if (!this.closed) process.stderr.write(`livepatch: checker warm-up failed: ${(err as Error)?.message ?? String(err)}\n`);
+      },
+    );
   }
 
   get patching(): { enabled: boolean; reason?: string; checks?: 'host' | 'client' } {

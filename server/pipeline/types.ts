@@ -52,8 +52,11 @@ export interface PipelineOptions {
   verifyTimeoutMs?: number;
   /** How long a staged patch set is held for commit (ms, default 60000). */
   stageTtlMs?: number;
-  /** Limits of the type-check service process (heap cap, idle stop, per-check timeout). */
-  checker?: CheckerLimits;
+  /**
+   * Limits of the type-check service process (heap cap, idle stop, per-check timeout), and whether to
+   * start it in the background once replay is done (`warmup`, default false).
+   */
+  checker?: CheckerLimits & { warmup?: boolean };
   /**
    * 'auto' (default): check here when the sources are here, else accept client-checked patches when
    * there is a build manifest. 'client': accept only client-checked patches, sources or not.
