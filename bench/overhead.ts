@@ -9,11 +9,16 @@
  * All processes run side by side; autocannon runs alternate between them (A B C D, D C B A, ...) so drift
  * in the machine's load hits every side alike. Prints each run, the medians and the ratios, and the
  * server's CPU time per request (from /proc), which stays meaningful when other work shares the CPUs.
- * Usage: node dist/bench/overhead.js   (env BENCH_ROUNDS=6, BENCH_SECONDS=5, BENCH_CONNECTIONS=10)
+ *
+ * Cores: on Linux with `taskset` and at least 2 CPUs, every server (all its threads) is pinned to CPU 0
+ * and this process, which runs autocannon, to CPU 1, so the load generator never competes with the
+ * server it measures (BENCH_PIN=0 turns this off; BENCH_PIN=a,b picks the two CPUs).
+ * Usage: node dist/bench/overhead.js   (env BENCH_ROUNDS=6, BENCH_SECONDS=5, BENCH_CONNECTIONS=10,
+ * BENCH_PATH=/health for a trivial handler instead of the quote)
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentClient } from '../client/connection';
 import { copyShop, median, samplePatch, waitForOutput } from '../examples/bench-kit';
@@ -33,7 +38,25 @@ const autocannon: Cannon = require('autocannon');
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 6);
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5);
 const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 10);
-const PATH = '/quote?items=mug:3,tee:2,pen:1';
+const PATH = process.env['BENCH_PATH'] ?? '/quote?items=mug:3,tee:2,pen:1';
+
+/** The two CPUs to pin servers and the load generator to, or undefined when not pinning. */
+const PIN = ((): [number, number] | undefined => {
+  const v = process.env['BENCH_PIN'] ?? '1';
+  if (v === '0' || process.platform !== 'linux' || availableParallelism() < 2) return undefined;
+  const [a, b] = v.includes(',') ? v.split(',').map(Number) : [0, 1];
+  try {
+    execFileSync('taskset', ['-c', '0', 'true'], { stdio: 'ignore' });
+  } catch {
+    return undefined;
+  }
+  return [a!, b!];
+})();
+
+/** Pin every thread of `pid` to `cpu` (threads it starts later inherit it). */
+function pin(pid: number, cpu: number): void {
+  execFileSync('taskset', ['-a', '-cp', String(cpu), String(pid)], { stdio: 'ignore' });
+}
 
 interface Side {
   name: string;
@@ -54,6 +77,7 @@ async function agentlessShop(root: string, name: string, preload: string[]): Pro
   const child = spawn(process.execPath, [...preload, 'dist/main.js'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const m = await waitForOutput(child, /app listening on (\d+)/);
   const stop = () => new Promise<void>((r) => (child.exitCode !== null ? r() : (child.once('exit', () => r()), child.kill('SIGTERM'))));
+  if (PIN) pin(child.pid!, PIN[0]);
   return { name, port: Number(m[1]), pid: child.pid!, cpu: [], rps: [], p99: [], failed: 0, stop };
 }
 
@@ -69,6 +93,7 @@ async function agentShop(root: string, name: string, state: string, patched: boo
       client.close();
     }
   }
+  if (PIN) pin(shop.child.pid!, PIN[0]);
   return { name, port: shop.httpPort, pid: shop.child.pid!, cpu: [], rps: [], p99: [], failed: 0, stop: () => shop.stop() };
 }
 
@@ -102,8 +127,9 @@ async function main(): Promise<void> {
     sides.push(await agentlessShop(shop.root, 'engine only, no agent', ['-r', 'livepatch/register']));
     sides.push(await agentShop(shop.root, 'agent + pinning', state, false));
     sides.push(await agentShop(shop.root, 'agent, after 1 patch', state, true));
+    if (PIN) pin(process.pid, PIN[1]);
     console.log(
-      `overhead: GET ${PATH}, ${CONNECTIONS} connections, ${ROUNDS} rounds × ${SECONDS} s per side, alternating (load average ${loadavg()
+      `overhead: GET ${PATH}, ${CONNECTIONS} connections, ${ROUNDS} rounds × ${SECONDS} s per side, alternating, ${PIN ? `servers on CPU ${PIN[0]}, load generator on CPU ${PIN[1]}` : 'not pinned'} (load average ${loadavg()
         .map((x) => x.toFixed(1))
         .join(' ')})`,
     );
