@@ -54,7 +54,7 @@ const noEmit: Emit = () => false;
 /** Wraps server `emit` so each request is pinned; also owns the request hold queue. */
 export class RequestPinning {
   private holds = 0;
-  private queue: { server: object; args: unknown[] }[] = [];
+  private queue: { server: object; req: unknown; res: unknown }[] = [];
   private readonly emits = new Map<object, Emit>();
 
   constructor(private readonly host: PinHost) {}
@@ -65,27 +65,27 @@ export class RequestPinning {
       if (proto[HOOKED]) continue;
       const original = proto.emit;
       this.emits.set(proto, original);
-      const request = (server: object, args: unknown[]): boolean => {
+      const request = (server: object, req: unknown, res: unknown): boolean => {
         if (this.holds > 0) {
-          this.queue.push({ server, args });
+          this.queue.push({ server, req, res });
           return true;
         }
-        return this.dispatch(original, server, args);
+        return this.dispatch(original, server, req, res);
       };
       Object.defineProperty(proto, HOOKED, { value: true });
-      proto.emit = function (this: object, event: string | symbol): boolean {
+      // Servers emit 'request' with exactly (req, res): named parameters, no arguments copy or spread.
+      proto.emit = function (this: object, event: string | symbol, req?: unknown, res?: unknown): boolean {
         // eslint-disable-next-line prefer-rest-params
         if (event !== 'request') return Reflect.apply(original, this, arguments) as boolean;
-        // eslint-disable-next-line prefer-rest-params
-        return request(this, Array.prototype.slice.call(arguments, 1) as unknown[]);
+        return request(this, req, res);
       };
     }
   }
 
-  private dispatch(original: Emit, server: object, args: unknown[]): boolean {
+  private dispatch(original: Emit, server: object, req: unknown, res: unknown): boolean {
     const host = this.host;
     const g = host.currentGen();
-    const res = args[1] as http.ServerResponse | undefined;
+    const response = res as http.ServerResponse | undefined;
     host.acquire(g);
     let done = false;
     const t0 = nowUs();
@@ -94,16 +94,17 @@ export class RequestPinning {
       done = true;
       // The generation's health (health.ts): read at the end, a released generation has none.
       const h = g.health;
-      if (h !== undefined && res !== undefined) recordRequest(h, res, t0, threw === true);
+      if (h !== undefined && response !== undefined) recordRequest(h, response, t0, threw === true);
       host.release(g);
     };
     // 'close' is emitted once the response has finished or its connection was torn down: one
-    // listener covers both and keeps the per-request cost down.
-    if (res && typeof res.once === 'function') res.once('close', release as () => void);
+    // listener covers both. `on`, not `once`: `release` runs once by itself (`done`), and `once`
+    // would allocate a wrapper per request.
+    if (response && typeof response.on === 'function') response.on('close', release as () => void);
     else release();
     try {
-      if (!state.multi) return original.call(server, 'request', ...args);
-      return state.als.run(g, () => original.call(server, 'request', ...args));
+      if (!state.multi) return original.call(server, 'request', req, res);
+      return state.als.run(g, () => original.call(server, 'request', req, res));
     } catch (e) {
       // The app's own handler threw synchronously: same as without us (EventEmitter rethrows).
       release(true);
@@ -133,7 +134,7 @@ export class RequestPinning {
     for (const q of queued) {
       const original = this.emits.get(Object.getPrototypeOf(q.server) as object) ?? this.findOriginal(q.server);
       try {
-        this.dispatch(original, q.server, q.args);
+        this.dispatch(original, q.server, q.req, q.res);
       } catch (e) {
         process.emitWarning(`livepatch: a held request's handler threw: ${(e as Error)?.message ?? e}`);
       }
