@@ -5,7 +5,7 @@
  * everything else keeps working.
  */
 import type { Engine } from '../engine/types';
-import type { Pipeline } from '../pipeline/types';
+import type { Pipeline, PipelineOptions } from '../pipeline/types';
 import type { Role } from '../../shared/auth';
 import type { EvalResult } from '../../shared/ops';
 import type { AuditLog, RefusalAudit } from './audit';
@@ -56,18 +56,23 @@ export interface AgentContext {
   hasRepl(): boolean;
 }
 
+/** The pipeline's options from the agent's (one place for the plain agent and the cluster primary). */
+export function pipelineOptions(engine: Engine, opts: ResolvedOptions): PipelineOptions {
+  return {
+    engine,
+    root: opts.root,
+    ...journalOptions(opts),
+    checker: checkerOptions(opts),
+    ...(opts.checks ? { checks: opts.checks } : {}),
+  };
+}
+
 /** Create the pipeline for `engine`, or explain why patching is off. Never throws. */
 export function createPipelineFor(engine: Engine, opts: ResolvedOptions): { pipeline?: Pipeline; reason?: string } {
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const mod = require('../pipeline') as typeof import('../pipeline');
-    const pipeline = mod.createPipeline({
-      engine,
-      root: opts.root,
-      ...journalOptions(opts),
-      checker: checkerOptions(opts),
-      ...(opts.checks ? { checks: opts.checks } : {}),
-    });
+    const pipeline = mod.createPipeline(pipelineOptions(engine, opts));
     return { pipeline, ...(pipeline.patching.enabled ? {} : { reason: pipeline.patching.reason ?? 'patching is disabled' }) };
   } catch (e) {
     process.stderr.write(`livepatch: patching disabled: ${(e as Error).message}\n`);

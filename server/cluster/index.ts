@@ -9,7 +9,7 @@ import { resolve } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import { getEngine } from '../engine';
 import { startAgent, startAgentFromEnv } from '../agent';
-import { checkerOptions, journalOptions } from '../agent/context';
+import { pipelineOptions } from '../agent/context';
 import { optionsFromEnv, resolveOptions } from '../agent/options';
 import { hasInstancePattern, instanceEnv } from './instance';
 import { startClusterWorker } from './worker';
@@ -31,13 +31,7 @@ function startPrimary(env: NodeJS.ProcessEnv): void {
     const engine = new ClusterEngine(getEngine()?.root ?? resolve(env['LIVEPATCH_ROOT'] || process.cwd()));
     const options = optionsFromEnv(env);
     const opts = resolveOptions(options);
-    const inner = createPipeline({
-      engine,
-      root: opts.root,
-      ...journalOptions(opts),
-      checker: checkerOptions(opts),
-      ...(opts.checks ? { checks: opts.checks } : {}),
-    });
+    const inner = createPipeline(pipelineOptions(engine, opts));
     startAgent({ ...options, engine, pipeline: clusterPipeline(inner, engine) }).catch((e: unknown) => {
       process.stderr.write(`livepatch: agent not started: ${(e as Error)?.message ?? String(e)}\n`);
       inner.close().catch(() => undefined);
