@@ -144,21 +144,28 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   };
 }
 
+/**
+ * Start an agent from LIVEPATCH_* variables (plus `extra` options, e.g. a cluster primary's engine and
+ * pipeline) in the background. Never throws, never rejects: every failure is one stderr line, after
+ * which `onFail` runs (to release what the caller made for the agent).
+ */
+export function launchAgent(env: NodeJS.ProcessEnv, extra: Partial<AgentOptions> = {}, onFail?: () => void): void {
+  const fail = (e: unknown): void => {
+    process.stderr.write(`livepatch: agent not started: ${(e as Error)?.message ?? String(e)}\n`);
+    onFail?.();
+  };
+  try {
+    if (!env['LIVEPATCH_TOKENS']) return fail(new Error('LIVEPATCH_TOKENS is not set (there is no unauthenticated mode)'));
+    startAgent({ ...optionsFromEnv(env), ...extra }).catch(fail);
+  } catch (e) {
+    fail(e);
+  }
+}
+
 /** The preload's entry: start from LIVEPATCH_* variables. Never throws, never rejects. */
 export function startAgentFromEnv(env: NodeJS.ProcessEnv = process.env): void {
-  try {
-    // Cluster workers share the primary's address; per-worker agents come with cluster support.
-    if (cluster.isWorker) return;
-    // Worker threads inherit `-r livepatch/register`; only the main thread hosts the agent.
-    if (!isMainThread) return;
-    if (!env['LIVEPATCH_TOKENS']) {
-      process.stderr.write('livepatch: agent not started: LIVEPATCH_TOKENS is not set (there is no unauthenticated mode)\n');
-      return;
-    }
-    startAgent(optionsFromEnv(env)).catch((e: unknown) => {
-      process.stderr.write(`livepatch: agent not started: ${(e as Error)?.message ?? String(e)}\n`);
-    });
-  } catch (e) {
-    process.stderr.write(`livepatch: agent not started: ${(e as Error)?.message ?? String(e)}\n`);
-  }
+  // Cluster workers share the primary's address (per-instance agents: server/cluster); worker threads
+  // inherit `-r livepatch/register`, but only the main thread hosts the agent.
+  if (cluster.isWorker || !isMainThread) return;
+  launchAgent(env);
 }

@@ -8,7 +8,7 @@ import cluster from 'node:cluster';
 import { resolve } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import { getEngine } from '../engine';
-import { startAgent, startAgentFromEnv } from '../agent';
+import { launchAgent, startAgentFromEnv } from '../agent';
 import { pipelineOptions } from '../agent/context';
 import { optionsFromEnv, resolveOptions } from '../agent/options';
 import { hasInstancePattern, instanceEnv } from './instance';
@@ -29,27 +29,12 @@ function startPrimary(env: NodeJS.ProcessEnv): void {
     // The engine first, with the engine's own root: even if the agent's options are unusable, the
     // workers (already told to follow us) are answered and serve instead of holding their requests.
     const engine = new ClusterEngine(getEngine()?.root ?? resolve(env['LIVEPATCH_ROOT'] || process.cwd()));
-    const options = optionsFromEnv(env);
-    const opts = resolveOptions(options);
+    const opts = resolveOptions(optionsFromEnv(env));
     const inner = createPipeline(pipelineOptions(engine, opts));
-    startAgent({ ...options, engine, pipeline: clusterPipeline(inner, engine) }).catch((e: unknown) => {
-      process.stderr.write(`livepatch: agent not started: ${(e as Error)?.message ?? String(e)}\n`);
-      inner.close().catch(() => undefined);
-    });
+    launchAgent(env, { engine, pipeline: clusterPipeline(inner, engine) }, () => void inner.close().catch(() => undefined));
   } catch (e) {
     process.stderr.write(`livepatch: agent not started: ${(e as Error)?.message ?? String(e)}\n`);
   }
-}
-
-/** A cluster worker with its own per-instance agent (its primary does not run livepatch). */
-function startInstanceAgent(env: NodeJS.ProcessEnv): void {
-  if (!env['LIVEPATCH_TOKENS']) {
-    process.stderr.write('livepatch: agent not started: LIVEPATCH_TOKENS is not set (there is no unauthenticated mode)\n');
-    return;
-  }
-  startAgent(optionsFromEnv(env)).catch((e: unknown) => {
-    process.stderr.write(`livepatch: agent not started: ${(e as Error)?.message ?? String(e)}\n`);
-  });
 }
 
 /**
@@ -62,7 +47,7 @@ export function startFromEnv(rawEnv: NodeJS.ProcessEnv = process.env): void {
     const perInstance = hasInstancePattern(rawEnv['LIVEPATCH_LISTEN']);
     const env = instanceEnv(rawEnv);
     if (cluster.isWorker) {
-      if (perInstance) return startInstanceAgent(env);
+      if (perInstance) return launchAgent(env);
       const engine = getEngine();
       // Follow the primary only if it is a livepatch cluster primary (it said so in the environment it
       // forked us with); otherwise nobody would answer, and held requests would wait for nothing.
