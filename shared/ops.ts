@@ -223,7 +223,10 @@ export interface LiveGeneration {
   generation: number;
   inflight: number;
   current: boolean;
-  /** What this generation's code did since it became live (absent where the engine does not count, e.g. a cluster primary). */
+  /**
+   * What this generation's code did since it became live (absent where the engine does not count); on
+   * a cluster primary, summed over the workers that answered.
+   */
   health?: GenerationHealth;
 }
 

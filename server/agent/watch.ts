@@ -10,6 +10,11 @@
  * - p99: new p99 > maxP99Ratio × previous p99 (at least WATCH_P99_FLOOR_MS), once both generations
  *   served at least max(minRequests, 100) requests in their windows.
  * Fewer requests than that by the end of the window: kept (nothing to judge).
+ *
+ * On a cluster primary (server/cluster) the figures are the workers': each counts its own requests
+ * and keeps its own baseline, and the primary sums their counters (a worker that exits or does not
+ * answer in time is left out of that reading, so it never holds the watch up). A revert is one
+ * cluster rollback, so every worker goes back together.
  */
 import { LivepatchError } from '../../shared/errors';
 import {
@@ -22,7 +27,8 @@ import {
   type WatchStatus,
 } from '../../shared/health';
 import type { CommitResult } from '../../shared/ops';
-import { summarizeHealth } from '../engine/health';
+import { newHealth, summarizeHealth, type Health } from '../engine/health';
+import type { ClusterCapability, Engine } from '../engine/types';
 import type { AgentContext } from './context';
 import { broadcast } from './events';
 import { HealthWindow } from './health-window';
@@ -39,14 +45,48 @@ interface Active {
   wake: () => void;
 }
 
+/**
+ * Where a watch reads its figures: a plain agent, its own engine's counters (as they are, at no added
+ * cost); a cluster primary, which counts nothing itself, its workers' counters summed.
+ */
+interface HealthSource {
+  /** The cumulative counters of a live `generation` now. */
+  current(generation: number): Health | undefined | Promise<Health | undefined>;
+  /** `generation`'s counters over the `ms` before its successor was committed (see HealthWindow). */
+  baselineBefore(generation: number, ms: number): Health | undefined | Promise<Health | undefined>;
+  stop(): void;
+}
+
+function localSource(engine: Engine): HealthSource {
+  const window = new HealthWindow(engine);
+  return {
+    current: (generation) => engine.healthOf?.(generation),
+    baselineBefore: (generation, ms) => window.baselineBefore(generation, ms),
+    stop: () => window.stop(),
+  };
+}
+
+function clusterSource(cluster: ClusterCapability): HealthSource {
+  return {
+    current: async (generation) => (await cluster.health({ generations: [generation] })).generations.get(generation)?.counts,
+    baselineBefore: async (generation, ms) => (await cluster.health({ generations: [], baseline: { generation, ms } })).baseline,
+    stop: () => undefined,
+  };
+}
+
 const fmt = (n: number | undefined, unit = ''): string => (n === undefined ? '-' : `${Math.round(n * 10000) / 10000}${unit}`);
 
 export class Watcher {
-  private readonly window: HealthWindow;
+  private readonly source: HealthSource;
   private active: Active | undefined;
 
   constructor(private readonly ctx: AgentContext) {
-    this.window = new HealthWindow(ctx.engine);
+    this.source = ctx.engine.cluster ? clusterSource(ctx.engine.cluster) : localSource(ctx.engine);
+  }
+
+  /** Whether commits here can be watched: the engine counts health, or it is a cluster primary (its workers do). */
+  canWatch(): boolean {
+    return this.ctx.engine.cluster !== undefined || this.ctx.engine.healthOf?.() !== undefined;
   }
 
   /** The watch in progress, if any. */
@@ -56,7 +96,7 @@ export class Watcher {
 
   /** End a watch in progress (its verdict: stopped) and the sampling. */
   stop(): void {
-    this.window.stop();
+    this.source.stop();
     if (this.active) {
       this.active.stopped = true;
       this.active.wake();
@@ -66,11 +106,8 @@ export class Watcher {
   /** Watch `commit`'s generation; resolves with the verdict (after a revert, once it is committed). */
   async run(args: WatchArgs, commit: CommitResult, who: string, onProgress?: (message: string) => void): Promise<WatchResult> {
     const { engine } = this.ctx;
-    if (!engine.healthOf || !engine.healthOf(commit.generation)) {
-      throw new LivepatchError(
-        'LP_ERR_OP_BAD_ARGS',
-        'this agent does not count per-generation health (cluster primaries do not), so it cannot watch a commit',
-      );
+    if (!engine.cluster && (!engine.healthOf || !engine.healthOf(commit.generation))) {
+      throw new LivepatchError('LP_ERR_OP_BAD_ARGS', 'this agent does not count per-generation health, so it cannot watch a commit');
     }
     const limits = {
       maxErrorRate: args.maxErrorRate ?? WATCH_DEFAULTS.maxErrorRate,
@@ -78,12 +115,11 @@ export class Watcher {
       minRequests: args.minRequests ?? WATCH_DEFAULTS.minRequests,
     };
     const started = Date.now();
-    const baseline = this.window.baselineBefore(commit.previousGeneration, args.durationMs);
-    const previous = summarizeHealth(baseline ?? new Float64Array(engine.healthOf(commit.generation)!.length));
-    const figures = (): WatchFigures => ({
+    let previous = summarizeHealth(newHealth());
+    const figures = async (): Promise<WatchFigures> => ({
       generation: commit.generation,
       previousGeneration: commit.previousGeneration,
-      current: summarizeHealth(engine.healthOf!(commit.generation) ?? new Float64Array(0)),
+      current: summarizeHealth((await this.source.current(commit.generation)) ?? new Float64Array(0)),
       previous,
       limits,
     });
@@ -119,17 +155,20 @@ export class Watcher {
       `watching generation ${commit.generation} for ${Math.round(args.durationMs / 1000)} s against generation ${commit.previousGeneration}`,
     );
     try {
+      const baseline = await this.source.baselineBefore(commit.previousGeneration, args.durationMs);
+      if (baseline) previous = summarizeHealth(baseline);
       for (;;) {
-        if (active.stopped) return this.finish(active, who, { verdict: 'stopped', figures: figures(), durationMs: Date.now() - started });
+        if (active.stopped)
+          return this.finish(active, who, { verdict: 'stopped', figures: await figures(), durationMs: Date.now() - started });
         if (active.superseded || engine.currentGeneration !== commit.generation) {
           return this.finish(active, who, {
             verdict: 'superseded',
             reason: `generation ${engine.currentGeneration} was committed during the watch`,
-            figures: figures(),
+            figures: await figures(),
             durationMs: Date.now() - started,
           });
         }
-        const f = figures();
+        const f = await figures();
         const crossed = judge(f);
         if (crossed) {
           engine.off('commit', onCommit);

@@ -9,12 +9,24 @@
  *    (its replacement starts at the current generation); one that is alive but fails to commit is
  *    killed, since it would serve code the cluster no longer runs.
  *  - a worker that greets is sent the whole committed chain first, before any later command.
+ *  - health: each worker counts its own requests per generation; the primary asks them all and sums
+ *    the counters (same fixed layout, so a sum is exact, histogram included).
  */
 import { EventEmitter } from 'node:events';
 import { LivepatchError, toWireError } from '../../shared/errors';
 import type { CommitResult, ExportsResult, LiveGeneration, RestartResult } from '../../shared/ops';
 import type { GenerationSummary, ModuleVersionInfo } from '../../shared/patch';
-import type { ClusterCapability, CommitMeta, Engine, StageChange, StageOptions, Staged, VersionRecord } from '../engine/types';
+import type {
+  ClusterCapability,
+  ClusterHealth,
+  CommitMeta,
+  Engine,
+  StageChange,
+  StageOptions,
+  Staged,
+  VersionRecord,
+} from '../engine/types';
+import { H_SIZE, newHealth, summarizeHealth } from '../engine/health';
 import { Members, type Member } from './members';
 import { rollingRestart, type RestartOptions } from './restart';
 import { ClusterModel } from './model';
@@ -34,6 +46,8 @@ export type WorkerRow = NonNullable<import('../../shared/ops').StatusResult['wor
 
 const STAGE_SLACK_MS = 15_000;
 const COMMAND_TIMEOUT_MS = 30_000;
+/** A worker that does not answer a health request in this time is left out of that answer. */
+const HEALTH_TIMEOUT_MS = 2000;
 
 interface Tx {
   staged: Staged;
@@ -209,6 +223,46 @@ export class ClusterEngine extends EventEmitter implements Engine, ClusterCapabi
       const generation = s?.generation ?? 0;
       return { pid: m.pid, id: m.id, generation, liveGenerations: s?.liveGenerations ?? [], lagging: generation !== this.model.current };
     });
+  }
+
+  async health(query: { generations?: number[]; baseline?: { generation: number; ms: number } }): Promise<ClusterHealth> {
+    const command = {
+      type: 'health' as const,
+      ...(query.generations ? { generations: query.generations } : {}),
+      ...(query.baseline ? { baseline: query.baseline } : {}),
+    };
+    const replies = await Promise.allSettled(this.members.list().map((m) => this.members.request(m, command, HEALTH_TIMEOUT_MS)));
+    const out: ClusterHealth = { generations: new Map(), workers: 0 };
+    const add = (into: Float64Array, counts: unknown): void => {
+      for (let i = 0; i < H_SIZE; i++) {
+        const v = (counts as unknown[])[i];
+        if (typeof v === 'number' && Number.isFinite(v)) into[i]! += v;
+      }
+    };
+    for (const r of replies) {
+      if (r.status !== 'fulfilled' || !r.value.health) continue;
+      const h = r.value.health;
+      out.workers++;
+      for (const g of Array.isArray(h.generations) ? h.generations : []) {
+        if (!Array.isArray(g?.counts) || g.counts.length !== H_SIZE || !Number.isInteger(g.generation)) continue;
+        let sum = out.generations.get(g.generation);
+        if (!sum) out.generations.set(g.generation, (sum = { inflight: 0, counts: newHealth() }));
+        sum.inflight += typeof g.inflight === 'number' ? g.inflight : 0;
+        add(sum.counts, g.counts);
+      }
+      if (Array.isArray(h.baseline) && h.baseline.length === H_SIZE) add((out.baseline ??= newHealth()), h.baseline);
+    }
+    return out;
+  }
+
+  async liveHealth(): Promise<LiveGeneration[]> {
+    const h = await this.health({});
+    if (h.workers === 0) return this.liveGenerations();
+    const cur = this.model.current;
+    if (!h.generations.has(cur)) h.generations.set(cur, { inflight: 0, counts: newHealth() });
+    return [...h.generations.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([generation, g]) => ({ generation, inflight: g.inflight, current: generation === cur, health: summarizeHealth(g.counts) }));
   }
 
   private fanout(command: (m: Member) => Parameters<Members['request']>[1]): Promise<WorkerOutcome[]> {

@@ -5,7 +5,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { LivepatchError } from '../../shared/errors';
-import { payloadOf, wrap, type Command, type WorkerMessage, type WorkerState } from './protocol';
+import { payloadOf, wrap, type Command, type WorkerHealth, type WorkerMessage, type WorkerState } from './protocol';
 
 /** One livepatch-enabled worker. */
 export interface Member {
@@ -21,6 +21,8 @@ export interface Reply {
   stageId?: string;
   /** For `stage`: module id → the version number the worker's engine gave it. */
   versions?: Record<string, number>;
+  /** For `health`: the worker's counters. */
+  health?: WorkerHealth;
 }
 
 interface Pending {
@@ -120,7 +122,12 @@ export class Members {
     waiting!.delete(p.seq);
     clearTimeout(entry.timer);
     if (p.ok)
-      entry.resolve({ state: p.state, ...(p.stageId ? { stageId: p.stageId } : {}), ...(p.versions ? { versions: p.versions } : {}) });
+      entry.resolve({
+        state: p.state,
+        ...(p.stageId ? { stageId: p.stageId } : {}),
+        ...(p.versions ? { versions: p.versions } : {}),
+        ...(p.health ? { health: p.health } : {}),
+      });
     else entry.reject(LivepatchError.fromWire(p.error));
   }
 }

@@ -19,6 +19,7 @@ export type Command =
   | { type: 'discard'; tx: string }
   | { type: 'rollback'; to: number; meta: CommitMeta }
   | { type: 'status' }
+  | { type: 'health'; generations?: number[]; baseline?: { generation: number; ms: number } }
   | { type: 'drain'; deadlineMs: number };
 
 /** What a worker reports about itself (status rows, and after each state change). */
@@ -31,6 +32,16 @@ export interface WorkerState {
   exports?: Record<string, { name: string; kind: 'function' | 'class' | 'value' }[]>;
 }
 
+/**
+ * A worker's health counters (server/engine/health.ts layout, H_SIZE numbers each), for the primary
+ * to sum: the asked-for live generations (every live one when none were named), and the baseline a
+ * watch compares against (server/agent/health-window.ts), when this worker saw that commit.
+ */
+export interface WorkerHealth {
+  generations: { generation: number; inflight: number; counts: number[] }[];
+  baseline?: number[];
+}
+
 /** Primary → worker. */
 export interface Request {
   seq: number;
@@ -40,7 +51,15 @@ export interface Request {
 /** Worker → primary: `hello` once at start, then one reply per request. */
 export type WorkerMessage =
   | { type: 'hello'; pid: number }
-  | { type: 'reply'; seq: number; ok: true; state: WorkerState; stageId?: string; versions?: Record<string, number> }
+  | {
+      type: 'reply';
+      seq: number;
+      ok: true;
+      state: WorkerState;
+      stageId?: string;
+      versions?: Record<string, number>;
+      health?: WorkerHealth;
+    }
   | { type: 'reply'; seq: number; ok: false; error: WireError; state?: WorkerState };
 
 /** The tag key on every livepatch IPC message. */

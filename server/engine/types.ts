@@ -73,6 +73,23 @@ export interface ClusterCapability {
   restartWorkers(opts: { deadlineMs: number; onProgress?: (message: string, fraction: number) => void }): Promise<RestartResult>;
   /** Status rows: each worker's own generation, flagged when it differs from the cluster's. */
   workerRows(): Promise<NonNullable<StatusResult['workers']>>;
+  /**
+   * Health summed over the workers (the primary counts nothing itself): the cumulative counters of
+   * `generations` (every live one when not given), and with `baseline` the watch's baseline of that
+   * generation (see server/agent/health-window.ts), each summed over the workers that answered. A
+   * worker that exits or does not answer in time is left out; `workers` says how many answered.
+   */
+  health(query: { generations?: number[]; baseline?: { generation: number; ms: number } }): Promise<ClusterHealth>;
+  /** Live generations across the workers, with their health summed (status and health on a primary). */
+  liveHealth(): Promise<LiveGeneration[]>;
+}
+
+/** What ClusterCapability.health answers. */
+export interface ClusterHealth {
+  generations: Map<number, { inflight: number; counts: Float64Array }>;
+  baseline?: Float64Array;
+  /** Workers that answered. */
+  workers: number;
 }
 
 /**

@@ -388,10 +388,10 @@ export class FleetMember {
     try {
       const patch = checkStoredPatch(rollout.patch) as PatchSet;
       // A rollout to be watched is refused up front by a member that cannot watch (any member may be a canary).
-      if (rolloutWatch(rollout) && !(this.healthWatcher && this.opts.engine.healthOf?.())) {
+      if (rolloutWatch(rollout) && !this.healthWatcher?.canWatch()) {
         throw new LivepatchError(
           'LP_ERR_OP_BAD_ARGS',
-          'this agent does not count per-generation health (a cluster primary does not), so it cannot watch the rollout (--watch)',
+          'this agent does not count per-generation health, so it cannot watch the rollout (--watch)',
         );
       }
       const res = await this.opts.pipeline.stage(patch, this.ctx(rollout.by), Math.min(left + STAGE_GRACE_MS, MAX_STAGE_TTL_MS));

@@ -50,8 +50,10 @@ export const status: Handler<'status'> = async ({ ctx }) => {
     result.journal = journal;
     result.quarantined = pipeline!.quarantined?.() ?? [];
   }
-  // Cluster mode (server/cluster): the primary's engine also reports each worker's own state.
-  if (engine.cluster) result.workers = await engine.cluster.workerRows();
+  // Cluster mode (server/cluster): the primary's engine also reports each worker's own state, and
+  // the live generations' health summed over the workers (the primary serves no requests itself).
+  if (engine.cluster)
+    [result.workers, result.liveGenerations] = await Promise.all([engine.cluster.workerRows(), engine.cluster.liveHealth()]);
   return result;
 };
 
@@ -79,9 +81,11 @@ export const history: Handler<'history'> = ({ ctx, args }) => {
   return { generations: args.limit ? all.slice(-args.limit) : all, ...(quarantined ? { quarantined } : {}) };
 };
 
-export const health: Handler<'health'> = ({ ctx }) => {
+export const health: Handler<'health'> = async ({ ctx }) => {
+  const { engine } = ctx;
+  const generations = engine.cluster ? await engine.cluster.liveHealth() : engine.liveGenerations();
   const watch = ctx.watcher?.status();
-  return { currentGeneration: ctx.engine.currentGeneration, generations: ctx.engine.liveGenerations(), ...(watch ? { watch } : {}) };
+  return { currentGeneration: engine.currentGeneration, generations, ...(watch ? { watch } : {}) };
 };
 
 export const subscribe: Handler<'subscribe'> = ({ session }) => {

@@ -126,14 +126,11 @@ function recordCommit(call: OpCall<OpName>, result: CommitResult, message?: stri
   if (!result.dryRun) call.ctx.commits.set(result.generation, { who: call.session.who, ...(message ? { message } : {}) });
 }
 
-/** The agent's watcher, when this engine counts health (checked before anything is committed). */
+/** The agent's watcher, when commits here can be watched (checked before anything is committed). */
 function watcherOf(call: OpCall<OpName>): Watcher {
   const w = call.ctx.watcher;
-  if (!w || !call.ctx.engine.healthOf?.()) {
-    throw new LivepatchError(
-      'LP_ERR_OP_BAD_ARGS',
-      'this agent does not count per-generation health (a cluster primary does not), so it cannot watch a commit',
-    );
+  if (!w || !w.canWatch()) {
+    throw new LivepatchError('LP_ERR_OP_BAD_ARGS', 'this agent does not count per-generation health, so it cannot watch a commit');
   }
   return w;
 }
