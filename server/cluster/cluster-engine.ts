@@ -104,6 +104,10 @@ export class ClusterEngine extends EventEmitter implements Engine, ClusterCapabi
     }
     throw new LivepatchError('LP_ERR_PATCH_UNKNOWN_MODULE', `${id} is not a live module in any worker`, { module: id });
   }
+  // What a primary cannot do, by design: it runs none of the app's requests or code, so its own
+  // in-flight counts are 0, `pin` runs `fn` in the primary as is, and there is nothing to hold. The
+  // workers' figures come from the cluster capability (`liveHealth`, `workerRows`), which status and
+  // health use on a primary instead of these.
   history(): GenerationSummary[] {
     const cur = this.model.current;
     return this.model.summaries().map((s) => ({ ...s, live: s.generation === cur, current: s.generation === cur, inflight: 0 }));
