@@ -93,20 +93,6 @@ export default tseslint.config(
     rules: { '@typescript-eslint/unbound-method': 'off' },
   },
   {
-    // The analyser and instrumenter walk acorn's ESTree output generically (by node type and property name, over
-    // every node kind), through one loose node type per file (`N`, `AnyNode`). Typing those walks node by node is
-    // tracked as its own change; until then the unsafe-any rules are off here and only here.
-    files: ['server/engine/analyze.ts', 'server/engine/reach.ts', 'server/engine/esm.ts', 'server/engine/instrument.ts'],
-    rules: {
-      '@typescript-eslint/no-explicit-any': 'off',
-      '@typescript-eslint/no-unsafe-member-access': 'off',
-      '@typescript-eslint/no-unsafe-assignment': 'off',
-      '@typescript-eslint/no-unsafe-call': 'off',
-      '@typescript-eslint/no-unsafe-argument': 'off',
-      '@typescript-eslint/no-unsafe-return': 'off',
-    },
-  },
-  {
     files: ['scripts/**/*.js'],
     extends: [js.configs.recommended],
     languageOptions: {

@@ -10,7 +10,20 @@
  * version of the module. The instrumenter (instrument.ts) makes every forwardable dispatch point
  * dispatch in place; reach.ts compares two versions' analyses to tell which changes a commit reaches.
  */
-import { parse, type Node } from 'acorn';
+import {
+  parse,
+  type AnyNode,
+  type CallExpression,
+  type Expression,
+  type MemberExpression,
+  type ModuleDeclaration,
+  type NewExpression,
+  type Node,
+  type ObjectExpression,
+  type PrivateIdentifier,
+  type Program,
+  type Statement,
+} from 'acorn';
 
 /** What kind of function a dispatch point is. */
 export type PointKind = 'function' | 'arrow' | 'method' | 'get' | 'set' | 'constructor' | 'class';
@@ -72,7 +85,7 @@ export interface TopStatement {
   readonly text: string;
   readonly line: number;
   readonly column: number;
-  readonly node: Node;
+  readonly node: Statement | ModuleDeclaration;
 }
 
 /** A top-level call with an effect that outlives the module's evaluation. */
@@ -84,7 +97,7 @@ export interface TopEffect {
 
 export interface Analysis {
   readonly source: string;
-  readonly program: Node;
+  readonly program: Program;
   readonly points: Point[];
   readonly statements: TopStatement[];
   readonly effects: TopEffect[];
@@ -126,23 +139,34 @@ const REGISTER_VERBS = new Set([
 const PROCESS_LISTEN = new Set(['on', 'once', 'addListener', 'prependListener', 'prependOnceListener']);
 const TIMERS = new Set(['setInterval', 'setTimeout', 'setImmediate']);
 
-type AnyNode = Node & Record<string, any>;
+/** A function node: declaration (named, or anonymous after `export default`), expression or arrow. */
+export type FunctionNode = Extract<AnyNode, { type: 'FunctionDeclaration' | 'FunctionExpression' | 'ArrowFunctionExpression' }>;
+type ClassNode = Extract<AnyNode, { type: 'ClassDeclaration' | 'ClassExpression' }>;
 
-const isFn = (n: AnyNode | null | undefined): boolean =>
+export const isFn = (n: AnyNode | null | undefined): n is FunctionNode =>
   !!n && (n.type === 'FunctionExpression' || n.type === 'ArrowFunctionExpression' || n.type === 'FunctionDeclaration');
 const isLoop = (n: AnyNode): boolean => /^(For|ForIn|ForOf|While|DoWhile)Statement$/.test(n.type);
 
-/** Child nodes of `n` in source order. */
+/** Whether a property value of a node is itself a node (every ESTree node has a string `type`). */
+const isNode = (v: unknown): v is AnyNode => typeof v === 'object' && v !== null && 'type' in v && typeof v.type === 'string';
+
+/** Child nodes of `n` in source order, found by property (every node kind, without a table of them). */
 export function children(n: AnyNode): AnyNode[] {
   const out: AnyNode[] = [];
-  for (const k of Object.keys(n)) {
+  // Object.entries types an interface's values as `any`; each value is checked before it is used.
+  for (const [k, v] of Object.entries(n) as [string, unknown][]) {
     if (k === 'type' || k === 'loc' || k === 'start' || k === 'end') continue;
-    const v = n[k];
     if (Array.isArray(v)) {
-      for (const c of v) if (c && typeof c.type === 'string') out.push(c);
-    } else if (v && typeof v === 'object' && typeof v.type === 'string') out.push(v);
+      for (const c of v) if (isNode(c)) out.push(c);
+    } else if (isNode(v)) out.push(v);
   }
   return out.sort((a, b) => a.start - b.start);
+}
+
+/** The name after the dot of a non-computed member expression (`a.b`, `this.#b`), else undefined. */
+export function dotName(m: MemberExpression): string | undefined {
+  if (m.computed) return undefined;
+  return m.property.type === 'Identifier' || m.property.type === 'PrivateIdentifier' ? m.property.name : undefined;
 }
 
 /**
@@ -168,7 +192,7 @@ export function locator(source: string): (offset: number) => { line: number; col
  * Parse module text: CommonJS (a function body: top-level `return` allowed) or, with `esm`, an ES
  * module. Throws on syntax errors.
  */
-export function parseModule(source: string, esm = false): Node {
+export function parseModule(source: string, esm = false): Program {
   return esm
     ? parse(source, { ecmaVersion: 'latest', sourceType: 'module', allowHashBang: true })
     : parse(source, { ecmaVersion: 'latest', sourceType: 'script', allowReturnOutsideFunction: true, allowHashBang: true });
@@ -180,7 +204,7 @@ function squash(s: string, max = 80): string {
 }
 
 /** Static name of a property/method key, or undefined for a computed key other than `Symbol.x`. */
-export function keyName(key: AnyNode, computed: boolean): string | undefined {
+export function keyName(key: Expression | PrivateIdentifier, computed: boolean): string | undefined {
   if (!computed) {
     if (key.type === 'Identifier') return key.name;
     if (key.type === 'Literal') return String(key.value);
@@ -202,12 +226,12 @@ export function keyName(key: AnyNode, computed: boolean): string | undefined {
 
 /** Analyse one module version (an ES module with `esm`). Throws acorn's SyntaxError for text that does not parse. */
 export function analyze(source: string, esm = false): Analysis {
-  const program = parseModule(source, esm) as AnyNode;
+  const program = parseModule(source, esm);
   const points: Point[] = [];
   const effects: TopEffect[] = [];
   const containers: Container[] = [];
   const seen = new Map<string, number>();
-  const text = (n: AnyNode): string => source.slice(n.start, n.end);
+  const text = (n: Node): string => source.slice(n.start, n.end);
   const at = locator(source);
   const uniq = (base: string): string => {
     const n = (seen.get(base) ?? 0) + 1;
@@ -220,13 +244,14 @@ export function analyze(source: string, esm = false): Analysis {
     const out: Registration[] = [];
     const walk = (n: AnyNode): void => {
       if (n.type === 'CallExpression' || n.type === 'NewExpression') {
-        const c = n.callee as AnyNode;
+        const c = n.callee;
         const hasFnArg = n.arguments.some(
-          (a: AnyNode) => isFn(a) || (a.type === 'ObjectExpression' && a.properties.some((p: AnyNode) => isFn(p.value) || p.method)),
+          (a) =>
+            isFn(a) || (a.type === 'ObjectExpression' && a.properties.some((p) => p.type === 'Property' && (isFn(p.value) || p.method))),
         );
         let reg = false;
         if (hasFnArg && c.type === 'MemberExpression' && !c.computed && c.property.type === 'Identifier') {
-          const obj = c.object as AnyNode;
+          const obj = c.object;
           if (
             REGISTER_VERBS.has(c.property.name) &&
             (obj.type === 'Identifier' || obj.type === 'ThisExpression' || obj.type === 'MemberExpression')
@@ -244,18 +269,18 @@ export function analyze(source: string, esm = false): Analysis {
   };
 
   const addPoint = (
-    fn: AnyNode,
+    fn: FunctionNode | ClassNode,
     key: string,
     kind: PointKind,
     name: string,
     unforwardable?: string,
-    outer: AnyNode = fn,
+    outer: Node = fn,
     inferredName?: string,
   ): Point => {
     let why = unforwardable;
-    if (!why && fn.generator) why = 'it is a generator function';
-    const body = fn.body as AnyNode | undefined;
-    if (!why && kind === 'arrow' && body?.type === 'BlockStatement' && body.body[0]?.directive === 'use strict')
+    if (!why && isFn(fn) && fn.generator) why = 'it is a generator function';
+    const first = isFn(fn) && fn.body.type === 'BlockStatement' ? fn.body.body[0] : undefined;
+    if (!why && kind === 'arrow' && first?.type === 'ExpressionStatement' && first.directive === 'use strict')
       why = "it has its own 'use strict' directive";
     const p: Point = {
       key,
@@ -278,7 +303,7 @@ export function analyze(source: string, esm = false): Analysis {
   };
   const keyExpr = (k: string): string => (k.startsWith('@@') ? `Symbol.${k.slice(2)}` : JSON.stringify(k));
 
-  const visitClass = (cls: AnyNode, label: string, infer?: string): void => {
+  const visitClass = (cls: ClassNode, label: string, infer?: string): void => {
     const name = cls.id?.name ?? infer ?? '';
     const classKey = uniq(
       cls.type === 'ClassDeclaration' && cls.id
@@ -287,8 +312,8 @@ export function analyze(source: string, esm = false): Analysis {
           ? `class ${label.slice(4)}`
           : `class(${label})`,
     );
-    const members = cls.body.body as AnyNode[];
-    const privateNames = members.some((m) => m.key?.type === 'PrivateIdentifier');
+    const members = cls.body.body;
+    const privateNames = members.some((m) => m.type !== 'StaticBlock' && m.key.type === 'PrivateIdentifier');
     const why = privateNames ? 'its class has #private members, which instances of older versions do not carry' : undefined;
     const cp = addPoint(cls, classKey, 'class', name || classKey, why, cls, infer);
     const container: Container = {
@@ -323,16 +348,17 @@ export function analyze(source: string, esm = false): Analysis {
     if (!why) containers.push(container);
   };
 
-  const visitObject = (obj: AnyNode, label: string, inFn: boolean, inLoop: boolean): void => {
+  const visitObject = (obj: ObjectExpression, label: string, inFn: boolean, inLoop: boolean): void => {
     const container: Container = { kind: 'object', start: obj.start, end: obj.end, declaration: false, members: [] };
-    for (const p of obj.properties as AnyNode[]) {
+    for (const p of obj.properties) {
       if (p.type !== 'Property') {
         visit(p, label, inFn, inLoop);
         continue;
       }
       const k = keyName(p.key, p.computed);
       if (p.computed) visit(p.key, label, inFn, inLoop);
-      if ((p.method || p.kind === 'get' || p.kind === 'set') && !inFn && !inLoop) {
+      // A method's or accessor's value is always a function expression; isFn() says so to the compiler.
+      if ((p.method || p.kind === 'get' || p.kind === 'set') && !inFn && !inLoop && isFn(p.value)) {
         const kind: PointKind = p.kind === 'get' ? 'get' : p.kind === 'set' ? 'set' : 'method';
         const un = k === undefined ? 'its name is a computed key' : undefined;
         const pt = addPoint(
@@ -359,7 +385,7 @@ export function analyze(source: string, esm = false): Analysis {
   };
 
   /** Walk top-level code; `inFn`/`inLoop` mark code that runs more than once or later. */
-  const visit = (n: AnyNode, label: string, inFn: boolean, inLoop: boolean, infer?: string): void => {
+  const visit = (n: AnyNode | null | undefined, label: string, inFn: boolean, inLoop: boolean, infer?: string): void => {
     if (!n) return;
     const top = !inFn && !inLoop;
     switch (n.type) {
@@ -381,8 +407,7 @@ export function analyze(source: string, esm = false): Analysis {
           if (n.superClass) visit(n.superClass, label, inFn, inLoop);
           visitClass(n, n.type === 'ClassDeclaration' && n.id ? `class ${n.id.name}` : label, infer);
           // Field initialisers run per instance / once per class: walk them as code inside a function.
-          for (const m of n.body.body as AnyNode[])
-            if (m.type !== 'MethodDefinition') for (const c of children(m)) visit(c, label, true, inLoop);
+          for (const m of n.body.body) if (m.type !== 'MethodDefinition') for (const c of children(m)) visit(c, label, true, inLoop);
           return;
         }
         for (const c of children(n)) visit(c, label, true, inLoop);
@@ -416,12 +441,10 @@ export function analyze(source: string, esm = false): Analysis {
       case 'CallExpression':
       case 'NewExpression': {
         if (top) recordEffect(n);
-        const lits = n.arguments
-          .filter((a: AnyNode) => a.type === 'Literal' && typeof a.value === 'string')
-          .map((a: AnyNode) => JSON.stringify(a.value));
+        const lits = n.arguments.flatMap((a) => (a.type === 'Literal' && typeof a.value === 'string' ? [JSON.stringify(a.value)] : []));
         const callLabel = `${n.type === 'NewExpression' ? 'new' : 'call'} ${squash(text(n.callee), 60)}(${lits.join(',')})`;
         visit(n.callee, label, inFn, inLoop);
-        n.arguments.forEach((a: AnyNode, i: number) => visit(a, `${callLabel}#${i}`, inFn, inLoop));
+        n.arguments.forEach((a, i) => visit(a, `${callLabel}#${i}`, inFn, inLoop));
         return;
       }
       default: {
@@ -432,13 +455,13 @@ export function analyze(source: string, esm = false): Analysis {
     }
   };
 
-  const recordEffect = (n: AnyNode): void => {
-    const c = n.callee as AnyNode;
+  const recordEffect = (n: CallExpression | NewExpression): void => {
+    const c = n.callee;
     let what: string | undefined;
     if (c.type === 'Identifier' && TIMERS.has(c.name)) what = `${c.name}()`;
     else if (c.type === 'MemberExpression' && !c.computed && c.property.type === 'Identifier') {
-      const prop = c.property.name as string;
-      const obj = c.object as AnyNode;
+      const prop = c.property.name;
+      const obj = c.object;
       if (
         obj.type === 'Identifier' &&
         obj.name === 'process' &&
@@ -456,7 +479,7 @@ export function analyze(source: string, esm = false): Analysis {
 
   // Directive prologue: the preamble goes after it so "use strict" stays a directive.
   let preambleAt = 0;
-  for (const s of program.body as AnyNode[]) {
+  for (const s of program.body) {
     if (s.type === 'ExpressionStatement' && typeof s.directive === 'string') preambleAt = s.end;
     else break;
   }
@@ -465,7 +488,7 @@ export function analyze(source: string, esm = false): Analysis {
     preambleAt = nl < 0 ? source.length : nl;
   }
 
-  const statements = (program.body as AnyNode[]).map((s) => ({ text: blank(source, s, points), ...at(s.start), node: s }));
+  const statements = program.body.map((s) => ({ text: blank(source, s, points), ...at(s.start), node: s }));
   return { source, program, points, statements, effects, containers, preambleAt, esm };
 }
 

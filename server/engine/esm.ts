@@ -19,6 +19,7 @@
  * an object with the same `url`, `filename` and `dirname`, and the body returns an exports object
  * whose getters read the version's own bindings.
  */
+import type { AnyNode, Identifier, Literal, Pattern, Program } from 'acorn';
 import { analyze, children, type Analysis } from './analyze';
 import { CTL_GLOBAL, instrument, type Edit } from './instrument';
 
@@ -69,10 +70,8 @@ export function ctlModuleSource(url: string, keys: readonly string[]): string {
   );
 }
 
-type N = Record<string, any>;
-
 /** Local names bound by a declaration's pattern. */
-function boundNames(p: N | null | undefined, out: string[] = []): string[] {
+function boundNames(p: Pattern | null | undefined, out: string[] = []): string[] {
   if (!p) return out;
   switch (p.type) {
     case 'Identifier':
@@ -94,15 +93,15 @@ function boundNames(p: N | null | undefined, out: string[] = []): string[] {
   return out;
 }
 
-const nameOf = (n: N): string => (n.type === 'Identifier' ? n.name : String(n.value));
+const nameOf = (n: Identifier | Literal): string => (n.type === 'Identifier' ? n.name : String(n.value));
 
 /** Exported name → the local binding (or `__lp$i<N>[name]` for re-exports) of an ES module's top level. */
-export function exportedLocals(program: N): Map<string, string> {
+export function exportedLocals(program: Program): Map<string, string> {
   const out = new Map<string, string>();
-  for (const s of program.body as N[]) {
+  for (const s of program.body) {
     if (s.type === 'ExportNamedDeclaration' && s.declaration) {
       const d = s.declaration;
-      const names = d.type === 'VariableDeclaration' ? d.declarations.flatMap((x: N) => boundNames(x.id)) : [d.id.name];
+      const names = d.type === 'VariableDeclaration' ? d.declarations.flatMap((x) => boundNames(x.id)) : [d.id.name];
       for (const n of names) out.set(n, n);
     } else if (s.type === 'ExportNamedDeclaration' && !s.source) {
       for (const sp of s.specifiers) out.set(nameOf(sp.exported), nameOf(sp.local));
@@ -115,14 +114,14 @@ export function exportedLocals(program: N): Map<string, string> {
 }
 
 /** Why an ES module version cannot be evaluated as a new version (`top-level await`, `dynamic import()`), if it cannot. */
-export function unsupported(program: N): string | undefined {
+export function unsupported(program: Program): string | undefined {
   let why: string | undefined;
-  const walk = (n: N, inFn: boolean): void => {
-    if (why || !n || typeof n.type !== 'string') return;
+  const walk = (n: AnyNode, inFn: boolean): void => {
+    if (why) return;
     if (n.type === 'ImportExpression') why = 'dynamic import()';
     else if (!inFn && (n.type === 'AwaitExpression' || (n.type === 'ForOfStatement' && n.await))) why = 'top-level await';
     const fn = inFn || /Function/.test(n.type) || n.type === 'StaticBlock' || n.type === 'PropertyDefinition';
-    for (const c of children(n as Parameters<typeof children>[0])) walk(c, fn);
+    for (const c of children(n)) walk(c, fn);
   };
   walk(program, false);
   return why;
@@ -139,7 +138,7 @@ export function unsupportedMessage(why: string): string {
  * Throws an Error naming what a new version cannot contain.
  */
 export function evalText(a: Analysis, slotOf: (key: string) => number): string {
-  const program = a.program as N;
+  const program = a.program;
   const why = unsupported(program);
   if (why) throw new Error(unsupportedMessage(why));
   const edits: Edit[] = [];
@@ -147,8 +146,8 @@ export function evalText(a: Analysis, slotOf: (key: string) => number): string {
   const getters: string[] = [];
   const stars: string[] = [];
   let n = 0;
-  const imp = (src: N): string => `__lp$imp(${JSON.stringify(src.value)})`;
-  for (const s of program.body as N[]) {
+  const imp = (src: Literal): string => `__lp$imp(${JSON.stringify(src.value)})`;
+  for (const s of program.body) {
     if (s.type === 'ImportDeclaration') {
       edits.push({ start: s.start, end: s.end, text: '' });
       if (s.specifiers.length === 0) head.push(`${imp(s.source)};`);
@@ -182,13 +181,12 @@ export function evalText(a: Analysis, slotOf: (key: string) => number): string {
     }
   }
   for (const [exported, local] of exportedLocals(program)) getters.push(`get ${JSON.stringify(exported)}() { return ${local}; }`);
-  const meta = (node: N): void => {
-    if (!node || typeof node.type !== 'string') return;
+  const meta = (node: AnyNode): void => {
     if (node.type === 'MetaProperty' && node.meta.name === 'import') {
       edits.push({ start: node.start, end: node.end, text: '__lp$meta' });
       return;
     }
-    for (const c of children(node as Parameters<typeof children>[0])) meta(c);
+    for (const c of children(node)) meta(c);
   };
   meta(program);
   return instrument(a, slotOf, {

@@ -15,7 +15,8 @@
  * `toString()` shows the inserted check; an arrow function's parameter list becomes `(...__lp$a)`
  * (its `length` and `name` are restored).
  */
-import type { Analysis } from './analyze';
+import type { AnyNode, Pattern } from 'acorn';
+import { children, isFn, type Analysis, type FunctionNode } from './analyze';
 
 /** Modules larger than this (bytes of JavaScript) are loaded as they are, not live: bundles, generated code. */
 export function maxModuleBytes(): number {
@@ -56,14 +57,11 @@ export interface InstrumentOptions {
 const prologue = (slot: number, self: string, args: string, nt: string): string =>
   `if (__lp$c.s && (__lp$r = __lp$c.f(${slot}, ${self}, ${args}, ${nt})) !== __lp$c) return __lp$r;`;
 
-/** An acorn (ESTree) node, read by property name. */
-type N = Record<string, any>;
-
 /** Position inside a function body after its directive prologue. */
-function bodyInsertAt(fn: N): number {
+function bodyInsertAt(fn: FunctionNode): number {
   const body = fn.body;
   let at = body.start + 1;
-  for (const s of body.body ?? []) {
+  for (const s of body.type === 'BlockStatement' ? body.body : []) {
     if (s.type === 'ExpressionStatement' && typeof s.directive === 'string') at = s.end;
     else break;
   }
@@ -71,26 +69,22 @@ function bodyInsertAt(fn: N): number {
 }
 
 /** Find the function node of a point again (analysis keeps ranges, the program keeps nodes). */
-function nodeAt(program: N, start: number, end: number): N | undefined {
-  let found: N | undefined;
-  const walk = (n: N): void => {
-    if (found || !n || typeof n.type !== 'string' || n.start > start || n.end < end) return;
-    if (n.start === start && n.end === end && /Function|Class/.test(n.type)) {
+function nodeAt(program: AnyNode, start: number, end: number): FunctionNode | undefined {
+  let found: FunctionNode | undefined;
+  const walk = (n: AnyNode): void => {
+    if (found || n.start > start || n.end < end) return;
+    if (n.start === start && n.end === end && isFn(n)) {
       found = n;
       return;
     }
-    for (const k of Object.keys(n)) {
-      const v = n[k];
-      if (Array.isArray(v)) for (const c of v) walk(c);
-      else if (v && typeof v === 'object' && typeof v.type === 'string') walk(v);
-    }
+    for (const c of children(n)) walk(c);
   };
   walk(program);
   return found;
 }
 
 /** `length` of a function with these parameters (those before the first default or rest). */
-function paramLength(params: N[]): number {
+function paramLength(params: readonly Pattern[]): number {
   let n = 0;
   for (const p of params) {
     if (p.type === 'AssignmentPattern' || p.type === 'RestElement') break;
@@ -134,7 +128,8 @@ export function instrument(a: Analysis, slotOf: (key: string) => number, opts: I
       insert(bodyInsertAt(fn), prologue(slot, self, 'arguments', 'new.target'));
     }
     if (p.kind === 'function' || p.kind === 'arrow') {
-      if (p.declaration) insert(fn.end, `;__lp$c.d(${slot}, ${fn.id.name});`);
+      // A declaration point is a named function declaration (analyze.ts).
+      if (p.declaration && fn.id) insert(fn.end, `;__lp$c.d(${slot}, ${fn.id.name});`);
       else {
         const name = p.inferredName !== undefined ? JSON.stringify(p.inferredName) : 'undefined';
         const len = p.arrow ? String(paramLength(fn.params)) : 'undefined';

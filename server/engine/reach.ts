@@ -16,7 +16,8 @@
  * Top-level calls with effects that would run a second time (listen, timers, process listeners,
  * exit) are reported separately (LP_ERR_PATCH_EFFECT).
  */
-import type { Analysis, Point, TopStatement } from './analyze';
+import type { AnyNode, ModuleDeclaration, Pattern, Statement, VariableDeclarator } from 'acorn';
+import { dotName, type Analysis, type Point, type TopStatement } from './analyze';
 import { exportedLocals } from './esm';
 
 export interface ReachProblem {
@@ -27,10 +28,8 @@ export interface ReachProblem {
   readonly name?: string;
 }
 
-type N = Record<string, any>;
-
 /** Whether evaluating `n` again has no effect on anything but the new version's own scope. */
-function pure(n: N | null | undefined): boolean {
+function pure(n: AnyNode | null | undefined): boolean {
   if (!n) return true;
   switch (n.type) {
     case 'Literal':
@@ -42,9 +41,9 @@ function pure(n: N | null | undefined): boolean {
     case 'TemplateLiteral':
       return n.expressions.every(pure);
     case 'ArrayExpression':
-      return n.elements.every((e: N | null) => pure(e?.type === 'SpreadElement' ? e.argument : e));
+      return n.elements.every((e) => pure(e?.type === 'SpreadElement' ? e.argument : e));
     case 'ObjectExpression':
-      return n.properties.every((p: N) => (p.type === 'SpreadElement' ? pure(p.argument) : (!p.computed || pure(p.key)) && pure(p.value)));
+      return n.properties.every((p) => (p.type === 'SpreadElement' ? pure(p.argument) : (!p.computed || pure(p.key)) && pure(p.value)));
     case 'UnaryExpression':
       return n.operator !== 'delete' && pure(n.argument);
     case 'BinaryExpression':
@@ -65,17 +64,14 @@ function pure(n: N | null | undefined): boolean {
     case 'CallExpression': {
       // keep() is the documented hand-over of top-level state: the new version gets the kept value.
       const callee = n.callee.type === 'SequenceExpression' ? n.callee.expressions[n.callee.expressions.length - 1] : n.callee;
-      if (
-        (callee.type === 'Identifier' && callee.name === 'keep') ||
-        (callee.type === 'MemberExpression' && !callee.computed && callee.property.name === 'keep')
-      )
+      if ((callee.type === 'Identifier' && callee.name === 'keep') || (callee.type === 'MemberExpression' && dotName(callee) === 'keep'))
         return true;
       const c = n.callee;
       const name =
         c.type === 'Identifier'
           ? c.name
           : c.type === 'MemberExpression' && !c.computed
-            ? `${c.object.type === 'Identifier' ? c.object.name : '?'}.${c.property.name}`
+            ? `${c.object.type === 'Identifier' ? c.object.name : '?'}.${dotName(c)}`
             : '';
       // require(), tsc's import helpers, and a few builtins that only build values.
       if (
@@ -95,17 +91,11 @@ function pure(n: N | null | undefined): boolean {
   }
 }
 
-function isExportTarget(n: N): boolean {
+function isExportTarget(n: Pattern): boolean {
   if (n.type !== 'MemberExpression') return false;
   const o = n.object;
   if (o.type === 'Identifier' && (o.name === 'exports' || o.name === 'module')) return true;
-  return (
-    o.type === 'MemberExpression' &&
-    o.object.type === 'Identifier' &&
-    o.object.name === 'module' &&
-    !o.computed &&
-    o.property.name === 'exports'
-  );
+  return o.type === 'MemberExpression' && o.object.type === 'Identifier' && o.object.name === 'module' && dotName(o) === 'exports';
 }
 
 const DECORATE = /\b__(decorate|metadata|param|esDecorate|runInitializers)\(/;
@@ -122,19 +112,21 @@ function statementProblem(
   otherSource: string,
   exported?: ReadonlySet<string>,
 ): string | undefined {
-  let n = s.node as N;
+  let n = s.node;
   const text = source.slice(n.start, n.end);
   // ES modules: imports bind the new version's own scope; export lists cannot reach importers, which
   // linked to the running version's names; `export` before a declaration is the declaration.
-  if (n.type === 'ImportDeclaration' || n.type === 'ExportAllDeclaration' || (n.type === 'ExportNamedDeclaration' && !n.declaration))
-    return undefined;
+  if (n.type === 'ImportDeclaration' || n.type === 'ExportAllDeclaration') return undefined;
+  if (n.type === 'ExportNamedDeclaration') {
+    if (!n.declaration) return undefined;
+    n = n.declaration;
+  }
   if (n.type === 'ExportDefaultDeclaration') {
     if (/^(Function|Class|ArrowFunction)(Declaration|Expression)$/.test(n.declaration.type)) return undefined;
     return ESM_VALUE('default');
   }
-  if (n.type === 'ExportNamedDeclaration') n = n.declaration;
   if (exported && n.type === 'VariableDeclaration') {
-    for (const d of n.declarations as N[]) {
+    for (const d of n.declarations) {
       const name = d.id.type === 'Identifier' ? d.id.name : undefined;
       if (name === undefined || !exported.has(name) || /^(Function|ArrowFunction|Class)Expression$/.test(d.init?.type ?? '')) continue;
       const twin = findDeclarator(other, name);
@@ -154,13 +146,18 @@ function statementProblem(
     case 'ThrowStatement': // refuses the load itself (LP_ERR_PATCH_LOAD)
       return undefined;
     case 'ClassDeclaration': {
-      const decl = (o: TopStatement): N => ((o.node as N).type === 'ExportNamedDeclaration' ? (o.node as N).declaration : o.node) ?? {};
-      const twin = other.find((o) => decl(o).type === 'ClassDeclaration' && decl(o).id.name === n.id.name);
+      const name = n.id.name;
+      const decl = (o: TopStatement): Statement | ModuleDeclaration | null | undefined =>
+        o.node.type === 'ExportNamedDeclaration' ? o.node.declaration : o.node;
+      const twin = other.find((o) => {
+        const d = decl(o);
+        return d?.type === 'ClassDeclaration' && d.id.name === name;
+      });
       if (!twin) return undefined;
-      return `class ${n.id.name}: its fields, static members or base class changed; instances made before the patch and the running class keep the old ones (use keep() with a migrate, or restart)`;
+      return `class ${name}: its fields, static members or base class changed; instances made before the patch and the running class keep the old ones (use keep() with a migrate, or restart)`;
     }
     case 'VariableDeclaration': {
-      for (const d of n.declarations as N[]) {
+      for (const d of n.declarations) {
         const name = d.id.type === 'Identifier' ? d.id.name : undefined;
         const twin = name === undefined ? undefined : findDeclarator(other, name);
         const same =
@@ -183,7 +180,7 @@ function statementProblem(
     }
     case 'ExpressionStatement': {
       if (pure(n.expression)) return undefined;
-      const e = n.expression as N;
+      const e = n.expression;
       // `exports.x = …`: importers read a changed export through the canonical object's accessor.
       // `module.exports = …` replaces the object importers hold: only a pure value can be followed.
       if (e.type === 'AssignmentExpression' && isExportTarget(e.left) && !isWholeExports(e.left)) return undefined;
@@ -200,29 +197,22 @@ function statementProblem(
   return `top-level code changed (${squash(text)}): it ran once when the module loaded, on objects the running app still uses; the new version would run it on its own copies. Change code inside functions, or restart`;
 }
 
-function isWholeExports(n: N): boolean {
-  return (
-    n.type === 'MemberExpression' &&
-    !n.computed &&
-    n.object.type === 'Identifier' &&
-    n.object.name === 'module' &&
-    n.property.name === 'exports'
-  );
+function isWholeExports(n: Pattern): boolean {
+  return n.type === 'MemberExpression' && n.object.type === 'Identifier' && n.object.name === 'module' && dotName(n) === 'exports';
 }
 
 /** Whether top-level code other than `self` and export bookkeeping (`exports.x = name`) uses `name`. */
 function usedAtTopLevel(name: string, self: TopStatement, stmts: readonly TopStatement[]): boolean {
   const re = new RegExp(`(^|[^\\w$.])${name.replace(/\$/g, '\\$')}(?![\\w$])`);
   const declares = (t: TopStatement): boolean =>
-    (t.node as N).type === 'VariableDeclaration' &&
-    (t.node as N).declarations.some((d: N) => d.id.type === 'Identifier' && d.id.name === name);
+    t.node.type === 'VariableDeclaration' && t.node.declarations.some((d) => d.id.type === 'Identifier' && d.id.name === name);
   const code = (t: TopStatement): string => t.text.replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`(?:[^`\\]|\\.)*`/g, '""');
   return stmts.some((t) => t !== self && !declares(t) && !/^(module\.)?exports\.[\w$]+ = [\w$]+;?$/.test(t.text) && re.test(code(t)));
 }
 
-function findDeclarator(stmts: readonly TopStatement[], name: string): N | undefined {
+function findDeclarator(stmts: readonly TopStatement[], name: string): VariableDeclarator | undefined {
   for (const s of stmts) {
-    let n = s.node as N;
+    let n = s.node;
     if (n.type === 'ExportNamedDeclaration' && n.declaration) n = n.declaration;
     if (n.type !== 'VariableDeclaration') continue;
     for (const d of n.declarations) if (d.id.type === 'Identifier' && d.id.name === name) return d;
@@ -270,9 +260,7 @@ export function reachProblems(was: Analysis, now: Analysis): ReachProblem[] {
     if (why) out.push({ line: p.line, column: p.column, message: why, name: p.name });
   }
   // ES modules: exported names whose bindings importers hold.
-  const exported = now.esm
-    ? new Set([...exportedLocals(now.program as N).values(), ...exportedLocals(was.program as N).values()])
-    : undefined;
+  const exported = now.esm ? new Set([...exportedLocals(now.program).values(), ...exportedLocals(was.program).values()]) : undefined;
   for (const s of onlyIn(now.statements, was.statements)) {
     const why = statementProblem(s, now.source, now.statements, was.statements, was.source, exported);
     if (why) out.push({ line: s.line, column: s.column, message: why });
