@@ -82,7 +82,7 @@ export const OPS = {
     audited: false,
     slow: false,
     args: z.object({ generation: generation.optional() }).strict(),
-    doc: 'One row per live module: version, generation that introduced it, hash, patched.',
+    doc: "One row per live module: version, generation that introduced it, hash, patched, and the listed generation's health.",
   },
   source: {
     role: 'read',
@@ -300,7 +300,12 @@ export interface StatusResult {
   workers?: { pid: number; id: number; generation: number; liveGenerations: LiveGeneration[]; lagging: boolean }[];
 }
 
-export type VersionsResult = ModuleVersionInfo[];
+/**
+ * One row per live module of the generation listed (the current one, or `generation`). `health`: that
+ * generation's figures since it became live, the same on every row (absent when it is not live or the
+ * engine does not count health, e.g. a cluster primary).
+ */
+export type VersionsResult = (ModuleVersionInfo & { health?: GenerationHealth })[];
 
 export interface SourceResult {
   module: string;
