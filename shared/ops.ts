@@ -26,6 +26,7 @@ export const patchSetSchema: z.ZodType<PatchSet> = z
         alg: z.literal('ed25519'),
         keyId: z.string().regex(/^[0-9a-f]{16}$/),
         value: z.string().regex(/^[A-Za-z0-9+/]{86}==$/),
+        format: z.literal('livepatch-patch-set/2').optional(),
       })
       .strict()
       .optional(),
@@ -35,7 +36,8 @@ export const patchSetSchema: z.ZodType<PatchSet> = z
         verifyJs: source.optional(),
         against: z
           .record(moduleId, z.string().regex(/^[0-9a-f]{64}$/))
-          .refine((f) => Object.keys(f).length <= 100_000, { message: 'compiled.against names at most 100000 modules' }),
+          .refine((f) => Object.keys(f).length <= 100_000, { message: 'compiled.against names at most 100000 modules' })
+          .optional(),
         typescript: z.string().max(100).optional(),
       })
       .strict()
