@@ -7,18 +7,72 @@
  * that differs is LP_ERR_PATCH_CONFLICT. A passing check yields the patch set with `compiled`: the
  * JavaScript of each patched module (and of the verify module) in the format Node loads it in, and
  * the hashes of the program checked against, which the agent verifies again before it stages.
+ *
+ * A set signed with its JavaScript (`livepatch sign --compile`) keeps that JavaScript: the host must
+ * run exactly the signed bytes. The check here emits the JavaScript as well and requires it to be
+ * byte-identical to the signed one (else LP_ERR_PATCH_JS_MISMATCH, nothing sent), so the sources it
+ * type-checked are the ones the signed JavaScript was compiled from.
  */
-import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import type { AgentClient } from './connection';
 import { LivepatchError, type CheckResult, type ClientCompiled, type Diagnostic, type PatchSet } from '../shared';
+import { sha256 } from '../shared/hash';
+import type { ProgramChecker } from '../shared/typecheck';
 
 /** Largest live source fetched or checkout file read (same as the agent's per-source limit). */
 const MAX_TEXT_BYTES = 16 * 1024 * 1024;
 const TS_ID = /\.(ts|tsx|mts|cts)$/;
 
-const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
+/** The module id the verify module is transpiled as (its format follows the project's root). */
+const VERIFY_ID = '__verify__.ts';
+
+/** The JavaScript of a patch set's modules and verify module, and the transpiler's diagnostics. */
+export interface EmittedJs {
+  js: Record<string, string>;
+  verifyJs?: string;
+  diagnostics: Diagnostic[];
+}
+
+/**
+ * Transpile each patched module (and the verify module) with `checker`'s project options, to the format
+ * Node loads it in: the one emit used both by the client's check and by `livepatch sign --compile`.
+ */
+export function emitPatchJs(checker: ProgramChecker, patch: PatchSet): EmittedJs {
+  const js: Record<string, string> = {};
+  const diagnostics: Diagnostic[] = [];
+  for (const [id, text] of Object.entries(patch.files)) {
+    const out = checker.transpile(id, text);
+    js[id] = out.js;
+    diagnostics.push(...out.diagnostics);
+  }
+  if (patch.verify === undefined) return { js, diagnostics };
+  const out = checker.transpile(VERIFY_ID, patch.verify);
+  diagnostics.push(...out.diagnostics);
+  return { js, verifyJs: out.js, diagnostics };
+}
+
+/**
+ * The signed JavaScript of `patch` when it matches `mine` byte for byte; LP_ERR_PATCH_JS_MISMATCH naming
+ * the first module that differs otherwise.
+ */
+function keepSignedJs(patch: PatchSet, mine: EmittedJs, typescript: string): Pick<ClientCompiled, 'js' | 'verifyJs'> {
+  const signed = patch.compiled!;
+  const ids = [...new Set([...Object.keys(mine.js), ...Object.keys(signed.js)])].sort();
+  const differs = ids.find((id) => !Object.prototype.hasOwnProperty.call(signed.js, id) || signed.js[id] !== mine.js[id]);
+  const verifyDiffers = signed.verifyJs !== mine.verifyJs;
+  if (differs !== undefined || verifyDiffers) {
+    const what = differs !== undefined ? differs : 'the verify module';
+    throw new LivepatchError(
+      'LP_ERR_PATCH_JS_MISMATCH',
+      `the patch set's compiled JavaScript for ${what} is not what its source compiles to here (TypeScript ${typescript}` +
+        `${signed.typescript !== undefined ? `, signed with ${signed.typescript}` : ''}): sign and check with the same TypeScript ` +
+        'version and tsconfig, or the set was changed after signing; nothing was sent',
+      { module: what },
+    );
+  }
+  return { js: signed.js, ...(signed.verifyJs !== undefined ? { verifyJs: signed.verifyJs } : {}) };
+}
 
 /** The outcome: the client's check result and, when it passed, the set to send. */
 export interface ClientCheck {
@@ -91,23 +145,13 @@ export async function checkOnClient(client: AgentClient, patch: PatchSet, checko
   for (const [id, text] of Object.entries(patch.files)) full.set(checker.pathOf(id), text);
   const r = checker.check(full);
   const diagnostics: Diagnostic[] = [...r.diagnostics];
-  const js: Record<string, string> = {};
-  let verifyJs: string | undefined;
-  if (!r.hasErrors) {
-    for (const [id, text] of Object.entries(patch.files)) {
-      const out = checker.transpile(id, text);
-      js[id] = out.js;
-      diagnostics.push(...out.diagnostics);
-    }
-    if (patch.verify !== undefined) {
-      const out = checker.transpile('__verify__.ts', patch.verify);
-      verifyJs = out.js;
-      diagnostics.push(...out.diagnostics);
-    }
-  }
+  const emitted = r.hasErrors ? undefined : emitPatchJs(checker, patch);
+  if (emitted) diagnostics.push(...emitted.diagnostics);
   const ok = !diagnostics.some((d) => d.category === 'error');
   const result: CheckResult = { ok, diagnostics, checkedFiles: r.checked, durationMs: Date.now() - started, checkedBy: 'client' };
-  if (!ok) return { result, overlaid };
+  if (!ok || !emitted) return { result, overlaid };
+  // A set signed with its JavaScript is sent with exactly that JavaScript.
+  const run = patch.compiled ? keepSignedJs(patch, emitted, tc.TYPESCRIPT_VERSION) : { js: emitted.js, verifyJs: emitted.verifyJs };
 
   // The rest of the program the check saw: the agent verifies these against its build manifest.
   for (const f of checker.fileNames) {
@@ -118,6 +162,11 @@ export async function checkOnClient(client: AgentClient, patch: PatchSet, checko
     const text = full.get(f) ?? readText(f);
     if (text !== undefined) against[id] = sha256(text);
   }
-  const compiled: ClientCompiled = { js, ...(verifyJs !== undefined ? { verifyJs } : {}), against, typescript: tc.TYPESCRIPT_VERSION };
+  const compiled: ClientCompiled = {
+    js: run.js,
+    ...(run.verifyJs !== undefined ? { verifyJs: run.verifyJs } : {}),
+    against,
+    typescript: tc.TYPESCRIPT_VERSION,
+  };
   return { result, patch: { ...patch, compiled }, overlaid };
 }

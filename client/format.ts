@@ -9,6 +9,7 @@ import {
   LivepatchError,
   type CommitResult,
   type Diagnostic,
+  type GenerationHealth,
   type GenerationSummary,
   type LiveGeneration,
   type QuarantinedPatch,
@@ -188,13 +189,30 @@ export function formatHealth(live: readonly LiveGeneration[]): string {
   );
 }
 
-/** `livepatch versions` for humans: one row per live module. */
-export function formatVersions(v: VersionsResult): string {
+/** One generation's health on one line (`livepatch versions`). */
+export function formatHealthLine(h: GenerationHealth): string {
+  const s = h.status;
+  return (
+    `${h.requests} requests (2xx ${s['2xx']}, 3xx ${s['3xx']}, 4xx ${s['4xx']}, 5xx ${s['5xx']}), ` +
+    `threw ${h.threw}, destroyed ${h.destroyed}, uncaught ${h.uncaught}, rejections ${h.rejections}, ` +
+    `p50 ${ms(h.p50Ms)}, p99 ${ms(h.p99Ms)}, error rate ${(h.errorRate * 100).toFixed(2)} %`
+  );
+}
+
+/**
+ * `livepatch versions` for humans: one row per live module, then the listed generation's health on
+ * one line (when the agent sent it). `generation`: the one asked for (undefined: the current one).
+ */
+export function formatVersions(v: VersionsResult, generation?: number): string {
   const rows = v
     .slice()
     .sort((a, b) => a.module.localeCompare(b.module))
     .map((m) => [m.module, String(m.version), String(m.generation), shortHash(m.hash), m.patched ? 'yes' : 'no']);
-  return table(['MODULE', 'VERSION', 'GENERATION', 'HASH', 'PATCHED'], rows);
+  let out = table(['MODULE', 'VERSION', 'GENERATION', 'HASH', 'PATCHED'], rows);
+  const health = v.find((r) => r.health)?.health;
+  if (health)
+    out += `\nhealth of ${generation === undefined ? 'the current generation' : `generation ${generation}`}: ${formatHealthLine(health)}\n`;
+  return out;
 }
 
 /** Quarantined patches, one row each: how to name it (id or #SEQ), when, modules, why. */

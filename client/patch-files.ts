@@ -1,7 +1,8 @@
 /**
  * PATCH arguments → one PatchSet. An argument is a `.ts` file (module id = its path relative to the
  * root, POSIX separators), a directory (its `.ts` files, recursively, skipping node_modules, dot
- * directories and `.d.ts`), or a `.json` patch set file (`{id?, message?, files, base?, verify?, signature?}`).
+ * directories and `.d.ts`), or a `.json` patch set file (`{id?, message?, files, base?, verify?, signature?}`;
+ * a signed one may also carry `compiled`, from `livepatch sign --compile`).
  * A signed set (written by `livepatch sign`) is sent exactly as signed: it cannot be merged with other
  * arguments or changed by --id, -m or --verify, since any change would void its signature.
  * Everything is read and validated locally, with the agent's own limits, so a bad argument is a usage

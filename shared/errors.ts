@@ -72,6 +72,10 @@ export const ERRORS = {
   ),
   LP_ERR_PATCH_UNSIGNED: spec('This agent accepts only signed patch sets, and this one is not signed', EXIT.REJECTED),
   LP_ERR_PATCH_BAD_SIGNATURE: spec("The patch set's signature is not valid, or its key is not trusted by this agent", EXIT.REJECTED),
+  LP_ERR_PATCH_JS_MISMATCH: spec(
+    "The patch set's compiled JavaScript is not what its sources compile to on this machine (--check-here): another TypeScript version or tsconfig, or changed after signing",
+    EXIT.REJECTED,
+  ),
   LP_ERR_PATCH_NOT_LIVE: spec('The module is loaded by the app but is not a live module', EXIT.REJECTED),
   LP_ERR_ROLLBACK_TARGET: spec('No such generation to roll back to', EXIT.REJECTED),
   LP_ERR_PATCH_QUARANTINED: spec(

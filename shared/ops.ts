@@ -26,6 +26,7 @@ export const patchSetSchema: z.ZodType<PatchSet> = z
         alg: z.literal('ed25519'),
         keyId: z.string().regex(/^[0-9a-f]{16}$/),
         value: z.string().regex(/^[A-Za-z0-9+/]{86}==$/),
+        format: z.literal('livepatch-patch-set/2').optional(),
       })
       .strict()
       .optional(),
@@ -35,7 +36,8 @@ export const patchSetSchema: z.ZodType<PatchSet> = z
         verifyJs: source.optional(),
         against: z
           .record(moduleId, z.string().regex(/^[0-9a-f]{64}$/))
-          .refine((f) => Object.keys(f).length <= 100_000, { message: 'compiled.against names at most 100000 modules' }),
+          .refine((f) => Object.keys(f).length <= 100_000, { message: 'compiled.against names at most 100000 modules' })
+          .optional(),
         typescript: z.string().max(100).optional(),
       })
       .strict()
@@ -82,7 +84,7 @@ export const OPS = {
     audited: false,
     slow: false,
     args: z.object({ generation: generation.optional() }).strict(),
-    doc: 'One row per live module: version, generation that introduced it, hash, patched.',
+    doc: "One row per live module: version, generation that introduced it, hash, patched, and the listed generation's health.",
   },
   source: {
     role: 'read',
@@ -303,7 +305,12 @@ export interface StatusResult {
   workers?: { pid: number; id: number; generation: number; liveGenerations: LiveGeneration[]; lagging: boolean }[];
 }
 
-export type VersionsResult = ModuleVersionInfo[];
+/**
+ * One row per live module of the generation listed (the current one, or `generation`). `health`: that
+ * generation's figures since it became live, the same on every row (absent when it is not live or the
+ * engine does not count health, e.g. a cluster primary).
+ */
+export type VersionsResult = (ModuleVersionInfo & { health?: GenerationHealth })[];
 
 export interface SourceResult {
   module: string;

@@ -22,13 +22,15 @@ export interface PatchSet {
   /**
    * Detached signature over the canonical encoding of every other field (shared/signing.ts), made by
    * `livepatch sign`. An agent started with LIVEPATCH_TRUSTED_KEYS accepts only sets signed by a key
-   * it trusts.
+   * it trusts. With `format: 'livepatch-patch-set/2'` (`livepatch sign --compile`) it also covers
+   * `compiled.js` and `compiled.verifyJs`.
    */
   signature?: PatchSignature;
   /**
-   * Set by a client that type-checked the patch itself (`--check-here`): the JavaScript to run and the
+   * The JavaScript to run and (set by a client that type-checked the patch itself, `--check-here`) the
    * hashes of the program it checked against. A host without TypeScript sources (build manifest only)
-   * needs it; a host with sources checks the patch itself and ignores it. Not covered by `signature`.
+   * needs it with `against`; a host with sources checks the patch itself and ignores it. `livepatch sign
+   * --compile` writes `js`/`verifyJs` (no `against`) and signs them; `against` is never signed.
    */
   compiled?: ClientCompiled;
 }
@@ -43,8 +45,10 @@ export interface ClientCompiled {
    * module id → sha256 of the source the client type-checked the patch against, for every module of
    * its program except the patched ones. The host refuses the set (LP_ERR_PATCH_CONFLICT) unless each
    * matches what it runs (live version, else the build manifest) and every live module is listed.
+   * Absent in a set written by `livepatch sign --compile` (no client check yet): a host without sources
+   * refuses such a set (LP_ERR_PATCH_NO_SOURCES) until a client checks it with `--check-here`.
    */
-  against: Record<string, string>;
+  against?: Record<string, string>;
   /** The TypeScript version the client checked with (informational). */
   typescript?: string;
 }
@@ -54,6 +58,11 @@ export interface PatchSignature {
   alg: 'ed25519';
   keyId: string;
   value: string;
+  /**
+   * The canonical encoding signed (shared/signing.ts): absent for `livepatch-patch-set/1` (sources,
+   * bases, verify, id, message), `livepatch-patch-set/2` when the compiled JavaScript is covered too.
+   */
+  format?: 'livepatch-patch-set/2';
 }
 
 export type DiagnosticCategory = 'error' | 'warning' | 'suggestion' | 'message';

@@ -6,8 +6,15 @@
  * `["livepatch-patch-set/1", id|null, message|null, [[module, source]...], [[module, base]...], verify|null]`
  * with the module lists sorted by module id (code-unit order). Strings are encoded by JSON.stringify,
  * which is deterministic; no object key order is involved, so any two encoders agree byte for byte.
- * Every field of the set except the signature itself is covered: changing one byte of one source, a
- * base, the verify hook, the id or the message invalidates the signature.
+ * Every field of the set except the signature and `compiled` is covered: changing one byte of one
+ * source, a base, the verify hook, the id or the message invalidates the signature.
+ *
+ * A set that carries the JavaScript to run (`compiled.js`, `compiled.verifyJs`: `livepatch sign
+ * --compile`) is signed over the `/2` encoding, and its signature says so (`format`):
+ * `["livepatch-patch-set/2", id|null, message|null, [[module, source]...], [[module, base]...], verify|null,
+ *   [[module, js]...], verifyJs|null]`. `compiled.against` (what a client checked against at apply
+ * time) and `compiled.typescript` are not covered: the host verifies `against` against what it runs.
+ * The domain string differs, so a `/1` signature never verifies as `/2` or the other way round.
  *
  * Key id: the first 16 hex digits of sha256 over the raw 32-byte public key. It names the key; it is
  * not what makes a signature valid (the key in the trusted-keys file is).
@@ -28,7 +35,9 @@ import {
 import type { PatchSet, PatchSignature } from './patch';
 
 export const SIGNATURE_ALG = 'ed25519';
-const DOMAIN = 'livepatch-patch-set/1';
+const DOMAIN_V1 = 'livepatch-patch-set/1';
+/** The encoding that also covers the compiled JavaScript (`signature.format`). */
+export const SIGNATURE_FORMAT_JS = 'livepatch-patch-set/2';
 /** Most keys a trusted-keys file may hold, and its largest size. */
 export const MAX_TRUSTED_KEYS = 1000;
 export const MAX_TRUSTED_KEYS_BYTES = 256 * 1024;
@@ -41,13 +50,17 @@ export interface Signer {
   name?: string;
 }
 
-/** The bytes a signature covers (the set's `signature` field is ignored). */
-export function canonicalPatchBytes(set: PatchSet): Buffer {
+/**
+ * The bytes a signature covers (the set's `signature` field is ignored): the `/1` encoding, or with
+ * `withJs` the `/2` one, which adds `compiled.js` and `compiled.verifyJs`.
+ */
+export function canonicalPatchBytes(set: PatchSet, withJs = false): Buffer {
   const sorted = (r: Record<string, string> | undefined) =>
     Object.keys(r ?? {})
       .sort()
       .map((k) => [k, r![k]!]);
-  const doc = [DOMAIN, set.id ?? null, set.message ?? null, sorted(set.files), sorted(set.base), set.verify ?? null];
+  const common = [set.id ?? null, set.message ?? null, sorted(set.files), sorted(set.base), set.verify ?? null];
+  const doc = withJs ? [SIGNATURE_FORMAT_JS, ...common, sorted(set.compiled?.js), set.compiled?.verifyJs ?? null] : [DOMAIN_V1, ...common];
   return Buffer.from(JSON.stringify(doc), 'utf8');
 }
 
@@ -93,12 +106,21 @@ export function loadPrivateKey(pem: string): KeyObject {
   return key;
 }
 
-/** The set with a detached signature by `privateKey` (any previous signature replaced). */
+/**
+ * The set with a detached signature by `privateKey` (any previous signature replaced). A set carrying
+ * compiled JavaScript (`compiled.js`) is signed over the `/2` encoding, which covers that JavaScript.
+ */
 export function signPatchSet(set: PatchSet, privateKey: KeyObject): PatchSet {
   const { signature: _old, ...unsigned } = set;
+  const withJs = unsigned.compiled !== undefined;
   const raw = rawPublicKey(createPublicKey(privateKey));
-  const sig = edSign(null, canonicalPatchBytes(unsigned), privateKey);
-  const signature: PatchSignature = { alg: SIGNATURE_ALG, keyId: keyIdOf(raw), value: sig.toString('base64') };
+  const sig = edSign(null, canonicalPatchBytes(unsigned, withJs), privateKey);
+  const signature: PatchSignature = {
+    alg: SIGNATURE_ALG,
+    keyId: keyIdOf(raw),
+    value: sig.toString('base64'),
+    ...(withJs ? { format: SIGNATURE_FORMAT_JS } : {}),
+  };
   return { ...unsigned, signature };
 }
 
@@ -137,9 +159,12 @@ export function parseTrustedKeys(text: string): Map<string, TrustedKey> {
   return keys;
 }
 
-/** Outcome of checking a set against trusted keys. */
+/**
+ * Outcome of checking a set against trusted keys. `coversJs`: the signature covers the set's compiled
+ * JavaScript as well (the `/2` encoding), so a host may run exactly that JavaScript.
+ */
 export type SignatureVerdict =
-  | { ok: true; signer: Required<Signer> }
+  | { ok: true; signer: Required<Signer>; coversJs: boolean }
   | { ok: false; reason: 'unsigned' }
   | { ok: false; reason: 'unknown-key' | 'bad-signature'; keyId: string };
 
@@ -150,13 +175,20 @@ export function verifyPatchSet(set: PatchSet, trusted: ReadonlyMap<string, Trust
   const k = trusted.get(s.keyId);
   if (!k) return { ok: false, reason: 'unknown-key', keyId: s.keyId };
   const sig = Buffer.from(s.value, 'base64');
+  const withJs = s.format === SIGNATURE_FORMAT_JS;
   let good: boolean;
   try {
-    good = sig.length === 64 && s.alg === SIGNATURE_ALG && edVerify(null, canonicalPatchBytes(set), k.key, sig);
+    good =
+      sig.length === 64 &&
+      s.alg === SIGNATURE_ALG &&
+      (s.format === undefined || withJs) &&
+      edVerify(null, canonicalPatchBytes(set, withJs), k.key, sig);
   } catch {
     good = false;
   }
-  return good ? { ok: true, signer: { keyId: k.keyId, name: k.name } } : { ok: false, reason: 'bad-signature', keyId: s.keyId };
+  return good
+    ? { ok: true, signer: { keyId: k.keyId, name: k.name }, coversJs: withJs }
+    : { ok: false, reason: 'bad-signature', keyId: s.keyId };
 }
 
 /** `name (keyId)` or the key id alone. */

@@ -80,9 +80,33 @@ test('status and versions (read token) show the deployed program; --json has the
   assert.match(v.stdout, /^MODULE +VERSION +GENERATION +HASH +PATCHED$/m);
   assert.match(v.stdout, /^src\/rates\.ts +1 +1 +[0-9a-f]{12} +no$/m);
   const vj = JSON.parse((await cli(['versions', agent, '--json'], 'read')).stdout);
-  const rates = vj.find((r: { module: string }) => r.module === 'src/rates.ts');
+  assert.ok(Array.isArray(vj), 'versions --json stays an array');
+  const { health: _h, ...rates } = vj.find((r: { module: string }) => r.module === 'src/rates.ts');
   const deployed = readFileSync(join(project.root, 'src/rates.ts'), 'utf8');
   assert.deepEqual(rates, { module: 'src/rates.ts', version: 1, generation: 1, hash: sha256(deployed), patched: false });
+});
+
+test("versions carries the listed generation's health on each row (--json) and on one line after the table", async () => {
+  await app.get('/label');
+  await app.get('/label');
+  const vj = JSON.parse((await cli(['versions', agent, '--json'], 'read')).stdout);
+  const sj = JSON.parse((await cli(['status', agent, '--json'], 'read')).stdout);
+  const current = sj.liveGenerations.find((g: { current: boolean }) => g.current);
+  assert.ok(current?.health, 'status reports the current generation health');
+  assert.ok(current.health.requests >= 2 && current.health.status['2xx'] >= 2, JSON.stringify(current.health));
+  assert.ok(vj.length > 0);
+  for (const row of vj) assert.deepEqual(row.health, current.health, `${row.module}: the current generation's health`);
+
+  const v = await cli(['versions', agent], 'read');
+  assert.equal(v.code, 0, v.stderr);
+  const line = new RegExp(
+    `^health of the current generation: ${current.health.requests} requests \\(2xx ${current.health.status['2xx']}, 3xx 0, 4xx \\d+, 5xx 0\\), ` +
+      'threw 0, destroyed 0, uncaught 0, rejections 0, p50 [\\d.]+ ms, p99 [\\d.]+ ms, error rate 0\\.00 %$',
+    'm',
+  );
+  assert.match(v.stdout, line);
+  const g1 = await cli(['versions', agent, '--generation', '1'], 'read');
+  assert.match(g1.stdout, /^health of generation 1: /m);
 });
 
 test('show prints the live source; diff prints a unified diff against it', async () => {
@@ -159,10 +183,19 @@ test('check passes and apply commits a good patch (exit 0); the app serves the n
   assert.equal(j.hosts[0].result.generation, 2);
   assert.deepEqual((await app.get('/label')).label, 'rates-v2');
   const v = JSON.parse((await cli(['versions', agent, '--json'], 'read')).stdout);
-  assert.deepEqual(
-    v.find((r: { module: string }) => r.module === 'src/rates.ts'),
-    { module: 'src/rates.ts', version: 2, generation: 2, hash: sha256(RATES_V2), patched: true },
+  const { health, ...row } = v.find((r: { module: string }) => r.module === 'src/rates.ts');
+  assert.deepEqual(row, { module: 'src/rates.ts', version: 2, generation: 2, hash: sha256(RATES_V2), patched: true });
+  // The new generation's own figures: the request above is counted against generation 2.
+  assert.equal(health?.requests, 1, JSON.stringify(health));
+  // --generation N: that generation's figures while it is live, none once it is not.
+  const live = JSON.parse((await cli(['status', agent, '--json'], 'read')).stdout).liveGenerations as { generation: number }[];
+  const v1 = JSON.parse((await cli(['versions', agent, '--generation', '1', '--json'], 'read')).stdout);
+  const gen1Live = live.some((g) => g.generation === 1);
+  assert.equal(
+    v1.every((r: { health?: unknown }) => r.health !== undefined),
+    gen1Live,
   );
+  if (!gen1Live) assert.ok(v1.every((r: { health?: unknown }) => r.health === undefined));
   const old = await cli(['show', agent, 'src/rates.ts', '--generation', '1'], 'read');
   assert.match(old.stdout, /rates-v1/);
 });

@@ -9,10 +9,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { createProject, createTokens, REPO, runCli, startApp, type AppProcess, type Project, type Tokens } from './helpers/project';
+import { createProject, createTokens, runCli, startApp, type AppProcess, type Project, type Tokens } from './helpers/project';
+import { buildImage } from './helpers/image';
 import { openAuthed, rawRequest, readAudit } from './helpers/raw-client';
 
 let project: Project;
@@ -64,21 +64,6 @@ const QUOTE_BROKEN = QUOTE_V2.replace('rate(currency) * 100', 'rate(currency, am
 
 /** The image app's settings: tokens, audit log, and a journal so patches survive a restart. */
 const appEnv = () => ({ LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_AUDIT: auditFile, LIVEPATCH_JOURNAL: join(image, 'journal') });
-
-/** The image: dist/, the manifest, package.json, and production node_modules without typescript. */
-function buildImage(root: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'lp-image-'));
-  cpSync(join(root, 'dist'), join(dir, 'dist'), { recursive: true });
-  cpSync(join(root, 'livepatch.manifest.json'), join(dir, 'livepatch.manifest.json'));
-  cpSync(join(root, 'package.json'), join(dir, 'package.json'));
-  const lp = join(dir, 'node_modules', 'livepatch');
-  mkdirSync(join(lp, 'dist'), { recursive: true });
-  cpSync(join(REPO, 'package.json'), join(lp, 'package.json'));
-  for (const d of ['server', 'shared']) cpSync(join(REPO, 'dist', d), join(lp, 'dist', d), { recursive: true });
-  for (const dep of ['ws', 'zod', 'acorn'])
-    cpSync(join(REPO, 'node_modules', dep), join(dir, 'node_modules', dep), { recursive: true, dereference: true });
-  return dir;
-}
 
 /** The CLI run from the checkout (the project tree at the deployed commit) with a patch token. */
 const cli = (args: string[]) => runCli(args, { cwd: project.root, env: { LIVEPATCH_TOKEN: tokens.patch } });

@@ -87,6 +87,15 @@ const TS_ID = /\.(ts|tsx|mts|cts)$/;
 export function checkClientCompiled(engine: Engine, patch: PatchSet, manifestHash: (id: string) => string | undefined): ClientCompiled {
   const c = patch.compiled;
   if (!c) throw new LivepatchError('LP_ERR_OP_BAD_ARGS', 'The patch set carries no client check (compiled)');
+  // A set signed with its JavaScript (livepatch sign --compile) that no client has checked yet.
+  const against = c.against;
+  if (!against) {
+    throw new LivepatchError(
+      'LP_ERR_PATCH_NO_SOURCES',
+      'This host has no TypeScript sources and the set carries no client check (compiled.against): apply it with --check-here',
+      { checks: 'client' },
+    );
+  }
   const ids = Object.keys(patch.files);
   const missing = ids.filter((id) => typeof c.js[id] !== 'string');
   const extra = Object.keys(c.js).filter((id) => !Object.prototype.hasOwnProperty.call(patch.files, id));
@@ -101,13 +110,13 @@ export function checkClientCompiled(engine: Engine, patch: PatchSet, manifestHas
     throw new LivepatchError('LP_ERR_OP_BAD_ARGS', 'compiled.verifyJs must be given exactly when the patch set has a verify module');
   }
   const conflicts: { module: string; expected: string | null; actual: string | null }[] = [];
-  for (const [id, claimed] of Object.entries(c.against)) {
+  for (const [id, claimed] of Object.entries(against)) {
     if (Object.prototype.hasOwnProperty.call(patch.files, id)) continue;
     const actual = engine.getVersion(id)?.hash ?? manifestHash(id);
     if (actual !== undefined && actual !== claimed) conflicts.push({ module: id, expected: claimed, actual });
   }
   for (const id of engine.moduleIds()) {
-    if (!TS_ID.test(id) || Object.prototype.hasOwnProperty.call(patch.files, id) || Object.prototype.hasOwnProperty.call(c.against, id))
+    if (!TS_ID.test(id) || Object.prototype.hasOwnProperty.call(patch.files, id) || Object.prototype.hasOwnProperty.call(against, id))
       continue;
     conflicts.push({ module: id, expected: null, actual: engine.getVersion(id)?.hash ?? null });
   }

@@ -33,7 +33,7 @@ export function registerInspect(program: Command, finish: Finish): void {
   addCommonOptions(
     program
       .command('versions')
-      .description('one row per live module: version, generation that introduced it, hash, patched')
+      .description("one row per live module: version, generation that introduced it, hash, patched; then the generation's health")
       .argument('<target>', 'agent address: host:port or unix:/path')
       .option('--generation <n>', 'as of generation N (default: current)', parseGeneration),
   ).action(async (target: string, o: Record<string, unknown>) => {
@@ -43,7 +43,7 @@ export function registerInspect(program: Command, finish: Finish): void {
       await runCommand(Boolean(opts.json), async () => {
         const v = await withAgent(target, opts, (c) => c.request('versions', generation !== undefined ? { generation } : {}));
         if (opts.json) printJson(v);
-        else process.stdout.write(formatVersions(v));
+        else process.stdout.write(formatVersions(v, generation));
         return 0;
       }),
     );

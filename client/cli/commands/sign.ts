@@ -7,10 +7,14 @@
  *   `livepatch keygen --out k >> trusted-keys` works. Existing files are never overwritten.
  * - `livepatch sign PATCH... --key FILE [--id ID] -m MSG --out FILE`: read PATCH like `apply` does,
  *   optionally record the hashes of the sources it replaces (`--base-dir DIR`: the deployed tree), sign
- *   the set's canonical encoding (shared/signing.ts) and write the signed set as JSON.
+ *   the set's canonical encoding (shared/signing.ts) and write the signed set as JSON. With
+ *   `--compile`, the JavaScript each module (and the verify module) runs as is emitted here, with the
+ *   tsconfig of `--checkout DIR` (default: current directory) and the emit the client check uses
+ *   (`--check-here`), and signed with the set (`livepatch-patch-set/2`): a host without TypeScript
+ *   sources then runs exactly those bytes.
  */
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import {
   KEY_NAME_RE,
@@ -22,6 +26,8 @@ import {
   type PatchSet,
 } from '../../../shared';
 import { readPatchArgs } from '../../patch-files';
+import { emitPatchJs } from '../../client-check';
+import { formatDiagnostics } from '../../format';
 import { type Finish } from '../options';
 import { note, printJson, runCommand } from '../output';
 import { sha256 } from '../../../shared/hash';
@@ -68,6 +74,36 @@ function withBases(set: PatchSet, dir: string): PatchSet {
     base[id] = sha256(readFileSync(file, 'utf8'));
   }
   return Object.keys(base).length > 0 ? { ...set, base } : set;
+}
+
+/**
+ * The set with `compiled: {js, verifyJs?, typescript}`: the JavaScript of each module as Node loads it,
+ * emitted with the tsconfig of `checkout`. A syntax error is LP_ERR_PATCH_SYNTAX (nothing written).
+ */
+function withCompiled(set: PatchSet, checkout: string): PatchSet {
+  const root = resolve(checkout);
+  if (!existsSync(join(root, 'tsconfig.json'))) {
+    throw usage(`no tsconfig.json in ${root}: --compile emits with the project's tsconfig; pass --checkout DIR`);
+  }
+  // Loaded here, not at start-up: it brings in the TypeScript compiler.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const tc = require('../../../shared/typecheck') as typeof import('../../../shared/typecheck');
+  let checker;
+  try {
+    checker = new tc.ProgramChecker(root);
+  } catch (e) {
+    throw usage(`cannot read the tsconfig in ${root}: ${(e as Error).message}`);
+  }
+  const out = emitPatchJs(checker, set);
+  const errors = out.diagnostics.filter((d) => d.category === 'error');
+  if (errors.length > 0) {
+    process.stderr.write(formatDiagnostics(errors));
+    throw new LivepatchError('LP_ERR_PATCH_SYNTAX', `the patch does not compile: ${errors.length} error(s); nothing was signed`);
+  }
+  return {
+    ...set,
+    compiled: { js: out.js, ...(out.verifyJs !== undefined ? { verifyJs: out.verifyJs } : {}), typescript: tc.TYPESCRIPT_VERSION },
+  };
 }
 
 /** Register `keygen` and `sign` on `program`. */
@@ -119,6 +155,11 @@ export function registerSign(program: Command, finish: Finish): void {
       '--base-dir <dir>',
       'root of the deployed sources: record the hash of each module PATCH replaces there, so a live module changed since is a conflict',
     )
+    .option(
+      '--compile',
+      'also sign the JavaScript each module runs as, emitted here with the project tsconfig: needed by hosts without TypeScript sources',
+    )
+    .option('--checkout <dir>', 'with --compile: the project root whose tsconfig.json is used (default: current directory)')
     .option('--json', 'print only JSON on stdout (errors too)')
     .action(async (paths: string[], o: Record<string, unknown>) => {
       const str = (k: string) => (typeof o[k] === 'string' ? (o[k] as string) : undefined);
@@ -153,6 +194,8 @@ export function registerSign(program: Command, finish: Finish): void {
           });
           const baseDir = str('baseDir');
           if (baseDir !== undefined) set = withBases(set, baseDir);
+          if (o['compile'] === true) set = withCompiled(set, str('checkout') ?? process.cwd());
+          else if (str('checkout') !== undefined) throw usage('--checkout is for --compile');
           const signed = signPatchSet(set, key);
           try {
             writeFileSync(out, JSON.stringify(signed, null, 2) + '\n', { mode: 0o644 });
@@ -168,8 +211,12 @@ export function registerSign(program: Command, finish: Finish): void {
               modules,
               ...(signed.id !== undefined ? { id: signed.id } : {}),
               bases: Object.keys(signed.base ?? {}).length,
+              compiled: signed.compiled !== undefined,
             });
-          else process.stdout.write(`${out}: ${modules.length} module(s) signed with key ${keyId}\n`);
+          else
+            process.stdout.write(
+              `${out}: ${modules.length} module(s) signed with key ${keyId}${signed.compiled ? ' (with their compiled JavaScript)' : ''}\n`,
+            );
           return 0;
         }),
       );

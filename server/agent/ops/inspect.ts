@@ -57,7 +57,13 @@ export const status: Handler<'status'> = async ({ ctx }) => {
   return result;
 };
 
-export const versions: Handler<'versions'> = ({ ctx, args }) => ctx.engine.listVersions(args.generation);
+/** The rows of the listed generation, each with that generation's health when it is live and counted. */
+export const versions: Handler<'versions'> = ({ ctx, args }) => {
+  const rows = ctx.engine.listVersions(args.generation);
+  const listed = args.generation ?? ctx.engine.currentGeneration;
+  const health = ctx.engine.liveGenerations().find((g) => g.generation === listed)?.health;
+  return health ? rows.map((r) => ({ ...r, health })) : rows;
+};
 
 export const source: Handler<'source'> = ({ ctx, args }) => {
   requireModule(ctx, args.module);

@@ -28,7 +28,10 @@ function pipelineOf(call: OpCall<OpName>): Pipeline {
 /**
  * With trusted keys (LIVEPATCH_TRUSTED_KEYS), only a set signed by one of them may be staged or
  * applied: an unsigned set is LP_ERR_PATCH_UNSIGNED, a set whose key is not trusted or whose
- * signature does not match its contents LP_ERR_PATCH_BAD_SIGNATURE. Checked before any compiler work,
+ * signature does not match its contents LP_ERR_PATCH_BAD_SIGNATURE. A host that runs the JavaScript a
+ * client sends (checks "client": no sources) also needs that JavaScript signed (the `/2` encoding,
+ * `livepatch sign --compile`): a valid signature over the sources only is LP_ERR_PATCH_UNSIGNED there;
+ * a host that checks itself ignores `compiled` and takes either. Checked before any compiler work,
  * so a refused set changes nothing. The keys file is read again each time, so removing a key takes
  * effect at the next op; if it can no longer be read, every set is refused (never accepted unsigned).
  * Returns the signer, or undefined when the agent has no trusted keys.
@@ -50,12 +53,14 @@ function requireSignature(call: OpCall<OpName>, patch: PatchSet): Signer | undef
   const verdict = verifyPatchSet(patch, keys);
   if (verdict.ok) {
     call.audit.signer = verdict.signer;
-    // A host that cannot check would run the client's JavaScript, which no signature covers.
-    if (patch.compiled && call.ctx.pipeline?.patching.checks === 'client') {
-      call.audit.detail = 'client-compiled JavaScript is not covered by the signature';
+    // A host that cannot check runs the client's JavaScript: the signature must cover exactly that.
+    if (patch.compiled && !verdict.coversJs && call.ctx.pipeline?.patching.checks === 'client') {
+      call.audit.detail = 'the signature does not cover the compiled JavaScript';
       throw new LivepatchError(
-        'LP_ERR_PATCH_BAD_SIGNATURE',
-        'This agent requires signed patch sets and has no TypeScript sources: the JavaScript of a client-checked set is not covered by its signature, so it is refused',
+        'LP_ERR_PATCH_UNSIGNED',
+        `This agent has no TypeScript sources and runs the compiled JavaScript sent with the set, but the signature (key ${verdict.signer.keyId}) ` +
+          'covers the sources only, not the compiled JavaScript: sign the set with its JavaScript (livepatch sign --compile) and apply the signed set with --check-here',
+        { keyId: verdict.signer.keyId },
       );
     }
     return verdict.signer;
@@ -76,10 +81,13 @@ function requireSignature(call: OpCall<OpName>, patch: PatchSet): Signer | undef
       { keyId: verdict.keyId },
     );
   }
-  call.audit.detail = 'the signature does not match the patch set';
+  const withJs = patch.signature?.format !== undefined;
+  call.audit.detail = withJs
+    ? 'the signature does not match the patch set or its compiled JavaScript'
+    : 'the signature does not match the patch set';
   throw new LivepatchError(
     'LP_ERR_PATCH_BAD_SIGNATURE',
-    `The signature (key ${verdict.keyId}) does not match the patch set: it was changed after signing, or signed by another key`,
+    `The signature (key ${verdict.keyId}) does not match the patch set${withJs ? ' and its compiled JavaScript' : ''}: it was changed after signing, or signed by another key`,
     { keyId: verdict.keyId },
   );
 }
