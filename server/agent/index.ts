@@ -18,6 +18,7 @@ import type { Pipeline } from '../pipeline/types';
 import type { FleetMember } from '../fleet/member';
 import type { ClientConnection } from './client-connection';
 import { Watcher } from './watch';
+import { checkSignature } from './signature-policy';
 
 export type { AgentOptions } from './options';
 export { verifyAuditFile } from './audit';
@@ -45,6 +46,7 @@ function joinFleet(
   pipeline: Pipeline,
   fleet: NonNullable<ResolvedOptions['fleet']>,
   audit: AuditLog,
+  trustedKeysFile: string | undefined,
 ): FleetMember | undefined {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { startFleetMember } = require('../fleet/member') as typeof import('../fleet/member');
@@ -54,6 +56,7 @@ function joinFleet(
     pipeline,
     leaseTtlSec: fleet.leaseTtlSec,
     audit: (e) => audit.append(e),
+    checkSignature: (patch, note) => checkSignature(trustedKeysFile, patch, pipeline.patching.checks === 'client', note),
   });
   if (member) engine.holdRequests(member.joined, fleet.joinMs);
   return member;
@@ -69,7 +72,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   const { pipeline, reason } = options.pipeline ? { pipeline: options.pipeline, reason: undefined } : createPipelineFor(engine, opts);
   // Start patched: the fleet's committed patch sets are applied before the app serves (requests are
   // held, as for journal replay). Registered now, synchronously, before the app's modules run.
-  const fleet = opts.fleet && pipeline ? joinFleet(engine, pipeline, opts.fleet, audit) : undefined;
+  const fleet = opts.fleet && pipeline ? joinFleet(engine, pipeline, opts.fleet, audit, opts.trustedKeysFile) : undefined;
   if (opts.fleet && !pipeline)
     process.stderr.write(
       `livepatch: fleet ${opts.fleet.address.name} not joined: patching is unavailable here (${reason ?? 'no pipeline'})\n`,

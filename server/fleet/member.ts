@@ -61,6 +61,15 @@ export interface FleetMemberOptions {
   log?: (line: string) => void;
   /** The agent's audit log: what the fleet made this agent do is recorded like an operator's op. */
   audit?: (entry: AuditEntry) => void;
+  /**
+   * The agent's signature policy (server/agent/signature-policy.ts): returns the signer, or undefined
+   * when the agent requires no signatures; throws LP_ERR_PATCH_UNSIGNED / _BAD_SIGNATURE to refuse.
+   * Every set from the fleet passes it before anything is staged, as an operator's would.
+   */
+  checkSignature?: (
+    patch: PatchSet,
+    note: { signer?: { keyId: string; name?: string }; detail?: string },
+  ) => { keyId: string; name?: string } | undefined;
 }
 
 /** Extra time a staged set is held past the rollout's deadline, so a decision at the deadline still finds it. */
@@ -140,7 +149,12 @@ export class FleetMember {
   }
 
   /** One audit record (`fleet-join`, `fleet-stage`, `fleet-commit`, `fleet-abort`, `fleet-rollback`, `fleet-deadline`). */
-  private audit(op: string, by: string, outcome: string, extra: { patchId?: string; generation?: number; detail?: string } = {}): void {
+  private audit(
+    op: string,
+    by: string,
+    outcome: string,
+    extra: { patchId?: string; generation?: number; detail?: string; signer?: { keyId: string; name?: string } } = {},
+  ): void {
     try {
       this.opts.audit?.({
         who: `fleet:${this.opts.address.name}:${by}`.slice(0, 200),
@@ -154,8 +168,16 @@ export class FleetMember {
     }
   }
 
-  private ctx(by: string) {
-    return { who: `fleet:${this.opts.address.name}:${by}`.slice(0, 200) };
+  private ctx(by: string, signer?: { keyId: string; name?: string }) {
+    return { who: `fleet:${this.opts.address.name}:${by}`.slice(0, 200), ...(signer ? { signer } : {}) };
+  }
+
+  /**
+   * The agent's signature policy on a set from the fleet (throws to refuse); the signer, if any.
+   * `note` gets the key id and the reason of a refusal, for the audit record.
+   */
+  private signerOf(patch: PatchSet, note: { signer?: { keyId: string; name?: string }; detail?: string } = {}) {
+    return this.opts.checkSignature?.(patch, note);
   }
 
   private async join(): Promise<void> {
@@ -224,7 +246,8 @@ export class FleetMember {
   /** Apply a whole patch set; a patch id already live here (journal replay) counts as applied. */
   private async applyPatch(patch: RolloutRecord['patch'], by: string): Promise<number> {
     try {
-      const res = await this.opts.pipeline.apply(checkStoredPatch(patch) as PatchSet, this.ctx(by));
+      const set = checkStoredPatch(patch) as PatchSet;
+      const res = await this.opts.pipeline.apply(set, this.ctx(by, this.signerOf(set)));
       return res.generation;
     } catch (err) {
       if (err instanceof LivepatchError && err.code === 'LP_ERR_PATCH_DUPLICATE') return this.opts.engine.currentGeneration;
@@ -385,6 +408,7 @@ export class FleetMember {
       return;
     }
     this.timers.set(rid, setTimeout(() => void this.abortAtDeadline(rid), left).unref());
+    const note: { signer?: { keyId: string; name?: string }; detail?: string } = {};
     try {
       const patch = checkStoredPatch(rollout.patch) as PatchSet;
       // A rollout to be watched is refused up front by a member that cannot watch (any member may be a canary).
@@ -394,7 +418,8 @@ export class FleetMember {
           'this agent does not count per-generation health, so it cannot watch the rollout (--watch)',
         );
       }
-      const res = await this.opts.pipeline.stage(patch, this.ctx(rollout.by), Math.min(left + STAGE_GRACE_MS, MAX_STAGE_TTL_MS));
+      const signer = this.signerOf(patch, note);
+      const res = await this.opts.pipeline.stage(patch, this.ctx(rollout.by, signer), Math.min(left + STAGE_GRACE_MS, MAX_STAGE_TTL_MS));
       if (this.decided.has(rid) && !this.entries.some((e) => e.kind === 'patch' && e.rollout === rid)) {
         // Decided (aborted) while we were staging: release the set and say so.
         this.opts.pipeline.abort(res.stageId, this.ctx(rollout.by));
@@ -408,7 +433,8 @@ export class FleetMember {
     } catch (err) {
       this.audit('stage', rollout.by, err instanceof LivepatchError ? err.code : 'LP_ERR_INTERNAL', {
         patchId: String(rollout.patch?.id ?? '').slice(0, 200),
-        detail: `rollout ${rid}`,
+        detail: `rollout ${rid}${note.detail ? `: ${note.detail}` : ''}`,
+        ...(note.signer ? { signer: note.signer } : {}),
       });
       this.log(`rollout ${rid}: stage failed: ${(err as Error)?.message?.slice(0, 300)}`);
       await this.ack(rid, 'failed', err);
