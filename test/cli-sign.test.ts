@@ -150,6 +150,7 @@ test('unsigned, tampered and unknown-key sets are refused with their codes and n
   const unknown = await cli(['apply', agent, 'rogue.json', '--json']);
   assert.equal(unknown.code, 1, unknown.stderr);
   assert.equal(JSON.parse(unknown.stdout).error.code, 'LP_ERR_PATCH_BAD_SIGNATURE');
+  assert.equal(JSON.parse(unknown.stdout).error.details?.keyId, rogueKeyId, 'the --json error carries the details the agent sent');
   assert.match(unknown.stderr, new RegExp(`key ${rogueKeyId}, which this agent does not trust`));
 
   // The stage op (used by fleet applies) follows the same rule.

@@ -54,7 +54,8 @@ export function asLivepatchError(err: unknown): LivepatchError {
 
 /** The `{code, message, retryable}` triple for JSON output (details stay out: they may be large). */
 export function wireOf(err: LivepatchError): WireError {
-  return { code: err.code, message: err.message, retryable: err.retryable };
+  // `details` as the agent sent them (e.g. the signing key id, the conflicting modules): scripts read them.
+  return { code: err.code, message: err.message, retryable: err.retryable, ...(err.details !== undefined ? { details: err.details } : {}) };
 }
 
 /**
