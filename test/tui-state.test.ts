@@ -213,6 +213,17 @@ test('signed-only agents: status says so; the file name is edited like text; wri
   const ok = run(s, { type: 'exported', path: 'd.json', modules: ['src/a.ts'] });
   assert.equal(ok.popup?.kind, 'message');
   assert.match((ok.popup as { lines: string[] }).lines.join('\n'), /livepatch sign d\.json --key .* --out signed\.json/);
+  assert.doesNotMatch((ok.popup as { lines: string[] }).lines.join('\n'), /--compile/);
+  // A host that checks on the client runs the signed JavaScript: the hint signs it too.
+  const slim = run(
+    { ...s, status: { ...s.status!, patching: { ...s.status!.patching, checks: 'client' } } },
+    {
+      type: 'exported',
+      path: 'd.json',
+      modules: ['src/a.ts'],
+    },
+  );
+  assert.match((slim.popup as { lines: string[] }).lines.join('\n'), /--compile --out signed\.json\n.*signed\.json --check-here/);
   assert.deepEqual(Object.keys(ok.draft), ['src/a.ts'], 'the draft stays');
   assert.match(ok.log.at(-1)!.text, /draft written to d\.json for signing/);
   const failed = run(s, { type: 'exported', path: 'd.json', modules: ['src/a.ts'], error: 'cannot write d.json: EACCES' });

@@ -270,11 +270,16 @@ export function reduce(s: TuiState, a: Action): TuiState {
       return s;
     case 'exported': {
       if (a.error !== undefined) return { ...s, popup: { kind: 'message', title: 'Draft not written', lines: [a.error], error: true } };
+      // A host that checks on the client (no sources there) runs the signed JavaScript: sign it too.
+      const clientChecks = s.status?.patching.checks === 'client';
       const lines = [
         `Wrote ${a.modules.join(', ')} to ${a.path} (with the live hashes they were edited from).`,
         'Sign it where the signing key lives (your CI), then apply the signed set:',
-        `  livepatch sign ${a.path} --key livepatch-signing.key -m MESSAGE --out signed.json`,
-        `  livepatch apply ${s.host} signed.json`,
+        `  livepatch sign ${a.path} --key livepatch-signing.key -m MESSAGE${clientChecks ? ' --compile' : ''} --out signed.json`,
+        `  livepatch apply ${s.host} signed.json${clientChecks ? ' --check-here' : ''}`,
+        ...(clientChecks
+          ? ['This agent type-checks on the client and runs the JavaScript sent: the signature must cover it (--compile).']
+          : []),
         'The draft stays here until you discard it (x).',
       ];
       return pushLog(
