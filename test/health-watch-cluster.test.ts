@@ -199,6 +199,12 @@ test('cluster: a good patch under the same watch stays (exit 0, kept); status sh
     perWorker.reduce((n: number, wh: { status: { '2xx': number } }) => n + wh.status['2xx'], 0),
   );
   assert.ok(cur.health.p99Ms > 0);
+  // versions --json on the primary: each row carries the same summed figures of the listed generation.
+  const v = await cli(['versions', c.address, '--json'], 'read');
+  assert.equal(v.code, 0, v.stderr);
+  const rows = JSON.parse(v.stdout);
+  assert.ok(rows.length > 0);
+  for (const row of rows) assert.equal(row.health?.requests, cur.health.requests, JSON.stringify(row));
   const human = await cli(['status', c.address], 'read');
   assert.equal(human.code, 0, human.stderr);
   assert.match(human.stdout, new RegExp(`^4\\*\\s+${cur.health.requests}\\s`, 'm'), human.stdout);

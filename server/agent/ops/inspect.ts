@@ -3,7 +3,8 @@
  * engine and the pipeline; none of them changes state (subscribe only flags the connection).
  */
 import { LivepatchError } from '../../../shared/errors';
-import { OPS, OP_NAMES, type StatusResult } from '../../../shared/ops';
+import { OPS, OP_NAMES, type LiveGeneration, type StatusResult } from '../../../shared/ops';
+import type { Engine } from '../../engine/types';
 import { PACKAGE_VERSION, PROTOCOL_VERSION } from '../../../shared/version';
 import type { AgentContext } from '../context';
 import type { Handler } from './types';
@@ -58,10 +59,18 @@ export const status: Handler<'status'> = async ({ ctx }) => {
 };
 
 /** The rows of the listed generation, each with that generation's health when it is live and counted. */
-export const versions: Handler<'versions'> = ({ ctx, args }) => {
+/**
+ * Live generations with their health: this engine's own, or on a cluster primary (which serves no
+ * requests) the workers', summed.
+ */
+function liveGenerations(engine: Engine): LiveGeneration[] | Promise<LiveGeneration[]> {
+  return engine.cluster ? engine.cluster.liveHealth() : engine.liveGenerations();
+}
+
+export const versions: Handler<'versions'> = async ({ ctx, args }) => {
   const rows = ctx.engine.listVersions(args.generation);
   const listed = args.generation ?? ctx.engine.currentGeneration;
-  const health = ctx.engine.liveGenerations().find((g) => g.generation === listed)?.health;
+  const health = (await liveGenerations(ctx.engine)).find((g) => g.generation === listed)?.health;
   return health ? rows.map((r) => ({ ...r, health })) : rows;
 };
 
@@ -89,7 +98,7 @@ export const history: Handler<'history'> = ({ ctx, args }) => {
 
 export const health: Handler<'health'> = async ({ ctx }) => {
   const { engine } = ctx;
-  const generations = engine.cluster ? await engine.cluster.liveHealth() : engine.liveGenerations();
+  const generations = await liveGenerations(engine);
   const watch = ctx.watcher?.status();
   return { currentGeneration: engine.currentGeneration, generations, ...(watch ? { watch } : {}) };
 };
