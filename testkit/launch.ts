@@ -9,6 +9,7 @@
  *   - run(): a command run to completion (the CLI), resolving with its exit code and output.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
 
 // Node 20 before 20.4 has no Symbol.asyncDispose; `await using` and the handle's disposer need one.
 if (!(Symbol as { asyncDispose?: symbol }).asyncDispose) {
@@ -80,6 +81,19 @@ export interface Launched extends AsyncDisposable {
 const DEFAULT_KEEP = 1024 * 1024;
 /** After `exit`, how long to wait for the pipes to deliver the child's last output before reporting it. */
 const DRAIN_MS = 100;
+
+/** A loopback TCP port that was free a moment ago (bound, then released), for an app that listens on a fixed port. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
 
 /** This process's environment with `env` applied (`undefined` removes a variable). */
 export function childEnv(env: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {

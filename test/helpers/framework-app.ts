@@ -6,10 +6,9 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdirSync, symlinkSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import * as ts from 'typescript';
-import { launch } from '../../testkit/launch';
+import { freePort, launch } from '../../testkit/launch';
 import {
   createProject,
   createTokens,
@@ -68,16 +67,7 @@ export function createFrameworkProject(fixture: string, packages: Record<string,
 }
 
 /** A TCP port that was free a moment ago (apps listen on a fixed port, as deployed ones do). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      s.close(() => resolve(typeof addr === 'object' && addr ? addr.port : 0));
-    });
-  });
-}
+export { freePort };
 
 export interface Reply {
   status: number;
