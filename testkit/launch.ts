@@ -31,6 +31,8 @@ export interface LaunchOptions {
   cwd?: string;
   /** Set in (or, with `undefined`, removed from) this process's environment for the child. */
   env?: Record<string, string | undefined>;
+  /** Give the child a stdin pipe (`child.stdin`); otherwise its stdin is /dev/null. */
+  stdin?: boolean;
   /** Open an IPC channel (needed by request()). */
   ipc?: boolean;
   /** launch() resolves once each pattern has matched on its stream (in any order). */
@@ -59,7 +61,7 @@ export interface Launched extends AsyncDisposable {
   stderr: () => string;
   /** Both tails, labelled, for failure reports. */
   output: () => string;
-  /** Resolves once the child has exited (never rejects). */
+  /** Resolves once the child has exited and its output is in (never rejects). */
   exited: Promise<Exit>;
   /** How the child ended, or undefined while it runs. */
   exit: () => Exit | undefined;
@@ -131,7 +133,7 @@ export async function launch(opts: LaunchOptions): Promise<Launched> {
   const child = spawn(process.execPath, opts.args, {
     cwd: opts.cwd ?? process.cwd(),
     env: childEnv(opts.env),
-    stdio: opts.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
+    stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', ...(opts.ipc ? ['ipc' as const] : [])],
     detached: group,
   });
   const tails: Record<Stream, Tail> = { stdout: new Tail(opts.keep ?? DEFAULT_KEEP), stderr: new Tail(opts.keep ?? DEFAULT_KEEP) };
@@ -154,15 +156,14 @@ export async function launch(opts: LaunchOptions): Promise<Launched> {
   const finish = (e: Exit): void => {
     if (gone) return;
     gone = e;
+    resolveExited(e);
     for (const f of [...onGone]) f(e);
     onGone.clear();
   };
   const ended = (e: Exit): void => {
     if (exit) return;
     exit = e;
-    resolveExited(e);
     const t = setTimeout(() => finish(e), DRAIN_MS);
-    t.unref();
     child.once('close', () => {
       clearTimeout(t);
       finish(e);
@@ -250,13 +251,14 @@ export async function launch(opts: LaunchOptions): Promise<Launched> {
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
+      let kill: NodeJS.Timeout | undefined;
       if (!exit) {
         signal('SIGTERM', false);
-        const t = setTimeout(() => signal('SIGKILL', true), opts.killAfterMs ?? 3000);
-        t.unref();
-        await exited;
-        clearTimeout(t);
+        kill = setTimeout(() => signal('SIGKILL', true), opts.killAfterMs ?? 3000);
+        kill.unref();
       }
+      await exited;
+      clearTimeout(kill);
       // Whatever the child started and left behind in its group goes with it.
       if (group) signal('SIGKILL', true);
     })());
@@ -279,10 +281,9 @@ export async function launch(opts: LaunchOptions): Promise<Launched> {
   const ready = opts.ready ?? [];
   if (ready.length === 0) return handle;
   const timeoutMs = opts.timeoutMs ?? 30_000;
+  let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    const t = setTimeout(() => reject(new Error(`${name} did not start within ${timeoutMs} ms\n${output()}`)), timeoutMs);
-    t.unref();
-    void exited.then(() => clearTimeout(t));
+    timer = setTimeout(() => reject(new Error(`${name} did not start within ${timeoutMs} ms\n${output()}`)), timeoutMs);
   });
   try {
     const waits = ready.map((r) => waitFor(r.stream, r.pattern));
@@ -295,6 +296,8 @@ export async function launch(opts: LaunchOptions): Promise<Launched> {
     await exited;
     if (group) signal('SIGKILL', true);
     throw reason;
+  } finally {
+    clearTimeout(timer);
   }
 }
 
