@@ -15,6 +15,7 @@ import {
   FIXTURES,
   HTTP_LINE,
   REPO,
+  readTsconfig,
   runCli,
   startApp,
   type AppProcess,
@@ -24,17 +25,7 @@ import {
 
 /** Compile the project at `root` with its tsconfig.json; throws with tsc-style diagnostics on any error. */
 export function tscBuild(root: string): void {
-  const cfg = ts.getParsedCommandLineOfConfigFile(
-    join(root, 'tsconfig.json'),
-    {},
-    {
-      ...ts.sys,
-      onUnRecoverableConfigFileDiagnostic: (d) => {
-        throw new Error(ts.flattenDiagnosticMessageText(d.messageText, '\n'));
-      },
-    },
-  );
-  if (!cfg) throw new Error(`no tsconfig in ${root}`);
+  const cfg = readTsconfig(root);
   const program = ts.createProgram({ rootNames: cfg.fileNames, options: cfg.options });
   const emitted = program.emit();
   const diags = [...ts.getPreEmitDiagnostics(program), ...emitted.diagnostics];

@@ -60,7 +60,8 @@ function walk(dir: string, out: string[] = []): string[] {
   return out;
 }
 
-export function buildProject(root: string): void {
+/** The project's tsconfig.json, parsed; throws when there is none or it cannot be read. */
+export function readTsconfig(root: string): ts.ParsedCommandLine {
   const cfg = ts.getParsedCommandLineOfConfigFile(
     join(root, 'tsconfig.json'),
     {},
@@ -71,7 +72,12 @@ export function buildProject(root: string): void {
       },
     },
   );
-  if (!cfg) throw new Error('no tsconfig');
+  if (!cfg) throw new Error(`no tsconfig in ${root}`);
+  return cfg;
+}
+
+export function buildProject(root: string): void {
+  const cfg = readTsconfig(root);
   const rootDir = cfg.options.rootDir ?? root;
   const outDir = cfg.options.outDir ?? root;
   for (const file of walk(rootDir)) {
