@@ -13,16 +13,16 @@
  * Usage: node dist/bench/attack.js   (env BENCH_ATTACK_SECONDS=10, BENCH_RATE=200 requests/s,
  * BENCH_MAX_ATTACK_CONNECTIONS=100000 per attack, BENCH_ATTACKS=junk,silent,proofs,slowloris,frames)
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { AgentClient } from '../client/connection';
-import { copyShop, freePort, median, startLoad, waitForOutput } from '../examples/bench-kit';
+import { copyShop, freePort, median, startLoad } from '../examples/bench-kit';
 import { createDevToken } from '../examples/demo-app';
 import { PROTOCOL_VERSION } from '../shared/version';
 import { openRaw } from '../test/helpers/raw-client';
+import { launch, run, type Launched } from '../testkit/launch';
 
 const SECONDS = Number(process.env['BENCH_ATTACK_SECONDS'] ?? 10);
 const RATE = Number(process.env['BENCH_RATE'] ?? 200);
@@ -166,16 +166,9 @@ async function phase(
   const attacker =
     index === undefined
       ? undefined
-      : new Promise<void>((resolve, reject) => {
-          const c = spawn(process.execPath, [__filename, '--attack', String(index), ctx.address], { stdio: ['ignore', 'pipe', 'inherit'] });
-          let out = '';
-          c.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-          c.once('error', reject);
-          c.once('exit', (code) => {
-            connections = Number(/connections (\d+)/.exec(out)?.[1] ?? NaN);
-            if (code === 0) resolve();
-            else reject(new Error(`attacker ${name} exited with ${code}`));
-          });
+      : run({ args: [__filename, '--attack', String(index), ctx.address], timeoutMs: SECONDS * 1000 + 60_000 }).then((r) => {
+          connections = Number(/connections (\d+)/.exec(r.stdout)?.[1] ?? NaN);
+          if (r.code !== 0) throw new Error(`attacker ${name} exited with ${r.code}\n${r.stderr}`);
         });
   const row: Row = {
     attack: name,
@@ -213,28 +206,31 @@ async function phase(
 
 async function main(): Promise<void> {
   const copy = copyShop();
-  let child: ChildProcess | undefined;
+  let shop: Launched | undefined;
   try {
     const { tokensFile, token } = createDevToken(copy.root);
     const audit = join(copy.root, 'audit.jsonl');
     const httpPort = await freePort();
-    child = spawn(process.execPath, ['-r', 'livepatch/register', 'dist/main.js'], {
+    shop = await launch({
+      args: ['-r', 'livepatch/register', 'dist/main.js'],
       cwd: copy.root,
       env: {
-        ...process.env,
         PORT: String(httpPort),
         LIVEPATCH_ROOT: copy.root,
         LIVEPATCH_TOKENS: tokensFile,
         LIVEPATCH_LISTEN: '127.0.0.1:0',
         LIVEPATCH_AUDIT: audit,
       },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      name: 'shop',
+      killAfterMs: 5000,
+      ready: [
+        { stream: 'stderr', pattern: /livepatch: agent listening on (\S+)/ },
+        { stream: 'stdout', pattern: /app listening on/ },
+      ],
     });
-    const agentLine = waitForOutput(child, /livepatch: agent listening on (\S+)/);
-    await waitForOutput(child, /app listening on/);
-    const address = (await agentLine)[1]!;
+    const address = shop.ready[0]![1]!;
     if (!address.startsWith('127.')) throw new Error(`refusing to attack a non-loopback address ${address}`);
-    const ctx = { pid: child.pid!, address, token, httpPort };
+    const ctx = { pid: shop.pid, address, token, httpPort };
     console.log(
       `shop pid ${ctx.pid}, agent ${address}, ${SECONDS} s per attack, HTTP load ${RATE} req/s on ${PATH}, Node ${process.version}`,
     );
@@ -266,12 +262,7 @@ async function main(): Promise<void> {
     );
     if (failedHttp > 0 || failedLogins > 0 || slow > 0) process.exitCode = 1;
   } finally {
-    if (child && child.exitCode === null) {
-      const exited = new Promise((r) => child!.once('exit', r));
-      child.kill('SIGTERM');
-      setTimeout(() => child!.kill('SIGKILL'), 5000).unref();
-      await exited;
-    }
+    await shop?.stop();
     copy.cleanup();
   }
 }

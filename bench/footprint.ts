@@ -8,10 +8,10 @@
  * Linux only (/proc). Usage: npm run build && node dist/bench/footprint.js
  * (env BENCH_SIZES=300, BENCH_CHECKER_IDLE_MS=5000)
  */
-import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { copyShop, samplePatch } from '../examples/bench-kit';
 import { startPipelineApp } from '../test/helpers/pipeline-app';
+import { launch } from '../testkit/launch';
 import { generate, moduleSource } from './apply';
 
 const MB = 1024 * 1024;
@@ -53,25 +53,15 @@ async function atRest(pid: number, get: () => Promise<unknown>): Promise<number>
 
 /** Plain run: the app without livepatch. */
 async function plain(root: string, path: string): Promise<number> {
-  const child = spawn(process.execPath, ['dist/main.js'], {
+  await using app = await launch({
+    args: ['dist/main.js'],
     cwd: root,
-    env: { ...process.env, PORT: '0' },
-    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { PORT: '0' },
+    name: 'plain app',
+    ready: [{ stream: 'stdout', pattern: /app listening on (\d+)/ }],
   });
-  try {
-    const port = await new Promise<number>((resolve, reject) => {
-      let out = '';
-      child.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = /app listening on (\d+)/.exec(out);
-        if (m) resolve(Number(m[1]));
-      });
-      child.once('exit', (c) => reject(new Error(`plain app exited (${c})`)));
-    });
-    return await atRest(child.pid!, () => fetch(`http://127.0.0.1:${port}${path}`).then((r) => r.text()));
-  } finally {
-    child.kill('SIGTERM');
-  }
+  const port = Number(app.ready[0]![1]);
+  return await atRest(app.pid, () => fetch(`http://127.0.0.1:${port}${path}`).then((r) => r.text()));
 }
 
 interface Row {

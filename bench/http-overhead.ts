@@ -10,11 +10,11 @@
  * BENCH_BASELINE=<another built livepatch tree> adds that tree's engine as a side, e.g. the commit
  * before a change to the request path, so both are measured in the same alternating rounds)
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import * as ts from 'typescript';
+import { launch, type Launched } from '../testkit/launch';
 
 type Cannon = (opts: {
   url: string;
@@ -89,7 +89,7 @@ function transpile(src: string): string {
 
 interface Side {
   name: string;
-  child: ChildProcess;
+  app: Launched;
   port: number;
   rps: number[];
   /** Server CPU time per request (µs), from /proc: far less sensitive to other load than req/s. */
@@ -106,29 +106,25 @@ function cpuMs(pid: number | undefined): number | undefined {
   }
 }
 
-function start(root: string, name: string, preload: string[], liveRoot = root): Promise<Side> {
-  const env: NodeJS.ProcessEnv = { ...process.env, LIVEPATCH_ROOT: liveRoot };
-  delete env['LIVEPATCH_TOKENS'];
-  const args = [...preload.flatMap((p) => ['-r', p]), 'dist/main.js'];
-  const child = spawn(process.execPath, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
-  return new Promise((res, rej) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /app listening on (\d+)/.exec(out);
-      if (m) res({ name, child, port: Number(m[1]), rps: [], cpuUs: [] });
-    });
-    child.once('exit', (c) => rej(new Error(`${name} exited (${c})`)));
+async function start(root: string, name: string, preload: string[], liveRoot = root): Promise<Side> {
+  const app = await launch({
+    args: [...preload.flatMap((p) => ['-r', p]), 'dist/main.js'],
+    cwd: root,
+    env: { LIVEPATCH_ROOT: liveRoot, LIVEPATCH_TOKENS: undefined },
+    ipc: true,
+    name,
+    // The app's warnings stay visible on this terminal.
+    onOutput: (stream, d) => void (stream === 'stderr' && process.stderr.write(d)),
+    ready: [{ stream: 'stdout', pattern: /app listening on (\d+)/ }],
   });
+  return { name, app, port: Number(app.ready[0]![1]), rps: [], cpuUs: [] };
 }
 
 /** Apply one patch (the tax rate) through the engine driver in the child. */
-function patch(side: Side): Promise<void> {
+async function patch(side: Side): Promise<void> {
   const src = FILES['src/prices.ts']!.replace('0.2', '0.21');
-  return new Promise((res, rej) => {
-    side.child.once('message', (m: any) => (m.ok ? res() : rej(new Error(m.error?.message))));
-    side.child.send({ id: 1, op: 'apply', changes: [{ id: 'src/prices.ts', source: src, js: transpile(src) }] });
-  });
+  const m: any = await side.app.request({ op: 'apply', changes: [{ id: 'src/prices.ts', source: src, js: transpile(src) }] });
+  if (!m.ok) throw new Error(m.error?.message);
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -153,9 +149,9 @@ async function main(): Promise<void> {
     for (let r = 0; r < ROUNDS; r++) {
       const order = r % 2 === 0 ? sides : [...sides].reverse();
       for (const s of order) {
-        const cpu0 = cpuMs(s.child.pid);
+        const cpu0 = cpuMs(s.app.pid);
         const res = await autocannon({ url: `http://127.0.0.1:${s.port}/`, connections: CONNECTIONS, duration: SECONDS });
-        const cpu1 = cpuMs(s.child.pid);
+        const cpu1 = cpuMs(s.app.pid);
         if (res.errors || res.non2xx) throw new Error(`${s.name}: ${res.errors} errors, ${res.non2xx} non-2xx`);
         s.rps.push(res.requests.average);
         if (cpu0 !== undefined && cpu1 !== undefined && res.requests.total > 0) s.cpuUs.push(((cpu1 - cpu0) * 1000) / res.requests.total);
@@ -194,7 +190,7 @@ async function main(): Promise<void> {
       );
     }
   } finally {
-    for (const s of sides) s.child.kill('SIGTERM');
+    await Promise.all(sides.map((s) => s.app.stop()));
     rmSync(root, { recursive: true, force: true });
   }
 }

@@ -16,13 +16,14 @@
  * Usage: node dist/bench/overhead.js   (env BENCH_ROUNDS=6, BENCH_SECONDS=5, BENCH_CONNECTIONS=10,
  * BENCH_PATH=/health for a trivial handler instead of the quote)
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentClient } from '../client/connection';
-import { copyShop, median, samplePatch, waitForOutput } from '../examples/bench-kit';
+import { copyShop, median, samplePatch } from '../examples/bench-kit';
 import { createDevToken, startShop } from '../examples/demo-app';
+import { launch } from '../testkit/launch';
 
 interface CannonResult {
   requests: { average: number; total: number };
@@ -72,13 +73,15 @@ interface Side {
 
 /** The shop without the agent: plain node, or with the engine preloaded (`-r livepatch/register`, no tokens). */
 async function agentlessShop(root: string, name: string, preload: string[]): Promise<Side> {
-  const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', LIVEPATCH_ROOT: root };
-  delete env['LIVEPATCH_TOKENS'];
-  const child = spawn(process.execPath, [...preload, 'dist/main.js'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const m = await waitForOutput(child, /app listening on (\d+)/);
-  const stop = () => new Promise<void>((r) => (child.exitCode !== null ? r() : (child.once('exit', () => r()), child.kill('SIGTERM'))));
-  if (PIN) pin(child.pid!, PIN[0]);
-  return { name, port: Number(m[1]), pid: child.pid!, cpu: [], rps: [], p99: [], failed: 0, stop };
+  const shop = await launch({
+    args: [...preload, 'dist/main.js'],
+    cwd: root,
+    env: { PORT: '0', LIVEPATCH_ROOT: root, LIVEPATCH_TOKENS: undefined },
+    name,
+    ready: [{ stream: 'stdout', pattern: /app listening on (\d+)/ }],
+  });
+  if (PIN) pin(shop.pid, PIN[0]);
+  return { name, port: Number(shop.ready[0]![1]), pid: shop.pid, cpu: [], rps: [], p99: [], failed: 0, stop: shop.stop };
 }
 
 async function agentShop(root: string, name: string, state: string, patched: boolean): Promise<Side> {

@@ -62,16 +62,6 @@ function startLoad(port: number): { stop(): Promise<Sample[]> } {
   };
 }
 
-async function until(cond: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out waiting for the restart');
-    await sleep(10);
-  }
-}
-
-const count = (text: string, re: RegExp): number => text.match(re)?.length ?? 0;
-
 interface Method {
   name: string;
   run(root: string, port: number): Promise<{ app: AppProcess; restart(): Promise<void>; close(): void }>;
@@ -100,9 +90,9 @@ const METHODS: Method[] = [
       return {
         app,
         async restart() {
-          const n = count(app.stdout(), /cluster reloaded/g);
+          const reloaded = app.proc.waitFor('stdout', /cluster reloaded/, { fresh: true, timeoutMs: 30_000 });
           app.child.kill('SIGHUP');
-          await until(() => count(app.stdout(), /cluster reloaded/g) > n);
+          await reloaded;
         },
         close: () => undefined,
       };
@@ -115,9 +105,9 @@ const METHODS: Method[] = [
       return {
         app,
         async restart() {
-          const n = count(app.stdout(), /app listening on/g);
+          const listening = app.proc.waitFor('stdout', /app listening on/, { fresh: true, timeoutMs: 30_000 });
           appendFileSync(join(root, 'dist', 'server.js'), '\n// touched\n');
-          await until(() => count(app.stdout(), /app listening on/g) > n);
+          await listening;
         },
         close: () => undefined,
       };

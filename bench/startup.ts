@@ -7,9 +7,9 @@
  * earlier commit checked out with `git worktree add`).
  * Usage: npm run build && node dist/bench/startup.js   (env BENCH_SIZES=100,300 BENCH_ROUNDS=7 BENCH_BASELINE)
  */
-import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { launch } from '../testkit/launch';
 import { generate } from './apply';
 
 const SIZES = (process.env['BENCH_SIZES'] ?? '100,300').split(',').map(Number);
@@ -17,26 +17,15 @@ const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 7);
 const BASELINE = process.env['BENCH_BASELINE'];
 
 /** Milliseconds from spawn until the app prints that it listens. */
-function timeToListen(root: string, register: string | undefined): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, LIVEPATCH_ROOT: root };
-    delete env['LIVEPATCH_TOKENS'];
-    const args = [...(register ? ['-r', register] : []), join('dist', 'main.js')];
-    const t = process.hrtime.bigint();
-    const child = spawn(process.execPath, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'ignore'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (!out.includes('app listening')) return;
-      const ms = Number(process.hrtime.bigint() - t) / 1e6;
-      child.kill();
-      resolve(ms);
-    });
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      if (!out.includes('app listening')) reject(new Error(`app exited (${code}) before listening`));
-    });
+async function timeToListen(root: string, register: string | undefined): Promise<number> {
+  const t = process.hrtime.bigint();
+  await using _app = await launch({
+    args: [...(register ? ['-r', register] : []), join('dist', 'main.js')],
+    cwd: root,
+    env: { LIVEPATCH_ROOT: root, LIVEPATCH_TOKENS: undefined },
+    ready: [{ stream: 'stdout', pattern: /app listening/ }],
   });
+  return Number(process.hrtime.bigint() - t) / 1e6;
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;

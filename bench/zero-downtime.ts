@@ -14,22 +14,12 @@
  * for the livepatch side), so they differ only in how the code is delivered.
  * Usage: node dist/bench/zero-downtime.js   (env BENCH_CHANGES=5, BENCH_RATE=300 requests/s)
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentClient } from '../client/connection';
-import {
-  copyShop,
-  freePort,
-  median,
-  percentile,
-  samplePatch,
-  startLoad,
-  waitForOutput,
-  type Sample,
-  type ShopCopy,
-} from '../examples/bench-kit';
+import { copyShop, freePort, median, percentile, samplePatch, startLoad, type Sample, type ShopCopy } from '../examples/bench-kit';
 import { createDevToken } from '../examples/demo-app';
+import { launch, type Launched, type LaunchOptions } from '../testkit/launch';
 
 const CHANGES = Number(process.env['BENCH_CHANGES'] ?? 5);
 const RATE = Number(process.env['BENCH_RATE'] ?? 300);
@@ -62,7 +52,7 @@ if (cluster.isPrimary) {
 
 interface Method {
   name: string;
-  start(copy: ShopCopy, port: number): Promise<{ child: ChildProcess; deliver(files: Record<string, string>): Promise<void> }>;
+  start(copy: ShopCopy, port: number): Promise<{ shop: Launched; deliver(files: Record<string, string>): Promise<void> }>;
 }
 
 const METHODS: Method[] = [
@@ -70,18 +60,27 @@ const METHODS: Method[] = [
     name: 'livepatch apply',
     async start(copy, port) {
       const { tokensFile, token } = createDevToken(copy.root);
-      const child = spawnShop(copy, ['-r', 'livepatch/register', 'dist/main.js'], {
-        PORT: String(port),
-        LIVEPATCH_TOKENS: tokensFile,
-        LIVEPATCH_LISTEN: '127.0.0.1:0',
-        LIVEPATCH_AUDIT: join(copy.root, 'audit.jsonl'),
+      const shop = await startShop(
+        copy,
+        ['-r', 'livepatch/register', 'dist/main.js'],
+        {
+          PORT: String(port),
+          LIVEPATCH_TOKENS: tokensFile,
+          LIVEPATCH_LISTEN: '127.0.0.1:0',
+          LIVEPATCH_AUDIT: join(copy.root, 'audit.jsonl'),
+        },
+        [
+          { stream: 'stderr', pattern: /livepatch: agent listening on (\S+)/ },
+          { stream: 'stdout', pattern: /app listening on/ },
+        ],
+      );
+      const client = await AgentClient.connect(shop.ready[0]![1]!, { token }).catch(async (e: unknown) => {
+        await shop.stop();
+        throw e;
       });
-      const agent = (await waitForOutput(child, /livepatch: agent listening on (\S+)/))[1]!;
-      await waitForOutput(child, /app listening on/).catch(() => undefined);
-      const client = await AgentClient.connect(agent, { token });
-      child.once('exit', () => client.close());
+      void shop.exited.then(() => client.close());
       return {
-        child,
+        shop,
         async deliver(files) {
           await client.request('apply', { patch: { files } }, { timeoutMs: 60_000 });
         },
@@ -92,14 +91,15 @@ const METHODS: Method[] = [
     name: 'cluster rolling restart',
     async start(copy, port) {
       writeFileSync(join(copy.root, 'cluster.js'), CLUSTER_PRIMARY);
-      const child = spawnShop(copy, ['-r', 'livepatch/register', 'cluster.js'], { PORT: String(port) });
-      await waitForOutput(child, /cluster ready/);
+      const shop = await startShop(copy, ['-r', 'livepatch/register', 'cluster.js'], { PORT: String(port) }, [
+        { stream: 'stdout', pattern: /cluster ready/ },
+      ]);
       return {
-        child,
+        shop,
         async deliver(files) {
           deployAll(copy, files);
-          const reloaded = waitForOutput(child, /cluster reloaded/, 60_000);
-          child.kill('SIGHUP');
+          const reloaded = shop.waitFor('stdout', /cluster reloaded/, { fresh: true, timeoutMs: 60_000 });
+          shop.child.kill('SIGHUP');
           await reloaded;
         },
       };
@@ -108,12 +108,13 @@ const METHODS: Method[] = [
   {
     name: 'node --watch restart',
     async start(copy, port) {
-      const child = spawnShop(copy, ['--watch', '-r', 'livepatch/register', 'dist/main.js'], { PORT: String(port) });
-      await waitForOutput(child, /app listening on/);
+      const shop = await startShop(copy, ['--watch', '-r', 'livepatch/register', 'dist/main.js'], { PORT: String(port) }, [
+        { stream: 'stdout', pattern: /app listening on/ },
+      ]);
       return {
-        child,
+        shop,
         async deliver(files) {
-          const restarted = waitForOutput(child, /app listening on/, 60_000);
+          const restarted = shop.waitFor('stdout', /app listening on/, { fresh: true, timeoutMs: 60_000 });
           deployAll(copy, files);
           await restarted;
         },
@@ -122,29 +123,21 @@ const METHODS: Method[] = [
   },
 ];
 
-function spawnShop(copy: ShopCopy, args: string[], env: Record<string, string>): ChildProcess {
-  const e: NodeJS.ProcessEnv = { ...process.env, LIVEPATCH_ROOT: copy.root, ...env };
-  if (!env['LIVEPATCH_TOKENS']) delete e['LIVEPATCH_TOKENS'];
-  const child = spawn(process.execPath, args, { cwd: copy.root, env: e, stdio: ['ignore', 'pipe', 'pipe'] });
-  spawned.add(child);
-  child.once('exit', () => spawned.delete(child));
-  return child;
+/** The shop copy run with `args`; resolves once the `ready` lines have appeared (a failed start leaves nothing running). */
+function startShop(copy: ShopCopy, args: string[], env: Record<string, string>, ready: LaunchOptions['ready']): Promise<Launched> {
+  return launch({
+    args,
+    cwd: copy.root,
+    env: { LIVEPATCH_ROOT: copy.root, LIVEPATCH_TOKENS: undefined, ...env },
+    name: 'shop',
+    group: true,
+    killAfterMs: 5000,
+    ...(ready ? { ready } : {}),
+  });
 }
-
-/** Every shop process this benchmark started and that is still running. */
-const spawned = new Set<ChildProcess>();
 
 function deployAll(copy: ShopCopy, files: Record<string, string>): void {
   for (const [id, source] of Object.entries(files)) copy.deploy(id.replace(/^src\//, ''), source);
-}
-
-function stop(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once('exit', () => resolve());
-    child.kill('SIGTERM');
-    setTimeout(() => child.kill('SIGKILL'), 5000).unref();
-  });
 }
 
 interface Outcome {
@@ -163,12 +156,10 @@ async function runMethod(m: Method): Promise<Outcome> {
   try {
     started = await m.start(copy, port);
   } catch (e) {
-    // A method that failed to start must not leave its process or its copy behind.
-    await Promise.all([...spawned].map(stop));
     copy.cleanup();
     throw e;
   }
-  const { child, deliver } = started;
+  const { shop, deliver } = started;
   const { patched, original } = samplePatch();
   const load = startLoad(port, PATH, RATE);
   const firstNew: number[] = [];
@@ -192,7 +183,7 @@ async function runMethod(m: Method): Promise<Outcome> {
     }
   } finally {
     await load.stop();
-    await stop(child);
+    await shop.stop();
     copy.cleanup();
   }
   const samples = load.samples;

@@ -1,13 +1,11 @@
 /**
  * Helpers shared by the end-to-end benchmarks in bench/ (overhead, memory, zero-downtime): summary
  * statistics, a paced HTTP load generator that records every request's outcome, a throwaway copy of
- * the example shop whose sources can be rewritten, and waiting for a child's "listening" lines.
+ * the example shop whose sources can be rewritten (children are started with testkit/launch.ts).
  * Lives with the example because every helper here is about running the shop.
  */
 import * as http from 'node:http';
-import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ts from 'typescript';
@@ -25,42 +23,7 @@ export function percentile(xs: readonly number[], p: number): number {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
 }
 
-/** A free loopback TCP port (bound then released). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** Resolve once `pattern` appears on the child's stdout or stderr (rejects on exit or after `ms`). */
-export function waitForOutput(child: ChildProcess, pattern: RegExp, ms = 30_000): Promise<RegExpExecArray> {
-  return new Promise((resolve, reject) => {
-    let seen = '';
-    const onData = (d: Buffer) => {
-      seen = (seen + d.toString()).slice(-16_384);
-      const m = pattern.exec(seen);
-      if (m) finish(() => resolve(m));
-    };
-    const onExit = (code: number | null) => finish(() => reject(new Error(`process exited (${code}) before ${pattern}\n${seen}`)));
-    const timer = setTimeout(() => finish(() => reject(new Error(`timed out waiting for ${pattern}\n${seen}`))), ms);
-    const finish = (f: () => void) => {
-      clearTimeout(timer);
-      child.stdout?.off('data', onData);
-      child.stderr?.off('data', onData);
-      child.off('exit', onExit);
-      f();
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('exit', onExit);
-  });
-}
+export { freePort } from '../testkit/launch';
 
 /** A private copy of the example shop (sources, tsconfig, dist) that a benchmark may rewrite. */
 export interface ShopCopy {

@@ -9,10 +9,11 @@
  * resolver and the TypeScript compiler find them in the build, at run time (`-r livepatch/register`)
  * and in the agent's type checker.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, cpSync, mkdirSync, openSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { addToken } from '../shared';
+import { launch, type Launched } from '../testkit/launch';
 
 /** Repository root (this file runs as dist/examples/demo-app.js). */
 export const REPO = resolve(__dirname, '..', '..');
@@ -79,7 +80,7 @@ export function createDevToken(dir: string): { tokensFile: string; token: string
   return { tokensFile, token, tokenFile };
 }
 
-export interface ShopProcess {
+export interface ShopProcess extends AsyncDisposable {
   /** The shop copy's root directory. */
   root: string;
   child: ChildProcess;
@@ -110,70 +111,49 @@ export interface StartOptions {
 }
 
 /** Start `node -r livepatch/register dist/main.js` in the shop and wait for the agent and HTTP lines. */
-export function startShop(opts: StartOptions): Promise<ShopProcess> {
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    LIVEPATCH_LISTEN: opts.listen,
-    LIVEPATCH_TOKENS: opts.tokensFile,
-    LIVEPATCH_ROOT: opts.root,
-    LIVEPATCH_AUDIT: join(opts.stateDir, 'audit.jsonl'),
-    PORT: String(opts.port),
+export async function startShop(opts: StartOptions): Promise<ShopProcess> {
+  let log = opts.logFile ? openSync(opts.logFile, 'a') : undefined;
+  const closeLog = (): void => {
+    if (log !== undefined) closeSync(log);
+    log = undefined;
   };
-  delete env['LIVEPATCH_JOURNAL'];
-  const log = opts.logFile ? openSync(opts.logFile, 'a') : undefined;
-  const child = spawn(process.execPath, ['-r', 'livepatch/register', 'dist/main.js'], {
-    cwd: opts.root,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  return new Promise((resolveStart, reject) => {
-    let agent: string | undefined;
-    let httpPort: number | undefined;
-    const fail = (why: string) => {
-      clearTimeout(timer);
-      child.kill('SIGKILL');
-      reject(new Error(`${why}\n--- shop stdout ---\n${out}--- shop stderr ---\n${err}`));
-    };
-    const timer = setTimeout(() => fail('the shop did not start within the time limit'), opts.timeoutMs ?? 30_000);
-    const ready = () => {
-      if (agent === undefined || httpPort === undefined) return;
-      clearTimeout(timer);
-      child.removeAllListeners('exit');
-      resolveStart(shopHandle(opts.root, child, agent, httpPort, () => `--- shop stdout ---\n${out}--- shop stderr ---\n${err}`));
-    };
-    const keep = (acc: string, d: Buffer) => (acc + d.toString()).slice(-OUTPUT_TAIL);
-    child.stdout!.on('data', (d: Buffer) => {
-      if (log !== undefined) writeFileSync(log, d);
-      out = keep(out, d);
-      const m = httpPort === undefined ? /app listening on (\d+)/.exec(out) : null;
-      if (m) {
-        httpPort = Number(m[1]);
-        ready();
-      }
+  let proc: Launched;
+  try {
+    proc = await launch({
+      args: ['-r', 'livepatch/register', 'dist/main.js'],
+      cwd: opts.root,
+      env: {
+        LIVEPATCH_LISTEN: opts.listen,
+        LIVEPATCH_TOKENS: opts.tokensFile,
+        LIVEPATCH_ROOT: opts.root,
+        LIVEPATCH_AUDIT: join(opts.stateDir, 'audit.jsonl'),
+        LIVEPATCH_JOURNAL: undefined,
+        PORT: String(opts.port),
+      },
+      name: 'shop',
+      keep: OUTPUT_TAIL,
+      onOutput: (_, d) => {
+        if (log !== undefined) writeFileSync(log, d);
+      },
+      ready: [
+        { stream: 'stderr', pattern: /livepatch: agent listening on (\S+)/ },
+        { stream: 'stdout', pattern: /app listening on (\d+)/ },
+      ],
+      ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
     });
-    child.stderr!.on('data', (d: Buffer) => {
-      if (log !== undefined) writeFileSync(log, d);
-      err = keep(err, d);
-      const m = agent === undefined ? /livepatch: agent listening on (\S+)/.exec(err) : null;
-      if (m) {
-        agent = m[1]!;
-        ready();
-      }
-    });
-    if (log !== undefined) child.once('close', () => closeSync(log));
-    child.on('exit', (code, signal) => fail(`the shop exited during start-up (${code ?? signal})`));
-  });
-}
-
-function shopHandle(root: string, child: ChildProcess, agent: string, httpPort: number, output: () => string): ShopProcess {
+  } catch (e) {
+    closeLog();
+    throw e;
+  }
+  // After its last output: the pipes close after the exit.
+  proc.child.once('close', closeLog);
+  const httpPort = Number(proc.ready[1]![1]);
   return {
-    root,
-    child,
-    agent,
+    root: opts.root,
+    child: proc.child,
+    agent: proc.ready[0]![1]!,
     httpPort,
-    output,
+    output: proc.output,
     async http(method, path) {
       const res = await fetch(`http://127.0.0.1:${httpPort}${path}`, { method });
       const text = await res.text();
@@ -185,13 +165,7 @@ function shopHandle(root: string, child: ChildProcess, agent: string, httpPort: 
       }
       return { status: res.status, body };
     },
-    stop() {
-      return new Promise((done) => {
-        if (child.exitCode !== null || child.signalCode !== null) return done();
-        child.once('exit', () => done());
-        child.kill('SIGTERM');
-        setTimeout(() => child.kill('SIGKILL'), 3000).unref();
-      });
-    },
+    stop: proc.stop,
+    [Symbol.asyncDispose]: proc.stop,
   };
 }

@@ -6,8 +6,8 @@
  * checked before the patch, after it, and after the rollback, so the tour proves the patch took
  * effect and was undone; a second patch of the inventory module proves its state (`keep`) survives.
  */
-import { spawn } from 'node:child_process';
 import { join, relative } from 'node:path';
+import { run, type RunResult } from '../testkit/launch';
 import { CLI, type ShopProcess } from './demo-app';
 
 /** The sample order: 12 mugs. Totals before/after the sample patch are printed and compared. */
@@ -131,21 +131,8 @@ function cents(c: number): string {
   return (c / 100).toFixed(2);
 }
 
-function runCli(args: string[], token: string, cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((done, reject) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, LIVEPATCH_TOKEN: token };
-    const child = spawn(process.execPath, [CLI, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      done({ code: code ?? -1, stdout, stderr });
-    });
-  });
+function runCli(args: string[], token: string, cwd: string): Promise<RunResult> {
+  return run({ args: [CLI, ...args], cwd, env: { LIVEPATCH_TOKEN: token }, timeoutMs: 120_000 });
 }
 
 export { StepFailed };

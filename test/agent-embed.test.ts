@@ -6,13 +6,13 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { AgentClient } from '../client/connection';
 import { CLOSE } from '../shared';
 import { startAgent } from '../server/agent';
 import { resolveOptions } from '../server/agent/options';
 import { createProject, createTokens, type Project, type Tokens } from './helpers/project';
+import { launch, type Launched } from '../testkit/launch';
 
 describe('agent options', () => {
   it('accepts loopback addresses and Unix sockets without TLS', () => {
@@ -34,9 +34,7 @@ describe('agent options', () => {
 describe('agent embedded with startAgent()', () => {
   let project: Project;
   let tokens: Tokens;
-  let child: ChildProcess;
-  let out = '';
-  let err = '';
+  let embed: Launched | undefined;
   before(async () => {
     project = createProject();
     tokens = createTokens(project.root);
@@ -53,19 +51,26 @@ startAgent({ tokensFile: ${JSON.stringify(tokens.file)}, listen: '127.0.0.1:0', 
 });
 `,
     );
-    child = spawn(process.execPath, [join(project.root, 'embed.js')], { cwd: project.root, stdio: ['pipe', 'pipe', 'pipe'] });
-    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    for (let i = 0; i < 300 && !/ADDR (\S+)/.test(out); i++) await new Promise((r) => setTimeout(r, 100));
+    embed = await launch({
+      args: [join(project.root, 'embed.js')],
+      cwd: project.root,
+      stdin: true,
+      name: 'embedding app',
+      ready: [
+        { stream: 'stdout', pattern: /ADDR (\S+)/ },
+        { stream: 'stderr', pattern: /livepatch: agent listening on / },
+      ],
+    });
   });
-  after(() => {
-    child?.kill('SIGKILL');
+  after(async () => {
+    await embed?.stop();
     project?.cleanup();
   });
 
   it('installs an engine with a warning and serves', async () => {
-    const address = /ADDR (\S+)/.exec(out)?.[1];
-    assert.ok(address, `stdout: ${out}\nstderr: ${err}`);
+    const { child } = embed!;
+    const address = embed!.ready[0]![1]!;
+    const err = embed!.stderr();
     assert.match(err, /livepatch: warning: the engine was installed by startAgent/);
     assert.match(err, new RegExp(`livepatch: agent listening on ${address.replace(/\./g, '\\.')}`));
     const c = await AgentClient.connect(address, { token: tokens.read });
@@ -73,11 +78,10 @@ startAgent({ tokensFile: ${JSON.stringify(tokens.file)}, listen: '127.0.0.1:0', 
     // Using the REPL starts its worker; close() must stop it too, or the process would not exit.
     assert.equal((await c.request('eval', { code: '1 + 1' })).output, '2');
     const closed = new Promise<{ code: number }>((r) => c.once('close', r));
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     child.stdin!.end('close\n');
     assert.equal((await closed).code, CLOSE.AGENT_STOPPING);
     // Nothing else keeps the process alive: it exits by itself once the agent is closed.
-    assert.equal(await exited, 0);
-    assert.match(out, /CLOSED/);
+    assert.equal((await embed!.exited).code, 0);
+    assert.match(embed!.stdout(), /CLOSED/);
   });
 });

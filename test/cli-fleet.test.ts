@@ -6,10 +6,10 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, runCli } from './helpers/project';
+import { launch } from '../testkit/launch';
 import { BOTH_PATCH, QUOTE_PATCH, quoteTag, startFleet, type Fleet, type Host } from './cli-fleet-fixture';
 
 let fleet: Fleet;
@@ -87,31 +87,23 @@ test('Ctrl-C while staging waits for the stages, aborts them on every agent, and
     "import { writeFileSync } from 'node:fs';\nimport { join } from 'node:path';\nexport async function slowly(): Promise<void> {\n  writeFileSync(join(process.cwd(), 'verify-started'), '');\n  await new Promise((r) => setTimeout(r, 3000));\n}\n";
   a.project.write('slow-verify.ts', verify);
   a.project.write('both/src/quote.ts', BOTH_PATCH);
-  const child = spawn(
-    process.execPath,
-    [CLI, 'apply', `${a.agent},${b.agent}`, 'both/src/quote.ts', '--root', 'both', '--verify', 'slow-verify.ts', '--json'],
-    {
-      cwd: a.project.root,
-      env: { ...process.env, ...env() },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+  await using apply = await launch({
+    args: [CLI, 'apply', `${a.agent},${b.agent}`, 'both/src/quote.ts', '--root', 'both', '--verify', 'slow-verify.ts', '--json'],
+    cwd: a.project.root,
+    env: env(),
+    name: 'livepatch apply',
+  });
   const markers = [a, b].map((h) => join(h.project.root, 'verify-started'));
   for (let i = 0; i < 600 && !markers.every((m) => existsSync(m)); i++) await new Promise((r) => setTimeout(r, 100));
   assert.ok(
     markers.every((m) => existsSync(m)),
-    `staging never reached the verify hook on both agents\n${stderr}`,
+    `staging never reached the verify hook on both agents\n${apply.stderr()}`,
   );
-  child.kill('SIGINT');
-  const code = await exited;
-  assert.equal(code, 130, stderr);
-  assert.match(stderr, /interrupted: waiting for the agents still staging/);
-  const j = JSON.parse(stdout);
+  apply.child.kill('SIGINT');
+  const { code } = await apply.exited;
+  assert.equal(code, 130, apply.stderr());
+  assert.match(apply.stderr(), /interrupted: waiting for the agents still staging/);
+  const j = JSON.parse(apply.stdout());
   assert.deepEqual(
     j.hosts.map((h: { state: string }) => h.state),
     ['aborted', 'aborted'],

@@ -6,34 +6,18 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO } from './helpers/project';
+import { run } from '../testkit/launch';
 
 const DEMO = join(REPO, 'dist', 'examples', 'demo.js');
 
-function runDemo(env: Record<string, string>): Promise<{ code: number; out: string }> {
-  return new Promise((done, reject) => {
-    // CI=true selects the tour; port 0 avoids clashing with a demo someone is running.
-    const child = spawn(process.execPath, [DEMO], {
-      cwd: REPO,
-      env: { ...process.env, CI: 'true', LIVEPATCH_DEMO_LISTEN: '127.0.0.1:0', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`demo timed out\n${out}`));
-    }, 110_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      done({ code: code ?? -1, out });
-    });
-  });
+async function runDemo(env: Record<string, string>): Promise<{ code: number; out: string }> {
+  // CI=true selects the tour; port 0 avoids clashing with a demo someone is running.
+  const r = await run({ args: [DEMO], cwd: REPO, env: { CI: 'true', LIVEPATCH_DEMO_LISTEN: '127.0.0.1:0', ...env }, timeoutMs: 110_000 });
+  return { code: r.code, out: r.stdout + r.stderr };
 }
 
 function assertShopStopped(out: string): void {

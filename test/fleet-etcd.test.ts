@@ -8,11 +8,11 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, createProject, createTokens, runCli, startApp, type AppProcess, type Project, type Tokens } from './helpers/project';
 import { ETCD, rawEtcd, requireEtcd, skipWithoutEtcd, uniqueFleet } from './helpers/etcd';
+import { launch } from '../testkit/launch';
 import { QUOTE_B, QUOTE_PATCH, RATES_B } from './cli-fleet-fixture';
 
 const skip = skipWithoutEtcd;
@@ -125,16 +125,15 @@ test('a fourth agent started afterwards serves the patched code from its first r
 
 test('killing the client between stage and commit: nothing commits, the deadline aborts the rollout', { skip }, async () => {
   const gens = await Promise.all(apps.map(generationOf));
-  const child = spawn(process.execPath, [CLI, 'apply', url(), 'fix3/src/quote.ts', '--root', 'fix3', '--deadline', '10000'], {
+  await using apply = await launch({
+    args: [CLI, 'apply', url(), 'fix3/src/quote.ts', '--root', 'fix3', '--deadline', '10000'],
     cwd: project.root,
-    env: { ...process.env, LIVEPATCH_FLEET_DECIDE_DELAY_MS: '60000' },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { LIVEPATCH_FLEET_DECIDE_DELAY_MS: '60000' },
+    name: 'livepatch apply',
   });
-  let err = '';
-  child.stderr.on('data', (b: Buffer) => (err += b.toString()));
-  await waitFor('every member staged', async () => /all 4 member\(s\) staged/.test(err), 60_000);
-  const rid = /rollout (\S+): proposed/.exec(err)![1]!;
-  child.kill('SIGKILL');
+  await apply.waitFor('stderr', /all 4 member\(s\) staged/, { timeoutMs: 60_000 });
+  const rid = /rollout (\S+): proposed/.exec(apply.stderr())![1]!;
+  apply.child.kill('SIGKILL');
   await waitFor('the deadline abort', async () => (await etcd.get(`${PREFIX}decision/${rid}`).string()) === 'abort', 30_000);
   await waitFor('every member aborted its staged set', async () => {
     const acks = await etcd.getAll().prefix(`${PREFIX}acks/${rid}/`).strings();

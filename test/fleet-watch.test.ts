@@ -7,11 +7,11 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, createProject, createTokens, runCli, startApp, type AppProcess, type Project, type Tokens } from './helpers/project';
 import { ETCD, rawEtcd, requireEtcd, skipWithoutEtcd, uniqueFleet } from './helpers/etcd';
+import { launch } from '../testkit/launch';
 
 const skip = skipWithoutEtcd;
 const NAME = uniqueFleet('w3');
@@ -162,16 +162,14 @@ test('a canary of 1 whose watch sees the route throw rolls itself back; the othe
 
 test('the client killed during the canary watch: the canary still rolls itself back and aborts the rest', { skip }, async () => {
   const gens = await Promise.all(apps.map(generationOf));
-  const child = spawn(
-    process.execPath,
-    [CLI, 'apply', url(), 'bad/src/routes.ts', '--root', 'bad', '--canary', '1', '--deadline', '180000', '--watch', '20s', ...JUDGE],
-    { cwd: project.root, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let err = '';
-  child.stderr.on('data', (b: Buffer) => (err += b.toString()));
-  await waitFor('the canaries watching', async () => /the canaries watch their new generation/.test(err), 120_000);
-  const rid = /rollout (\S+): proposed/.exec(err)![1]!;
-  child.kill('SIGKILL');
+  await using apply = await launch({
+    args: [CLI, 'apply', url(), 'bad/src/routes.ts', '--root', 'bad', '--canary', '1', '--deadline', '180000', '--watch', '20s', ...JUDGE],
+    cwd: project.root,
+    name: 'livepatch apply',
+  });
+  await apply.waitFor('stderr', /the canaries watch their new generation/, { timeoutMs: 120_000 });
+  const rid = /rollout (\S+): proposed/.exec(apply.stderr())![1]!;
+  apply.child.kill('SIGKILL');
   // Long before the rollout's deadline (180 s): the canary's own abort after its watch reverted it.
   await waitFor('the canary to abort the rollout', async () => (await etcd.get(`${PREFIX}decision/${rid}`).string()) === 'abort', 40_000);
   await waitFor('the canary rolled back, the others aborted', async () => {

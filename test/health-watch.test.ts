@@ -7,8 +7,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { bootAgentApp, readAudit, type AgentApp } from './helpers/raw-client';
-import { spawn } from 'node:child_process';
 import { CLI, runCli } from './helpers/project';
+import { launch } from '../testkit/launch';
 
 let a: AgentApp;
 let stopLoad = false;
@@ -180,30 +180,23 @@ test('a good patch under the same watch stays: exit 0, verdict kept; status show
 
 test('the watch runs in the agent: with the CLI killed mid-watch, the bad patch is still reverted and audited', async () => {
   // Enough requests needed before judging that the CLI can be killed first.
-  const child = spawn(
-    process.execPath,
-    [CLI, 'apply', a.address, 'bad/src/routes.ts', '--root', 'bad', '--watch', '30s', '--min-requests', '300', '--json'],
-    {
-      cwd: a.project.root,
-      env: { ...process.env, LIVEPATCH_TOKEN: a.tokens.patch },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const end: { code: number | null } = { code: null };
-  const exited = new Promise((r) => child.once('exit', (c) => r((end.code = c))));
+  await using apply = await launch({
+    args: [CLI, 'apply', a.address, 'bad/src/routes.ts', '--root', 'bad', '--watch', '30s', '--min-requests', '300', '--json'],
+    cwd: a.project.root,
+    env: { LIVEPATCH_TOKEN: a.tokens.patch },
+    name: 'livepatch apply',
+  });
   // Bounded by time, not by polls: each poll runs the CLI, which is slow on a loaded machine.
   let watching = false;
-  for (const until = Date.now() + 120_000; !watching && end.code === null && Date.now() < until;) {
+  for (const until = Date.now() + 120_000; !watching && !apply.exit() && Date.now() < until;) {
     const st = JSON.parse((await cli(['status', a.address, '--json'], 'read')).stdout);
     watching = st.watch?.generation === 5;
     if (!watching) await sleep(25);
   }
-  assert.ok(watching, `the watch started (apply ${end.code === null ? 'still running' : `exited ${String(end.code)}`}: ${out})`);
-  child.kill('SIGKILL');
-  await exited;
+  const ended = apply.exit();
+  assert.ok(watching, `the watch started (apply ${ended ? `exited ${String(ended.code)}` : 'still running'}: ${apply.output()})`);
+  apply.child.kill('SIGKILL');
+  await apply.exited;
   let s: any;
   for (const until = Date.now() + 120_000; Date.now() < until;) {
     s = JSON.parse((await cli(['status', a.address, '--json'], 'read')).stdout);

@@ -5,20 +5,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { CLI, createProject, createTokens, startApp, type AppProcess } from './helpers/project';
 import { Terminal } from './helpers/terminal';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../testkit/launch';
 
 test('attach as admin: the REPL pane evaluates; a dropped agent is shown stale and reconnected', { timeout: 180_000 }, async (t) => {
   const project = createProject();

@@ -4,26 +4,28 @@
  * TypeScript compiler with the fixture's own tsconfig (type errors fail the build), and run either
  * plain (`node dist/...`) or with `-r livepatch/register`, an agent and tokens.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdirSync, symlinkSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import * as ts from 'typescript';
-import { createProject, createTokens, FIXTURES, REPO, runCli, startApp, type AppProcess, type Project, type Tokens } from './project';
+import { freePort, launch } from '../../testkit/launch';
+import {
+  createProject,
+  createTokens,
+  FIXTURES,
+  HTTP_LINE,
+  REPO,
+  readTsconfig,
+  runCli,
+  startApp,
+  type AppProcess,
+  type Project,
+  type Tokens,
+} from './project';
 
 /** Compile the project at `root` with its tsconfig.json; throws with tsc-style diagnostics on any error. */
 export function tscBuild(root: string): void {
-  const cfg = ts.getParsedCommandLineOfConfigFile(
-    join(root, 'tsconfig.json'),
-    {},
-    {
-      ...ts.sys,
-      onUnRecoverableConfigFileDiagnostic: (d) => {
-        throw new Error(ts.flattenDiagnosticMessageText(d.messageText, '\n'));
-      },
-    },
-  );
-  if (!cfg) throw new Error(`no tsconfig in ${root}`);
+  const cfg = readTsconfig(root);
   const program = ts.createProgram({ rootNames: cfg.fileNames, options: cfg.options });
   const emitted = program.emit();
   const diags = [...ts.getPreEmitDiagnostics(program), ...emitted.diagnostics];
@@ -56,16 +58,7 @@ export function createFrameworkProject(fixture: string, packages: Record<string,
 }
 
 /** A TCP port that was free a moment ago (apps listen on a fixed port, as deployed ones do). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      s.close(() => resolve(typeof addr === 'object' && addr ? addr.port : 0));
-    });
-  });
-}
+export { freePort };
 
 export interface Reply {
   status: number;
@@ -82,46 +75,23 @@ export async function request(port: number, path: string, init: { method?: strin
   return { status: res.status, type: (res.headers.get('content-type') ?? '').split(';')[0]!, body: await res.text() };
 }
 
-export interface PlainApp {
+export interface PlainApp extends AsyncDisposable {
   child: ChildProcess;
   port: number;
   stop(): Promise<void>;
 }
 
 /** Start `entry` with plain node (no livepatch) on `port`; resolves on `app listening on PORT`. */
-export function startPlain(root: string, entry: string, port: number): Promise<PlainApp> {
-  const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port) };
-  delete env['NODE_OPTIONS'];
-  const child = spawn(process.execPath, [entry], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`plain app did not start\nstdout:\n${out}\nstderr:\n${err}`));
-    }, 30_000);
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (!/app listening on \d+/.test(out)) return;
-      clearTimeout(timer);
-      child.removeAllListeners('exit');
-      resolve({ child, port, stop: () => stopChild(child) });
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`plain app exited early (${code ?? signal})\nstdout:\n${out}\nstderr:\n${err}`));
-    });
+export async function startPlain(root: string, entry: string, port: number): Promise<PlainApp> {
+  const proc = await launch({
+    args: [entry],
+    cwd: root,
+    env: { PORT: String(port), NODE_OPTIONS: undefined },
+    name: 'plain app',
+    group: true,
+    ready: [{ stream: 'stdout', pattern: HTTP_LINE }],
   });
-}
-
-function stopChild(child: ChildProcess): Promise<void> {
-  return new Promise((r) => {
-    if (child.exitCode !== null || child.signalCode !== null) return r();
-    child.once('exit', () => r());
-    child.kill('SIGTERM');
-    setTimeout(() => child.kill('SIGKILL'), 3000).unref();
-  });
+  return { child: proc.child, port, stop: proc.stop, [Symbol.asyncDispose]: proc.stop };
 }
 
 export interface LiveApp {

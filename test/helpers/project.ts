@@ -5,13 +5,14 @@
  * The project lives in a temp dir with `node_modules/livepatch` and `node_modules/@types` linked to
  * this repository, so the app resolves `livepatch` as an installed dependency would.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import * as ts from 'typescript';
 import { isEsModuleFile } from '../../shared/module-format';
 import { addToken, type Role } from '../../shared';
+import { childEnv, launch, run, type Launched, type RunResult } from '../../testkit/launch';
 
 /** Repository root (this file is dist/test/helpers/project.js once built). */
 export const REPO = resolve(__dirname, '..', '..', '..');
@@ -59,7 +60,8 @@ function walk(dir: string, out: string[] = []): string[] {
   return out;
 }
 
-export function buildProject(root: string): void {
+/** The project's tsconfig.json, parsed; throws when there is none or it cannot be read. */
+export function readTsconfig(root: string): ts.ParsedCommandLine {
   const cfg = ts.getParsedCommandLineOfConfigFile(
     join(root, 'tsconfig.json'),
     {},
@@ -70,7 +72,12 @@ export function buildProject(root: string): void {
       },
     },
   );
-  if (!cfg) throw new Error('no tsconfig');
+  if (!cfg) throw new Error(`no tsconfig in ${root}`);
+  return cfg;
+}
+
+export function buildProject(root: string): void {
+  const cfg = readTsconfig(root);
   const rootDir = cfg.options.rootDir ?? root;
   const outDir = cfg.options.outDir ?? root;
   for (const file of walk(rootDir)) {
@@ -99,7 +106,7 @@ export function createTokens(dir: string): Tokens {
   return { file, read: t('reader', 'read'), patch: t('patcher', 'patch'), admin: t('root', 'admin') };
 }
 
-export interface AppProcess {
+export interface AppProcess extends AsyncDisposable {
   child: ChildProcess;
   /** Agent address `127.0.0.1:PORT` (undefined when the agent did not start). */
   agent: string | undefined;
@@ -109,6 +116,8 @@ export interface AppProcess {
   stderr(): string;
   /** GET a path on the app, parse JSON. */
   get(path: string): Promise<any>;
+  /** The launched process: output, waitFor(), exited. */
+  proc: Launched;
   stop(): Promise<void>;
 }
 
@@ -122,96 +131,50 @@ export interface StartOptions {
   timeoutMs?: number;
 }
 
+/** The app's HTTP line on stdout, and the agent's on stderr. */
+export const HTTP_LINE = /app listening on (\d+)/;
+export const AGENT_LINE = /livepatch: agent listening on (\S+)/;
+
+/** GET `path` on 127.0.0.1:`port` and parse the JSON body; throws on a non-2xx status. */
+export async function getJson(port: number, path: string): Promise<any> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`);
+  const text = await res.text();
+  if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${text}`);
+  return JSON.parse(text);
+}
+
 /** Start the project's app as a child process with `-r livepatch/register`. */
-export function startApp(root: string, opts: StartOptions = {}): Promise<AppProcess> {
-  const env: NodeJS.ProcessEnv = { ...process.env, LIVEPATCH_LISTEN: '127.0.0.1:0', LIVEPATCH_ROOT: root, ...opts.env };
-  for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
-  const child = spawn(process.execPath, [...(opts.execArgv ?? []), '-r', 'livepatch/register', opts.entry ?? 'dist/main.js'], {
+export async function startApp(root: string, opts: StartOptions = {}): Promise<AppProcess> {
+  const env = { LIVEPATCH_LISTEN: '127.0.0.1:0', LIVEPATCH_ROOT: root, ...opts.env };
+  const waitAgent = opts.waitAgent ?? Boolean(childEnv(env)['LIVEPATCH_TOKENS']);
+  const proc = await launch({
+    args: [...(opts.execArgv ?? []), '-r', 'livepatch/register', opts.entry ?? 'dist/main.js'],
     cwd: root,
     env,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    group: true,
+    ready: [{ stream: 'stdout', pattern: HTTP_LINE }, ...(waitAgent ? [{ stream: 'stderr' as const, pattern: AGENT_LINE }] : [])],
+    ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
   });
-  let out = '';
-  let err = '';
-  const waitAgent = opts.waitAgent ?? Boolean(env['LIVEPATCH_TOKENS']);
-  return new Promise((resolveStart, reject) => {
-    let agent: string | undefined;
-    let httpPort: number | undefined;
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`app did not start in time\nstdout:\n${out}\nstderr:\n${err}`));
-    }, opts.timeoutMs ?? 30_000);
-    const check = () => {
-      if (httpPort === undefined || (waitAgent && agent === undefined)) return;
-      clearTimeout(timer);
-      const app: AppProcess = {
-        child,
-        agent,
-        httpPort,
-        stdout: () => out,
-        stderr: () => err,
-        async get(path) {
-          const res = await fetch(`http://127.0.0.1:${httpPort}${path}`);
-          const text = await res.text();
-          if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${text}`);
-          return JSON.parse(text);
-        },
-        stop() {
-          return new Promise((r) => {
-            if (child.exitCode !== null || child.signalCode !== null) return r();
-            child.once('exit', () => r());
-            child.kill('SIGTERM');
-            setTimeout(() => child.kill('SIGKILL'), 3000).unref();
-          });
-        },
-      };
-      resolveStart(app);
-    };
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /app listening on (\d+)/.exec(out);
-      if (m && httpPort === undefined) {
-        httpPort = Number(m[1]);
-        check();
-      }
-    });
-    child.stderr!.on('data', (d: Buffer) => {
-      err += d.toString();
-      const m = /livepatch: agent listening on (\S+)/.exec(err);
-      if (m && agent === undefined) {
-        agent = m[1];
-        check();
-      }
-    });
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`app exited early (${code ?? signal})\nstdout:\n${out}\nstderr:\n${err}`));
-    });
-  });
+  const httpPort = Number(proc.ready[0]![1]);
+  // Without waiting for it, the agent's line may already be there.
+  const agent = waitAgent ? proc.ready[1]![1] : AGENT_LINE.exec(proc.stderr())?.[1];
+  return {
+    child: proc.child,
+    agent,
+    httpPort,
+    stdout: proc.stdout,
+    stderr: proc.stderr,
+    get: (path) => getJson(httpPort, path),
+    proc,
+    stop: proc.stop,
+    [Symbol.asyncDispose]: proc.stop,
+  };
 }
 
 /** Run the built CLI; resolves with exit code and output (never rejects on non-zero exit). */
 export function runCli(
   args: string[],
   opts: { env?: Record<string, string | undefined>; cwd?: string; input?: string; timeoutMs?: number } = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env };
-  for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
-  return new Promise((resolveRun, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? REPO, env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`livepatch ${args.join(' ')} timed out\nstdout:\n${stdout}\nstderr:\n${stderr}`));
-    }, opts.timeoutMs ?? 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolveRun({ code: code ?? -1, stdout, stderr });
-    });
-    child.stdin.end(opts.input ?? '');
-  });
+): Promise<RunResult> {
+  return run({ ...opts, args: [CLI, ...args], cwd: opts.cwd ?? REPO });
 }

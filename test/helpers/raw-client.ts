@@ -134,14 +134,15 @@ export async function rawRequest(c: RawClient, id: number | string, op: string, 
 }
 
 /** A fixture project running as a child app with the agent, one token per role. */
-export interface AgentApp {
+export interface AgentApp extends AsyncDisposable {
   project: Project;
   tokens: Tokens;
   app: AppProcess;
   /** The agent's address `127.0.0.1:PORT`. */
   address: string;
   auditFile: string;
-  stop(): Promise<void>;
+  /** Stop the app and remove the project. */
+  stop: () => Promise<void>;
 }
 
 /**
@@ -161,17 +162,11 @@ export async function bootAgentApp(
       env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_AUDIT: auditFile, ...withRoot },
       ...(opts.waitAgent !== undefined ? { waitAgent: opts.waitAgent } : {}),
     });
-    return {
-      project,
-      tokens,
-      app,
-      address: app.agent!,
-      auditFile,
-      async stop() {
-        await app.stop();
-        project.cleanup();
-      },
+    const stop = async (): Promise<void> => {
+      await app.stop();
+      project.cleanup();
     };
+    return { project, tokens, app, address: app.agent!, auditFile, stop, [Symbol.asyncDispose]: stop };
   } catch (e) {
     project.cleanup();
     throw e;
