@@ -44,7 +44,9 @@ export function createProject(fixture = 'basic'): Project {
       buildProject(root);
     },
     cleanup() {
-      rmSync(root, { recursive: true, force: true });
+      // Retries: a type-check process the app started may still be exiting and writing its state or
+      // Node's compile cache into the project's .livepatch folder (ENOTEMPTY otherwise).
+      rmSync(root, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
     },
   };
   project.build();
