@@ -48,8 +48,8 @@ function serviceEnv(data: CheckerWorkerData): NodeJS.ProcessEnv {
   delete env['NODE_OPTIONS'];
   delete env['LIVEPATCH_TOKENS'];
   // Node's compile cache (Node ≥ 22.1; older Nodes ignore the variable) next to the persisted state:
-  // a cold start then loads the compiler from V8's code cache (≈ 0.3–0.5 s less). An operator's own
-  // NODE_COMPILE_CACHE is kept.
+  // a cold start then loads the compiler from V8's code cache (0.1 s less on an idle machine, 0.3–0.5 s
+  // on a busy one: BENCHMARKS.md § Cold applies). An operator's own NODE_COMPILE_CACHE is kept.
   if (data.stateFile && !env['NODE_COMPILE_CACHE']) env['NODE_COMPILE_CACHE'] = join(dirname(data.stateFile), 'compile-cache');
   return env;
 }
