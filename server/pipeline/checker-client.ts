@@ -10,7 +10,9 @@
  * `timeoutMs` kills the service (so a stuck check cannot hold the patch lock forever).
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { dirname, join } from 'node:path';
+import { lstatSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { LivepatchError } from '../../shared/errors';
 import { sha256 } from '../../shared/hash';
 import type { CheckProgress } from '../../shared/typecheck';
@@ -47,11 +49,36 @@ function serviceEnv(data: CheckerWorkerData): NodeJS.ProcessEnv {
   // NODE_OPTIONS may hold `-r livepatch/register`; the host's own heap settings do not apply either.
   delete env['NODE_OPTIONS'];
   delete env['LIVEPATCH_TOKENS'];
-  // Node's compile cache (Node ≥ 22.1; older Nodes ignore the variable) next to the persisted state:
-  // a cold start then loads the compiler from V8's code cache (0.1 s less on an idle machine, 0.3–0.5 s
-  // on a busy one: BENCHMARKS.md § Cold applies). An operator's own NODE_COMPILE_CACHE is kept.
-  if (data.stateFile && !env['NODE_COMPILE_CACHE']) env['NODE_COMPILE_CACHE'] = join(dirname(data.stateFile), 'compile-cache');
+  // Node's compile cache (Node ≥ 22.1; older Nodes ignore the variable): a new checker loads the
+  // compiler from V8's code cache (0.1 s less on an idle machine, 0.3–0.5 s on a busy one:
+  // BENCHMARKS.md § Cold applies). An operator's own NODE_COMPILE_CACHE is kept.
+  if (!env['NODE_COMPILE_CACHE']) {
+    const dir = compileCacheDir();
+    if (dir) env['NODE_COMPILE_CACHE'] = dir;
+  }
   return env;
+}
+
+/**
+ * Where the checker keeps Node's compile cache: `$TMPDIR/livepatch-<uid>/compile-cache`, in a folder
+ * this user owns and nobody else can write (else none). Not next to the persisted state: that is the
+ * journal's folder by default, and megabytes of cache must never fill the journal's volume.
+ */
+function compileCacheDir(): string | undefined {
+  try {
+    const uid = process.getuid?.();
+    const base = join(tmpdir(), `livepatch-${uid ?? 'user'}`);
+    try {
+      mkdirSync(base, { mode: 0o700 });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') return undefined;
+    }
+    const st = lstatSync(base);
+    if (!st.isDirectory() || (uid !== undefined && st.uid !== uid) || (st.mode & 0o077) !== 0) return undefined;
+    return join(base, 'compile-cache');
+  } catch {
+    return undefined;
+  }
 }
 
 /** One type-check service per project, started on first use. */

@@ -89,8 +89,8 @@ function handleProgram(req: CheckerRequest): void {
     }
     post({ id: req.id, type: 'result', check, js, verifyJs, transpileDiagnostics });
     // After the answer: the next cold start (after idle or a host restart) begins from this state,
-    // and loads the compiler from the code cache written now (not at exit, when the host may be
-    // removing the folder).
+    // and loads the compiler from the code cache written now (not only at exit, which an idle stop's
+    // SIGTERM may cut short).
     c.saveState();
     flushCompileCache();
   } catch (err) {
