@@ -124,12 +124,11 @@ test('a set staged on an older generation conflicts at commit', async () => {
 
 test('only one patch at a time: a concurrent apply is refused as busy', async () => {
   const files = (t: string) => ({ 'src/quote.ts': quoteTs.replace("return 'B1'", `return '${t}'`) });
-  const [x, y] = await Promise.all([
-    app.op('apply', { patch: { files: files('B6') } }),
-    app.op('apply', { patch: { files: files('B7') } }),
-  ]);
-  assert.deepEqual([x.ok, y.ok].sort(), [false, true]);
-  assert.equal((x.ok ? y : x).error!.code, 'LP_ERR_PATCH_BUSY');
+  const both = await ok('apply-both', { first: { files: files('B6') }, second: { files: files('B7') } });
+  const [x, y] = both.result as { ok: boolean; error?: { code: string } }[];
+  assert.deepEqual([x!.ok, y!.ok], [true, false], 'the first holds the lock, the second is refused');
+  assert.equal(y!.error!.code, 'LP_ERR_PATCH_BUSY');
+  assert.deepEqual(await app.get('/tag'), { tag: 'B6' });
 });
 
 test('dry run checks and loads but does not commit; rollback restores the previous generation', async () => {

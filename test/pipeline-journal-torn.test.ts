@@ -82,8 +82,17 @@ function fill(dir: string): string {
 
 const mountDir = mkdtempSync(join(tmpdir(), 'lp-journal-tmpfs-'));
 const mounted = tryMountTmpfs(mountDir, '96k');
-test.after(() => {
-  if (mounted) execFileSync('umount', [mountDir]);
+test.after(async () => {
+  // The apps' type-check processes exit just after their hosts and may still hold files on the mount.
+  for (let i = 0; mounted; i++) {
+    try {
+      execFileSync('umount', [mountDir], { stdio: 'ignore' });
+      break;
+    } catch (e) {
+      if (i >= 50) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
   rmSync(mountDir, { recursive: true, force: true });
 });
 

@@ -48,6 +48,11 @@ async function run(m: Msg): Promise<unknown> {
       return { aborted: true };
     case 'apply':
       return pipeline.apply(a.patch, ctx, a.dryRun);
+    case 'apply-both': {
+      // Two applies started in the same turn (two IPC messages may arrive turns apart on a busy machine).
+      const outcomes = await Promise.allSettled([pipeline.apply(a.first, ctx), pipeline.apply(a.second, ctx)]);
+      return outcomes.map((o) => (o.status === 'fulfilled' ? { ok: true } : { ok: false, error: toWireError(o.reason) }));
+    }
     case 'rollback':
       return pipeline.rollback(a.to, ctx);
     case 'drift':
