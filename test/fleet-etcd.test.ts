@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, createProject, createTokens, runCli, startApp, type AppProcess, type Project, type Tokens } from './helpers/project';
-import { ETCD, rawEtcd, requireEtcd, skipWithoutEtcd, uniqueFleet } from './helpers/etcd';
+import { dropFleet, ETCD, memberCount, rawEtcd, requireEtcd, skipWithoutEtcd, uniqueFleet, waitFor } from './helpers/etcd';
 import { launch } from '../testkit/launch';
 import { QUOTE_B, QUOTE_PATCH, RATES_B } from './cli-fleet-fixture';
 
@@ -42,17 +42,7 @@ async function tagOf(app: AppProcess): Promise<string> {
   }
 }
 
-async function members(): Promise<number> {
-  return (await etcd.getAll().prefix(`${PREFIX}members/`).keys()).length;
-}
-
-async function waitFor(what: string, cond: () => Promise<boolean>, ms = 60_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const members = () => memberCount(etcd, PREFIX);
 
 async function generationOf(app: AppProcess): Promise<number> {
   const r = await runCli(['status', app.agent!, '--json'], { env: { LIVEPATCH_TOKEN: tokens.read } });
@@ -80,13 +70,7 @@ before(async () => {
 
 after(async () => {
   for (const a of apps) await a.stop();
-  if (etcd) {
-    await etcd
-      .delete()
-      .prefix(PREFIX)
-      .catch(() => undefined);
-    etcd.close();
-  }
+  await dropFleet(etcd, PREFIX);
   project?.cleanup();
 });
 

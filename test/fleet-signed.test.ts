@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createProject, createTokens, runCli, startApp, type AppProcess, type Project, type Tokens } from './helpers/project';
-import { ETCD, rawEtcd, requireEtcd, skipWithoutEtcd, uniqueFleet } from './helpers/etcd';
+import { dropFleet, ETCD, memberCount, rawEtcd, requireEtcd, skipWithoutEtcd, uniqueFleet, waitFor } from './helpers/etcd';
 import { QUOTE_PATCH } from './cli-fleet-fixture';
 
 const skip = skipWithoutEtcd;
@@ -46,15 +46,7 @@ async function tagOf(app: AppProcess): Promise<string> {
   return (await app.get('/mix')).b;
 }
 
-async function waitFor(what: string, cond: () => Promise<boolean>, ms = 60_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-const members = async () => (await etcd.getAll().prefix(`${PREFIX}members/`).keys()).length;
+const members = () => memberCount(etcd, PREFIX);
 
 function auditOf(app: AppProcess): { op: string; outcome: string; signer?: { keyId: string; name?: string } }[] {
   return readFileSync(auditFiles.get(app)!, 'utf8')
@@ -88,13 +80,7 @@ before(async () => {
 
 after(async () => {
   for (const a of apps) await a.stop();
-  if (etcd) {
-    await etcd
-      .delete()
-      .prefix(PREFIX)
-      .catch(() => undefined);
-    etcd.close();
-  }
+  await dropFleet(etcd, PREFIX);
   project?.cleanup();
 });
 

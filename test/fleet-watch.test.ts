@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, createProject, createTokens, runCli, startApp, type AppProcess, type Project, type Tokens } from './helpers/project';
-import { ETCD, rawEtcd, requireEtcd, skipWithoutEtcd, uniqueFleet } from './helpers/etcd';
+import { dropFleet, ETCD, memberCount, rawEtcd, requireEtcd, skipWithoutEtcd, uniqueFleet, waitFor } from './helpers/etcd';
 import { launch } from '../testkit/launch';
 
 const skip = skipWithoutEtcd;
@@ -66,14 +66,6 @@ async function priceOf(app: AppProcess): Promise<number> {
   return (await app.get('/price?n=5')).price;
 }
 
-async function waitFor(what: string, cond: () => Promise<boolean>, ms = 60_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
 async function generationOf(app: AppProcess): Promise<number> {
   const r = await runCli(['status', app.agent!, '--json'], { env: { LIVEPATCH_TOKEN: tokens.read } });
   return JSON.parse(r.stdout).currentGeneration;
@@ -95,7 +87,7 @@ before(async () => {
     apps.push(
       await startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_FLEET: url(), LIVEPATCH_FLEET_LEASE_TTL: '2' } }),
     );
-  await waitFor('three members', async () => (await etcd.getAll().prefix(`${PREFIX}members/`).keys()).length === 3);
+  await waitFor('three members', async () => (await memberCount(etcd, PREFIX)) === 3);
   for (const a of apps) loops.push(loop(a), loop(a));
   // Each agent's previous generation needs requests in the window before a commit.
   await waitFor('load on every app', async () => apps.every((a) => (served.get(a) ?? 0) >= 60));
@@ -105,13 +97,7 @@ after(async () => {
   stopLoad = true;
   await Promise.all(loops);
   for (const a of apps) await a.stop();
-  if (etcd) {
-    await etcd
-      .delete()
-      .prefix(PREFIX)
-      .catch(() => undefined);
-    etcd.close();
-  }
+  await dropFleet(etcd, PREFIX);
   project?.cleanup();
 });
 

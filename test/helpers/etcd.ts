@@ -27,3 +27,27 @@ export function uniqueFleet(tag: string): string {
 export function rawEtcd(): Etcd3 {
   return new Etcd3({ hosts: `http://${requireEtcd()}` });
 }
+
+/** Poll `cond` every 100 ms until it holds; throw after `ms` naming `what`. */
+export async function waitFor(what: string, cond: () => Promise<boolean>, ms = 60_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** How many members are registered under a fleet's key `prefix` (`livepatch/fleets/NAME/`). */
+export async function memberCount(etcd: Etcd3, prefix: string): Promise<number> {
+  return (await etcd.getAll().prefix(`${prefix}members/`).keys()).length;
+}
+
+/** After a fleet test: delete the fleet's keys (best effort) and close the client. */
+export async function dropFleet(etcd: Etcd3 | undefined, prefix: string): Promise<void> {
+  if (!etcd) return;
+  await etcd
+    .delete()
+    .prefix(prefix)
+    .catch(() => undefined);
+  etcd.close();
+}
