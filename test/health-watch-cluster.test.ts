@@ -221,7 +221,23 @@ test('cluster: a worker that exits during the watch does not hold it up; the wat
   loops = Array.from({ length: 6 }, () => loop());
   await sleep(1000);
   const t0 = Date.now();
-  const applying = cli(['apply', c.address, 'good3/src/rates.ts', '--root', 'good3', '--watch', '6s', '--min-requests', '5', '--json']);
+  // The replacement worker's cold first requests, and the other worker carrying the load while it
+  // forks, raise p99 (docs/health.md, Cluster mode): this test is about the watch ending on time, so
+  // the p99 threshold is set out of reach; the error-rate threshold stays at its default.
+  const applying = cli([
+    'apply',
+    c.address,
+    'good3/src/rates.ts',
+    '--root',
+    'good3',
+    '--watch',
+    '6s',
+    '--min-requests',
+    '5',
+    '--max-p99-ratio',
+    '1000',
+    '--json',
+  ]);
   let watching = false;
   for (const until = Date.now() + 60_000; !watching && Date.now() < until;) {
     watching = (await status()).watch?.generation === 5;
