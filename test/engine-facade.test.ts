@@ -2,12 +2,14 @@
  * Facade shapes and module ids, with the engine installed in this test process over real files on
  * disk: classes (statics, accessors, subclasses, `instanceof` inside module code), default exports,
  * `module.exports = fn`, `__esModule`, tsconfig rootDir/outDir and source-map id mapping, `pin`, and
- * pinning of `node:https` requests.
+ * pinning of `node:https` requests, and each response counted once in its generation's health (finished,
+ * torn down, or from a response class with its own `emit`).
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as http from 'node:http';
 import * as https from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -194,6 +196,73 @@ test('https requests are counted in flight and pinned like http ones', async (t)
     engine.pin(() => m.version),
     4,
   );
+});
+
+test("each response is counted once in its generation's health: finished, torn down, and from a response class with its own emit", async (t) => {
+  /** A response class that overrides `emit` (so it does not inherit the engine's wrapped one). */
+  class OwnEmit extends http.ServerResponse {
+    override emit(event: string | symbol, ...args: unknown[]): boolean {
+      return super.emit(event, ...args);
+    }
+  }
+  let hung = 0;
+  const handler: http.RequestListener = (req, res) => {
+    if (req.url === '/hang') {
+      hung++;
+      return; // never answers: the client goes away
+    }
+    res.statusCode = req.url === '/teapot' ? 418 : 200;
+    res.end('ok');
+  };
+  const plain = http.createServer(handler);
+  const own = http.createServer({ ServerResponse: OwnEmit as unknown as typeof http.ServerResponse }, handler);
+  for (const s of [plain, own]) {
+    await new Promise<void>((res) => s.listen(0, '127.0.0.1', () => res()));
+    t.after(() => s.close());
+  }
+  const get = (server: http.Server, path: string): Promise<number> =>
+    new Promise((res, rej) => {
+      const port = (server.address() as { port: number }).port;
+      http
+        .get({ host: '127.0.0.1', port, path, agent: false }, (r) => {
+          r.resume();
+          r.on('end', () => res(r.statusCode ?? 0));
+        })
+        .on('error', rej);
+    });
+  const figures = () => {
+    const g = engine.liveGenerations().find((x) => x.current)!;
+    return { inflight: g.inflight, ...g.health! };
+  };
+  /** Until the server side has counted everything (its 'close' comes a turn after the client's end). */
+  const settled = async (want: number) => {
+    for (let i = 0; i < 200 && (figures().requests !== want || figures().inflight !== 0); i++) await new Promise((r) => setTimeout(r, 10));
+    return figures();
+  };
+  const before = figures();
+  assert.equal(await get(plain, '/'), 200);
+  assert.equal(await get(plain, '/teapot'), 418);
+  assert.equal(await get(own, '/'), 200);
+  assert.equal(await get(own, '/teapot'), 418);
+  let after = await settled(before.requests + 4);
+  assert.equal(after.requests - before.requests, 4, 'each response counted once');
+  assert.equal(after.status['2xx'] - before.status['2xx'], 2);
+  assert.equal(after.status['4xx'] - before.status['4xx'], 2);
+  assert.equal(after.inflight, 0, 'nothing left in flight');
+  // A request whose client goes away before the answer: in flight until then, then counted as torn down.
+  for (const server of [plain, own]) {
+    const port = (server.address() as { port: number }).port;
+    const req = http.get({ host: '127.0.0.1', port, path: '/hang', agent: false });
+    req.on('error', () => undefined);
+    const was = hung;
+    while (hung === was) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(figures().inflight, 1);
+    req.destroy();
+    const destroyed = after.destroyed;
+    after = await settled(after.requests + 1);
+    assert.equal(after.destroyed - destroyed, 1, 'counted once, as torn down');
+    assert.equal(after.inflight, 0);
+  }
 });
 
 test('install is idempotent', () => {

@@ -45,22 +45,43 @@ export function pinWith<T>(host: PinHost, fn: () => T, g: Generation = host.curr
   return result;
 }
 
-/** A server's `emit` (EventEmitter#emit on http.Server / https.Server). */
+/** A server's `emit` (EventEmitter#emit on http.Server / https.Server), or a response's. */
 type Emit = (this: object, event: string | symbol, ...args: unknown[]) => boolean;
 
 /** What `emit` is for a held request whose server's prototype was never wrapped (not expected). */
 const noEmit: Emit = () => false;
 
-/** Wraps server `emit` so each request is pinned; also owns the request hold queue. */
+/** On a response being counted: its generation, and its start time (health.ts `nowUs`). */
+const kGen = Symbol('livepatch.generation');
+const kStart = Symbol('livepatch.start');
+/** A response with livepatch's two fields (set on the instance when its request is dispatched). */
+interface Counted {
+  [kGen]?: Generation | undefined;
+  [kStart]?: number;
+}
+
+/**
+ * Wraps server `emit` so each request is pinned, and response `emit` to see each response's 'close';
+ * also owns the request hold queue.
+ *
+ * Per request, in the steady state: one current-generation read, two fields set on the response, a
+ * clock read, and at 'close' a clock read and a few counter increments. No closure, listener or
+ * other object is allocated per request: the response's 'close' (emitted once the response has
+ * finished or its connection was torn down) is seen by the wrapped `ServerResponse.prototype.emit`,
+ * after the app's own 'close' listeners have run.
+ */
 export class RequestPinning {
   private holds = 0;
   private queue: { server: object; req: unknown; res: unknown }[] = [];
   private readonly emits = new Map<object, Emit>();
+  /** The wrapped ServerResponse#emit: a response that inherits it needs no listener of its own. */
+  private responseEmit: Emit | undefined;
 
   constructor(private readonly host: PinHost) {}
 
-  /** Wrap `emit` on the http/https server prototypes (once per process). */
+  /** Wrap `emit` on the http/https server prototypes and on ServerResponse's (once per process). */
   install(): void {
+    this.installResponseHook();
     for (const proto of [http.Server.prototype, https.Server.prototype] as unknown as ({ emit: Emit } & Record<symbol, unknown>)[]) {
       if (proto[HOOKED]) continue;
       const original = proto.emit;
@@ -82,34 +103,77 @@ export class RequestPinning {
     }
   }
 
+  private installResponseHook(): void {
+    const proto = http.ServerResponse.prototype as unknown as { emit: Emit } & Record<symbol, unknown>;
+    if (proto[HOOKED]) {
+      this.responseEmit = proto[HOOKED] as Emit;
+      return;
+    }
+    const original = proto.emit;
+    const end = (res: Counted & http.ServerResponse): void => this.end(res, false);
+    // Responses emit 'prefinish', 'finish' and 'close' with no arguments: only 'close' does more than
+    // one comparison here, and it counts the response after the app's own listeners have run.
+    const emit = function (this: Counted & http.ServerResponse, event: string | symbol): boolean {
+      // eslint-disable-next-line prefer-rest-params
+      if (arguments.length > 1) return Reflect.apply(original, this, arguments) as boolean;
+      if (event !== 'close' || this[kGen] === undefined) return original.call(this, event);
+      try {
+        return original.call(this, event);
+      } finally {
+        end(this);
+      }
+    } as Emit;
+    Object.defineProperty(proto, HOOKED, { value: emit });
+    proto.emit = emit;
+    this.responseEmit = emit;
+  }
+
   private dispatch(original: Emit, server: object, req: unknown, res: unknown): boolean {
     const host = this.host;
     const g = host.currentGen();
-    const response = res as http.ServerResponse | undefined;
     host.acquire(g);
-    let done = false;
-    const t0 = nowUs();
-    const release = (threw?: boolean): void => {
-      if (done) return;
-      done = true;
-      // The generation's health (health.ts): read at the end, a released generation has none.
-      const h = g.health;
-      if (h !== undefined && response !== undefined) recordRequest(h, response, t0, threw === true);
-      host.release(g);
-    };
-    // 'close' is emitted once the response has finished or its connection was torn down: one
-    // listener covers both. `on`, not `once`: `release` runs once by itself (`done`), and `once`
-    // would allocate a wrapper per request.
-    if (response && typeof response.on === 'function') response.on('close', release as () => void);
-    else release();
+    const response = res as (Counted & http.ServerResponse) | undefined;
+    /** Counts a response that does not inherit the wrapped emit (a class of its own): the slow path. */
+    let other: ((threw: boolean) => void) | undefined;
+    if (response !== undefined && response !== null && response.emit === this.responseEmit) {
+      response[kGen] = g;
+      response[kStart] = nowUs();
+    } else if (response && typeof response.on === 'function') {
+      const t0 = nowUs();
+      let done = false;
+      other = (threw) => {
+        if (done) return;
+        done = true;
+        this.count(g, response, t0, threw);
+      };
+      response.on('close', () => other?.(false));
+    } else {
+      this.count(g, undefined, 0, false);
+    }
     try {
       if (!state.multi) return original.call(server, 'request', req, res);
       return state.als.run(g, () => original.call(server, 'request', req, res));
     } catch (e) {
       // The app's own handler threw synchronously: same as without us (EventEmitter rethrows).
-      release(true);
+      if (other) other(true);
+      else if (response !== undefined && response !== null) this.end(response, true);
       throw e;
     }
+  }
+
+  /** A counted response ended (closed, or its handler threw): count it once, in its generation. */
+  private end(res: Counted & http.ServerResponse, threw: boolean): void {
+    const g = res[kGen];
+    if (g === undefined) return;
+    res[kGen] = undefined;
+    this.count(g, res, res[kStart] ?? 0, threw);
+  }
+
+  private count(g: Generation, res: http.ServerResponse | undefined, t0: number, threw: boolean): void {
+    // The generation's health (health.ts): read at the end, a released generation has none.
+    const h = g.health;
+    if (h !== undefined && res !== undefined) recordRequest(h, res, t0, threw);
+    this.host.release(g);
   }
 
   /** Queue incoming requests until `until` settles or `maxMs` passes. */
