@@ -14,12 +14,16 @@
  * and this process, which runs autocannon, to CPU 1, so the load generator never competes with the
  * server it measures (BENCH_PIN=0 turns this off; BENCH_PIN=a,b picks the two CPUs).
  * Usage: node dist/bench/overhead.js   (env BENCH_ROUNDS=6, BENCH_SECONDS=5, BENCH_CONNECTIONS=10,
- * BENCH_PATH=/health for a trivial handler instead of the quote)
+ * BENCH_PATH=/health for a trivial handler instead of the quote, BENCH_SIDES=plain,engine,agent,patched
+ * to run only some of the four sides; plain always runs, as the baseline; BENCH_PATCH=same patches the two
+ * modules with their own source plus a comment instead of the bulk-discount change; BENCH_BASELINE=DIR, a
+ * built checkout of another livepatch version, adds its engine-only and agent sides to the same rounds,
+ * so a change to the engine is measured against the code before it, side by side)
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { AgentClient } from '../client/connection';
 import { copyShop, median, samplePatch } from '../examples/bench-kit';
 import { createDevToken, startShop } from '../examples/demo-app';
@@ -40,6 +44,17 @@ const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 6);
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5);
 const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 10);
 const PATH = process.env['BENCH_PATH'] ?? '/quote?items=mug:3,tee:2,pen:1';
+/** `bulk-discount` (the example patch, default) or `same` (the patched modules' own source plus a comment). */
+const PATCH = process.env['BENCH_PATCH'] ?? 'bulk-discount';
+/**
+ * BENCH_CONCURRENT=1: every side is loaded at the same time in each round, sharing the servers' core,
+ * so the machine's swings in speed (on a VM, ±50 % within seconds) hit every side alike; CPU per
+ * request is then compared over the very same seconds. Default: one side after the other.
+ */
+const CONCURRENT = process.env['BENCH_CONCURRENT'] === '1';
+/** Another built livepatch checkout whose engine and agent run side by side with this one's. */
+const BASELINE = process.env['BENCH_BASELINE'];
+const SIDES = new Set((process.env['BENCH_SIDES'] ?? 'plain,engine,agent,patched').split(','));
 
 /** The two CPUs to pin servers and the load generator to, or undefined when not pinning. */
 const PIN = ((): [number, number] | undefined => {
@@ -91,7 +106,14 @@ async function agentShop(root: string, name: string, state: string, patched: boo
   if (patched) {
     const client = await AgentClient.connect(shop.agent, { token });
     try {
-      await client.request('apply', { patch: { files: samplePatch().patched, message: 'overhead bench' } });
+      const sample = samplePatch();
+      // BENCH_PATCH=same: the same two modules with only a comment added, so the side measures being
+      // patched (new versions evaluated by the engine, calls forwarded) apart from what the patch's code does.
+      const files =
+        PATCH === 'same'
+          ? Object.fromEntries(Object.entries(sample.original).map(([f, src]) => [f, `${src}\n// overhead bench\n`]))
+          : sample.patched;
+      await client.request('apply', { patch: { files, message: 'overhead bench' } });
     } finally {
       client.close();
     }
@@ -124,23 +146,34 @@ async function main(): Promise<void> {
   const shop = copyShop();
   const bare = copyShop({ standIn: true });
   const state = mkdtempSync(join(tmpdir(), 'lp-bench-overhead-'));
+  // The same shop, with `livepatch` resolving to the baseline checkout (so `-r livepatch/register` loads its engine).
+  const baseline = BASELINE === undefined ? undefined : copyShop();
+  if (baseline) {
+    const pkg = join(baseline.root, 'node_modules', 'livepatch');
+    rmSync(pkg, { recursive: true, force: true });
+    symlinkSync(resolve(BASELINE!), pkg, 'dir');
+  }
   const sides: Side[] = [];
   try {
     sides.push(await agentlessShop(bare.root, 'plain node', []));
-    sides.push(await agentlessShop(shop.root, 'engine only, no agent', ['-r', 'livepatch/register']));
-    sides.push(await agentShop(shop.root, 'agent + pinning', state, false));
-    sides.push(await agentShop(shop.root, 'agent, after 1 patch', state, true));
+    if (SIDES.has('engine')) sides.push(await agentlessShop(shop.root, 'engine only, no agent', ['-r', 'livepatch/register']));
+    if (SIDES.has('agent')) sides.push(await agentShop(shop.root, 'agent + pinning', state, false));
+    if (SIDES.has('patched')) sides.push(await agentShop(shop.root, 'agent, after 1 patch', state, true));
+    if (baseline) {
+      if (SIDES.has('engine')) sides.push(await agentlessShop(baseline.root, 'engine only, baseline', ['-r', 'livepatch/register']));
+      if (SIDES.has('agent')) sides.push(await agentShop(baseline.root, 'agent + pinning, baseline', state, false));
+    }
     if (PIN) pin(process.pid, PIN[1]);
     console.log(
-      `overhead: GET ${PATH}, ${CONNECTIONS} connections, ${ROUNDS} rounds × ${SECONDS} s per side, alternating, ${PIN ? `servers on CPU ${PIN[0]}, load generator on CPU ${PIN[1]}` : 'not pinned'} (load average ${loadavg()
+      `overhead: GET ${PATH}, ${CONNECTIONS} connections, ${ROUNDS} rounds × ${SECONDS} s per side, ${CONCURRENT ? 'all sides at once' : 'alternating'}, ${PIN ? `servers on CPU ${PIN[0]}, load generator on CPU ${PIN[1]}` : 'not pinned'} (load average ${loadavg()
         .map((x) => x.toFixed(1))
         .join(' ')})`,
     );
     for (const s of sides) await run(s, 2, false); // warm-up (JIT, connection pools)
     for (let round = 0; round < ROUNDS; round++) {
       console.log(`round ${round + 1}`);
-      const order = round % 2 === 0 ? sides : [...sides].reverse();
-      for (const s of order) await run(s, SECONDS, true);
+      if (CONCURRENT) await Promise.all(sides.map((s) => run(s, SECONDS, true)));
+      else for (const s of round % 2 === 0 ? sides : [...sides].reverse()) await run(s, SECONDS, true);
     }
     const base = sides[0]!;
     console.log(
@@ -166,6 +199,7 @@ async function main(): Promise<void> {
     rmSync(state, { recursive: true, force: true });
     shop.cleanup();
     bare.cleanup();
+    baseline?.cleanup();
   }
 }
 

@@ -108,6 +108,8 @@ export interface StartOptions {
   /** Append the shop's stdout/stderr here instead of keeping it in memory (the TUI owns the terminal). */
   logFile?: string;
   timeoutMs?: number;
+  /** A command that runs node (LaunchOptions.wrapper), e.g. valgrind for bench/instructions.ts. */
+  wrapper?: readonly string[];
 }
 
 /** Start `node -r livepatch/register dist/main.js` in the shop and wait for the agent and HTTP lines. */
@@ -121,6 +123,7 @@ export async function startShop(opts: StartOptions): Promise<ShopProcess> {
   try {
     proc = await launch({
       args: ['-r', 'livepatch/register', 'dist/main.js'],
+      ...(opts.wrapper ? { wrapper: opts.wrapper } : {}),
       cwd: opts.root,
       env: {
         LIVEPATCH_LISTEN: opts.listen,

@@ -28,6 +28,8 @@ export interface Exit {
 export interface LaunchOptions {
   /** Arguments to node: flags, preloads (`-r`), then the entry script and its arguments. */
   args: string[];
+  /** A command that runs node, with its own arguments (e.g. `['valgrind', '--tool=cachegrind']`): the child is `wrapper… node args…`. */
+  wrapper?: readonly string[];
   cwd?: string;
   /** Set in (or, with `undefined`, removed from) this process's environment for the child. */
   env?: Record<string, string | undefined>;
@@ -130,7 +132,8 @@ function describeExit(e: Exit): string {
 export async function launch(opts: LaunchOptions): Promise<Launched> {
   const name = opts.name ?? 'app';
   const group = opts.group ?? false;
-  const child = spawn(process.execPath, opts.args, {
+  const [command, ...args] = [...(opts.wrapper ?? []), process.execPath, ...opts.args] as [string, ...string[]];
+  const child = spawn(command, args, {
     cwd: opts.cwd ?? process.cwd(),
     env: childEnv(opts.env),
     stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', ...(opts.ipc ? ['ipc' as const] : [])],

@@ -1,0 +1,197 @@
+/**
+ * Benchmark — instructions per request: what the engine and the agent add to each request of the
+ * example shop, counted in executed user-space instructions (valgrind's cachegrind) instead of time.
+ *
+ * Time per request swings by ±50 % within seconds on a shared VM, far more than the 1–2 µs being
+ * measured (see BENCHMARKS.md § Overhead); an instruction count does not. Each side is started under
+ * `valgrind --tool=cachegrind` twice, served N1 and then N2 requests (autocannon, 2 connections) and
+ * stopped; instructions per request = (count at N2 − count at N1) ÷ (N2 − N1), so start-up, the patch
+ * and JIT warm-up (done within the first N1 requests) cancel out. Kernel work (the sockets) is not
+ * counted, so the ratios here are stricter than CPU-time ratios: the same kernel time is added to
+ * every side's denominator in reality.
+ *
+ * Sides: plain node (the shop with a no-op stand-in for `livepatch`), the engine only
+ * (`-r livepatch/register`, no tokens), the agent, the agent after one patch; with
+ * BENCH_BASELINE=DIR (another built livepatch checkout) also that checkout's engine and agent.
+ * Usage: node dist/bench/instructions.js   (env BENCH_PATH=/health, BENCH_N=3000,9000, BENCH_REPEAT=1,
+ * BENCH_SIDES=plain,engine,agent,patched, BENCH_PATCH=same|bulk-discount, BENCH_BASELINE=DIR). Needs
+ * valgrind (`apt-get install valgrind`); each side takes about a minute.
+ */
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { AgentClient } from '../client/connection';
+import { copyShop, median, samplePatch, type ShopCopy } from '../examples/bench-kit';
+import { createDevToken, startShop } from '../examples/demo-app';
+import { launch } from '../testkit/launch';
+
+type Cannon = (opts: {
+  url: string;
+  connections: number;
+  amount: number;
+  timeout: number;
+}) => Promise<{ requests: { total: number }; non2xx: number; errors: number }>;
+// autocannon ships no type declarations; this is the slice of its programmatic API used here.
+const autocannon: Cannon = require('autocannon');
+
+const PATH = process.env['BENCH_PATH'] ?? '/quote?items=mug:3,tee:2,pen:1';
+const [N1, N2] = (process.env['BENCH_N'] ?? '3000,9000').split(',').map(Number) as [number, number];
+const REPEAT = Number(process.env['BENCH_REPEAT'] ?? 1);
+const SIDES = new Set((process.env['BENCH_SIDES'] ?? 'plain,engine,agent,patched').split(','));
+const PATCH = process.env['BENCH_PATCH'] ?? 'same';
+const BASELINE = process.env['BENCH_BASELINE'];
+const WRAPPER = ['valgrind', '--tool=cachegrind', '--cache-sim=no', '--cachegrind-out-file=/dev/null', '--smc-check=all-non-file'];
+/**
+ * What makes counts repeat from run to run: V8's own work on the main thread (no GC helper or
+ * compiler threads), fixed hash and random seeds (string hashing otherwise differs per process), and
+ * a GC schedule that depends on allocation alone. Without these, one side's count varied by ±8 %
+ * between processes; with them, by ±0.05 %.
+ */
+const NODE_FLAGS = ['--single-threaded', '--hash-seed=1', '--random-seed=1', '--predictable-gc-schedule'];
+
+interface Running {
+  child: ChildProcess;
+  port: number;
+  /** The tails of its stdout and stderr. */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+interface Side {
+  name: string;
+  /** Start the side under valgrind, ready to serve (patched if the side says so). */
+  start(): Promise<Running>;
+  /** Instructions per request, one per repeat. */
+  counts: number[];
+}
+
+function patchFiles(): Record<string, string> {
+  const sample = samplePatch();
+  // `same`: the patched modules' own source plus a comment, so the side measures being patched (new
+  // versions evaluated by the engine, calls from captured references forwarded), not the patch's code.
+  if (PATCH === 'same')
+    return Object.fromEntries(Object.entries(sample.original).map(([f, src]) => [f, `${src}\n// instructions bench\n`]));
+  return sample.patched;
+}
+
+function agentless(name: string, root: string, preload: string[]): Side {
+  return {
+    name,
+    counts: [],
+    async start() {
+      const proc = await launch({
+        args: [...NODE_FLAGS, ...preload, 'dist/main.js'],
+        wrapper: WRAPPER,
+        cwd: root,
+        env: { PORT: '0', LIVEPATCH_ROOT: root, LIVEPATCH_TOKENS: undefined },
+        name,
+        timeoutMs: 300_000,
+        ready: [{ stream: 'stdout', pattern: /app listening on (\d+)/ }],
+      });
+      return { child: proc.child, port: Number(proc.ready[0]![1]), output: proc.output, stop: proc.stop };
+    },
+  };
+}
+
+function withAgent(name: string, root: string, state: string, patched: boolean): Side {
+  return {
+    name,
+    counts: [],
+    async start() {
+      const dir = mkdtempSync(join(state, 'side-'));
+      const { tokensFile, token } = createDevToken(dir);
+      const shop = await startShop({
+        root,
+        listen: '127.0.0.1:0',
+        tokensFile,
+        stateDir: dir,
+        port: 0,
+        timeoutMs: 300_000,
+        wrapper: WRAPPER,
+      });
+      if (patched) {
+        const client = await AgentClient.connect(shop.agent, { token, timeoutMs: 120_000 });
+        try {
+          await client.request('apply', { patch: { files: patchFiles(), message: 'instructions bench' } }, { timeoutMs: 600_000 });
+        } finally {
+          client.close();
+        }
+      }
+      return { child: shop.child, port: shop.httpPort, output: () => shop.output(), stop: () => shop.stop() };
+    },
+  };
+}
+
+/** Total instructions of one run of `side` that served `n` requests. */
+async function countRun(side: Side, n: number): Promise<number> {
+  const run = await side.start();
+  try {
+    const r = await autocannon({ url: `http://127.0.0.1:${run.port}${PATH}`, connections: 2, amount: n, timeout: 60 });
+    if (r.requests.total < n || r.non2xx > 0 || r.errors > 0)
+      throw new Error(`${side.name}: ${r.requests.total}/${n} requests, ${r.non2xx} non-2xx, ${r.errors} errors`);
+    // valgrind prints the count once the process has exited; 'close' comes after its last output.
+    const closed = new Promise<boolean>((res) => run.child.once('close', () => res(true)));
+    run.child.kill('SIGINT');
+    if (!(await Promise.race([closed, new Promise<boolean>((res) => setTimeout(res, 120_000, false))])))
+      throw new Error(`${side.name}: did not exit on SIGINT`);
+    const m = /I\s+refs:\s+([\d,]+)/.exec(run.output());
+    if (!m) throw new Error(`${side.name}: no instruction count in valgrind's output\n${run.output()}`);
+    return Number(m[1]!.replace(/,/g, ''));
+  } finally {
+    await run.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  try {
+    execFileSync('valgrind', ['--version'], { stdio: 'ignore' });
+  } catch {
+    throw new Error('valgrind is needed (apt-get install valgrind)');
+  }
+  const shop = copyShop();
+  const bare = copyShop({ standIn: true });
+  const baseline = BASELINE === undefined ? undefined : copyShop();
+  const copies: ShopCopy[] = [shop, bare, ...(baseline ? [baseline] : [])];
+  const state = mkdtempSync(join(tmpdir(), 'lp-bench-instructions-'));
+  if (baseline) {
+    const pkg = join(baseline.root, 'node_modules', 'livepatch');
+    rmSync(pkg, { recursive: true, force: true });
+    symlinkSync(resolve(BASELINE!), pkg, 'dir');
+  }
+  const sides: Side[] = [agentless('plain node', bare.root, [])];
+  if (SIDES.has('engine')) sides.push(agentless('engine only, no agent', shop.root, ['-r', 'livepatch/register']));
+  if (SIDES.has('agent')) sides.push(withAgent('agent + pinning', shop.root, state, false));
+  if (SIDES.has('patched')) sides.push(withAgent(`agent, after 1 patch (${PATCH})`, shop.root, state, true));
+  if (baseline) {
+    if (SIDES.has('engine')) sides.push(agentless('engine only, baseline', baseline.root, ['-r', 'livepatch/register']));
+    if (SIDES.has('agent')) sides.push(withAgent('agent + pinning, baseline', baseline.root, state, false));
+  }
+  console.log(`instructions per request: GET ${PATH}, ${N1} and ${N2} requests per side, ${REPEAT} repeat(s), ${process.version}`);
+  try {
+    for (let r = 0; r < REPEAT; r++) {
+      for (const side of sides) {
+        const a = await countRun(side, N1);
+        const b = await countRun(side, N2);
+        side.counts.push((b - a) / (N2 - N1));
+        console.log(`  ${side.name.padEnd(34)} ${side.counts.at(-1)!.toFixed(0).padStart(8)} instructions/request`);
+      }
+    }
+    const base = median(sides[0]!.counts);
+    console.log('\nmedians');
+    for (const side of sides) {
+      const m = median(side.counts);
+      console.log(
+        `  ${side.name.padEnd(34)} ${m.toFixed(0).padStart(8)}   Δ ${(m - base).toFixed(0).padStart(6)}   plain ÷ side ×${(base / m).toFixed(3)}   (runs: ${side.counts.map((x) => x.toFixed(0)).join(', ')})`,
+      );
+    }
+  } finally {
+    rmSync(state, { recursive: true, force: true });
+    for (const c of copies) c.cleanup();
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exitCode = 1;
+});
