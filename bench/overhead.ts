@@ -46,12 +46,6 @@ const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 10);
 const PATH = process.env['BENCH_PATH'] ?? '/quote?items=mug:3,tee:2,pen:1';
 /** `bulk-discount` (the example patch, default) or `same` (the patched modules' own source plus a comment). */
 const PATCH = process.env['BENCH_PATCH'] ?? 'bulk-discount';
-/**
- * BENCH_CONCURRENT=1: every side is loaded at the same time in each round, sharing the servers' core,
- * so the machine's swings in speed (on a VM, ±50 % within seconds) hit every side alike; CPU per
- * request is then compared over the very same seconds. Default: one side after the other.
- */
-const CONCURRENT = process.env['BENCH_CONCURRENT'] === '1';
 /** Another built livepatch checkout whose engine and agent run side by side with this one's. */
 const BASELINE = process.env['BENCH_BASELINE'];
 const SIDES = new Set((process.env['BENCH_SIDES'] ?? 'plain,engine,agent,patched').split(','));
@@ -165,15 +159,14 @@ async function main(): Promise<void> {
     }
     if (PIN) pin(process.pid, PIN[1]);
     console.log(
-      `overhead: GET ${PATH}, ${CONNECTIONS} connections, ${ROUNDS} rounds × ${SECONDS} s per side, ${CONCURRENT ? 'all sides at once' : 'alternating'}, ${PIN ? `servers on CPU ${PIN[0]}, load generator on CPU ${PIN[1]}` : 'not pinned'} (load average ${loadavg()
+      `overhead: GET ${PATH}, ${CONNECTIONS} connections, ${ROUNDS} rounds × ${SECONDS} s per side, alternating, ${PIN ? `servers on CPU ${PIN[0]}, load generator on CPU ${PIN[1]}` : 'not pinned'} (load average ${loadavg()
         .map((x) => x.toFixed(1))
         .join(' ')})`,
     );
     for (const s of sides) await run(s, 2, false); // warm-up (JIT, connection pools)
     for (let round = 0; round < ROUNDS; round++) {
       console.log(`round ${round + 1}`);
-      if (CONCURRENT) await Promise.all(sides.map((s) => run(s, SECONDS, true)));
-      else for (const s of round % 2 === 0 ? sides : [...sides].reverse()) await run(s, SECONDS, true);
+      for (const s of round % 2 === 0 ? sides : [...sides].reverse()) await run(s, SECONDS, true);
     }
     const base = sides[0]!;
     console.log(
