@@ -8,7 +8,10 @@
  * stopped; instructions per request = (count at N2 − count at N1) ÷ (N2 − N1), so start-up, the patch
  * and JIT warm-up (done within the first N1 requests) cancel out. Kernel work (the sockets) is not
  * counted, so the ratios here are stricter than CPU-time ratios: the same kernel time is added to
- * every side's denominator in reality.
+ * every side's denominator in reality. Counts compare well between builds of the same code (engine
+ * only, this build vs BENCH_BASELINE); across different code they are not a CPU-time proxy (V8 compiles
+ * instrumented modules differently), and the agent sides do not repeat: the agent's timers and sockets
+ * run by wall-clock time, which valgrind slows about 50× (BENCHMARKS.md § Overhead).
  *
  * Sides: plain node (the shop with a no-op stand-in for `livepatch`), the engine only
  * (`-r livepatch/register`, no tokens), the agent, the agent after one patch; with
