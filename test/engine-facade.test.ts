@@ -198,7 +198,7 @@ test('https requests are counted in flight and pinned like http ones', async (t)
   );
 });
 
-test("each response is counted once in its generation's health: finished, torn down, and from a response class with its own emit", async (t) => {
+test("each response is counted once in its generation's health: finished, torn down, emitted twice, and from a response class with its own emit", async (t) => {
   /** A response class that overrides `emit` (so it does not inherit the engine's wrapped one). */
   class OwnEmit extends http.ServerResponse {
     override emit(event: string | symbol, ...args: unknown[]): boolean {
@@ -249,6 +249,16 @@ test("each response is counted once in its generation's health: finished, torn d
   assert.equal(after.status['2xx'] - before.status['2xx'], 2);
   assert.equal(after.status['4xx'] - before.status['4xx'], 2);
   assert.equal(after.inflight, 0, 'nothing left in flight');
+  // A server that hands its requests to another server's listeners (the same response emitted twice):
+  // counted once, and not left in flight.
+  const front = http.createServer((req, res) => plain.emit('request', req, res));
+  await new Promise<void>((res) => front.listen(0, '127.0.0.1', () => res()));
+  t.after(() => front.close());
+  assert.equal(await get(front, '/'), 200);
+  const forwarded = await settled(after.requests + 1);
+  assert.equal(forwarded.requests - after.requests, 1, 'a response emitted twice is counted once');
+  assert.equal(forwarded.inflight, 0, 'and is not left in flight');
+  after = forwarded;
   // A request whose client goes away before the answer: in flight until then, then counted as torn down.
   for (const server of [plain, own]) {
     const port = (server.address() as { port: number }).port;

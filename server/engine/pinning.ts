@@ -129,10 +129,17 @@ export class RequestPinning {
   }
 
   private dispatch(original: Emit, server: object, req: unknown, res: unknown): boolean {
+    const response = res as (Counted & http.ServerResponse) | undefined;
+    const counted = response?.[kGen];
+    if (counted !== undefined) {
+      // The same response emitted again (a server handing its request to another server's
+      // listeners): it is already in flight for its generation and is counted once, at its 'close'.
+      if (!state.multi) return original.call(server, 'request', req, res);
+      return state.als.run(counted, () => original.call(server, 'request', req, res));
+    }
     const host = this.host;
     const g = host.currentGen();
     host.acquire(g);
-    const response = res as (Counted & http.ServerResponse) | undefined;
     /** Counts a response that does not inherit the wrapped emit (a class of its own): the slow path. */
     let other: ((threw: boolean) => void) | undefined;
     if (response !== undefined && response !== null && response.emit === this.responseEmit) {
