@@ -51,6 +51,12 @@ type Emit = (this: object, event: string | symbol, ...args: unknown[]) => boolea
 /** What `emit` is for a held request whose server's prototype was never wrapped (not expected). */
 const noEmit: Emit = () => false;
 
+/** Emit 'request' on `server`, inside AsyncLocalStorage only while several generations are live. */
+function emitIn(g: Generation, original: Emit, server: object, req: unknown, res: unknown): boolean {
+  if (!state.multi) return original.call(server, 'request', req, res);
+  return state.als.run(g, () => original.call(server, 'request', req, res));
+}
+
 /** On a response being counted: its generation, and its start time (health.ts `nowUs`). */
 const kGen = Symbol('livepatch.generation');
 const kStart = Symbol('livepatch.start');
@@ -131,39 +137,23 @@ export class RequestPinning {
   private dispatch(original: Emit, server: object, req: unknown, res: unknown): boolean {
     const response = res as (Counted & http.ServerResponse) | undefined;
     const counted = response?.[kGen];
-    if (counted !== undefined) {
-      // The same response emitted again (a server handing its request to another server's
-      // listeners): it is already in flight for its generation and is counted once, at its 'close'.
-      if (!state.multi) return original.call(server, 'request', req, res);
-      return state.als.run(counted, () => original.call(server, 'request', req, res));
-    }
-    const host = this.host;
-    const g = host.currentGen();
-    host.acquire(g);
-    /** Counts a response that does not inherit the wrapped emit (a class of its own): the slow path. */
-    let other: ((threw: boolean) => void) | undefined;
-    if (response !== undefined && response !== null && response.emit === this.responseEmit) {
+    // The same response emitted again (a server handing its request to another server's listeners):
+    // it is already in flight for its generation and is counted once, at its 'close'.
+    if (counted !== undefined) return emitIn(counted, original, server, req, res);
+    const g = this.host.currentGen();
+    this.host.acquire(g);
+    if (response && typeof response.on === 'function') {
       response[kGen] = g;
       response[kStart] = nowUs();
-    } else if (response && typeof response.on === 'function') {
-      const t0 = nowUs();
-      let done = false;
-      other = (threw) => {
-        if (done) return;
-        done = true;
-        this.count(g, response, t0, threw);
-      };
-      response.on('close', () => other?.(false));
-    } else {
-      this.count(g, undefined, 0, false);
-    }
+      // A response class with its own `emit` may not reach the wrapped one: one listener sees its
+      // 'close' (`end` counts a response once, whichever sees it first).
+      if (response.emit !== this.responseEmit) response.on('close', () => this.end(response, false));
+    } else this.count(g, undefined, 0, false);
     try {
-      if (!state.multi) return original.call(server, 'request', req, res);
-      return state.als.run(g, () => original.call(server, 'request', req, res));
+      return emitIn(g, original, server, req, res);
     } catch (e) {
       // The app's own handler threw synchronously: same as without us (EventEmitter rethrows).
-      if (other) other(true);
-      else if (response !== undefined && response !== null) this.end(response, true);
+      if (response) this.end(response, true);
       throw e;
     }
   }
