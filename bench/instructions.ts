@@ -21,11 +21,11 @@
  * valgrind (`apt-get install valgrind`); each side takes about a minute.
  */
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { AgentClient } from '../client/connection';
-import { copyShop, median, samplePatch, type ShopCopy } from '../examples/bench-kit';
+import { benchPatchFiles, copyShop, median, type ShopCopy } from '../examples/bench-kit';
 import { createDevToken, startShop } from '../examples/demo-app';
 import { launch } from '../testkit/launch';
 
@@ -69,15 +69,6 @@ interface Side {
   counts: number[];
 }
 
-function patchFiles(): Record<string, string> {
-  const sample = samplePatch();
-  // `same`: the patched modules' own source plus a comment, so the side measures being patched (new
-  // versions evaluated by the engine, calls from captured references forwarded), not the patch's code.
-  if (PATCH === 'same')
-    return Object.fromEntries(Object.entries(sample.original).map(([f, src]) => [f, `${src}\n// instructions bench\n`]));
-  return sample.patched;
-}
-
 function agentless(name: string, root: string, preload: string[]): Side {
   return {
     name,
@@ -116,7 +107,11 @@ function withAgent(name: string, root: string, state: string, patched: boolean):
       if (patched) {
         const client = await AgentClient.connect(shop.agent, { token, timeoutMs: 120_000 });
         try {
-          await client.request('apply', { patch: { files: patchFiles(), message: 'instructions bench' } }, { timeoutMs: 600_000 });
+          await client.request(
+            'apply',
+            { patch: { files: benchPatchFiles(PATCH), message: 'instructions bench' } },
+            { timeoutMs: 600_000 },
+          );
         } finally {
           client.close();
         }
@@ -154,14 +149,9 @@ async function main(): Promise<void> {
   }
   const shop = copyShop();
   const bare = copyShop({ standIn: true });
-  const baseline = BASELINE === undefined ? undefined : copyShop();
+  const baseline = BASELINE === undefined ? undefined : copyShop({ livepatch: BASELINE });
   const copies: ShopCopy[] = [shop, bare, ...(baseline ? [baseline] : [])];
   const state = mkdtempSync(join(tmpdir(), 'lp-bench-instructions-'));
-  if (baseline) {
-    const pkg = join(baseline.root, 'node_modules', 'livepatch');
-    rmSync(pkg, { recursive: true, force: true });
-    symlinkSync(resolve(BASELINE!), pkg, 'dir');
-  }
   const sides: Side[] = [agentless('plain node', bare.root, [])];
   if (SIDES.has('engine')) sides.push(agentless('engine only, no agent', shop.root, ['-r', 'livepatch/register']));
   if (SIDES.has('agent')) sides.push(withAgent('agent + pinning', shop.root, state, false));

@@ -21,11 +21,11 @@
  * so a change to the engine is measured against the code before it, side by side)
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { AgentClient } from '../client/connection';
-import { copyShop, median, samplePatch } from '../examples/bench-kit';
+import { benchPatchFiles, copyShop, median } from '../examples/bench-kit';
 import { createDevToken, startShop } from '../examples/demo-app';
 import { launch } from '../testkit/launch';
 
@@ -100,14 +100,7 @@ async function agentShop(root: string, name: string, state: string, patched: boo
   if (patched) {
     const client = await AgentClient.connect(shop.agent, { token });
     try {
-      const sample = samplePatch();
-      // BENCH_PATCH=same: the same two modules with only a comment added, so the side measures being
-      // patched (new versions evaluated by the engine, calls forwarded) apart from what the patch's code does.
-      const files =
-        PATCH === 'same'
-          ? Object.fromEntries(Object.entries(sample.original).map(([f, src]) => [f, `${src}\n// overhead bench\n`]))
-          : sample.patched;
-      await client.request('apply', { patch: { files, message: 'overhead bench' } });
+      await client.request('apply', { patch: { files: benchPatchFiles(PATCH), message: 'overhead bench' } });
     } finally {
       client.close();
     }
@@ -140,13 +133,8 @@ async function main(): Promise<void> {
   const shop = copyShop();
   const bare = copyShop({ standIn: true });
   const state = mkdtempSync(join(tmpdir(), 'lp-bench-overhead-'));
-  // The same shop, with `livepatch` resolving to the baseline checkout (so `-r livepatch/register` loads its engine).
-  const baseline = BASELINE === undefined ? undefined : copyShop();
-  if (baseline) {
-    const pkg = join(baseline.root, 'node_modules', 'livepatch');
-    rmSync(pkg, { recursive: true, force: true });
-    symlinkSync(resolve(BASELINE!), pkg, 'dir');
-  }
+  // The same shop, with `livepatch` resolving to the baseline checkout.
+  const baseline = BASELINE === undefined ? undefined : copyShop({ livepatch: BASELINE });
   const sides: Side[] = [];
   try {
     sides.push(await agentlessShop(bare.root, 'plain node', []));

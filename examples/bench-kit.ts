@@ -5,9 +5,9 @@
  * Lives with the example because every helper here is about running the shop.
  */
 import * as http from 'node:http';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import * as ts from 'typescript';
 import { SHOP, esmImports, prepareShop } from './demo-app';
 
@@ -39,9 +39,15 @@ export interface ShopCopy {
  * returns `init()`, `pin` calls `fn`): the same app as it would run with no livepatch at all, for
  * baselines. (livepatch's own `keep` refuses to run when no engine is installed.)
  */
-export function copyShop(opts: { standIn?: boolean; esm?: boolean } = {}): ShopCopy {
+export function copyShop(opts: { standIn?: boolean; esm?: boolean; livepatch?: string } = {}): ShopCopy {
   const dir = mkdtempSync(join(tmpdir(), 'lp-bench-'));
   const root = prepareShop(dir, { esm: opts.esm });
+  if (opts.livepatch !== undefined) {
+    // Another built livepatch checkout (a baseline to compare with): `-r livepatch/register` loads its engine.
+    const pkg = join(root, 'node_modules', 'livepatch');
+    rmSync(pkg, { recursive: true, force: true });
+    symlinkSync(resolve(opts.livepatch), pkg, 'dir');
+  }
   if (opts.standIn) {
     const pkg = join(root, 'node_modules', 'livepatch');
     rmSync(pkg);
@@ -78,6 +84,17 @@ export function samplePatch(opts: { esm?: boolean } = {}): { patched: Record<str
     original[`src/${name}`] = fix(readFileSync(join(SHOP, 'src', name), 'utf8'));
   }
   return { patched, original };
+}
+
+/**
+ * The files a benchmark's patch sends: the sample patch (`bulk-discount`), or (`same`) the patched
+ * modules' own source with only a comment added, which measures being patched (new versions evaluated
+ * by the engine, calls from captured references forwarded) apart from what the patch's code does.
+ */
+export function benchPatchFiles(kind: string): Record<string, string> {
+  const sample = samplePatch();
+  if (kind !== 'same') return sample.patched;
+  return Object.fromEntries(Object.entries(sample.original).map(([f, src]) => [f, `${src}\n// bench: same source\n`]));
 }
 
 export interface Sample {
