@@ -7,6 +7,7 @@ import {
   formatDiagnostic,
   formatSigner,
   LivepatchError,
+  type CheckerStatus,
   type CommitResult,
   type Diagnostic,
   type GenerationHealth,
@@ -70,6 +71,17 @@ export function formatDiagnostics(diags: readonly Diagnostic[]): string {
   return diags.map((d) => formatDiagnostic(d) + '\n').join('');
 }
 
+/** The type-check service in one line: its state, what that means for the next check, its limits. */
+export function checkerLine(c: CheckerStatus): string {
+  const what =
+    c.state === 'stopped'
+      ? 'stopped (the next check starts it: a cold check)'
+      : c.state === 'busy'
+        ? `busy (pid ${c.pid ?? '?'})`
+        : `ready (pid ${c.pid ?? '?'}: the next check is warm)`;
+  return `${what}; stops after ${Math.round(c.idleMs / 1000)} s idle, heap cap ${c.maxMb} MB`;
+}
+
 /** `livepatch status` for humans. */
 export function formatStatus(s: StatusResult): string {
   const live = s.liveGenerations
@@ -94,6 +106,7 @@ export function formatStatus(s: StatusResult): string {
     ],
     ['drift', s.drift.length ? `${s.drift.length} module(s) differ from the journal` : 'none'],
   ];
+  if (s.checker) rows.push(['checker', checkerLine(s.checker)]);
   if (s.watch)
     rows.push([
       'watch',

@@ -196,6 +196,13 @@ export const OPS = {
     args: z.object({ drop: z.string().min(1).max(200).optional(), reapply: z.string().min(1).max(200).optional() }).strict(),
     doc: 'A patch quarantined after its host crashed: drop it (never replayed) or re-apply it (checked, staged, committed and journaled again). The list is in status.',
   },
+  warm: {
+    role: 'patch',
+    audited: true,
+    slow: false,
+    args: empty,
+    doc: 'Start the type-check service and build the live program now, so the next check or apply is a warm one; answers at once. The service stops again after its idle time.',
+  },
   restart: {
     role: 'patch',
     audited: true,
@@ -303,6 +310,32 @@ export interface StatusResult {
   watch?: WatchStatus;
   /** Present in cluster mode: one row per worker. */
   workers?: { pid: number; id: number; generation: number; liveGenerations: LiveGeneration[]; lagging: boolean }[];
+  /** Present when this host type-checks patches itself (`patching.checks` 'host'): its type-check service. */
+  checker?: CheckerStatus;
+}
+
+/**
+ * The type-check service of a host that checks patches itself. `state`: 'stopped' (not running: the
+ * next check starts it and builds the program, a cold check), 'busy' (answering a request: a check,
+ * a REPL input, a warm-up), 'ready' (running and idle: the next check is a warm one). It stops after
+ * `idleMs` without a request; `maxMb` caps its heap.
+ */
+export interface CheckerStatus {
+  state: 'stopped' | 'busy' | 'ready';
+  pid?: number;
+  idleMs: number;
+  maxMb: number;
+}
+
+/**
+ * `started`: this call started building the program. False, with `reason`, when the service was
+ * already running (busy or ready) or this host does not check patches itself (a build manifest and
+ * no sources: patches are checked on the client).
+ */
+export interface WarmResult {
+  started: boolean;
+  reason?: string;
+  checker?: CheckerStatus;
 }
 
 /**
@@ -430,5 +463,6 @@ export interface OpResults {
   'repl-open': ReplOpenResult;
   'repl-close': { closed: true };
   quarantine: QuarantineResult;
+  warm: WarmResult;
   restart: RestartResult;
 }

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, createProject, createTokens, startApp } from './helpers/project';
+import { readAudit } from './helpers/raw-client';
 import { Terminal } from './helpers/terminal';
 
 /** An $EDITOR that applies the replacement named in the plan file to the file it is given. */
@@ -28,7 +29,8 @@ test(
     const project = createProject();
     t.after(() => project.cleanup());
     const tokens = createTokens(project.root);
-    const app = await startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file } });
+    const audit = join(project.root, 'audit.log');
+    const app = await startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_AUDIT: audit } });
     t.after(() => app.stop());
     const editor = join(project.root, 'editor.js');
     const plan = join(project.root, 'plan.json');
@@ -127,5 +129,13 @@ test(
 
     term.press('q');
     assert.equal(await term.waitExit(), 0);
+
+    // The first edit made a draft while the host's checker was stopped: the TUI asked the agent to
+    // build the program then (warm), before the first check.
+    const ops = readAudit(audit)
+      .filter((e) => e.who === 'patcher' && ['warm', 'check', 'apply'].includes(e.op))
+      .map((e) => `${e.op} ${e.outcome}`);
+    assert.equal(ops[0], 'warm ok', ops.join(', '));
+    assert.ok(ops.indexOf('check ok') > 0, ops.join(', '));
   },
 );

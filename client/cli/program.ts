@@ -14,6 +14,7 @@ import { registerInspect } from './commands/inspect';
 import { registerManifest } from './commands/manifest';
 import { registerQuarantine } from './commands/quarantine';
 import { registerRestart } from './commands/restart';
+import { registerWarm } from './commands/warm';
 import { registerRollback } from './commands/rollback';
 import { registerSign } from './commands/sign';
 import { registerToken } from './commands/token';
@@ -52,6 +53,7 @@ export function buildProgram(finish: (code: number) => void): Command {
   registerApply(program, finish);
   registerRollback(program, finish);
   registerRestart(program, finish);
+  registerWarm(program, finish);
   registerQuarantine(program, finish);
   registerDelegated(program, finish);
   registerAudit(program, finish);

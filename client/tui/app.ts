@@ -12,6 +12,7 @@ import { keyName } from './keys';
 import { createLayout, innerHeight, type Layout } from './layout';
 import { AgentLink, type Connector } from './link';
 import { initialState, reduce, type TuiState } from './state';
+import { draftModules } from './selectors';
 import { renderPanes } from './views/panes';
 import { renderPopup } from './views/popup';
 
@@ -119,7 +120,10 @@ export class TuiApp {
       r = { error: `cannot edit ${module}: ${e instanceof Error ? e.message : String(e)}` };
     }
     if (r.text === undefined) this.store.dispatch({ type: 'notice', text: r.error ?? 'edit failed' });
-    else this.store.dispatch({ type: 'draftSet', module, text: r.text, live: base });
+    else {
+      this.store.dispatch({ type: 'draftSet', module, text: r.text, live: base });
+      if (draftModules(this.store.state).length > 0) void this.effects.warm();
+    }
     this.layout!.screen.alloc();
     this.#render();
   }

@@ -155,6 +155,21 @@ export class Effects {
     await this.refresh();
   }
 
+  /**
+   * The draft just changed, so a check or an apply is likely soon: ask the agent to build the live
+   * program now (the `warm` op), so that check finds a warm type checker. Only when the last status
+   * shows the host's checker stopped; silent, because a failure here only means a cold check later.
+   */
+  async warm(): Promise<void> {
+    const s = this.#store.state;
+    if (!this.#link.connected || s.role === 'read' || s.status?.checker?.state !== 'stopped') return;
+    try {
+      await this.#link.client().request('warm', {});
+    } catch {
+      /* the next check starts the checker itself */
+    }
+  }
+
   /** The REPL session is per connection: a reconnect opens a new one. */
   resetRepl(): void {
     this.#repl = undefined;

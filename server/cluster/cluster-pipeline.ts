@@ -27,6 +27,8 @@ export function clusterPipeline(inner: Pipeline, engine: ClusterEngine): Pipelin
     apply: async (patch, ctx, dryRun) => withWorkers(await inner.apply(patch, ctx, dryRun), ctx),
     rollback: async (to, ctx) => withWorkers(await inner.rollback(to, ctx), ctx),
     drift: (): DriftEntry[] => inner.drift(),
+    warm: () => inner.warm(),
+    checkerStatus: () => inner.checkerStatus(),
     ...(inner.quarantine
       ? {
           quarantined: () => inner.quarantined?.() ?? [],

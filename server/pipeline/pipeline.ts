@@ -16,6 +16,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LivepatchError } from '../../shared/errors';
 import type {
+  CheckerStatus,
   CheckResult,
   CommitResult,
   DriftEntry,
@@ -23,6 +24,7 @@ import type {
   QuarantinedPatch,
   QuarantineResult,
   StageResult,
+  WarmResult,
 } from '../../shared/ops';
 import type { PatchSet } from '../../shared/patch';
 import { isInsidePath, readManifest, type BuildManifest } from '../../shared/manifest';
@@ -101,6 +103,25 @@ export class PatchPipeline implements Pipeline {
         if (!this.closed) process.stderr.write(`livepatch: checker warm-up failed: ${(err as Error)?.message ?? String(err)}\n`);
       },
     );
+  }
+
+  /**
+   * The `warm` op: start building the program now (the same warm-up as LIVEPATCH_CHECKER_WARMUP), so
+   * the check an operator is about to ask for is a warm one. Does nothing when the service is already
+   * running or this host does not check.
+   */
+  warm(): WarmResult {
+    this.assertPatching();
+    const checker = this.checkerStatus();
+    if (!checker) return { started: false, reason: 'this host does not type-check patches: they are checked on the client' };
+    if (checker.state !== 'stopped') return { started: false, reason: `the type checker is already running (${checker.state})`, checker };
+    void this.ready.then(() => this.warmUp());
+    return { started: true, checker: { ...checker, state: 'busy' } };
+  }
+
+  /** The type-check service's state, when this host checks patches itself. */
+  checkerStatus(): CheckerStatus | undefined {
+    return this.patching.checks === 'host' ? this.checker.status : undefined;
   }
 
   get patching(): { enabled: boolean; reason?: string; checks?: 'host' | 'client' } {

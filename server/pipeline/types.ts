@@ -4,6 +4,7 @@
  * unchanged. Type errors throw LP_ERR_PATCH_TYPE with `details: { diagnostics: Diagnostic[] }`.
  */
 import type {
+  CheckerStatus,
   CheckResult,
   CommitResult,
   DriftEntry,
@@ -11,6 +12,7 @@ import type {
   QuarantinedPatch,
   QuarantineResult,
   StageResult,
+  WarmResult,
 } from '../../shared/ops';
 import type { PatchSet } from '../../shared/patch';
 import type { Engine } from '../engine/types';
@@ -83,6 +85,10 @@ export interface Pipeline {
   quarantine?(args: { drop?: string; reapply?: string }, ctx: OpContext): Promise<QuarantineResult>;
   /** Resolves once replay is over with what the start did that belongs in the audit log. */
   startupEvents?(): Promise<StartupEvent[]>;
+  /** Start the type-check service and build the program ahead of a check (the `warm` op). */
+  warm(): WarmResult;
+  /** The type-check service's state, when this host checks patches itself. */
+  checkerStatus(): CheckerStatus | undefined;
   /** Stop the checker worker; drop staged sets. */
   close(): Promise<void>;
 }

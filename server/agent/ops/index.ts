@@ -4,7 +4,7 @@
  */
 import { describe, exportsOp, health, history, source, status, subscribe, versions } from './inspect';
 import { restart } from './cluster';
-import { abort, apply, check, commit, rollback, stage } from './patch';
+import { abort, apply, check, commit, rollback, stage, warm } from './patch';
 import { quarantine } from './quarantine';
 import { auditVerify, evalOp, replClose, replOpen } from './repl';
 import type { HandlerTable } from './types';
@@ -29,5 +29,6 @@ export const HANDLERS: HandlerTable = {
   eval: evalOp,
   'repl-open': replOpen,
   'repl-close': replClose,
+  warm,
   restart,
 };

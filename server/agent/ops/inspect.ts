@@ -42,6 +42,8 @@ export const status: Handler<'status'> = async ({ ctx }) => {
     patching,
     drift: pipeline ? pipeline.drift() : [],
   };
+  const checker = pipeline?.checkerStatus();
+  if (checker) result.checker = checker;
   const watch = ctx.watcher?.status();
   if (watch) result.watch = watch;
   const notLive = engine.notLiveModules?.();

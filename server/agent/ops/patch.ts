@@ -1,5 +1,5 @@
 /**
- * Patch ops: check, stage, commit, abort, apply, rollback. Each hands the request to the pipeline with
+ * Patch ops: check, stage, commit, abort, apply, rollback, warm. Each hands the request to the pipeline with
  * the caller's token name and forwards the pipeline's progress as `progress` messages for this request
  * id. The pipeline guarantees a failed op leaves the generation unchanged; here we only record who
  * committed what (for `history` and the audit record), and which token owns each stage: only the token
@@ -113,6 +113,8 @@ export const check: Handler<'check'> = (call) => {
   if (patch.id) call.audit.patchId = patch.id;
   return noteChecker(call, pipelineOf(call).check(patch, opContext(call)));
 };
+
+export const warm: Handler<'warm'> = (call) => pipelineOf(call).warm();
 
 /** A stage made through this agent: the token that made it, its message, when it expires. */
 interface StageRecord {
