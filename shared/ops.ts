@@ -77,7 +77,7 @@ export const OPS = {
     audited: false,
     slow: false,
     args: empty,
-    doc: 'Pid, uptime, current and live generations with in-flight counts, modules, drift; with a journal: replay, unreadable lines, quarantined patches.',
+    doc: 'Pid, uptime, current and live generations with in-flight counts, modules, drift, the type-check service (on a host that checks); with a journal: replay, unreadable lines, quarantined patches.',
   },
   versions: {
     role: 'read',
