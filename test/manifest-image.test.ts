@@ -113,7 +113,10 @@ test('the image holds no sources, no tsconfig and no compiler; the manifest maps
   assert.equal(status.checker, undefined);
   const w = await cli(['warm', agent, '--json']);
   assert.equal(w.code, 0, w.stderr);
-  assert.deepEqual(JSON.parse(w.stdout), { started: false, reason: 'this host does not type-check patches: they are checked on the client' });
+  assert.deepEqual(JSON.parse(w.stdout), {
+    started: false,
+    reason: 'this host does not type-check patches: they are checked on the client',
+  });
   const v = JSON.parse((await cli(['versions', agent, '--json'])).stdout);
   const rates = v.find((r: { module: string }) => r.module === 'src/rates.ts');
   assert.equal(rates?.hash, manifest.modules['src/rates.ts'].hash, "the live hash is the manifest's source hash");

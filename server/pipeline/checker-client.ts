@@ -42,8 +42,8 @@ export const CHECKER_DEFAULTS = { maxMb: 1024, idleMs: 30_000, timeoutMs: 300_00
  * The service's young-generation semi-space, MB. Building a program allocates syntax trees that all
  * survive, so a young collection copies nearly everything it finds. Node 24's V8 lets a semi-space
  * grow to 64 MB (Node 20 and 22: 16 MB), and its collections then copy tens of MB at a time: capped
- * at 16 MB, a cold check on Node 24 took about 15 % less time, warm checks no longer (BENCHMARKS.md
- * § Cold applies). On Node 20 and 22 this is their default.
+ * at 16 MB, a cold check on Node 24 took about 11 % less time and warm checks were not slower (at
+ * 8 MB they were; BENCHMARKS.md § Cold applies). On Node 20 and 22 this is their default.
  */
 const CHECKER_SEMI_SPACE_MB = 16;
 

@@ -55,6 +55,8 @@ export class PatchPipeline implements Pipeline {
   private readonly engine: Engine;
   private readonly root: string;
   private readonly tsconfig: string;
+  /** A `warm` op waiting for replay to end before it starts the service. */
+  private warming: Promise<void> | undefined;
   private readonly checker: CheckerClient;
   private readonly checkerLease: CheckerLease;
   private readonly journal: Journal | undefined;
@@ -97,12 +99,15 @@ export class PatchPipeline implements Pipeline {
    */
   private warmUp(): void {
     if (this.closed || this.patching.checks !== 'host') return;
-    this.checker.run({ overlay: [...liveOverlay(this.engine, this.root)], transpile: [] }).then(
-      () => undefined,
-      (err: unknown) => {
-        if (!this.closed) process.stderr.write(`livepatch: checker warm-up failed: ${(err as Error)?.message ?? String(err)}\n`);
-      },
-    );
+    const failed = (err: unknown) => {
+      if (!this.closed) process.stderr.write(`livepatch: checker warm-up failed: ${(err as Error)?.message ?? String(err)}\n`);
+    };
+    try {
+      this.checker.run({ overlay: [...liveOverlay(this.engine, this.root)], transpile: [] }).then(() => undefined, failed);
+    } catch (err) {
+      // Never out of here: it runs from a promise nobody awaits, in the host.
+      failed(err);
+    }
   }
 
   /**
@@ -115,7 +120,9 @@ export class PatchPipeline implements Pipeline {
     const checker = this.checkerStatus();
     if (!checker) return { started: false, reason: 'this host does not type-check patches: they are checked on the client' };
     if (checker.state !== 'stopped') return { started: false, reason: `the type checker is already running (${checker.state})`, checker };
-    void this.ready.then(() => this.warmUp());
+    // Until replay is over the service is not started yet: a second warm meanwhile finds this.
+    if (this.warming) return { started: false, reason: 'the type checker is already starting', checker };
+    this.warming = this.ready.then(() => this.warmUp()).finally(() => (this.warming = undefined));
     return { started: true, checker: { ...checker, state: 'busy' } };
   }
 
