@@ -77,9 +77,12 @@ test('a file that is not live is reported at start and in status, and a patch na
   const app = await startApp(project.root, { env: { LIVEPATCH_TOKENS: tokens.file, LIVEPATCH_MAX_MODULE_BYTES: String(limit) } });
   try {
     assert.equal(await answer(app), 'hello esm', 'the app runs unchanged');
-    assert.match(
-      app.stderr(),
+    // Waited for, not read at once: it comes on another channel (the app's stderr pipe) than the
+    // answer, which this process may read first.
+    await app.proc.waitFor(
+      'stderr',
       new RegExp(`livepatch: 1 file not live \\(larger than LIVEPATCH_MAX_MODULE_BYTES, ${limit} bytes\\): src/main\\.ts\\n`),
+      { timeoutMs: 5000 },
     );
     const s = await cli(['status', app.agent!, '--json'], tokens.read);
     assert.equal(s.code, 0, s.stderr);
