@@ -55,7 +55,7 @@ export class PatchPipeline implements Pipeline {
   private readonly engine: Engine;
   private readonly root: string;
   private readonly tsconfig: string;
-  /** A `warm` op waiting for replay to end before it starts the service. */
+  /** A warm-up (LIVEPATCH_CHECKER_WARMUP or the `warm` op) waiting for replay to end before it starts the service. */
   private warming: Promise<void> | undefined;
   private readonly checker: CheckerClient;
   private readonly checkerLease: CheckerLease;
@@ -89,7 +89,7 @@ export class PatchPipeline implements Pipeline {
     this.guard = opts.journalDir ? new CrashGuard(opts.journalDir, opts.crashWindowMs ?? DEFAULT_CRASH_WINDOW_MS) : undefined;
     this.manifest = readManifest(this.root);
     this.ready = this.startReplay();
-    if (opts.checker?.warmup) void this.ready.then(() => this.warmUp());
+    if (opts.checker?.warmup) this.startWarmUp();
   }
 
   /**
@@ -122,8 +122,13 @@ export class PatchPipeline implements Pipeline {
     if (checker.state !== 'stopped') return { started: false, reason: `the type checker is already running (${checker.state})`, checker };
     // Until replay is over the service is not started yet: a second warm meanwhile finds this.
     if (this.warming) return { started: false, reason: 'the type checker is already starting', checker };
-    this.warming = this.ready.then(() => this.warmUp()).finally(() => (this.warming = undefined));
+    this.startWarmUp();
     return { started: true, checker: { ...checker, state: 'busy' } };
+  }
+
+  /** Warm up once replay is over; one at a time, whether asked at start or by the `warm` op. */
+  private startWarmUp(): void {
+    this.warming ??= this.ready.then(() => this.warmUp()).finally(() => (this.warming = undefined));
   }
 
   /** The type-check service's state, when this host checks patches itself. */
