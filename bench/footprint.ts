@@ -3,10 +3,11 @@
  * generated 300-module project, plain (`node dist/main.js`) and with livepatch (`-r livepatch/register`
  * plus the pipeline, driven over IPC as in bench/apply.ts; no socket), side by side:
  *   - at rest (after some requests, lowest of a few samples),
- *   - peak during the first patch check+apply: the host's, and the type checker's (a child process),
+ *   - peak during the first patch check+apply: the host's, and the type checker's (a child process,
+ *     with the native compiler's process under it when that checks: the sum of each one's peak),
  *   - after the checker's idle time (default here 5 s; 30 s in production), when the checker has exited.
  * Linux only (/proc). Usage: npm run build && node dist/bench/footprint.js
- * (env BENCH_SIZES=300, BENCH_CHECKER_IDLE_MS=5000)
+ * (env BENCH_SIZES=300, BENCH_CHECKER_IDLE_MS=5000, BENCH_ENGINE=auto|native|typescript)
  */
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { copyShop, samplePatch } from '../examples/bench-kit';
@@ -16,6 +17,7 @@ import { generate, moduleSource } from './apply';
 
 const MB = 1024 * 1024;
 const CHECKER_IDLE_MS = Number(process.env['BENCH_CHECKER_IDLE_MS'] ?? 5000);
+const ENGINE = (process.env['BENCH_ENGINE'] ?? 'auto') as 'auto' | 'native' | 'typescript';
 const SIZES = (process.env['BENCH_SIZES'] ?? '300').split(',').filter(Boolean).map(Number);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -38,6 +40,27 @@ function children(pid: number): number[] {
     }
   }
   return out;
+}
+
+/** Every process under `pid` (the checker, and the native compiler's process under it). */
+function descendants(pid: number): number[] {
+  const out: number[] = [];
+  for (const c of children(pid)) out.push(c, ...descendants(c));
+  return out;
+}
+
+/** Processes of the native compiler working on `root`, wherever they are in the process tree. */
+function nativeLeft(root: string): number {
+  let n = 0;
+  for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const args = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      if (args.includes('--api') && args.includes(root)) n++;
+    } catch {
+      // Gone.
+    }
+  }
+  return n;
 }
 
 async function atRest(pid: number, get: () => Promise<unknown>): Promise<number> {
@@ -74,8 +97,13 @@ interface Row {
   checkerGone: boolean;
 }
 
+/** The sum of the peaks of every process under `pid` (an upper bound of their peak together). */
+function treePeak(pid: number): number {
+  return descendants(pid).reduce((sum, c) => sum + (status(c, 'VmHWM') || 0), 0);
+}
+
 async function withAgent(name: string, root: string, path: string, patch: Record<string, string>): Promise<Row> {
-  const app = await startPipelineApp(root, { checker: { idleMs: CHECKER_IDLE_MS } }, 60_000);
+  const app = await startPipelineApp(root, { checker: { idleMs: CHECKER_IDLE_MS, engine: ENGINE } }, 60_000);
   try {
     const pid = app.child.pid!;
     await app.op('ready');
@@ -86,17 +114,17 @@ async function withAgent(name: string, root: string, path: string, patch: Record
     const sampler = (async () => {
       while (sampling) {
         hostPeak = Math.max(hostPeak, status(pid, 'VmRSS') || 0);
-        for (const c of children(pid)) checkerPeak = Math.max(checkerPeak, status(c, 'VmHWM') || 0);
+        checkerPeak = Math.max(checkerPeak, treePeak(pid));
         await sleep(25);
       }
     })();
     const r = await app.op('apply', { patch: { files: patch } });
-    for (const c of children(pid)) checkerPeak = Math.max(checkerPeak, status(c, 'VmHWM') || 0);
+    checkerPeak = Math.max(checkerPeak, treePeak(pid));
     sampling = false;
     await sampler;
     if (!r.ok) throw new Error(`${name}: apply failed: ${JSON.stringify(r.error)}`);
     await sleep(CHECKER_IDLE_MS + 2000);
-    const checkerGone = children(pid).length === 0;
+    const checkerGone = children(pid).length === 0 && nativeLeft(root) === 0;
     let low = Infinity;
     for (let i = 0; i < 5; i++) {
       low = Math.min(low, status(pid, 'VmRSS'));
@@ -112,7 +140,7 @@ const f = (b: number) => (b / MB).toFixed(0).padStart(6);
 
 async function main(): Promise<void> {
   if (!readdirSync('/proc').length) throw new Error('needs Linux /proc');
-  console.log(`footprint benchmark: node ${process.version}; RSS in MB; checker idle time ${CHECKER_IDLE_MS} ms`);
+  console.log(`footprint benchmark: node ${process.version}; RSS in MB; checker idle time ${CHECKER_IDLE_MS} ms; engine ${ENGINE}`);
   console.log('project      |  plain | agent at rest | host peak in check | checker peak | host after idle (Δ vs rest) | checker gone');
   const rows: Row[] = [];
   const shop = copyShop();

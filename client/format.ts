@@ -79,7 +79,13 @@ export function checkerLine(c: CheckerStatus): string {
       : c.state === 'busy'
         ? `busy (pid ${c.pid ?? '?'})`
         : `ready (pid ${c.pid ?? '?'}: the next check is warm)`;
-  return `${what}; stops after ${Math.round(c.idleMs / 1000)} s idle, heap cap ${c.maxMb} MB`;
+  const engine =
+    c.engine === undefined
+      ? ''
+      : c.engine === 'native'
+        ? '; last check: native compiler'
+        : `; last check: JavaScript compiler${c.engineNote !== undefined ? ` (${c.engineNote})` : ''}`;
+  return `${what}; stops after ${Math.round(c.idleMs / 1000)} s idle, heap cap ${c.maxMb} MB${engine}`;
 }
 
 /** `livepatch status` for humans. */

@@ -325,7 +325,20 @@ export interface CheckerStatus {
   pid?: number;
   idleMs: number;
   maxMb: number;
+  /**
+   * The compiler of the last check: 'native' (TypeScript's native compiler) or 'typescript' (its
+   * JavaScript compiler). Absent before the service's first check. `engineNote`: why the setting
+   * 'auto' (LIVEPATCH_CHECKER_ENGINE) fell back to 'typescript'.
+   */
+  engine?: CheckerEngine;
+  engineNote?: string;
 }
+
+/**
+ * Which compiler type-checks patches on a host (LIVEPATCH_CHECKER_ENGINE): 'native' is TypeScript's
+ * native compiler (typescript@7), 'typescript' its JavaScript compiler (the `typescript` package).
+ */
+export type CheckerEngine = 'native' | 'typescript';
 
 /**
  * `started`: this call started building the program. False, with `reason`, when the service was

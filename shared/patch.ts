@@ -79,6 +79,13 @@ export interface Diagnostic {
   message: string;
 }
 
+/** Diagnostics in a stable order: by file, then line, then column (global ones first). */
+export function sortDiagnostics(ds: Diagnostic[]): Diagnostic[] {
+  return ds.sort(
+    (a, b) => (a.file ?? '').localeCompare(b.file ?? '') || (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0),
+  );
+}
+
 /** tsc's one-line form: `src/quote.ts(12,5): error TS2554: Expected 2 arguments, but got 1.` */
 export function formatDiagnostic(d: Diagnostic): string {
   const where = d.file ? (d.line !== undefined ? `${d.file}(${d.line},${d.column ?? 1}): ` : `${d.file}: `) : '';

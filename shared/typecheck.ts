@@ -15,8 +15,9 @@ import { existsSync, mkdirSync, readFileSync, renameSync, statSync, unlinkSync, 
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import * as ts from 'typescript';
 import { LivepatchError } from './errors';
-import type { Diagnostic, DiagnosticCategory } from './patch';
+import { sortDiagnostics, type Diagnostic, type DiagnosticCategory } from './patch';
 import { isEsModuleFile } from './module-format';
+import type { CheckerEngine } from './ops';
 
 /** One check's outcome. `diagnostics` holds every diagnostic in the program, syntax first. */
 export interface ProgramCheckResult {
@@ -30,6 +31,8 @@ export interface ProgramCheckResult {
   /** Files whose semantic diagnostics were (re)computed by this check. */
   checked: number;
   durationMs: number;
+  /** Which compiler checked: TypeScript's JavaScript compiler, or its native one (shared/native-typecheck.ts). */
+  engine?: CheckerEngine;
 }
 
 /** Progress of one check: building the program, then checking affected files. */
@@ -294,6 +297,7 @@ export class ProgramChecker {
       files: projectFiles.length,
       checked,
       durationMs: Date.now() - started,
+      engine: 'typescript',
     };
   }
 
@@ -434,11 +438,5 @@ export class ProgramChecker {
 function toOverlay(overlay: Map<string, string> | Record<string, string>): Map<string, string> {
   return new Map(
     overlay instanceof Map ? [...overlay].map(([k, v]) => [resolve(k), v]) : Object.entries(overlay).map(([k, v]) => [resolve(k), v]),
-  );
-}
-
-function sortDiagnostics(ds: Diagnostic[]): Diagnostic[] {
-  return ds.sort(
-    (a, b) => (a.file ?? '').localeCompare(b.file ?? '') || (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0),
   );
 }

@@ -114,8 +114,15 @@ export function journalOptions(opts: ResolvedOptions): { journalDir?: string; re
 }
 
 /** The type-check service's limits from the agent options. */
-export function checkerOptions(opts: ResolvedOptions): { maxMb: number; idleMs: number; stateDir?: string | false; warmup: boolean } {
+export function checkerOptions(opts: ResolvedOptions): {
+  maxMb: number;
+  idleMs: number;
+  stateDir?: string | false;
+  warmup: boolean;
+  engine: 'auto' | 'native' | 'typescript';
+} {
   return {
+    engine: opts.checkerEngine,
     maxMb: opts.checkerMaxMb,
     idleMs: opts.checkerIdleMs,
     warmup: opts.checkerWarmup,

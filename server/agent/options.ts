@@ -98,6 +98,12 @@ export interface AgentOptions {
    * The service still stops after `checkerIdleMs` without a check.
    */
   checkerWarmup?: boolean;
+  /**
+   * Which compiler type-checks patches (LIVEPATCH_CHECKER_ENGINE): 'auto' (default) uses TypeScript's
+   * native compiler when it is installed and accepts the unpatched program, else the JavaScript one;
+   * 'native' and 'typescript' force one (docs/patching.md).
+   */
+  checkerEngine?: 'auto' | 'native' | 'typescript';
   /** Join this fleet: `etcd://HOST:PORT[,HOST:PORT]/NAME` (docs/fleet.md; TLS and etcd auth from LIVEPATCH_FLEET_*). */
   fleet?: string;
   /** Fleet member lease TTL in seconds (default 10). */
@@ -145,6 +151,7 @@ export interface ResolvedOptions {
   checkerIdleMs: number;
   checkerCacheDir?: string | false;
   checkerWarmup: boolean;
+  checkerEngine: 'auto' | 'native' | 'typescript';
   fleet?: { address: FleetAddress; leaseTtlSec: number; joinMs: number };
   checks?: 'auto' | 'client';
 }
@@ -273,6 +280,7 @@ export function resolveOptions(o: AgentOptions): ResolvedOptions {
     checkerMaxMb: positiveInt('checkerMaxMb', o.checkerMaxMb, DEFAULTS.checkerMaxMb),
     checkerIdleMs: positiveInt('checkerIdleMs', o.checkerIdleMs, DEFAULTS.checkerIdleMs),
     checkerWarmup: o.checkerWarmup === true,
+    checkerEngine: engineOption(o.checkerEngine),
     ...(o.checkerCacheDir !== undefined ? { checkerCacheDir: o.checkerCacheDir === false ? false : resolve(root, o.checkerCacheDir) } : {}),
     ...(o.checks !== undefined ? { checks: checksOption(o.checks) } : {}),
   };
@@ -281,6 +289,12 @@ export function resolveOptions(o: AgentOptions): ResolvedOptions {
 function checksOption(v: unknown): 'auto' | 'client' {
   if (v === 'auto' || v === 'client') return v;
   throw new Error(`invalid checks ${JSON.stringify(v)}: expected auto or client`);
+}
+
+function engineOption(v: unknown, name = 'checkerEngine'): 'auto' | 'native' | 'typescript' {
+  if (v === undefined) return 'auto';
+  if (v === 'auto' || v === 'native' || v === 'typescript') return v;
+  throw new Error(`invalid ${name}=${JSON.stringify(v)}: expected auto, native or typescript`);
 }
 
 function envInt(env: NodeJS.ProcessEnv, name: string): number | undefined {
@@ -298,7 +312,8 @@ function envInt(env: NodeJS.ProcessEnv, name: string): number | undefined {
  * _AUTH_FAIL_DELAY_MS, _AUDIT_AGGREGATE_MS, _LOCKOUT=`failures/windowMs/lockMs`, _ALLOWED_ORIGINS comma-separated); the journal's
  * LIVEPATCH_REPLAY=off and LIVEPATCH_CRASH_WINDOW_MS; LIVEPATCH_TRUSTED_KEYS (signed patch sets only);
  * the type checker's LIVEPATCH_CHECKER_MAX_MB, LIVEPATCH_CHECKER_IDLE_MS, LIVEPATCH_CHECKER_CACHE
- * (a directory, or `off`) and LIVEPATCH_CHECKER_WARMUP (`1`: start it in the background); the fleet's LIVEPATCH_FLEET, _FLEET_LEASE_TTL (s) and _FLEET_JOIN_MS;
+ * (a directory, or `off`), LIVEPATCH_CHECKER_WARMUP (`1`: start it in the background) and
+ * LIVEPATCH_CHECKER_ENGINE (`auto`, `native`, `typescript`); the fleet's LIVEPATCH_FLEET, _FLEET_LEASE_TTL (s) and _FLEET_JOIN_MS;
  * LIVEPATCH_CHECKS (`auto` or `client`: where patches are type-checked).
  */
 export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptions {
@@ -356,6 +371,8 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): AgentOptio
       throw new Error(`invalid LIVEPATCH_CHECKER_WARMUP="${warmup}": expected 1/on or 0/off`);
     o.checkerWarmup = /^(1|on|true|yes)$/i.test(warmup);
   }
+  const engine = str('LIVEPATCH_CHECKER_ENGINE');
+  if (engine !== undefined) o.checkerEngine = engineOption(engine, 'LIVEPATCH_CHECKER_ENGINE');
   const checks = str('LIVEPATCH_CHECKS');
   if (checks !== undefined) {
     if (checks !== 'auto' && checks !== 'client') throw new Error(`invalid LIVEPATCH_CHECKS="${checks}": expected auto or client`);

@@ -16,10 +16,17 @@ import { join } from 'node:path';
 import { LivepatchError } from '../../shared/errors';
 import { sha256 } from '../../shared/hash';
 import type { CheckProgress } from '../../shared/typecheck';
-import type { CheckerStatus } from '../../shared/ops';
+import type { CheckerEngine, CheckerStatus } from '../../shared/ops';
 import type { Diagnostic } from '../../shared/patch';
 import type { CheckRequest as ReplCheckRequest } from '../repl/check-protocol';
-import type { CheckerRequest, CheckerResponse, CheckerResult, CheckerWorkerData, ServiceRequest } from './checker-protocol';
+import type {
+  CheckerEngineSetting,
+  CheckerRequest,
+  CheckerResponse,
+  CheckerResult,
+  CheckerWorkerData,
+  ServiceRequest,
+} from './checker-protocol';
 
 /** Limits of the type-check service; every field has a default. */
 export interface CheckerLimits {
@@ -34,9 +41,11 @@ export interface CheckerLimits {
    * `<root>/.livepatch`); false = none (every cold check builds the whole program).
    */
   stateDir?: string | false;
+  /** Which compiler checks whole programs (default 'auto': checker-worker.ts). */
+  engine?: CheckerEngineSetting;
 }
 
-export const CHECKER_DEFAULTS = { maxMb: 1024, idleMs: 30_000, timeoutMs: 300_000 } as const;
+export const CHECKER_DEFAULTS = { maxMb: 1024, idleMs: 30_000, timeoutMs: 300_000, engine: 'auto' } as const;
 
 /**
  * The service's young-generation semi-space, MB. Building a program allocates syntax trees that all
@@ -54,10 +63,13 @@ interface Pending {
 }
 
 /** The environment of the service: the host's, without what would start a second agent in it. */
-function serviceEnv(data: CheckerWorkerData): NodeJS.ProcessEnv {
+function serviceEnv(data: CheckerWorkerData, maxMb: number): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, LIVEPATCH_CHECKER_CONFIG: JSON.stringify(data) };
   // NODE_OPTIONS may hold `-r livepatch/register`; the host's own heap settings do not apply either.
   delete env['NODE_OPTIONS'];
+  // The native compiler's process (a Go program) inherits this environment: its soft memory limit
+  // is the service's heap cap, unless the operator set one.
+  if (!env['GOMEMLIMIT']) env['GOMEMLIMIT'] = `${maxMb}MiB`;
   delete env['LIVEPATCH_TOKENS'];
   // Node's compile cache (Node ≥ 22.1; older Nodes ignore the variable): a new checker loads the
   // compiler from V8's code cache (0.1 s less on an idle machine, 0.3–0.5 s on a busy one:
@@ -99,6 +111,8 @@ export class CheckerClient {
   private closed = false;
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly limits: Required<CheckerLimits>;
+  /** The compiler of the last check, and why 'auto' fell back (shown by `status`). */
+  private engine: { engine: CheckerEngine; note?: string } | undefined;
 
   constructor(
     private readonly data: CheckerWorkerData,
@@ -109,6 +123,7 @@ export class CheckerClient {
       maxMb: limits.maxMb ?? CHECKER_DEFAULTS.maxMb,
       idleMs: limits.idleMs ?? CHECKER_DEFAULTS.idleMs,
       timeoutMs: limits.timeoutMs ?? CHECKER_DEFAULTS.timeoutMs,
+      engine: limits.engine ?? CHECKER_DEFAULTS.engine,
     };
   }
 
@@ -121,7 +136,13 @@ export class CheckerClient {
   get status(): CheckerStatus {
     const state = !this.child ? 'stopped' : this.pending.size > 0 ? 'busy' : 'ready';
     const pid = this.child?.pid;
-    return { state, ...(pid !== undefined ? { pid } : {}), idleMs: this.limits.idleMs, maxMb: this.limits.maxMb };
+    return {
+      state,
+      ...(pid !== undefined ? { pid } : {}),
+      idleMs: this.limits.idleMs,
+      maxMb: this.limits.maxMb,
+      ...(this.engine ? { engine: this.engine.engine, ...(this.engine.note !== undefined ? { engineNote: this.engine.note } : {}) } : {}),
+    };
   }
 
   /** The service's process id while it runs (benchmarks and tests read its memory). */
@@ -133,6 +154,7 @@ export class CheckerClient {
   async run(req: Omit<CheckerRequest, 'id' | 'kind'>, onProgress?: (p: CheckProgress) => void): Promise<CheckerResult> {
     const r = await this.send({ ...req, kind: 'program' }, onProgress);
     if (r.type !== 'result') throw new LivepatchError('LP_ERR_INTERNAL', 'The type checker answered the wrong request');
+    if (r.check.engine) this.engine = { engine: r.check.engine, ...(r.engineNote !== undefined ? { note: r.engineNote } : {}) };
     return r;
   }
 
@@ -151,7 +173,7 @@ export class CheckerClient {
     const id = this.nextId++;
     let child: ChildProcess;
     try {
-      child = this.ensureChild();
+      child = this.ensureChild(req.kind);
     } catch (err) {
       return Promise.reject(
         new LivepatchError('LP_ERR_INTERNAL', `The type checker could not start: ${(err as Error)?.message ?? String(err)}`),
@@ -219,12 +241,12 @@ export class CheckerClient {
     else ch?.unref?.();
   }
 
-  private ensureChild(): ChildProcess {
+  private ensureChild(first: ServiceRequest['kind']): ChildProcess {
     if (this.child) return this.child;
     const child = fork(join(__dirname, 'checker-worker.js'), [], {
       // Not the host's flags: its preloads (livepatch/register would start a second agent), inspector, heap size.
       execArgv: [`--max-old-space-size=${this.limits.maxMb}`, `--max-semi-space-size=${CHECKER_SEMI_SPACE_MB}`],
-      env: serviceEnv(this.data),
+      env: serviceEnv({ ...this.data, engine: this.limits.engine, firstRequest: first }, this.limits.maxMb),
       stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
       serialization: 'advanced',
     });

@@ -3,6 +3,7 @@
  * (checker-worker.ts). Kept in their own file so both sides agree on one shape.
  */
 import type { ErrorCode } from '../../shared/errors';
+import type { CheckerEngine } from '../../shared/ops';
 import type { Diagnostic } from '../../shared/patch';
 import type { CheckProgress, ProgramCheckResult } from '../../shared/typecheck';
 import type { CheckRequest as ReplCheckRequest } from '../repl/check-protocol';
@@ -14,7 +15,14 @@ export interface CheckerWorkerData {
   assumeDirectOnly?: boolean;
   /** Where the checker persists its incremental state (shared/typecheck.ts `stateFile`). */
   stateFile?: string;
+  /** Which compiler checks whole programs (LIVEPATCH_CHECKER_ENGINE; default 'auto'). */
+  engine?: CheckerEngineSetting;
+  /** What the service was started for: a REPL input check needs no native compiler (yet). */
+  firstRequest?: 'program' | 'repl';
 }
+
+/** 'auto': the native compiler when it is installed and agrees with the project's build, else the JavaScript one. */
+export type CheckerEngineSetting = 'auto' | CheckerEngine;
 
 /** One whole-program check (and transpile) request, host → service (the pipeline). */
 export interface CheckerRequest {
@@ -45,6 +53,8 @@ export type CheckerResponse =
       js: Record<string, string>;
       verifyJs?: string;
       transpileDiagnostics: Diagnostic[];
+      /** Why the setting 'auto' fell back to the JavaScript compiler. */
+      engineNote?: string;
     }
   | { id: number; type: 'error'; code: ErrorCode; message: string };
 

@@ -1,0 +1,312 @@
+/**
+ * Whole-program checks with TypeScript's native compiler (the `typescript@7` package, installed as
+ * `typescript-native`), through its synchronous API: the compiler runs in its own process, reads the
+ * project from disk, and asks this side for every file so that the overlay (live patched modules and
+ * a patch set) is laid over the disk without writing anything.
+ *
+ * Same contract as ProgramChecker.check (shared/typecheck.ts): the whole program's diagnostics in
+ * the wire shape, syntax errors first. A cold check builds and checks the whole program in a fraction
+ * of the time the JavaScript compiler needs to build it (BENCHMARKS.md § Cold applies), so no state
+ * is persisted; later checks tell the compiler which files changed and it re-checks incrementally.
+ *
+ * The API is marked unstable upstream, so the package is pinned to one version and this file is the
+ * only one that touches it. It is loaded lazily: nothing here runs unless the engine is chosen.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, basename, relative, resolve, sep } from 'node:path';
+import { sortDiagnostics, type Diagnostic, type DiagnosticCategory } from './patch';
+import type { CheckProgress, ProgramCheckResult } from './typecheck';
+
+/** The package name the native compiler is installed under (an npm alias of `typescript@7`). */
+const PACKAGE = 'typescript-native';
+
+/** The parts of the native API used here (`typescript-native/unstable/sync`). */
+interface NativeDiagnostic {
+  readonly fileName?: string;
+  readonly pos: number;
+  readonly code: number;
+  readonly category: number;
+  readonly text: string;
+  readonly messageChain?: readonly NativeDiagnostic[];
+}
+interface NativeProgram {
+  getSourceFileNames(): readonly string[];
+  getConfigFileParsingDiagnostics(): readonly NativeDiagnostic[];
+  getProgramDiagnostics(): readonly NativeDiagnostic[];
+  getSyntacticDiagnostics(): readonly NativeDiagnostic[];
+  getGlobalDiagnostics(): readonly NativeDiagnostic[];
+  getSemanticDiagnostics(): readonly NativeDiagnostic[];
+}
+interface NativeSnapshot {
+  getProject(configFileName: string): { program: NativeProgram } | undefined;
+  dispose(): void;
+}
+interface NativeFileSystem {
+  readFile?: (fileName: string) => string | null | undefined;
+  fileExists?: (fileName: string) => boolean | undefined;
+  getAccessibleEntries?: (dir: string) => { files: string[]; directories: string[] } | undefined;
+}
+interface NativeApi {
+  parseConfigFile(file: string): { options: Record<string, unknown>; fileNames: string[] };
+  updateSnapshot(params: {
+    openProjects?: string[];
+    fileChanges?: { changed?: string[]; created?: string[]; deleted?: string[] };
+  }): NativeSnapshot;
+  close(): void;
+}
+type NativeApiClass = new (options: { cwd?: string; fs?: NativeFileSystem }) => NativeApi;
+
+/** Why the native compiler cannot be used here, or undefined when its package is installed. */
+export function nativeUnavailable(): string | undefined {
+  try {
+    require.resolve(`${PACKAGE}/unstable/sync`);
+    return undefined;
+  } catch {
+    return `the ${PACKAGE} package (typescript@7) is not installed`;
+  }
+}
+
+/**
+ * A tsconfig setting that the native compiler no longer supports, or a default that changed between
+ * the two compilers, named as in a tsconfig; undefined when there is none. `options` are the native
+ * compiler's parse of the tsconfig: only what the tsconfig sets (the enums' values are the same in
+ * both compilers). A quick test before building a program; what it cannot see (a default that only
+ * matters to code the project does not have yet) is in docs/patching.md.
+ */
+export function nativeIncompatibility(options: Record<string, unknown>): string | undefined {
+  const removed = ' (removed in TypeScript 7)';
+  const unset = (name: string): string => `no "${name}" (its default changed in TypeScript 7)`;
+  for (const name of ['module', 'target', 'strict', 'types']) if (options[name] === undefined) return unset(name);
+  const resolution = options['moduleResolution'];
+  const module = options['module'] as number;
+  const MODULE: Record<number, string> = { 0: 'None', 1: 'CommonJS', 2: 'AMD', 3: 'UMD', 4: 'System' };
+  // ModuleResolutionKind: 1 classic, 2 node10.
+  if (resolution === 1 || resolution === 2) return `"moduleResolution": "${resolution === 1 ? 'classic' : 'node'}"${removed}`;
+  // Without a setting, these mean node10 resolution to the JavaScript compiler and not to the native one.
+  if (resolution === undefined && module >= 1 && module <= 3)
+    return `"module": "${MODULE[module]}" without "moduleResolution" (node10 resolution${removed})`;
+  if (module >= 0 && module <= 4 && module !== 1) return `"module": "${MODULE[module]}"${removed}`;
+  // ScriptTarget: 0 ES3, 1 ES5.
+  const target = options['target'];
+  if (target === 0 || target === 1) return `"target": "${target === 0 ? 'ES3' : 'ES5'}"${removed}`;
+  for (const k of ['outFile', 'baseUrl']) if (options[k] !== undefined) return `"${k}"${removed}`;
+  for (const k of ['esModuleInterop', 'allowSyntheticDefaultImports', 'alwaysStrict'])
+    if (options[k] === false) return `"${k}": false${removed}`;
+  return undefined;
+}
+
+const CATEGORY: Record<number, DiagnosticCategory> = { 0: 'warning', 1: 'error', 2: 'suggestion', 3: 'message' };
+
+/** tsc's flattening of a message chain: each level on its own line, indented two spaces deeper. */
+function flatten(d: NativeDiagnostic, indent = 0): string {
+  let out = indent > 0 ? `\n${'  '.repeat(indent)}${d.text}` : d.text;
+  for (const next of d.messageChain ?? []) out += flatten(next, indent + 1);
+  return out;
+}
+
+/**
+ * One project's native checker. `check` throws when the compiler cannot run (its process failed to
+ * start or died); the caller decides whether to fall back to the JavaScript compiler.
+ */
+export class NativeChecker {
+  readonly root: string;
+  readonly tsconfigPath: string;
+  private api: NativeApi | undefined;
+  private snapshot: NativeSnapshot | undefined;
+  /** The overlay the compiler currently sees (absolute path → text). */
+  private overlay = new Map<string, string>();
+  /** Directories holding overlay files that are not on disk (for directory listings). */
+  private overlayDirs = new Map<string, string[]>();
+
+  constructor(root: string, tsconfigPath?: string) {
+    this.root = resolve(root);
+    this.tsconfigPath = resolve(this.root, tsconfigPath ?? 'tsconfig.json');
+  }
+
+  /** A tsconfig setting this compiler would not check as the project builds (`nativeIncompatibility`). */
+  incompatibility(): string | undefined {
+    this.api ??= this.start();
+    return nativeIncompatibility(this.api.parseConfigFile(this.tsconfigPath).options);
+  }
+
+  /**
+   * Build the program as it is on disk, without type-checking it: its option, config and syntax
+   * diagnostics. What a later `check` needs is then in place (the compiler's process started, every
+   * file parsed), and the first check re-parses only the overlay's files.
+   */
+  open(): Diagnostic[] {
+    const snapshot = this.update(new Map());
+    const program = snapshot.getProject(this.tsconfigPath)?.program;
+    if (!program) throw new Error(`the native compiler did not load ${this.tsconfigPath}`);
+    const texts = new Map<string, string | undefined>();
+    return [...program.getConfigFileParsingDiagnostics(), ...program.getProgramDiagnostics(), ...program.getSyntacticDiagnostics()].map(
+      (d) => this.toDiagnostic(d, texts),
+    );
+  }
+
+  /** Check the whole program with `overlay` (absolute path → source) laid over the disk. */
+  check(overlay: Map<string, string> | Record<string, string>, onProgress?: (p: CheckProgress) => void): ProgramCheckResult {
+    const started = Date.now();
+    const next = new Map<string, string>(overlay instanceof Map ? overlay : Object.entries(overlay));
+    onProgress?.({ phase: 'program', done: 0, total: 1 });
+    const snapshot = this.update(next);
+    const program = snapshot.getProject(this.tsconfigPath)?.program;
+    if (!program) throw new Error(`the native compiler did not load ${this.tsconfigPath}`);
+    const files = program.getSourceFileNames().filter((f) => !this.isLibrary(f)).length;
+    onProgress?.({ phase: 'check', done: 0, total: files });
+    const syntacticRaw = program.getSyntacticDiagnostics();
+    const raw = [
+      ...program.getConfigFileParsingDiagnostics(),
+      ...program.getProgramDiagnostics(),
+      ...syntacticRaw,
+      // Semantic before global: the native compiler checks every file to find the global ones.
+      ...(syntacticRaw.length === 0 ? program.getSemanticDiagnostics() : []),
+      ...program.getGlobalDiagnostics(),
+    ];
+    onProgress?.({ phase: 'check', done: files, total: files });
+    const texts = new Map<string, string | undefined>();
+    const convert = (d: NativeDiagnostic): Diagnostic => this.toDiagnostic(d, texts);
+    const seen = new Set<string>();
+    const diagnostics: Diagnostic[] = [];
+    for (const d of raw.map(convert)) {
+      // Program and config diagnostics can be reported by more than one of the calls above.
+      const key = `${d.file}\0${d.line}\0${d.column}\0${d.code}\0${d.message}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      diagnostics.push(d);
+    }
+    const syntactic = syntacticRaw.map(convert);
+    return {
+      diagnostics: sortDiagnostics(diagnostics),
+      syntactic: sortDiagnostics(syntactic),
+      hasErrors: diagnostics.some((d) => d.category === 'error'),
+      files,
+      checked: syntacticRaw.length === 0 ? files : 0,
+      durationMs: Date.now() - started,
+      engine: 'native',
+    };
+  }
+
+  /** Stop the compiler's process. */
+  close(): void {
+    try {
+      this.snapshot?.dispose();
+    } catch {
+      // The process is already gone.
+    }
+    this.snapshot = undefined;
+    try {
+      this.api?.close();
+    } catch {
+      // Same.
+    }
+    this.api = undefined;
+  }
+
+  /** A snapshot of the program with `next` as the overlay: the first one opens the project. */
+  private update(next: Map<string, string>): NativeSnapshot {
+    const previous = this.overlay;
+    this.setOverlay(next);
+    if (!this.api || !this.snapshot) {
+      this.api ??= this.start();
+      this.snapshot = this.api.updateSnapshot({ openProjects: [this.tsconfigPath] });
+      return this.snapshot;
+    }
+    const changed: string[] = [];
+    const created: string[] = [];
+    const deleted: string[] = [];
+    for (const [file, text] of next) {
+      if (previous.get(file) === text) continue;
+      (previous.has(file) || existsSync(file) ? changed : created).push(file);
+    }
+    for (const file of previous.keys()) if (!next.has(file)) (existsSync(file) ? changed : deleted).push(file);
+    if (changed.length + created.length + deleted.length === 0) return this.snapshot;
+    const snapshot = this.api.updateSnapshot({ fileChanges: { changed, created, deleted } });
+    this.snapshot.dispose();
+    this.snapshot = snapshot;
+    return snapshot;
+  }
+
+  private setOverlay(next: Map<string, string>): void {
+    this.overlay = next;
+    this.overlayDirs = new Map();
+    for (const file of next.keys()) {
+      if (existsSync(file)) continue;
+      const dir = dirname(file);
+      this.overlayDirs.set(dir, [...(this.overlayDirs.get(dir) ?? []), basename(file)]);
+    }
+  }
+
+  private start(): NativeApi {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { API } = require(`${PACKAGE}/unstable/sync`) as { API: NativeApiClass };
+    return new API({
+      cwd: this.root,
+      fs: {
+        // undefined: the compiler reads the disk itself.
+        readFile: (f) => this.overlay.get(resolve(f)),
+        fileExists: (f) => (this.overlay.has(resolve(f)) ? true : undefined),
+        getAccessibleEntries: (d) => this.entries(resolve(d)),
+      },
+    });
+  }
+
+  /** A directory's listing with the overlay's new files in it; undefined (the disk's) when it has none. */
+  private entries(dir: string): { files: string[]; directories: string[] } | undefined {
+    const extra = this.overlayDirs.get(dir);
+    if (!extra) return undefined;
+    const files: string[] = [];
+    const directories: string[] = [];
+    try {
+      for (const e of readdirSync(dir, { withFileTypes: true })) (e.isDirectory() ? directories : files).push(e.name);
+    } catch {
+      // A directory that exists only in the overlay.
+    }
+    return { files: [...new Set([...files, ...extra])], directories };
+  }
+
+  private isLibrary(file: string): boolean {
+    return file.includes('/node_modules/') || !resolve(file).startsWith(this.root + sep);
+  }
+
+  private toDiagnostic(d: NativeDiagnostic, texts: Map<string, string | undefined>): Diagnostic {
+    const out: Diagnostic = { code: d.code, category: CATEGORY[d.category] ?? 'error', message: flatten(d) };
+    if (d.fileName) {
+      const file = resolve(d.fileName);
+      out.file = relative(this.root, file).split(sep).join('/');
+      if (!texts.has(file)) texts.set(file, this.textOf(file));
+      const text = texts.get(file);
+      if (text !== undefined) {
+        const { line, column } = lineAndColumn(text, d.pos);
+        out.line = line;
+        out.column = column;
+      }
+    }
+    return out;
+  }
+
+  private textOf(file: string): string | undefined {
+    const o = this.overlay.get(file);
+    if (o !== undefined) return o;
+    try {
+      return readFileSync(file, 'utf8');
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+/** 1-based line and column (in UTF-16 units, as tsc counts) of offset `pos` in `text`. */
+function lineAndColumn(text: string, pos: number): { line: number; column: number } {
+  let line = 1;
+  let start = 0;
+  const end = Math.min(pos, text.length);
+  for (let i = 0; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 10 || (c === 13 && text.charCodeAt(i + 1) !== 10)) {
+      line++;
+      start = i + 1;
+    }
+  }
+  return { line, column: end - start + 1 };
+}

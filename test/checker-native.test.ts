@@ -1,0 +1,188 @@
+/**
+ * The native compiler as the host's type checker (LIVEPATCH_CHECKER_ENGINE), through the real CLI
+ * binary and a real agent in a child app: with 'auto', a project that both compilers build alike is
+ * checked by the native compiler, with diagnostics identical to the JavaScript compiler's (the CLI's
+ * `--check-here` runs that one), dependents included, new modules included; a project that relies
+ * on a setting the native compiler dropped, or on which it disagrees with the project's build, is
+ * checked by the JavaScript compiler and `status` says why; 'typescript' forces the JavaScript
+ * compiler; and the native compiler's process goes away with the service when it idles.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { CheckerStatus, StatusResult } from '../shared/ops';
+import { createProject, createTokens, runCli, startApp, type AppProcess, type Project } from './helpers/project';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A tsconfig both compilers accept and read alike (node16 resolution: CommonJS here, explicit strict and types). */
+const NODE16 = {
+  compilerOptions: {
+    target: 'ES2022',
+    module: 'node16',
+    moduleResolution: 'node16',
+    rootDir: 'src',
+    outDir: 'dist',
+    strict: true,
+    esModuleInterop: true,
+    skipLibCheck: true,
+    types: ['node'],
+  },
+  include: ['src'],
+};
+
+function node16Project(tsconfig: object = NODE16): Project {
+  const project = createProject();
+  project.write('tsconfig.json', JSON.stringify(tsconfig, null, 2));
+  project.build();
+  return project;
+}
+
+/** Processes of the native compiler's API server working on `root`. */
+function nativeProcesses(root: string): string[] {
+  const ps = execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' });
+  return ps.split('\n').filter((l) => l.includes('--api') && l.includes(`--cwd ${root}`));
+}
+
+const tokensOf = new Map<string, ReturnType<typeof createTokens>>();
+function tokens(project: Project): ReturnType<typeof createTokens> {
+  let t = tokensOf.get(project.root);
+  if (!t) tokensOf.set(project.root, (t = createTokens(project.root)));
+  return t;
+}
+
+async function withApp(
+  project: Project,
+  env: Record<string, string>,
+  fn: (cli: (args: string[]) => ReturnType<typeof runCli>, checker: () => Promise<CheckerStatus | undefined>) => Promise<void>,
+): Promise<void> {
+  const t = tokens(project);
+  let app: AppProcess | undefined;
+  try {
+    app = await startApp(project.root, { env: { LIVEPATCH_TOKENS: t.file, ...env } });
+    const agent = app.agent!;
+    const cli = (args: string[]) =>
+      runCli(
+        args.map((a) => (a === '@' ? agent : a)),
+        { cwd: project.root, env: { LIVEPATCH_TOKEN: t.patch } },
+      );
+    const checker = async () => (JSON.parse((await cli(['status', '@', '--json'])).stdout) as StatusResult).checker;
+    await fn(cli, checker);
+  } finally {
+    await app?.stop();
+  }
+}
+
+test('auto: the native compiler checks a project both compilers accept; diagnostics match the JavaScript compiler', async () => {
+  const project = node16Project();
+  try {
+    const rates = readFileSync(join(project.root, 'src', 'rates.ts'), 'utf8');
+    // A type error in the patched module, and one in a dependent (quote.ts calls rate(currency)).
+    project.write('broken/src/rates.ts', rates.replace("return currency === 'EUR' ? 1.1 : 1;", "return currency === 'EUR' ? '1.1' : 1;"));
+    project.write('sig/src/rates.ts', rates.replace('rate(currency: string)', 'rate(currency: string, day: number)'));
+    // A new module, imported by the patched one.
+    project.write('new/src/eur.ts', 'export const EUR: number = 1.3;\n');
+    project.write(
+      'new/src/rates.ts',
+      `import { EUR } from './eur';\n${rates.replace("currency === 'EUR' ? 1.1 : 1", "currency === 'EUR' ? EUR : 1")}`,
+    );
+    await withApp(project, { LIVEPATCH_CHECKER_IDLE_MS: '3000' }, async (cli, checker) => {
+      for (const [dir, files] of [
+        ['broken', ['broken/src/rates.ts']],
+        ['sig', ['sig/src/rates.ts']],
+      ] as const) {
+        const host = await cli(['check', '@', ...files, '--root', dir]);
+        assert.equal(host.code, 1, host.stderr + host.stdout);
+        // The same check in the CLI's process, against the same live program: the JavaScript compiler.
+        const offline = await cli(['check', '@', ...files, '--root', dir, '--check-here', '--checkout', project.root]);
+        assert.equal(offline.code, 1, offline.stderr + offline.stdout);
+        const errors = (s: string) => s.split('\n').filter((l) => / error TS\d+:/.test(l));
+        assert.ok(errors(host.stderr).length > 0, host.stderr);
+        assert.deepEqual(errors(host.stderr), errors(offline.stderr), `${dir}: host (native) and offline (JavaScript) diagnostics`);
+      }
+      const c = await checker();
+      assert.equal(c?.engine, 'native', JSON.stringify(c));
+      assert.equal(c?.engineNote, undefined);
+
+      const a = await cli(['apply', '@', 'new/src/rates.ts', 'new/src/eur.ts', '--root', 'new', '--json']);
+      assert.equal(a.code, 0, a.stderr + a.stdout);
+      assert.equal(JSON.parse(a.stdout).committed, true);
+      const human = await cli(['status', '@']);
+      assert.match(human.stdout, /last check: native compiler/);
+      assert.ok(nativeProcesses(project.root).length > 0, 'the native compiler runs while the service does');
+
+      // The service stops after its idle time, and the native compiler's process with it.
+      let state = (await checker())?.state;
+      for (const end = Date.now() + 20_000; state !== 'stopped' && Date.now() < end; state = (await checker())?.state) await sleep(250);
+      assert.equal(state, 'stopped');
+      let left = nativeProcesses(project.root);
+      for (const end = Date.now() + 5000; left.length > 0 && Date.now() < end; left = nativeProcesses(project.root)) await sleep(100);
+      assert.deepEqual(left, [], 'no native compiler process is left behind');
+    });
+  } finally {
+    project.cleanup();
+  }
+});
+
+test('auto falls back to the JavaScript compiler, and says why, when the project relies on what the native compiler changed', async () => {
+  // 'node' (node10) module resolution: dropped by the native compiler.
+  const legacy = createProject();
+  // Explicit options the native compiler accepts, but the unpatched program has code it rejects
+  // (the 'module' keyword for a namespace) where the project's own build found nothing wrong.
+  const disagree = node16Project();
+  disagree.write('src/legacy.ts', 'module Legacy {\n  export const x = 1;\n}\nexport const y: number = Legacy.x;\n');
+  disagree.build();
+  try {
+    for (const [project, note] of [
+      [legacy, /the project's tsconfig has "moduleResolution": "node" \(removed in TypeScript 7\)/],
+      [disagree, /the native compiler reports 1 error in the unpatched program \(src\/legacy\.ts\(1,\d+\): error TS1540: /],
+    ] as const) {
+      const rates = readFileSync(join(project.root, 'src', 'rates.ts'), 'utf8');
+      project.write('patch/src/rates.ts', rates.replace("'EUR' ? 1.1", "'EUR' ? 1.2"));
+      await withApp(project, {}, async (cli, checker) => {
+        const a = await cli(['apply', '@', 'patch/src/rates.ts', '--root', 'patch', '--json']);
+        assert.equal(a.code, 0, a.stderr + a.stdout);
+        const c = await checker();
+        assert.equal(c?.engine, 'typescript', JSON.stringify(c));
+        assert.match(c?.engineNote ?? '', note);
+        const human = await cli(['status', '@']);
+        assert.match(human.stdout, /last check: JavaScript compiler \(/);
+      });
+    }
+  } finally {
+    legacy.cleanup();
+    disagree.cleanup();
+  }
+});
+
+test("LIVEPATCH_CHECKER_ENGINE=typescript keeps the JavaScript compiler; an unknown value stops the agent's start", async () => {
+  const project = node16Project();
+  try {
+    const rates = readFileSync(join(project.root, 'src', 'rates.ts'), 'utf8');
+    project.write('patch/src/rates.ts', rates.replace("'EUR' ? 1.1", "'EUR' ? 1.2"));
+    await withApp(project, { LIVEPATCH_CHECKER_ENGINE: 'typescript' }, async (cli, checker) => {
+      const a = await cli(['check', '@', 'patch/src/rates.ts', '--root', 'patch']);
+      assert.equal(a.code, 0, a.stderr + a.stdout);
+      const c = await checker();
+      assert.equal(c?.engine, 'typescript');
+      assert.equal(c?.engineNote, undefined, 'a setting is not a fallback');
+      assert.deepEqual(nativeProcesses(project.root), []);
+    });
+    const app = await startApp(project.root, {
+      env: { LIVEPATCH_TOKENS: tokens(project).file, LIVEPATCH_CHECKER_ENGINE: 'fast' },
+      waitAgent: false,
+    });
+    try {
+      let err = app.stderr();
+      for (const end = Date.now() + 5000; !/LIVEPATCH_CHECKER_ENGINE/.test(err) && Date.now() < end; err = app.stderr()) await sleep(100);
+      assert.match(err, /invalid LIVEPATCH_CHECKER_ENGINE="fast": expected auto, native or typescript/);
+      assert.equal(app.agent, undefined, 'no agent listens');
+    } finally {
+      await app.stop();
+    }
+  } finally {
+    project.cleanup();
+  }
+});
