@@ -375,6 +375,39 @@ export class ProgramChecker {
     return { js: out.outputText, diagnostics: own.map((d) => toDiagnostic(d, this.root)) };
   }
 
+  /**
+   * Whether going from overlay `before` to `after` (absolute path → source, laid over the disk) may
+   * change what some changed file declares to others. False only when every changed file is
+   * TypeScript whose declarations TypeScript can emit without a type checker (isolated declarations:
+   * every export annotated or trivially typed) and they are the same text before and after: then no
+   * other file's diagnostics can change, and only the changed files need checking again.
+   */
+  declarationsDiffer(before: Map<string, string>, after: Map<string, string>): boolean {
+    const disk = (f: string): string | undefined => {
+      try {
+        return readFileSync(f, 'utf8');
+      } catch {
+        return undefined;
+      }
+    };
+    for (const file of new Set([...before.keys(), ...after.keys()])) {
+      const a = before.get(file) ?? disk(file);
+      const b = after.get(file) ?? disk(file);
+      if (a === b) continue;
+      if (a === undefined || b === undefined) return true;
+      const da = this.isolatedDeclarations(file, a);
+      if (da === undefined || da !== this.isolatedDeclarations(file, b)) return true;
+    }
+    return false;
+  }
+
+  /** The declarations `text` emits without a type checker, or undefined (not TypeScript, or they need inference or have errors). */
+  private isolatedDeclarations(fileName: string, text: string): string | undefined {
+    if (!/\.(ts|tsx|mts|cts)$/.test(fileName) || /\.d\.[cm]?ts$/.test(fileName)) return undefined;
+    const out = ts.transpileDeclaration(text, { fileName, compilerOptions: this.checkOptions, reportDiagnostics: true });
+    return (out.diagnostics ?? []).length > 0 ? undefined : out.outputText;
+  }
+
   /** Absolute path of a module id (POSIX path relative to the root). */
   pathOf(id: string): string {
     return join(this.root, ...id.split('/'));

@@ -13,6 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CheckerStatus, StatusResult } from '../shared/ops';
+import type { Diagnostic } from '../shared/patch';
 import { createProject, createTokens, runCli, startApp, type AppProcess, type Project } from './helpers/project';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -80,8 +81,16 @@ test('auto: the native compiler checks a project both compilers accept; diagnost
   try {
     const rates = readFileSync(join(project.root, 'src', 'rates.ts'), 'utf8');
     // A type error in the patched module, and one in a dependent (quote.ts calls rate(currency)).
-    project.write('broken/src/rates.ts', rates.replace("return currency === 'EUR' ? 1.1 : 1;", "return currency === 'EUR' ? '1.1' : 1;"));
-    project.write('sig/src/rates.ts', rates.replace('rate(currency: string)', 'rate(currency: string, day: number)'));
+    // Type errors in the patched module's body: its declarations do not change, so only that file is
+    // checked. Then in a dependent (quote.ts calls rate(currency)): the whole program is checked; and
+    // again with the same new signature: only the changed file is, and the dependent's error is still
+    // reported.
+    const body = (v: string) => rates.replace("return currency === 'EUR' ? 1.1 : 1;", `return currency === 'EUR' ? ${v} : 1;`);
+    project.write('broken/src/rates.ts', body("'1.1'"));
+    project.write('broken2/src/rates.ts', body('true'));
+    const sig = rates.replace('rate(currency: string)', 'rate(currency: string, day: number)');
+    project.write('sig/src/rates.ts', sig);
+    project.write('sig2/src/rates.ts', sig.replace("'EUR' ? 1.1", "'EUR' ? 1.15"));
     // A new module, imported by the patched one.
     project.write('new/src/eur.ts', 'export const EUR: number = 1.3;\n');
     project.write(
@@ -89,18 +98,33 @@ test('auto: the native compiler checks a project both compilers accept; diagnost
       `import { EUR } from './eur';\n${rates.replace("currency === 'EUR' ? 1.1 : 1", "currency === 'EUR' ? EUR : 1")}`,
     );
     await withApp(project, { LIVEPATCH_CHECKER_IDLE_MS: '3000' }, async (cli, checker) => {
-      for (const [dir, files] of [
-        ['broken', ['broken/src/rates.ts']],
-        ['sig', ['sig/src/rates.ts']],
-      ] as const) {
-        const host = await cli(['check', '@', ...files, '--root', dir]);
+      const lines = (stdout: string) =>
+        (JSON.parse(stdout) as { diagnostics: Diagnostic[] }).diagnostics.map(
+          (d) => `${d.file}(${d.line},${d.column}): ${d.category} TS${d.code}: ${d.message}`,
+        );
+      const cases = [
+        ['broken', 1, /^src\/rates\.ts\(4,\d+\): error TS2322: /],
+        ['broken2', 1, /^src\/rates\.ts\(4,\d+\): error TS2322: /],
+        ['sig', 4, /^src\/quote\.ts\(4,\d+\): error TS2554: /],
+        ['sig2', 1, /^src\/quote\.ts\(4,\d+\): error TS2554: /],
+      ] as const;
+      // The host's checks first, one after the other (well within the checker's idle time).
+      const hosts: string[] = [];
+      for (const [dir, checked, where] of cases) {
+        const host = await cli(['check', '@', `${dir}/src/rates.ts`, '--root', dir, '--json']);
         assert.equal(host.code, 1, host.stderr + host.stdout);
-        // The same check in the CLI's process, against the same live program: the JavaScript compiler.
-        const offline = await cli(['check', '@', ...files, '--root', dir, '--check-here', '--checkout', project.root]);
-        assert.equal(offline.code, 1, offline.stderr + offline.stdout);
-        const errors = (s: string) => s.split('\n').filter((l) => / error TS\d+:/.test(l));
-        assert.ok(errors(host.stderr).length > 0, host.stderr);
-        assert.deepEqual(errors(host.stderr), errors(offline.stderr), `${dir}: host (native) and offline (JavaScript) diagnostics`);
+        assert.ok(
+          lines(host.stdout).some((l) => where.test(l)),
+          `${dir}: ${host.stdout}`,
+        );
+        assert.equal(JSON.parse(host.stdout).checkedFiles, checked, `${dir}: files checked`);
+        hosts.push(host.stdout);
+      }
+      // The same checks in the CLI's process, against the same live program: the JavaScript compiler.
+      for (const [i, [dir]] of cases.entries()) {
+        const here = await cli(['check', '@', `${dir}/src/rates.ts`, '--root', dir, '--check-here', '--checkout', project.root, '--json']);
+        assert.equal(here.code, 1, here.stderr + here.stdout);
+        assert.deepEqual(lines(hosts[i]!), lines(here.stdout), `${dir}: host (native) and --check-here (JavaScript) diagnostics`);
       }
       const c = await checker();
       assert.equal(c?.engine, 'native', JSON.stringify(c));

@@ -84,14 +84,26 @@ class NativeThread {
     this.worker.on('exit', (code) => fail(`the native compiler's thread stopped (exit code ${code})`));
   }
 
+  /** The overlay of the last request sent, and its id (0: the disk's). */
+  private last = { id: 0, overlay: new Map<string, string>() };
+
   /** The check's result, or (a string) why the native compiler is not to be used from now on. */
   async check(overlay: [string, string][], onProgress: (p: CheckProgress) => void): Promise<ProgramCheckResult | string> {
     const off = await this.ready;
     if (off !== undefined) return off;
     const id = this.nextId++;
+    const next = new Map(overlay);
+    let declarationsChanged = true;
+    try {
+      declarationsChanged = getChecker().declarationsDiffer(this.last.overlay, next);
+    } catch {
+      // Then the whole program is checked.
+    }
+    const since = this.last.id;
+    this.last = { id, overlay: next };
     return new Promise((resolve) => {
       this.pending.set(id, { resolve, onProgress });
-      this.worker.postMessage({ id, overlay } satisfies NativeThreadRequest);
+      this.worker.postMessage({ id, overlay, declarationsChanged, since } satisfies NativeThreadRequest);
     });
   }
 
@@ -143,11 +155,15 @@ function getChecker(): ProgramChecker {
   return checker;
 }
 
-// While the native thread builds its program, make the JavaScript compiler ready to transpile: the
-// tsconfig parsed and the transpiler compiled (its first call is several times slower than the next).
+// While the native thread builds its program, make the JavaScript compiler ready to transpile and to
+// compare declarations: the tsconfig parsed, and both emitters compiled (a first call is several
+// times slower than the next).
 if (native) {
   try {
-    getChecker().transpile('__warm__.ts', 'export const warm: number = 1;\n');
+    const c = getChecker();
+    c.transpile('__warm__.ts', 'export const warm: number = 1;\n');
+    const warm = c.pathOf('__warm__.ts');
+    c.declarationsDiffer(new Map([[warm, 'export const w: number = 1;\n']]), new Map([[warm, 'export const w: number = 2;\n']]));
   } catch {
     // Reported by the request that needs it.
   }

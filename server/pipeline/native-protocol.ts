@@ -11,10 +11,17 @@ export interface NativeThreadData {
   gate: boolean;
 }
 
-/** One whole-program check: the full overlay, [absolute path, text]. */
+/**
+ * One whole-program check: the full overlay, [absolute path, text]. `declarationsChanged`: whether
+ * any file whose text differs from the overlay of request `since` may export other declarations
+ * (the main thread tells, with the JavaScript compiler); false lets the thread check only the
+ * changed files, if its last check was request `since`.
+ */
 export interface NativeThreadRequest {
   id: number;
   overlay: [string, string][];
+  declarationsChanged: boolean;
+  since: number;
 }
 
 /**
