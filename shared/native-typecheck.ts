@@ -5,9 +5,10 @@
  * a patch set) is laid over the disk without writing anything.
  *
  * Same contract as ProgramChecker.check (shared/typecheck.ts): the whole program's diagnostics in
- * the wire shape, syntax errors first. A cold check builds and checks the whole program in a fraction
- * of the time the JavaScript compiler needs to build it (BENCHMARKS.md § Cold applies), so no state
- * is persisted; later checks tell the compiler which files changed and it re-checks incrementally.
+ * the wire shape. A cold check builds and checks the whole program in a fraction of the time the
+ * JavaScript compiler needs to build it (BENCHMARKS.md § Cold applies), so no state is persisted;
+ * later checks tell the compiler which files changed, and check only those when the caller knows
+ * their declarations did not change (`check`).
  *
  * The API is marked unstable upstream, so the package is pinned to one version and this file is the
  * only one that touches it. It is loaded lazily: nothing here runs unless the engine is chosen.

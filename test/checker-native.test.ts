@@ -4,8 +4,9 @@
  * checked by the native compiler, with diagnostics identical to the JavaScript compiler's (the CLI's
  * `--check-here` runs that one), dependents included, new modules included; a project that relies
  * on a setting the native compiler dropped, or on which it disagrees with the project's build, is
- * checked by the JavaScript compiler and `status` says why; 'typescript' forces the JavaScript
- * compiler; and the native compiler's process goes away with the service when it idles.
+ * checked by the JavaScript compiler and `status` says why; so is one whose REPL has asked for a
+ * check (one program per checker process); 'typescript' forces the JavaScript compiler; and the
+ * native compiler's process goes away with the service when it idles.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -57,7 +58,10 @@ function tokens(project: Project): ReturnType<typeof createTokens> {
 async function withApp(
   project: Project,
   env: Record<string, string>,
-  fn: (cli: (args: string[]) => ReturnType<typeof runCli>, checker: () => Promise<CheckerStatus | undefined>) => Promise<void>,
+  fn: (
+    cli: (args: string[], role?: 'patch' | 'admin') => ReturnType<typeof runCli>,
+    checker: () => Promise<CheckerStatus | undefined>,
+  ) => Promise<void>,
 ): Promise<void> {
   const t = tokens(project);
   let app: AppProcess | undefined;
@@ -178,6 +182,35 @@ test('auto falls back to the JavaScript compiler, and says why, when the project
   } finally {
     legacy.cleanup();
     disagree.cleanup();
+  }
+});
+
+test("auto: the REPL's first check moves the checker to the JavaScript compiler, so it holds one program", async () => {
+  const project = node16Project();
+  try {
+    const rates = readFileSync(join(project.root, 'src', 'rates.ts'), 'utf8');
+    project.write('patch/src/rates.ts', rates.replace("'EUR' ? 1.1", "'EUR' ? 1.2"));
+    await withApp(project, { LIVEPATCH_CHECKER_IDLE_MS: '60000' }, async (cli, checker) => {
+      const before = await cli(['check', '@', 'patch/src/rates.ts', '--root', 'patch']);
+      assert.equal(before.code, 0, before.stderr + before.stdout);
+      const first = await checker();
+      assert.equal(first?.engine, 'native', JSON.stringify(first));
+      assert.ok(nativeProcesses(project.root).length > 0);
+      const r = await cli(['eval', '@', "mod('src/rates.ts').rate('EUR')"], 'admin');
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      assert.match(r.stdout, /1\.1/);
+      const after = await cli(['check', '@', 'patch/src/rates.ts', '--root', 'patch']);
+      assert.equal(after.code, 0, after.stderr + after.stdout);
+      const c = await checker();
+      assert.equal(c?.pid, first?.pid, 'the same checker process');
+      assert.equal(c?.engine, 'typescript', JSON.stringify(c));
+      assert.match(c?.engineNote ?? '', /the REPL's input checks use the JavaScript compiler's program/);
+      let left = nativeProcesses(project.root);
+      for (const end = Date.now() + 5000; left.length > 0 && Date.now() < end; left = nativeProcesses(project.root)) await sleep(100);
+      assert.deepEqual(left, [], "the native compiler's process was stopped");
+    });
+  } finally {
+    project.cleanup();
   }
 });
 

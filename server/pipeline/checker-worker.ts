@@ -16,7 +16,8 @@
  * with how the project builds (native-thread.ts); otherwise, and from the first time it fails, the
  * JavaScript compiler checks, for the rest of this process's life. The native thread starts before
  * the JavaScript compiler is loaded, so the two start up side by side. Transpiling and the REPL's
- * input checks always use the JavaScript compiler (the REPL's type checks build its program).
+ * input checks always use the JavaScript compiler; once the REPL has asked, 'auto' checks patches
+ * with it too, so that one checker process never holds two programs.
  */
 import { setPriority } from 'node:os';
 import { join } from 'node:path';
@@ -112,6 +113,9 @@ class NativeThread {
   }
 }
 
+/** Why 'auto' stops using the native compiler once the REPL has asked for a check. */
+const REPL_NOTE = "the REPL's input checks use the JavaScript compiler's program, and one checker process holds one program";
+
 /** The native thread while whole-program checks may use it (`nativeOff` says why not, under 'auto'). */
 let native: NativeThread | undefined;
 let nativeOff: string | undefined;
@@ -171,6 +175,10 @@ if (native) {
 
 async function handle(msg: ServiceRequest): Promise<void> {
   if (msg.kind === 'repl') {
+    // The REPL's checks need the JavaScript compiler's program. Under 'auto' the service then holds
+    // that one program only: its patch checks move to the JavaScript compiler too, for the rest of
+    // this process's life (a forced 'native' keeps both programs).
+    if (engine === 'auto' && nativeOff === undefined) nativeOffBecause(REPL_NOTE);
     try {
       post({ id: msg.id, type: 'repl', diagnostics: checkReplInput(getChecker(), msg) });
     } catch (err) {
