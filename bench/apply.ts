@@ -16,6 +16,7 @@
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { CheckerEngineSetting } from '../shared/ops';
 import { buildProject, REPO } from '../test/helpers/project';
 import { startPipelineApp, type PipelineApp } from '../test/helpers/pipeline-app';
 
@@ -23,7 +24,8 @@ const SIZES = (process.env['BENCH_SIZES'] ?? '20,100,300').split(',').map(Number
 const WARM = Number(process.env['BENCH_WARM'] ?? 5);
 const IDLE_MS = Number(process.env['BENCH_IDLE_MS'] ?? 10_000);
 const CHECKER_IDLE_MS = Number(process.env['BENCH_CHECKER_IDLE_MS'] ?? 3000);
-const ENGINE = (process.env['BENCH_ENGINE'] ?? 'auto') as 'auto' | 'native' | 'typescript';
+/** The checker's compiler (BENCH_ENGINE, as LIVEPATCH_CHECKER_ENGINE); bench/footprint.ts takes it too. */
+export const ENGINE = (process.env['BENCH_ENGINE'] ?? 'auto') as CheckerEngineSetting;
 
 /** Source of generated module i: imports two earlier modules, exports a type, a function and a class. */
 export function moduleSource(i: number, k: number): string {

@@ -12,12 +12,12 @@
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { copyShop, samplePatch } from '../examples/bench-kit';
 import { startPipelineApp } from '../test/helpers/pipeline-app';
+import { nativeCompilerProcesses } from '../test/helpers/project';
 import { launch } from '../testkit/launch';
-import { generate, moduleSource } from './apply';
+import { ENGINE, generate, moduleSource } from './apply';
 
 const MB = 1024 * 1024;
 const CHECKER_IDLE_MS = Number(process.env['BENCH_CHECKER_IDLE_MS'] ?? 5000);
-const ENGINE = (process.env['BENCH_ENGINE'] ?? 'auto') as 'auto' | 'native' | 'typescript';
 const SIZES = (process.env['BENCH_SIZES'] ?? '300').split(',').filter(Boolean).map(Number);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -47,20 +47,6 @@ function descendants(pid: number): number[] {
   const out: number[] = [];
   for (const c of children(pid)) out.push(c, ...descendants(c));
   return out;
-}
-
-/** Processes of the native compiler working on `root`, wherever they are in the process tree. */
-function nativeLeft(root: string): number {
-  let n = 0;
-  for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    try {
-      const args = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
-      if (args.includes('--api') && args.includes(root)) n++;
-    } catch {
-      // Gone.
-    }
-  }
-  return n;
 }
 
 async function atRest(pid: number, get: () => Promise<unknown>): Promise<number> {
@@ -124,7 +110,7 @@ async function withAgent(name: string, root: string, path: string, patch: Record
     await sampler;
     if (!r.ok) throw new Error(`${name}: apply failed: ${JSON.stringify(r.error)}`);
     await sleep(CHECKER_IDLE_MS + 2000);
-    const checkerGone = children(pid).length === 0 && nativeLeft(root) === 0;
+    const checkerGone = children(pid).length === 0 && nativeCompilerProcesses(root).length === 0;
     let low = Infinity;
     for (let i = 0; i < 5; i++) {
       low = Math.min(low, status(pid, 'VmRSS'));

@@ -340,6 +340,9 @@ export interface CheckerStatus {
  */
 export type CheckerEngine = 'native' | 'typescript';
 
+/** LIVEPATCH_CHECKER_ENGINE's values: 'auto' is the native compiler when it reads the project as its build does, else the JavaScript one. */
+export type CheckerEngineSetting = 'auto' | CheckerEngine;
+
 /**
  * `started`: this call started building the program. False, with `reason`, when the service was
  * already running (busy or ready) or this host does not check patches itself (a build manifest and

@@ -383,16 +383,9 @@ export class ProgramChecker {
    * other file's diagnostics can change, and only the changed files need checking again.
    */
   declarationsDiffer(before: Map<string, string>, after: Map<string, string>): boolean {
-    const disk = (f: string): string | undefined => {
-      try {
-        return readFileSync(f, 'utf8');
-      } catch {
-        return undefined;
-      }
-    };
     for (const file of new Set([...before.keys(), ...after.keys()])) {
-      const a = before.get(file) ?? disk(file);
-      const b = after.get(file) ?? disk(file);
+      const a = before.get(file) ?? this.readDisk(file);
+      const b = after.get(file) ?? this.readDisk(file);
       if (a === b) continue;
       if (a === undefined || b === undefined) return true;
       const da = this.isolatedDeclarations(file, a);

@@ -10,12 +10,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CheckerStatus, StatusResult } from '../shared/ops';
 import type { Diagnostic } from '../shared/patch';
-import { createProject, createTokens, runCli, startApp, type AppProcess, type Project } from './helpers/project';
+import { createProject, createTokens, nativeCompilerProcesses, runCli, startApp, type AppProcess, type Project } from './helpers/project';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -42,10 +41,17 @@ function node16Project(tsconfig: object = NODE16): Project {
   return project;
 }
 
-/** Processes of the native compiler's API server working on `root`. */
-function nativeProcesses(root: string): string[] {
-  const ps = execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' });
-  return ps.split('\n').filter((l) => l.includes('--api') && l.includes(`--cwd ${root}`));
+/** Write `patch/src/rates.ts` (or under `dir`): the EUR rate changed, nothing else. */
+function writeRatesPatch(project: Project, dir = 'patch'): void {
+  const rates = readFileSync(join(project.root, 'src', 'rates.ts'), 'utf8');
+  project.write(`${dir}/src/rates.ts`, rates.replace("'EUR' ? 1.1", "'EUR' ? 1.2"));
+}
+
+/** Native compiler processes still serving `root` after up to 5 s (they go once their checker does). */
+async function nativeLeftAfterStop(root: string): Promise<number[]> {
+  let left = nativeCompilerProcesses(root);
+  for (const end = Date.now() + 5000; left.length > 0 && Date.now() < end; left = nativeCompilerProcesses(root)) await sleep(100);
+  return left;
 }
 
 const tokensOf = new Map<string, ReturnType<typeof createTokens>>();
@@ -139,15 +145,13 @@ test('auto: the native compiler checks a project both compilers accept; diagnost
       assert.equal(JSON.parse(a.stdout).committed, true);
       const human = await cli(['status', '@']);
       assert.match(human.stdout, /last check: native compiler/);
-      assert.ok(nativeProcesses(project.root).length > 0, 'the native compiler runs while the service does');
+      assert.ok(nativeCompilerProcesses(project.root).length > 0, 'the native compiler runs while the service does');
 
       // The service stops after its idle time, and the native compiler's process with it.
       let state = (await checker())?.state;
       for (const end = Date.now() + 20_000; state !== 'stopped' && Date.now() < end; state = (await checker())?.state) await sleep(250);
       assert.equal(state, 'stopped');
-      let left = nativeProcesses(project.root);
-      for (const end = Date.now() + 5000; left.length > 0 && Date.now() < end; left = nativeProcesses(project.root)) await sleep(100);
-      assert.deepEqual(left, [], 'no native compiler process is left behind');
+      assert.deepEqual(await nativeLeftAfterStop(project.root), [], 'no native compiler process is left behind');
     });
   } finally {
     project.cleanup();
@@ -167,8 +171,7 @@ test('auto falls back to the JavaScript compiler, and says why, when the project
       [legacy, /the project's tsconfig has "moduleResolution": "node" \(removed in TypeScript 7\)/],
       [disagree, /the native compiler reports 1 error in the unpatched program \(src\/legacy\.ts\(1,\d+\): error TS1540: /],
     ] as const) {
-      const rates = readFileSync(join(project.root, 'src', 'rates.ts'), 'utf8');
-      project.write('patch/src/rates.ts', rates.replace("'EUR' ? 1.1", "'EUR' ? 1.2"));
+      writeRatesPatch(project);
       await withApp(project, {}, async (cli, checker) => {
         const a = await cli(['apply', '@', 'patch/src/rates.ts', '--root', 'patch', '--json']);
         assert.equal(a.code, 0, a.stderr + a.stdout);
@@ -188,14 +191,13 @@ test('auto falls back to the JavaScript compiler, and says why, when the project
 test("auto: the REPL's first check moves the checker to the JavaScript compiler, so it holds one program", async () => {
   const project = node16Project();
   try {
-    const rates = readFileSync(join(project.root, 'src', 'rates.ts'), 'utf8');
-    project.write('patch/src/rates.ts', rates.replace("'EUR' ? 1.1", "'EUR' ? 1.2"));
+    writeRatesPatch(project);
     await withApp(project, { LIVEPATCH_CHECKER_IDLE_MS: '60000' }, async (cli, checker) => {
       const before = await cli(['check', '@', 'patch/src/rates.ts', '--root', 'patch']);
       assert.equal(before.code, 0, before.stderr + before.stdout);
       const first = await checker();
       assert.equal(first?.engine, 'native', JSON.stringify(first));
-      assert.ok(nativeProcesses(project.root).length > 0);
+      assert.ok(nativeCompilerProcesses(project.root).length > 0);
       const r = await cli(['eval', '@', "mod('src/rates.ts').rate('EUR')"], 'admin');
       assert.equal(r.code, 0, r.stderr + r.stdout);
       assert.match(r.stdout, /1\.1/);
@@ -205,9 +207,7 @@ test("auto: the REPL's first check moves the checker to the JavaScript compiler,
       assert.equal(c?.pid, first?.pid, 'the same checker process');
       assert.equal(c?.engine, 'typescript', JSON.stringify(c));
       assert.match(c?.engineNote ?? '', /the REPL's input checks use the JavaScript compiler's program/);
-      let left = nativeProcesses(project.root);
-      for (const end = Date.now() + 5000; left.length > 0 && Date.now() < end; left = nativeProcesses(project.root)) await sleep(100);
-      assert.deepEqual(left, [], "the native compiler's process was stopped");
+      assert.deepEqual(await nativeLeftAfterStop(project.root), [], "the native compiler's process was stopped");
     });
   } finally {
     project.cleanup();
@@ -217,15 +217,14 @@ test("auto: the REPL's first check moves the checker to the JavaScript compiler,
 test("LIVEPATCH_CHECKER_ENGINE=typescript keeps the JavaScript compiler; an unknown value stops the agent's start", async () => {
   const project = node16Project();
   try {
-    const rates = readFileSync(join(project.root, 'src', 'rates.ts'), 'utf8');
-    project.write('patch/src/rates.ts', rates.replace("'EUR' ? 1.1", "'EUR' ? 1.2"));
+    writeRatesPatch(project);
     await withApp(project, { LIVEPATCH_CHECKER_ENGINE: 'typescript' }, async (cli, checker) => {
       const a = await cli(['check', '@', 'patch/src/rates.ts', '--root', 'patch']);
       assert.equal(a.code, 0, a.stderr + a.stdout);
       const c = await checker();
       assert.equal(c?.engine, 'typescript');
       assert.equal(c?.engineNote, undefined, 'a setting is not a fallback');
-      assert.deepEqual(nativeProcesses(project.root), []);
+      assert.deepEqual(nativeCompilerProcesses(project.root), []);
     });
     const app = await startApp(project.root, {
       env: { LIVEPATCH_TOKENS: tokens(project).file, LIVEPATCH_CHECKER_ENGINE: 'fast' },

@@ -7,7 +7,7 @@
 import type { Engine } from '../engine/types';
 import type { Pipeline, PipelineOptions } from '../pipeline/types';
 import type { Role } from '../../shared/auth';
-import type { EvalResult } from '../../shared/ops';
+import type { CheckerEngineSetting, EvalResult } from '../../shared/ops';
 import type { AuditLog, RefusalAudit } from './audit';
 import type { Lockout, TokenStore } from './auth';
 import type { ResolvedOptions } from './options';
@@ -119,7 +119,7 @@ export function checkerOptions(opts: ResolvedOptions): {
   idleMs: number;
   stateDir?: string | false;
   warmup: boolean;
-  engine: 'auto' | 'native' | 'typescript';
+  engine: CheckerEngineSetting;
 } {
   return {
     engine: opts.checkerEngine,

@@ -12,6 +12,7 @@ import type { Pipeline } from '../pipeline/types';
 import { MAX_TRUSTED_KEYS_BYTES, parseTrustedKeys, type TrustedKey } from '../../shared/signing';
 import { parseFleetUrl, type FleetAddress } from '../../shared/fleet';
 import { formatTarget, isLoopbackHost, parseTarget, type Target } from '../../shared/target';
+import type { CheckerEngineSetting } from '../../shared/ops';
 
 export interface LockoutOptions {
   /**
@@ -103,7 +104,7 @@ export interface AgentOptions {
    * native compiler when it is installed and accepts the unpatched program, else the JavaScript one;
    * 'native' and 'typescript' force one (docs/patching.md).
    */
-  checkerEngine?: 'auto' | 'native' | 'typescript';
+  checkerEngine?: CheckerEngineSetting;
   /** Join this fleet: `etcd://HOST:PORT[,HOST:PORT]/NAME` (docs/fleet.md; TLS and etcd auth from LIVEPATCH_FLEET_*). */
   fleet?: string;
   /** Fleet member lease TTL in seconds (default 10). */
@@ -151,7 +152,7 @@ export interface ResolvedOptions {
   checkerIdleMs: number;
   checkerCacheDir?: string | false;
   checkerWarmup: boolean;
-  checkerEngine: 'auto' | 'native' | 'typescript';
+  checkerEngine: CheckerEngineSetting;
   fleet?: { address: FleetAddress; leaseTtlSec: number; joinMs: number };
   checks?: 'auto' | 'client';
 }
@@ -291,7 +292,7 @@ function checksOption(v: unknown): 'auto' | 'client' {
   throw new Error(`invalid checks ${JSON.stringify(v)}: expected auto or client`);
 }
 
-function engineOption(v: unknown, name = 'checkerEngine'): 'auto' | 'native' | 'typescript' {
+function engineOption(v: unknown, name = 'checkerEngine'): CheckerEngineSetting {
   if (v === undefined) return 'auto';
   if (v === 'auto' || v === 'native' || v === 'typescript') return v;
   throw new Error(`invalid ${name}=${JSON.stringify(v)}: expected auto, native or typescript`);

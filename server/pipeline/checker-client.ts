@@ -16,17 +16,10 @@ import { join } from 'node:path';
 import { LivepatchError } from '../../shared/errors';
 import { sha256 } from '../../shared/hash';
 import type { CheckProgress } from '../../shared/typecheck';
-import type { CheckerEngine, CheckerStatus } from '../../shared/ops';
+import type { CheckerEngine, CheckerEngineSetting, CheckerStatus } from '../../shared/ops';
 import type { Diagnostic } from '../../shared/patch';
 import type { CheckRequest as ReplCheckRequest } from '../repl/check-protocol';
-import type {
-  CheckerEngineSetting,
-  CheckerRequest,
-  CheckerResponse,
-  CheckerResult,
-  CheckerWorkerData,
-  ServiceRequest,
-} from './checker-protocol';
+import type { CheckerRequest, CheckerResponse, CheckerResult, CheckerWorkerData, ServiceRequest } from './checker-protocol';
 
 /** Limits of the type-check service; every field has a default. */
 export interface CheckerLimits {

@@ -3,7 +3,7 @@
  * (checker-worker.ts). Kept in their own file so both sides agree on one shape.
  */
 import type { ErrorCode } from '../../shared/errors';
-import type { CheckerEngine } from '../../shared/ops';
+import type { CheckerEngineSetting } from '../../shared/ops';
 import type { Diagnostic } from '../../shared/patch';
 import type { CheckProgress, ProgramCheckResult } from '../../shared/typecheck';
 import type { CheckRequest as ReplCheckRequest } from '../repl/check-protocol';
@@ -20,9 +20,6 @@ export interface CheckerWorkerData {
   /** What the service was started for: a REPL input check needs no native compiler (yet). */
   firstRequest?: 'program' | 'repl';
 }
-
-/** 'auto': the native compiler when it is installed and agrees with the project's build, else the JavaScript one. */
-export type CheckerEngineSetting = 'auto' | CheckerEngine;
 
 /** One whole-program check (and transpile) request, host → service (the pipeline). */
 export interface CheckerRequest {

@@ -6,7 +6,7 @@
  * this repository, so the app resolves `livepatch` as an installed dependency would.
  */
 import type { ChildProcess } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import * as ts from 'typescript';
@@ -102,6 +102,20 @@ export interface Tokens {
 }
 
 /** A tokens file with one token of each role. */
+/** Pids of TypeScript's native compiler serving a checker for `root` (its API server), anywhere on the machine (Linux /proc). */
+export function nativeCompilerProcesses(root: string): number[] {
+  const out: number[] = [];
+  for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const args = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      if (args.includes('--api') && args[args.indexOf('--cwd') + 1] === root) out.push(Number(p));
+    } catch {
+      // The process is gone.
+    }
+  }
+  return out;
+}
+
 export function createTokens(dir: string): Tokens {
   const file = join(dir, 'tokens.json');
   const t = (name: string, role: Role) => addToken(file, name, role).token;
