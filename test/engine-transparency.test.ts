@@ -138,6 +138,29 @@ test('before any patch, importers get exactly what the module made', () => {
   assert.equal(engine.getVersion('src/decorated.ts')?.version, 1);
 });
 
+test('a module left as it is (not live) runs as it would without livepatch, keep() included', () => {
+  const server = JSON.stringify(join(__dirname, '..', 'server'));
+  // Over LIVEPATCH_MAX_MODULE_BYTES: loaded as it is, and its top-level keep() is init().
+  const big = `const { keep } = require(${server});\nconst store = keep('store', () => ({ n: 0 }));\nexports.hit = () => ++store.n;\n// ${'x'.repeat(400)}\n`;
+  writeModule('big', big, true);
+  process.env['LIVEPATCH_MAX_MODULE_BYTES'] = String(big.length - 1);
+  let mod: { hit(): number };
+  try {
+    mod = load('big');
+  } finally {
+    delete process.env['LIVEPATCH_MAX_MODULE_BYTES'];
+  }
+  assert.equal(mod.hit(), 1);
+  assert.equal(mod.hit(), 2);
+  assert.equal(engine.getVersion('src/big.ts'), undefined, 'the module is not live');
+  // A live module calling keep() after its load is still told how keep() is meant to be used.
+  writeModule('late', `const { keep } = require(${server});\nexports.later = () => keep('x', () => 1);\n`, true);
+  assert.ok(engine.getVersion('src/late.ts') === undefined);
+  const late = load('late');
+  assert.equal(engine.getVersion('src/late.ts')?.version, 1);
+  assert.throws(() => late.later(), /keep\(\) must be called at the top level of a live module/);
+});
+
 test('patches reach captured references, existing instances and new instances', async () => {
   const Counter = load('es5');
   const old = new Counter(10);

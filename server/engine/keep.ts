@@ -7,6 +7,7 @@
  * migrate). During a stage the new value is held pending and only becomes the kept value at commit,
  * so an aborted stage leaves the live value untouched.
  */
+import { fileURLToPath } from 'node:url';
 import { LivepatchError } from '../../shared/errors';
 import { state, type KeptValue } from './state';
 
@@ -22,13 +23,17 @@ type Slot = { value: unknown; shape: number | string | undefined };
 
 /**
  * State kept across versions of the calling module. Only valid at the top level of a live module
- * while it loads (deployed load, patch stage or rollback).
+ * while it loads (deployed load, patch stage or rollback); in a module that is not live it is `init()`.
  */
 export function keep<T>(key: string, init: () => T, opts: KeepOptions<T> = {}): T {
   const ctx = state.evalStack[state.evalStack.length - 1];
   if (!ctx) {
-    // Without the engine (app started without livepatch) modules are plain modules: keep is just init.
-    if (state.engine === undefined) return init();
+    // Without the engine (app started without livepatch), and in a module the engine left as it is
+    // (not live: too large, not parsable, outside the root), modules are plain modules: keep is just
+    // init, as it would be without livepatch. Only a live module calling it after its load is told.
+    const engine = state.engine as { isLiveFile?(file: string): boolean } | undefined;
+    const file = engine?.isLiveFile ? callerFile() : undefined;
+    if (file === undefined || !engine!.isLiveFile!(file)) return init();
     throw new Error('livepatch: keep() must be called at the top level of a live module while it loads');
   }
   const pending = ctx.pending?.get(key);
@@ -56,6 +61,26 @@ export function keep<T>(key: string, init: () => T, opts: KeepOptions<T> = {}): 
     perModule.set(key, next);
   }
   return next.value as T;
+}
+
+/** The file of the code that called `keep` (a path, or a file: URL's path), if the stack shows one. */
+function callerFile(): string | undefined {
+  // Restored as it was: an app's own handler (source-map-support, …) is put back untouched.
+  // eslint-disable-next-line @typescript-eslint/unbound-method
+  const saved = Error.prepareStackTrace;
+  const holder: { stack?: unknown } = {};
+  try {
+    Error.prepareStackTrace = (_e, frames) => frames;
+    Error.captureStackTrace(holder, keep);
+    const frames = holder.stack as NodeJS.CallSite[] | undefined;
+    const name = Array.isArray(frames) ? frames[0]?.getFileName() : undefined;
+    if (name === undefined || name === null) return undefined;
+    return name.startsWith('file:') ? fileURLToPath(name) : name;
+  } catch {
+    return undefined;
+  } finally {
+    Error.prepareStackTrace = saved;
+  }
 }
 
 /** Make a stage's pending kept values the live ones (called inside the commit step). */

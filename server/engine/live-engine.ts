@@ -65,6 +65,12 @@ export class LiveEngine extends EventEmitter implements Engine, StageHost {
     installErrorCounting(() => this.current);
   }
 
+  /** Whether `file` (a module's compiled or source file) is a live module's. */
+  isLiveFile(file: string): boolean {
+    for (const m of this.modules.values()) if (m.runtimeFile === file || m.sourceFile === file) return true;
+    return false;
+  }
+
   get currentGeneration(): number {
     return this.current.n;
   }
