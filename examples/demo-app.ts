@@ -50,8 +50,8 @@ function toEsm(root: string): void {
   const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as Record<string, unknown>;
   writeFileSync(join(root, 'package.json'), JSON.stringify({ ...pkg, type: 'module' }, null, 2));
   const cfg = readFileSync(join(root, 'tsconfig.json'), 'utf8')
-    .replace('"module": "commonjs"', '"module": "NodeNext"')
-    .replace('"moduleResolution": "node"', '"moduleResolution": "NodeNext"');
+    .replace('"module": "node16"', '"module": "NodeNext"')
+    .replace('"moduleResolution": "node16"', '"moduleResolution": "NodeNext"');
   writeFileSync(join(root, 'tsconfig.json'), cfg);
   const walk = (d: string): void => {
     for (const e of readdirSync(d, { withFileTypes: true })) {
