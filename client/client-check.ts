@@ -19,6 +19,7 @@ import type { AgentClient } from './connection';
 import { LivepatchError, type CheckResult, type ClientCompiled, type Diagnostic, type PatchSet } from '../shared';
 import { sha256 } from '../shared/hash';
 import type { ProgramChecker } from '../shared/typecheck';
+import { checkLocally } from './local-check';
 
 /** Largest live source fetched or checkout file read (same as the agent's per-source limit). */
 const MAX_TEXT_BYTES = 16 * 1024 * 1024;
@@ -143,12 +144,20 @@ export async function checkOnClient(client: AgentClient, patch: PatchSet, checko
   const checker = new tc.ProgramChecker(root);
   const full = new Map(overlay);
   for (const [id, text] of Object.entries(patch.files)) full.set(checker.pathOf(id), text);
-  const r = checker.check(full);
+  const r = checkLocally(root, full, () => checker);
   const diagnostics: Diagnostic[] = [...r.diagnostics];
   const emitted = r.hasErrors ? undefined : emitPatchJs(checker, patch);
   if (emitted) diagnostics.push(...emitted.diagnostics);
   const ok = !diagnostics.some((d) => d.category === 'error');
-  const result: CheckResult = { ok, diagnostics, checkedFiles: r.checked, durationMs: Date.now() - started, checkedBy: 'client' };
+  const result: CheckResult = {
+    ok,
+    diagnostics,
+    checkedFiles: r.checked,
+    durationMs: Date.now() - started,
+    checkedBy: 'client',
+    engine: r.engine,
+    ...(r.engineNote !== undefined ? { engineNote: r.engineNote } : {}),
+  };
   if (!ok || !emitted) return { result, overlaid };
   // A set signed with its JavaScript is sent with exactly that JavaScript.
   const run = patch.compiled ? keepSignedJs(patch, emitted, tc.TYPESCRIPT_VERSION) : { js: emitted.js, verifyJs: emitted.verifyJs };

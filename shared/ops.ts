@@ -398,6 +398,10 @@ export interface CheckResult {
   durationMs: number;
   /** Which side type-checked: the host, or the client that sent `compiled`. */
   checkedBy?: 'host' | 'client';
+  /** The compiler of a check made on the client (offline `check`, `--check-here`). */
+  engine?: CheckerEngine;
+  /** Why that check used the JavaScript compiler under `auto`. */
+  engineNote?: string;
 }
 
 export interface StageResult {

@@ -12,7 +12,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CheckerStatus, StatusResult } from '../shared/ops';
+import type { CheckerStatus, CheckResult, StatusResult } from '../shared/ops';
 import type { Diagnostic } from '../shared/patch';
 import { createProject, createTokens, nativeCompilerProcesses, runCli, startApp, type AppProcess, type Project } from './helpers/project';
 
@@ -65,7 +65,7 @@ async function withApp(
   project: Project,
   env: Record<string, string>,
   fn: (
-    cli: (args: string[], role?: 'patch' | 'admin') => ReturnType<typeof runCli>,
+    cli: (args: string[], role?: 'patch' | 'admin', env?: Record<string, string>) => ReturnType<typeof runCli>,
     checker: () => Promise<CheckerStatus | undefined>,
   ) => Promise<void>,
 ): Promise<void> {
@@ -74,10 +74,10 @@ async function withApp(
   try {
     app = await startApp(project.root, { env: { LIVEPATCH_TOKENS: t.file, ...env } });
     const agent = app.agent!;
-    const cli = (args: string[]) =>
+    const cli = (args: string[], role: 'patch' | 'admin' = 'patch', env: Record<string, string> = {}) =>
       runCli(
         args.map((a) => (a === '@' ? agent : a)),
-        { cwd: project.root, env: { LIVEPATCH_TOKEN: t.patch } },
+        { cwd: project.root, env: { LIVEPATCH_TOKEN: t[role], ...env } },
       );
     const checker = async () => (JSON.parse((await cli(['status', '@', '--json'])).stdout) as StatusResult).checker;
     await fn(cli, checker);
@@ -132,8 +132,13 @@ test('auto: the native compiler checks a project both compilers accept; diagnost
       }
       // The same checks in the CLI's process, against the same live program: the JavaScript compiler.
       for (const [i, [dir]] of cases.entries()) {
-        const here = await cli(['check', '@', `${dir}/src/rates.ts`, '--root', dir, '--check-here', '--checkout', project.root, '--json']);
+        const here = await cli(
+          ['check', '@', `${dir}/src/rates.ts`, '--root', dir, '--check-here', '--checkout', project.root, '--json'],
+          'patch',
+          { LIVEPATCH_CHECKER_ENGINE: 'typescript' },
+        );
         assert.equal(here.code, 1, here.stderr + here.stdout);
+        assert.equal(JSON.parse(here.stdout).engine, 'typescript');
         assert.deepEqual(lines(hosts[i]!), lines(here.stdout), `${dir}: host (native) and --check-here (JavaScript) diagnostics`);
       }
       const c = await checker();
@@ -211,6 +216,57 @@ test("auto: the REPL's first check moves the checker to the JavaScript compiler,
     });
   } finally {
     project.cleanup();
+  }
+});
+
+test('checks on the client (offline, --check-here) use the native compiler under auto; the JavaScript compiler reports errors', async () => {
+  const project = node16Project();
+  const legacy = createProject();
+  const quote = readFileSync(join(project.root, 'src', 'quote.ts'), 'utf8');
+  const run = (p: Project, args: string[], env: Record<string, string> = {}) => runCli(args, { cwd: p.root, env });
+  const json = (r: { stdout: string }) => JSON.parse(r.stdout) as CheckResult;
+  const lines = (r: CheckResult) => r.diagnostics.map((d) => `${d.file}(${d.line},${d.column}): ${d.category} TS${d.code}: ${d.message}`);
+  try {
+    // Offline: the working tree is the patch.
+    const ok = await run(project, ['check', 'src/rates.ts', '--json']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(json(ok).engine, 'native');
+    assert.equal(json(ok).engineNote, undefined);
+    project.write('src/quote.ts', quote.replace('rate(currency)', 'rate(currency, 2)'));
+    const bad = await run(project, ['check', 'src/quote.ts', '--json']);
+    assert.equal(bad.code, 1, bad.stderr);
+    assert.match(bad.stderr, /^src\/quote\.ts\(4,\d+\): error TS2554: /m);
+    assert.equal(json(bad).engine, 'typescript', 'errors are reported by the JavaScript compiler');
+    assert.match(json(bad).engineNote ?? '', /the native compiler found errors/);
+    const forced = await run(project, ['check', 'src/quote.ts', '--json'], { LIVEPATCH_CHECKER_ENGINE: 'native' });
+    assert.equal(forced.code, 1, forced.stderr);
+    assert.equal(json(forced).engine, 'native');
+    assert.deepEqual(lines(json(forced)), lines(json(bad)), 'the two compilers report the same error alike');
+    project.write('src/quote.ts', quote);
+
+    writeRatesPatch(legacy);
+    const old = await run(legacy, ['check', 'src/rates.ts', '--json']);
+    assert.equal(old.code, 0, old.stderr);
+    assert.equal(json(old).engine, 'typescript');
+    assert.match(json(old).engineNote ?? '', /"moduleResolution": "node" \(removed in TypeScript 7\)/);
+    const unknown = await run(project, ['check', 'src/rates.ts'], { LIVEPATCH_CHECKER_ENGINE: 'fast' });
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /invalid LIVEPATCH_CHECKER_ENGINE="fast": expected auto, native or typescript/);
+
+    // Against a live agent, checked here: the native compiler, then the agent applies the patch.
+    writeRatesPatch(project);
+    await withApp(project, {}, async (cli) => {
+      const here = ['--check-here', '--checkout', project.root, '--json'];
+      const c = await cli(['check', '@', 'patch/src/rates.ts', '--root', 'patch', ...here]);
+      assert.equal(c.code, 0, c.stderr + c.stdout);
+      assert.equal(json(c).engine, 'native');
+      const a = await cli(['apply', '@', 'patch/src/rates.ts', '--root', 'patch', ...here]);
+      assert.equal(a.code, 0, a.stderr + a.stdout);
+      assert.equal(JSON.parse(a.stdout).committed, true);
+    });
+  } finally {
+    project.cleanup();
+    legacy.cleanup();
   }
 });
 

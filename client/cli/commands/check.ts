@@ -17,6 +17,7 @@ import { addCommonOptions, addPatchOptions, commonFrom, patchFrom, withAgent, ty
 import { note, printJson, runCommand, wireOf } from '../output';
 import { progressReporter } from '../progress';
 import { checkOnClient } from '../../client-check';
+import { checkLocally } from '../../local-check';
 
 /** Split `[HOST:PORT] PATCH...`: the first word is an agent address when it parses as one and is not a path. */
 export function splitTarget(words: string[]): { target?: string; paths: string[] } {
@@ -27,9 +28,6 @@ export function splitTarget(words: string[]): { target?: string; paths: string[]
 
 /** Check `patch` against the project at `root` on this machine. */
 export function checkOffline(patch: PatchSet, root: string): CheckResult {
-  // Loaded on use: it brings in the TypeScript compiler, which the rest of the CLI does not need.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const mod = require('../../../shared/typecheck') as typeof import('../../../shared/typecheck');
   const abs = resolve(root);
   if (!existsSync(join(abs, 'tsconfig.json'))) {
     throw new LivepatchError(
@@ -37,11 +35,21 @@ export function checkOffline(patch: PatchSet, root: string): CheckResult {
       `no tsconfig.json in ${abs}: run offline check in the project root, pass --root DIR, or give HOST:PORT to check against a live agent`,
     );
   }
-  const checker = new mod.ProgramChecker(abs);
-  const overlay: Record<string, string> = {};
-  for (const [id, source] of Object.entries(patch.files)) overlay[join(abs, id)] = source;
-  const r = checker.check(overlay);
-  return { ok: !r.hasErrors, diagnostics: r.diagnostics, checkedFiles: r.checked, durationMs: r.durationMs };
+  // Loaded on use: it brings in the TypeScript compiler, which the rest of the CLI does not need.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const mod = require('../../../shared/typecheck') as typeof import('../../../shared/typecheck');
+  const started = Date.now();
+  const overlay = new Map<string, string>();
+  for (const [id, source] of Object.entries(patch.files)) overlay.set(join(abs, id), source);
+  const r = checkLocally(abs, overlay, () => new mod.ProgramChecker(abs));
+  return {
+    ok: !r.hasErrors,
+    diagnostics: r.diagnostics,
+    checkedFiles: r.checked,
+    durationMs: Date.now() - started,
+    engine: r.engine,
+    ...(r.engineNote !== undefined ? { engineNote: r.engineNote } : {}),
+  };
 }
 
 /** Register `check` on `program`. */
@@ -86,6 +94,8 @@ export function registerCheck(program: Command, finish: Finish): void {
                 diagnostics: [...mine.result.diagnostics.filter((d) => d.category !== 'error'), ...theirs.diagnostics],
                 checkedFiles: Math.max(mine.result.checkedFiles, theirs.checkedFiles),
                 durationMs: mine.result.durationMs + theirs.durationMs,
+                ...(mine.result.engine !== undefined ? { engine: mine.result.engine } : {}),
+                ...(mine.result.engineNote !== undefined ? { engineNote: mine.result.engineNote } : {}),
               };
             });
           } else {
