@@ -18,14 +18,19 @@
  * to run only some of the four sides; plain always runs, as the baseline; BENCH_PATCH=same patches the two
  * modules with their own source plus a comment instead of the bulk-discount change; BENCH_BASELINE=DIR, a
  * built checkout of another livepatch version, adds its engine-only and agent sides to the same rounds,
- * so a change to the engine is measured against the code before it, side by side)
+ * so a change to the engine is measured against the code before it, side by side; BENCH_CONCURRENT=1
+ * loads every side at once instead of one after another)
+ *
+ * CPU per request is the scheduler's run time of the server's threads over the requests served, and
+ * each side's ratio to plain node is taken round by round (paired), with the quartiles of those ratios:
+ * on a shared 2-core VM, the spread between rounds is as telling as the median.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentClient } from '../client/connection';
-import { benchPatchFiles, copyShop, median } from '../examples/bench-kit';
+import { benchPatchFiles, copyShop, median, percentile } from '../examples/bench-kit';
 import { createDevToken, startShop } from '../examples/demo-app';
 import { launch } from '../testkit/launch';
 
@@ -48,6 +53,13 @@ const PATH = process.env['BENCH_PATH'] ?? '/quote?items=mug:3,tee:2,pen:1';
 const PATCH = process.env['BENCH_PATCH'] ?? 'bulk-discount';
 /** Another built livepatch checkout whose engine and agent run side by side with this one's. */
 const BASELINE = process.env['BENCH_BASELINE'];
+/**
+ * Every side under load at the same time (one autocannon per side, all servers sharing one core)
+ * instead of one after another: the machine's swings then hit every side in the same instant. The
+ * servers then also take turns on one core's caches, which costs a process with more code and heap
+ * more than a smaller one, so this mode leans against the livepatch sides (BENCHMARKS.md).
+ */
+const CONCURRENT = process.env['BENCH_CONCURRENT'] === '1';
 const SIDES = new Set((process.env['BENCH_SIDES'] ?? 'plain,engine,agent,patched').split(','));
 
 /** The two CPUs to pin servers and the load generator to, or undefined when not pinning. */
@@ -109,8 +121,25 @@ async function agentShop(root: string, name: string, state: string, patched: boo
   return { name, port: shop.httpPort, pid: shop.child.pid!, cpu: [], rps: [], p99: [], failed: 0, stop: () => shop.stop() };
 }
 
-/** User + system CPU time of a process so far, in µs (Linux /proc; clock ticks of 10 ms). */
+/**
+ * CPU time of a process so far, in µs: the scheduler's run time of each of its threads (Linux
+ * /proc/PID/task/TID/schedstat, in ns), or, where that is missing, user + system time (/proc/PID/stat,
+ * in clock ticks of 10 ms).
+ */
 function cpuMicros(pid: number): number {
+  try {
+    let ns = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      } catch {
+        // the thread ended between the listing and the read
+      }
+    }
+    if (ns > 0) return ns / 1000;
+  } catch {
+    // no schedstat: fall back to clock ticks
+  }
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) * 10_000;
@@ -147,14 +176,15 @@ async function main(): Promise<void> {
     }
     if (PIN) pin(process.pid, PIN[1]);
     console.log(
-      `overhead: GET ${PATH}, ${CONNECTIONS} connections, ${ROUNDS} rounds × ${SECONDS} s per side, alternating, ${PIN ? `servers on CPU ${PIN[0]}, load generator on CPU ${PIN[1]}` : 'not pinned'} (load average ${loadavg()
+      `overhead: GET ${PATH}, ${CONNECTIONS} connections, ${ROUNDS} rounds × ${SECONDS} s per side, ${CONCURRENT ? 'all sides at once' : 'alternating'}, ${PIN ? `servers on CPU ${PIN[0]}, load generator on CPU ${PIN[1]}` : 'not pinned'} (load average ${loadavg()
         .map((x) => x.toFixed(1))
         .join(' ')})`,
     );
     for (const s of sides) await run(s, 2, false); // warm-up (JIT, connection pools)
     for (let round = 0; round < ROUNDS; round++) {
       console.log(`round ${round + 1}`);
-      for (const s of round % 2 === 0 ? sides : [...sides].reverse()) await run(s, SECONDS, true);
+      if (CONCURRENT) await Promise.all(sides.map((s) => run(s, SECONDS, true)));
+      else for (const s of round % 2 === 0 ? sides : [...sides].reverse()) await run(s, SECONDS, true);
     }
     const base = sides[0]!;
     console.log(
@@ -171,8 +201,11 @@ async function main(): Promise<void> {
       // CPU per request is far less sensitive to other load than req/s: its inverse ratio is the
       // throughput ratio a CPU-bound server would reach on an idle machine.
       const cpu = median(s.cpu);
+      // The same per round for CPU per request, with the quartiles of the rounds' ratios.
+      const cpuRatios = s.cpu.map((x, i) => base.cpu[i]! / x);
+      const cpuPaired = `${median(cpuRatios).toFixed(3)}, quartiles ${percentile(cpuRatios, 25).toFixed(3)}–${percentile(cpuRatios, 75).toFixed(3)}`;
       console.log(
-        `  ${s.name.padEnd(22)} ${rps.toFixed(0).padStart(7)} req/s (×${(rps / median(base.rps)).toFixed(3)}, paired ×${paired.toFixed(3)})   p99 ${p99} ms (×${(p99 / median(base.p99)).toFixed(2)})   CPU ${cpu.toFixed(1)} µs/req (throughput-equivalent ×${(median(base.cpu) / cpu).toFixed(3)})   failed ${s.failed}`,
+        `  ${s.name.padEnd(22)} ${rps.toFixed(0).padStart(7)} req/s (×${(rps / median(base.rps)).toFixed(3)}, paired ×${paired.toFixed(3)})   p99 ${p99} ms (×${(p99 / median(base.p99)).toFixed(2)})   CPU ${cpu.toFixed(1)} µs/req (throughput-equivalent ×${(median(base.cpu) / cpu).toFixed(3)}, paired ×${cpuPaired})   failed ${s.failed}`,
       );
     }
   } finally {

@@ -35,13 +35,15 @@ export function checkOffline(patch: PatchSet, root: string): CheckResult {
       `no tsconfig.json in ${abs}: run offline check in the project root, pass --root DIR, or give HOST:PORT to check against a live agent`,
     );
   }
-  // Loaded on use: it brings in the TypeScript compiler, which the rest of the CLI does not need.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const mod = require('../../../shared/typecheck') as typeof import('../../../shared/typecheck');
   const started = Date.now();
   const overlay = new Map<string, string>();
   for (const [id, source] of Object.entries(patch.files)) overlay.set(join(abs, id), source);
-  const r = checkLocally(abs, overlay, () => new mod.ProgramChecker(abs));
+  const r = checkLocally(abs, overlay, () => {
+    // Loaded only when it checks: it brings in the JavaScript compiler, which a native check does not need.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const mod = require('../../../shared/typecheck') as typeof import('../../../shared/typecheck');
+    return new mod.ProgramChecker(abs);
+  });
   return {
     ok: !r.hasErrors,
     diagnostics: r.diagnostics,
