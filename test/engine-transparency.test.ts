@@ -153,6 +153,24 @@ test('a module left as it is (not live) runs as it would without livepatch, keep
   assert.equal(mod.hit(), 1);
   assert.equal(mod.hit(), 2);
   assert.equal(engine.getVersion('src/big.ts'), undefined, 'the module is not live');
+  // The same while a live module that requires it is loading: each keeps its own value.
+  const vendor = `const { keep } = require(${server});\nexports.v = keep('store', () => 'vendor');\n// ${'x'.repeat(400)}\n`;
+  writeModule('vendor', vendor, true);
+  writeModule(
+    'outer',
+    `const { keep } = require(${server});\nconst mine = keep('store', () => 'outer');\nconst { v } = require('./vendor');\nexports.both = () => [mine, v];\n`,
+    true,
+  );
+  process.env['LIVEPATCH_MAX_MODULE_BYTES'] = String(vendor.length - 1);
+  let outer: { both(): string[] };
+  try {
+    outer = load('outer');
+  } finally {
+    delete process.env['LIVEPATCH_MAX_MODULE_BYTES'];
+  }
+  assert.equal(engine.getVersion('src/outer.ts')?.version, 1);
+  assert.equal(engine.getVersion('src/vendor.ts'), undefined);
+  assert.deepEqual(outer.both(), ['outer', 'vendor'], "the live module's kept value is its own, and so is the other module's");
   // A live module calling keep() after its load is still told how keep() is meant to be used.
   writeModule('late', `const { keep } = require(${server});\nexports.later = () => keep('x', () => 1);\n`, true);
   assert.ok(engine.getVersion('src/late.ts') === undefined);

@@ -18,6 +18,19 @@ import { state } from './state';
 
 const HOOKED = Symbol.for('livepatch.engine.compileHooked');
 
+/**
+ * Compile a module that is not made live as it is, in a context of its own: its top-level `keep()`
+ * is `init()` (keep.ts), even while a live module that requires it is loading.
+ */
+function loadAsItIs(id: string, compile: () => unknown): unknown {
+  state.evalStack.push({ id, notLive: true });
+  try {
+    return compile();
+  } finally {
+    state.evalStack.pop();
+  }
+}
+
 /** Install the compile hook for `engine` (once per process). */
 export function installCompileHook(engine: LiveEngine): void {
   wrapCompile(
@@ -32,10 +45,12 @@ export function installCompileHook(engine: LiveEngine): void {
           loc = undefined;
         }
         if (!loc || engine.modules.has(loc.id)) return original.call(this, content, filename);
+        const id = loc.id;
+        const asItIs = (): unknown => loadAsItIs(id, () => original.call(this, content, filename));
         const skip = notInstrumented(content);
         if (skip) {
-          engine.markNotLive(loc.id, skip.reason, skip.kind);
-          return original.call(this, content, filename);
+          engine.markNotLive(id, skip.reason, skip.kind);
+          return asItIs();
         }
         let prepared: ReturnType<LiveEngine['prepareDeployed']>;
         let code: string;
@@ -48,7 +63,7 @@ export function installCompileHook(engine: LiveEngine): void {
             `its JavaScript could not be analysed (${(e as Error)?.message ?? String(e)})`,
             'JavaScript the analyser could not parse',
           );
-          return original.call(this, content, filename);
+          return asItIs();
         }
         state.evalStack.push({ id: loc.id });
         state.nextCtl = prepared.ctl;
@@ -64,7 +79,7 @@ export function installCompileHook(engine: LiveEngine): void {
               `its instrumented JavaScript did not compile (${(e as Error)?.message ?? String(e)})`,
               'instrumented JavaScript did not compile',
             );
-            return original.call(this, content, filename);
+            return asItIs();
           }
           throw e;
         } finally {

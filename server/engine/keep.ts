@@ -27,6 +27,8 @@ type Slot = { value: unknown; shape: number | string | undefined };
  */
 export function keep<T>(key: string, init: () => T, opts: KeepOptions<T> = {}): T {
   const ctx = state.evalStack[state.evalStack.length - 1];
+  // A module left as it is, even one a live module requires while it loads: as without livepatch.
+  if (ctx?.notLive) return init();
   if (!ctx) {
     // Without the engine (app started without livepatch), and in a module the engine left as it is
     // (not live: too large, not parsable, outside the root), modules are plain modules: keep is just

@@ -102,6 +102,8 @@ export interface EvalContext {
   readonly id: string;
   /** Pending kept values (staged evaluation); undefined means write through (deployed load). */
   readonly pending?: Map<string, KeptValue>;
+  /** A module loaded as it is (not live): its `keep` calls are `init()`, not a live module's state. */
+  readonly notLive?: boolean;
 }
 
 export interface SharedState {
