@@ -138,6 +138,48 @@ test('before any patch, importers get exactly what the module made', () => {
   assert.equal(engine.getVersion('src/decorated.ts')?.version, 1);
 });
 
+const NAMES = `const here = () => /at (?:async )?(.*?) \\(/.exec(new Error('x').stack.split('\\n')[2])?.[1] ?? '<anonymous>';
+exports.viaExports = function () { return here(); };
+module.exports.handler = async (req) => here();
+const plain = function () { return here(); };
+const arrow = (a, b) => here();
+const Shop = function () {};
+Shop.prototype.total = function () { return here(); };
+const Kept = class { m() { return here(); } };
+exports.Assigned = class { m() { return here(); } };
+const table = { value: () => here() };
+const run = (f) => f();
+const inCall = () => run(() => here());
+exports.all = async () => [exports.viaExports(), await module.exports.handler(), plain(), arrow(), new Shop().total(), new Kept().m(),
+  new exports.Assigned().m(), table.value(), inCall(), Shop.name, Kept.name, exports.Assigned.name, arrow.length, String(new Shop().constructor.name)];
+`;
+
+test('V8 names functions and classes as without livepatch: stack traces, profiles and constructor names', async () => {
+  // The same module outside the root is not live: it runs as it would without livepatch.
+  const outside = mkdtempSync(join(tmpdir(), 'lp-engine-names-'));
+  try {
+    writeFileSync(join(outside, 'names.js'), NAMES);
+    const expected = (await require(join(outside, 'names.js')).all()) as unknown[];
+    writeModule('names', NAMES, true);
+    const live = (await load('names').all()) as unknown[];
+    assert.equal(engine.getVersion('src/names.ts')?.version, 1, 'the module is live');
+    assert.deepEqual(expected.slice(0, 9), [
+      'exports.viaExports',
+      'module.exports.handler',
+      'plain',
+      'arrow',
+      'Shop.total',
+      'Kept.m',
+      'exports.Assigned.m',
+      'Object.value',
+      '<anonymous>',
+    ]);
+    assert.deepEqual(live, expected);
+  } finally {
+    rmSync(outside, { recursive: true, force: true });
+  }
+});
+
 test('a module left as it is (not live) runs as it would without livepatch, keep() included', () => {
   const server = JSON.stringify(join(__dirname, '..', 'server'));
   // Over LIVEPATCH_MAX_MODULE_BYTES: loaded as it is, and its top-level keep() is init().

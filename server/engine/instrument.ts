@@ -11,9 +11,10 @@
  * module changes: its exports object, functions, classes, prototypes, properties and symbols are the
  * ones the module made, so importers and frameworks see exactly what they would without livepatch.
  *
- * Line numbers are kept (nothing inserted contains a newline). Visible differences: a dispatch point's
- * `toString()` shows the inserted check; an arrow function's parameter list becomes `(...__lp$a)`
- * (its `length` and `name` are restored).
+ * Line numbers are kept (nothing inserted contains a newline); the names V8 infers for functions and
+ * classes are kept too (see registrationSite). Visible differences: a dispatch point's `toString()`
+ * shows the inserted check; an arrow function's parameter list becomes `(...__lp$a)` (its `length`
+ * and `name` are restored); columns after an inserted check shift.
  */
 import type { AnyNode, Pattern } from 'acorn';
 import { children, isFn, type Analysis, type FunctionNode } from './analyze';
@@ -68,19 +69,59 @@ function bodyInsertAt(fn: FunctionNode): number {
   return at;
 }
 
-/** Find the function node of a point again (analysis keeps ranges, the program keeps nodes). */
-function nodeAt(program: AnyNode, start: number, end: number): FunctionNode | undefined {
-  let found: FunctionNode | undefined;
-  const walk = (n: AnyNode): void => {
-    if (found || n.start > start || n.end < end) return;
-    if (n.start === start && n.end === end && isFn(n)) {
-      found = n;
-      return;
-    }
-    for (const c of children(n)) walk(c);
-  };
-  walk(program);
-  return found;
+/**
+ * Find a point's node again (analysis keeps ranges, the program keeps nodes): the node of that range
+ * that `is` accepts, with its ancestors (program first).
+ */
+function pathTo<T extends AnyNode>(
+  program: AnyNode,
+  start: number,
+  end: number,
+  is: (n: AnyNode) => n is T,
+): { node: T; ancestors: AnyNode[] } | undefined {
+  const ancestors: AnyNode[] = [];
+  let n: AnyNode | undefined = program;
+  while (n) {
+    if (n.start === start && n.end === end && is(n)) return { node: n, ancestors };
+    ancestors.push(n);
+    n = children(n).find((c) => c.start <= start && c.end >= end);
+  }
+  return undefined;
+}
+
+/**
+ * The cell's registration methods as plain functions: V8 adds a member callee's names to the name it
+ * infers for a literal among the call's arguments (`__lp$c.e.exports.f`), but not a plain function's.
+ */
+const REGISTRARS = 'var __lp$e = __lp$c.e.bind(__lp$c), __lp$k = __lp$c.k.bind(__lp$c);';
+
+const isClass = (n: AnyNode): n is AnyNode & { type: 'ClassExpression' | 'ClassDeclaration' } =>
+  n.type === 'ClassExpression' || n.type === 'ClassDeclaration';
+
+/**
+ * Where a function or class expression's registration goes so that V8 still names it as it would
+ * without livepatch. V8 infers the name that stack traces, CPU profiles and heap snapshots show (and
+ * that an instance's constructor name comes from) from where the literal stands: `exports.f =
+ * function () {}` is `exports.f`, `const Shop = function () {}` makes `Shop` instances. Wrapping the
+ * literal itself in a call would lose that, so:
+ * - `target = <literal>`: the whole assignment is wrapped (`__lp$e(slot, target = <literal>, …)`,
+ *   the value is the same function);
+ * - `const name = <literal>` as a top-level statement: the registration follows the statement
+ *   (`;__lp$e(slot, name, …);`);
+ * - anywhere else (a call's argument, an object literal's value): the literal is wrapped.
+ */
+function registrationSite(node: AnyNode, ancestors: readonly AnyNode[]): { wrap: [number, number] } | { after: number; name: string } {
+  const parent = ancestors[ancestors.length - 1];
+  if (parent?.type === 'AssignmentExpression' && parent.operator === '=' && parent.right === node)
+    return { wrap: [parent.start, parent.end] };
+  if (parent?.type === 'VariableDeclarator' && parent.init === node && parent.id.type === 'Identifier') {
+    const decl = ancestors[ancestors.length - 2];
+    const holder = ancestors[ancestors.length - 3];
+    // An exported declaration of an ES module is a statement of its own too: the registration follows it.
+    const stmt = holder?.type === 'ExportNamedDeclaration' ? holder : decl;
+    if (decl && ancestors[ancestors.indexOf(stmt!) - 1]?.type === 'Program') return { after: stmt!.end, name: parent.id.name };
+  }
+  return { wrap: [node.start, node.end] };
 }
 
 /** `length` of a function with these parameters (those before the first default or rest). */
@@ -104,15 +145,16 @@ export function instrument(a: Analysis, slotOf: (key: string) => number, opts: I
 
   insert(
     a.preambleAt,
-    `${a.preambleAt > 0 ? ';' : ''}${opts.preamble ?? `var __lp$c = globalThis[Symbol.for(${JSON.stringify(CTL_GLOBAL)})](), __lp$r;`}`,
+    `${a.preambleAt > 0 ? ';' : ''}${opts.preamble ?? `var __lp$c = globalThis[Symbol.for(${JSON.stringify(CTL_GLOBAL)})](), __lp$r;`}${REGISTRARS}`,
   );
 
   for (const p of a.points) {
     if (p.unforwardable || p.kind === 'class') continue;
     // A constructor forwards construction to the other version's class: it uses the class's slot.
     const slot = slotOf(p.kind === 'constructor' ? p.key.slice(0, p.key.lastIndexOf('#constructor')) : p.key);
-    const fn = nodeAt(a.program, p.start, p.end);
-    if (!fn) continue;
+    const found = pathTo(a.program, p.start, p.end, isFn);
+    if (!found) continue;
+    const fn = found.node;
     if (p.arrow) {
       const arrowAt = src.indexOf('=>', fn.params.length ? fn.params[fn.params.length - 1].end : fn.start);
       let paramsStart = fn.start;
@@ -133,8 +175,12 @@ export function instrument(a: Analysis, slotOf: (key: string) => number, opts: I
       else {
         const name = p.inferredName !== undefined ? JSON.stringify(p.inferredName) : 'undefined';
         const len = p.arrow ? String(paramLength(fn.params)) : 'undefined';
-        insert(fn.start, `__lp$c.e(${slot}, `);
-        insert(fn.end, `, ${name}, ${len})`);
+        const site = registrationSite(fn, found.ancestors);
+        if ('after' in site) insert(site.after, `;__lp$e(${slot}, ${site.name}, ${name}, ${len});`);
+        else {
+          insert(site.wrap[0], `__lp$e(${slot}, `);
+          insert(site.wrap[1], `, ${name}, ${len})`);
+        }
       }
     }
   }
@@ -153,10 +199,17 @@ export function instrument(a: Analysis, slotOf: (key: string) => number, opts: I
         : `constructor() {${prologue(slot, 'undefined', 'arguments', 'new.target')}}`;
       insert(c.bodyStart!, ctor);
     }
-    if (c.declaration) insert(c.end, `;__lp$c.k(${slot}, ${c.name}, ${members});`);
+    if (c.declaration) {
+      insert(c.end, `;__lp$c.k(${slot}, ${c.name}, ${members});`);
+      continue;
+    }
+    const found = pathTo(a.program, c.start, c.end, isClass);
+    const site = found ? registrationSite(found.node, found.ancestors) : { wrap: [c.start, c.end] as [number, number] };
+    const name = c.inferredName !== undefined ? JSON.stringify(c.inferredName) : 'undefined';
+    if ('after' in site) insert(site.after, `;__lp$k(${slot}, ${site.name}, ${members}, ${name});`);
     else {
-      insert(c.start, `__lp$c.k(${slot}, `);
-      insert(c.end, `, ${members}, ${c.inferredName !== undefined ? JSON.stringify(c.inferredName) : 'undefined'})`);
+      insert(site.wrap[0], `__lp$k(${slot}, `);
+      insert(site.wrap[1], `, ${members}, ${name})`);
     }
   }
   return apply(src, edits) + (opts.trailer ?? '');
