@@ -19,11 +19,14 @@
  * modules with their own source plus a comment instead of the bulk-discount change; BENCH_BASELINE=DIR, a
  * built checkout of another livepatch version, adds its engine-only and agent sides to the same rounds,
  * so a change to the engine is measured against the code before it, side by side; BENCH_CONCURRENT=1
- * loads every side at once instead of one after another)
+ * loads every side at once instead of one after another, BENCH_PROCESSES=N starts fresh processes for every
+ * side N times, BENCH_ROUNDS rounds each, and prints the ratios set by set)
  *
  * CPU per request is the scheduler's run time of the server's threads over the requests served, and
  * each side's ratio to plain node is taken round by round (paired), with the quartiles of those ratios:
- * on a shared 2-core VM, the spread between rounds is as telling as the median.
+ * on a shared 2-core VM, the spread between rounds is as telling as the median. The main thread's
+ * part is printed too: it separates the JavaScript thread's work from V8's helper threads (GC,
+ * compilers).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -61,6 +64,14 @@ const BASELINE = process.env['BENCH_BASELINE'];
  */
 const CONCURRENT = process.env['BENCH_CONCURRENT'] === '1';
 const SIDES = new Set((process.env['BENCH_SIDES'] ?? 'plain,engine,agent,patched').split(','));
+/**
+ * Fresh processes for every side this many times (BENCH_ROUNDS rounds each). One process of a side can
+ * run a few per cent faster or slower than another of the same build for its whole life (where its
+ * code and heap land in memory, what the JIT decided while warming up), so a single set of processes
+ * measures those processes as much as the sides. Each set then gives one ratio per side (the median of
+ * its rounds), and the ratios' spread across sets is printed.
+ */
+const PROCESSES = Math.max(1, Number(process.env['BENCH_PROCESSES'] ?? 1));
 
 /** The two CPUs to pin servers and the load generator to, or undefined when not pinning. */
 const PIN = ((): [number, number] | undefined => {
@@ -86,6 +97,8 @@ interface Side {
   pid: number;
   /** Server CPU time per request (µs), one entry per run. */
   cpu: number[];
+  /** The part of it on the main (JavaScript) thread, the rest being V8's and libuv's helper threads. */
+  mainCpu: number[];
   rps: number[];
   p99: number[];
   failed: number;
@@ -102,7 +115,7 @@ async function agentlessShop(root: string, name: string, preload: string[]): Pro
     ready: [{ stream: 'stdout', pattern: /app listening on (\d+)/ }],
   });
   if (PIN) pin(shop.pid, PIN[0]);
-  return { name, port: Number(shop.ready[0]![1]), pid: shop.pid, cpu: [], rps: [], p99: [], failed: 0, stop: shop.stop };
+  return { name, port: Number(shop.ready[0]![1]), pid: shop.pid, cpu: [], mainCpu: [], rps: [], p99: [], failed: 0, stop: shop.stop };
 }
 
 async function agentShop(root: string, name: string, state: string, patched: boolean): Promise<Side> {
@@ -118,38 +131,43 @@ async function agentShop(root: string, name: string, state: string, patched: boo
     }
   }
   if (PIN) pin(shop.child.pid!, PIN[0]);
-  return { name, port: shop.httpPort, pid: shop.child.pid!, cpu: [], rps: [], p99: [], failed: 0, stop: () => shop.stop() };
+  return { name, port: shop.httpPort, pid: shop.child.pid!, cpu: [], mainCpu: [], rps: [], p99: [], failed: 0, stop: () => shop.stop() };
 }
 
 /**
- * CPU time of a process so far, in µs: the scheduler's run time of each of its threads (Linux
- * /proc/PID/task/TID/schedstat, in ns), or, where that is missing, user + system time (/proc/PID/stat,
- * in clock ticks of 10 ms).
+ * CPU time of a process so far, in µs, in all and on its main thread: the scheduler's run time of each
+ * of its threads (Linux /proc/PID/task/TID/schedstat, in ns), or, where that is missing, user + system
+ * time (/proc/PID/stat, in clock ticks of 10 ms; the main thread's share is then unknown, NaN).
  */
-function cpuMicros(pid: number): number {
+function cpuMicros(pid: number): { all: number; main: number } {
   try {
     let ns = 0;
+    let main = 0;
     for (const tid of readdirSync(`/proc/${pid}/task`)) {
       try {
-        ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+        const t = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+        ns += t;
+        if (tid === String(pid)) main = t;
       } catch {
         // the thread ended between the listing and the read
       }
     }
-    if (ns > 0) return ns / 1000;
+    if (ns > 0) return { all: ns / 1000, main: main / 1000 };
   } catch {
     // no schedstat: fall back to clock ticks
   }
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+  return { all: (Number(fields[11]) + Number(fields[12])) * 10_000, main: NaN };
 }
 
 async function run(side: Side, seconds: number, record: boolean): Promise<void> {
   const cpu0 = cpuMicros(side.pid);
   const r = await autocannon({ url: `http://127.0.0.1:${side.port}${PATH}`, connections: CONNECTIONS, duration: seconds });
   if (!record) return;
-  side.cpu.push((cpuMicros(side.pid) - cpu0) / Math.max(1, r.requests.total));
+  const cpu1 = cpuMicros(side.pid);
+  side.cpu.push((cpu1.all - cpu0.all) / Math.max(1, r.requests.total));
+  side.mainCpu.push((cpu1.main - cpu0.main) / Math.max(1, r.requests.total));
   side.rps.push(r.requests.average);
   side.p99.push(r.latency.p99);
   side.failed += r.errors + r.timeouts + r.non2xx;
@@ -158,56 +176,61 @@ async function run(side: Side, seconds: number, record: boolean): Promise<void> 
   );
 }
 
+/** Start one process per side, in the order the results are printed (plain node first). */
+async function startSides(roots: { shop: string; bare: string; baseline: string | undefined }, state: string): Promise<Side[]> {
+  const sides: Side[] = [];
+  try {
+    sides.push(await agentlessShop(roots.bare, 'plain node', []));
+    if (SIDES.has('engine')) sides.push(await agentlessShop(roots.shop, 'engine only, no agent', ['-r', 'livepatch/register']));
+    if (SIDES.has('agent')) sides.push(await agentShop(roots.shop, 'agent + pinning', state, false));
+    if (SIDES.has('patched')) sides.push(await agentShop(roots.shop, 'agent, after 1 patch', state, true));
+    if (roots.baseline !== undefined) {
+      if (SIDES.has('engine')) sides.push(await agentlessShop(roots.baseline, 'engine only, baseline', ['-r', 'livepatch/register']));
+      if (SIDES.has('agent')) sides.push(await agentShop(roots.baseline, 'agent + pinning, baseline', state, false));
+    }
+    return sides;
+  } catch (e) {
+    for (const s of sides) await s.stop();
+    throw e;
+  }
+}
+
+const loadAverage = (): string =>
+  loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ');
+
 async function main(): Promise<void> {
   const shop = copyShop();
   const bare = copyShop({ standIn: true });
   const state = mkdtempSync(join(tmpdir(), 'lp-bench-overhead-'));
   // The same shop, with `livepatch` resolving to the baseline checkout.
   const baseline = BASELINE === undefined ? undefined : copyShop({ livepatch: BASELINE });
-  const sides: Side[] = [];
+  const roots = { shop: shop.root, bare: bare.root, baseline: baseline?.root };
+  /** Every round of every set, per side (in print order), and each set's median CPU per request. */
+  let all: Side[] = [];
+  const setCpu: number[][] = [];
+  let sides: Side[] = [];
   try {
-    sides.push(await agentlessShop(bare.root, 'plain node', []));
-    if (SIDES.has('engine')) sides.push(await agentlessShop(shop.root, 'engine only, no agent', ['-r', 'livepatch/register']));
-    if (SIDES.has('agent')) sides.push(await agentShop(shop.root, 'agent + pinning', state, false));
-    if (SIDES.has('patched')) sides.push(await agentShop(shop.root, 'agent, after 1 patch', state, true));
-    if (baseline) {
-      if (SIDES.has('engine')) sides.push(await agentlessShop(baseline.root, 'engine only, baseline', ['-r', 'livepatch/register']));
-      if (SIDES.has('agent')) sides.push(await agentShop(baseline.root, 'agent + pinning, baseline', state, false));
-    }
     if (PIN) pin(process.pid, PIN[1]);
     console.log(
-      `overhead: GET ${PATH}, ${CONNECTIONS} connections, ${ROUNDS} rounds × ${SECONDS} s per side, ${CONCURRENT ? 'all sides at once' : 'alternating'}, ${PIN ? `servers on CPU ${PIN[0]}, load generator on CPU ${PIN[1]}` : 'not pinned'} (load average ${loadavg()
-        .map((x) => x.toFixed(1))
-        .join(' ')})`,
+      `overhead: GET ${PATH}, ${CONNECTIONS} connections, ${PROCESSES > 1 ? `${PROCESSES} sets of processes × ` : ''}${ROUNDS} rounds × ${SECONDS} s per side, ${CONCURRENT ? 'all sides at once' : 'alternating'}, ${PIN ? `servers on CPU ${PIN[0]}, load generator on CPU ${PIN[1]}` : 'not pinned'} (load average ${loadAverage()})`,
     );
-    for (const s of sides) await run(s, 2, false); // warm-up (JIT, connection pools)
-    for (let round = 0; round < ROUNDS; round++) {
-      console.log(`round ${round + 1}`);
-      if (CONCURRENT) await Promise.all(sides.map((s) => run(s, SECONDS, true)));
-      else for (const s of round % 2 === 0 ? sides : [...sides].reverse()) await run(s, SECONDS, true);
+    for (let set = 0; set < PROCESSES; set++) {
+      sides = await startSides(roots, state);
+      if (PROCESSES > 1) console.log(`processes, set ${set + 1} of ${PROCESSES}`);
+      for (const s of sides) await run(s, 2, false); // warm-up (JIT, connection pools)
+      for (let round = 0; round < ROUNDS; round++) {
+        console.log(`round ${round + 1}`);
+        if (CONCURRENT) await Promise.all(sides.map((s) => run(s, SECONDS, true)));
+        else for (const s of round % 2 === 0 ? sides : [...sides].reverse()) await run(s, SECONDS, true);
+      }
+      for (const s of sides) await s.stop();
+      setCpu.push(sides.map((s) => median(s.cpu)));
+      all = set === 0 ? sides : all.map((a, i) => merge(a, sides[i]!));
+      sides = [];
     }
-    const base = sides[0]!;
-    console.log(
-      `\nmedians (load average at the end: ${loadavg()
-        .map((x) => x.toFixed(1))
-        .join(' ')})`,
-    );
-    for (const s of sides) {
-      const rps = median(s.rps);
-      const p99 = median(s.p99);
-      // Paired ratio: each run against the plain run of the same round, which shares the machine's
-      // momentary load; the median of these is steadier than the ratio of medians on a busy machine.
-      const paired = median(s.rps.map((x, i) => x / base.rps[i]!));
-      // CPU per request is far less sensitive to other load than req/s: its inverse ratio is the
-      // throughput ratio a CPU-bound server would reach on an idle machine.
-      const cpu = median(s.cpu);
-      // The same per round for CPU per request, with the quartiles of the rounds' ratios.
-      const cpuRatios = s.cpu.map((x, i) => base.cpu[i]! / x);
-      const cpuPaired = `${median(cpuRatios).toFixed(3)}, quartiles ${percentile(cpuRatios, 25).toFixed(3)}–${percentile(cpuRatios, 75).toFixed(3)}`;
-      console.log(
-        `  ${s.name.padEnd(22)} ${rps.toFixed(0).padStart(7)} req/s (×${(rps / median(base.rps)).toFixed(3)}, paired ×${paired.toFixed(3)})   p99 ${p99} ms (×${(p99 / median(base.p99)).toFixed(2)})   CPU ${cpu.toFixed(1)} µs/req (throughput-equivalent ×${(median(base.cpu) / cpu).toFixed(3)}, paired ×${cpuPaired})   failed ${s.failed}`,
-      );
-    }
+    report(all, setCpu);
   } finally {
     for (const s of sides) await s.stop();
     rmSync(state, { recursive: true, force: true });
@@ -215,6 +238,50 @@ async function main(): Promise<void> {
     bare.cleanup();
     baseline?.cleanup();
   }
+}
+
+/** One side's rounds from two sets of processes, as one list of rounds. */
+function merge(a: Side, b: Side): Side {
+  return {
+    ...a,
+    cpu: [...a.cpu, ...b.cpu],
+    mainCpu: [...a.mainCpu, ...b.mainCpu],
+    rps: [...a.rps, ...b.rps],
+    p99: [...a.p99, ...b.p99],
+    failed: a.failed + b.failed,
+  };
+}
+
+function report(sides: Side[], setCpu: number[][]): void {
+  const base = sides[0]!;
+  console.log(`\nmedians (load average at the end: ${loadAverage()})`);
+  for (const s of sides) {
+    const rps = median(s.rps);
+    const p99 = median(s.p99);
+    // Paired ratio: each run against the plain run of the same round, which shares the machine's
+    // momentary load; the median of these is steadier than the ratio of medians on a busy machine.
+    const paired = median(s.rps.map((x, i) => x / base.rps[i]!));
+    // CPU per request is far less sensitive to other load than req/s: its inverse ratio is the
+    // throughput ratio a CPU-bound server would reach on an idle machine.
+    const cpu = median(s.cpu);
+    // The same per round for CPU per request, with the quartiles of the rounds' ratios.
+    const cpuRatios = s.cpu.map((x, i) => base.cpu[i]! / x);
+    const cpuPaired = `${median(cpuRatios).toFixed(3)}, quartiles ${percentile(cpuRatios, 25).toFixed(3)}–${percentile(cpuRatios, 75).toFixed(3)}`;
+    console.log(
+      `  ${s.name.padEnd(22)} ${rps.toFixed(0).padStart(7)} req/s (×${(rps / median(base.rps)).toFixed(3)}, paired ×${paired.toFixed(3)})   p99 ${p99} ms (×${(p99 / median(base.p99)).toFixed(2)})   CPU ${cpu.toFixed(1)} µs/req (main thread ${median(s.mainCpu).toFixed(1)}; throughput-equivalent ×${(median(base.cpu) / cpu).toFixed(3)}, paired ×${cpuPaired})   failed ${s.failed}`,
+    );
+  }
+  if (setCpu.length < 2) return;
+  // One ratio per set of processes: plain's median CPU per request over the side's, in that set.
+  console.log(`\nby set of processes (CPU ratio plain ÷ side, each set's medians; ${setCpu.length} sets)`);
+  sides.forEach((s, i) => {
+    if (i === 0) return;
+    const ratios = setCpu.map((set) => set[0]! / set[i]!);
+    const sorted = [...ratios].sort((x, y) => x - y);
+    console.log(
+      `  ${s.name.padEnd(22)} median ×${median(ratios).toFixed(3)}, range ${sorted[0]!.toFixed(3)}–${sorted.at(-1)!.toFixed(3)}   (sets: ${ratios.map((r) => r.toFixed(3)).join(', ')})`,
+    );
+  });
 }
 
 main().catch((e: unknown) => {
