@@ -10,6 +10,7 @@ import 'reflect-metadata';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
+import { Session } from 'node:inspector';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -175,6 +176,73 @@ test('V8 names functions and classes as without livepatch: stack traces, profile
       '<anonymous>',
     ]);
     assert.deepEqual(live, expected);
+  } finally {
+    rmSync(outside, { recursive: true, force: true });
+  }
+});
+
+const PROFILED = `const spin = () => { const t = process.cpuUsage().user; while (process.cpuUsage().user - t < 20000); };
+const table = { value: () => spin(), other: function () { spin(); } };
+exports.viaExports = function () { spin(); };
+const arrow = () => spin();
+const Shop = function () {};
+Shop.prototype.total = function () { spin(); };
+const Kept = class { m() { spin(); } };
+const run = (f) => f();
+exports.all = () => { table.value(); table.other(); exports.viaExports(); arrow(); new Shop().total(); new Kept().m(); run(() => spin()); };
+`;
+
+/**
+ * The names a CPU profile (the inspector's Profiler) gives the functions of `file` that call its
+ * `spin` while `fn` runs: only callers of `spin`, which every sample inside it names, so a frame too
+ * short to be sampled reliably (a constructor) does not make the list flaky.
+ */
+async function profiledNames(file: string, fn: () => void): Promise<string[]> {
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params?: object): Promise<any> =>
+    new Promise((res, rej) => session.post(method, params, (err, r) => (err ? rej(err) : res(r))));
+  try {
+    await post('Profiler.enable');
+    await post('Profiler.setSamplingInterval', { interval: 200 });
+    await post('Profiler.start');
+    // Every function spins for 20 ms of CPU, three times over: each is sampled many times.
+    for (let i = 0; i < 3; i++) fn();
+    const { profile } = await post('Profiler.stop');
+    type ProfileNode = { id: number; children?: number[]; callFrame: { url: string; functionName: string } };
+    const nodes = profile.nodes as ProfileNode[];
+    const byId = new Map(nodes.map((n) => [n.id, n]));
+    const names = new Set<string>();
+    for (const n of nodes) {
+      if (!n.callFrame.url.endsWith(file)) continue;
+      const callsSpin = (n.children ?? []).some((c) => byId.get(c)?.callFrame.functionName === 'spin');
+      if (callsSpin) names.add(n.callFrame.functionName || '(anonymous)');
+    }
+    return [...names].sort();
+  } finally {
+    session.disconnect();
+  }
+}
+
+test('CPU profiles name functions as without livepatch', async () => {
+  const outside = mkdtempSync(join(tmpdir(), 'lp-engine-profiled-'));
+  try {
+    writeFileSync(join(outside, 'profiled-plain.js'), PROFILED);
+    const expected = await profiledNames('profiled-plain.js', () => require(join(outside, 'profiled-plain.js')).all());
+    writeModule('profiled', PROFILED, true);
+    const live = await profiledNames('profiled.js', () => load('profiled').all());
+    assert.equal(engine.getVersion('src/profiled.ts')?.version, 1, 'the module is live');
+    for (const name of ['value', 'other', 'exports.viaExports', 'arrow', 'Shop.total', 'm'])
+      assert.ok(expected.includes(name), `${name} in ${expected.join(', ')}`);
+    assert.deepEqual(live, expected);
+    // A function registered through its object is still reached by a patch, through a captured reference.
+    const v1 = `exports.table = { greet: (n, punct = '!') => 'v1:' + n + punct, other: function () { return 'o1'; } };\n`;
+    writeModule('table', v1, true);
+    const { greet, other } = load('table').table;
+    assert.equal(greet.length, 1);
+    await apply('table', v1.replace("'v1:'", "'v2:'").replace("'o1'", "'o2'"), true);
+    assert.equal(greet('x'), 'v2:x!');
+    assert.equal(other(), 'o2');
   } finally {
     rmSync(outside, { recursive: true, force: true });
   }

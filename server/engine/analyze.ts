@@ -20,6 +20,7 @@ import {
   type NewExpression,
   type Node,
   type ObjectExpression,
+  type Pattern,
   type PrivateIdentifier,
   type Program,
   type Statement,
@@ -59,6 +60,11 @@ export interface Point {
   readonly inferredName?: string;
   /** Whether the function is a declaration statement (registered after it, not wrapped). */
   readonly declaration?: boolean;
+  /**
+   * Whether an object literal's value registers it (`{ total: () => … }`, see Container): the literal
+   * is not wrapped, so V8 names it after its key as without livepatch.
+   */
+  inObject?: boolean;
 }
 
 /** A top-level class or object literal whose members are dispatch points. */
@@ -76,8 +82,11 @@ export interface Container {
   readonly bodyStart?: number;
   readonly hasConstructor?: boolean;
   readonly derived?: boolean;
-  /** Member runtime key (JS expression text), point key, accessor kind, static. */
-  readonly members: { keyExpr: string; pointKey: string; kind: 'method' | 'get' | 'set'; isStatic: boolean }[];
+  /**
+   * Member runtime key (JS expression text), point key, kind (a method, an accessor, or a function
+   * that is a property's value), static; for an arrow function value, the `length` JavaScript gives it.
+   */
+  readonly members: { keyExpr: string; pointKey: string; kind: 'method' | 'get' | 'set' | 'value'; isStatic: boolean; length?: number }[];
 }
 
 /** One statement of the module's top level, with dispatch point bodies blanked. */
@@ -204,6 +213,22 @@ function squash(s: string, max = 80): string {
 }
 
 /** Static name of a property/method key, or undefined for a computed key other than `Symbol.x`. */
+/** Whether no property after `p` in `obj` can set key `k` again (a spread or computed key might). */
+function lastWithKey(obj: ObjectExpression, p: Node, k: string): boolean {
+  const later = obj.properties.slice(obj.properties.indexOf(p as (typeof obj.properties)[number]) + 1);
+  return later.every((q) => q.type === 'Property' && !q.computed && keyName(q.key, false) !== k);
+}
+
+/** `length` of a function with these parameters (those before the first default or rest). */
+export function paramLength(params: readonly Pattern[]): number {
+  let n = 0;
+  for (const q of params) {
+    if (q.type === 'AssignmentPattern' || q.type === 'RestElement') break;
+    n++;
+  }
+  return n;
+}
+
 export function keyName(key: Expression | PrivateIdentifier, computed: boolean): string | undefined {
   if (!computed) {
     if (key.type === 'Identifier') return key.name;
@@ -372,6 +397,7 @@ export function analyze(source: string, esm = false): Analysis {
         if (!un)
           container.members.push({ keyExpr: keyExpr(k!), pointKey: pt.key, kind: kind as 'method' | 'get' | 'set', isStatic: false });
       } else {
+        const before = points.length;
         visit(
           p.value,
           `${label}/${k ?? `[${squash(text(p.key), 40)}]`}`,
@@ -379,6 +405,30 @@ export function analyze(source: string, esm = false): Analysis {
           inLoop,
           !p.computed && k !== undefined && !k.startsWith('@@') ? k : undefined,
         );
+        // A function that is the property's value is registered through the object (so it keeps the
+        // name V8 gives it) when nothing after it in the literal can replace that property.
+        const added = points[before];
+        const fn = p.value;
+        if (
+          added !== undefined &&
+          isFn(fn) &&
+          added.start === fn.start &&
+          added.end === fn.end &&
+          !added.unforwardable &&
+          !p.computed &&
+          k !== undefined &&
+          k !== '__proto__' &&
+          lastWithKey(obj, p, k)
+        ) {
+          added.inObject = true;
+          container.members.push({
+            keyExpr: keyExpr(k),
+            pointKey: added.key,
+            kind: 'value',
+            isStatic: false,
+            ...(added.arrow ? { length: paramLength(fn.params) } : {}),
+          });
+        }
       }
     }
     if (container.members.length > 0) containers.push(container);

@@ -276,6 +276,7 @@ export function linkClasses(mod: LiveModule, ctl: VersionCtl): void {
     joinFamily(fam, C);
     shareStatics(canonC, C);
     for (const [key, mslot, kind, isStatic] of members) {
+      if (kind === 'v') continue; // an object literal's own property; classes have none
       const target = isStatic ? canonC : (canonC.prototype as object);
       if (Object.prototype.hasOwnProperty.call(target, key)) continue;
       Object.defineProperty(target, key, stub(canonCtl, mslot, key, kind));

@@ -22,7 +22,8 @@ export interface RegisteredClass {
   readonly members: readonly MemberSpec[];
 }
 /** [runtime key, slot, 'm' | 'g' | 's', static 0/1] as written by the instrumenter. */
-export type MemberSpec = readonly [string | symbol, number, 'm' | 'g' | 's', 0 | 1];
+/** Key, slot, kind (method, getter, setter, or a function that is a property's value), static, length to restore. */
+export type MemberSpec = readonly [string | symbol, number, 'm' | 'g' | 's' | 'v', 0 | 1, number?];
 
 const st = state;
 
@@ -102,10 +103,12 @@ export class VersionCtl {
   }
 
   private members(statics: object, proto: object, members: readonly MemberSpec[], isClass: boolean): void {
-    for (const [key, slot, kind, isStatic] of members) {
+    for (const [key, slot, kind, isStatic, length] of members) {
       const d = Object.getOwnPropertyDescriptor(isClass && isStatic ? statics : proto, key);
       const fn: unknown = kind === 'g' ? d?.get : kind === 's' ? d?.set : d?.value;
       if (typeof fn !== 'function') continue;
+      // An arrow function's parameters became `(...__lp$a)` (instrument.ts): its length is restored.
+      if (length !== undefined && fn.length !== length) Object.defineProperty(fn, 'length', { value: length, configurable: true });
       this.fns[slot] = fn;
       registered.set(fn, slot);
     }

@@ -16,8 +16,8 @@
  * shows the inserted check; an arrow function's parameter list becomes `(...__lp$a)` (its `length`
  * and `name` are restored); columns after an inserted check shift.
  */
-import type { AnyNode, Pattern } from 'acorn';
-import { children, isFn, type Analysis, type FunctionNode } from './analyze';
+import type { AnyNode } from 'acorn';
+import { children, isFn, paramLength, type Analysis, type FunctionNode } from './analyze';
 
 /** Modules larger than this (bytes of JavaScript) are loaded as they are, not live: bundles, generated code. */
 export function maxModuleBytes(): number {
@@ -108,7 +108,8 @@ const isClass = (n: AnyNode): n is AnyNode & { type: 'ClassExpression' | 'ClassD
  *   the value is the same function);
  * - `const name = <literal>` as a top-level statement: the registration follows the statement
  *   (`;__lp$e(slot, name, …);`);
- * - anywhere else (a call's argument, an object literal's value): the literal is wrapped.
+ * - a property's value in an object literal is registered by its object (analyze.ts, `inObject`);
+ * - anywhere else (a call's argument, where V8 gives no name either): the literal is wrapped.
  */
 function registrationSite(node: AnyNode, ancestors: readonly AnyNode[]): { wrap: [number, number] } | { after: number; name: string } {
   const parent = ancestors[ancestors.length - 1];
@@ -122,16 +123,6 @@ function registrationSite(node: AnyNode, ancestors: readonly AnyNode[]): { wrap:
     if (decl && ancestors[ancestors.indexOf(stmt!) - 1]?.type === 'Program') return { after: stmt!.end, name: parent.id.name };
   }
   return { wrap: [node.start, node.end] };
-}
-
-/** `length` of a function with these parameters (those before the first default or rest). */
-function paramLength(params: readonly Pattern[]): number {
-  let n = 0;
-  for (const p of params) {
-    if (p.type === 'AssignmentPattern' || p.type === 'RestElement') break;
-    n++;
-  }
-  return n;
 }
 
 /**
@@ -169,7 +160,8 @@ export function instrument(a: Analysis, slotOf: (key: string) => number, opts: I
       const self = p.kind === 'constructor' ? 'undefined' : 'this';
       insert(bodyInsertAt(fn), prologue(slot, self, 'arguments', 'new.target'));
     }
-    if (p.kind === 'function' || p.kind === 'arrow') {
+    // A function that is an object literal's value is registered by its object (the container below).
+    if ((p.kind === 'function' || p.kind === 'arrow') && !p.inObject) {
       // A declaration point is a named function declaration (analyze.ts).
       if (p.declaration && fn.id) insert(fn.end, `;__lp$c.d(${slot}, ${fn.id.name});`);
       else {
@@ -186,7 +178,7 @@ export function instrument(a: Analysis, slotOf: (key: string) => number, opts: I
   }
 
   for (const c of a.containers) {
-    const members = `[${c.members.map((m) => `[${m.keyExpr},${slotOf(m.pointKey)},${JSON.stringify(m.kind[0])},${m.isStatic ? 1 : 0}]`).join(',')}]`;
+    const members = `[${c.members.map((m) => `[${m.keyExpr},${slotOf(m.pointKey)},${JSON.stringify(m.kind[0])},${m.isStatic ? 1 : 0}${m.length !== undefined ? `,${m.length}` : ''}]`).join(',')}]`;
     if (c.kind === 'object') {
       insert(c.start, '__lp$c.o(');
       insert(c.end, `, ${members})`);
