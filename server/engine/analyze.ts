@@ -212,7 +212,6 @@ function squash(s: string, max = 80): string {
   return t.length > max ? `${t.slice(0, max)}…` : t;
 }
 
-/** Static name of a property/method key, or undefined for a computed key other than `Symbol.x`. */
 /** Whether no property after `p` in `obj` can set key `k` again (a spread or computed key might). */
 function lastWithKey(obj: ObjectExpression, p: Node, k: string): boolean {
   const later = obj.properties.slice(obj.properties.indexOf(p as (typeof obj.properties)[number]) + 1);
@@ -229,6 +228,7 @@ export function paramLength(params: readonly Pattern[]): number {
   return n;
 }
 
+/** Static name of a property/method key, or undefined for a computed key other than `Symbol.x`. */
 export function keyName(key: Expression | PrivateIdentifier, computed: boolean): string | undefined {
   if (!computed) {
     if (key.type === 'Identifier') return key.name;

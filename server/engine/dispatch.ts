@@ -21,8 +21,11 @@ export interface RegisteredClass {
   readonly C: AppFunction;
   readonly members: readonly MemberSpec[];
 }
-/** [runtime key, slot, 'm' | 'g' | 's', static 0/1] as written by the instrumenter. */
-/** Key, slot, kind (method, getter, setter, or a function that is a property's value), static, length to restore. */
+/**
+ * [runtime key, slot, kind, static 0/1, length] as written by the instrumenter. The kind is a method,
+ * getter or setter ('m' | 'g' | 's'), or 'v' for a function that is a property's value in an object
+ * literal; the length, for an arrow function value, is the one JavaScript gives it.
+ */
 export type MemberSpec = readonly [string | symbol, number, 'm' | 'g' | 's' | 'v', 0 | 1, number?];
 
 const st = state;
