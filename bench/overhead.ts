@@ -6,7 +6,7 @@
  * side runs with a no-op stand-in for the `livepatch` import (keep → init(), pin → fn()), i.e. the app
  * exactly as it would run without livepatch installed.
  *
- * All processes run side by side; autocannon runs alternate between them (A B C D, D C B A, ...) so drift
+ * All processes run side by side; autocannon runs rotate between them (A B C D, B C D A, ...) so drift
  * in the machine's load hits every side alike. Prints each run, the medians and the ratios, and the
  * server's CPU time per request (from /proc), which stays meaningful when other work shares the CPUs.
  *
@@ -15,12 +15,14 @@
  * server it measures (BENCH_PIN=0 turns this off; BENCH_PIN=a,b picks the two CPUs).
  * Usage: node dist/bench/overhead.js   (env BENCH_ROUNDS=6, BENCH_SECONDS=5, BENCH_CONNECTIONS=10,
  * BENCH_PATH=/health for a trivial handler instead of the quote, BENCH_SIDES=plain,engine,agent,patched
- * to run only some of the four sides; plain always runs, as the baseline; BENCH_PATCH=same patches the two
+ * to run only some of the four sides; plain always runs, as the baseline, and `again` adds a second plain
+ * process of the same build (an A/A control: how far two identical sides land apart); BENCH_PATCH=same patches the two
  * modules with their own source plus a comment instead of the bulk-discount change; BENCH_BASELINE=DIR, a
  * built checkout of another livepatch version, adds its engine-only and agent sides to the same rounds,
  * so a change to the engine is measured against the code before it, side by side; BENCH_CONCURRENT=1
  * loads every side at once instead of one after another, BENCH_PROCESSES=N starts fresh processes for every
- * side N times, BENCH_ROUNDS rounds each, and prints the ratios set by set)
+ * side N times, BENCH_ROUNDS rounds each, and prints the ratios set by set, their geometric mean and its
+ * 95 % bootstrap interval)
  *
  * CPU per request is the scheduler's run time of the server's threads over the requests served, and
  * each side's ratio to plain node is taken round by round (paired), with the quartiles of those ratios:
@@ -33,7 +35,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentClient } from '../client/connection';
-import { benchPatchFiles, copyShop, median, percentile } from '../examples/bench-kit';
+import { benchPatchFiles, copyShop, geomeanInterval, median, percentile } from '../examples/bench-kit';
 import { createDevToken, startShop } from '../examples/demo-app';
 import { launch } from '../testkit/launch';
 
@@ -176,11 +178,15 @@ async function run(side: Side, seconds: number, record: boolean): Promise<void> 
   );
 }
 
+/** The A/A control's name: a second process of plain node (`BENCH_SIDES=…,again`). */
+const AGAIN = 'plain node, again';
+
 /** Start one process per side, in the order the results are printed (plain node first). */
 async function startSides(roots: { shop: string; bare: string; baseline: string | undefined }, state: string): Promise<Side[]> {
   const sides: Side[] = [];
   try {
     sides.push(await agentlessShop(roots.bare, 'plain node', []));
+    if (SIDES.has('again')) sides.push(await agentlessShop(roots.bare, AGAIN, []));
     if (SIDES.has('engine')) sides.push(await agentlessShop(roots.shop, 'engine only, no agent', ['-r', 'livepatch/register']));
     if (SIDES.has('agent')) sides.push(await agentShop(roots.shop, 'agent + pinning', state, false));
     if (SIDES.has('patched')) sides.push(await agentShop(roots.shop, 'agent, after 1 patch', state, true));
@@ -223,7 +229,9 @@ async function main(): Promise<void> {
       for (let round = 0; round < ROUNDS; round++) {
         console.log(`round ${round + 1}`);
         if (CONCURRENT) await Promise.all(sides.map((s) => run(s, SECONDS, true)));
-        else for (const s of round % 2 === 0 ? sides : [...sides].reverse()) await run(s, SECONDS, true);
+        // Rotated every round (A B C, B C A, C A B, ...): every side takes every place in the order
+        // equally often, so none always runs first after the pause or right after the same neighbour.
+        else for (let i = 0; i < sides.length; i++) await run(sides[(i + round) % sides.length]!, SECONDS, true);
       }
       for (const s of sides) await s.stop();
       setCpu.push(sides.map((s) => median(s.cpu)));
@@ -278,9 +286,24 @@ function report(sides: Side[], setCpu: number[][]): void {
     if (i === 0) return;
     const ratios = setCpu.map((set) => set[0]! / set[i]!);
     const sorted = [...ratios].sort((x, y) => x - y);
+    // Each set's processes are a fresh draw of where code and heap land: the sets are the samples, so
+    // the interval is over sets (resampled), not over rounds, which share their processes.
+    const g = geomeanInterval(ratios);
     console.log(
-      `  ${s.name.padEnd(22)} median ×${median(ratios).toFixed(3)}, range ${sorted[0]!.toFixed(3)}–${sorted.at(-1)!.toFixed(3)}   (sets: ${ratios.map((r) => r.toFixed(3)).join(', ')})`,
+      `  ${s.name.padEnd(22)} median ×${median(ratios).toFixed(3)}, range ${sorted[0]!.toFixed(3)}–${sorted.at(-1)!.toFixed(3)}, geometric mean ×${g.mean.toFixed(3)} (95 % interval ${g.low.toFixed(3)}–${g.high.toFixed(3)})   (sets: ${ratios.map((r) => r.toFixed(3)).join(', ')})`,
     );
+  });
+  // With a second plain process in every set (BENCH_SIDES=…,again), each side is also set against
+  // both plain processes of its set (the geometric mean of their CPU per request): the baseline's own
+  // process-to-process spread then weighs half as much in every ratio.
+  const again = sides.findIndex((s) => s.name === AGAIN);
+  if (again < 0) return;
+  console.log(`
+against both plain processes of each set (CPU ratio √(plain × plain again) ÷ side)`);
+  sides.forEach((s, i) => {
+    if (i === 0 || i === again) return;
+    const g = geomeanInterval(setCpu.map((set) => Math.sqrt(set[0]! * set[again]!) / set[i]!));
+    console.log(`  ${s.name.padEnd(22)} geometric mean ×${g.mean.toFixed(3)} (95 % interval ${g.low.toFixed(3)}–${g.high.toFixed(3)})`);
   });
 }
 

@@ -23,6 +23,31 @@ export function percentile(xs: readonly number[], p: number): number {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
 }
 
+/**
+ * Geometric mean of ratios (each a side's figure against a baseline's) and its 95 % bootstrap interval:
+ * the ratios are resampled with replacement `draws` times and the 2.5th and 97.5th percentiles of the
+ * resampled means are taken. A fixed seed makes the interval the same for the same ratios.
+ */
+export function geomeanInterval(ratios: readonly number[], draws = 10_000): { mean: number; low: number; high: number } {
+  const logs = ratios.map(Math.log);
+  const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+  // mulberry32: a small seeded generator, so the printed interval is reproducible.
+  let seed = 0x2f6b1d3;
+  const random = (): number => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const means: number[] = [];
+  for (let d = 0; d < draws; d++) {
+    let sum = 0;
+    for (let i = 0; i < logs.length; i++) sum += logs[Math.floor(random() * logs.length)]!;
+    means.push(sum / logs.length);
+  }
+  return { mean: Math.exp(mean(logs)), low: Math.exp(percentile(means, 2.5)), high: Math.exp(percentile(means, 97.5)) };
+}
+
 export { freePort } from '../testkit/launch';
 
 /** A private copy of the example shop (sources, tsconfig, dist) that a benchmark may rewrite. */
