@@ -11,10 +11,13 @@ import {
   H_REQUESTS,
   H_STATUS,
   H_THREW,
+  latencyStride,
   newHealth,
+  NOT_TIMED,
   nowUs,
   quantileMs,
   recordRequest,
+  startRequest,
   summarizeHealth,
 } from '../server/engine/health';
 import { judge } from '../server/agent/watch';
@@ -37,6 +40,35 @@ test('requests land in their status class, thrown or torn-down bucket, and the l
   assert.equal(s.errors, 3);
   assert.equal(s.errorRate, 0.75);
   assert.equal(typeof s.p99Ms, 'number');
+});
+
+test('above ~1000 requests a second only one in a stride is timed, each weighing the stride: the histogram still adds up to the requests', () => {
+  const h = newHealth();
+  const n = 200_000;
+  let timed = 0;
+  // Millions of starts a second, far above the rate at which every request is timed.
+  for (let i = 0; i < n; i++) {
+    const t0 = startRequest();
+    if (t0 !== NOT_TIMED) timed++;
+    recordRequest(h, { statusCode: 200, writableFinished: true }, t0, false);
+  }
+  assert.equal(h[H_REQUESTS], n);
+  assert.equal(h[H_STATUS], n, 'every request is counted in its status class');
+  assert.equal(latencyStride(), 16);
+  assert.ok(timed < n / 8, `timed ${timed} of ${n}`);
+  let total = 0;
+  for (let i = H_HIST; i < h.length; i++) total += h[i]!;
+  // The first CHECK_EVERY requests are all timed at weight 1; the stride changes only at retunings.
+  assert.ok(Math.abs(total - n) <= 64, `histogram total ${total} for ${n} requests`);
+  // A request that is not timed is counted without a latency.
+  const u = newHealth();
+  recordRequest(u, { statusCode: 500, writableFinished: true }, NOT_TIMED, false);
+  assert.equal(u[H_REQUESTS], 1);
+  assert.equal(u[H_STATUS + 3], 1);
+  assert.equal(
+    u.slice(H_HIST).reduce((a, b) => a + b, 0),
+    0,
+  );
 });
 
 test('quantiles come from the bucket holding the q-th request (upper edge, ~19 % wide)', () => {

@@ -5,9 +5,15 @@
  * by status class, requests whose handler threw or whose socket went away before the response was
  * sent, uncaught exceptions and unhandled rejections attributed to the generation, and a latency
  * histogram (4 buckets per octave of microseconds, 1 µs to ~16 s). Counting a request is a few array
- * increments and one `Math.log2`; nothing is allocated per request. Start times are integer
- * microseconds truncated to 32 bits (small integers, so no boxed number is made), which bounds one
- * request's measurable latency to ~35 minutes (longer ones land in the last bucket).
+ * increments; nothing is allocated per request. Start times are integer microseconds truncated to 30
+ * bits (small integers, so no boxed number is made), which bounds one request's measurable latency
+ * to ~17 minutes.
+ *
+ * Every request is counted, but above TIMED_PER_SECOND requests per second only one in `stride`
+ * (a power of two, at most MAX_STRIDE) is timed, and each timed one weighs `stride` in the histogram:
+ * the two clock reads and the bucket are most of what counting costs, and a thousand timed requests a
+ * second are plenty for a 2-second window's p99. The stride is retuned every CHECK_EVERY requests
+ * from the time those took (one clock read); below that rate every request is timed.
  */
 import { performance } from 'node:perf_hooks';
 import type { GenerationHealth } from '../../shared/health';
@@ -31,9 +37,47 @@ export function newHealth(): Health {
   return new Float64Array(H_SIZE);
 }
 
-/** Now, in integer microseconds modulo 2^32 (a small integer: no allocation). */
+/** Now, in integer microseconds modulo 2^30 (a small integer: no allocation). */
 export function nowUs(): number {
-  return (performance.now() * 1000) | 0;
+  return (performance.now() * 1000) & US_MASK;
+}
+const US_MASK = 0x3fffffff;
+
+/** What a request that is counted but not timed has as its start time. */
+export const NOT_TIMED = -1;
+/** Below this many requests per second, every request is timed. */
+const TIMED_PER_SECOND = 1024;
+/** The largest stride: at the highest rates, one request in this many is timed. */
+const MAX_STRIDE = 16;
+/** Requests between two retunings of the stride (a power of two). */
+const CHECK_EVERY = 4096;
+
+/** Requests started (modulo 2^31), the current stride, and when it was last retuned (nowUs). */
+let seq = 0;
+let stride = 1;
+let tunedAt = 0;
+
+/** A request starts: its start time (nowUs) if it is one of the timed ones, else NOT_TIMED. */
+export function startRequest(): number {
+  seq = (seq + 1) & 0x7fffffff;
+  if ((seq & (CHECK_EVERY - 1)) === 0) retune();
+  return (seq & (stride - 1)) === 0 ? nowUs() : NOT_TIMED;
+}
+
+/** Pick the largest stride that still times TIMED_PER_SECOND requests a second at the last rate. */
+function retune(): void {
+  const t = nowUs();
+  const elapsedUs = Math.max(1, (t - tunedAt) & US_MASK);
+  tunedAt = t;
+  const perSecond = (CHECK_EVERY * 1e6) / elapsedUs;
+  let s = 1;
+  while (s < MAX_STRIDE && perSecond / (s * 2) >= TIMED_PER_SECOND) s *= 2;
+  stride = s;
+}
+
+/** The current stride (tests and benchmarks). */
+export function latencyStride(): number {
+  return stride;
 }
 
 function bucketOf(us: number): number {
@@ -42,21 +86,23 @@ function bucketOf(us: number): number {
   return b < H_BUCKETS ? b : H_BUCKETS - 1;
 }
 
-/** Count one request that ended: `threw` when its handler threw synchronously. */
+/**
+ * Count one request that ended: `threw` when its handler threw synchronously; `t0` its start time
+ * from `startRequest` (or `nowUs`), or NOT_TIMED, which counts it without a latency.
+ */
 export function recordRequest(
   h: Health,
   res: { statusCode?: number; writableFinished?: boolean } | undefined,
   t0: number,
   threw: boolean,
 ): void {
-  const us = (nowUs() - t0) >>> 0;
   h[H_REQUESTS]!++;
   if (threw) h[H_THREW]!++;
   else if (res && res.writableFinished) {
     const c = ((res.statusCode ?? 0) / 100) | 0;
     if (c >= 2 && c <= 5) h[H_STATUS + c - 2]!++;
   } else h[H_DESTROYED]!++;
-  h[H_HIST + bucketOf(us)]!++;
+  if (t0 !== NOT_TIMED) h[H_HIST + bucketOf((nowUs() - t0) & US_MASK)]! += stride;
 }
 
 /** `a - b` into a new array (window figures from two cumulative snapshots). */

@@ -12,7 +12,7 @@
  */
 import * as http from 'node:http';
 import * as https from 'node:https';
-import { nowUs, recordRequest } from './health';
+import { recordRequest, startRequest } from './health';
 import { state, type Generation } from './state';
 
 /** What pinning needs from the engine. */
@@ -57,7 +57,7 @@ function emitIn(g: Generation, original: Emit, server: object, req: unknown, res
   return state.als.run(g, () => original.call(server, 'request', req, res));
 }
 
-/** On a response being counted: its generation, and its start time (health.ts `nowUs`). */
+/** On a response being counted: its generation, and its start time (health.ts `startRequest`). */
 const kGen = Symbol('livepatch.generation');
 const kStart = Symbol('livepatch.start');
 /** A response with livepatch's two fields (set on the instance when its request is dispatched). */
@@ -71,10 +71,11 @@ interface Counted {
  * also owns the request hold queue.
  *
  * Per request, in the steady state: one current-generation read, two fields set on the response, a
- * clock read, and at 'close' a clock read and a few counter increments. No closure, listener or
- * other object is allocated per request: the response's 'close' (emitted once the response has
- * finished or its connection was torn down) is seen by the wrapped `ServerResponse.prototype.emit`,
- * after the app's own 'close' listeners have run.
+ * clock read, and at 'close' a clock read and a few counter increments (above ~1000 requests a
+ * second, only some requests are timed: health.ts). No closure, listener or other object is
+ * allocated per request: the response's 'close' (emitted once the response has finished or its
+ * connection was torn down) is seen by the wrapped `ServerResponse.prototype.emit`, after the app's
+ * own 'close' listeners have run.
  */
 export class RequestPinning {
   private holds = 0;
@@ -144,7 +145,7 @@ export class RequestPinning {
     this.host.acquire(g);
     if (response && typeof response.on === 'function') {
       response[kGen] = g;
-      response[kStart] = nowUs();
+      response[kStart] = startRequest();
       // A response class with its own `emit` may not reach the wrapped one: one listener sees its
       // 'close' (`end` counts a response once, whichever sees it first).
       if (response.emit !== this.responseEmit) response.on('close', () => this.end(response, false));
