@@ -298,8 +298,7 @@ function report(sides: Side[], setCpu: number[][]): void {
   // process-to-process spread then weighs half as much in every ratio.
   const again = sides.findIndex((s) => s.name === AGAIN);
   if (again < 0) return;
-  console.log(`
-against both plain processes of each set (CPU ratio √(plain × plain again) ÷ side)`);
+  console.log(`\nagainst both plain processes of each set (CPU ratio √(plain × plain again) ÷ side)`);
   sides.forEach((s, i) => {
     if (i === 0 || i === again) return;
     const g = geomeanInterval(setCpu.map((set) => Math.sqrt(set[0]! * set[again]!) / set[i]!));
