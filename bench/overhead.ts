@@ -17,9 +17,10 @@
  * BENCH_PATH=/health for a trivial handler instead of the quote, BENCH_SIDES=plain,engine,agent,patched
  * to run only some of the four sides; plain always runs, as the baseline, and `again` adds a second plain
  * process of the same build (an A/A control: how far two identical sides land apart); BENCH_PATCH=same patches the two
- * modules with their own source plus a comment instead of the bulk-discount change; BENCH_BASELINE=DIR, a
- * built checkout of another livepatch version, adds its engine-only and agent sides to the same rounds,
- * so a change to the engine is measured against the code before it, side by side; BENCH_CONCURRENT=1
+ * modules with their own source plus a comment instead of the bulk-discount change; BENCH_BASELINE=DIR[,DIR…],
+ * built checkouts of other livepatch versions, adds each one's engine-only and agent sides to the same
+ * rounds, so a change to the engine is measured against the code before it, side by side, and each
+ * baseline's engine side is also set against this build's; BENCH_CONCURRENT=1
  * loads every side at once instead of one after another, BENCH_PROCESSES=N starts fresh processes for every
  * side N times, BENCH_ROUNDS rounds each, and prints the ratios set by set, their geometric mean and its
  * 95 % bootstrap interval)
@@ -56,8 +57,8 @@ const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 10);
 const PATH = process.env['BENCH_PATH'] ?? '/quote?items=mug:3,tee:2,pen:1';
 /** `bulk-discount` (the example patch, default) or `same` (the patched modules' own source plus a comment). */
 const PATCH = process.env['BENCH_PATCH'] ?? 'bulk-discount';
-/** Another built livepatch checkout whose engine and agent run side by side with this one's. */
-const BASELINE = process.env['BENCH_BASELINE'];
+/** Other built livepatch checkouts (comma-separated) whose engine and agent run side by side with this one's. */
+const BASELINES = (process.env['BENCH_BASELINE'] ?? '').split(',').filter((d) => d !== '');
 /**
  * Every side under load at the same time (one autocannon per side, all servers sharing one core)
  * instead of one after another: the machine's swings then hit every side in the same instant. The
@@ -181,18 +182,23 @@ async function run(side: Side, seconds: number, record: boolean): Promise<void> 
 /** The A/A control's name: a second process of plain node (`BENCH_SIDES=…,again`). */
 const AGAIN = 'plain node, again';
 
+/** This build's engine-only side, and the start of each baseline's. */
+const ENGINE = 'engine only, no agent';
+const ENGINE_BASELINE = 'engine only, baseline';
+
 /** Start one process per side, in the order the results are printed (plain node first). */
-async function startSides(roots: { shop: string; bare: string; baseline: string | undefined }, state: string): Promise<Side[]> {
+async function startSides(roots: { shop: string; bare: string; baselines: string[] }, state: string): Promise<Side[]> {
   const sides: Side[] = [];
   try {
     sides.push(await agentlessShop(roots.bare, 'plain node', []));
     if (SIDES.has('again')) sides.push(await agentlessShop(roots.bare, AGAIN, []));
-    if (SIDES.has('engine')) sides.push(await agentlessShop(roots.shop, 'engine only, no agent', ['-r', 'livepatch/register']));
+    if (SIDES.has('engine')) sides.push(await agentlessShop(roots.shop, ENGINE, ['-r', 'livepatch/register']));
     if (SIDES.has('agent')) sides.push(await agentShop(roots.shop, 'agent + pinning', state, false));
     if (SIDES.has('patched')) sides.push(await agentShop(roots.shop, 'agent, after 1 patch', state, true));
-    if (roots.baseline !== undefined) {
-      if (SIDES.has('engine')) sides.push(await agentlessShop(roots.baseline, 'engine only, baseline', ['-r', 'livepatch/register']));
-      if (SIDES.has('agent')) sides.push(await agentShop(roots.baseline, 'agent + pinning, baseline', state, false));
+    for (const [i, root] of roots.baselines.entries()) {
+      const which = roots.baselines.length > 1 ? ` ${i + 1}` : '';
+      if (SIDES.has('engine')) sides.push(await agentlessShop(root, ENGINE_BASELINE + which, ['-r', 'livepatch/register']));
+      if (SIDES.has('agent')) sides.push(await agentShop(root, `agent + pinning, baseline${which}`, state, false));
     }
     return sides;
   } catch (e) {
@@ -210,9 +216,9 @@ async function main(): Promise<void> {
   const shop = copyShop();
   const bare = copyShop({ standIn: true });
   const state = mkdtempSync(join(tmpdir(), 'lp-bench-overhead-'));
-  // The same shop, with `livepatch` resolving to the baseline checkout.
-  const baseline = BASELINE === undefined ? undefined : copyShop({ livepatch: BASELINE });
-  const roots = { shop: shop.root, bare: bare.root, baseline: baseline?.root };
+  // The same shop, with `livepatch` resolving to each baseline checkout.
+  const baselines = BASELINES.map((dir) => copyShop({ livepatch: dir }));
+  const roots = { shop: shop.root, bare: bare.root, baselines: baselines.map((b) => b.root) };
   /** Every round of every set, per side (in print order), and each set's median CPU per request. */
   let all: Side[] = [];
   const setCpu: number[][] = [];
@@ -244,7 +250,7 @@ async function main(): Promise<void> {
     rmSync(state, { recursive: true, force: true });
     shop.cleanup();
     bare.cleanup();
-    baseline?.cleanup();
+    for (const b of baselines) b.cleanup();
   }
 }
 
@@ -293,6 +299,19 @@ function report(sides: Side[], setCpu: number[][]): void {
       `  ${s.name.padEnd(22)} median ×${median(ratios).toFixed(3)}, range ${sorted[0]!.toFixed(3)}–${sorted.at(-1)!.toFixed(3)}, geometric mean ×${g.mean.toFixed(3)} (95 % interval ${g.low.toFixed(3)}–${g.high.toFixed(3)})   (sets: ${ratios.map((r) => r.toFixed(3)).join(', ')})`,
     );
   });
+  // Each baseline's engine side against this build's, set by set: the comparison a change to the engine
+  // is judged by (above 1, the baseline is the cheaper of the two).
+  const engine = sides.findIndex((s) => s.name === ENGINE);
+  const others = sides.flatMap((s, i) => (s.name.startsWith(ENGINE_BASELINE) ? [i] : []));
+  if (engine >= 0 && others.length > 0) {
+    console.log(`\nthis build against each baseline (CPU ratio this build's engine side ÷ the baseline's, by set)`);
+    for (const i of others) {
+      const g = geomeanInterval(setCpu.map((set) => set[engine]! / set[i]!));
+      console.log(
+        `  ${sides[i]!.name.padEnd(22)} geometric mean ${g.mean.toFixed(3)} (95 % interval ${g.low.toFixed(3)}–${g.high.toFixed(3)})`,
+      );
+    }
+  }
   // With a second plain process in every set (BENCH_SIDES=…,again), each side is also set against
   // both plain processes of its set (the geometric mean of their CPU per request): the baseline's own
   // process-to-process spread then weighs half as much in every ratio.
