@@ -2,8 +2,9 @@
  * Facade shapes and module ids, with the engine installed in this test process over real files on
  * disk: classes (statics, accessors, subclasses, `instanceof` inside module code), default exports,
  * `module.exports = fn`, `__esModule`, tsconfig rootDir/outDir and source-map id mapping, `pin`, and
- * pinning of `node:https` requests, and each response counted once in its generation's health (finished,
- * torn down, or from a response class with its own `emit`).
+ * pinning of `node:https` requests, an app's own 'close' listener running on its request's generation,
+ * and each response counted once in its generation's health (finished, torn down, or from a response
+ * class with its own `emit`).
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -196,6 +197,41 @@ test('https requests are counted in flight and pinned like http ones', async (t)
     engine.pin(() => m.version),
     4,
   );
+});
+
+test("an app's own 'close' listener on the last request of a replaced generation still runs on that generation", async (t) => {
+  const m = require(join(root, 'dist/shape.js'));
+  // The earlier tests' generations drained first: this request starts with one generation live.
+  for (let i = 0; i < 200 && engine.liveGenerations().length > 1; i++) await new Promise((res) => setTimeout(res, 10));
+  assert.equal(engine.liveGenerations().length, 1);
+  let release!: () => void;
+  const gate = new Promise<void>((res) => (release = res));
+  const atClose: number[] = [];
+  // eslint-disable-next-line @typescript-eslint/no-misused-promises -- an async request handler is what the engine must pin
+  const server = http.createServer(async (_req, res) => {
+    // Runs when the response closes: the request is still in flight for its generation until the
+    // app's own 'close' listeners are done.
+    res.on('close', () => atClose.push(m.version));
+    await gate;
+    res.end('ok');
+  });
+  await new Promise<void>((res) => server.listen(0, '127.0.0.1', () => res()));
+  t.after(() => server.close());
+  const port = (server.address() as { port: number }).port;
+  const before = m.version;
+  const done = new Promise<void>((res, rej) => {
+    http.get({ host: '127.0.0.1', port, agent: false }, (r) => r.resume().on('end', () => res())).on('error', rej);
+  });
+  while (engine.liveGenerations().find((g) => g.current)?.inflight !== 1) await new Promise((res) => setTimeout(res, 10));
+  await apply({ 'src/shape.ts': SHAPE_V1.replace('version = 1', 'version = 5') });
+  release();
+  await done;
+  while (atClose.length === 0) await new Promise((res) => setTimeout(res, 10));
+  assert.deepEqual(atClose, [before], 'the listener saw the code its request started on');
+  // And the replaced generation is still released once that is over.
+  for (let i = 0; i < 100 && engine.liveGenerations().length > 1; i++) await new Promise((res) => setTimeout(res, 10));
+  assert.equal(engine.liveGenerations().length, 1);
+  assert.equal(m.version, 5);
 });
 
 test("each response is counted once in its generation's health: finished, torn down, emitted twice, and from a response class with its own emit", async (t) => {
