@@ -222,11 +222,13 @@ test("an app's own 'close' listener on the last request of a replaced generation
   const done = new Promise<void>((res, rej) => {
     http.get({ host: '127.0.0.1', port, agent: false }, (r) => r.resume().on('end', () => res())).on('error', rej);
   });
-  while (engine.liveGenerations().find((g) => g.current)?.inflight !== 1) await new Promise((res) => setTimeout(res, 10));
+  const inflight = (): number | undefined => engine.liveGenerations().find((g) => g.current)?.inflight;
+  for (let i = 0; i < 500 && inflight() !== 1; i++) await new Promise((res) => setTimeout(res, 10));
+  assert.equal(inflight(), 1, 'the request is in flight');
   await apply({ 'src/shape.ts': SHAPE_V1.replace('version = 1', 'version = 5') });
   release();
   await done;
-  while (atClose.length === 0) await new Promise((res) => setTimeout(res, 10));
+  for (let i = 0; i < 500 && atClose.length === 0; i++) await new Promise((res) => setTimeout(res, 10));
   assert.deepEqual(atClose, [before], 'the listener saw the code its request started on');
   // And the replaced generation is still released once that is over.
   for (let i = 0; i < 100 && engine.liveGenerations().length > 1; i++) await new Promise((res) => setTimeout(res, 10));
