@@ -6,7 +6,7 @@
  * and each response counted once in its generation's health (finished, torn down, or from a response
  * class with its own `emit`).
  */
-import { test, before, after } from 'node:test';
+import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -31,6 +31,13 @@ const writeModule = (name: string, ts: string): void => {
 };
 const apply = async (files: Record<string, string>): Promise<void> => {
   engine.commit(await engine.stage(changes(files)));
+};
+const portOf = (server: http.Server): number => (server.address() as { port: number }).port;
+/** Listen on a free loopback port until test `t` ends; the port. */
+const listen = async (server: http.Server, t: TestContext): Promise<number> => {
+  await new Promise<void>((res) => server.listen(0, '127.0.0.1', () => res()));
+  t.after(() => server.close());
+  return portOf(server);
 };
 
 const SHAPE_V1 = `export class Shape {
@@ -174,9 +181,7 @@ test('https requests are counted in flight and pinned like http ones', async (t)
       res.end('ok');
     },
   );
-  await new Promise<void>((res) => server.listen(0, '127.0.0.1', () => res()));
-  t.after(() => server.close());
-  const port = (server.address() as { port: number }).port;
+  const port = await listen(server, t);
   const before = m.version;
   const done = new Promise<string>((res, rej) => {
     https
@@ -215,9 +220,7 @@ test("an app's own 'close' listener on the last request of a replaced generation
     await gate;
     res.end('ok');
   });
-  await new Promise<void>((res) => server.listen(0, '127.0.0.1', () => res()));
-  t.after(() => server.close());
-  const port = (server.address() as { port: number }).port;
+  const port = await listen(server, t);
   const before = m.version;
   const done = new Promise<void>((res, rej) => {
     http.get({ host: '127.0.0.1', port, agent: false }, (r) => r.resume().on('end', () => res())).on('error', rej);
@@ -254,15 +257,11 @@ test("each response is counted once in its generation's health: finished, torn d
   };
   const plain = http.createServer(handler);
   const own = http.createServer({ ServerResponse: OwnEmit as unknown as typeof http.ServerResponse }, handler);
-  for (const s of [plain, own]) {
-    await new Promise<void>((res) => s.listen(0, '127.0.0.1', () => res()));
-    t.after(() => s.close());
-  }
+  for (const s of [plain, own]) await listen(s, t);
   const get = (server: http.Server, path: string): Promise<number> =>
     new Promise((res, rej) => {
-      const port = (server.address() as { port: number }).port;
       http
-        .get({ host: '127.0.0.1', port, path, agent: false }, (r) => {
+        .get({ host: '127.0.0.1', port: portOf(server), path, agent: false }, (r) => {
           r.resume();
           r.on('end', () => res(r.statusCode ?? 0));
         })
@@ -290,8 +289,7 @@ test("each response is counted once in its generation's health: finished, torn d
   // A server that hands its requests to another server's listeners (the same response emitted twice):
   // counted once, and not left in flight.
   const front = http.createServer((req, res) => plain.emit('request', req, res));
-  await new Promise<void>((res) => front.listen(0, '127.0.0.1', () => res()));
-  t.after(() => front.close());
+  await listen(front, t);
   assert.equal(await get(front, '/'), 200);
   const forwarded = await settled(after.requests + 1);
   assert.equal(forwarded.requests - after.requests, 1, 'a response emitted twice is counted once');
@@ -299,8 +297,7 @@ test("each response is counted once in its generation's health: finished, torn d
   after = forwarded;
   // A request whose client goes away before the answer: in flight until then, then counted as torn down.
   for (const server of [plain, own]) {
-    const port = (server.address() as { port: number }).port;
-    const req = http.get({ host: '127.0.0.1', port, path: '/hang', agent: false });
+    const req = http.get({ host: '127.0.0.1', port: portOf(server), path: '/hang', agent: false });
     req.on('error', () => undefined);
     const was = hung;
     while (hung === was) await new Promise((r) => setTimeout(r, 10));
