@@ -39,6 +39,8 @@ describe('livepatch repl in a terminal', () => {
     await term.waitFor(/^\.\.\.\s*$/m);
     term.type('return x * 2');
     term.press('Enter');
+    // The next continuation prompt first: a key typed ahead of it is echoed before the prompt is drawn.
+    await term.waitFor(/^\.\.\. return x \* 2\n\.\.\.\s*$/m);
     term.type('}');
     term.press('Enter');
     await term.waitFor((s) => lines(s).filter((l) => l === 'undefined').length === 2);
