@@ -226,7 +226,7 @@ async function main(): Promise<void> {
   try {
     if (PIN) pin(process.pid, PIN[1]);
     console.log(
-      `overhead: GET ${PATH}, ${CONNECTIONS} connections, ${PROCESSES > 1 ? `${PROCESSES} sets of processes × ` : ''}${ROUNDS} rounds × ${SECONDS} s per side, ${CONCURRENT ? 'all sides at once' : 'alternating'}, ${PIN ? `servers on CPU ${PIN[0]}, load generator on CPU ${PIN[1]}` : 'not pinned'} (load average ${loadAverage()})`,
+      `overhead: Node ${process.version}, GET ${PATH}, ${CONNECTIONS} connections, ${PROCESSES > 1 ? `${PROCESSES} sets of processes × ` : ''}${ROUNDS} rounds × ${SECONDS} s per side, ${CONCURRENT ? 'all sides at once' : 'alternating'}, ${PIN ? `servers on CPU ${PIN[0]}, load generator on CPU ${PIN[1]}` : 'not pinned'} (load average ${loadAverage()})`,
     );
     for (let set = 0; set < PROCESSES; set++) {
       sides = await startSides(roots, state);
