@@ -32,6 +32,10 @@ const writeModule = (name: string, ts: string): void => {
 const apply = async (files: Record<string, string>): Promise<void> => {
   engine.commit(await engine.stage(changes(files)));
 };
+/** Wait while `pending()` holds: checked every 10 ms, at most `tries` times (the caller asserts after). */
+const waitWhile = async (pending: () => boolean, tries: number): Promise<void> => {
+  for (let i = 0; i < tries && pending(); i++) await new Promise((res) => setTimeout(res, 10));
+};
 const portOf = (server: http.Server): number => (server.address() as { port: number }).port;
 /** Listen on a free loopback port until test `t` ends; the port. */
 const listen = async (server: http.Server, t: TestContext): Promise<number> => {
@@ -207,7 +211,7 @@ test('https requests are counted in flight and pinned like http ones', async (t)
 test("an app's own 'close' listener on the last request of a replaced generation still runs on that generation", async (t) => {
   const m = require(join(root, 'dist/shape.js'));
   // The earlier tests' generations drained first: this request starts with one generation live.
-  for (let i = 0; i < 200 && engine.liveGenerations().length > 1; i++) await new Promise((res) => setTimeout(res, 10));
+  await waitWhile(() => engine.liveGenerations().length > 1, 200);
   assert.equal(engine.liveGenerations().length, 1);
   let release!: () => void;
   const gate = new Promise<void>((res) => (release = res));
@@ -226,15 +230,15 @@ test("an app's own 'close' listener on the last request of a replaced generation
     http.get({ host: '127.0.0.1', port, agent: false }, (r) => r.resume().on('end', () => res())).on('error', rej);
   });
   const inflight = (): number | undefined => engine.liveGenerations().find((g) => g.current)?.inflight;
-  for (let i = 0; i < 500 && inflight() !== 1; i++) await new Promise((res) => setTimeout(res, 10));
+  await waitWhile(() => inflight() !== 1, 500);
   assert.equal(inflight(), 1, 'the request is in flight');
   await apply({ 'src/shape.ts': SHAPE_V1.replace('version = 1', 'version = 5') });
   release();
   await done;
-  for (let i = 0; i < 500 && atClose.length === 0; i++) await new Promise((res) => setTimeout(res, 10));
+  await waitWhile(() => atClose.length === 0, 500);
   assert.deepEqual(atClose, [before], 'the listener saw the code its request started on');
   // And the replaced generation is still released once that is over.
-  for (let i = 0; i < 100 && engine.liveGenerations().length > 1; i++) await new Promise((res) => setTimeout(res, 10));
+  await waitWhile(() => engine.liveGenerations().length > 1, 100);
   assert.equal(engine.liveGenerations().length, 1);
   assert.equal(m.version, 5);
 });
@@ -273,7 +277,7 @@ test("each response is counted once in its generation's health: finished, torn d
   };
   /** Until the server side has counted everything (its 'close' comes a turn after the client's end). */
   const settled = async (want: number) => {
-    for (let i = 0; i < 200 && (figures().requests !== want || figures().inflight !== 0); i++) await new Promise((r) => setTimeout(r, 10));
+    await waitWhile(() => figures().requests !== want || figures().inflight !== 0, 200);
     return figures();
   };
   const before = figures();
